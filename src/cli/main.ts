@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+// The diffsim command line.
+
+import { formatInspect, inspectFile } from './inspect.js';
+import { Runtime } from '../gpu/runtime.js';
+
+const USAGE = `usage: diffsim <command> [options]
+
+commands:
+  info                     print the WebGPU adapter, backend, limits and features
+  inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
+
+environment:
+  DIFFSIM_DAWN_TOGGLES            Dawn toggles to enable (Node), e.g. allow_unsafe_apis,disable_robustness
+  DIFFSIM_DAWN_DISABLE_TOGGLES    Dawn toggles to disable (Node)
+  DIFFSIM_DAWN_BACKEND            Dawn backend (Node), default vulkan on Linux
+  DIFFSIM_DISABLE_FEATURES        optional WebGPU features not to request, e.g. shader-f16,subgroups`;
+
+class UsageError extends Error {}
+
+async function info(json: boolean): Promise<void> {
+  const rt = await Runtime.create();
+  try {
+    const report = { adapter: rt.adapterInfo, features: [...rt.features].sort(), limits: rt.limits };
+    if (json) {
+      console.log(JSON.stringify(report, null, 2));
+      return;
+    }
+    const a = rt.adapterInfo;
+    console.log(`adapter:   ${a.description || '(no description)'}${a.isFallbackAdapter ? ' [software fallback]' : ''}`);
+    console.log(`vendor:    ${a.vendor || '-'}   architecture: ${a.architecture || '-'}   device: ${a.device || '-'}`);
+    console.log(`host:      ${a.host}${a.backend ? `   backend: ${a.backend}` : ''}`);
+    if (a.subgroupMinSize !== undefined) console.log(`subgroups: ${a.subgroupMinSize}..${a.subgroupMaxSize}`);
+    console.log(`features:  ${report.features.join(', ') || '(none)'}`);
+    console.log('limits:');
+    for (const [k, v] of Object.entries(rt.limits).sort(([x], [y]) => x.localeCompare(y))) console.log(`  ${k.padEnd(44)} ${v}`);
+  } finally {
+    rt.destroy();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const flags = new Set(rest.filter((a) => a.startsWith('--')));
+  const positional = rest.filter((a) => !a.startsWith('--'));
+  switch (command) {
+    case 'info':
+      await info(flags.has('--json'));
+      return 0;
+    case 'inspect': {
+      for (const f of flags) if (f !== '--json') throw new UsageError(`inspect: unknown option ${f}`);
+      if (positional.length !== 1) throw new UsageError('inspect: expected exactly one FILE');
+      const path = positional[0]!;
+      const report = await inspectFile(path);
+      if (flags.has('--json')) console.log(JSON.stringify({ tensors: report.tensors, metadata: report.metadata }, null, 2));
+      else console.log(formatInspect(path, report));
+      return 0;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command '${command}'`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const message = err instanceof Error ? err.message : String(err);
+    console.error(`diffsim: ${message.split('\n')[0]}`);
+    if (err instanceof UsageError) console.error(USAGE);
+    if (process.env.DIFFSIM_DEBUG && err instanceof Error) console.error(err.stack);
+    process.exitCode = err instanceof UsageError ? 2 : 1;
+  },
+);

@@ -1,0 +1,205 @@
+// Acquiring a GPUDevice in Node (dawn.node via the `webgpu` package), Deno and browsers.
+
+/** Optional features we request whenever the adapter offers them. */
+export const OPTIONAL_FEATURES = [
+  'shader-f16',
+  'subgroups',
+  'timestamp-query',
+  'chromium-experimental-subgroup-matrix',
+] as const;
+
+export interface DeviceOptions {
+  /** Dawn toggles to enable (Node only), e.g. `allow_unsafe_apis`, `disable_robustness`.
+   *  Also read from the environment variable `DIFFSIM_DAWN_TOGGLES` (comma separated). */
+  enableToggles?: string[];
+  /** Dawn toggles to disable (Node only). Also read from `DIFFSIM_DAWN_DISABLE_TOGGLES`. */
+  disableToggles?: string[];
+  /** Dawn backend name (Node only): `vulkan`, `metal`, `d3d12`, … Also `DIFFSIM_DAWN_BACKEND`. */
+  backend?: string;
+  /** Adapter power preference; default `high-performance`. */
+  powerPreference?: GPUPowerPreference;
+  /** Features to leave out even if present (e.g. to test fallbacks); also `DIFFSIM_DISABLE_FEATURES`. */
+  disableFeatures?: string[];
+}
+
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** `node-dawn`, `deno` or `browser`. */
+  host: string;
+  /** Dawn backend when known (Node), e.g. `vulkan`. */
+  backend: string;
+  isFallbackAdapter: boolean;
+  subgroupMinSize?: number;
+  subgroupMaxSize?: number;
+}
+
+export interface AcquiredDevice {
+  device: GPUDevice;
+  adapter: GPUAdapter;
+  adapterInfo: AdapterDescription;
+  features: string[];
+  /** The limits granted to the device. */
+  limits: Record<string, number>;
+  /** Releases the device and the reference that keeps dawn.node alive. */
+  destroy(): void;
+}
+
+export class NoAdapterError extends Error {
+  constructor(detail: string) {
+    super(
+      `no WebGPU adapter found (${detail}). ` +
+        'diffsim needs a Vulkan, Metal or D3D12 capable GPU driver. On Linux without a GPU install ' +
+        "Mesa's lavapipe software Vulkan driver, version 23 or newer (Debian 12: " +
+        '`apt-get install -t bookworm-backports mesa-vulkan-drivers`; Ubuntu 24.04: ' +
+        '`apt-get install mesa-vulkan-drivers`), then run `diffsim info`.',
+    );
+    this.name = 'NoAdapterError';
+  }
+}
+
+interface ProcessLike {
+  env?: Record<string, string | undefined>;
+  versions?: { node?: string };
+}
+
+function env(name: string): string | undefined {
+  const proc = (globalThis as { process?: ProcessLike }).process;
+  if (proc?.env) return proc.env[name];
+  const deno = (globalThis as { Deno?: { env: { get(n: string): string | undefined } } }).Deno;
+  try {
+    return deno?.env.get(name);
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
+function listFromEnv(name: string): string[] {
+  return (env(name) ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function isNode(): boolean {
+  const proc = (globalThis as { process?: ProcessLike }).process;
+  return !!proc?.versions?.node && !(globalThis as { Deno?: unknown }).Deno;
+}
+
+const LIMITS_TO_MAXIMISE = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+  'maxUniformBufferBindingSize',
+  'maxBindGroups',
+] as const;
+
+/** Returns a ready GPUDevice with the adapter's maximum buffer and workgroup limits and every
+ *  optional feature from OPTIONAL_FEATURES the adapter has. */
+export async function acquireDevice(options: DeviceOptions = {}): Promise<AcquiredDevice> {
+  let gpu: GPU | undefined;
+  let host: string;
+  let backend = '';
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (isNode()) {
+    host = 'node-dawn';
+    let mod: { create(args: string[]): GPU; globals: object };
+    try {
+      mod = (await import('webgpu')) as unknown as { create(args: string[]): GPU; globals: object };
+    } catch (e) {
+      throw new NoAdapterError(`the 'webgpu' package (dawn.node) could not be loaded: ${(e as Error).message}`);
+    }
+    // dawn.node's classes (GPUBufferUsage, …) become globals, as in browsers.
+    for (const [k, v] of Object.entries(mod.globals)) {
+      if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+    }
+    const enable = [...(options.enableToggles ?? []), ...listFromEnv('DIFFSIM_DAWN_TOGGLES')];
+    const disable = [...(options.disableToggles ?? []), ...listFromEnv('DIFFSIM_DAWN_DISABLE_TOGGLES')];
+    backend = options.backend ?? env('DIFFSIM_DAWN_BACKEND') ?? (detectPlatform() === 'linux' ? 'vulkan' : '');
+    const args: string[] = [];
+    if (enable.length) args.push(`enable-dawn-features=${[...new Set(enable)].join(',')}`);
+    if (disable.length) args.push(`disable-dawn-features=${[...new Set(disable)].join(',')}`);
+    if (backend) args.push(`backend=${backend}`);
+    try {
+      gpu = mod.create(args);
+    } catch (e) {
+      throw new NoAdapterError(`dawn.node failed to start with ${JSON.stringify(args)}: ${(e as Error).message}`);
+    }
+  } else if (nav?.gpu) {
+    gpu = nav.gpu;
+    host = (globalThis as { Deno?: unknown }).Deno ? 'deno' : 'browser';
+  } else {
+    throw new NoAdapterError('this runtime has no navigator.gpu (Deno 2 and current browsers have it)');
+  }
+
+  let adapter: GPUAdapter | null = null;
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+  } catch (e) {
+    throw new NoAdapterError(`requestAdapter failed: ${(e as Error).message}`);
+  }
+  if (!adapter) throw new NoAdapterError(`requestAdapter returned null on ${host}${backend ? ` (${backend})` : ''}`);
+
+  const disabled = new Set([...(options.disableFeatures ?? []), ...listFromEnv('DIFFSIM_DISABLE_FEATURES')]);
+  const requiredFeatures = OPTIONAL_FEATURES.filter(
+    (f) => adapter!.features.has(f) && !disabled.has(f),
+  ) as unknown as GPUFeatureName[];
+  const requiredLimits: Record<string, number> = {};
+  const adapterLimits = adapter.limits as unknown as Record<string, number>;
+  for (const name of LIMITS_TO_MAXIMISE) {
+    const v = adapterLimits[name];
+    if (typeof v === 'number') requiredLimits[name] = v;
+  }
+  const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+
+  const info = adapter.info;
+  const adapterInfo: AdapterDescription = {
+    vendor: info?.vendor ?? '',
+    architecture: info?.architecture ?? '',
+    device: info?.device ?? '',
+    description: info?.description ?? '',
+    host,
+    backend,
+    isFallbackAdapter: !!(info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter,
+  };
+  const sub = info as unknown as { subgroupMinSize?: number; subgroupMaxSize?: number };
+  if (typeof sub?.subgroupMinSize === 'number') adapterInfo.subgroupMinSize = sub.subgroupMinSize;
+  if (typeof sub?.subgroupMaxSize === 'number') adapterInfo.subgroupMaxSize = sub.subgroupMaxSize;
+
+  const limits: Record<string, number> = {};
+  const deviceLimits = device.limits as unknown as Record<string, number>;
+  for (const key in deviceLimits) {
+    const v = deviceLimits[key];
+    if (typeof v === 'number') limits[key] = v;
+  }
+  // Some hosts expose limits only as prototype getters, which for..in does not always enumerate.
+  for (const name of LIMITS_TO_MAXIMISE) if (typeof deviceLimits[name] === 'number') limits[name] = deviceLimits[name]!;
+
+  const features = [...device.features].map(String).sort();
+  let held: GPU | undefined = gpu;
+  return {
+    device,
+    adapter,
+    adapterInfo,
+    features,
+    limits,
+    destroy() {
+      device.destroy();
+      held = undefined; // dropping the last reference to dawn.node's GPU object lets Node exit
+      void held;
+    },
+  };
+}
+
+function detectPlatform(): string {
+  const proc = (globalThis as { process?: { platform?: string } }).process;
+  return proc?.platform ?? '';
+}

@@ -1,0 +1,757 @@
+// The execution runtime: one device, one buffer pool, one pipeline cache, one dispatch path.
+//
+// Dispatches are recorded into a shared command encoder (one compute pass per batch) and submitted
+// in batches. Kernel parameters of a batch live in one uniform "arena" buffer written once per
+// submit, and the arena is reused only after the GPU has completed that submission.
+//
+// Buffer reuse: a released storage buffer becomes reusable once every command that may touch it has
+// been submitted. From then on the queue orders any later use after those commands: later kernels
+// are recorded into later submissions, and host writes (queue.writeBuffer) go through
+// `writeTensor`, which submits recorded work before writing. Within one unsubmitted batch a released
+// buffer is never handed out again, so a host write can never overtake a pending reader.
+
+import { acquireDevice, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './device.js';
+import { f16ArrayToF32, f32ArrayToF16 } from './half.js';
+
+export type DType = 'f32' | 'f16' | 'i32' | 'u32';
+export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
+export type TypedArrayFor<D extends DType> = D extends 'i32' ? Int32Array : D extends 'u32' ? Uint32Array : Float32Array;
+
+export class ShapeError extends Error {
+  override name = 'ShapeError';
+}
+
+export function numelOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function checkShape(shape: readonly number[], what = 'shape'): void {
+  for (const d of shape) {
+    if (!Number.isSafeInteger(d) || d < 0) throw new ShapeError(`${what} [${shape.join(', ')}]: dimensions must be non-negative integers`);
+  }
+}
+
+/** A GPU buffer with a reference count; shared by a tensor and its reshaped views. */
+export class Storage {
+  refs = 1;
+  constructor(
+    readonly runtime: Runtime,
+    readonly buffer: GPUBuffer,
+    /** Bytes the buffer holds (its pool size class). */
+    readonly capacity: number,
+  ) {}
+  retain(): void {
+    this.refs++;
+  }
+  release(): void {
+    if (this.refs <= 0) throw new Error('storage released twice');
+    if (--this.refs === 0) this.runtime.pool.release(this);
+  }
+}
+
+/** A dense, row-major tensor on the GPU. Reshapes share storage; everything else makes a new tensor. */
+export class Tensor {
+  private disposed = false;
+  constructor(
+    readonly storage: Storage,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+  ) {}
+
+  get runtime(): Runtime {
+    return this.storage.runtime;
+  }
+  get numel(): number {
+    return numelOf(this.shape);
+  }
+  get rank(): number {
+    return this.shape.length;
+  }
+  /** Bytes of data (f16: 2 per element), rounded up to 4 for binding. */
+  get byteLength(): number {
+    return Math.ceil((this.numel * DTYPE_BYTES[this.dtype]) / 4) * 4;
+  }
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** A view with another shape over the same storage (no copy). One dimension may be -1. */
+  reshape(shape: readonly number[]): Tensor {
+    this.assertLive('reshape');
+    const resolved = [...shape];
+    const infer = resolved.indexOf(-1);
+    if (infer >= 0) {
+      const rest = numelOf(resolved.filter((_, i) => i !== infer));
+      if (rest === 0 || this.numel % rest !== 0) {
+        throw new ShapeError(`cannot reshape [${this.shape.join(', ')}] to [${shape.join(', ')}]`);
+      }
+      resolved[infer] = this.numel / rest;
+    }
+    checkShape(resolved, 'reshape target');
+    if (numelOf(resolved) !== this.numel) {
+      throw new ShapeError(`cannot reshape [${this.shape.join(', ')}] (${this.numel} elements) to [${shape.join(', ')}]`);
+    }
+    this.storage.retain();
+    const view = new Tensor(this.storage, resolved, this.dtype);
+    this.runtime.track(view);
+    return view;
+  }
+
+  /** Reads the data back as float32 (f32, f16), int32 or uint32. */
+  async read(): Promise<Float32Array | Int32Array | Uint32Array> {
+    this.assertLive('read');
+    return this.runtime.read(this);
+  }
+
+  /** Keeps this tensor alive past the enclosing `runtime.scope`. */
+  keep(): this {
+    this.runtime.untrack(this);
+    return this;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.storage.release();
+  }
+
+  assertLive(op: string): void {
+    if (this.disposed) throw new Error(`${op}: tensor [${this.shape.join(', ')}] ${this.dtype} was already disposed`);
+  }
+}
+
+export interface MemoryStats {
+  /** Bytes of GPU buffers created and not destroyed (pooled, in use and internal). */
+  allocatedBytes: number;
+  /** Bytes held by live tensors. */
+  liveBytes: number;
+  /** Bytes in the pool, free for reuse. */
+  pooledBytes: number;
+  /** Bytes released but not yet reusable (the GPU may still use them). */
+  pendingBytes: number;
+  /** Highest `allocatedBytes` seen since creation or the last `resetPeak()`. */
+  peakAllocatedBytes: number;
+  liveTensors: number;
+}
+
+const STORAGE_USAGE = 0x80 | 0x4 | 0x8; // STORAGE | COPY_SRC | COPY_DST
+const UNIFORM_USAGE = 0x40 | 0x8; // UNIFORM | COPY_DST
+const MAP_READ_USAGE = 0x1 | 0x8; // MAP_READ | COPY_DST
+
+/** Rounds a byte size to a pool size class: 8 classes per power of two (≤ 12.5% slack), ≥ 256 B. */
+export function sizeClass(bytes: number): number {
+  if (bytes <= 256) return 256;
+  const octave = 2 ** Math.floor(Math.log2(bytes - 1));
+  const step = Math.max(256, octave / 8);
+  return Math.ceil(bytes / step) * step;
+}
+
+/** Buffers by size class. Released buffers wait until the submissions that may use them are done. */
+export class BufferPool {
+  private free = new Map<number, GPUBuffer[]>();
+  private pending: { buffer: GPUBuffer; capacity: number; serial: number }[] = [];
+  allocatedBytes = 0;
+  liveBytes = 0;
+  pooledBytes = 0;
+  pendingBytes = 0;
+  peakAllocatedBytes = 0;
+  liveStorages = 0;
+
+  constructor(private readonly rt: Runtime) {}
+
+  acquire(bytes: number): Storage {
+    const capacity = sizeClass(Math.max(4, bytes));
+    const maxBuffer = this.rt.limits.maxBufferSize ?? 268435456;
+    if (capacity > maxBuffer && bytes <= maxBuffer) {
+      return this.wrap(this.create(bytes), bytes);
+    }
+    if (bytes > maxBuffer) {
+      throw new ShapeError(`a tensor of ${bytes} bytes exceeds this adapter's maxBufferSize (${maxBuffer} bytes)`);
+    }
+    const list = this.free.get(capacity);
+    const reused = list?.pop();
+    if (reused) {
+      this.pooledBytes -= capacity;
+      return this.wrap(reused, capacity);
+    }
+    return this.wrap(this.create(capacity), capacity);
+  }
+
+  private create(capacity: number): GPUBuffer {
+    const buffer = this.rt.device.createBuffer({ size: capacity, usage: STORAGE_USAGE });
+    this.allocatedBytes += capacity;
+    if (this.allocatedBytes > this.peakAllocatedBytes) this.peakAllocatedBytes = this.allocatedBytes;
+    return buffer;
+  }
+
+  private wrap(buffer: GPUBuffer, capacity: number): Storage {
+    this.liveBytes += capacity;
+    this.liveStorages++;
+    return new Storage(this.rt, buffer, capacity);
+  }
+
+  release(storage: Storage): void {
+    this.liveBytes -= storage.capacity;
+    this.liveStorages--;
+    const serial = this.rt.serialForRelease();
+    if (serial <= this.rt.submittedSerial) this.toFree(storage.buffer, storage.capacity);
+    else {
+      this.pending.push({ buffer: storage.buffer, capacity: storage.capacity, serial });
+      this.pendingBytes += storage.capacity;
+    }
+  }
+
+  /** Called once submission `serial` (and every earlier one) has been handed to the queue. */
+  retire(serial: number): void {
+    if (!this.pending.length) return;
+    const still: typeof this.pending = [];
+    for (const p of this.pending) {
+      if (p.serial <= serial) {
+        this.pendingBytes -= p.capacity;
+        this.toFree(p.buffer, p.capacity);
+      } else still.push(p);
+    }
+    this.pending = still;
+  }
+
+  private toFree(buffer: GPUBuffer, capacity: number): void {
+    if (buffer.size !== capacity) {
+      // An exact-size buffer (beyond the size-class range) is not pooled.
+      buffer.destroy();
+      this.allocatedBytes -= capacity;
+      return;
+    }
+    let list = this.free.get(capacity);
+    if (!list) this.free.set(capacity, (list = []));
+    list.push(buffer);
+    this.pooledBytes += capacity;
+  }
+
+  /** Destroys every free buffer. */
+  trim(): void {
+    for (const [capacity, list] of this.free) {
+      for (const b of list) {
+        b.destroy();
+        this.allocatedBytes -= capacity;
+        this.pooledBytes -= capacity;
+      }
+    }
+    this.free.clear();
+  }
+
+  noteExtraAllocation(bytes: number): void {
+    this.allocatedBytes += bytes;
+    if (this.allocatedBytes > this.peakAllocatedBytes) this.peakAllocatedBytes = this.allocatedBytes;
+  }
+}
+
+/** A compute kernel: WGSL source plus its binding layout. Bindings in group 0: binding 0 is the
+ *  uniform parameter block (when `uniforms` is true), then `inputs` read-only storage buffers, then
+ *  `outputs` read-write storage buffers, in that order. */
+export interface KernelDef {
+  /** Unique cache key; must change whenever `code` changes (include every specialisation). */
+  key: string;
+  code: string;
+  inputs: number;
+  outputs: number;
+  uniforms: boolean;
+  entryPoint?: string;
+}
+
+export interface DispatchArgs {
+  params?: ArrayBuffer;
+  inputs: readonly Tensor[];
+  outputs: readonly Tensor[];
+  workgroups: readonly [number, number?, number?];
+}
+
+/** Builds a uniform parameter block of 4-byte scalars in declaration order. */
+export class Params {
+  private view = new DataView(new ArrayBuffer(256));
+  private offset = 0;
+  u32(...values: number[]): this {
+    for (const v of values) {
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`u32 parameter out of range: ${v}`);
+      this.view.setUint32(this.offset, v, true);
+      this.offset += 4;
+    }
+    return this;
+  }
+  i32(...values: number[]): this {
+    for (const v of values) {
+      this.view.setInt32(this.offset, v, true);
+      this.offset += 4;
+    }
+    return this;
+  }
+  f32(...values: number[]): this {
+    for (const v of values) {
+      this.view.setFloat32(this.offset, v, true);
+      this.offset += 4;
+    }
+    return this;
+  }
+  build(): ArrayBuffer {
+    // Uniform blocks are sized in 16-byte units.
+    return this.view.buffer.slice(0, Math.max(16, Math.ceil(this.offset / 16) * 16));
+  }
+}
+
+interface Batch {
+  encoder: GPUCommandEncoder;
+  pass: GPUComputePassEncoder | null;
+  uniformBuffer: GPUBuffer;
+  uniformData: Uint8Array<ArrayBuffer>;
+  uniformUsed: number;
+  dispatches: number;
+}
+
+export interface RuntimeOptions extends DeviceOptions {
+  /** Dispatches recorded before a submit (default 32). */
+  dispatchesPerSubmit?: number;
+  /** Submissions in flight before `run` waits for the oldest (default 6). */
+  maxInFlight?: number;
+}
+
+const UNIFORM_SLOT = 256;
+
+export class Runtime {
+  readonly pool: BufferPool;
+  readonly limits: Record<string, number>;
+  readonly features: ReadonlySet<string>;
+  readonly adapterInfo: AdapterDescription;
+  /** Serial of the last submission handed to the queue; 0 before the first. */
+  submittedSerial = 0;
+  /** Serial of the last submission known complete. */
+  completedSerial = 0;
+
+  private batch: Batch | null = null;
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly uniformFree: GPUBuffer[] = [];
+  private readonly inFlight: { serial: number; done: Promise<void> }[] = [];
+  private readonly scopes: Set<Tensor>[] = [];
+  private readonly dispatchesPerSubmit: number;
+  private readonly maxInFlight: number;
+  private deviceError: Error | null = null;
+  private destroyed = false;
+
+  private constructor(
+    private readonly acquired: AcquiredDevice,
+    options: RuntimeOptions,
+  ) {
+    this.limits = acquired.limits;
+    this.features = new Set(acquired.features);
+    this.adapterInfo = acquired.adapterInfo;
+    this.pool = new BufferPool(this);
+    this.dispatchesPerSubmit = options.dispatchesPerSubmit ?? 32;
+    this.maxInFlight = options.maxInFlight ?? 6;
+    const device = acquired.device;
+    device.addEventListener('uncapturederror', (ev) => {
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      if (!this.deviceError) this.deviceError = new Error(`WebGPU error: ${err.message}`);
+    });
+    void device.lost.then((info) => {
+      if (!this.destroyed && !this.deviceError) this.deviceError = new Error(`WebGPU device lost: ${info.message}`);
+    });
+  }
+
+  static async create(options: RuntimeOptions = {}): Promise<Runtime> {
+    return new Runtime(await acquireDevice(options), options);
+  }
+
+  get device(): GPUDevice {
+    return this.acquired.device;
+  }
+  get hasShaderF16(): boolean {
+    return this.features.has('shader-f16');
+  }
+  get hasSubgroups(): boolean {
+    return this.features.has('subgroups');
+  }
+  get hasSubgroupMatrix(): boolean {
+    return this.features.has('chromium-experimental-subgroup-matrix');
+  }
+
+  // ---------------------------------------------------------------- tensors
+
+  /** An uninitialised tensor. */
+  empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    this.assertUsable();
+    checkShape(shape);
+    const bytes = Math.ceil((numelOf(shape) * DTYPE_BYTES[dtype]) / 4) * 4;
+    const t = new Tensor(this.pool.acquire(bytes), [...shape], dtype);
+    this.track(t);
+    return t;
+  }
+
+  /** Uploads host data. f16 tensors take float32 values (converted) or raw half bits (Uint16Array). */
+  upload(data: Float32Array | Int32Array | Uint32Array | Uint16Array | readonly number[], shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    checkShape(shape);
+    const n = numelOf(shape);
+    if (data.length !== n) {
+      throw new ShapeError(`upload: ${data.length} values given for shape [${shape.join(', ')}] (${n} elements)`);
+    }
+    const t = this.empty(shape, dtype);
+    this.writeTensor(t, data);
+    return t;
+  }
+
+  zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const t = this.empty(shape, dtype);
+    this.endPass();
+    this.ensureBatch().encoder.clearBuffer(t.storage.buffer, 0, t.byteLength);
+    return t;
+  }
+
+  /** Overwrites a tensor's contents with host data. */
+  writeTensor(t: Tensor, data: Float32Array | Int32Array | Uint32Array | Uint16Array | readonly number[]): void {
+    t.assertLive('write');
+    if (data.length !== t.numel) throw new ShapeError(`write: ${data.length} values for a tensor of ${t.numel}`);
+    let bytes: Uint8Array;
+    if (t.dtype === 'f16') {
+      const half = data instanceof Uint16Array ? data : f32ArrayToF16(Float32Array.from(data as ArrayLike<number>));
+      bytes = new Uint8Array(half.buffer, half.byteOffset, half.byteLength);
+    } else if (t.dtype === 'f32') {
+      const f = data instanceof Float32Array ? data : Float32Array.from(data as ArrayLike<number>);
+      bytes = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+    } else {
+      const arr = t.dtype === 'i32' ? (data instanceof Int32Array ? data : Int32Array.from(data as ArrayLike<number>)) : data instanceof Uint32Array ? data : Uint32Array.from(data as ArrayLike<number>);
+      bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
+    }
+    // Commands already recorded must see the old contents: submit them before the queue write.
+    if (this.batch) this.flush();
+    if (bytes.byteLength % 4 !== 0 || bytes.byteOffset % 4 !== 0) {
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(bytes);
+      bytes = padded;
+    }
+    if (bytes.byteLength > 0) this.device.queue.writeBuffer(t.storage.buffer, 0, bytes as Uint8Array<ArrayBuffer>);
+  }
+
+  /** Reads a tensor back: f32 and f16 as Float32Array, i32 as Int32Array, u32 as Uint32Array. */
+  async read(t: Tensor): Promise<Float32Array | Int32Array | Uint32Array> {
+    t.assertLive('read');
+    this.assertUsable();
+    const size = t.byteLength;
+    if (size === 0) return t.dtype === 'i32' ? new Int32Array(0) : t.dtype === 'u32' ? new Uint32Array(0) : new Float32Array(0);
+    const staging = this.device.createBuffer({ size, usage: MAP_READ_USAGE });
+    this.pool.noteExtraAllocation(size);
+    this.endPass();
+    this.ensureBatch().encoder.copyBufferToBuffer(t.storage.buffer, 0, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+    } catch (e) {
+      staging.destroy();
+      this.pool.noteExtraAllocation(-size);
+      this.throwIfFailed();
+      throw e;
+    }
+    const copy = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    this.pool.noteExtraAllocation(-size);
+    this.throwIfFailed();
+    switch (t.dtype) {
+      case 'f32':
+        return new Float32Array(copy, 0, t.numel);
+      case 'f16':
+        return f16ArrayToF32(new Uint16Array(copy, 0, t.numel));
+      case 'i32':
+        return new Int32Array(copy, 0, t.numel);
+      case 'u32':
+        return new Uint32Array(copy, 0, t.numel);
+    }
+  }
+
+  /** Copies `src` into `dst` (same byte length). */
+  copy(src: Tensor, dst: Tensor): void {
+    src.assertLive('copy');
+    dst.assertLive('copy');
+    if (src.byteLength !== dst.byteLength) throw new ShapeError(`copy: ${src.byteLength} bytes into ${dst.byteLength}`);
+    this.endPass();
+    this.ensureBatch().encoder.copyBufferToBuffer(src.storage.buffer, 0, dst.storage.buffer, 0, src.byteLength);
+  }
+
+  /** Runs `fn` and disposes every tensor created inside it except those it returns (also inside
+   *  arrays and plain objects) and those marked with `keep()`. */
+  async scope<T>(fn: () => Promise<T> | T): Promise<T> {
+    const created = new Set<Tensor>();
+    this.scopes.push(created);
+    let result: T;
+    try {
+      result = await fn();
+    } catch (e) {
+      this.scopes.splice(this.scopes.lastIndexOf(created), 1);
+      for (const t of created) t.dispose();
+      throw e;
+    }
+    this.scopes.splice(this.scopes.lastIndexOf(created), 1);
+    const keep = new Set<Tensor>();
+    collectTensors(result, keep, 0);
+    const parent = this.scopes[this.scopes.length - 1];
+    for (const t of created) {
+      if (keep.has(t)) parent?.add(t);
+      else t.dispose();
+    }
+    return result;
+  }
+
+  /** @internal */
+  track(t: Tensor): void {
+    this.scopes[this.scopes.length - 1]?.add(t);
+  }
+  /** @internal */
+  untrack(t: Tensor): void {
+    for (const s of this.scopes) s.delete(t);
+  }
+
+  // ---------------------------------------------------------------- kernels
+
+  /** The compiled pipeline of a kernel, created once (asynchronously) and cached by key. */
+  pipeline(def: KernelDef): Promise<GPUComputePipeline> {
+    let p = this.pipelines.get(def.key);
+    if (!p) {
+      p = this.compile(def);
+      this.pipelines.set(def.key, p);
+      p.catch(() => this.pipelines.delete(def.key));
+    }
+    return p;
+  }
+
+  private async compile(def: KernelDef): Promise<GPUComputePipeline> {
+    const device = this.device;
+    // Capture the shader's validation error here so it does not poison the device for later work.
+    device.pushErrorScope('validation');
+    const module = device.createShaderModule({ code: def.code, label: def.key });
+    const info = await module.getCompilationInfo();
+    const moduleError = await device.popErrorScope();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (moduleError && !errors.length) throw new Error(`shader module creation failed for kernel '${def.key}': ${moduleError.message}`);
+    if (errors.length) {
+      const lines = def.code.split('\n');
+      const detail = errors
+        .map((m) => `  line ${m.lineNum}:${m.linePos}: ${m.message}\n    ${lines[m.lineNum - 1] ?? ''}`)
+        .join('\n');
+      throw new Error(`WGSL compilation failed for kernel '${def.key}':\n${detail}`);
+    }
+    const layout = device.createPipelineLayout({ bindGroupLayouts: [this.bindGroupLayout(def)] });
+    device.pushErrorScope('validation');
+    const pipeline = await device.createComputePipelineAsync({
+      label: def.key,
+      layout,
+      compute: { module, entryPoint: def.entryPoint ?? 'main' },
+    });
+    const err = await device.popErrorScope();
+    if (err) throw new Error(`pipeline creation failed for kernel '${def.key}': ${err.message}`);
+    return pipeline;
+  }
+
+  private bindGroupLayout(def: KernelDef): GPUBindGroupLayout {
+    const key = `${def.uniforms ? 1 : 0}:${def.inputs}:${def.outputs}`;
+    let layout = this.layouts.get(key);
+    if (!layout) {
+      const entries: GPUBindGroupLayoutEntry[] = [];
+      let binding = 0;
+      if (def.uniforms) entries.push({ binding: binding++, visibility: 4, buffer: { type: 'uniform' } });
+      for (let i = 0; i < def.inputs; i++) entries.push({ binding: binding++, visibility: 4, buffer: { type: 'read-only-storage' } });
+      for (let i = 0; i < def.outputs; i++) entries.push({ binding: binding++, visibility: 4, buffer: { type: 'storage' } });
+      layout = this.device.createBindGroupLayout({ entries, label: key });
+      this.layouts.set(key, layout);
+    }
+    return layout;
+  }
+
+  /** The one dispatch path: records `def` with its bindings into the current batch. */
+  async run(def: KernelDef, args: DispatchArgs): Promise<void> {
+    this.assertUsable();
+    if (args.inputs.length !== def.inputs || args.outputs.length !== def.outputs) {
+      throw new Error(`kernel '${def.key}' takes ${def.inputs} inputs and ${def.outputs} outputs, got ${args.inputs.length} and ${args.outputs.length}`);
+    }
+    const maxBinding = this.limits.maxStorageBufferBindingSize ?? 134217728;
+    for (const t of [...args.inputs, ...args.outputs]) {
+      t.assertLive(def.key);
+      if (t.byteLength > maxBinding) {
+        throw new ShapeError(
+          `kernel '${def.key}': tensor [${t.shape.join(', ')}] ${t.dtype} is ${t.byteLength} bytes, over this adapter's maxStorageBufferBindingSize (${maxBinding})`,
+        );
+      }
+    }
+    const [x, y = 1, z = 1] = args.workgroups;
+    const maxDim = this.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+    if (x > maxDim || y > maxDim || z > maxDim) throw new Error(`kernel '${def.key}': workgroup grid [${x}, ${y}, ${z}] exceeds ${maxDim} per dimension`);
+    const pipeline = await this.pipeline(def);
+    if (x === 0 || y === 0 || z === 0) return;
+    if (this.inFlight.length >= this.maxInFlight) await this.inFlight[0]!.done;
+
+    const batch = this.ensureBatch();
+    if (def.uniforms && batch.uniformUsed + UNIFORM_SLOT > batch.uniformData.byteLength) {
+      this.flush();
+      return this.run(def, args);
+    }
+    const entries: GPUBindGroupEntry[] = [];
+    let binding = 0;
+    if (def.uniforms) {
+      const params = args.params ?? new ArrayBuffer(16);
+      if (params.byteLength > UNIFORM_SLOT) throw new Error(`kernel '${def.key}': parameter block over ${UNIFORM_SLOT} bytes`);
+      batch.uniformData.set(new Uint8Array(params), batch.uniformUsed);
+      entries.push({ binding: binding++, resource: { buffer: batch.uniformBuffer, offset: batch.uniformUsed, size: Math.max(16, params.byteLength) } });
+      batch.uniformUsed += UNIFORM_SLOT;
+    }
+    for (const t of [...args.inputs, ...args.outputs]) {
+      entries.push({ binding: binding++, resource: { buffer: t.storage.buffer, offset: 0, size: Math.max(4, t.byteLength) } });
+    }
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    if (!batch.pass) batch.pass = batch.encoder.beginComputePass();
+    batch.pass.setPipeline(pipeline);
+    batch.pass.setBindGroup(0, bindGroup);
+    batch.pass.dispatchWorkgroups(x, y, z);
+    batch.dispatches++;
+    if (batch.dispatches >= this.dispatchesPerSubmit) this.flush();
+  }
+
+  /** A workgroup grid covering `count` workgroups within the per-dimension limit. */
+  grid(count: number): [number, number, number] {
+    const maxDim = this.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+    if (count <= maxDim) return [Math.max(count, 0), 1, 1];
+    const y = Math.ceil(count / maxDim);
+    return [Math.ceil(count / y), y, 1];
+  }
+
+  private ensureBatch(): Batch {
+    if (!this.batch) {
+      const uniformBuffer = this.uniformFree.pop() ?? this.createUniformArena();
+      this.batch = {
+        encoder: this.device.createCommandEncoder(),
+        pass: null,
+        uniformBuffer,
+        uniformData: new Uint8Array(uniformBuffer.size),
+        uniformUsed: 0,
+        dispatches: 0,
+      };
+    }
+    return this.batch;
+  }
+
+  private createUniformArena(): GPUBuffer {
+    const size = UNIFORM_SLOT * Math.max(this.dispatchesPerSubmit, 16);
+    this.pool.noteExtraAllocation(size);
+    return this.device.createBuffer({ size, usage: UNIFORM_USAGE });
+  }
+
+  private endPass(): void {
+    if (this.batch?.pass) {
+      this.batch.pass.end();
+      this.batch.pass = null;
+    }
+  }
+
+  /** Submits the recorded work. */
+  flush(): void {
+    const batch = this.batch;
+    if (!batch) return;
+    this.endPass();
+    this.batch = null;
+    if (batch.uniformUsed > 0) this.device.queue.writeBuffer(batch.uniformBuffer, 0, batch.uniformData, 0, batch.uniformUsed);
+    this.device.queue.submit([batch.encoder.finish()]);
+    const serial = ++this.submittedSerial;
+    this.pool.retire(serial);
+    const done = this.device.queue.onSubmittedWorkDone().then(
+      () => this.onComplete(serial, batch.uniformBuffer),
+      () => this.onComplete(serial, batch.uniformBuffer),
+    );
+    this.inFlight.push({ serial, done });
+  }
+
+  private onComplete(serial: number, uniformBuffer: GPUBuffer): void {
+    if (serial > this.completedSerial) this.completedSerial = serial;
+    while (this.inFlight.length && this.inFlight[0]!.serial <= this.completedSerial) this.inFlight.shift();
+    this.uniformFree.push(uniformBuffer);
+  }
+
+  /** @internal The submission after which a buffer released now is no longer used. */
+  serialForRelease(): number {
+    return this.batch ? this.submittedSerial + 1 : this.submittedSerial;
+  }
+
+  /** Submits pending work and waits until the GPU has finished it. */
+  async sync(): Promise<void> {
+    this.flush();
+    while (this.inFlight.length) await this.inFlight[this.inFlight.length - 1]!.done;
+    this.throwIfFailed();
+  }
+
+  memory(): MemoryStats {
+    return {
+      allocatedBytes: this.pool.allocatedBytes,
+      liveBytes: this.pool.liveBytes,
+      pooledBytes: this.pool.pooledBytes,
+      pendingBytes: this.pool.pendingBytes,
+      peakAllocatedBytes: this.pool.peakAllocatedBytes,
+      liveTensors: this.pool.liveStorages,
+    };
+  }
+
+  resetPeak(): void {
+    this.pool.peakAllocatedBytes = this.pool.allocatedBytes;
+  }
+
+  /** Waits for the GPU, then destroys every pooled (free) buffer. */
+  async trim(): Promise<void> {
+    await this.sync();
+    this.pool.trim();
+    for (const b of this.uniformFree.splice(0)) {
+      this.pool.noteExtraAllocation(-b.size);
+      b.destroy();
+    }
+  }
+
+  /** Destroys the device. Tensors of this runtime become unusable. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.acquired.destroy();
+  }
+
+  private assertUsable(): void {
+    if (this.destroyed) throw new Error('the runtime was destroyed');
+    this.throwIfFailed();
+  }
+
+  private throwIfFailed(): void {
+    if (this.deviceError) throw this.deviceError;
+  }
+}
+
+function collectTensors(value: unknown, out: Set<Tensor>, depth: number): void {
+  if (depth > 4 || value === null || typeof value !== 'object') return;
+  if (value instanceof Tensor) {
+    out.add(value);
+    return;
+  }
+  if (Array.isArray(value)) for (const v of value) collectTensors(v, out, depth + 1);
+  else if (value instanceof Map) for (const v of value.values()) collectTensors(v, out, depth + 1);
+  else if (Object.getPrototypeOf(value) === Object.prototype) for (const v of Object.values(value)) collectTensors(v, out, depth + 1);
+}
+
+let shared: Promise<Runtime> | null = null;
+
+/** A process-wide runtime, created on first use. */
+export function getRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
+  if (!shared) {
+    shared = Runtime.create(options);
+    shared.catch(() => (shared = null));
+  }
+  return shared;
+}
+
+/** Destroys the process-wide runtime (lets Node exit promptly). */
+export async function releaseRuntime(): Promise<void> {
+  if (!shared) return;
+  const rt = await shared.catch(() => null);
+  shared = null;
+  rt?.destroy();
+}

@@ -1,0 +1,176 @@
+// Elementwise kernels: activations, affine maps, broadcasting binary ops, GEGLU.
+
+import { ShapeError, type Tensor } from '../gpu/runtime.js';
+import { Params, WGSL_ACTIVATIONS, WGSL_LINEAR_ID, assertFloat, ceilDiv, runtimeOf, shapeStr, type Activation } from './common.js';
+
+const WG = 256;
+const MAX_RANK = 6;
+
+/** y = act(x · scale + shift), elementwise. */
+export async function unary(x: Tensor, act: Activation, scale = 1, shift = 0): Promise<Tensor> {
+  assertFloat(x, `unary(${act})`);
+  const rt = runtimeOf(x);
+  const y = rt.empty(x.shape);
+  const n = x.numel;
+  await rt.run(
+    {
+      key: `unary:${act}`,
+      inputs: 1,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { n: u32, scale: f32, shift: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${WGSL_ACTIVATIONS}
+${WGSL_LINEAR_ID(WG)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  y[i] = act_${act}(x[i] * p.scale + p.shift);
+}`,
+    },
+    { params: new Params().u32(n).f32(scale, shift).build(), inputs: [x], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+  );
+  return y;
+}
+
+export const silu = (x: Tensor) => unary(x, 'silu');
+export const gelu = (x: Tensor) => unary(x, 'gelu');
+export const quickGelu = (x: Tensor) => unary(x, 'quick_gelu');
+/** y = x · scale + shift. */
+export const affine = (x: Tensor, scale: number, shift: number) => unary(x, 'none', scale, shift);
+
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
+const BINARY_EXPR: Record<BinaryOp, string> = { add: 'a + b', sub: 'a - b', mul: 'a * b', div: 'a / b' };
+
+/** The broadcast shape of two shapes (NumPy rules). */
+export function broadcastShapes(a: readonly number[], b: readonly number[], what = 'broadcast'): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) throw new ShapeError(`${what}: shapes ${shapeStr(a)} and ${shapeStr(b)} do not broadcast`);
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/** Element strides of `shape` read as the broadcast `outShape` (0 along broadcast axes), padded to MAX_RANK. */
+function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
+  const rank = outShape.length;
+  const strides = new Array<number>(rank).fill(0);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    const outAxis = rank - shape.length + i;
+    strides[outAxis] = shape[i] === 1 ? 0 : s;
+    s *= shape[i]!;
+  }
+  return strides;
+}
+
+/** y = (alpha·a) op (beta·b) with NumPy broadcasting. */
+export async function binary(a: Tensor, b: Tensor, op: BinaryOp, alpha = 1, beta = 1): Promise<Tensor> {
+  assertFloat(a, op);
+  assertFloat(b, op);
+  const rt = runtimeOf(a, b);
+  const outShape = broadcastShapes(a.shape, b.shape, op);
+  if (outShape.length > MAX_RANK) throw new ShapeError(`${op}: rank ${outShape.length} over ${MAX_RANK}`);
+  const y = rt.empty(outShape);
+  const n = y.numel;
+  const same = shapeStr(a.shape) === shapeStr(outShape) && shapeStr(b.shape) === shapeStr(outShape);
+  // Pad to MAX_RANK with leading size-1 axes.
+  const pad = MAX_RANK - outShape.length;
+  const dims = [...new Array<number>(pad).fill(1), ...outShape];
+  const sa = [...new Array<number>(pad).fill(0), ...broadcastStrides(a.shape, outShape)];
+  const sb = [...new Array<number>(pad).fill(0), ...broadcastStrides(b.shape, outShape)];
+  const indexCode = same
+    ? 'let ia = i; let ib = i;'
+    : `var rem = i; var ia = 0u; var ib = 0u;
+  for (var d = ${MAX_RANK - 1}i; d >= 0; d--) {
+    let q = rem % p.dims[d].x;
+    rem = rem / p.dims[d].x;
+    ia += q * p.dims[d].y;
+    ib += q * p.dims[d].z;
+  }`;
+  await rt.run(
+    {
+      key: `binary:${op}:${same ? 'same' : 'bcast'}`,
+      inputs: 2,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { n: u32, alpha: f32, beta: f32, _pad: u32, dims: array<vec4<u32>, ${MAX_RANK}> }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> xa: array<f32>;
+@group(0) @binding(2) var<storage, read> xb: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+${WGSL_LINEAR_ID(WG)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  ${indexCode}
+  let a = p.alpha * xa[ia];
+  let b = p.beta * xb[ib];
+  y[i] = ${BINARY_EXPR[op]};
+}`,
+    },
+    {
+      params: (() => {
+        const prm = new Params().u32(n).f32(alpha, beta).u32(0);
+        for (let d = 0; d < MAX_RANK; d++) prm.u32(dims[d]!, sa[d]!, sb[d]!, 0);
+        return prm.build();
+      })(),
+      inputs: [a, b],
+      outputs: [y],
+      workgroups: rt.grid(ceilDiv(n, WG)),
+    },
+  );
+  return y;
+}
+
+export const add = (a: Tensor, b: Tensor) => binary(a, b, 'add');
+export const sub = (a: Tensor, b: Tensor) => binary(a, b, 'sub');
+export const mul = (a: Tensor, b: Tensor) => binary(a, b, 'mul');
+export const div = (a: Tensor, b: Tensor) => binary(a, b, 'div');
+
+/** GEGLU: x [..., 2C] → [..., C] = x[..., :C] · gelu(x[..., C:]) (diffusers' GEGLU chunk order). */
+export async function geglu(x: Tensor): Promise<Tensor> {
+  assertFloat(x, 'geglu');
+  const last = x.shape[x.rank - 1] ?? 0;
+  if (x.rank === 0 || last % 2 !== 0) throw new ShapeError(`geglu: last dimension of ${shapeStr(x.shape)} must be even`);
+  const rt = runtimeOf(x);
+  const c = last / 2;
+  const y = rt.empty([...x.shape.slice(0, -1), c]);
+  const n = y.numel;
+  await rt.run(
+    {
+      key: 'geglu',
+      inputs: 1,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { n: u32, c: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${WGSL_ACTIVATIONS}
+${WGSL_LINEAR_ID(WG)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let row = i / p.c;
+  let col = i % p.c;
+  let base = row * 2u * p.c;
+  y[i] = x[base + col] * act_gelu(x[base + p.c + col]);
+}`,
+    },
+    { params: new Params().u32(n, c).build(), inputs: [x], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+  );
+  return y;
+}

@@ -1,0 +1,123 @@
+// Sinusoidal timestep embedding (diffusers `get_timestep_embedding`) and row gathers (token embeddings).
+
+import { ShapeError, type Tensor } from '../gpu/runtime.js';
+import { Params, WGSL_LINEAR_ID, ceilDiv, runtimeOf, shapeStr } from './common.js';
+
+const WG = 256;
+
+export interface TimestepEmbeddingOptions {
+  flipSinToCos: boolean;
+  downscaleFreqShift: number;
+  scale?: number;
+  maxPeriod?: number;
+}
+
+/** timesteps [B] (f32) → [B, dim]: half = dim/2, freq_j = exp(−ln(maxPeriod)·j/(half − shift)),
+ *  emb = [sin(t·freq), cos(t·freq)] (or [cos, sin] with flipSinToCos), zero-padded when dim is odd.
+ *  The frequency table follows torch's float32 arithmetic; sin/cos use an explicit range reduction so
+ *  large arguments (t ≈ 1000) keep full float32 accuracy on GPUs with approximate trig. */
+export async function timestepEmbedding(timesteps: Tensor, dim: number, o: TimestepEmbeddingOptions): Promise<Tensor> {
+  if (timesteps.rank !== 1 || timesteps.dtype !== 'f32') throw new ShapeError(`timestepEmbedding: timesteps must be a 1-D f32 tensor, got ${shapeStr(timesteps.shape)} ${timesteps.dtype}`);
+  if (!Number.isInteger(dim) || dim < 2) throw new ShapeError(`timestepEmbedding: dim ${dim} must be an integer ≥ 2`);
+  const rt = runtimeOf(timesteps);
+  const half = Math.floor(dim / 2);
+  if (half - o.downscaleFreqShift === 0) throw new ShapeError('timestepEmbedding: half dimension equals the frequency shift');
+  // exponent_j = fl(fl(−ln(maxPeriod) · j) / (half − shift)); freq_j = fl(exp(exponent_j)), as torch computes in float32.
+  const lnMax = Math.fround(-Math.log(o.maxPeriod ?? 10000));
+  const freqs = new Float32Array(half);
+  for (let j = 0; j < half; j++) {
+    const e = Math.fround(Math.fround(lnMax * j) / Math.fround(half - o.downscaleFreqShift));
+    freqs[j] = Math.fround(Math.exp(e));
+  }
+  const freqTensor = rt.upload(freqs, [half]);
+  const b = timesteps.shape[0]!;
+  const y = rt.empty([b, dim]);
+  const n = b * dim;
+  await rt.run(
+    {
+      key: 'timestep_embedding',
+      inputs: 2,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { n: u32, dim: u32, half: u32, flip: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> t: array<f32>;
+@group(0) @binding(2) var<storage, read> freq: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+${WGSL_LINEAR_ID(WG)}
+// x − k·2π in three parts (Cody–Waite), so sin/cos see an argument in [−π, π].
+fn reduce_2pi(x: f32) -> f32 {
+  let k = round(x * 0.15915494309189535);
+  return ((x - k * 6.28125) - k * 1.9350051879882812e-3) - k * 3.019916050561733e-7;
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let row = i / p.dim;
+  let col = i % p.dim;
+  if (col >= 2u * p.half) { y[i] = 0.0; return; }
+  let first = col < p.half;
+  let j = select(col - p.half, col, first);
+  let arg = p.scale * (t[row] * freq[j]);
+  let r = reduce_2pi(arg);
+  let use_sin = first != (p.flip != 0u);
+  y[i] = select(cos(r), sin(r), use_sin);
+}`,
+    },
+    { params: new Params().u32(n, dim, half, o.flipSinToCos ? 1 : 0).f32(o.scale ?? 1).build(), inputs: [timesteps, freqTensor], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+  );
+  freqTensor.dispose();
+  return y;
+}
+
+/** Gathers rows of a [V, D] table by integer ids [...]: out [..., D]. The table may be split into
+ *  several row blocks (each under the adapter's binding limit); `blockRows` is the rows per block. */
+export async function embeddingLookup(ids: Tensor, blocks: readonly Tensor[], blockRows: number): Promise<Tensor> {
+  if (ids.dtype !== 'i32') throw new TypeError(`embeddingLookup: ids must be i32, got ${ids.dtype}`);
+  const first = blocks[0];
+  if (!first || first.rank !== 2) throw new ShapeError('embeddingLookup: need at least one [rows, D] table block');
+  const d = first.shape[1]!;
+  const vocab = blocks.reduce((s, b) => s + b.shape[0]!, 0);
+  const rt = runtimeOf(ids, ...blocks);
+  const y = rt.zeros([...ids.shape, d]);
+  // Ids outside the vocabulary are caught on the host for a clear error.
+  const host = (await ids.read()) as Int32Array;
+  for (let i = 0; i < host.length; i++) {
+    if (host[i]! < 0 || host[i]! >= vocab) throw new RangeError(`embeddingLookup: id ${host[i]} at position ${i} outside the vocabulary of ${vocab}`);
+  }
+  const n = ids.numel * d;
+  for (let blk = 0; blk < blocks.length; blk++) {
+    const table = blocks[blk]!;
+    if (table.dtype !== first.dtype || table.shape[1] !== d) throw new ShapeError('embeddingLookup: table blocks differ in dtype or width');
+    const ty = table.dtype === 'f16' ? 'u32' : 'f32';
+    const load = table.dtype === 'f16' ? 'unpack2x16float(table[src >> 1u])[src & 1u]' : 'table[src]';
+    await rt.run(
+      {
+        key: `embedding:${table.dtype}`,
+        inputs: 2,
+        outputs: 1,
+        uniforms: true,
+        code: /* wgsl */ `
+struct P { n: u32, d: u32, row0: u32, rows: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> ids: array<i32>;
+@group(0) @binding(2) var<storage, read> table: array<${ty}>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+${WGSL_LINEAR_ID(WG)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let id = u32(ids[i / p.d]);
+  if (id < p.row0 || id >= p.row0 + p.rows) { return; }
+  let src = (id - p.row0) * p.d + i % p.d;
+  y[i] = ${load};
+}`,
+      },
+      { params: new Params().u32(n, d, blk * blockRows, table.shape[0]!).build(), inputs: [ids, table], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+    );
+  }
+  return y;
+}

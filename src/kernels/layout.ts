@@ -1,0 +1,192 @@
+// Layout kernels: permute, slice, concat, nearest upsampling, NCHW ↔ tokens, head split/merge.
+
+import { ShapeError, type Tensor } from '../gpu/runtime.js';
+import { Params, WGSL_LINEAR_ID, ceilDiv, runtimeOf, shapeStr } from './common.js';
+
+const WG = 256;
+const MAX_RANK = 6;
+
+function contiguousStrides(shape: readonly number[]): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
+
+/** out[i] = x[offset + Σ_d idx_d · stride_d] for the output shape `shape` (rank ≤ 6, 32-bit types). */
+async function gather(x: Tensor, shape: readonly number[], strides: readonly number[], offset: number, key: string): Promise<Tensor> {
+  const rt = runtimeOf(x);
+  if (shape.length > MAX_RANK) throw new ShapeError(`${key}: rank ${shape.length} over ${MAX_RANK}`);
+  if (x.dtype === 'f16') throw new TypeError(`${key}: f16 tensors are not supported by layout kernels`);
+  const y = rt.empty(shape, x.dtype);
+  const n = y.numel;
+  const pad = MAX_RANK - shape.length;
+  const dims = [...new Array<number>(pad).fill(1), ...shape];
+  const st = [...new Array<number>(pad).fill(0), ...strides];
+  const ty = x.dtype === 'f32' ? 'f32' : x.dtype;
+  const prm = new Params().u32(n, offset, 0, 0);
+  for (let d = 0; d < MAX_RANK; d++) prm.u32(dims[d]!, st[d]!, 0, 0);
+  await rt.run(
+    {
+      key: `gather:${ty}`,
+      inputs: 1,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { n: u32, offset: u32, _a: u32, _b: u32, dims: array<vec4<u32>, ${MAX_RANK}> }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<${ty}>;
+@group(0) @binding(2) var<storage, read_write> y: array<${ty}>;
+${WGSL_LINEAR_ID(WG)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  var rem = i;
+  var src = p.offset;
+  for (var d = ${MAX_RANK - 1}i; d >= 0; d--) {
+    let q = rem % p.dims[d].x;
+    rem = rem / p.dims[d].x;
+    src += q * p.dims[d].y;
+  }
+  y[i] = x[src];
+}`,
+    },
+    { params: prm.build(), inputs: [x], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+  );
+  return y;
+}
+
+/** Permutes axes: out.shape[i] = x.shape[perm[i]]. */
+export function permute(x: Tensor, perm: readonly number[]): Promise<Tensor> {
+  if (perm.length !== x.rank || [...perm].sort((a, b) => a - b).some((v, i) => v !== i)) {
+    throw new ShapeError(`permute: [${perm.join(', ')}] is not a permutation of the axes of ${shapeStr(x.shape)}`);
+  }
+  const xs = contiguousStrides(x.shape);
+  return gather(x, perm.map((p) => x.shape[p]!), perm.map((p) => xs[p]!), 0, 'permute');
+}
+
+/** Slices `[start, start+size)` along each axis (size -1: to the end). */
+export function slice(x: Tensor, starts: readonly number[], sizes: readonly number[]): Promise<Tensor> {
+  if (starts.length !== x.rank || sizes.length !== x.rank) throw new ShapeError(`slice: need ${x.rank} starts and sizes for ${shapeStr(x.shape)}`);
+  const xs = contiguousStrides(x.shape);
+  const outShape: number[] = [];
+  let offset = 0;
+  for (let d = 0; d < x.rank; d++) {
+    const start = starts[d]!;
+    const size = sizes[d] === -1 ? x.shape[d]! - start : sizes[d]!;
+    if (!Number.isInteger(start) || !Number.isInteger(size) || start < 0 || size < 0 || start + size > x.shape[d]!) {
+      throw new ShapeError(`slice: axis ${d} range [${start}, ${start + size}) outside ${shapeStr(x.shape)}`);
+    }
+    outShape.push(size);
+    offset += start * xs[d]!;
+  }
+  return gather(x, outShape, xs, offset, 'slice');
+}
+
+/** Concatenates along `axis` (all other dimensions equal). */
+export async function concat(tensors: readonly Tensor[], axis: number): Promise<Tensor> {
+  if (!tensors.length) throw new ShapeError('concat: no tensors');
+  const first = tensors[0]!;
+  const rank = first.rank;
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis >= rank) throw new ShapeError(`concat: axis out of range for ${shapeStr(first.shape)}`);
+  for (const t of tensors) {
+    if (t.rank !== rank || t.dtype !== first.dtype || t.shape.some((d, i) => i !== axis && d !== first.shape[i])) {
+      throw new ShapeError(`concat along ${axis}: ${shapeStr(t.shape)} ${t.dtype} does not match ${shapeStr(first.shape)} ${first.dtype}`);
+    }
+  }
+  if (first.dtype === 'f16') throw new TypeError('concat: f16 tensors are not supported');
+  const rt = runtimeOf(...tensors);
+  const total = tensors.reduce((s, t) => s + t.shape[axis]!, 0);
+  const outShape = [...first.shape];
+  outShape[axis] = total;
+  const y = rt.empty(outShape, first.dtype);
+  const inner = first.shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const ty = first.dtype;
+  let offset = 0;
+  for (const t of tensors) {
+    const n = t.numel;
+    const block = t.shape[axis]! * inner;
+    await rt.run(
+      {
+        key: `concat:${ty}`,
+        inputs: 1,
+        outputs: 1,
+        uniforms: true,
+        code: /* wgsl */ `
+struct P { n: u32, block: u32, out_block: u32, offset: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<${ty}>;
+@group(0) @binding(2) var<storage, read_write> y: array<${ty}>;
+${WGSL_LINEAR_ID(WG)}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let outer = i / p.block;
+  let r = i % p.block;
+  y[outer * p.out_block + p.offset + r] = x[i];
+}`,
+      },
+      { params: new Params().u32(n, block, total * inner, offset * inner).build(), inputs: [t], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+    );
+    offset += t.shape[axis]!;
+  }
+  return y;
+}
+
+/** Nearest-neighbour ×2 upsampling of NCHW (torch `interpolate(scale_factor=2, mode="nearest")`). */
+export function upsampleNearest2x(x: Tensor): Promise<Tensor> {
+  if (x.rank !== 4) throw new ShapeError(`upsampleNearest2x: expected NCHW, got ${shapeStr(x.shape)}`);
+  const [b, c, h, w] = x.shape as [number, number, number, number];
+  // View the output [B, C, H, 2, W, 2] as a broadcast read of x: the two size-2 axes have stride 0.
+  return gather(x, [b, c, h, 2, w, 2], [c * h * w, h * w, w, 0, 1, 0], 0, 'upsample').then((y) => {
+    const r = y.reshape([b, c, 2 * h, 2 * w]);
+    y.dispose();
+    return r;
+  });
+}
+
+/** NCHW → (B, H·W, C), token n = y·W + x. */
+export async function nchwToTokens(x: Tensor): Promise<Tensor> {
+  if (x.rank !== 4) throw new ShapeError(`nchwToTokens: expected NCHW, got ${shapeStr(x.shape)}`);
+  const [b, c, h, w] = x.shape as [number, number, number, number];
+  const v = x.reshape([b, c, h * w]);
+  const y = await permute(v, [0, 2, 1]);
+  v.dispose();
+  return y;
+}
+
+/** (B, H·W, C) → NCHW. */
+export async function tokensToNchw(x: Tensor, h: number, w: number): Promise<Tensor> {
+  if (x.rank !== 3 || x.shape[1] !== h * w) throw new ShapeError(`tokensToNchw: ${shapeStr(x.shape)} is not (B, ${h}·${w}, C)`);
+  const [b, , c] = x.shape as [number, number, number];
+  const y = await permute(x, [0, 2, 1]);
+  const r = y.reshape([b, c, h, w]);
+  y.dispose();
+  return r;
+}
+
+/** (B, N, H·D) → (B, H, N, D); channel c = head·D + d. */
+export async function splitHeads(x: Tensor, heads: number): Promise<Tensor> {
+  const [b, n, c] = x.shape as [number, number, number];
+  if (x.rank !== 3 || c % heads !== 0) throw new ShapeError(`splitHeads: ${shapeStr(x.shape)} channels not divisible by ${heads} heads`);
+  const v = x.reshape([b, n, heads, c / heads]);
+  const y = await permute(v, [0, 2, 1, 3]);
+  v.dispose();
+  return y;
+}
+
+/** (B, H, N, D) → (B, N, H·D). */
+export async function mergeHeads(x: Tensor): Promise<Tensor> {
+  if (x.rank !== 4) throw new ShapeError(`mergeHeads: expected (B, H, N, D), got ${shapeStr(x.shape)}`);
+  const [b, h, n, d] = x.shape as [number, number, number, number];
+  const y = await permute(x, [0, 2, 1, 3]);
+  const r = y.reshape([b, n, h * d]);
+  y.dispose();
+  return r;
+}

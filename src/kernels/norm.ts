@@ -1,0 +1,205 @@
+// GroupNorm (NCHW, optional fused SiLU), LayerNorm over the last axis, softmax over the last axis.
+// Biased variance, computed in two passes over the data (mean, then Σ(x − mean)²) for accuracy.
+
+import { ShapeError, type Tensor } from '../gpu/runtime.js';
+import { Params, WGSL_ACTIVATIONS, WGSL_LINEAR_ID, assertFloat, ceilDiv, runtimeOf, shapeStr } from './common.js';
+
+const RED = 256;
+
+/** WGSL: workgroup sum of `v` across RED invocations (all must call it). */
+const WGSL_WG_SUM = /* wgsl */ `
+var<workgroup> red: array<f32, ${RED}>;
+fn wg_sum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${RED / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn wg_max(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${RED / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+`;
+
+/** Per-row mean and 1/sqrt(var + eps) of a [rows, len] view: out [rows, 2]. */
+async function rowStats(x: Tensor, rows: number, len: number, eps: number): Promise<Tensor> {
+  const rt = runtimeOf(x);
+  const stats = rt.empty([rows, 2]);
+  await rt.run(
+    {
+      key: 'row_stats',
+      inputs: 1,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { rows: u32, len: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> stats: array<vec2<f32>>;
+${WGSL_WG_SUM}
+@compute @workgroup_size(${RED})
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let lid = lid3.x;
+  let base = row * p.len;
+  var s = 0.0;
+  for (var i = lid; i < p.len; i += ${RED}u) { s += x[base + i]; }
+  let mean = wg_sum(s, lid) / f32(p.len);
+  var q = 0.0;
+  for (var i = lid; i < p.len; i += ${RED}u) { let d = x[base + i] - mean; q += d * d; }
+  let v = wg_sum(q, lid) / f32(p.len);
+  if (lid == 0u) { stats[row] = vec2<f32>(mean, inverseSqrt(v + p.eps)); }
+}`,
+    },
+    { params: new Params().u32(rows, len).f32(eps).build(), inputs: [x], outputs: [stats], workgroups: rt.grid(rows) },
+  );
+  return stats;
+}
+
+export interface GroupNormOptions {
+  groups: number;
+  eps: number;
+  /** Apply SiLU after the affine transform (ResNet blocks). */
+  silu?: boolean;
+}
+
+/** GroupNorm over x [B, C, ...spatial] with per-channel weight/bias [C]. */
+export async function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: GroupNormOptions): Promise<Tensor> {
+  assertFloat(x, 'groupNorm');
+  if (x.rank < 2) throw new ShapeError(`groupNorm: expected [B, C, ...], got ${shapeStr(x.shape)}`);
+  const [b, c] = x.shape as [number, number];
+  if (!Number.isInteger(o.groups) || o.groups < 1 || c % o.groups !== 0) throw new ShapeError(`groupNorm: ${c} channels not divisible by ${o.groups} groups`);
+  if (weight.numel !== c || bias.numel !== c) throw new ShapeError(`groupNorm: weight/bias must have ${c} elements, got ${weight.numel} and ${bias.numel}`);
+  const rt = runtimeOf(x, weight, bias);
+  const spatial = x.numel / (b * c || 1);
+  const groupLen = (c / o.groups) * spatial;
+  const stats = await rowStats(x, b * o.groups, groupLen, o.eps);
+  const y = rt.empty(x.shape);
+  const n = x.numel;
+  const act = o.silu ? 'silu' : 'none';
+  await rt.run(
+    {
+      key: `group_norm_apply:${act}`,
+      inputs: 4,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { n: u32, c: u32, spatial: u32, cpg: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> stats: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+${WGSL_ACTIVATIONS}
+${WGSL_LINEAR_ID(256)}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let bc = i / p.spatial;
+  let ch = bc % p.c;
+  let bi = bc / p.c;
+  let st = stats[bi * (p.c / p.cpg) + ch / p.cpg];
+  y[i] = act_${act}((x[i] - st.x) * st.y * w[ch] + bias[ch]);
+}`,
+    },
+    { params: new Params().u32(n, c, spatial, c / o.groups).build(), inputs: [x, stats, weight, bias], outputs: [y], workgroups: rt.grid(ceilDiv(n, 256)) },
+  );
+  stats.dispose();
+  return y;
+}
+
+/** LayerNorm over the last axis with weight/bias [C]. */
+export async function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Promise<Tensor> {
+  assertFloat(x, 'layerNorm');
+  const c = x.shape[x.rank - 1];
+  if (c === undefined || c === 0) throw new ShapeError(`layerNorm: bad shape ${shapeStr(x.shape)}`);
+  if (weight.numel !== c || bias.numel !== c) throw new ShapeError(`layerNorm: weight/bias must have ${c} elements, got ${weight.numel} and ${bias.numel}`);
+  const rt = runtimeOf(x, weight, bias);
+  const rows = x.numel / c;
+  const stats = await rowStats(x, rows, c, eps);
+  const y = rt.empty(x.shape);
+  const n = x.numel;
+  await rt.run(
+    {
+      key: 'layer_norm_apply',
+      inputs: 4,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { n: u32, c: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> stats: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+${WGSL_LINEAR_ID(256)}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let ch = i % p.c;
+  let st = stats[i / p.c];
+  y[i] = (x[i] - st.x) * st.y * w[ch] + bias[ch];
+}`,
+    },
+    { params: new Params().u32(n, c).build(), inputs: [x, stats, weight, bias], outputs: [y], workgroups: rt.grid(ceilDiv(n, 256)) },
+  );
+  stats.dispose();
+  return y;
+}
+
+/** Softmax over the last axis, y = exp(s·x − max)/Σ, with an optional scale s on the logits. */
+export async function softmax(x: Tensor, scale = 1): Promise<Tensor> {
+  assertFloat(x, 'softmax');
+  const c = x.shape[x.rank - 1];
+  if (c === undefined || c === 0) throw new ShapeError(`softmax: bad shape ${shapeStr(x.shape)}`);
+  const rt = runtimeOf(x);
+  const rows = x.numel / c;
+  const y = rt.empty(x.shape);
+  await rt.run(
+    {
+      key: 'softmax',
+      inputs: 1,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { rows: u32, len: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${WGSL_WG_SUM}
+@compute @workgroup_size(${RED})
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let lid = lid3.x;
+  let base = row * p.len;
+  var m = -3.402823e38;
+  for (var i = lid; i < p.len; i += ${RED}u) { m = max(m, x[base + i] * p.scale); }
+  m = wg_max(m, lid);
+  var s = 0.0;
+  for (var i = lid; i < p.len; i += ${RED}u) { s += exp(x[base + i] * p.scale - m); }
+  let inv = 1.0 / wg_sum(s, lid);
+  for (var i = lid; i < p.len; i += ${RED}u) { y[base + i] = exp(x[base + i] * p.scale - m) * inv; }
+}`,
+    },
+    { params: new Params().u32(rows, c).f32(scale).build(), inputs: [x], outputs: [y], workgroups: rt.grid(rows) },
+  );
+  return y;
+}

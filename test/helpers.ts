@@ -1,0 +1,70 @@
+// Shared test utilities: the runtime, seeded random data, error measures.
+
+import * as assert from 'uvu/assert';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getRuntime, type Runtime } from '../src/gpu/runtime.js';
+
+/** Compiled tests run from dist/test; the fixtures stay in the source tree. */
+export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures');
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export function runtime(): Promise<Runtime> {
+  return getRuntime();
+}
+
+/** mulberry32: a small seeded PRNG. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Standard normal values (Box–Muller), times `scale`. */
+export function randn(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const u = Math.max(r(), 1e-12);
+    const v = r();
+    const rad = Math.sqrt(-2 * Math.log(u));
+    out[i] = rad * Math.cos(2 * Math.PI * v) * scale;
+    if (i + 1 < n) out[i + 1] = rad * Math.sin(2 * Math.PI * v) * scale;
+  }
+  return out;
+}
+
+/** max|a − b| / max(1, max|b|): the fixtures README's normalised error. */
+export function normErr(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) return Infinity;
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const d = Math.abs(actual[i]! - expected[i]!);
+    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Infinity : d;
+    maxRef = Math.max(maxRef, Math.abs(expected[i]!));
+  }
+  return maxDiff / Math.max(1, maxRef);
+}
+
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, label: string): void {
+  assert.is(actual.length, expected.length, `${label}: length`);
+  const err = normErr(actual, expected);
+  assert.ok(err <= tol, `${label}: normalised error ${err.toExponential(2)} over tolerance ${tol}`);
+}
+
+export async function rejects(fn: () => Promise<unknown>, pattern: RegExp, label: string): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    const msg = (e as Error).message;
+    assert.match(msg, pattern, `${label}: message "${msg}"`);
+    return;
+  }
+  assert.unreachable(`${label}: expected an error matching ${pattern}`);
+}
