@@ -31,6 +31,7 @@ async function info(json: boolean): Promise<void> {
     console.log(`vendor:    ${a.vendor || '-'}   architecture: ${a.architecture || '-'}   device: ${a.device || '-'}`);
     console.log(`host:      ${a.host}${a.backend ? `   backend: ${a.backend}` : ''}`);
     if (a.subgroupMinSize !== undefined) console.log(`subgroups: ${a.subgroupMinSize}..${a.subgroupMaxSize}`);
+    if (a.subgroupMatrixConfigs) console.log(`subgroup matrices: ${a.subgroupMatrixConfigs.map((c) => `${c.M}x${c.N}x${c.K} ${c.componentType}→${c.resultComponentType}`).join(', ')}`);
     console.log(`features:  ${report.features.join(', ') || '(none)'}`);
     console.log('limits:');
     for (const [k, v] of Object.entries(rt.limits).sort(([x], [y]) => x.localeCompare(y))) console.log(`  ${k.padEnd(44)} ${v}`);

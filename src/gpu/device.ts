@@ -34,6 +34,8 @@ export interface AdapterDescription {
   isFallbackAdapter: boolean;
   subgroupMinSize?: number;
   subgroupMaxSize?: number;
+  /** Shapes offered by `chromium-experimental-subgroup-matrix` (M×N×K, component types). */
+  subgroupMatrixConfigs?: { M: number; N: number; K: number; componentType: string; resultComponentType: string }[];
 }
 
 export interface AcquiredDevice {
@@ -173,6 +175,16 @@ export async function acquireDevice(options: DeviceOptions = {}): Promise<Acquir
   const sub = info as unknown as { subgroupMinSize?: number; subgroupMaxSize?: number };
   if (typeof sub?.subgroupMinSize === 'number') adapterInfo.subgroupMinSize = sub.subgroupMinSize;
   if (typeof sub?.subgroupMaxSize === 'number') adapterInfo.subgroupMaxSize = sub.subgroupMaxSize;
+  const configs = (info as unknown as { subgroupMatrixConfigs?: ArrayLike<Record<string, unknown>> } | undefined)?.subgroupMatrixConfigs;
+  if (configs && configs.length) {
+    adapterInfo.subgroupMatrixConfigs = Array.from(configs, (c) => ({
+      M: Number(c.M),
+      N: Number(c.N),
+      K: Number(c.K),
+      componentType: String(c.componentType),
+      resultComponentType: String(c.resultComponentType),
+    }));
+  }
 
   const limits: Record<string, number> = {};
   const deviceLimits = device.limits as unknown as Record<string, number>;
