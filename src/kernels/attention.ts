@@ -3,16 +3,15 @@
 //
 // Q, K, V and O are addressed through (batch, head, row) strides, so both the merged (B, N, H·D)
 // layout of the projections and the split (B, H, N, D) layout are read in place, without permutes.
-// A workgroup owns BQ query rows of one (batch, head); ROW_THREADS invocations share a row: each
-// computes scores for a strided subset of the key tile and owns D/ROW_THREADS output columns.
+// A workgroup owns BQ query rows of one (batch, head). Each row belongs to RT invocations (1, 2 or 4
+// by head size), each holding a contiguous slice of the scaled query and of the output accumulator
+// in registers; K/V tiles of BK keys are staged in workgroup memory as vec4. With RT > 1 the partial
+// scores of a tile are summed through workgroup memory.
 
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
 import { Params, assertFloat, ceilDiv, runtimeOf, shapeStr } from './common.js';
 
-const BQ = 32;
-const ROW_THREADS = 4;
-const THREADS = BQ * ROW_THREADS;
-const SMEM_BUDGET = 28 * 1024;
+const BQ = 64;
 
 /** Strides (in elements) of a [batch, heads, rows, headDim] view of a tensor. */
 export interface HeadLayout {
@@ -33,16 +32,33 @@ function layoutOf(kind: 'merged' | 'split', heads: number, n: number, d: number)
   return kind === 'merged' ? { batch: n * heads * d, head: d, row: heads * d } : { batch: heads * n * d, head: n * d, row: d };
 }
 
-function keyTile(d: number): number {
-  // Workgroup memory: Q tile (BQ×D), K and V tiles (BK×D each), scores (BQ×BK).
-  for (const bk of [32, 16, 8, 4]) {
-    if (4 * (BQ * d + 2 * bk * d + BQ * bk) <= SMEM_BUDGET) return bk;
-  }
-  throw new ShapeError(`attention: head dimension ${d} too large`);
+interface AttnPlan {
+  d: number;
+  /** Invocations per query row; each owns a slice of DS = DP·4/RT head dimensions. */
+  rt: number;
+  /** Head dimension padded to a multiple of 4·RT, in vec4 units. */
+  dp: number;
+  bk: number;
+  causal: boolean;
 }
 
-function attentionCode(d: number, bk: number, causal: boolean): string {
-  const cols = ceilDiv(d, ROW_THREADS);
+function plan(d: number, causal: boolean, smemLimit: number): AttnPlan {
+  const rt = d <= 48 ? 1 : d <= 96 ? 2 : 4;
+  const dp = Math.ceil(d / (4 * rt)) * rt;
+  const budget = Math.min(smemLimit, 48 * 1024) - 1024;
+  for (const bk of [32, 16, 8]) {
+    // K and V tiles (vec4) plus, when a row is split, the partial scores.
+    const bytes = 2 * bk * dp * 16 + (rt > 1 ? BQ * rt * bk * 4 : 0);
+    if (bytes <= budget) return { d, rt, dp, bk, causal };
+  }
+  throw new ShapeError(`attention: head dimension ${d} too large for workgroup memory`);
+}
+
+function attentionCode(pl: AttnPlan): string {
+  const { d, rt, dp, bk, causal } = pl;
+  const ds = dp / rt; // vec4s per invocation
+  const threads = BQ * rt;
+  const split = rt > 1;
   return /* wgsl */ `
 struct P {
   nq: u32, nk: u32, heads: u32, scale: f32,
@@ -57,81 +73,89 @@ struct P {
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 const D = ${d}u;
-const BQ = ${BQ}u;
+const DP = ${dp}u;
+const DS = ${ds}u;
 const BK = ${bk}u;
-const RT = ${ROW_THREADS}u;
-const COLS = ${cols}u;
-var<workgroup> qs: array<f32, ${BQ * d}>;
-var<workgroup> ks: array<f32, ${bk * d}>;
-var<workgroup> vs: array<f32, ${bk * d}>;
-var<workgroup> ss: array<f32, ${BQ * bk}>;
+const RT = ${rt}u;
+var<workgroup> ks: array<vec4<f32>, ${bk * dp}>;
+var<workgroup> vs: array<vec4<f32>, ${bk * dp}>;
+${split ? `var<workgroup> sp: array<f32, ${BQ * rt * bk}>;` : ''}
 
-@compute @workgroup_size(${THREADS})
+@compute @workgroup_size(${threads})
 fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
   let bh = wid.y;
   let b = bh / p.heads;
   let h = bh % p.heads;
-  let q0 = wid.x * BQ;
+  let q0 = wid.x * ${BQ}u;
   let row = tid / RT;
   let lane = tid % RT;
   let qi = q0 + row;
-  let q_base = b * p.qb + h * p.qh;
   let k_base = b * p.kb + h * p.kh;
   let v_base = b * p.vb + h * p.vh;
 
-  for (var e = tid; e < BQ * D; e += ${THREADS}u) {
-    let r = e / D;
-    let c = e % D;
-    var val = 0.0;
-    if (q0 + r < p.nq) { val = q[q_base + (q0 + r) * p.qr + c] * p.scale; }
-    qs[e] = val;
+  // This invocation's slice of the (scaled) query row, in registers.
+  var qv: array<vec4<f32>, DS>;
+  if (qi < p.nq) {
+    let q_base = b * p.qb + h * p.qh + qi * p.qr;
+    for (var i = 0u; i < DS; i++) {
+      let c = (lane * DS + i) * 4u;
+      var t = vec4<f32>(0.0);
+      for (var e = 0u; e < 4u; e++) { if (c + e < D) { t[e] = q[q_base + c + e] * p.scale; } }
+      qv[i] = t;
+    }
   }
-
-  var acc: array<f32, COLS>;
+  var acc: array<vec4<f32>, DS>;
   var m = -3.0e38;
   var l = 0.0;
   var k_end = p.nk;
-  ${causal ? 'k_end = min(p.nk, q0 + BQ);' : ''}
+  ${causal ? `k_end = min(p.nk, q0 + ${BQ}u);` : ''}
   for (var k0 = 0u; k0 < k_end; k0 += BK) {
     workgroupBarrier();
-    for (var e = tid; e < BK * D; e += ${THREADS}u) {
-      let r = e / D;
-      let c = e % D;
+    for (var e = tid; e < BK * DP * 4u; e += ${threads}u) {
+      let r = e / (DP * 4u);
+      let c = e % (DP * 4u);
       var kv = 0.0;
       var vv = 0.0;
-      if (k0 + r < p.nk) {
+      if (k0 + r < p.nk && c < D) {
         kv = k[k_base + (k0 + r) * p.kr + c];
         vv = v[v_base + (k0 + r) * p.vr + c];
       }
-      ks[e] = kv;
-      vs[e] = vv;
+      ks[e / 4u][e % 4u] = kv;
+      vs[e / 4u][e % 4u] = vv;
     }
     workgroupBarrier();
-    for (var j = lane; j < BK; j += RT) {
-      var s = 0.0;
-      for (var c = 0u; c < D; c++) { s = fma(qs[row * D + c], ks[j * D + c], s); }
+    var s: array<f32, BK>;
+    for (var j = 0u; j < BK; j++) {
+      var t = 0.0;
+      for (var i = 0u; i < DS; i++) { t += dot(qv[i], ks[j * DP + lane * DS + i]); }
+      s[j] = t;
+    }
+    ${split ? `
+    for (var j = 0u; j < BK; j++) { sp[(row * RT + lane) * BK + j] = s[j]; }
+    workgroupBarrier();
+    for (var j = 0u; j < BK; j++) {
+      var t = 0.0;
+      for (var r = 0u; r < RT; r++) { t += sp[(row * RT + r) * BK + j]; }
+      s[j] = t;
+    }` : ''}
+    var tile_max = -3.0e38;
+    for (var j = 0u; j < BK; j++) {
       let kj = k0 + j;
       var masked = kj >= p.nk;
       ${causal ? 'masked = masked || kj > qi;' : ''}
-      ss[row * BK + j] = select(s, -3.0e38, masked);
+      if (masked) { s[j] = -3.0e38; }
+      tile_max = max(tile_max, s[j]);
     }
-    workgroupBarrier();
-    var tile_max = -3.0e38;
-    for (var j = 0u; j < BK; j++) { tile_max = max(tile_max, ss[row * BK + j]); }
     let m_new = max(m, tile_max);
     if (m_new > -1.0e38) {
       let alpha = exp(m - m_new);
       l *= alpha;
-      for (var i = 0u; i < COLS; i++) { acc[i] *= alpha; }
+      for (var i = 0u; i < DS; i++) { acc[i] *= alpha; }
       for (var j = 0u; j < BK; j++) {
-        let sj = ss[row * BK + j];
-        if (sj <= -1.0e38) { continue; }
-        let pj = exp(sj - m_new);
+        if (s[j] <= -1.0e38) { continue; }
+        let pj = exp(s[j] - m_new);
         l += pj;
-        for (var i = 0u; i < COLS; i++) {
-          let c = lane + i * RT;
-          if (c < D) { acc[i] = fma(pj, vs[j * D + c], acc[i]); }
-        }
+        for (var i = 0u; i < DS; i++) { acc[i] = fma(vec4<f32>(pj), vs[j * DP + lane * DS + i], acc[i]); }
       }
       m = m_new;
     }
@@ -139,9 +163,9 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   if (qi < p.nq) {
     let inv = select(0.0, 1.0 / l, l > 0.0);
     let o_base = b * p.ob + h * p.oh + qi * p.or;
-    for (var i = 0u; i < COLS; i++) {
-      let c = lane + i * RT;
-      if (c < D) { o[o_base + c] = acc[i] * inv; }
+    for (var i = 0u; i < DS; i++) {
+      let c = (lane * DS + i) * 4u;
+      for (var e = 0u; e < 4u; e++) { if (c + e < D) { o[o_base + c + e] = acc[i][e] * inv; } }
     }
   }
 }`;
@@ -179,7 +203,7 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpt
   const rt = runtimeOf(q, k, v);
   const out = rt.empty(q.shape);
   const causal = !!o.causal;
-  const bk = keyTile(d);
+  const pl = plan(d, causal, rt.limits.maxComputeWorkgroupStorageSize ?? 16384);
   const lq = layoutOf(layout, heads, nq, d);
   const lk = layoutOf(layout, heads, nk, d);
   const scale = o.scale ?? 1 / Math.sqrt(d);
@@ -193,7 +217,7 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpt
     .build();
   if (b * heads > (rt.limits.maxComputeWorkgroupsPerDimension ?? 65535)) throw new ShapeError('attention: batch × heads over the workgroup grid limit');
   await rt.run(
-    { key: `attention:${d}:${bk}:${causal ? 'causal' : 'full'}`, code: attentionCode(d, bk, causal), inputs: 3, outputs: 1, uniforms: true },
+    { key: `attention:${d}:${pl.rt}:${pl.bk}:${causal ? 'causal' : 'full'}`, code: attentionCode(pl), inputs: 3, outputs: 1, uniforms: true },
     { params, inputs: [q, k, v], outputs: [out], workgroups: [ceilDiv(nq, BQ), b * heads, 1] },
   );
   return out;

@@ -27,6 +27,13 @@ export const TILES = {
 type BLayout = 'nk' | 'kn' | 'im2col';
 type BiasKind = 'none' | 'n' | 'm';
 
+/** Compile-time facts of a convolution (divisions by constants compile to multiplies). */
+interface ConvSpec {
+  kh: number;
+  kw: number;
+  stride: number;
+}
+
 interface GemmVariant {
   tile: TileConfig;
   dtypeA: DType;
@@ -35,11 +42,17 @@ interface GemmVariant {
   bias: BiasKind;
   act: Activation;
   residual: boolean;
+  /** A is read as vec4 along K (needs K % 4 == 0 and f32). */
+  vecA: boolean;
+  /** B is read as vec4 along its contiguous axis (K for nk, N for kn; f32 only). */
+  vecB: boolean;
+  conv?: ConvSpec | undefined;
 }
 
 function variantKey(v: GemmVariant): string {
   const t = v.tile;
-  return `gemm:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:${v.dtypeA}:${v.dtypeB}:${v.bLayout}:${v.bias}:${v.act}:${v.residual ? 'res' : ''}`;
+  const c = v.conv ? `${v.conv.kh}x${v.conv.kw}s${v.conv.stride}` : '';
+  return `gemm:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:${v.dtypeA}${v.vecA ? 'v' : ''}:${v.dtypeB}${v.vecB ? 'v' : ''}:${v.bLayout}${c}:${v.bias}:${v.act}:${v.residual ? 'res' : ''}`;
 }
 
 function load(name: string, dtype: DType, index: string): string {
@@ -51,71 +64,154 @@ function gemmCode(v: GemmVariant): string {
   const threadsM = BM / TM;
   const threadsN = BN / TN;
   const threads = threadsM * threadsN;
-  const aLoads = (BM * BK) / threads;
-  const bLoads = (BN * BK) / threads;
-  if (!Number.isInteger(aLoads) || !Number.isInteger(bLoads) || TM % 4 !== 0 && TM !== 2 || TN % 2 !== 0) {
-    throw new Error(`gemm: unsupported tile ${JSON.stringify(v.tile)}`);
-  }
-  // Vector width for the register blocks (TM, TN are multiples of 2 or 4).
   const VM = TM % 4 === 0 ? 4 : 2;
   const VN = TN % 4 === 0 ? 4 : 2;
   const vecM = `vec${VM}<f32>`;
   const vecN = `vec${VN}<f32>`;
+  const aw = v.vecA ? 4 : 1; // elements per A load
+  const bw = v.vecB ? 4 : 1;
+  const aLoads = (BM * BK) / threads / aw;
+  const bLoads = (BN * BK) / threads / bw;
+  if (!Number.isInteger(aLoads) || !Number.isInteger(bLoads) || aLoads < 1 || bLoads < 1 || (TM % 4 !== 0 && TM !== 2) || TN % 2 !== 0) {
+    throw new Error(`gemm: unsupported tile ${JSON.stringify(v.tile)} for this variant`);
+  }
+  // Load mappings are chosen so that each invocation's position along the fast axis is the same for
+  // all its loads (threads is a multiple of the fast-axis extent): index math is hoisted.
+  const aFast = BK / aw; // A: fast axis k (row-major M×K)
+  if (threads % aFast !== 0) throw new Error('gemm: threads not a multiple of the A tile row');
+  const aType = v.vecA ? 'vec4<f32>' : storageType(v.dtypeA);
+  const bType = v.vecB ? 'vec4<f32>' : storageType(v.dtypeB);
 
-  let bIndex: string;
-  let bDecomp: string;
-  switch (v.bLayout) {
-    case 'nk': // consecutive invocations walk k (contiguous in W[n][k])
-      bDecomp = 'let kk = e % BK; let nn = e / BK;';
-      bIndex = `
-      if (gn < p.N && gk < p.K) { val = ${load('B', v.dtypeB, 'b_base + gn * p.K + gk')}; }`;
-      break;
-    case 'kn':
-      bDecomp = 'let nn = e % BN; let kk = e / BN;';
-      bIndex = `
-      if (gn < p.N && gk < p.K) { val = ${load('B', v.dtypeB, 'b_base + gk * p.N + gn')}; }`;
-      break;
-    case 'im2col':
-      bDecomp = 'let nn = e % BN; let kk = e / BN;';
-      bIndex = `
-      if (gn < p.N && gk < p.K) {
-        let ci = gk / p.khw;
-        let r = gk % p.khw;
-        let ky = r / p.kw;
-        let kx = r % p.kw;
-        let oy = gn / p.ow;
-        let ox = gn % p.ow;
-        let iy = i32(oy * p.stride + ky) - i32(p.pad_top);
-        let ix = i32(ox * p.stride + kx) - i32(p.pad_left);
+  // ---- A tile load into registers ra[l] and store into As
+  const aLoadCode = v.vecA
+    ? `
+    for (var l = 0u; l < ${aLoads}u; l++) {
+      let mm = a_m + l * ${threads / aFast}u;
+      let gm = m0 + mm;
+      let gk = k0 + a_k * 4u;
+      ra[l] = vec4<f32>(0.0);
+      if (gm < p.M && gk < p.K) { ra[l] = A[(a_base + gm * p.K + gk) >> 2u]; }
+    }`
+    : `
+    for (var l = 0u; l < ${aLoads}u; l++) {
+      let mm = a_m + l * ${threads / aFast}u;
+      let gm = m0 + mm;
+      let gk = k0 + a_k;
+      ra[l] = 0.0;
+      if (gm < p.M && gk < p.K) { ra[l] = ${load('A', v.dtypeA, 'a_base + gm * p.K + gk')}; }
+    }`;
+  const aStoreCode = v.vecA
+    ? `
+    for (var l = 0u; l < ${aLoads}u; l++) {
+      let mm = a_m + l * ${threads / aFast}u;
+      for (var c = 0u; c < 4u; c++) { As[((a_k * 4u + c) * BM + mm) / ${VM}u][mm % ${VM}u] = ra[l][c]; }
+    }`
+    : `
+    for (var l = 0u; l < ${aLoads}u; l++) {
+      let mm = a_m + l * ${threads / aFast}u;
+      As[(a_k * BM + mm) / ${VM}u][mm % ${VM}u] = ra[l];
+    }`;
+
+  // ---- B tile
+  let bSetup: string;
+  let bLoadCode: string;
+  let bStoreCode: string;
+  if (v.bLayout === 'nk') {
+    const fast = BK / bw; // fast axis k
+    if (threads % fast !== 0) throw new Error('gemm: threads not a multiple of the B tile row');
+    bSetup = `let b_k = tid % ${fast}u; let b_n = tid / ${fast}u;`;
+    bLoadCode = `
+    for (var l = 0u; l < ${bLoads}u; l++) {
+      let gn = n0 + b_n + l * ${threads / fast}u;
+      let gk = k0 + b_k * ${bw}u;
+      rb[l] = ${v.vecB ? 'vec4<f32>(0.0)' : '0.0'};
+      if (gn < p.N && gk < p.K) { rb[l] = ${v.vecB ? 'B[(b_base + gn * p.K + gk) >> 2u]' : load('B', v.dtypeB, 'b_base + gn * p.K + gk')}; }
+    }`;
+    bStoreCode = v.vecB
+      ? `
+    for (var l = 0u; l < ${bLoads}u; l++) {
+      let nn = b_n + l * ${threads / fast}u;
+      for (var c = 0u; c < 4u; c++) { Bs[((b_k * 4u + c) * BN + nn) / ${VN}u][nn % ${VN}u] = rb[l][c]; }
+    }`
+      : `
+    for (var l = 0u; l < ${bLoads}u; l++) {
+      let nn = b_n + l * ${threads / fast}u;
+      Bs[(b_k * BN + nn) / ${VN}u][nn % ${VN}u] = rb[l];
+    }`;
+  } else if (v.bLayout === 'kn') {
+    const fast = BN / bw; // fast axis n
+    if (threads % fast !== 0) throw new Error('gemm: threads not a multiple of the B tile row');
+    bSetup = `let b_n = tid % ${fast}u; let b_k = tid / ${fast}u;`;
+    bLoadCode = `
+    for (var l = 0u; l < ${bLoads}u; l++) {
+      let gk = k0 + b_k + l * ${threads / fast}u;
+      let gn = n0 + b_n * ${bw}u;
+      rb[l] = ${v.vecB ? 'vec4<f32>(0.0)' : '0.0'};
+      if (gn < p.N && gk < p.K) { rb[l] = ${v.vecB ? 'B[(b_base + gk * p.N + gn) >> 2u]' : load('B', v.dtypeB, 'b_base + gk * p.N + gn')}; }
+    }`;
+    bStoreCode = v.vecB
+      ? `
+    for (var l = 0u; l < ${bLoads}u; l++) {
+      let kk = b_k + l * ${threads / fast}u;
+      Bs[(kk * BN + b_n * 4u) / ${VN}u] = ${VN === 4 ? 'rb[l]' : ''}${VN === 2 ? 'rb[l].xy; Bs[(kk * BN + b_n * 4u) / 2u + 1u] = rb[l].zw' : ''};
+    }`
+      : `
+    for (var l = 0u; l < ${bLoads}u; l++) {
+      let kk = b_k + l * ${threads / fast}u;
+      Bs[(kk * BN + b_n) / ${VN}u][b_n % ${VN}u] = rb[l];
+    }`;
+  } else {
+    const c = v.conv!;
+    const khw = c.kh * c.kw;
+    if (threads % BN !== 0) throw new Error('gemm: threads not a multiple of the B tile row');
+    // Each invocation always loads the same output pixel column nn; only k varies.
+    bSetup = `let b_n = tid % ${BN}u; let b_k = tid / ${BN}u;
+  let b_gn = n0 + b_n;
+  let b_valid = b_gn < p.N;
+  let b_iy0 = i32((b_gn / p.ow) * ${c.stride}u) - i32(p.pad_top);
+  let b_ix0 = i32((b_gn % p.ow) * ${c.stride}u) - i32(p.pad_left);`;
+    bLoadCode = `
+    for (var l = 0u; l < ${bLoads}u; l++) {
+      let gk = k0 + b_k + l * ${threads / BN}u;
+      rb[l] = 0.0;
+      if (b_valid && gk < p.K) {
+        let ci = gk / ${khw}u;
+        let r = gk % ${khw}u;
+        let iy = b_iy0 + i32(r / ${c.kw}u);
+        let ix = b_ix0 + i32(r % ${c.kw}u);
         if (iy >= 0 && ix >= 0 && u32(iy) < p.ih && u32(ix) < p.iw) {
-          val = ${load('B', v.dtypeB, 'b_base + (ci * p.ih + u32(iy)) * p.iw + u32(ix)')};
+          rb[l] = ${load('B', v.dtypeB, 'b_base + (ci * p.ih + u32(iy)) * p.iw + u32(ix)')};
         }
-      }`;
-      break;
+      }
+    }`;
+    bStoreCode = `
+    for (var l = 0u; l < ${bLoads}u; l++) {
+      let kk = b_k + l * ${threads / BN}u;
+      Bs[(kk * BN + b_n) / ${VN}u][b_n % ${VN}u] = rb[l];
+    }`;
   }
 
   const bindings: string[] = [
-    `@group(0) @binding(1) var<storage, read> A: array<${storageType(v.dtypeA)}>;`,
-    `@group(0) @binding(2) var<storage, read> B: array<${storageType(v.dtypeB)}>;`,
+    `@group(0) @binding(1) var<storage, read> A: array<${aType}>;`,
+    `@group(0) @binding(2) var<storage, read> B: array<${bType}>;`,
   ];
   let next = 3;
   if (v.bias !== 'none') bindings.push(`@group(0) @binding(${next++}) var<storage, read> bias: array<f32>;`);
   if (v.residual) bindings.push(`@group(0) @binding(${next++}) var<storage, read> res: array<f32>;`);
   bindings.push(`@group(0) @binding(${next++}) var<storage, read_write> C: array<f32>;`);
-
   const biasExpr = v.bias === 'n' ? 'bias[gn]' : v.bias === 'm' ? 'bias[gm]' : '0.0';
   const resExpr = v.residual ? ' + res[ci]' : '';
 
   return /* wgsl */ `
 struct P {
   M: u32, N: u32, K: u32, batch_a: u32,
-  batch_b: u32, batch_c: u32, ow: u32, stride: u32,
-  ih: u32, iw: u32, kw: u32, khw: u32,
+  batch_b: u32, batch_c: u32, ow: u32, _s: u32,
+  ih: u32, iw: u32, _kw: u32, _khw: u32,
   pad_top: u32, pad_left: u32, _a: u32, _b: u32,
 }
 @group(0) @binding(0) var<uniform> p: P;
 ${bindings.join('\n')}
-${v.act === 'none' ? '' : WGSL_ACTIVATIONS}
+${v.act === 'none' ? 'fn act_none(x: f32) -> f32 { return x; }' : WGSL_ACTIVATIONS}
 const BM = ${BM}u;
 const BN = ${BN}u;
 const BK = ${BK}u;
@@ -134,27 +230,27 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   let b_base = bz * p.batch_b;
   let tm = tid / ${threadsN}u;
   let tn = tid % ${threadsN}u;
+  let a_k = tid % ${aFast}u;
+  let a_m = tid / ${aFast}u;
+  ${bSetup}
   var acc: array<${vecN}, ${(TM * TN) / VN}>;
-  for (var k0 = 0u; k0 < p.K; k0 += BK) {
-    for (var l = 0u; l < ${aLoads}u; l++) {
-      let e = tid + l * ${threads}u;
-      let kk = e % BK;
-      let mm = e / BK;
-      let gm = m0 + mm;
-      let gk = k0 + kk;
-      var val = 0.0;
-      if (gm < p.M && gk < p.K) { val = ${load('A', v.dtypeA, 'a_base + gm * p.K + gk')}; }
-      As[(kk * BM + mm) / ${VM}u][mm % ${VM}u] = val;
-    }
-    for (var l = 0u; l < ${bLoads}u; l++) {
-      let e = tid + l * ${threads}u;
-      ${bDecomp}
-      let gn = n0 + nn;
-      let gk = k0 + kk;
-      var val = 0.0;${bIndex}
-      Bs[(kk * BN + nn) / ${VN}u][nn % ${VN}u] = val;
-    }
+  var ra: array<${v.vecA ? 'vec4<f32>' : 'f32'}, ${aLoads}>;
+  var rb: array<${v.vecB ? 'vec4<f32>' : 'f32'}, ${bLoads}>;
+  var k0 = 0u;
+  ${aLoadCode}
+  ${bLoadCode}
+  loop {
+    if (k0 >= p.K) { break; }
     workgroupBarrier();
+    ${aStoreCode}
+    ${bStoreCode}
+    workgroupBarrier();
+    k0 += BK;
+    // Prefetch the next tile into registers while this one is multiplied from workgroup memory.
+    if (k0 < p.K) {
+      ${aLoadCode}
+      ${bLoadCode}
+    }
     for (var k = 0u; k < BK; k++) {
       var a: array<${vecM}, ${TM / VM}>;
       var b: array<${vecN}, ${TN / VN}>;
@@ -167,7 +263,6 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
         }
       }
     }
-    workgroupBarrier();
   }
   let c_base = bz * p.batch_c;
   for (var i = 0u; i < TM; i++) {
@@ -177,12 +272,10 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       let gn = n0 + tn * TN + j;
       if (gn >= p.N) { continue; }
       let ci = c_base + gm * p.N + gn;
-      let v = act_${v.act}(acc[i * ${TN / VN}u + j / ${VN}u][j % ${VN}u] + ${biasExpr})${resExpr};
-      C[ci] = v;
+      C[ci] = act_${v.act}(acc[i * ${TN / VN}u + j / ${VN}u][j % ${VN}u] + ${biasExpr})${resExpr};
     }
   }
-}
-${v.act === 'none' ? 'fn act_none(x: f32) -> f32 { return x; }' : ''}`;
+}`;
 }
 
 interface GemmLaunch {
@@ -192,7 +285,7 @@ interface GemmLaunch {
   batch: number;
   batchA: number;
   batchB: number;
-  conv?: { ow: number; stride: number; ih: number; iw: number; kh: number; kw: number; padTop: number; padLeft: number };
+  conv?: { ow: number; ih: number; iw: number; padTop: number; padLeft: number };
 }
 
 /** Picks a tile for the problem: big tiles only when they fill the GPU. Override with
@@ -208,14 +301,20 @@ export function chooseTile(rt: Runtime, M: number, N: number, batch: number): Ti
   return TILES.small;
 }
 
-async function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile'>, g: GemmLaunch, a: Tensor, b: Tensor, bias: Tensor | undefined, residual: Tensor | undefined, out: Tensor): Promise<void> {
+async function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: GemmLaunch, a: Tensor, b: Tensor, bias: Tensor | undefined, residual: Tensor | undefined, out: Tensor): Promise<void> {
   const tile = chooseTile(rt, g.M, g.N, g.batch);
-  const variant: GemmVariant = { ...v, tile };
+  const noVec = envFlag('DIFFSIM_GEMM_SCALAR');
+  // vec4 loads need 16-byte aligned rows and batch strides.
+  const vecA = !noVec && v.dtypeA === 'f32' && g.K % 4 === 0 && g.batchA % 4 === 0 && (tile.BK / 4) <= 256;
+  const vecB = !noVec && v.dtypeB === 'f32' && v.bLayout !== 'im2col' && (v.bLayout === 'nk' ? g.K % 4 === 0 : g.N % 4 === 0 && tile.BN / 4 <= 256) && g.batchB % 4 === 0;
+  const threads = (tile.BM / tile.TM) * (tile.BN / tile.TN);
+  const fits = (extent: number) => (extent * tile.BK) % (threads * 4) === 0;
+  const variant: GemmVariant = { ...v, tile, vecA: vecA && fits(tile.BM), vecB: vecB && fits(tile.BN) };
   const c = g.conv;
   const params = new Params()
     .u32(g.M, g.N, g.K, g.batchA)
-    .u32(g.batchB, g.M * g.N, c?.ow ?? 1, c?.stride ?? 1)
-    .u32(c?.ih ?? 0, c?.iw ?? 0, c?.kw ?? 1, (c?.kh ?? 1) * (c?.kw ?? 1))
+    .u32(g.batchB, g.M * g.N, c?.ow ?? 1, 0)
+    .u32(c?.ih ?? 0, c?.iw ?? 0, 0, 0)
     .u32(c?.padTop ?? 0, c?.padLeft ?? 0, 0, 0)
     .build();
   const inputs = [a, b];
@@ -225,6 +324,11 @@ async function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile'>, g: GemmLaunch, a:
     { key: variantKey(variant), code: gemmCode(variant), inputs: inputs.length, outputs: 1, uniforms: true },
     { params, inputs, outputs: [out], workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
   );
+}
+
+function envFlag(name: string): boolean {
+  const v = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
+  return v === '1' || v === 'true';
 }
 
 export interface LinearOptions {
@@ -330,7 +434,15 @@ export async function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): 
   const pointwise = kh === 1 && kw === 1 && stride === 1 && pt + pb + pl + pr === 0;
   await gemm(
     rt,
-    { dtypeA: weight.dtype, dtypeB: 'f32', bLayout: pointwise ? 'kn' : 'im2col', bias: o.bias ? 'm' : 'none', act: o.act ?? 'none', residual: !!o.residual },
+    {
+      dtypeA: weight.dtype,
+      dtypeB: 'f32',
+      bLayout: pointwise ? 'kn' : 'im2col',
+      bias: o.bias ? 'm' : 'none',
+      act: o.act ?? 'none',
+      residual: !!o.residual,
+      conv: pointwise ? undefined : { kh, kw, stride },
+    },
     {
       M: cout,
       N: oh * ow,
@@ -338,7 +450,7 @@ export async function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): 
       batch: b,
       batchA: 0,
       batchB: cin * h * w,
-      conv: { ow, stride, ih: h, iw: w, kh, kw, padTop: pt, padLeft: pl },
+      conv: { ow, ih: h, iw: w, padTop: pt, padLeft: pl },
     },
     weight,
     x,
