@@ -29,6 +29,11 @@ const AWKWARD: [number, number, number][] = [
   [64, 64, 64],
   [65, 33, 127],
   [129, 130, 17],
+  // K a multiple of 4: the vec4 load paths, still with ragged M and N
+  [1, 4, 1],
+  [3, 8, 5],
+  [33, 36, 17],
+  [65, 132, 31],
 ];
 
 for (const tile of TILE_NAMES) {
@@ -107,7 +112,7 @@ test('real SD1.5 linear shapes (512² image): 4096×320→320 and 256×1280→12
 test('batched matmul: broadcast and batched B, transposed B, awkward shapes', async () => {
   const rt = await runtime();
   let seed = 40;
-  for (const [batch, m, k, n] of [[1, 1, 1, 1], [3, 5, 7, 9], [2, 33, 17, 65], [4, 16, 40, 77]] as const) {
+  for (const [batch, m, k, n] of [[1, 1, 1, 1], [3, 5, 7, 9], [2, 33, 17, 65], [4, 16, 40, 77], [2, 9, 12, 20], [3, 70, 64, 132]] as const) {
     for (const bBatched of [false, true]) {
       for (const transposeB of [false, true]) {
         await rt.scope(async () => {
