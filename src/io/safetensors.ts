@@ -242,6 +242,7 @@ export function rawToFloat32(raw: RawTensor): Float32Array {
   const n = numel(raw.shape);
   const aligned = (size: number): ArrayBuffer => {
     const b = raw.bytes;
+    if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength) return b.buffer as ArrayBuffer; // a fresh read: no copy
     if (b.byteOffset % size === 0) return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
     return b.slice().buffer as ArrayBuffer;
   };
