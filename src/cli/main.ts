@@ -3,12 +3,16 @@
 
 import { formatInspect, inspectFile } from './inspect.js';
 import { Runtime } from '../gpu/runtime.js';
+import { runParity, type ParityRow } from '../parity/parity.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
 commands:
   info                     print the WebGPU adapter, backend, limits and features
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
+  parity --fixtures DIR [--only NAME,...]
+                           rebuild the models of a reference fixture folder and compare every
+                           stored activation; prints one row per tensor and "N passed, M failed"
 
 environment:
   DIFFSIM_DAWN_TOGGLES            Dawn toggles to enable (Node), e.g. allow_unsafe_apis,disable_robustness
@@ -40,8 +44,45 @@ async function info(json: boolean): Promise<void> {
   }
 }
 
+function formatRow(r: ParityRow): string {
+  const err = r.kind === 'exact' ? `${r.err} mismatches` : Number.isFinite(r.err) ? r.err.toExponential(2) : 'inf';
+  const tol = r.kind === 'exact' ? 'exact' : `${r.kind === 'absolute' ? 'abs ' : ''}${r.tol.toExponential(0)}`;
+  return `${r.pass ? 'pass' : 'FAIL'}  ${`${r.fixture}/${r.name}`.padEnd(72)} ${err.padStart(14)}  ${tol}${r.note ? `  (${r.note})` : ''}`;
+}
+
+async function parity(args: string[]): Promise<number> {
+  let dir: string | undefined;
+  let only: string[] | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--fixtures') dir = args[++i];
+    else if (a.startsWith('--fixtures=')) dir = a.slice('--fixtures='.length);
+    else if (a === '--only') only = args[++i]?.split(',').filter(Boolean);
+    else if (a.startsWith('--only=')) only = a.slice('--only='.length).split(',').filter(Boolean);
+    else throw new UsageError(`parity: unknown argument ${a}`);
+  }
+  if (!dir) throw new UsageError('parity: --fixtures DIR is required');
+  if (only && only.length === 0) throw new UsageError('parity: --only needs at least one folder name');
+  const rt = await Runtime.create();
+  try {
+    console.log(`adapter: ${rt.adapterInfo.description}`);
+    console.log(`${'     tensor'.padEnd(78)} ${'error'.padStart(14)}  tolerance`);
+    const { rows, skipped } = await runParity(rt, dir, only, (r) => console.log(formatRow(r)));
+    for (const s of skipped) console.log(`skip  ${s} (not supported yet)`);
+    const failed = rows.filter((r) => !r.pass).length;
+    const worst = new Map<string, number>();
+    for (const r of rows) if (r.kind === 'normalised') worst.set(r.fixture, Math.max(worst.get(r.fixture) ?? 0, r.err));
+    for (const [f, e] of worst) console.log(`worst normalised error ${f}: ${e.toExponential(2)}`);
+    console.log(`${rows.length - failed} passed, ${failed} failed`);
+    return failed === 0 && rows.length > 0 ? 0 : 1;
+  } finally {
+    rt.destroy();
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === 'parity') return parity(rest);
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
   const positional = rest.filter((a) => !a.startsWith('--'));
   switch (command) {

@@ -476,6 +476,18 @@ export class Runtime {
     this.ensureBatch().encoder.copyBufferToBuffer(src.storage.buffer, 0, dst.storage.buffer, 0, src.byteLength);
   }
 
+  /** Copies `bytes` bytes from `src` at `srcOffset` into `dst` at `dstOffset` (multiples of 4). */
+  copyRegion(src: Tensor, srcOffset: number, dst: Tensor, dstOffset: number, bytes: number): void {
+    src.assertLive('copyRegion');
+    dst.assertLive('copyRegion');
+    if (srcOffset % 4 || dstOffset % 4 || bytes % 4 || srcOffset + bytes > src.byteLength || dstOffset + bytes > dst.byteLength) {
+      throw new ShapeError(`copyRegion: ${bytes} bytes from ${srcOffset} into ${dstOffset} out of range or unaligned`);
+    }
+    if (bytes === 0) return;
+    this.endPass();
+    this.ensureBatch().encoder.copyBufferToBuffer(src.storage.buffer, srcOffset, dst.storage.buffer, dstOffset, bytes);
+  }
+
   /** Runs `fn` and disposes every tensor created inside it except those it returns (also inside
    *  arrays and plain objects) and those marked with `keep()`. */
   async scope<T>(fn: () => Promise<T> | T): Promise<T> {

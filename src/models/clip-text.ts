@@ -1,0 +1,217 @@
+// transformers' CLIPTextModel: token + position embeddings, pre-LN causal transformer layers
+// (quick_gelu or gelu MLP), final LayerNorm, and the pooled output at the end-of-text token.
+
+import { ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { add } from '../kernels/elementwise.js';
+import { attention } from '../kernels/attention.js';
+import { embeddingLookup } from '../kernels/embedding.js';
+import type { Activation } from '../kernels/common.js';
+import { ForwardContext, type ForwardOptions } from '../nn/context.js';
+import { LayerNorm, Linear } from '../nn/modules.js';
+import { Scope, WeightStore, type Param } from '../nn/weights.js';
+
+export interface ClipTextConfig {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  max_position_embeddings: number;
+  hidden_act: string;
+  layer_norm_eps: number;
+  eos_token_id?: number;
+}
+
+export function activationOf(name: string, where: string): Activation {
+  if (name === 'quick_gelu') return 'quick_gelu';
+  if (name === 'gelu') return 'gelu';
+  if (name === 'silu' || name === 'swish') return 'silu';
+  throw new Error(`${where}: activation "${name}" is not supported (quick_gelu, gelu, silu)`);
+}
+
+function requireNumber(cfg: object, key: string, where: string): number {
+  const v = (cfg as Record<string, unknown>)[key];
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${where}: config field "${key}" must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Self-attention of CLIP encoders (q/k/v/out projections with biases). */
+export class ClipAttention {
+  readonly q_proj: Linear;
+  readonly k_proj: Linear;
+  readonly v_proj: Linear;
+  readonly out_proj: Linear;
+  constructor(
+    readonly scope: Scope,
+    dim: number,
+    readonly heads: number,
+    readonly causal: boolean,
+  ) {
+    if (dim % heads !== 0) throw new Error(`${scope.path}: hidden size ${dim} not divisible by ${heads} heads`);
+    this.q_proj = new Linear(scope.child('q_proj'), dim, dim);
+    this.k_proj = new Linear(scope.child('k_proj'), dim, dim);
+    this.v_proj = new Linear(scope.child('v_proj'), dim, dim);
+    this.out_proj = new Linear(scope.child('out_proj'), dim, dim);
+  }
+  /** out_proj(attention(x)) + residual. */
+  async forward(x: Tensor, ctx: ForwardContext, residual?: Tensor): Promise<Tensor> {
+    const q = await this.q_proj.forward(x, ctx);
+    const k = await this.k_proj.forward(x, ctx);
+    const v = await this.v_proj.forward(x, ctx);
+    const o = await attention(q, k, v, { heads: this.heads, causal: this.causal });
+    q.dispose();
+    k.dispose();
+    v.dispose();
+    const y = await this.out_proj.forward(o, ctx, residual ? { residual } : {});
+    o.dispose();
+    ctx.record(`${this.scope.path}:out`, y);
+    return y;
+  }
+}
+
+export class ClipEncoderLayer {
+  readonly self_attn: ClipAttention;
+  readonly layer_norm1: LayerNorm;
+  readonly layer_norm2: LayerNorm;
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  constructor(
+    readonly scope: Scope,
+    dim: number,
+    intermediate: number,
+    heads: number,
+    eps: number,
+    readonly act: Activation,
+    causal: boolean,
+  ) {
+    this.self_attn = new ClipAttention(scope.child('self_attn'), dim, heads, causal);
+    this.layer_norm1 = new LayerNorm(scope.child('layer_norm1'), dim, eps);
+    this.layer_norm2 = new LayerNorm(scope.child('layer_norm2'), dim, eps);
+    const mlp = scope.child('mlp');
+    this.fc1 = new Linear(mlp.child('fc1'), dim, intermediate);
+    this.fc2 = new Linear(mlp.child('fc2'), intermediate, dim);
+  }
+  async forward(x: Tensor, ctx: ForwardContext): Promise<Tensor> {
+    const h1 = await this.layer_norm1.forward(x, ctx);
+    const a = await this.self_attn.forward(h1, ctx, x);
+    h1.dispose();
+    const h2 = await this.layer_norm2.forward(a, ctx);
+    const m = await this.fc1.forward(h2, ctx, { act: this.act });
+    h2.dispose();
+    const y = await this.fc2.forward(m, ctx, { residual: a });
+    m.dispose();
+    a.dispose();
+    ctx.record(`${this.scope.path}:out`, y);
+    ctx.finished(this.scope.path);
+    return y;
+  }
+}
+
+export interface ClipTextOutput {
+  lastHiddenState: Tensor;
+  poolerOutput: Tensor;
+  /** hidden_states[0] = embeddings, [i] = output of layer i−1 (only when asked for). */
+  hiddenStates: Tensor[];
+}
+
+export class ClipTextModel {
+  readonly token_embedding: Param;
+  readonly position_embedding: Param;
+  readonly layers: ClipEncoderLayer[] = [];
+  readonly final_layer_norm: LayerNorm;
+  private tableBlocks: Tensor[] | null = null;
+  private blockRows = 0;
+
+  constructor(
+    readonly store: WeightStore,
+    readonly config: ClipTextConfig,
+    prefix = 'text_model',
+  ) {
+    const where = 'CLIP text config';
+    for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings', 'layer_norm_eps']) requireNumber(config, k, where);
+    const root = Scope.root(store, prefix);
+    const d = config.hidden_size;
+    const emb = root.child('embeddings');
+    this.token_embedding = emb.child('token_embedding').param('weight', [config.vocab_size, d]);
+    this.position_embedding = emb.child('position_embedding').param('weight', [config.max_position_embeddings, d]);
+    const act = activationOf(config.hidden_act, where);
+    const enc = root.child('encoder').child('layers');
+    for (let i = 0; i < config.num_hidden_layers; i++) {
+      this.layers.push(new ClipEncoderLayer(enc.child(i), d, config.intermediate_size, config.num_attention_heads, config.layer_norm_eps, act, true));
+    }
+    this.final_layer_norm = new LayerNorm(root.child('final_layer_norm'), d, config.layer_norm_eps);
+  }
+
+  /** The token table split into row blocks that fit the adapter's binding limit. */
+  private blocks(rt: Runtime): Tensor[] {
+    if (this.tableBlocks) return this.tableBlocks;
+    const table = this.token_embedding.tensor;
+    const [vocab, d] = table.shape as [number, number];
+    const limit = rt.limits.maxStorageBufferBindingSize ?? 134217728;
+    if (table.byteLength <= limit) {
+      this.blockRows = vocab;
+      this.tableBlocks = [table];
+      return this.tableBlocks;
+    }
+    this.blockRows = Math.floor(limit / (d * 4));
+    this.tableBlocks = [];
+    for (let r = 0; r < vocab; r += this.blockRows) {
+      const rows = Math.min(this.blockRows, vocab - r);
+      const blk = rt.empty([rows, d]).keep();
+      rt.copyRegion(table, r * d * 4, blk, 0, rows * d * 4);
+      this.tableBlocks.push(blk);
+    }
+    return this.tableBlocks;
+  }
+
+  /** Runs the encoder on token ids [B, N] (N ≤ max_position_embeddings). */
+  async forward(rt: Runtime, inputIds: Int32Array, batch: number, opts: ForwardOptions & { outputHiddenStates?: boolean } = {}, ctx = new ForwardContext(opts)): Promise<ClipTextOutput> {
+    const n = inputIds.length / batch;
+    if (!Number.isInteger(n) || n < 1) throw new ShapeError(`CLIP text: ${inputIds.length} ids do not split into batch ${batch}`);
+    if (n > this.config.max_position_embeddings) throw new ShapeError(`CLIP text: ${n} tokens exceed max_position_embeddings ${this.config.max_position_embeddings}`);
+    for (let i = 0; i < inputIds.length; i++) {
+      if (inputIds[i]! < 0 || inputIds[i]! >= this.config.vocab_size) throw new RangeError(`CLIP text: token id ${inputIds[i]} at ${i} outside the vocabulary (${this.config.vocab_size})`);
+    }
+    const d = this.config.hidden_size;
+    const prefix = this.final_layer_norm.path.replace(/\.?final_layer_norm$/, '');
+    return rt.scope(async () => {
+      const ids = rt.upload(inputIds, [batch, n], 'i32');
+      const tok = await embeddingLookup(ids, this.blocks(rt), this.blockRows);
+      const posIds = rt.upload(Int32Array.from({ length: n }, (_, i) => i), [1, n], 'i32');
+      const pos = await embeddingLookup(posIds, [this.position_embedding.tensor], this.config.max_position_embeddings);
+      let x = await add(tok, pos);
+      ctx.record(`${prefix ? `${prefix}.` : ''}embeddings:out`, x);
+      const hidden: Tensor[] = [];
+      if (opts.outputHiddenStates) hidden.push(x.reshape(x.shape).keep());
+      ctx.record('hidden_states.0', x);
+      for (let i = 0; i < this.layers.length; i++) {
+        const y = await this.layers[i]!.forward(x, ctx);
+        x.dispose();
+        x = y;
+        if (opts.outputHiddenStates) hidden.push(x.reshape(x.shape).keep());
+        ctx.record(`hidden_states.${i + 1}`, x);
+      }
+      const last = await this.final_layer_norm.forward(x, ctx);
+      ctx.record('last_hidden_state', last);
+      // Pooled output: the token at argmax(id) (legacy eos_token_id 2, as SD1.5's config) or the
+      // first end-of-text token.
+      const eos = this.config.eos_token_id ?? 2;
+      const rows = new Int32Array(batch);
+      for (let b = 0; b < batch; b++) {
+        const seq = inputIds.subarray(b * n, (b + 1) * n);
+        let at = 0;
+        if (eos === 2) {
+          for (let i = 1; i < n; i++) if (seq[i]! > seq[at]!) at = i;
+        } else {
+          const idx = seq.indexOf(eos);
+          at = idx >= 0 ? idx : 0;
+        }
+        rows[b] = b * n + at;
+      }
+      const flat = last.reshape([batch * n, d]);
+      const pooled = (await embeddingLookup(rt.upload(rows, [batch], 'i32'), [flat], batch * n)).reshape([batch, d]);
+      ctx.record('pooler_output', pooled);
+      return { lastHiddenState: last, poolerOutput: pooled, hiddenStates: hidden };
+    });
+  }
+}

@@ -1,0 +1,179 @@
+// PNDMScheduler (diffusers 0.29.2) as DiffSim uses it: the beta/alpha tables in float32, the
+// timestep list for N inference steps, and add_noise.
+
+import { binary } from '../kernels/elementwise.js';
+import { ShapeError, type Tensor } from '../gpu/runtime.js';
+
+export interface SchedulerConfig {
+  num_train_timesteps: number;
+  beta_start: number;
+  beta_end: number;
+  beta_schedule: string;
+  trained_betas?: number[] | null;
+  skip_prk_steps?: boolean;
+  set_alpha_to_one?: boolean;
+  steps_offset?: number;
+  timestep_spacing?: string;
+  prediction_type?: string;
+  clip_sample?: boolean;
+}
+
+const f = Math.fround;
+
+/** torch.linspace(start, end, steps, dtype=float32) as ATen's CPU kernel computes it: a float32
+ *  step, the first half counted up from start, the second half down from end. */
+export function linspaceF32(start: number, end: number, steps: number): Float32Array {
+  const out = new Float32Array(steps);
+  if (steps === 1) {
+    out[0] = start;
+    return out;
+  }
+  const s = f(start);
+  const e = f(end);
+  const step = f(f(e - s) / (steps - 1));
+  const half = Math.floor(steps / 2);
+  for (let i = 0; i < steps; i++) out[i] = i < half ? f(s + f(step * i)) : f(e - f(step * (steps - i - 1)));
+  return out;
+}
+
+export class PNDMScheduler {
+  readonly betas: Float32Array;
+  readonly alphas: Float32Array;
+  readonly alphasCumprod: Float32Array;
+  readonly finalAlphaCumprod: number;
+
+  constructor(readonly config: SchedulerConfig) {
+    const n = config.num_train_timesteps;
+    if (!Number.isInteger(n) || n < 1) throw new Error(`scheduler config: num_train_timesteps ${n} must be a positive integer`);
+    if (config.trained_betas) {
+      if (config.trained_betas.length !== n) throw new Error(`scheduler config: trained_betas has ${config.trained_betas.length} entries, expected ${n}`);
+      this.betas = Float32Array.from(config.trained_betas);
+    } else if (config.beta_schedule === 'linear') {
+      this.betas = linspaceF32(config.beta_start, config.beta_end, n);
+    } else if (config.beta_schedule === 'scaled_linear') {
+      const root = linspaceF32(Math.sqrt(f(config.beta_start)), Math.sqrt(f(config.beta_end)), n);
+      this.betas = root.map((v) => f(v * v));
+    } else {
+      throw new Error(`scheduler config: beta_schedule "${config.beta_schedule}" is not supported (linear, scaled_linear)`);
+    }
+    this.alphas = this.betas.map((b) => f(1 - b));
+    this.alphasCumprod = new Float32Array(n);
+    let acc = 1;
+    for (let i = 0; i < n; i++) this.alphasCumprod[i] = acc = f(acc * this.alphas[i]!);
+    this.finalAlphaCumprod = config.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
+  }
+
+  /** The PLMS timestep list for `steps` inference steps (with skip_prk_steps: steps + 1 entries,
+   *  e.g. 1000 steps → [1000, 999, 999, 998, …, 1]). */
+  timesteps(steps: number): number[] {
+    const c = this.config;
+    const n = c.num_train_timesteps;
+    if (!Number.isInteger(steps) || steps < 1 || steps > n) throw new RangeError(`inference steps ${steps} must be an integer in [1, ${n}]`);
+    let base: number[];
+    const spacing = c.timestep_spacing ?? 'leading';
+    if (spacing === 'leading') {
+      const ratio = Math.floor(n / steps);
+      base = Array.from({ length: steps }, (_, i) => i * ratio + (c.steps_offset ?? 0));
+    } else if (spacing === 'linspace') {
+      base = Array.from({ length: steps }, (_, i) => Math.round(steps === 1 ? 0 : (i * (n - 1)) / (steps - 1)));
+    } else if (spacing === 'trailing') {
+      const ratio = n / steps;
+      const desc: number[] = [];
+      for (let t = n; t > 0; t -= ratio) desc.push(Math.round(t));
+      base = desc.reverse().map((t) => t - 1);
+    } else {
+      throw new Error(`scheduler config: timestep_spacing "${spacing}" is not supported`);
+    }
+    if (c.skip_prk_steps === false) {
+      // PRK warm-up steps (pndm_order 4), as diffusers builds them.
+      const order = 4;
+      const last = base.slice(-order);
+      const halfStep = Math.floor(n / steps / 2);
+      const prk: number[] = [];
+      for (const t of last) prk.push(t, t + halfStep);
+      const rep: number[] = [];
+      for (const t of prk.slice(0, -1)) rep.push(t, t);
+      const prkSteps = rep.slice(1, -1).reverse();
+      return [...prkSteps, ...base.slice(0, -3).reverse()];
+    }
+    return [...base.slice(0, -1), ...base.slice(-2, -1), ...base.slice(-1)].reverse();
+  }
+
+  /** √ᾱ_t and √(1 − ᾱ_t) in float32. */
+  coefficients(t: number): [number, number] {
+    if (!Number.isInteger(t) || t < 0 || t >= this.alphasCumprod.length) {
+      throw new RangeError(`timestep ${t} outside [0, ${this.alphasCumprod.length - 1}] (DiffSim's target_step 0 maps to t = 1000, which is out of range)`);
+    }
+    const a = this.alphasCumprod[t]!;
+    return [f(Math.sqrt(a)), f(Math.sqrt(f(1 - a)))];
+  }
+
+  /** add_noise on the host: √ᾱ_t·x + √(1−ᾱ_t)·noise, one timestep per batch element (or one for all). */
+  addNoiseHost(original: Float32Array, noise: Float32Array, timesteps: readonly number[], batch: number): Float32Array {
+    if (original.length !== noise.length || original.length % batch !== 0) throw new ShapeError('addNoise: original and noise differ in size');
+    if (timesteps.length !== 1 && timesteps.length !== batch) throw new ShapeError(`addNoise: ${timesteps.length} timesteps for batch ${batch}`);
+    const per = original.length / batch;
+    const out = new Float32Array(original.length);
+    for (let b = 0; b < batch; b++) {
+      const [sa, sb] = this.coefficients(timesteps.length === 1 ? timesteps[0]! : timesteps[b]!);
+      for (let i = b * per; i < (b + 1) * per; i++) out[i] = f(f(sa * original[i]!) + f(sb * noise[i]!));
+    }
+    return out;
+  }
+
+  /** add_noise on the GPU for one timestep. */
+  addNoise(original: Tensor, noise: Tensor, t: number): Promise<Tensor> {
+    const [sa, sb] = this.coefficients(t);
+    return binary(original, noise, 'add', sa, sb);
+  }
+}
+
+/** A seeded standard-normal generator (xoshiro128** + Box–Muller, float32 output). */
+export class NormalGenerator {
+  private s: Uint32Array;
+  private spare: number | null = null;
+  constructor(seed: number) {
+    // splitmix32 to fill the state from one seed
+    let x = seed >>> 0;
+    const next = () => {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.s = Uint32Array.from([next(), next(), next(), next()]);
+  }
+  private nextU32(): number {
+    const s = this.s;
+    const result = Math.imul(((Math.imul(s[1]!, 5) << 7) | (Math.imul(s[1]!, 5) >>> 25)) >>> 0, 9) >>> 0;
+    const t = (s[1]! << 9) >>> 0;
+    s[2]! ^= s[0]!;
+    s[3]! ^= s[1]!;
+    s[1]! ^= s[2]!;
+    s[0]! ^= s[3]!;
+    s[2]! ^= t;
+    s[3] = ((s[3]! << 11) | (s[3]! >>> 21)) >>> 0;
+    return result;
+  }
+  /** Uniform in (0, 1). */
+  uniform(): number {
+    return (this.nextU32() + 0.5) / 4294967296;
+  }
+  normal(): number {
+    if (this.spare !== null) {
+      const v = this.spare;
+      this.spare = null;
+      return v;
+    }
+    const r = Math.sqrt(-2 * Math.log(this.uniform()));
+    const th = 2 * Math.PI * this.uniform();
+    this.spare = r * Math.sin(th);
+    return r * Math.cos(th);
+  }
+  randn(n: number): Float32Array {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.normal();
+    return out;
+  }
+}

@@ -1,0 +1,140 @@
+// Parameters by checkpoint key. Modules declare their parameters (full key and shape) when they are
+// built from a config; a loader then fills them from a checkpoint, reporting every missing,
+// unexpected and mis-shaped key at once. Building without loading lists the exact tensor names and
+// shapes a checkpoint must have.
+
+import type { Runtime, Tensor } from '../gpu/runtime.js';
+import type { TensorSource } from '../io/safetensors.js';
+
+export class Param {
+  private value: Tensor | null = null;
+  constructor(
+    readonly key: string,
+    readonly shape: readonly number[],
+  ) {}
+  get tensor(): Tensor {
+    if (!this.value) throw new Error(`parameter "${this.key}" is not loaded`);
+    return this.value;
+  }
+  get loaded(): boolean {
+    return this.value !== null;
+  }
+  /** @internal */
+  set(t: Tensor | null): void {
+    this.value?.dispose();
+    this.value = t;
+  }
+}
+
+export class WeightLoadError extends Error {
+  override name = 'WeightLoadError';
+  constructor(
+    readonly source: string,
+    readonly missing: string[],
+    readonly unexpected: string[],
+    readonly misshaped: string[],
+  ) {
+    const parts: string[] = [];
+    const list = (xs: string[]) => (xs.length > 12 ? `${xs.slice(0, 12).join(', ')}, … (${xs.length} in all)` : xs.join(', '));
+    if (missing.length) parts.push(`${missing.length} missing: ${list(missing)}`);
+    if (unexpected.length) parts.push(`${unexpected.length} unexpected: ${list(unexpected)}`);
+    if (misshaped.length) parts.push(`${misshaped.length} with the wrong shape: ${list(misshaped)}`);
+    super(`${source}: ${parts.join('; ')}`);
+  }
+}
+
+export interface LoadOptions {
+  /** Maps a checkpoint key to the module key (e.g. legacy names), or null to skip the tensor. */
+  rename?: (checkpointKey: string) => string | null;
+  /** Keys in the checkpoint that may be ignored (e.g. non-persistent buffers). */
+  ignore?: RegExp[];
+  /** Only load keys under this prefix of the module keys; the others must exist but stay unloaded. */
+  strictUnexpected?: boolean;
+  /** Reshape a checkpoint tensor whose element count matches but whose shape differs
+   *  (legacy 1×1-conv attention weights stored as [C, C, 1, 1]). */
+  allowSqueeze?: boolean;
+}
+
+/** All parameters of a model, by full key. */
+export class WeightStore {
+  readonly params = new Map<string, Param>();
+
+  declare(key: string, shape: readonly number[]): Param {
+    if (this.params.has(key)) throw new Error(`parameter "${key}" declared twice`);
+    const p = new Param(key, [...shape]);
+    this.params.set(key, p);
+    return p;
+  }
+
+  /** Declared names and shapes (what a checkpoint must hold). */
+  manifest(): Record<string, number[]> {
+    const out: Record<string, number[]> = {};
+    for (const [k, p] of this.params) out[k] = [...p.shape];
+    return out;
+  }
+
+  parameterCount(): number {
+    let n = 0;
+    for (const p of this.params.values()) n += p.shape.reduce((a, b) => a * b, 1);
+    return n;
+  }
+
+  /** Loads every declared parameter from `source` as f32. Checks everything before uploading. */
+  async load(rt: Runtime, source: TensorSource, opts: LoadOptions = {}): Promise<void> {
+    const byKey = new Map<string, string>(); // module key → checkpoint key
+    const unexpected: string[] = [];
+    for (const ck of source.names()) {
+      const mk = opts.rename ? opts.rename(ck) : ck;
+      if (mk === null) continue;
+      if (this.params.has(mk)) byKey.set(mk, ck);
+      else if (!opts.ignore?.some((r) => r.test(ck))) unexpected.push(ck);
+    }
+    const missing: string[] = [];
+    const misshaped: string[] = [];
+    for (const [k, p] of this.params) {
+      const ck = byKey.get(k);
+      if (ck === undefined) {
+        missing.push(k);
+        continue;
+      }
+      const shape = source.info(ck).shape;
+      const same = shape.length === p.shape.length && shape.every((d, i) => d === p.shape[i]);
+      const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+      if (!same && !(opts.allowSqueeze && numel(shape) === numel(p.shape))) {
+        misshaped.push(`${ck} [${shape.join(', ')}] (expected [${p.shape.join(', ')}])`);
+      }
+    }
+    if (missing.length || misshaped.length || (opts.strictUnexpected !== false && unexpected.length)) {
+      throw new WeightLoadError(source.name, missing, opts.strictUnexpected === false ? [] : unexpected, misshaped);
+    }
+    for (const [k, p] of this.params) {
+      const { data } = await source.readFloat32(byKey.get(k)!);
+      p.set(rt.upload(data, p.shape).keep());
+    }
+  }
+
+  dispose(): void {
+    for (const p of this.params.values()) p.set(null);
+  }
+}
+
+/** A key prefix inside a WeightStore, for building modules whose names mirror checkpoint keys. */
+export class Scope {
+  constructor(
+    readonly store: WeightStore,
+    readonly prefix: string,
+  ) {}
+  static root(store: WeightStore, prefix = ''): Scope {
+    return new Scope(store, prefix);
+  }
+  child(name: string | number): Scope {
+    return new Scope(this.store, this.prefix ? `${this.prefix}.${name}` : String(name));
+  }
+  param(name: string, shape: readonly number[]): Param {
+    return this.store.declare(this.prefix ? `${this.prefix}.${name}` : name, shape);
+  }
+  /** The module path (checkpoint prefix) of this scope. */
+  get path(): string {
+    return this.prefix;
+  }
+}

@@ -1,0 +1,218 @@
+// `diffsim parity`: rebuilds the models of a reference fixture folder from its stored configs, runs
+// the stored inputs and compares every stored activation it can produce.
+//
+// err = max|ours − ref| / max(1, max|ref|) (the fixtures' normalised error); tolerances follow the
+// fixtures README: single projections/norms 1e-5, blocks and attention 1e-4, final model outputs
+// 2e-4, scheduler tables 1e-6 absolute, token ids and timesteps exact.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Runtime, Tensor } from '../gpu/runtime.js';
+import { SafetensorsFile, rawToInt32 } from '../io/safetensors.js';
+import { PNDMScheduler, type SchedulerConfig } from '../models/scheduler.js';
+import { ClipTokenizer } from '../models/clip-tokenizer.js';
+import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
+import { ForwardContext } from '../nn/context.js';
+import { WeightStore } from '../nn/weights.js';
+
+export interface ParityRow {
+  fixture: string;
+  name: string;
+  /** Normalised error (or absolute for scheduler tables; count of mismatches for exact checks). */
+  err: number;
+  tol: number;
+  kind: 'normalised' | 'absolute' | 'exact';
+  pass: boolean;
+  note?: string;
+}
+
+export interface FixtureIndex {
+  files: Record<string, { description?: string; config?: unknown; tensors: Record<string, { shape: number[]; dtype: string }> }>;
+  other_files?: Record<string, string>;
+}
+
+export function normalisedError(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (ours.length !== ref.length) return Infinity;
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(ours[i]! - ref[i]!);
+    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Infinity : d;
+    const r = Math.abs(ref[i]!);
+    if (r > maxRef) maxRef = r;
+  }
+  return maxDiff / Math.max(1, maxRef);
+}
+
+export function maxAbsError(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (ours.length !== ref.length) return Infinity;
+  let m = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(ours[i]! - ref[i]!);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
+/** Tolerance class of an activation name (fixtures README table). */
+export function toleranceFor(name: string): number {
+  if (/^(output\.sample|last_hidden_state|pooler_output|image_embeds|posterior\.|latent\.|resampler\.output)/.test(name) || /final_layer_norm:out$/.test(name)) return 2e-4;
+  if (/(to_[qkv]|[qkv]_proj|query|key|value|proj_in|conv_in|time_proj|patch_embeddings|embeddings|layer_norm\d?|norm\d?|group_norm|to_k_ip\.\d|to_v_ip\.\d):out$/.test(name)) return 1e-5;
+  return 1e-4;
+}
+
+type Handler = (rt: Runtime, dir: string, name: string, index: FixtureIndex) => Promise<ParityRow[]>;
+
+async function compareTensor(fixture: string, name: string, ours: Tensor | Float32Array, ref: SafetensorsFile, refName = name, tol = toleranceFor(name)): Promise<ParityRow> {
+  const info = ref.info(refName);
+  const got = ours instanceof Float32Array ? ours : ((await ours.read()) as Float32Array);
+  const shapeOk = ours instanceof Float32Array || (ours.shape.length === info.shape.length && ours.shape.every((d, i) => d === info.shape[i]));
+  const { data } = await ref.readFloat32(refName);
+  const err = shapeOk ? normalisedError(got, data) : Infinity;
+  const row: ParityRow = { fixture, name, err, tol, kind: 'normalised', pass: err <= tol };
+  if (!shapeOk && !(ours instanceof Float32Array)) row.note = `shape [${ours.shape.join(', ')}] vs [${info.shape.join(', ')}]`;
+  return row;
+}
+
+const scheduler: Handler = async (_rt, dir, fixture, index) => {
+  const rel = Object.keys(index.files).find((f) => f.startsWith(`${fixture}/`));
+  if (!rel) throw new Error(`${fixture}: no safetensors file listed in index.json`);
+  const file = await SafetensorsFile.open(join(dir, rel));
+  try {
+    const config = JSON.parse(file.metadata.config ?? 'null') as SchedulerConfig | null;
+    if (!config) throw new Error(`${rel}: no "config" metadata`);
+    const s = new PNDMScheduler(config);
+    const rows: ParityRow[] = [];
+    const abs = async (name: string, ours: ArrayLike<number>) => {
+      const { data } = await file.readFloat32(name);
+      const err = maxAbsError(ours, data);
+      rows.push({ fixture, name, err, tol: 1e-6, kind: 'absolute', pass: err <= 1e-6 });
+    };
+    if (file.has('betas')) await abs('betas', s.betas);
+    if (file.has('alphas')) await abs('alphas', s.alphas);
+    if (file.has('alphas_cumprod')) await abs('alphas_cumprod', s.alphasCumprod);
+    if (file.has('final_alpha_cumprod')) await abs('final_alpha_cumprod', [s.finalAlphaCumprod]);
+    for (const name of file.names().filter((n) => /^timesteps_\d+$/.test(n))) {
+      const ref = rawToInt32(await file.readRaw(name), name);
+      const steps = Number(name.slice('timesteps_'.length));
+      const ours = s.timesteps(steps);
+      const mismatches = ours.length !== ref.length ? Math.max(ours.length, ref.length) : ours.filter((t, i) => t !== ref[i]).length;
+      rows.push({ fixture, name, err: mismatches, tol: 0, kind: 'exact', pass: mismatches === 0 });
+    }
+    if (file.has('add_noise.original') && file.has('add_noise.noise')) {
+      const x0 = await file.readFloat32('add_noise.original');
+      const noise = (await file.readFloat32('add_noise.noise')).data;
+      const batch = x0.shape[0] ?? 1;
+      for (const name of file.names().filter((n) => /^add_noise\.t\d+$/.test(n))) {
+        await abs(name, s.addNoiseHost(x0.data, noise, [Number(name.slice('add_noise.t'.length))], batch));
+      }
+      if (file.has('add_noise.per_sample') && file.has('add_noise.per_sample.timesteps')) {
+        const ts = [...rawToInt32(await file.readRaw('add_noise.per_sample.timesteps'))];
+        await abs('add_noise.per_sample', s.addNoiseHost(x0.data, noise, ts, batch));
+      }
+      if (file.has('scale_model_input.identity_check')) await abs('scale_model_input.identity_check', x0.data);
+    }
+    return rows;
+  } finally {
+    await file.close();
+  }
+};
+
+const clipText: Handler = async (rt, dir, fixture, index) => {
+  const weightsRel = Object.keys(index.files).find((f) => f.startsWith(`${fixture}/`) && !f.endsWith('activations.safetensors'));
+  const actRel = `${fixture}/activations.safetensors`;
+  if (!weightsRel || !index.files[actRel]) throw new Error(`${fixture}: expected a weights file and activations.safetensors in index.json`);
+  const weights = await SafetensorsFile.open(join(dir, weightsRel));
+  const acts = await SafetensorsFile.open(join(dir, actRel));
+  const store = new WeightStore();
+  const rows: ParityRow[] = [];
+  let ctx: ForwardContext | null = null;
+  try {
+    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as ClipTextConfig | null;
+    if (!config) throw new Error(`${weightsRel}: no "config" metadata`);
+    const model = new ClipTextModel(store, config);
+    await store.load(rt, weights, { ignore: [/position_ids$/] });
+    const idsRaw = await acts.readRaw('input_ids');
+    const ids = rawToInt32(idsRaw, 'input_ids');
+    const [batch] = idsRaw.shape as [number, number];
+    // Tokenizer: the stored prompts must give the stored ids exactly.
+    const prompts = acts.metadata.prompts ? (JSON.parse(acts.metadata.prompts) as string[]) : null;
+    const tokDir = join(dir, fixture, 'tokenizer');
+    if (prompts) {
+      const tok = await ClipTokenizer.fromDirectory(tokDir);
+      const n = idsRaw.shape[1]!;
+      prompts.forEach((p, i) => {
+        const ours = tok.encode(p, { maxLength: n });
+        const mismatches = ours.filter((t, j) => t !== ids[i * n + j]).length;
+        rows.push({ fixture, name: `tokenizer.prompt${i}`, err: mismatches, tol: 0, kind: 'exact', pass: mismatches === 0 });
+      });
+    }
+    const wanted = acts.names().filter((n) => n !== 'input_ids' && n !== 'attention_mask');
+    ctx = new ForwardContext({ capture: wanted });
+    await model.forward(rt, ids, batch, {}, ctx);
+    for (const name of wanted) {
+      const t = ctx.taps.get(name);
+      if (!t) {
+        rows.push({ fixture, name, err: Infinity, tol: toleranceFor(name), kind: 'normalised', pass: false, note: 'not produced' });
+        continue;
+      }
+      rows.push(await compareTensor(fixture, name, t, acts));
+    }
+    return rows;
+  } finally {
+    ctx?.dispose();
+    store.dispose();
+    await weights.close();
+    await acts.close();
+  }
+};
+
+export const HANDLERS: Record<string, Handler> = {
+  scheduler,
+  'clip-text-tiny': clipText,
+};
+
+export async function loadIndex(dir: string): Promise<FixtureIndex> {
+  const path = join(dir, 'index.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new Error(`${path}: cannot read (${(e as { code?: string }).code ?? (e as Error).message})`);
+  }
+  try {
+    const index = JSON.parse(text) as FixtureIndex;
+    if (!index || typeof index.files !== 'object') throw new Error('no "files" object');
+    return index;
+  } catch (e) {
+    throw new Error(`${path}: not a fixture index (${(e as Error).message})`);
+  }
+}
+
+/** Top-level fixture folders named in index.json. */
+export function fixtureFolders(index: FixtureIndex): string[] {
+  return [...new Set(Object.keys(index.files).map((f) => f.split('/')[0]!))];
+}
+
+export async function runParity(rt: Runtime, dir: string, only?: string[], onRow?: (row: ParityRow) => void): Promise<{ rows: ParityRow[]; skipped: string[] }> {
+  const index = await loadIndex(dir);
+  const folders = fixtureFolders(index);
+  if (only) {
+    for (const o of only) if (!folders.includes(o)) throw new Error(`--only: "${o}" is not a fixture folder in ${join(dir, 'index.json')} (have: ${folders.join(', ')})`);
+  }
+  const rows: ParityRow[] = [];
+  const skipped: string[] = [];
+  for (const folder of only ?? folders) {
+    const handler = HANDLERS[folder];
+    if (!handler) {
+      skipped.push(folder);
+      continue;
+    }
+    const got = await handler(rt, dir, folder, index);
+    for (const r of got) {
+      rows.push(r);
+      onRow?.(r);
+    }
+  }
+  return { rows, skipped };
+}
