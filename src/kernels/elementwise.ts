@@ -6,33 +6,37 @@ import { Params, WGSL_ACTIVATIONS, WGSL_LINEAR_ID, assertFloat, ceilDiv, runtime
 const WG = 256;
 const MAX_RANK = 6;
 
-/** y = act(x · scale + shift), elementwise. */
-export async function unary(x: Tensor, act: Activation, scale = 1, shift = 0): Promise<Tensor> {
-  assertFloat(x, `unary(${act})`);
+export type UnaryOp = Activation | 'exp';
+
+/** y = clamp(op(x · scale + shift), lo, hi), elementwise. */
+export async function unary(x: Tensor, op: UnaryOp, scale = 1, shift = 0, clampTo?: readonly [number, number]): Promise<Tensor> {
+  assertFloat(x, `unary(${op})`);
   const rt = runtimeOf(x);
   const y = rt.empty(x.shape);
   const n = x.numel;
+  const [lo, hi] = clampTo ?? [-3.4e38, 3.4e38];
   await rt.run(
     {
-      key: `unary:${act}`,
+      key: `unary:${op}${clampTo ? ':clamp' : ''}`,
       inputs: 1,
       outputs: 1,
       uniforms: true,
       code: /* wgsl */ `
-struct P { n: u32, scale: f32, shift: f32 }
+struct P { n: u32, scale: f32, shift: f32, lo: f32, hi: f32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 ${WGSL_ACTIVATIONS}
+fn act_exp(v: f32) -> f32 { return exp(v); }
 ${WGSL_LINEAR_ID(WG)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = linear_id(gid, nwg);
   if (i >= p.n) { return; }
-  y[i] = act_${act}(x[i] * p.scale + p.shift);
+  y[i] = ${clampTo ? `clamp(act_${op}(x[i] * p.scale + p.shift), p.lo, p.hi)` : `act_${op}(x[i] * p.scale + p.shift)`};
 }`,
     },
-    { params: new Params().u32(n).f32(scale, shift).build(), inputs: [x], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+    { params: new Params().u32(n).f32(scale, shift, lo, hi).build(), inputs: [x], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
   );
   return y;
 }

@@ -14,6 +14,7 @@ import { ClipTokenizer } from '../models/clip-tokenizer.js';
 import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
 import { ForwardContext } from '../nn/context.js';
 import { WeightStore } from '../nn/weights.js';
+import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
 
 export interface ParityRow {
   fixture: string;
@@ -167,7 +168,67 @@ const clipText: Handler = async (rt, dir, fixture, index) => {
   }
 };
 
+/** Compares every stored activation that the pass recorded (inputs excluded). */
+async function compareTaps(fixture: string, ctx: ForwardContext, acts: SafetensorsFile, names: string[]): Promise<ParityRow[]> {
+  const rows: ParityRow[] = [];
+  for (const name of names) {
+    const t = ctx.taps.get(name);
+    if (!t) {
+      rows.push({ fixture, name, err: Infinity, tol: toleranceFor(name), kind: 'normalised', pass: false, note: 'not produced' });
+      continue;
+    }
+    rows.push(await compareTensor(fixture, name, t, acts));
+  }
+  return rows;
+}
+
+function filesOf(index: FixtureIndex, fixture: string): { weights: string; acts: string } {
+  const acts = `${fixture}/activations.safetensors`;
+  const weights = Object.keys(index.files).filter((f) => f.startsWith(`${fixture}/`) && f !== acts);
+  if (!index.files[acts] || weights.length !== 1) throw new Error(`${fixture}: expected one weights file and activations.safetensors in index.json`);
+  return { weights: weights[0]!, acts };
+}
+
+async function inputTensor(rt: Runtime, acts: SafetensorsFile, name: string): Promise<Tensor> {
+  const { shape, data } = await acts.readFloat32(name);
+  return rt.upload(data, shape);
+}
+
+const vaeEncoder: Handler = async (rt, dir, fixture, index) => {
+  const f = filesOf(index, fixture);
+  const weights = await SafetensorsFile.open(join(dir, f.weights));
+  const acts = await SafetensorsFile.open(join(dir, f.acts));
+  const store = new WeightStore();
+  let ctx: ForwardContext | null = null;
+  try {
+    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as VaeConfig | null;
+    if (!config) throw new Error(`${f.weights}: no "config" metadata`);
+    const vae = new VaeEncoder(store, config);
+    // The encoder needs only encoder.* and quant_conv.*; a full AutoencoderKL file also has the decoder.
+    await store.load(rt, weights, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true });
+    const wanted = acts.names().filter((n) => n !== 'input.image' && n !== 'eps');
+    ctx = new ForwardContext({ capture: wanted });
+    const rows = await rt.scope(async () => {
+      const image = await inputTensor(rt, acts, 'input.image');
+      const post = await vae.encode(rt, image, {}, ctx!);
+      if (acts.has('eps')) {
+        const { sample, scaled } = await vae.sample(post, await inputTensor(rt, acts, 'eps'));
+        ctx!.record('latent.sample', sample);
+        ctx!.record('latent.scaled', scaled);
+      }
+      return compareTaps(fixture, ctx!, acts, wanted);
+    });
+    return rows;
+  } finally {
+    ctx?.dispose();
+    store.dispose();
+    await weights.close();
+    await acts.close();
+  }
+};
+
 export const HANDLERS: Record<string, Handler> = {
+  'vae-encoder-tiny': vaeEncoder,
   scheduler,
   'clip-text-tiny': clipText,
 };

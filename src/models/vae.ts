@@ -1,0 +1,148 @@
+// AutoencoderKL encoder + quant_conv (diffusers): image [-1, 1] → posterior moments → latent.
+
+import type { Runtime, Tensor } from '../gpu/runtime.js';
+import { binary, unary } from '../kernels/elementwise.js';
+import { slice } from '../kernels/layout.js';
+import { ForwardContext, type ForwardOptions } from '../nn/context.js';
+import { Conv2d, GroupNorm } from '../nn/modules.js';
+import { Scope, WeightStore } from '../nn/weights.js';
+import { Downsample2D, ResnetBlock2D, SpatialSelfAttention } from './sd-blocks.js';
+
+export interface VaeConfig {
+  in_channels: number;
+  latent_channels: number;
+  block_out_channels: number[];
+  down_block_types: string[];
+  layers_per_block: number;
+  norm_num_groups: number;
+  act_fn?: string;
+  scaling_factor?: number;
+  mid_block_add_attention?: boolean;
+  force_upcast?: boolean;
+}
+
+/** Checkpoint key renames for VAE files that still use the legacy attention names. */
+export function legacyVaeKey(key: string): string {
+  return key
+    .replace(/(mid_block\.attentions\.0)\.query\./, '$1.to_q.')
+    .replace(/(mid_block\.attentions\.0)\.key\./, '$1.to_k.')
+    .replace(/(mid_block\.attentions\.0)\.value\./, '$1.to_v.')
+    .replace(/(mid_block\.attentions\.0)\.proj_attn\./, '$1.to_out.0.');
+}
+
+export interface Posterior {
+  /** quant_conv output [B, 2·latent, h, w]. */
+  moments: Tensor;
+  mean: Tensor;
+  /** Clamped to [−30, 20]. */
+  logvar: Tensor;
+  std: Tensor;
+}
+
+class DownEncoderBlock2D {
+  readonly resnets: ResnetBlock2D[] = [];
+  readonly downsamplers: Downsample2D[] = [];
+  constructor(
+    readonly scope: Scope,
+    inC: number,
+    outC: number,
+    layers: number,
+    groups: number,
+    addDownsample: boolean,
+  ) {
+    for (let i = 0; i < layers; i++) this.resnets.push(new ResnetBlock2D(scope.child('resnets').child(i), i === 0 ? inC : outC, outC, null, groups, 1e-6));
+    if (addDownsample) this.downsamplers.push(new Downsample2D(scope.child('downsamplers').child(0), outC, outC, 0));
+  }
+  async forward(x: Tensor, ctx: ForwardContext): Promise<Tensor> {
+    let h = x;
+    for (const r of [...this.resnets, ...this.downsamplers]) {
+      const next = await r.forward(h, ctx);
+      if (h !== x) h.dispose();
+      h = next;
+    }
+    ctx.record(`${this.scope.path}:out`, h);
+    ctx.finished(this.scope.path);
+    return h;
+  }
+}
+
+export class VaeEncoder {
+  readonly conv_in: Conv2d;
+  readonly down_blocks: DownEncoderBlock2D[] = [];
+  readonly mid_resnets: ResnetBlock2D[];
+  readonly mid_attention: SpatialSelfAttention | undefined;
+  readonly conv_norm_out: GroupNorm;
+  readonly conv_out: Conv2d;
+  readonly quant_conv: Conv2d;
+  readonly scalingFactor: number;
+
+  constructor(
+    readonly store: WeightStore,
+    readonly config: VaeConfig,
+  ) {
+    const c = config;
+    for (const t of c.down_block_types) if (t !== 'DownEncoderBlock2D') throw new Error(`VAE config: down block type "${t}" is not supported`);
+    if (c.act_fn && c.act_fn !== 'silu') throw new Error(`VAE config: act_fn "${c.act_fn}" is not supported`);
+    const root = Scope.root(store);
+    const enc = root.child('encoder');
+    const ch = c.block_out_channels;
+    const groups = c.norm_num_groups;
+    this.conv_in = new Conv2d(enc.child('conv_in'), c.in_channels, ch[0]!, { kernel: 3, padding: 1 });
+    let prev = ch[0]!;
+    ch.forEach((out, i) => {
+      this.down_blocks.push(new DownEncoderBlock2D(enc.child('down_blocks').child(i), prev, out, c.layers_per_block, groups, i !== ch.length - 1));
+      prev = out;
+    });
+    const mid = enc.child('mid_block');
+    const last = ch[ch.length - 1]!;
+    this.mid_resnets = [0, 1].map((i) => new ResnetBlock2D(mid.child('resnets').child(i), last, last, null, groups, 1e-6));
+    this.mid_attention = c.mid_block_add_attention === false ? undefined : new SpatialSelfAttention(mid.child('attentions').child(0), last, last, groups, 1e-6);
+    this.conv_norm_out = new GroupNorm(enc.child('conv_norm_out'), groups, last, 1e-6);
+    this.conv_out = new Conv2d(enc.child('conv_out'), last, 2 * c.latent_channels, { kernel: 3, padding: 1 });
+    this.quant_conv = new Conv2d(root.child('quant_conv'), 2 * c.latent_channels, 2 * c.latent_channels, { kernel: 1 });
+    this.scalingFactor = c.scaling_factor ?? 0.18215;
+  }
+
+  /** Encodes images [B, 3, H, W] in [−1, 1] to the posterior. */
+  async encode(rt: Runtime, image: Tensor, opts: ForwardOptions = {}, ctx = new ForwardContext(opts)): Promise<Posterior> {
+    return rt.scope(async () => {
+      let h = await this.conv_in.forward(image, ctx);
+      for (const b of this.down_blocks) {
+        const next = await b.forward(h, ctx);
+        h.dispose();
+        h = next;
+      }
+      h = await this.mid_resnets[0]!.forward(h, ctx);
+      if (this.mid_attention) h = await this.mid_attention.forward(h, ctx);
+      h = await this.mid_resnets[1]!.forward(h, ctx);
+      ctx.record('encoder.mid_block:out', h);
+      h = await this.conv_norm_out.forward(h, ctx, true);
+      h = await this.conv_out.forward(h, ctx);
+      const moments = await this.quant_conv.forward(h, ctx);
+      const [b, c2, hh, ww] = moments.shape as [number, number, number, number];
+      const lc = c2 / 2;
+      const mean = await slice(moments, [0, 0, 0, 0], [b, lc, hh, ww]);
+      const rawLogvar = await slice(moments, [0, lc, 0, 0], [b, lc, hh, ww]);
+      const logvar = await clamp(rawLogvar, -30, 20);
+      const std = await unary(logvar, 'exp', 0.5, 0);
+      ctx.record('posterior.moments', moments);
+      ctx.record('posterior.mean', mean);
+      ctx.record('posterior.logvar', logvar);
+      ctx.record('posterior.std', std);
+      return { moments, mean, logvar, std };
+    });
+  }
+
+  /** z = mean + std·eps, and the scaled latent scaling_factor·z. */
+  async sample(posterior: Posterior, eps: Tensor): Promise<{ sample: Tensor; scaled: Tensor }> {
+    const prod = await binary(posterior.std, eps, 'mul');
+    const sample = await binary(posterior.mean, prod, 'add');
+    prod.dispose();
+    const scaled = await unary(sample, 'none', this.scalingFactor, 0);
+    return { sample, scaled };
+  }
+}
+
+function clamp(x: Tensor, lo: number, hi: number): Promise<Tensor> {
+  return unary(x, 'none', 1, 0, [lo, hi]);
+}
