@@ -125,8 +125,10 @@ export class Attention {
     this.to_out = new Linear(scope.child('to_out').child(0), inner, queryDim, true);
   }
 
-  /** y = to_out(SDPA(q(x), k(c), v(c))) + residual, with c = context ?? x. */
-  async forward(x: Tensor, ctx: ForwardContext, context?: Tensor, residual?: Tensor): Promise<Tensor> {
+  /** y = to_out(SDPA(q(x), k(c), v(c))) + residual, with c = context ?? x. The residual add is
+   *  fused into to_out; `<path>:out` follows diffusers (without the residual unless the module has
+   *  `residual_connection`, as the VAE's mid-block attention does). */
+  async forward(x: Tensor, ctx: ForwardContext, context?: Tensor, residual?: Tensor, residualInOutput = false): Promise<Tensor> {
     const c = context ?? x;
     const q = await this.to_q.forward(x, ctx);
     const k = await this.to_k.forward(c, ctx);
@@ -135,9 +137,17 @@ export class Attention {
     q.dispose();
     k.dispose();
     v.dispose();
-    const y = await this.to_out.forward(o, ctx, residual ? { residual } : {});
+    let y: Tensor;
+    if (residual && !residualInOutput && ctx.wants(`${this.path}:out`)) {
+      const a = await this.to_out.forward(o, ctx);
+      ctx.record(`${this.path}:out`, a);
+      y = await add(a, residual);
+      a.dispose();
+    } else {
+      y = await this.to_out.forward(o, ctx, residual ? { residual } : {});
+      ctx.record(`${this.path}:out`, y);
+    }
     o.dispose();
-    ctx.record(`${this.path}:out`, y);
     ctx.finished(this.path);
     return y;
   }
@@ -270,7 +280,7 @@ export class SpatialSelfAttention {
     const tokens = await nchwToTokens(normed);
     normed.dispose();
     const residual = await nchwToTokens(x);
-    const y = await this.attn.forward(tokens, ctx, undefined, residual);
+    const y = await this.attn.forward(tokens, ctx, undefined, residual, true);
     tokens.dispose();
     residual.dispose();
     const out = await tokensToNchw(y, h, w);

@@ -15,6 +15,7 @@ import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
 import { ForwardContext } from '../nn/context.js';
 import { WeightStore } from '../nn/weights.js';
 import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
+import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 
 export interface ParityRow {
   fixture: string;
@@ -227,7 +228,48 @@ const vaeEncoder: Handler = async (rt, dir, fixture, index) => {
   }
 };
 
+const unet: Handler = async (rt, dir, fixture, index) => {
+  const f = filesOf(index, fixture);
+  const weights = await SafetensorsFile.open(join(dir, f.weights));
+  const acts = await SafetensorsFile.open(join(dir, f.acts));
+  const store = new WeightStore();
+  let ctx: ForwardContext | null = null;
+  try {
+    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as UNetConfig | null;
+    if (!config) throw new Error(`${f.weights}: no "config" metadata`);
+    const model = new UNet2DConditionModel(store, config);
+    await store.load(rt, weights);
+    const rows: ParityRow[] = [];
+    // Head counts per attention module, when the fixture lists them.
+    if (acts.metadata.attention_heads) {
+      const heads = JSON.parse(acts.metadata.attention_heads) as Record<string, number>;
+      const ours = model.attentionHeads();
+      const bad = Object.entries(heads).filter(([m, h]) => ours[m] !== h).map(([m]) => m);
+      rows.push({ fixture, name: 'attention_heads', err: bad.length, tol: 0, kind: 'exact', pass: bad.length === 0, ...(bad.length ? { note: bad.slice(0, 3).join(', ') } : {}) });
+    }
+    const inputs = ['input.sample', 'input.timestep', 'input.encoder_hidden_states'];
+    const wanted = acts.names().filter((n) => !inputs.includes(n));
+    ctx = new ForwardContext({ capture: wanted });
+    rows.push(
+      ...(await rt.scope(async () => {
+        const sample = await inputTensor(rt, acts, 'input.sample');
+        const ehs = await inputTensor(rt, acts, 'input.encoder_hidden_states');
+        const t = [...rawToInt32(await acts.readRaw('input.timestep'), 'input.timestep')];
+        await model.forward(rt, sample, t, ehs, {}, ctx!);
+        return compareTaps(fixture, ctx!, acts, wanted);
+      })),
+    );
+    return rows;
+  } finally {
+    ctx?.dispose();
+    store.dispose();
+    await weights.close();
+    await acts.close();
+  }
+};
+
 export const HANDLERS: Record<string, Handler> = {
+  'unet-tiny': unet,
   'vae-encoder-tiny': vaeEncoder,
   scheduler,
   'clip-text-tiny': clipText,

@@ -1,0 +1,331 @@
+// UNet2DConditionModel (diffusers) for SD1.5's block types, built from its config.json:
+// CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D / CrossAttnUpBlock2D.
+// A forward can record any module's activations and stop right after a named module.
+
+import type { Runtime, Tensor } from '../gpu/runtime.js';
+import { concat } from '../kernels/layout.js';
+import { unary } from '../kernels/elementwise.js';
+import { timestepEmbedding } from '../kernels/embedding.js';
+import { ForwardContext, StopForward, type ForwardOptions } from '../nn/context.js';
+import { Conv2d, GroupNorm, Linear } from '../nn/modules.js';
+import { Scope, WeightStore } from '../nn/weights.js';
+import { Downsample2D, ResnetBlock2D, Transformer2DModel, Upsample2D } from './sd-blocks.js';
+
+export interface UNetConfig {
+  in_channels: number;
+  out_channels: number;
+  block_out_channels: number[];
+  down_block_types: string[];
+  up_block_types: string[];
+  layers_per_block: number;
+  norm_num_groups: number;
+  norm_eps: number;
+  cross_attention_dim: number;
+  attention_head_dim: number | number[];
+  num_attention_heads?: number | number[] | null;
+  flip_sin_to_cos: boolean;
+  freq_shift: number;
+  downsample_padding?: number;
+  mid_block_scale_factor?: number;
+  act_fn?: string;
+  transformer_layers_per_block?: number | number[];
+  use_linear_projection?: boolean;
+  center_input_sample?: boolean;
+  time_embedding_type?: string;
+  mid_block_type?: string;
+  class_embed_type?: string | null;
+  addition_embed_type?: string | null;
+  encoder_hid_dim?: number | null;
+  only_cross_attention?: boolean | boolean[];
+  upcast_attention?: boolean;
+  resnet_time_scale_shift?: string;
+  dual_cross_attention?: boolean;
+}
+
+function perBlock<T>(v: T | T[], n: number, name: string): T[] {
+  if (Array.isArray(v)) {
+    if (v.length !== n) throw new Error(`UNet config: ${name} has ${v.length} entries for ${n} blocks`);
+    return v;
+  }
+  return new Array<T>(n).fill(v);
+}
+
+function validate(c: UNetConfig): void {
+  const unsupported: string[] = [];
+  if (c.use_linear_projection) unsupported.push('use_linear_projection');
+  if (c.center_input_sample) unsupported.push('center_input_sample');
+  if (c.time_embedding_type && c.time_embedding_type !== 'positional') unsupported.push(`time_embedding_type ${c.time_embedding_type}`);
+  if (c.mid_block_type && c.mid_block_type !== 'UNetMidBlock2DCrossAttn') unsupported.push(`mid_block_type ${c.mid_block_type}`);
+  if (c.class_embed_type) unsupported.push('class_embed_type');
+  if (c.addition_embed_type) unsupported.push('addition_embed_type');
+  if (c.encoder_hid_dim) unsupported.push('encoder_hid_dim');
+  if (c.act_fn && c.act_fn !== 'silu') unsupported.push(`act_fn ${c.act_fn}`);
+  if (c.resnet_time_scale_shift && c.resnet_time_scale_shift !== 'default') unsupported.push(`resnet_time_scale_shift ${c.resnet_time_scale_shift}`);
+  if (c.dual_cross_attention) unsupported.push('dual_cross_attention');
+  if (c.only_cross_attention === true || (Array.isArray(c.only_cross_attention) && c.only_cross_attention.some(Boolean))) unsupported.push('only_cross_attention');
+  if ((c.mid_block_scale_factor ?? 1) !== 1) unsupported.push(`mid_block_scale_factor ${c.mid_block_scale_factor}`);
+  if (unsupported.length) throw new Error(`UNet config: not supported: ${unsupported.join(', ')}`);
+  if (c.down_block_types.length !== c.block_out_channels.length || c.up_block_types.length !== c.block_out_channels.length) {
+    throw new Error('UNet config: down_block_types, up_block_types and block_out_channels must have equal lengths');
+  }
+}
+
+class DownBlock {
+  readonly resnets: ResnetBlock2D[] = [];
+  readonly attentions: Transformer2DModel[] = [];
+  readonly downsamplers: Downsample2D[] = [];
+  constructor(
+    readonly scope: Scope,
+    type: string,
+    inC: number,
+    outC: number,
+    temb: number,
+    c: UNetConfig,
+    heads: number,
+    layers: number,
+    addDownsample: boolean,
+  ) {
+    const cross = type === 'CrossAttnDownBlock2D';
+    if (!cross && type !== 'DownBlock2D') throw new Error(`UNet config: down block type "${type}" is not supported`);
+    for (let i = 0; i < c.layers_per_block; i++) {
+      this.resnets.push(new ResnetBlock2D(scope.child('resnets').child(i), i === 0 ? inC : outC, outC, temb, c.norm_num_groups, c.norm_eps));
+      if (cross) this.attentions.push(new Transformer2DModel(scope.child('attentions').child(i), outC, heads, outC / heads, c.cross_attention_dim, c.norm_num_groups, layers));
+    }
+    if (addDownsample) this.downsamplers.push(new Downsample2D(scope.child('downsamplers').child(0), outC, outC, c.downsample_padding ?? 1));
+  }
+  /** Returns the block output and the states kept for the skip connections. */
+  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Tensor): Promise<Tensor[]> {
+    const states: Tensor[] = [];
+    let h = x;
+    for (let i = 0; i < this.resnets.length; i++) {
+      h = await this.resnets[i]!.forward(h, ctx, temb);
+      if (this.attentions[i]) {
+        const a = await this.attentions[i]!.forward(h, ctx, ehs);
+        h.dispose();
+        h = a;
+      }
+      states.push(h);
+    }
+    if (this.downsamplers[0]) {
+      h = await this.downsamplers[0].forward(h, ctx);
+      states.push(h);
+    }
+    ctx.record(`${this.scope.path}:out`, h);
+    ctx.finished(this.scope.path);
+    return states;
+  }
+}
+
+class MidBlock {
+  readonly resnets: ResnetBlock2D[];
+  readonly attentions: Transformer2DModel[];
+  constructor(
+    readonly scope: Scope,
+    ch: number,
+    temb: number,
+    c: UNetConfig,
+    heads: number,
+    layers: number,
+  ) {
+    this.resnets = [0, 1].map((i) => new ResnetBlock2D(scope.child('resnets').child(i), ch, ch, temb, c.norm_num_groups, c.norm_eps));
+    this.attentions = [new Transformer2DModel(scope.child('attentions').child(0), ch, heads, ch / heads, c.cross_attention_dim, c.norm_num_groups, layers)];
+  }
+  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Tensor): Promise<Tensor> {
+    const h0 = await this.resnets[0]!.forward(x, ctx, temb);
+    const a = await this.attentions[0]!.forward(h0, ctx, ehs);
+    h0.dispose();
+    const h = await this.resnets[1]!.forward(a, ctx, temb);
+    a.dispose();
+    ctx.record(`${this.scope.path}:out`, h);
+    ctx.finished(this.scope.path);
+    return h;
+  }
+}
+
+class UpBlock {
+  readonly resnets: ResnetBlock2D[] = [];
+  readonly attentions: Transformer2DModel[] = [];
+  readonly upsamplers: Upsample2D[] = [];
+  constructor(
+    readonly scope: Scope,
+    type: string,
+    inC: number,
+    prevC: number,
+    outC: number,
+    temb: number,
+    c: UNetConfig,
+    heads: number,
+    layers: number,
+    addUpsample: boolean,
+  ) {
+    const cross = type === 'CrossAttnUpBlock2D';
+    if (!cross && type !== 'UpBlock2D') throw new Error(`UNet config: up block type "${type}" is not supported`);
+    const n = c.layers_per_block + 1;
+    for (let i = 0; i < n; i++) {
+      const skip = i === n - 1 ? inC : outC;
+      const resIn = i === 0 ? prevC : outC;
+      this.resnets.push(new ResnetBlock2D(scope.child('resnets').child(i), resIn + skip, outC, temb, c.norm_num_groups, c.norm_eps));
+      if (cross) this.attentions.push(new Transformer2DModel(scope.child('attentions').child(i), outC, heads, outC / heads, c.cross_attention_dim, c.norm_num_groups, layers));
+    }
+    if (addUpsample) this.upsamplers.push(new Upsample2D(scope.child('upsamplers').child(0), outC, outC));
+  }
+  /** `skips` is consumed from the end. */
+  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Tensor, skips: Tensor[]): Promise<Tensor> {
+    let h = x;
+    for (let i = 0; i < this.resnets.length; i++) {
+      const skip = skips.pop();
+      if (!skip) throw new Error(`${this.scope.path}: ran out of skip connections`);
+      const cat = await concat([h, skip], 1);
+      if (h !== x) h.dispose();
+      skip.dispose();
+      h = await this.resnets[i]!.forward(cat, ctx, temb);
+      cat.dispose();
+      if (this.attentions[i]) {
+        const a = await this.attentions[i]!.forward(h, ctx, ehs);
+        h.dispose();
+        h = a;
+      }
+    }
+    if (this.upsamplers[0]) {
+      const u = await this.upsamplers[0].forward(h, ctx);
+      h.dispose();
+      h = u;
+    }
+    ctx.record(`${this.scope.path}:out`, h);
+    ctx.finished(this.scope.path);
+    return h;
+  }
+}
+
+export interface UNetOutput {
+  /** The noise prediction, or null when the pass stopped early. */
+  sample: Tensor | null;
+  /** The module after which the pass stopped, if it did. */
+  stoppedAfter?: string;
+}
+
+export class UNet2DConditionModel {
+  readonly time_embedding_linear_1: Linear;
+  readonly time_embedding_linear_2: Linear;
+  readonly conv_in: Conv2d;
+  readonly down_blocks: DownBlock[] = [];
+  readonly mid_block: MidBlock;
+  readonly up_blocks: UpBlock[] = [];
+  readonly conv_norm_out: GroupNorm;
+  readonly conv_out: Conv2d;
+  readonly timeChannels: number;
+
+  constructor(
+    readonly store: WeightStore,
+    readonly config: UNetConfig,
+  ) {
+    const c = config;
+    validate(c);
+    const root = Scope.root(store);
+    const ch = c.block_out_channels;
+    const nBlocks = ch.length;
+    // SD1.5's config names the head count "attention_head_dim" (8 heads); num_attention_heads wins when set.
+    const heads = perBlock(c.num_attention_heads ?? c.attention_head_dim, nBlocks, 'attention heads');
+    const layers = perBlock(c.transformer_layers_per_block ?? 1, nBlocks, 'transformer_layers_per_block');
+    this.timeChannels = ch[0]!;
+    const tembDim = ch[0]! * 4;
+    const te = root.child('time_embedding');
+    this.time_embedding_linear_1 = new Linear(te.child('linear_1'), ch[0]!, tembDim);
+    this.time_embedding_linear_2 = new Linear(te.child('linear_2'), tembDim, tembDim);
+    this.conv_in = new Conv2d(root.child('conv_in'), c.in_channels, ch[0]!, { kernel: 3, padding: 1 });
+    let out = ch[0]!;
+    c.down_block_types.forEach((type, i) => {
+      const inC = out;
+      out = ch[i]!;
+      this.down_blocks.push(new DownBlock(root.child('down_blocks').child(i), type, inC, out, tembDim, c, heads[i]!, layers[i]!, i !== nBlocks - 1));
+    });
+    this.mid_block = new MidBlock(root.child('mid_block'), ch[nBlocks - 1]!, tembDim, c, heads[nBlocks - 1]!, layers[nBlocks - 1]!);
+    const rev = [...ch].reverse();
+    const revHeads = [...heads].reverse();
+    const revLayers = [...layers].reverse();
+    let outC = rev[0]!;
+    c.up_block_types.forEach((type, i) => {
+      const prevC = outC;
+      outC = rev[i]!;
+      const inC = rev[Math.min(i + 1, nBlocks - 1)]!;
+      this.up_blocks.push(new UpBlock(root.child('up_blocks').child(i), type, inC, prevC, outC, tembDim, c, revHeads[i]!, revLayers[i]!, i !== nBlocks - 1));
+    });
+    this.conv_norm_out = new GroupNorm(root.child('conv_norm_out'), c.norm_num_groups, ch[0]!, c.norm_eps);
+    this.conv_out = new Conv2d(root.child('conv_out'), ch[0]!, c.out_channels, { kernel: 3, padding: 1 });
+  }
+
+  /** Head count of every attention module, by module path. */
+  attentionHeads(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const visit = (blocks: { attentions: Transformer2DModel[] }[]) => {
+      for (const b of blocks)
+        for (const t of b.attentions)
+          for (const tb of t.transformer_blocks) {
+            out[tb.attn1.path] = tb.attn1.heads;
+            out[tb.attn2.path] = tb.attn2.heads;
+          }
+    };
+    visit(this.down_blocks);
+    visit([this.mid_block]);
+    visit(this.up_blocks);
+    return out;
+  }
+
+  /** Names of every module that a pass can stop after or record (`<name>:out`). */
+  modulePaths(): string[] {
+    const paths = new Set<string>();
+    for (const key of this.store.params.keys()) {
+      const parts = key.split('.');
+      for (let i = 1; i < parts.length; i++) paths.add(parts.slice(0, i).join('.'));
+    }
+    return [...paths];
+  }
+
+  /**
+   * sample [B, C, H, W], timesteps (one per sample, or one for all), encoderHiddenStates [B, T, D].
+   * With `stopAfter` the pass ends right after that module and `sample` is null.
+   */
+  async forward(rt: Runtime, sample: Tensor, timesteps: number | readonly number[], encoderHiddenStates: Tensor, opts: ForwardOptions = {}, ctx = new ForwardContext(opts)): Promise<UNetOutput> {
+    const [b] = sample.shape as [number];
+    if (sample.rank !== 4 || sample.shape[1] !== this.config.in_channels) throw new Error(`UNet: sample must be [B, ${this.config.in_channels}, H, W], got [${sample.shape.join(', ')}]`);
+    if (encoderHiddenStates.rank !== 3 || encoderHiddenStates.shape[0] !== b || encoderHiddenStates.shape[2] !== this.config.cross_attention_dim) {
+      throw new Error(`UNet: encoder_hidden_states must be [${b}, T, ${this.config.cross_attention_dim}], got [${encoderHiddenStates.shape.join(', ')}]`);
+    }
+    const factor = 2 ** (this.down_blocks.length - 1);
+    if (sample.shape[2]! % factor || sample.shape[3]! % factor) throw new Error(`UNet: latent size ${sample.shape[2]}×${sample.shape[3]} must be a multiple of ${factor}`);
+    if (opts.stopAfter !== undefined && !this.modulePaths().includes(opts.stopAfter)) throw new Error(`UNet: no module named "${opts.stopAfter}" to stop after`);
+    const list = typeof timesteps === 'number' ? [timesteps] : [...timesteps];
+    const ts = list.length === 1 ? new Array<number>(b).fill(list[0]!) : list;
+    if (ts.length !== b) throw new Error(`UNet: ${ts.length} timesteps for batch ${b}`);
+    try {
+      return await rt.scope(async () => {
+        const tproj = await timestepEmbedding(rt.upload(ts, [b]), this.timeChannels, { flipSinToCos: this.config.flip_sin_to_cos, downscaleFreqShift: this.config.freq_shift });
+        ctx.record('time_proj:out', tproj);
+        const t1 = await this.time_embedding_linear_1.forward(tproj, ctx, { act: 'silu' });
+        const emb = await this.time_embedding_linear_2.forward(t1, ctx);
+        ctx.record('time_embedding:out', emb);
+        const tembSilu = await unary(emb, 'silu');
+        let h = await this.conv_in.forward(sample, ctx);
+        const skips: Tensor[] = [h];
+        for (const block of this.down_blocks) {
+          const states = await block.forward(h, ctx, tembSilu, encoderHiddenStates);
+          skips.push(...states);
+          h = states[states.length - 1]!;
+        }
+        h = await this.mid_block.forward(h, ctx, tembSilu, encoderHiddenStates);
+        for (const block of this.up_blocks) {
+          const next = await block.forward(h, ctx, tembSilu, encoderHiddenStates, skips);
+          h.dispose();
+          h = next;
+        }
+        const n = await this.conv_norm_out.forward(h, ctx, true);
+        const out = await this.conv_out.forward(n, ctx);
+        ctx.record('output.sample', out);
+        return { sample: out };
+      });
+    } catch (e) {
+      if (e instanceof StopForward) return { sample: null, stoppedAfter: e.module };
+      throw e;
+    }
+  }
+}
