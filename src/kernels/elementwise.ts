@@ -178,3 +178,38 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   );
   return y;
 }
+
+/** Fills a tensor with deterministic pseudo-random values uniform in [−scale, scale) (a counter
+ *  hash of the index and seed), or with a constant when scale is 0 (then `value`). For benchmarks
+ *  and tests that need weights without a checkpoint. */
+export async function fillUniform(t: Tensor, seed: number, scale: number, value = 0): Promise<void> {
+  assertFloat(t, 'fillUniform');
+  const rt = runtimeOf(t);
+  const n = t.numel;
+  await rt.run(
+    {
+      key: 'fill_uniform',
+      inputs: 0,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { n: u32, seed: u32, scale: f32, value: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+${WGSL_LINEAR_ID(WG)}
+fn pcg(v: u32) -> u32 {
+  let s = v * 747796405u + 2891336453u;
+  let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+  return (w >> 22u) ^ w;
+}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  let u = f32(pcg(i ^ pcg(p.seed)) >> 8u) * (1.0 / 16777216.0);
+  y[i] = select(p.value, (2.0 * u - 1.0) * p.scale, p.scale != 0.0);
+}`,
+    },
+    { params: new Params().u32(n, seed >>> 0).f32(scale, value).build(), inputs: [], outputs: [t], workgroups: rt.grid(ceilDiv(n, WG)) },
+  );
+}

@@ -113,6 +113,34 @@ export class WeightStore {
     }
   }
 
+  /** Random weights on the GPU (benchmarks): matrices and kernels uniform in ±1/√fan_in, norm
+   *  weights 1, biases 0. */
+  async initRandom(rt: Runtime, seed = 0): Promise<void> {
+    const { fillUniform } = await import('../kernels/elementwise.js');
+    let i = 0;
+    for (const [k, p] of this.params) {
+      const fanIn = p.shape.slice(1).reduce((a, b) => a * b, 1);
+      const numel = p.shape.reduce((a, b) => a * b, 1);
+      if (numel * 4 > (rt.limits.maxStorageBufferBindingSize ?? 134217728)) {
+        // Too large to bind in one piece (e.g. a token table on a 128 MiB-binding adapter): fill on the host.
+        let state = (seed + i++) >>> 0;
+        const host = new Float32Array(numel);
+        const scale = 1 / Math.sqrt(fanIn);
+        for (let j = 0; j < numel; j++) {
+          state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+          host[j] = (state / 2147483648 - 1) * scale;
+        }
+        p.set(rt.upload(host, p.shape).keep());
+        continue;
+      }
+      const t = rt.empty(p.shape).keep();
+      if (p.shape.length >= 2) await fillUniform(t, seed + i++, 1 / Math.sqrt(fanIn));
+      else await fillUniform(t, 0, 0, k.endsWith('.bias') ? 0 : 1);
+      p.set(t);
+    }
+    await rt.sync();
+  }
+
   dispose(): void {
     for (const p of this.params.values()) p.set(null);
   }

@@ -1,0 +1,140 @@
+// Full-size SD1.5 benchmark with random weights: U-Net at a latent of S×S (default 64, i.e. 512²
+// images), batch 2 (the classifier-free-guidance batch), full pass and stopped right after DiffSim's
+// default hooked layer; VAE encoder at 8S×8S; CLIP text encoder on 2×77 tokens. Reports time and
+// peak GPU memory; writes bench/results/sd15-<adapter>.json.
+//
+//   node dist/bench/sd15.js [--latent S] [--batch B] [--iters N] [--out DIR] [--skip-vae]
+
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Runtime } from '../src/gpu/runtime.js';
+import { fillUniform } from '../src/kernels/elementwise.js';
+import { WeightStore } from '../src/nn/weights.js';
+import { UNet2DConditionModel, type UNetConfig } from '../src/models/unet.js';
+import { VaeEncoder, type VaeConfig } from '../src/models/vae.js';
+import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const manifests = join(here, '..', '..', 'test', 'fixtures', 'manifests');
+const DIFFSIM_LAYER = 'up_blocks.1.attentions.2.transformer_blocks.0.attn1';
+
+function parse(argv: string[]) {
+  const a = { latent: 64, batch: 2, iters: 5, out: join(here, '..', '..', 'bench', 'results'), vae: true };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    if (k === '--latent') a.latent = Number(argv[++i]);
+    else if (k === '--batch') a.batch = Number(argv[++i]);
+    else if (k === '--iters') a.iters = Number(argv[++i]);
+    else if (k === '--out') a.out = argv[++i]!;
+    else if (k === '--skip-vae') a.vae = false;
+    else throw new Error(`unknown argument ${k}`);
+  }
+  return a;
+}
+
+const config = <T>(name: string) => JSON.parse(readFileSync(join(manifests, `${name}.config.json`), 'utf8')) as T;
+
+async function timeIt(rt: Runtime, iters: number, fn: () => Promise<void>): Promise<{ ms: number; firstMs: number }> {
+  let t0 = performance.now();
+  await fn();
+  await rt.sync();
+  const firstMs = performance.now() - t0;
+  await fn();
+  await rt.sync();
+  t0 = performance.now();
+  for (let i = 0; i < iters; i++) await fn();
+  await rt.sync();
+  return { ms: (performance.now() - t0) / iters, firstMs };
+}
+
+async function main(): Promise<void> {
+  const a = parse(process.argv.slice(2));
+  const rt = await Runtime.create();
+  const desc = rt.adapterInfo.description;
+  console.log(`adapter: ${desc}; latent ${a.latent}×${a.latent}, batch ${a.batch}`);
+  const results: Record<string, unknown> = { adapter: rt.adapterInfo, date: new Date().toISOString(), latent: a.latent, batch: a.batch, iters: a.iters };
+  const mib = (b: number) => Math.round(b / 2 ** 20);
+
+  // U-Net
+  const store = new WeightStore();
+  const unet = new UNet2DConditionModel(store, config<UNetConfig>('sd15-unet'));
+  await store.initRandom(rt, 1);
+  const weightsBytes = rt.memory().allocatedBytes;
+  const sample = rt.empty([a.batch, 4, a.latent, a.latent]).keep();
+  await fillUniform(sample, 7, 1);
+  const ehs = rt.empty([a.batch, 77, 768]).keep();
+  await fillUniform(ehs, 8, 1);
+  rt.resetPeak();
+  const full = await timeIt(rt, a.iters, async () => {
+    const out = await unet.forward(rt, sample, 401, ehs);
+    out.sample?.dispose();
+  });
+  const fullPeak = rt.memory().peakAllocatedBytes;
+  rt.resetPeak();
+  const stopped = await timeIt(rt, a.iters, async () => {
+    await unet.forward(rt, sample, 401, ehs, { stopAfter: DIFFSIM_LAYER });
+  });
+  const stoppedPeak = rt.memory().peakAllocatedBytes;
+  results.unet = {
+    parameters: store.parameterCount(),
+    weightsMiB: mib(weightsBytes),
+    fullMs: full.ms,
+    fullFirstMs: full.firstMs,
+    fullPeakMiB: mib(fullPeak),
+    stoppedAfter: DIFFSIM_LAYER,
+    stoppedMs: stopped.ms,
+    stoppedPeakMiB: mib(stoppedPeak),
+  };
+  console.log(JSON.stringify(results.unet, null, 1));
+  store.dispose();
+  sample.dispose();
+  ehs.dispose();
+  await rt.trim();
+
+  // CLIP text encoder, 2 × 77 tokens
+  {
+    const s = new WeightStore();
+    const text = new ClipTextModel(s, config<ClipTextConfig>('sd15-text-encoder'));
+    await s.initRandom(rt, 2);
+    const ids = Int32Array.from({ length: 2 * 77 }, (_, i) => (i % 77 === 0 ? 49406 : i % 77 < 6 ? 320 + i : 49407));
+    const t = await timeIt(rt, a.iters, async () => {
+      const o = await text.forward(rt, ids, 2);
+      o.lastHiddenState.dispose();
+      o.poolerOutput.dispose();
+    });
+    results.textEncoder = { parameters: s.parameterCount(), ms: t.ms, firstMs: t.firstMs };
+    console.log(JSON.stringify(results.textEncoder));
+    s.dispose();
+    await rt.trim();
+  }
+
+  if (a.vae) {
+    const s = new WeightStore();
+    const vae = new VaeEncoder(s, config<VaeConfig>('sd15-vae'));
+    await s.initRandom(rt, 3);
+    const img = rt.empty([1, 3, a.latent * 8, a.latent * 8]).keep();
+    await fillUniform(img, 9, 1);
+    rt.resetPeak();
+    const t = await timeIt(rt, a.iters, async () => {
+      const p = await vae.encode(rt, img);
+      for (const x of [p.moments, p.mean, p.logvar, p.std]) x.dispose();
+    });
+    results.vaeEncoder = { parameters: s.parameterCount(), image: a.latent * 8, ms: t.ms, firstMs: t.firstMs, peakMiB: mib(rt.memory().peakAllocatedBytes) };
+    console.log(JSON.stringify(results.vaeEncoder));
+    img.dispose();
+    s.dispose();
+  }
+  const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
+  mkdirSync(a.out, { recursive: true });
+  const file = join(a.out, `sd15-${slug}-latent${a.latent}.json`);
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`wrote ${file}`);
+  rt.destroy();
+  process.exit(0);
+}
+
+main().catch((e: unknown) => {
+  console.error(`sd15 bench: ${(e as Error).stack ?? e}`);
+  process.exit(1);
+});
