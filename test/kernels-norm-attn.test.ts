@@ -70,6 +70,8 @@ const ATTN: [string, number, number, number, number, number, boolean][] = [
   ['causal CLIP text 77 tokens', 2, 4, 77, 77, 8, true],
   ['causal, head dim 64', 1, 2, 77, 77, 64, true],
   ['N ≥ 1024 (tiled, no N×N scores)', 1, 2, 1100, 1100, 40, false],
+  ['head dim 512, one head (VAE mid-block)', 1, 1, 70, 70, 512, false],
+  ['head dim 300 (not a multiple of the slice)', 2, 1, 33, 20, 300, false],
 ];
 
 for (const layout of ['split', 'merged'] as const) {

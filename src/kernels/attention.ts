@@ -3,7 +3,7 @@
 //
 // Q, K, V and O are addressed through (batch, head, row) strides, so both the merged (B, N, H·D)
 // layout of the projections and the split (B, H, N, D) layout are read in place, without permutes.
-// A workgroup owns BQ query rows of one (batch, head). Each row belongs to RT invocations (1, 2 or 4
+// A workgroup owns BQ query rows of one (batch, head). Each row belongs to RT invocations (1 to 32,
 // by head size), each holding a contiguous slice of the scaled query and of the output accumulator
 // in registers; K/V tiles of BK keys are staged in workgroup memory as vec4. With RT > 1 the partial
 // scores of a tile are summed through workgroup memory.
@@ -11,7 +11,7 @@
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
 import { Params, assertFloat, ceilDiv, runtimeOf, shapeStr } from './common.js';
 
-const BQ = 64;
+const MAX_THREADS = 256;
 
 /** Strides (in elements) of a [batch, heads, rows, headDim] view of a tensor. */
 export interface HeadLayout {
@@ -36,6 +36,8 @@ interface AttnPlan {
   d: number;
   /** Invocations per query row; each owns a slice of DS = DP·4/RT head dimensions. */
   rt: number;
+  /** Query rows per workgroup (RT·BQ ≤ 256 invocations). */
+  bq: number;
   /** Head dimension padded to a multiple of 4·RT, in vec4 units. */
   dp: number;
   bk: number;
@@ -43,21 +45,25 @@ interface AttnPlan {
 }
 
 function plan(d: number, causal: boolean, smemLimit: number): AttnPlan {
-  const rt = d <= 48 ? 1 : d <= 96 ? 2 : 4;
+  // Up to 48 head dimensions per invocation keeps the query and accumulator slices in registers.
+  let rt = 1;
+  while (d / rt > 48 && rt < 32) rt *= 2;
+  const bq = Math.min(64, MAX_THREADS / rt);
   const dp = Math.ceil(d / (4 * rt)) * rt;
   const budget = Math.min(smemLimit, 48 * 1024) - 1024;
-  for (const bk of [32, 16, 8]) {
+  for (const bk of [32, 16, 8, 4, 2, 1]) {
     // K and V tiles (vec4) plus, when a row is split, the partial scores.
-    const bytes = 2 * bk * dp * 16 + (rt > 1 ? BQ * rt * bk * 4 : 0);
-    if (bytes <= budget) return { d, rt, dp, bk, causal };
+    const bytes = 2 * bk * dp * 16 + (rt > 1 ? bq * rt * bk * 4 : 0);
+    if (bytes <= budget) return { d, rt, bq, dp, bk, causal };
   }
   throw new ShapeError(`attention: head dimension ${d} too large for workgroup memory`);
 }
 
 function attentionCode(pl: AttnPlan): string {
-  const { d, rt, dp, bk, causal } = pl;
+  const { d, rt, bq, dp, bk, causal } = pl;
   const ds = dp / rt; // vec4s per invocation
-  const threads = BQ * rt;
+  const threads = bq * rt;
+  const BQ = bq;
   const split = rt > 1;
   return /* wgsl */ `
 struct P {
@@ -199,7 +205,7 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpt
       throw new ShapeError(`attention: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} do not match`);
     }
   }
-  if (d > 256) throw new ShapeError(`attention: head dimension ${d} over 256`);
+  if (d > 1536) throw new ShapeError(`attention: head dimension ${d} over 1536`);
   const rt = runtimeOf(q, k, v);
   const out = rt.empty(q.shape);
   const causal = !!o.causal;
@@ -217,8 +223,8 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpt
     .build();
   if (b * heads > (rt.limits.maxComputeWorkgroupsPerDimension ?? 65535)) throw new ShapeError('attention: batch × heads over the workgroup grid limit');
   await rt.run(
-    { key: `attention:${d}:${pl.rt}:${pl.bk}:${causal ? 'causal' : 'full'}`, code: attentionCode(pl), inputs: 3, outputs: 1, uniforms: true },
-    { params, inputs: [q, k, v], outputs: [out], workgroups: [ceilDiv(nq, BQ), b * heads, 1] },
+    { key: `attention:${d}:${pl.rt}:${pl.bq}:${pl.bk}:${causal ? 'causal' : 'full'}`, code: attentionCode(pl), inputs: 3, outputs: 1, uniforms: true },
+    { params, inputs: [q, k, v], outputs: [out], workgroups: [ceilDiv(nq, pl.bq), b * heads, 1] },
   );
   return out;
 }
