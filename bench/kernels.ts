@@ -392,7 +392,7 @@ async function main(): Promise<void> {
   };
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`wrote ${file}`);
-  rt.destroy();
+  await rt.close();
   process.exit(0);
 }
 

@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   };
   console.log(JSON.stringify(report, null, 2));
   for (const t of uploaded) t.dispose();
-  rt?.destroy();
+  await rt?.close();
   if (!args.keep) rmSync(args.dir ? path : dir, { recursive: true, force: true });
 }
 

@@ -130,7 +130,7 @@ async function main(): Promise<void> {
   const file = join(a.out, `sd15-${slug}-latent${a.latent}.json`);
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`wrote ${file}`);
-  rt.destroy();
+  await rt.close();
   process.exit(0);
 }
 

@@ -40,7 +40,7 @@ async function info(json: boolean): Promise<void> {
     console.log('limits:');
     for (const [k, v] of Object.entries(rt.limits).sort(([x], [y]) => x.localeCompare(y))) console.log(`  ${k.padEnd(44)} ${v}`);
   } finally {
-    rt.destroy();
+    await rt.close();
   }
 }
 
@@ -76,7 +76,7 @@ async function parity(args: string[]): Promise<number> {
     console.log(`${rows.length - failed} passed, ${failed} failed`);
     return failed === 0 && rows.length > 0 ? 0 : 1;
   } finally {
-    rt.destroy();
+    await rt.close();
   }
 }
 

@@ -721,11 +721,25 @@ export class Runtime {
     }
   }
 
-  /** Destroys the device. Tensors of this runtime become unusable. */
+  /** Destroys the device. Tensors of this runtime become unusable. Prefer `close()`, which also
+   *  waits for the device's lost notification, so no native callback is left pending at exit. */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
     this.acquired.destroy();
+  }
+
+  /** Waits for submitted work, destroys the device and waits until it reports itself lost. */
+  async close(): Promise<void> {
+    if (this.destroyed) return;
+    try {
+      await this.sync();
+    } catch {
+      // a failed device is closed all the same
+    }
+    const lost = this.device.lost;
+    this.destroy();
+    await Promise.race([lost, new Promise((r) => setTimeout(r, 2000).unref?.())]);
   }
 
   private assertUsable(): void {
@@ -765,5 +779,5 @@ export async function releaseRuntime(): Promise<void> {
   if (!shared) return;
   const rt = await shared.catch(() => null);
   shared = null;
-  rt?.destroy();
+  await rt?.close();
 }

@@ -51,6 +51,20 @@ function perBlock<T>(v: T | T[], n: number, name: string): T[] {
 }
 
 function validate(c: UNetConfig): void {
+  const where = 'UNet config';
+  const num = (k: keyof UNetConfig) => {
+    if (typeof c[k] !== 'number' || !Number.isFinite(c[k] as number)) throw new Error(`${where}: field "${k}" must be a number, got ${JSON.stringify(c[k])}`);
+  };
+  const list = (k: keyof UNetConfig, type: 'number' | 'string') => {
+    const v = c[k];
+    if (!Array.isArray(v) || v.length === 0 || v.some((x) => typeof x !== type)) throw new Error(`${where}: field "${k}" must be a list of ${type}s, got ${JSON.stringify(v)}`);
+  };
+  list('block_out_channels', 'number');
+  list('down_block_types', 'string');
+  list('up_block_types', 'string');
+  for (const k of ['in_channels', 'out_channels', 'layers_per_block', 'norm_num_groups', 'norm_eps', 'cross_attention_dim', 'freq_shift'] as const) num(k);
+  if (c.attention_head_dim === undefined && c.num_attention_heads == null) throw new Error(`${where}: needs "attention_head_dim" or "num_attention_heads"`);
+  if (typeof c.flip_sin_to_cos !== 'boolean') throw new Error(`${where}: field "flip_sin_to_cos" must be a boolean`);
   const unsupported: string[] = [];
   if (c.use_linear_projection) unsupported.push('use_linear_projection');
   if (c.center_input_sample) unsupported.push('center_input_sample');

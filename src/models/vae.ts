@@ -81,6 +81,14 @@ export class VaeEncoder {
     readonly config: VaeConfig,
   ) {
     const c = config;
+    const where = 'VAE config';
+    for (const k of ['block_out_channels', 'down_block_types'] as const) {
+      if (!Array.isArray(c[k]) || c[k].length === 0) throw new Error(`${where}: field "${k}" must be a non-empty list, got ${JSON.stringify(c[k])}`);
+    }
+    for (const k of ['in_channels', 'latent_channels', 'layers_per_block', 'norm_num_groups'] as const) {
+      if (typeof c[k] !== 'number') throw new Error(`${where}: field "${k}" must be a number, got ${JSON.stringify(c[k])}`);
+    }
+    if (c.block_out_channels.length !== c.down_block_types.length) throw new Error(`${where}: block_out_channels and down_block_types differ in length`);
     for (const t of c.down_block_types) if (t !== 'DownEncoderBlock2D') throw new Error(`VAE config: down block type "${t}" is not supported`);
     if (c.act_fn && c.act_fn !== 'silu') throw new Error(`VAE config: act_fn "${c.act_fn}" is not supported`);
     const root = Scope.root(store);

@@ -52,6 +52,6 @@ if (rt) {
     await f.close();
     assert(data.length === 1000 && data[0] > 0.99, 'alphas_cumprod');
   });
-  rt.destroy();
+  await rt.close();
 }
 console.log(`deno: ${passed} passed, ${failed} failed`);

@@ -1,0 +1,106 @@
+// Loading SD1.5 from a diffusers-layout folder (built here from the tiny fixtures), F16 weights,
+// legacy VAE names, clear errors; the seeded normal generator.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadStableDiffusion } from '../src/models/sd15.js';
+import { NormalGenerator } from '../src/models/scheduler.js';
+import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safetensors.js';
+import { f32ArrayToF16 } from '../src/gpu/half.js';
+import { legacyVaeKey } from '../src/models/vae.js';
+import { FIXTURES, normErr, rejects, runtime } from './helpers.js';
+
+const root = mkdtempSync(join(tmpdir(), 'diffsim-sd15-'));
+
+/** Rewrites a fixture weights file with a dtype and key mapping. */
+async function rewrite(src: string, dst: string, f16: boolean, rename: (k: string) => string = (k) => k): Promise<Record<string, unknown>> {
+  const f = await SafetensorsFile.open(src);
+  const tensors: Record<string, { dtype: 'F16' | 'F32'; shape: number[]; data: ArrayBufferView }> = {};
+  for (const name of f.names()) {
+    const { shape, data } = await f.readFloat32(name);
+    tensors[rename(name)] = f16 ? { dtype: 'F16', shape, data: f32ArrayToF16(data) } : { dtype: 'F32', shape, data };
+  }
+  const config = JSON.parse(f.metadata.config!) as Record<string, unknown>;
+  await f.close();
+  writeFileSync(dst, encodeSafetensors(tensors, { format: 'pt' }));
+  return config;
+}
+
+test('a diffusers-layout folder loads (F16 U-Net, legacy-named VAE, text encoder, tokenizer, scheduler) and runs', async () => {
+  const rt = await runtime();
+  const dir = join(root, 'sd');
+  for (const p of ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler']) mkdirSync(join(dir, p), { recursive: true });
+  const unetCfg = await rewrite(join(FIXTURES, 'unet-tiny', 'unet.safetensors'), join(dir, 'unet', 'diffusion_pytorch_model.fp16.safetensors'), true);
+  writeFileSync(join(dir, 'unet', 'config.json'), JSON.stringify(unetCfg));
+  const legacy = (k: string) => k.replace('attentions.0.to_q.', 'attentions.0.query.').replace('attentions.0.to_k.', 'attentions.0.key.').replace('attentions.0.to_v.', 'attentions.0.value.').replace('attentions.0.to_out.0.', 'attentions.0.proj_attn.');
+  const vaeCfg = await rewrite(join(FIXTURES, 'vae-encoder-tiny', 'vae.safetensors'), join(dir, 'vae', 'diffusion_pytorch_model.safetensors'), false, legacy);
+  writeFileSync(join(dir, 'vae', 'config.json'), JSON.stringify(vaeCfg));
+  const textCfg = await rewrite(join(FIXTURES, 'clip-text-tiny', 'text_encoder.safetensors'), join(dir, 'text_encoder', 'model.safetensors'), false);
+  writeFileSync(join(dir, 'text_encoder', 'config.json'), JSON.stringify(textCfg));
+  for (const f of ['vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json']) copyFileSync(join(FIXTURES, 'clip-text-tiny', 'tokenizer', f), join(dir, 'tokenizer', f));
+  copyFileSync(join(FIXTURES, 'manifests', 'sd15-scheduler.config.json'), join(dir, 'scheduler', 'scheduler_config.json'));
+  assert.is(legacyVaeKey('encoder.mid_block.attentions.0.proj_attn.weight'), 'encoder.mid_block.attentions.0.to_out.0.weight');
+
+  const sd = await loadStableDiffusion(rt, dir);
+  assert.ok(sd.unet && sd.vae && sd.textEncoder && sd.tokenizer && sd.scheduler);
+  assert.equal(sd.scheduler!.timesteps(1000).slice(0, 3), [1000, 999, 999]);
+  assert.equal(sd.tokenizer!.encode('a photo of a cat').slice(0, 3), [624, sd.tokenizer!.encode('a')[1]!, sd.tokenizer!.encode('photo')[1]!]);
+  // The F16 U-Net reproduces the reference output to within half-precision weight rounding.
+  const acts = await SafetensorsFile.open(join(FIXTURES, 'unet-tiny', 'activations.safetensors'));
+  await rt.scope(async () => {
+    const up = async (n: string) => {
+      const { shape, data } = await acts.readFloat32(n);
+      return rt.upload(data, shape);
+    };
+    const out = await sd.unet!.forward(rt, await up('input.sample'), [...rawToInt32(await acts.readRaw('input.timestep'))], await up('input.encoder_hidden_states'));
+    const err = normErr((await out.sample!.read()) as Float32Array, (await acts.readFloat32('output.sample')).data);
+    assert.ok(err < 5e-3, `F16 weights: normalised error ${err}`);
+  });
+  await acts.close();
+  // The legacy-named VAE loads and matches the reference posterior.
+  const vacts = await SafetensorsFile.open(join(FIXTURES, 'vae-encoder-tiny', 'activations.safetensors'));
+  await rt.scope(async () => {
+    const { shape, data } = await vacts.readFloat32('input.image');
+    const post = await sd.vae!.encode(rt, rt.upload(data, shape));
+    assert.ok(normErr((await post.mean.read()) as Float32Array, (await vacts.readFloat32('posterior.mean')).data) <= 2e-4);
+  });
+  await vacts.close();
+  for (const m of [sd.unet!, sd.vae!, sd.textEncoder!]) m.store.dispose();
+});
+
+test('loading errors name the folder or file and the problem', async () => {
+  const rt = await runtime();
+  await rejects(() => loadStableDiffusion(rt, join(root, 'nope')), /nope: not a Stable Diffusion folder/, 'missing folder');
+  const dir = join(root, 'broken');
+  mkdirSync(join(dir, 'unet'), { recursive: true });
+  await rejects(() => loadStableDiffusion(rt, dir, ['unet']), /unet: no \.safetensors weights/, 'no weights');
+  writeFileSync(join(dir, 'unet', 'diffusion_pytorch_model.safetensors'), encodeSafetensors({ 'conv_in.weight': { dtype: 'F32', shape: [1], data: new Float32Array(1) } }));
+  await rejects(() => loadStableDiffusion(rt, dir, ['unet']), /config\.json: cannot read the U-Net config/, 'no config');
+  writeFileSync(join(dir, 'unet', 'config.json'), JSON.stringify({ in_channels: 4 }));
+  await rejects(() => loadStableDiffusion(rt, dir, ['unet']), /UNet config: field "block_out_channels" must be a list of numbers/, 'incomplete config');
+  writeFileSync(join(dir, 'unet', 'config.json'), '{ nope');
+  await rejects(() => loadStableDiffusion(rt, dir, ['unet']), /config\.json: the U-Net config is not valid JSON/, 'bad JSON');
+});
+
+test('seeded normal generator: deterministic, standard moments', () => {
+  const a = new NormalGenerator(2334).randn(200000);
+  const b = new NormalGenerator(2334).randn(200000);
+  const c = new NormalGenerator(2335).randn(10);
+  assert.equal(a.subarray(0, 10), b.subarray(0, 10));
+  assert.not.equal([...a.subarray(0, 10)], [...c]);
+  let mean = 0;
+  let sq = 0;
+  for (const v of a) {
+    mean += v;
+    sq += v * v;
+  }
+  mean /= a.length;
+  const variance = sq / a.length - mean * mean;
+  assert.ok(Math.abs(mean) < 0.01, `mean ${mean}`);
+  assert.ok(Math.abs(variance - 1) < 0.01, `variance ${variance}`);
+});
+
+test.after(() => rmSync(root, { recursive: true, force: true }));
+test.run();
