@@ -3,7 +3,7 @@
 // default hooked layer; VAE encoder at 8S×8S; CLIP text encoder on 2×77 tokens. Reports time and
 // peak GPU memory; writes bench/results/sd15-<adapter>.json.
 //
-//   node dist/bench/sd15.js [--latent S] [--batch B] [--iters N] [--out DIR] [--skip-vae]
+//   node dist/bench/sd15.js [--latent S] [--batch B] [--iters N] [--out DIR] [--parts unet,text,vae]
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -20,14 +20,14 @@ const manifests = join(here, '..', '..', 'test', 'fixtures', 'manifests');
 const DIFFSIM_LAYER = 'up_blocks.1.attentions.2.transformer_blocks.0.attn1';
 
 function parse(argv: string[]) {
-  const a = { latent: 64, batch: 2, iters: 5, out: join(here, '..', '..', 'bench', 'results'), vae: true };
+  const a = { latent: 64, batch: 2, iters: 5, out: join(here, '..', '..', 'bench', 'results'), parts: ['unet', 'text', 'vae'] };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--latent') a.latent = Number(argv[++i]);
     else if (k === '--batch') a.batch = Number(argv[++i]);
     else if (k === '--iters') a.iters = Number(argv[++i]);
     else if (k === '--out') a.out = argv[++i]!;
-    else if (k === '--skip-vae') a.vae = false;
+    else if (k === '--parts') a.parts = argv[++i]!.split(',');
     else throw new Error(`unknown argument ${k}`);
   }
   return a;
@@ -56,44 +56,44 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = { adapter: rt.adapterInfo, date: new Date().toISOString(), latent: a.latent, batch: a.batch, iters: a.iters };
   const mib = (b: number) => Math.round(b / 2 ** 20);
 
-  // U-Net
-  const store = new WeightStore();
-  const unet = new UNet2DConditionModel(store, config<UNetConfig>('sd15-unet'));
-  await store.initRandom(rt, 1);
-  const weightsBytes = rt.memory().allocatedBytes;
-  const sample = rt.empty([a.batch, 4, a.latent, a.latent]).keep();
-  await fillUniform(sample, 7, 1);
-  const ehs = rt.empty([a.batch, 77, 768]).keep();
-  await fillUniform(ehs, 8, 1);
-  rt.resetPeak();
-  const full = await timeIt(rt, a.iters, async () => {
-    const out = await unet.forward(rt, sample, 401, ehs);
-    out.sample?.dispose();
-  });
-  const fullPeak = rt.memory().peakAllocatedBytes;
-  rt.resetPeak();
-  const stopped = await timeIt(rt, a.iters, async () => {
-    await unet.forward(rt, sample, 401, ehs, { stopAfter: DIFFSIM_LAYER });
-  });
-  const stoppedPeak = rt.memory().peakAllocatedBytes;
-  results.unet = {
-    parameters: store.parameterCount(),
-    weightsMiB: mib(weightsBytes),
-    fullMs: full.ms,
-    fullFirstMs: full.firstMs,
-    fullPeakMiB: mib(fullPeak),
-    stoppedAfter: DIFFSIM_LAYER,
-    stoppedMs: stopped.ms,
-    stoppedPeakMiB: mib(stoppedPeak),
-  };
-  console.log(JSON.stringify(results.unet, null, 1));
-  store.dispose();
-  sample.dispose();
-  ehs.dispose();
-  await rt.trim();
+  if (a.parts.includes('unet')) {
+    const store = new WeightStore();
+    const unet = new UNet2DConditionModel(store, config<UNetConfig>('sd15-unet'));
+    await store.initRandom(rt, 1);
+    const weightsBytes = rt.memory().allocatedBytes;
+    const sample = rt.empty([a.batch, 4, a.latent, a.latent]).keep();
+    await fillUniform(sample, 7, 1);
+    const ehs = rt.empty([a.batch, 77, 768]).keep();
+    await fillUniform(ehs, 8, 1);
+    rt.resetPeak();
+    const full = await timeIt(rt, a.iters, async () => {
+      const out = await unet.forward(rt, sample, 401, ehs);
+      out.sample?.dispose();
+    });
+    const fullPeak = rt.memory().peakAllocatedBytes;
+    rt.resetPeak();
+    const stopped = await timeIt(rt, a.iters, async () => {
+      await unet.forward(rt, sample, 401, ehs, { stopAfter: DIFFSIM_LAYER });
+    });
+    const stoppedPeak = rt.memory().peakAllocatedBytes;
+    results.unet = {
+      parameters: store.parameterCount(),
+      weightsMiB: mib(weightsBytes),
+      fullMs: full.ms,
+      fullFirstMs: full.firstMs,
+      fullPeakMiB: mib(fullPeak),
+      stoppedAfter: DIFFSIM_LAYER,
+      stoppedMs: stopped.ms,
+      stoppedPeakMiB: mib(stoppedPeak),
+    };
+    console.log(JSON.stringify(results.unet, null, 1));
+    store.dispose();
+    sample.dispose();
+    ehs.dispose();
+    await rt.trim();
+  }
 
-  // CLIP text encoder, 2 × 77 tokens
-  {
+  if (a.parts.includes('text')) {
     const s = new WeightStore();
     const text = new ClipTextModel(s, config<ClipTextConfig>('sd15-text-encoder'));
     await s.initRandom(rt, 2);
@@ -109,7 +109,7 @@ async function main(): Promise<void> {
     await rt.trim();
   }
 
-  if (a.vae) {
+  if (a.parts.includes('vae')) {
     const s = new WeightStore();
     const vae = new VaeEncoder(s, config<VaeConfig>('sd15-vae'));
     await s.initRandom(rt, 3);
@@ -127,7 +127,7 @@ async function main(): Promise<void> {
   }
   const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
   mkdirSync(a.out, { recursive: true });
-  const file = join(a.out, `sd15-${slug}-latent${a.latent}.json`);
+  const file = join(a.out, `sd15-${slug}-${a.parts.join('-')}-latent${a.latent}.json`);
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`wrote ${file}`);
   await rt.close();
