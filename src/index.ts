@@ -4,3 +4,13 @@ export { f32ToF16Bits, f16BitsToF32, f32ArrayToF16, f16ArrayToF32, bf16ArrayToF3
 export { openFile, blobSource, type ByteSource } from './io/bytesource.js';
 export { SafetensorsFile, ShardedSafetensors, SafetensorsError, openSafetensors, encodeSafetensors, type TensorToWrite, parseHeader, rawToFloat32, rawToInt32, SAFETENSORS_DTYPES, MAX_HEADER_BYTES, type SafetensorsDType, type TensorInfo, type RawTensor, type TensorSource } from './io/safetensors.js';
 export * as kernels from './kernels/index.js';
+export { ForwardContext, StopForward, type ForwardOptions } from './nn/context.js';
+export { WeightStore, WeightLoadError, Param, Scope, type LoadOptions } from './nn/weights.js';
+export { Linear, Conv2d, GroupNorm, LayerNorm } from './nn/modules.js';
+export { UNet2DConditionModel, type UNetConfig, type UNetOutput } from './models/unet.js';
+export { VaeEncoder, legacyVaeKey, type VaeConfig, type Posterior } from './models/vae.js';
+export { ClipTextModel, type ClipTextConfig, type ClipTextOutput } from './models/clip-text.js';
+export { ClipTokenizer, type ClipTokenizerFiles } from './models/clip-tokenizer.js';
+export { PNDMScheduler, NormalGenerator, type SchedulerConfig } from './models/scheduler.js';
+export { loadStableDiffusion, loadUNet, loadVaeEncoder, loadTextEncoder, findWeights, type StableDiffusion, type Sd15Part } from './models/sd15.js';
+export { runParity, type ParityRow } from './parity/parity.js';
