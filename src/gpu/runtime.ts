@@ -734,6 +734,9 @@ export class Runtime {
     if (this.destroyed) return;
     try {
       await this.sync();
+      // A queue round trip even when nothing was submitted: destroying a device that Dawn is still
+      // bringing up (e.g. right after creation) crashes dawn.node at process exit.
+      await this.device.queue.onSubmittedWorkDone();
     } catch {
       // a failed device is closed all the same
     }
