@@ -14,3 +14,5 @@ export { ClipTokenizer, type ClipTokenizerFiles } from './models/clip-tokenizer.
 export { PNDMScheduler, NormalGenerator, type SchedulerConfig } from './models/scheduler.js';
 export { loadStableDiffusion, loadUNet, loadVaeEncoder, loadTextEncoder, findWeights, type StableDiffusion, type Sd15Part } from './models/sd15.js';
 export { runParity, type ParityRow } from './parity/parity.js';
+export { ClipVisionModel, ClipModel, type ClipVisionConfig, type ClipVisionOutput, type ClipModelConfig } from './models/clip-vision.js';
+export { Dinov2Model, type Dinov2Config, type Dinov2Output } from './models/dinov2.js';

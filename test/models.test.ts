@@ -10,11 +10,13 @@ import { WeightStore, WeightLoadError } from '../src/nn/weights.js';
 import { UNet2DConditionModel, type UNetConfig } from '../src/models/unet.js';
 import { VaeEncoder, type VaeConfig } from '../src/models/vae.js';
 import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
+import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../src/models/clip-vision.js';
+import { Dinov2Model, type Dinov2Config } from '../src/models/dinov2.js';
 import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safetensors.js';
 import { blobSource } from '../src/io/bytesource.js';
 import { FIXTURES, REPO_ROOT, normErr, rejects, runtime } from './helpers.js';
 
-const MODELS = ['scheduler', 'clip-text-tiny', 'vae-encoder-tiny', 'unet-tiny'];
+const MODELS = ['scheduler', 'clip-text-tiny', 'vae-encoder-tiny', 'unet-tiny', 'clip-vision-tiny', 'dinov2-tiny'];
 
 for (const folder of MODELS) {
   test(`parity: every ${folder} tensor within the fixtures README tolerance`, async () => {
@@ -28,7 +30,7 @@ for (const folder of MODELS) {
     const acts = stored[`${folder}/activations.safetensors`];
     if (acts) {
       const compared = new Set(rows.map((r) => r.name));
-      const inputs = /^(input\.|input_ids$|attention_mask$|eps$)/;
+      const inputs = /^(run\d+\.)?(input\.|input_ids$|attention_mask$|eps$)/;
       const missing = Object.keys(acts.tensors).filter((n) => !inputs.test(n) && !compared.has(n));
       assert.equal(missing, [], `${folder}: activations not compared`);
     }
@@ -91,6 +93,24 @@ test('full-size VAE encoder has exactly the encoder and quant_conv tensors of th
   assert.equal(store.manifest(), encoderPart);
   const rest = Object.keys(all).filter((k) => !(k in encoderPart));
   assert.ok(rest.length > 0 && rest.every((k) => k.startsWith('decoder.') || k.startsWith('post_quant_conv.')), 'only decoder tensors are left');
+});
+
+test('full-size vision models have exactly the manifest tensors: CLIP ViT-B/32 (CLIPModel), IP-Adapter ViT-H/14, DINOv2-small', () => {
+  const b32 = manifest('clip-vit-base-patch32');
+  let store = new WeightStore();
+  new ClipModel(store, b32.config as ClipModelConfig);
+  assert.equal(store.manifest(), shapesOf(b32.tensors));
+  assert.is(store.parameterCount(), 151277313);
+  const h14 = manifest('ip-adapter-image-encoder-vit-h14');
+  store = new WeightStore();
+  new ClipVisionModel(store, h14.config as ClipVisionConfig);
+  assert.equal(store.manifest(), shapesOf(h14.tensors));
+  assert.is(store.parameterCount(), 632076800);
+  const dino = manifest('dinov2-small');
+  store = new WeightStore();
+  new Dinov2Model(store, dino.config as Dinov2Config);
+  assert.equal(store.manifest(), shapesOf(dino.tensors));
+  assert.is(store.parameterCount(), 22056576);
 });
 
 test('loading reports every missing, unexpected and mis-shaped key at once', async () => {

@@ -69,6 +69,20 @@ export function permute(x: Tensor, perm: readonly number[]): Promise<Tensor> {
   return gather(x, perm.map((p) => x.shape[p]!), perm.map((p) => xs[p]!), 0, 'permute');
 }
 
+/** Broadcasts x to `shape` (NumPy rules: size-1 or missing leading axes repeat), as a copy. */
+export function broadcastTo(x: Tensor, shape: readonly number[]): Promise<Tensor> {
+  if (shape.length < x.rank) throw new ShapeError(`broadcastTo: ${shapeStr(x.shape)} has more axes than ${shapeStr(shape)}`);
+  const xs = contiguousStrides(x.shape);
+  const strides = shape.map((d, i) => {
+    const j = i - (shape.length - x.rank);
+    if (j < 0) return 0;
+    if (x.shape[j] === d) return xs[j]!;
+    if (x.shape[j] === 1) return 0;
+    throw new ShapeError(`broadcastTo: ${shapeStr(x.shape)} does not broadcast to ${shapeStr(shape)}`);
+  });
+  return gather(x, shape, strides, 0, 'broadcastTo');
+}
+
 /** Slices `[start, start+size)` along each axis (size -1: to the end). */
 export function slice(x: Tensor, starts: readonly number[], sizes: readonly number[]): Promise<Tensor> {
   if (starts.length !== x.rank || sizes.length !== x.rank) throw new ShapeError(`slice: need ${x.rank} starts and sizes for ${shapeStr(x.shape)}`);

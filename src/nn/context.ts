@@ -18,6 +18,8 @@ export interface ForwardOptions {
   capture?: readonly string[] | ((name: string) => boolean) | 'all';
   /** Module path after which the pass stops (throws StopForward, caught by the model). */
   stopAfter?: string;
+  /** Prefix added to every recorded name (e.g. `run0.` when one model runs several inputs). */
+  namePrefix?: string;
 }
 
 export class ForwardContext {
@@ -34,16 +36,19 @@ export class ForwardContext {
       this.want = (n) => set.has(n);
     } else this.want = () => false;
     this.stopAfter = opts.stopAfter;
+    this.prefix = opts.namePrefix ?? '';
   }
+  private readonly prefix: string;
 
   wants(name: string): boolean {
-    return this.want(name);
+    return this.want(this.prefix + name);
   }
 
   /** Records a view of `t` under `name` if it was asked for (the view keeps the data alive). */
   record(name: string, t: Tensor): void {
-    if (!this.want(name) || this.taps.has(name)) return;
-    this.taps.set(name, t.reshape(t.shape).keep());
+    const full = this.prefix + name;
+    if (!this.want(full) || this.taps.has(full)) return;
+    this.taps.set(full, t.reshape(t.shape).keep());
   }
 
   /** Marks a module as finished; stops the pass if it is the requested stopping point. */

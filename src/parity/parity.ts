@@ -16,6 +16,8 @@ import { ForwardContext } from '../nn/context.js';
 import { WeightStore } from '../nn/weights.js';
 import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
+import { ClipVisionModel, type ClipVisionConfig } from '../models/clip-vision.js';
+import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
 
 export interface ParityRow {
   fixture: string;
@@ -58,7 +60,8 @@ export function maxAbsError(ours: ArrayLike<number>, ref: ArrayLike<number>): nu
 
 /** Tolerance class of an activation name (fixtures README table). */
 export function toleranceFor(name: string): number {
-  if (/^(output\.sample|last_hidden_state|pooler_output|image_embeds|posterior\.|latent\.|resampler\.output)/.test(name) || /final_layer_norm:out$/.test(name)) return 2e-4;
+  name = name.replace(/^run\d+\./, '');
+  if (/^(output\.sample|last_hidden_state|pooler_output|image_embeds|posterior\.|latent\.|resampler\.output)/.test(name) || /(final_layer_norm|post_layernorm|^layernorm):out$/.test(name)) return 2e-4;
   if (/(to_[qkv]|[qkv]_proj|query|key|value|proj_in|conv_in|time_proj|patch_embeddings|embeddings|layer_norm\d?|norm\d?|group_norm|to_k_ip\.\d|to_v_ip\.\d):out$/.test(name)) return 1e-5;
   return 1e-4;
 }
@@ -268,7 +271,70 @@ const unet: Handler = async (rt, dir, fixture, index) => {
   }
 };
 
+const clipVision: Handler = async (rt, dir, fixture, index) => {
+  const f = filesOf(index, fixture);
+  const weights = await SafetensorsFile.open(join(dir, f.weights));
+  const acts = await SafetensorsFile.open(join(dir, f.acts));
+  const store = new WeightStore();
+  let ctx: ForwardContext | null = null;
+  try {
+    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as ClipVisionConfig | null;
+    if (!config) throw new Error(`${f.weights}: no "config" metadata`);
+    const model = new ClipVisionModel(store, config, { projection: weights.has('visual_projection.weight') });
+    await store.load(rt, weights, { ignore: [/position_ids$/] });
+    const wanted = acts.names().filter((n) => !n.startsWith('input.'));
+    ctx = new ForwardContext({ capture: wanted });
+    return await rt.scope(async () => {
+      await model.forward(rt, await inputTensor(rt, acts, 'input.pixel_values'), {}, ctx!);
+      return compareTaps(fixture, ctx!, acts, wanted);
+    });
+  } finally {
+    ctx?.dispose();
+    store.dispose();
+    await weights.close();
+    await acts.close();
+  }
+};
+
+const dinov2: Handler = async (rt, dir, fixture, index) => {
+  const f = filesOf(index, fixture);
+  const weights = await SafetensorsFile.open(join(dir, f.weights));
+  const acts = await SafetensorsFile.open(join(dir, f.acts));
+  const store = new WeightStore();
+  const rows: ParityRow[] = [];
+  try {
+    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as Dinov2Config | null;
+    if (!config) throw new Error(`${f.weights}: no "config" metadata`);
+    const model = new Dinov2Model(store, config);
+    await store.load(rt, weights);
+    // One pass per stored run (runN.input.pixel_values), or a single unprefixed run.
+    const runs = [...new Set(acts.names().filter((n) => /^(run\d+\.)?input\.pixel_values$/.test(n)).map((n) => n.slice(0, n.length - 'input.pixel_values'.length)))];
+    for (const run of runs) {
+      const wanted = acts.names().filter((n) => n.startsWith(run) && !n.startsWith(`${run}input.`));
+      const ctx = new ForwardContext({ capture: wanted, namePrefix: run });
+      try {
+        rows.push(
+          ...(await rt.scope(async () => {
+            await model.forward(rt, await inputTensor(rt, acts, `${run}input.pixel_values`), {}, ctx);
+            return compareTaps(fixture, ctx, acts, wanted);
+          })),
+        );
+      } finally {
+        ctx.dispose();
+      }
+    }
+    return rows;
+  } finally {
+    store.dispose();
+    await weights.close();
+    await acts.close();
+  }
+};
+
 export const HANDLERS: Record<string, Handler> = {
+  'clip-vision-tiny': clipVision,
+  'clip-vision-h14-tiny': clipVision,
+  'dinov2-tiny': dinov2,
   'unet-tiny': unet,
   'vae-encoder-tiny': vaeEncoder,
   scheduler,

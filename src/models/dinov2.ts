@@ -1,0 +1,208 @@
+// transformers' Dinov2Model (4.44): patch embedding, CLS token, position table interpolated
+// bicubically for any input size exactly as transformers computes it, pre-LN layers with layer
+// scale, final LayerNorm; pooler_output = last_hidden_state[:, 0].
+
+import { ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { add, binary } from '../kernels/elementwise.js';
+import { broadcastTo, concat, nchwToTokens, permute, slice } from '../kernels/layout.js';
+import { attention } from '../kernels/attention.js';
+import { resizeBicubic } from '../kernels/resize.js';
+import { ForwardContext, type ForwardOptions } from '../nn/context.js';
+import { Conv2d, LayerNorm, Linear } from '../nn/modules.js';
+import { Scope, WeightStore, type Param } from '../nn/weights.js';
+import { activationOf } from './clip-text.js';
+
+export interface Dinov2Config {
+  hidden_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  mlp_ratio: number;
+  image_size: number;
+  patch_size: number;
+  num_channels?: number;
+  hidden_act: string;
+  layer_norm_eps: number;
+  qkv_bias?: boolean;
+  use_swiglu_ffn?: boolean;
+  layerscale_value?: number;
+}
+
+class Dinov2Layer {
+  readonly norm1: LayerNorm;
+  readonly query: Linear;
+  readonly key: Linear;
+  readonly value: Linear;
+  readonly dense: Linear;
+  readonly lambda1: Param;
+  readonly norm2: LayerNorm;
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+  readonly lambda2: Param;
+  constructor(
+    readonly scope: Scope,
+    d: number,
+    hidden: number,
+    readonly heads: number,
+    eps: number,
+    qkvBias: boolean,
+    readonly act: 'gelu' | 'quick_gelu' | 'silu' | 'none',
+  ) {
+    this.norm1 = new LayerNorm(scope.child('norm1'), d, eps);
+    const att = scope.child('attention');
+    this.query = new Linear(att.child('attention').child('query'), d, d, qkvBias);
+    this.key = new Linear(att.child('attention').child('key'), d, d, qkvBias);
+    this.value = new Linear(att.child('attention').child('value'), d, d, qkvBias);
+    this.dense = new Linear(att.child('output').child('dense'), d, d);
+    this.lambda1 = scope.child('layer_scale1').param('lambda1', [d]);
+    this.norm2 = new LayerNorm(scope.child('norm2'), d, eps);
+    this.fc1 = new Linear(scope.child('mlp').child('fc1'), d, hidden);
+    this.fc2 = new Linear(scope.child('mlp').child('fc2'), hidden, d);
+    this.lambda2 = scope.child('layer_scale2').param('lambda1', [d]);
+  }
+
+  async forward(x: Tensor, ctx: ForwardContext): Promise<Tensor> {
+    const p = this.scope.path;
+    const n1 = await this.norm1.forward(x, ctx);
+    const q = await this.query.forward(n1, ctx);
+    const k = await this.key.forward(n1, ctx);
+    const v = await this.value.forward(n1, ctx);
+    n1.dispose();
+    const o = await attention(q, k, v, { heads: this.heads });
+    q.dispose();
+    k.dispose();
+    v.dispose();
+    const a = await this.dense.forward(o, ctx);
+    o.dispose();
+    ctx.record(`${p}.attention:out`, a);
+    const s1 = await binary(a, this.lambda1.tensor, 'mul');
+    a.dispose();
+    ctx.record(`${p}.layer_scale1:out`, s1);
+    const h = await add(s1, x);
+    s1.dispose();
+    const n2 = await this.norm2.forward(h, ctx);
+    const m1 = await this.fc1.forward(n2, ctx, { act: this.act });
+    n2.dispose();
+    const m = await this.fc2.forward(m1, ctx);
+    m1.dispose();
+    ctx.record(`${p}.mlp:out`, m);
+    const s2 = await binary(m, this.lambda2.tensor, 'mul');
+    m.dispose();
+    ctx.record(`${p}.layer_scale2:out`, s2);
+    const y = await add(s2, h);
+    s2.dispose();
+    h.dispose();
+    ctx.record(`${p}:out`, y);
+    ctx.finished(p);
+    return y;
+  }
+}
+
+export interface Dinov2Output {
+  lastHiddenState: Tensor;
+  poolerOutput: Tensor;
+  hiddenStates: Tensor[];
+}
+
+export class Dinov2Model {
+  readonly cls_token: Param;
+  readonly mask_token: Param;
+  readonly position_embeddings: Param;
+  readonly projection: Conv2d;
+  readonly layers: Dinov2Layer[] = [];
+  readonly layernorm: LayerNorm;
+  readonly gridSide: number;
+
+  constructor(
+    readonly store: WeightStore,
+    readonly config: Dinov2Config,
+    prefix = '',
+  ) {
+    const where = 'DINOv2 config';
+    for (const k of ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'mlp_ratio', 'image_size', 'patch_size', 'layer_norm_eps'] as const) {
+      if (typeof config[k] !== 'number') throw new Error(`${where}: field "${k}" must be a number, got ${JSON.stringify(config[k])}`);
+    }
+    if (config.use_swiglu_ffn) throw new Error(`${where}: use_swiglu_ffn is not supported`);
+    const d = config.hidden_size;
+    const root = Scope.root(store, prefix);
+    const emb = root.child('embeddings');
+    this.gridSide = Math.floor(config.image_size / config.patch_size);
+    this.cls_token = emb.param('cls_token', [1, 1, d]);
+    this.mask_token = emb.param('mask_token', [1, d]);
+    this.position_embeddings = emb.param('position_embeddings', [1, this.gridSide ** 2 + 1, d]);
+    this.projection = new Conv2d(emb.child('patch_embeddings').child('projection'), config.num_channels ?? 3, d, { kernel: config.patch_size, stride: config.patch_size });
+    const act = activationOf(config.hidden_act, where);
+    const hidden = Math.floor(d * config.mlp_ratio);
+    for (let i = 0; i < config.num_hidden_layers; i++) {
+      this.layers.push(new Dinov2Layer(root.child('encoder').child('layer').child(i), d, hidden, config.num_attention_heads, config.layer_norm_eps, config.qkv_bias ?? true, act));
+    }
+    this.layernorm = new LayerNorm(root.child('layernorm'), d, config.layer_norm_eps);
+  }
+
+  /** The position table for an input of h×w pixels: as stored when the patch grid equals the
+   *  config's square grid, else the patch part resized bicubically with transformers 4.44's
+   *  scale factors ((h/p + 0.1)/√N, (w/p + 0.1)/√N). */
+  async positionTable(h: number, w: number): Promise<Tensor> {
+    const d = this.config.hidden_size;
+    const p = this.config.patch_size;
+    const gh = Math.floor(h / p);
+    const gw = Math.floor(w / p);
+    const n = this.gridSide ** 2;
+    const table = this.position_embeddings.tensor;
+    if (gh * gw === n && h === w) return table.reshape(table.shape);
+    const side = Math.sqrt(n);
+    const fy = (gh + 0.1) / side;
+    const fx = (gw + 0.1) / side;
+    const outH = Math.floor(side * fy);
+    const outW = Math.floor(side * fx);
+    if (outH !== gh || outW !== gw) throw new ShapeError(`DINOv2: position interpolation gave ${outH}×${outW}, expected ${gh}×${gw}`);
+    const patchPart = await slice(table, [0, 1, 0], [1, n, d]);
+    const grid = await permute(patchPart.reshape([1, this.gridSide, this.gridSide, d]), [0, 3, 1, 2]);
+    patchPart.dispose();
+    const resized = await resizeBicubic(grid, gh, gw, { scaleY: Math.fround(1 / fy), scaleX: Math.fround(1 / fx) });
+    grid.dispose();
+    const tokens = await nchwToTokens(resized);
+    resized.dispose();
+    const cls = await slice(table, [0, 0, 0], [1, 1, d]);
+    const out = await concat([cls, tokens], 1);
+    cls.dispose();
+    tokens.dispose();
+    return out;
+  }
+
+  /** pixel_values [B, C, H, W] (H, W multiples of the patch size are not required: the grid floors). */
+  async forward(rt: Runtime, pixels: Tensor, opts: ForwardOptions & { outputHiddenStates?: boolean } = {}, ctx = new ForwardContext(opts)): Promise<Dinov2Output> {
+    const [b, ch, h, w] = pixels.shape as [number, number, number, number];
+    const c = this.config;
+    if (pixels.rank !== 4 || ch !== (c.num_channels ?? 3)) throw new ShapeError(`DINOv2: pixel_values must be [B, ${c.num_channels ?? 3}, H, W], got [${pixels.shape.join(', ')}]`);
+    if (h < c.patch_size || w < c.patch_size) throw new ShapeError(`DINOv2: input ${h}×${w} is smaller than one ${c.patch_size}×${c.patch_size} patch`);
+    const d = c.hidden_size;
+    return rt.scope(async () => {
+      const patches = await this.projection.forward(pixels, undefined);
+      const tokens = await nchwToTokens(patches);
+      ctx.record('embeddings.patch_embeddings:out', tokens);
+      const cls = await broadcastTo(this.cls_token.tensor, [b, 1, d]);
+      const seq = await concat([cls, tokens], 1);
+      const pos = await this.positionTable(h, w);
+      ctx.record('position_embeddings.used', pos);
+      let x = await add(seq, pos);
+      ctx.record('embeddings:out', x);
+      const hidden: Tensor[] = [];
+      const keep = (t: Tensor, i: number) => {
+        if (opts.outputHiddenStates) hidden.push(t.reshape(t.shape).keep());
+        ctx.record(`hidden_states.${i}`, t);
+      };
+      keep(x, 0);
+      for (let i = 0; i < this.layers.length; i++) {
+        const y = await this.layers[i]!.forward(x, ctx);
+        x.dispose();
+        x = y;
+        keep(x, i + 1);
+      }
+      const last = await this.layernorm.forward(x, ctx);
+      ctx.record('last_hidden_state', last);
+      const pooled = (await slice(last, [0, 0, 0], [b, 1, d])).reshape([b, d]);
+      ctx.record('pooler_output', pooled);
+      return { lastHiddenState: last, poolerOutput: pooled, hiddenStates: hidden };
+    });
+  }
+}
