@@ -16,3 +16,5 @@ export { loadStableDiffusion, loadUNet, loadVaeEncoder, loadTextEncoder, findWei
 export { runParity, type ParityRow } from './parity/parity.js';
 export { ClipVisionModel, ClipModel, type ClipVisionConfig, type ClipVisionOutput, type ClipModelConfig } from './models/clip-vision.js';
 export { Dinov2Model, type Dinov2Config, type Dinov2Output } from './models/dinov2.js';
+export { IpAdapterPlus, RESAMPLER_PATH, type IpAdapterConfig, type ResamplerConfig } from './models/ip-adapter.js';
+export type { Conditioning, IpAttention } from './models/sd-blocks.js';

@@ -12,11 +12,12 @@ import { VaeEncoder, type VaeConfig } from '../src/models/vae.js';
 import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../src/models/clip-vision.js';
 import { Dinov2Model, type Dinov2Config } from '../src/models/dinov2.js';
+import { IpAdapterPlus, type ResamplerConfig } from '../src/models/ip-adapter.js';
 import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safetensors.js';
 import { blobSource } from '../src/io/bytesource.js';
 import { FIXTURES, REPO_ROOT, normErr, rejects, runtime } from './helpers.js';
 
-const MODELS = ['scheduler', 'clip-text-tiny', 'vae-encoder-tiny', 'unet-tiny', 'clip-vision-tiny', 'dinov2-tiny'];
+const MODELS = ['scheduler', 'clip-text-tiny', 'vae-encoder-tiny', 'unet-tiny', 'clip-vision-tiny', 'dinov2-tiny', 'ip-adapter-plus-tiny'];
 
 for (const folder of MODELS) {
   test(`parity: every ${folder} tensor within the fixtures README tolerance`, async () => {
@@ -111,6 +112,18 @@ test('full-size vision models have exactly the manifest tensors: CLIP ViT-B/32 (
   new Dinov2Model(store, dino.config as Dinov2Config);
   assert.equal(store.manifest(), shapesOf(dino.tensors));
   assert.is(store.parameterCount(), 22056576);
+});
+
+test('full-size IP-Adapter Plus (Resampler args → diffusers equivalent) on the SD1.5 U-Net has exactly the manifest keys and ip_adapter numbering', () => {
+  const raw = JSON.parse(readFileSync(join(FIXTURES, 'manifests', 'ip-adapter-plus_sd15.json'), 'utf8')) as { tensors: Record<string, { shape: number[] }>; ip_adapter_key_to_module: Record<string, string> };
+  const cfg = JSON.parse(readFileSync(join(FIXTURES, 'manifests', 'ip-adapter-plus_sd15.config.json'), 'utf8')) as { diffusers_equivalent: ResamplerConfig };
+  const unetStore = new WeightStore();
+  const unet = new UNet2DConditionModel(unetStore, manifest('sd15-unet').config as UNetConfig);
+  const store = new WeightStore();
+  const ip = new IpAdapterPlus(store, { resampler: cfg.diffusers_equivalent }, unet);
+  assert.equal(store.manifest(), shapesOf(raw.tensors));
+  assert.is(store.parameterCount(), 49087488);
+  assert.equal(ip.keyToModule(), raw.ip_adapter_key_to_module);
 });
 
 test('loading reports every missing, unexpected and mis-shaped key at once', async () => {

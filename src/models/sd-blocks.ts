@@ -3,7 +3,7 @@
 // Parameter keys mirror diffusers' state_dict keys.
 
 import type { Tensor } from '../gpu/runtime.js';
-import { add, geglu } from '../kernels/elementwise.js';
+import { add, binary, geglu } from '../kernels/elementwise.js';
 import { attention } from '../kernels/attention.js';
 import { nchwToTokens, tokensToNchw, upsampleNearest2x } from '../kernels/layout.js';
 import type { ForwardContext } from '../nn/context.js';
@@ -100,6 +100,22 @@ export class Upsample2D {
   }
 }
 
+/** What the cross-attention layers attend to: text tokens and, with an IP-Adapter, image tokens. */
+export interface Conditioning {
+  /** encoder_hidden_states [B, T, D]. */
+  text: Tensor;
+  /** IP-Adapter image tokens [B, Nip, D'] (from the resampler), used by layers with an adapter. */
+  ip?: Tensor | undefined;
+}
+
+/** An IP-Adapter's decoupled cross-attention on one attn2 layer (diffusers IPAdapterAttnProcessor):
+ *  out = SDPA(q, k, v) + scale · SDPA(q, to_k_ip(ip), to_v_ip(ip)). */
+export interface IpAttention {
+  to_k_ip: Linear;
+  to_v_ip: Linear;
+  scale: number;
+}
+
 /** diffusers `Attention` on token sequences (B, N, C): to_q/to_k/to_v, SDPA, to_out.0. Taps:
  *  `<path>.to_q:out`, `.to_k:out`, `.to_v:out` (before the head split), `<path>.to_out.0:in`
  *  (attention output before the projection), `<path>:out`. */
@@ -109,6 +125,8 @@ export class Attention {
   readonly to_v: Linear;
   readonly to_out: Linear;
   readonly path: string;
+  /** Set by an IP-Adapter on cross-attention layers. */
+  ip: IpAttention | null = null;
   constructor(
     readonly scope: Scope,
     queryDim: number,
@@ -128,15 +146,32 @@ export class Attention {
   /** y = to_out(SDPA(q(x), k(c), v(c))) + residual, with c = context ?? x. The residual add is
    *  fused into to_out; `<path>:out` follows diffusers (without the residual unless the module has
    *  `residual_connection`, as the VAE's mid-block attention does). */
-  async forward(x: Tensor, ctx: ForwardContext, context?: Tensor, residual?: Tensor, residualInOutput = false): Promise<Tensor> {
+  async forward(x: Tensor, ctx: ForwardContext, context?: Tensor, residual?: Tensor, residualInOutput = false, ipTokens?: Tensor): Promise<Tensor> {
     const c = context ?? x;
     const q = await this.to_q.forward(x, ctx);
     const k = await this.to_k.forward(c, ctx);
     const v = await this.to_v.forward(c, ctx);
-    const o = await attention(q, k, v, { heads: this.heads });
-    q.dispose();
+    let o = await attention(q, k, v, { heads: this.heads });
     k.dispose();
     v.dispose();
+    if (this.ip && ipTokens) {
+      // Taps as diffusers names them: processor.to_k_ip.0:out in the (B, images, N, C) layout.
+      const kip = await this.ip.to_k_ip.forward(ipTokens, ctx);
+      const vip = await this.ip.to_v_ip.forward(ipTokens, ctx);
+      for (const [t, name] of [[kip, 'to_k_ip'], [vip, 'to_v_ip']] as const) {
+        const view = t.reshape([t.shape[0]!, 1, t.shape[1]!, t.shape[2]!]);
+        ctx.record(`${this.path}.processor.${name}.0:out`, view);
+        view.dispose();
+      }
+      const oip = await attention(q, kip, vip, { heads: this.heads });
+      kip.dispose();
+      vip.dispose();
+      const sum = await binary(o, oip, 'add', 1, this.ip.scale);
+      oip.dispose();
+      o.dispose();
+      o = sum;
+    }
+    q.dispose();
     let y: Tensor;
     if (residual && !residualInOutput && ctx.wants(`${this.path}:out`)) {
       const a = await this.to_out.forward(o, ctx);
@@ -178,12 +213,12 @@ export class BasicTransformerBlock {
     this.ff_out = new Linear(net.child(2), dim * 4, dim);
   }
 
-  async forward(x: Tensor, ctx: ForwardContext, encoderHiddenStates: Tensor): Promise<Tensor> {
+  async forward(x: Tensor, ctx: ForwardContext, cond: Conditioning): Promise<Tensor> {
     const n1 = await this.norm1.forward(x, ctx);
     const h1 = await this.attn1.forward(n1, ctx, undefined, x);
     n1.dispose();
     const n2 = await this.norm2.forward(h1, ctx);
-    const h2 = await this.attn2.forward(n2, ctx, encoderHiddenStates, h1);
+    const h2 = await this.attn2.forward(n2, ctx, cond.text, h1, false, cond.ip);
     n2.dispose();
     h1.dispose();
     const n3 = await this.norm3.forward(h2, ctx);
@@ -231,7 +266,7 @@ export class Transformer2DModel {
     this.proj_out = new Conv2d(scope.child('proj_out'), inner, channels, { kernel: 1 });
   }
 
-  async forward(x: Tensor, ctx: ForwardContext, encoderHiddenStates: Tensor): Promise<Tensor> {
+  async forward(x: Tensor, ctx: ForwardContext, cond: Conditioning): Promise<Tensor> {
     const [, , h, w] = x.shape as [number, number, number, number];
     const n = await this.norm.forward(x, ctx);
     const p = await this.proj_in.forward(n, ctx);
@@ -239,7 +274,7 @@ export class Transformer2DModel {
     let t = await nchwToTokens(p);
     p.dispose();
     for (const block of this.transformer_blocks) {
-      const next = await block.forward(t, ctx, encoderHiddenStates);
+      const next = await block.forward(t, ctx, cond);
       t.dispose();
       t = next;
     }

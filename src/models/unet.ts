@@ -9,7 +9,7 @@ import { timestepEmbedding } from '../kernels/embedding.js';
 import { ForwardContext, StopForward, type ForwardOptions } from '../nn/context.js';
 import { Conv2d, GroupNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore } from '../nn/weights.js';
-import { Downsample2D, ResnetBlock2D, Transformer2DModel, Upsample2D } from './sd-blocks.js';
+import { Downsample2D, ResnetBlock2D, Transformer2DModel, Upsample2D, type Attention, type Conditioning } from './sd-blocks.js';
 
 export interface UNetConfig {
   in_channels: number;
@@ -108,7 +108,7 @@ class DownBlock {
     if (addDownsample) this.downsamplers.push(new Downsample2D(scope.child('downsamplers').child(0), outC, outC, c.downsample_padding ?? 1));
   }
   /** Returns the block output and the states kept for the skip connections. */
-  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Tensor): Promise<Tensor[]> {
+  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Conditioning): Promise<Tensor[]> {
     const states: Tensor[] = [];
     let h = x;
     for (let i = 0; i < this.resnets.length; i++) {
@@ -144,7 +144,7 @@ class MidBlock {
     this.resnets = [0, 1].map((i) => new ResnetBlock2D(scope.child('resnets').child(i), ch, ch, temb, c.norm_num_groups, c.norm_eps));
     this.attentions = [new Transformer2DModel(scope.child('attentions').child(0), ch, heads, ch / heads, c.cross_attention_dim, c.norm_num_groups, layers)];
   }
-  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Tensor): Promise<Tensor> {
+  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Conditioning): Promise<Tensor> {
     const h0 = await this.resnets[0]!.forward(x, ctx, temb);
     const a = await this.attentions[0]!.forward(h0, ctx, ehs);
     h0.dispose();
@@ -184,7 +184,7 @@ class UpBlock {
     if (addUpsample) this.upsamplers.push(new Upsample2D(scope.child('upsamplers').child(0), outC, outC));
   }
   /** `skips` is consumed from the end. */
-  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Tensor, skips: Tensor[]): Promise<Tensor> {
+  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Conditioning, skips: Tensor[]): Promise<Tensor> {
     let h = x;
     for (let i = 0; i < this.resnets.length; i++) {
       const skip = skips.pop();
@@ -268,6 +268,16 @@ export class UNet2DConditionModel {
     this.conv_out = new Conv2d(root.child('conv_out'), ch[0]!, c.out_channels, { kernel: 3, padding: 1 });
   }
 
+  /** The cross-attention (attn2) layers in diffusers' attn_processors order (down, up, mid): the
+   *  order in which IP-Adapter checkpoints number them (ip_adapter.1, .3, …). */
+  crossAttentionLayers(): Attention[] {
+    const out: Attention[] = [];
+    for (const blocks of [this.down_blocks, this.up_blocks, [this.mid_block]] as { attentions: Transformer2DModel[] }[][]) {
+      for (const b of blocks) for (const t of b.attentions) for (const tb of t.transformer_blocks) out.push(tb.attn2);
+    }
+    return out;
+  }
+
   /** Head count of every attention module, by module path. */
   attentionHeads(): Record<string, number> {
     const out: Record<string, number> = {};
@@ -296,10 +306,11 @@ export class UNet2DConditionModel {
   }
 
   /**
-   * sample [B, C, H, W], timesteps (one per sample, or one for all), encoderHiddenStates [B, T, D].
+   * sample [B, C, H, W], timesteps (one per sample, or one for all), encoderHiddenStates [B, T, D],
+   * and with an attached IP-Adapter its image tokens `ipTokens` [B, N, D'].
    * With `stopAfter` the pass ends right after that module and `sample` is null.
    */
-  async forward(rt: Runtime, sample: Tensor, timesteps: number | readonly number[], encoderHiddenStates: Tensor, opts: ForwardOptions = {}, ctx = new ForwardContext(opts)): Promise<UNetOutput> {
+  async forward(rt: Runtime, sample: Tensor, timesteps: number | readonly number[], encoderHiddenStates: Tensor, opts: ForwardOptions & { ipTokens?: Tensor } = {}, ctx = new ForwardContext(opts)): Promise<UNetOutput> {
     const [b] = sample.shape as [number];
     if (sample.rank !== 4 || sample.shape[1] !== this.config.in_channels) throw new Error(`UNet: sample must be [B, ${this.config.in_channels}, H, W], got [${sample.shape.join(', ')}]`);
     if (encoderHiddenStates.rank !== 3 || encoderHiddenStates.shape[0] !== b || encoderHiddenStates.shape[2] !== this.config.cross_attention_dim) {
@@ -308,6 +319,8 @@ export class UNet2DConditionModel {
     const factor = 2 ** (this.down_blocks.length - 1);
     if (sample.shape[2]! % factor || sample.shape[3]! % factor) throw new Error(`UNet: latent size ${sample.shape[2]}×${sample.shape[3]} must be a multiple of ${factor}`);
     if (opts.stopAfter !== undefined && !this.modulePaths().includes(opts.stopAfter)) throw new Error(`UNet: no module named "${opts.stopAfter}" to stop after`);
+    const cond: Conditioning = { text: encoderHiddenStates, ip: opts.ipTokens };
+    if (opts.ipTokens && (opts.ipTokens.rank !== 3 || opts.ipTokens.shape[0] !== b)) throw new Error(`UNet: ipTokens must be [${b}, N, D], got [${opts.ipTokens.shape.join(', ')}]`);
     const list = typeof timesteps === 'number' ? [timesteps] : [...timesteps];
     const ts = list.length === 1 ? new Array<number>(b).fill(list[0]!) : list;
     if (ts.length !== b) throw new Error(`UNet: ${ts.length} timesteps for batch ${b}`);
@@ -322,13 +335,13 @@ export class UNet2DConditionModel {
         let h = await this.conv_in.forward(sample, ctx);
         const skips: Tensor[] = [h];
         for (const block of this.down_blocks) {
-          const states = await block.forward(h, ctx, tembSilu, encoderHiddenStates);
+          const states = await block.forward(h, ctx, tembSilu, cond);
           skips.push(...states);
           h = states[states.length - 1]!;
         }
-        h = await this.mid_block.forward(h, ctx, tembSilu, encoderHiddenStates);
+        h = await this.mid_block.forward(h, ctx, tembSilu, cond);
         for (const block of this.up_blocks) {
-          const next = await block.forward(h, ctx, tembSilu, encoderHiddenStates, skips);
+          const next = await block.forward(h, ctx, tembSilu, cond, skips);
           h.dispose();
           h = next;
         }

@@ -17,8 +17,10 @@ export class Linear {
     readonly inFeatures: number,
     readonly outFeatures: number,
     hasBias = true,
+    /** Name used for recorded activations when it differs from the parameter prefix. */
+    recordPath?: string,
   ) {
-    this.path = scope.path;
+    this.path = recordPath ?? scope.path;
     this.weight = scope.param('weight', [outFeatures, inFeatures]);
     this.bias = hasBias ? scope.param('bias', [outFeatures]) : undefined;
   }
@@ -96,8 +98,9 @@ export class LayerNorm {
     scope: Scope,
     readonly dim: number,
     readonly eps: number,
+    recordPath?: string,
   ) {
-    this.path = scope.path;
+    this.path = recordPath ?? scope.path;
     this.weight = scope.param('weight', [dim]);
     this.bias = scope.param('bias', [dim]);
   }

@@ -18,6 +18,7 @@ import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 import { ClipVisionModel, type ClipVisionConfig } from '../models/clip-vision.js';
 import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
+import { IpAdapterPlus, type IpAdapterConfig } from '../models/ip-adapter.js';
 
 export interface ParityRow {
   fixture: string;
@@ -331,7 +332,77 @@ const dinov2: Handler = async (rt, dir, fixture, index) => {
   }
 };
 
+/** IP-Adapter Plus on a copy of unet-tiny (the U-Net weights come from the sibling unet-tiny folder). */
+const ipAdapter: Handler = async (rt, dir, fixture, index) => {
+  const acts = `${fixture}/activations.safetensors`;
+  const adapterRel = Object.keys(index.files).find((f) => f.startsWith(`${fixture}/`) && f !== acts && !f.includes('diffusers'));
+  const convertedRel = Object.keys(index.files).find((f) => f.startsWith(`${fixture}/`) && f.includes('diffusers'));
+  const unetRel = Object.keys(index.files).find((f) => f.startsWith('unet-tiny/') && !f.endsWith('activations.safetensors'));
+  if (!adapterRel || !index.files[acts] || !unetRel) throw new Error(`${fixture}: needs the adapter weights, activations.safetensors and the unet-tiny weights in index.json`);
+  const adapterFile = await SafetensorsFile.open(join(dir, adapterRel));
+  const actFile = await SafetensorsFile.open(join(dir, acts));
+  const unetFile = await SafetensorsFile.open(join(dir, unetRel));
+  const unetStore = new WeightStore();
+  const ipStore = new WeightStore();
+  let ctx: ForwardContext | null = null;
+  const rows: ParityRow[] = [];
+  try {
+    const unet = new UNet2DConditionModel(unetStore, JSON.parse(unetFile.metadata.config!) as UNetConfig);
+    await unetStore.load(rt, unetFile);
+    const config = JSON.parse(adapterFile.metadata.config ?? actFile.metadata.config ?? 'null') as IpAdapterConfig | null;
+    if (!config) throw new Error(`${adapterRel}: no "config" metadata`);
+    const ip = new IpAdapterPlus(ipStore, config, unet);
+    await ipStore.load(rt, adapterFile);
+    if (actFile.metadata.ip_adapter_key_to_module) {
+      const ref = JSON.parse(actFile.metadata.ip_adapter_key_to_module) as Record<string, string>;
+      const ours = ip.keyToModule();
+      const bad = Object.keys({ ...ref, ...ours }).filter((k) => ref[k] !== ours[k]);
+      rows.push({ fixture, name: 'ip_adapter_key_to_module', err: bad.length, tol: 0, kind: 'exact', pass: bad.length === 0 });
+    }
+    if (convertedRel) {
+      // The fused to_kv rows split as diffusers' converter splits them: [to_k; to_v].
+      const conv = await SafetensorsFile.open(join(dir, convertedRel));
+      try {
+        let mismatches = 0;
+        for (const name of adapterFile.names().filter((n) => n.endsWith('.to_kv.weight'))) {
+          const i = /layers\.(\d+)\.0\.to_kv/.exec(name)![1];
+          const { shape, data } = await adapterFile.readFloat32(name);
+          const half = (shape[0]! / 2) * shape[1]!;
+          const k = (await conv.readFloat32(`layers.${i}.attn.to_k.weight`)).data;
+          const v = (await conv.readFloat32(`layers.${i}.attn.to_v.weight`)).data;
+          for (let j = 0; j < half; j++) if (data[j] !== k[j] || data[half + j] !== v[j]) mismatches++;
+        }
+        rows.push({ fixture, name: 'to_kv split = diffusers to_k/to_v', err: mismatches, tol: 0, kind: 'exact', pass: mismatches === 0 });
+      } finally {
+        await conv.close();
+      }
+    }
+    const scale = config.ip_scale ?? 1;
+    ip.attach(scale);
+    const inputs = /^input\./;
+    const wanted = actFile.names().filter((n) => !inputs.test(n));
+    ctx = new ForwardContext({ capture: wanted });
+    rows.push(
+      ...(await rt.scope(async () => {
+        const tokens = await ip.resample(rt, await inputTensor(rt, actFile, 'input.image_embeds'), {}, ctx!);
+        const t = [...rawToInt32(await actFile.readRaw('input.timestep'), 'input.timestep')];
+        await unet.forward(rt, await inputTensor(rt, actFile, 'input.sample'), t, await inputTensor(rt, actFile, 'input.encoder_hidden_states'), { ipTokens: tokens }, ctx!);
+        return compareTaps(fixture, ctx!, actFile, wanted);
+      })),
+    );
+    return rows;
+  } finally {
+    ctx?.dispose();
+    unetStore.dispose();
+    ipStore.dispose();
+    await adapterFile.close();
+    await actFile.close();
+    await unetFile.close();
+  }
+};
+
 export const HANDLERS: Record<string, Handler> = {
+  'ip-adapter-plus-tiny': ipAdapter,
   'clip-vision-tiny': clipVision,
   'clip-vision-h14-tiny': clipVision,
   'dinov2-tiny': dinov2,
