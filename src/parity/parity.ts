@@ -16,9 +16,11 @@ import { ForwardContext } from '../nn/context.js';
 import { WeightStore } from '../nn/weights.js';
 import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
-import { ClipVisionModel, type ClipVisionConfig } from '../models/clip-vision.js';
+import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../models/clip-vision.js';
 import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
 import { IpAdapterPlus, type IpAdapterConfig } from '../models/ip-adapter.js';
+import { loadImage, type RgbImage } from '../io/image.js';
+import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
 
 export interface ParityRow {
   fixture: string;
@@ -401,7 +403,151 @@ const ipAdapter: Handler = async (rt, dir, fixture, index) => {
   }
 };
 
+/** Pixels of a stored decode ([H, W], [H, W, 3] or [H, W, 4]) against our RGB: values outside ±tol. */
+function pixelMismatches(ours: RgbImage, ref: Uint8Array, shape: number[], tol: number): { outside: number; total: number; max: number } {
+  const [h, w] = shape as [number, number];
+  const ch = shape.length === 2 ? 1 : shape[2]!;
+  if (h !== ours.height || w !== ours.width) return { outside: Infinity, total: 0, max: Infinity };
+  let outside = 0;
+  let max = 0;
+  for (let i = 0; i < w * h; i++) {
+    for (let c = 0; c < 3; c++) {
+      const d = Math.abs(ours.data[i * 3 + c]! - ref[i * ch + (ch === 1 ? 0 : c)]!);
+      if (d > tol) outside++;
+      if (d > max) max = d;
+    }
+  }
+  return { outside, total: w * h * 3, max };
+}
+
+function maxDiffRow(fixture: string, name: string, ours: Float32Array, ref: Float32Array, tol: number, note?: string): ParityRow {
+  let err = ours.length === ref.length ? 0 : Infinity;
+  let differing = 0;
+  for (let i = 0; i < ref.length && err !== Infinity; i++) {
+    const d = Math.abs(ours[i]! - ref[i]!);
+    if (d > 0) differing++;
+    if (!(d <= err)) err = Number.isNaN(d) ? Infinity : d;
+  }
+  return { fixture, name, err, tol, kind: 'absolute', pass: err <= tol, note: `${differing} of ${ref.length} values differ${note ? `; ${note}` : ''}` };
+}
+
+/** PIL-exact decoding, resampling and the three preprocessing paths. */
+const preprocess: Handler = async (_rt, dir, fixture, index) => {
+  const rel = Object.keys(index.files).find((f) => f.startsWith(`${fixture}/`) && f.endsWith('.safetensors'));
+  if (!rel) throw new Error(`${fixture}: no safetensors file listed in index.json`);
+  const file = await SafetensorsFile.open(join(dir, rel));
+  const rows: ParityRow[] = [];
+  try {
+    const cfg = JSON.parse(file.metadata.config ?? '{}') as Record<string, ImageProcessorConfig>;
+    const images = JSON.parse(file.metadata.images ?? '{}') as Record<string, { png: string }>;
+    for (const [name, info] of Object.entries(images)) {
+      if (!file.has(`${name}.pixels`)) continue;
+      const img = await loadImage(join(dir, info.png));
+      const raw = await file.readRaw(`${name}.pixels`);
+      const px = pixelMismatches(img, raw.bytes, raw.shape, 0);
+      rows.push({ fixture, name: `${name}.pixels`, err: px.outside, tol: 0, kind: 'exact', pass: px.outside === 0 });
+      for (const t of file.names().filter((n) => n.startsWith(`${name}.`) && n !== `${name}.pixels`)) {
+        const proc = t.slice(name.length + 1);
+        const ref = (await file.readFloat32(t)).data;
+        const size = /^process_image_(\d+)$/.exec(proc);
+        if (size) {
+          rows.push(maxDiffRow(fixture, t, processImage(img, Number(size[1])), ref, 2 / 255));
+        } else if (cfg[proc]) {
+          const std = Math.min(...(cfg[proc]!.image_std ?? [1]));
+          rows.push(maxDiffRow(fixture, t, imageProcessor(img, cfg[proc]!).data, ref, 1 / (255 * std)));
+        }
+      }
+    }
+    return rows;
+  } finally {
+    await file.close();
+  }
+};
+
+/** Decoders against Pillow 9.4 (libjpeg-turbo): JPEG within ±2 levels on ≥ 99% of values, other
+ *  formats exact; 16-bit PNG compared in PIL's clamping mode (our default scales instead). */
+const codecs: Handler = async (_rt, dir, fixture) => {
+  const file = await SafetensorsFile.open(join(dir, fixture, `${fixture}.safetensors`));
+  const rows: ParityRow[] = [];
+  try {
+    const files = JSON.parse(file.metadata.files ?? '{}') as Record<string, { mode_on_disk?: string }>;
+    for (const [name, info] of Object.entries(files)) {
+      const jpegFile = /\.jpe?g$/i.test(name);
+      const sixteen = info.mode_on_disk === 'I' || info.mode_on_disk === 'I;16';
+      const img = await loadImage(join(dir, fixture, name), sixteen ? { sixteenBit: 'pil-clamp' } : {});
+      const raw = await file.readRaw(`${name}.pixels`);
+      const note = sixteen ? "decoded in 'pil-clamp' mode; the default scales 16-bit to 8-bit" : undefined;
+      if (jpegFile) {
+        const px = pixelMismatches(img, raw.bytes, raw.shape, 2);
+        const frac = px.total ? px.outside / px.total : 1;
+        rows.push({ fixture, name: `${name}.pixels`, err: frac, tol: 0.01, kind: 'absolute', pass: frac <= 0.01, note: `fraction of values beyond ±2 levels (max ${px.max})` });
+      } else {
+        const px = pixelMismatches(img, raw.bytes, raw.shape, 0);
+        rows.push({ fixture, name: `${name}.pixels`, err: px.outside, tol: 0, kind: 'exact', pass: px.outside === 0, ...(note ? { note } : {}) });
+      }
+      const t = `${name}.process_image_64`;
+      if (file.has(t)) rows.push(maxDiffRow(fixture, t, processImage(img, 64), (await file.readFloat32(t)).data, jpegFile ? 10 / 255 : 2 / 255, jpegFile ? 'JPEG decoder differences, ±5 levels allowed' : note));
+    }
+    return rows;
+  } finally {
+    await file.close();
+  }
+};
+
+/** Full-size models built from the manifests' configs must declare exactly their tensor names and
+ *  shapes (no weights involved). The VAE model is the encoder: the decoder part is checked to be
+ *  the only remainder. */
+const manifests: Handler = async (_rt, dir, fixture) => {
+  const { readdir } = await import('node:fs/promises');
+  const folder = join(dir, fixture);
+  const names = (await readdir(folder)).filter((f) => f.endsWith('.json') && !f.endsWith('.config.json') && !f.endsWith('.preprocessor.json')).map((f) => f.slice(0, -5));
+  const json = async <T>(f: string) => JSON.parse(await readFile(join(folder, f), 'utf8')) as T;
+  const rows: ParityRow[] = [];
+  const unetFor = async () => new UNet2DConditionModel(new WeightStore(), await json<UNetConfig>('sd15-unet.config.json'));
+  for (const name of names.sort()) {
+    const m = await json<{ tensors: Record<string, { shape: number[] }>; ip_adapter_key_to_module?: Record<string, string> }>(`${name}.json`);
+    let config: unknown;
+    try {
+      config = await json(`${name}.config.json`);
+    } catch {
+      continue;
+    }
+    const store = new WeightStore();
+    let note: string | undefined;
+    let expected = Object.fromEntries(Object.entries(m.tensors).map(([k, v]) => [k, v.shape]));
+    let extra = 0;
+    const c = config as Record<string, unknown>;
+    if (c._class_name === 'UNet2DConditionModel') new UNet2DConditionModel(store, config as UNetConfig);
+    else if (c._class_name === 'AutoencoderKL') {
+      new VaeEncoder(store, config as VaeConfig);
+      const enc = Object.fromEntries(Object.entries(expected).filter(([k]) => k.startsWith('encoder.') || k.startsWith('quant_conv.')));
+      extra = Object.keys(expected).filter((k) => !(k in enc) && !k.startsWith('decoder.') && !k.startsWith('post_quant_conv.')).length;
+      note = `encoder + quant_conv (${Object.keys(enc).length} of ${Object.keys(expected).length}); the rest is the decoder`;
+      expected = enc;
+    } else if (c.model_type === 'clip_text_model') new ClipTextModel(store, config as ClipTextConfig);
+    else if (c.model_type === 'clip_vision_model') new ClipVisionModel(store, config as ClipVisionConfig);
+    else if (c.model_type === 'clip') new ClipModel(store, config as ClipModelConfig);
+    else if (c.model_type === 'dinov2') new Dinov2Model(store, config as Dinov2Config);
+    else if ((c as { diffusers_equivalent?: unknown }).diffusers_equivalent) {
+      const ip = new IpAdapterPlus(store, { resampler: (c as { diffusers_equivalent: IpAdapterConfig['resampler'] }).diffusers_equivalent }, await unetFor());
+      if (m.ip_adapter_key_to_module) {
+        const ours = ip.keyToModule();
+        extra = Object.keys({ ...ours, ...m.ip_adapter_key_to_module }).filter((k) => ours[k] !== m.ip_adapter_key_to_module![k]).length;
+      }
+    } else continue;
+    const ours = store.manifest();
+    const keys = new Set([...Object.keys(ours), ...Object.keys(expected)]);
+    let mismatches = extra;
+    for (const k of keys) if (JSON.stringify(ours[k]) !== JSON.stringify(expected[k])) mismatches++;
+    rows.push({ fixture, name, err: mismatches, tol: 0, kind: 'exact', pass: mismatches === 0, note: `${Object.keys(ours).length} tensors, ${store.parameterCount().toLocaleString('en-US')} parameters${note ? `; ${note}` : ''}` });
+  }
+  return rows;
+};
+
 export const HANDLERS: Record<string, Handler> = {
+  manifests,
+  preprocess,
+  codecs,
   'ip-adapter-plus-tiny': ipAdapter,
   'clip-vision-tiny': clipVision,
   'clip-vision-h14-tiny': clipVision,
@@ -429,14 +575,32 @@ export async function loadIndex(dir: string): Promise<FixtureIndex> {
   }
 }
 
-/** Top-level fixture folders named in index.json. */
-export function fixtureFolders(index: FixtureIndex): string[] {
-  return [...new Set(Object.keys(index.files).map((f) => f.split('/')[0]!))];
+/** Top-level fixture folders named in index.json (files and other files), plus folders that hold a
+ *  `<folder>/<folder>.safetensors` reference (such as `codecs/`). */
+export function fixtureFolders(index: FixtureIndex, dir?: string, listing?: string[]): string[] {
+  const names = [...Object.keys(index.files), ...Object.keys(index.other_files ?? {})].map((f) => f.split('/')[0]!);
+  if (dir && listing) names.push(...listing);
+  return [...new Set(names)];
+}
+
+async function selfDescribedFolders(dir: string): Promise<string[]> {
+  const { readdir, access } = await import('node:fs/promises');
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (!e.isDirectory()) continue;
+    try {
+      await access(join(dir, e.name, `${e.name}.safetensors`));
+      out.push(e.name);
+    } catch {
+      // not a self-described fixture folder
+    }
+  }
+  return out;
 }
 
 export async function runParity(rt: Runtime, dir: string, only?: string[], onRow?: (row: ParityRow) => void): Promise<{ rows: ParityRow[]; skipped: string[] }> {
   const index = await loadIndex(dir);
-  const folders = fixtureFolders(index);
+  const folders = fixtureFolders(index, dir, await selfDescribedFolders(dir));
   if (only) {
     for (const o of only) if (!folders.includes(o)) throw new Error(`--only: "${o}" is not a fixture folder in ${join(dir, 'index.json')} (have: ${folders.join(', ')})`);
   }

@@ -1,0 +1,87 @@
+// Image preprocessing as the reference pipeline runs it on uint8 PIL images:
+//  - DiffSim's process_image: LANCZOS squash to S×S, /255, (x − 0.5)/0.5 (float32), NCHW.
+//  - Hugging Face image processors (CLIPImageProcessor, BitImageProcessor) from their
+//    preprocessor_config.json: short-side resize (PIL filter), center crop, rescale (computed in
+//    float64, stored as float32), normalise in float32.
+
+import { resizeU8, type ResampleFilter } from './resample.js';
+import type { RgbImage } from './image.js';
+
+const f = Math.fround;
+
+/** DiffSim's process_image: [1, 3, S, S] float32 in [−1, 1]. */
+export function processImage(img: RgbImage, size: number): Float32Array {
+  const r = resizeU8(img.data, img.width, img.height, 3, size, size, 'lanczos');
+  const out = new Float32Array(3 * size * size);
+  const plane = size * size;
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) out[c * plane + i] = f(f(f(r[i * 3 + c]! / 255) - 0.5) / 0.5);
+  }
+  return out;
+}
+
+export interface ImageProcessorConfig {
+  do_convert_rgb?: boolean;
+  do_resize?: boolean;
+  /** {shortest_edge}, {height, width}, or a number (older configs: the shortest edge). */
+  size?: { shortest_edge?: number; height?: number; width?: number } | number;
+  resample?: number;
+  do_center_crop?: boolean;
+  crop_size?: { height: number; width: number } | number;
+  do_rescale?: boolean;
+  rescale_factor?: number;
+  do_normalize?: boolean;
+  image_mean?: number[];
+  image_std?: number[];
+}
+
+const PIL_FILTERS: Record<number, ResampleFilter> = { 1: 'lanczos', 2: 'bilinear', 3: 'bicubic' };
+
+/** The output size of transformers' get_resize_output_image_size for {shortest_edge}. */
+export function shortEdgeSize(w: number, h: number, shortest: number): [number, number] {
+  const short = Math.min(w, h);
+  const long = Math.max(w, h);
+  const newLong = Math.trunc((shortest * long) / short);
+  return w <= h ? [shortest, newLong] : [newLong, shortest];
+}
+
+/** A Hugging Face image processor: [1, 3, H, W] float32 NCHW. */
+export function imageProcessor(img: RgbImage, cfg: ImageProcessorConfig): { data: Float32Array; width: number; height: number } {
+  let { width: w, height: h, data } = img;
+  if (cfg.do_resize !== false && cfg.size !== undefined) {
+    const size = typeof cfg.size === 'number' ? { shortest_edge: cfg.size } : cfg.size;
+    const filter = PIL_FILTERS[cfg.resample ?? 3];
+    if (!filter) throw new Error(`image processor: resample ${cfg.resample} is not supported (1 lanczos, 2 bilinear, 3 bicubic)`);
+    let tw: number, th: number;
+    if (size.shortest_edge !== undefined) [tw, th] = shortEdgeSize(w, h, size.shortest_edge);
+    else if (size.height !== undefined && size.width !== undefined) [tw, th] = [size.width, size.height];
+    else throw new Error(`image processor: size ${JSON.stringify(cfg.size)} is not supported`);
+    if (tw !== w || th !== h) data = resizeU8(data, w, h, 3, tw, th, filter);
+    w = tw;
+    h = th;
+  }
+  if (cfg.do_center_crop !== false && cfg.crop_size !== undefined) {
+    const cs = typeof cfg.crop_size === 'number' ? { height: cfg.crop_size, width: cfg.crop_size } : cfg.crop_size;
+    if (cs.width > w || cs.height > h) throw new Error(`image processor: crop ${cs.width}×${cs.height} larger than the resized ${w}×${h} image`);
+    const top = Math.floor((h - cs.height) / 2);
+    const left = Math.floor((w - cs.width) / 2);
+    const cropped = new Uint8Array(cs.width * cs.height * 3);
+    for (let y = 0; y < cs.height; y++) cropped.set(data.subarray(((top + y) * w + left) * 3, ((top + y) * w + left + cs.width) * 3), y * cs.width * 3);
+    data = cropped;
+    w = cs.width;
+    h = cs.height;
+  }
+  const plane = w * h;
+  const out = new Float32Array(3 * plane);
+  const scale = cfg.do_rescale === false ? 1 : (cfg.rescale_factor ?? 1 / 255);
+  const mean = (cfg.image_mean ?? [0, 0, 0]).map(f);
+  const std = (cfg.image_std ?? [1, 1, 1]).map(f);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) {
+      let v = f(data[i * 3 + c]! * scale);
+      if (cfg.do_normalize !== false && cfg.image_mean) v = f(f(v - mean[c]!) / std[c]!);
+      out[c * plane + i] = v;
+    }
+  }
+  return { data: out, width: w, height: h };
+}
