@@ -544,7 +544,68 @@ const manifests: Handler = async (_rt, dir, fixture) => {
   return rows;
 };
 
+/** diffsim-tiny, vision part: the tiny CLIP ViT-B/32 CLIPModel loads, the CLIP processor gives the
+ *  stored pixel values for image_A/B, and the projected image features and CLIP-I score match.
+ *  (The DiffSim, AAS and DINO scores of this folder belong to the metric, not covered here.) */
+const diffsimVision: Handler = async (rt, dir, fixture, index) => {
+  const clipRel = `${fixture}/clip_b32_tiny.safetensors`;
+  const refRel = `${fixture}/clip_dino_aas.safetensors`;
+  if (!index.files[clipRel]) throw new Error(`${fixture}: clip_b32_tiny.safetensors is not in index.json`);
+  const weights = await SafetensorsFile.open(join(dir, clipRel));
+  const ref = index.files[refRel] ? await SafetensorsFile.open(join(dir, refRel)) : null;
+  const store = new WeightStore();
+  const rows: ParityRow[] = [];
+  try {
+    const config = JSON.parse(weights.metadata.config ?? 'null') as ClipModelConfig | null;
+    if (!config) throw new Error(`${clipRel}: no "config" metadata`);
+    const model = new ClipModel(store, config);
+    await store.load(rt, weights);
+    rows.push({ fixture, name: 'clip_b32_tiny loads (CLIPModel)', err: 0, tol: 0, kind: 'exact', pass: true, note: `${store.params.size} tensors` });
+    const proc = ((JSON.parse(ref?.metadata.config ?? '{}') as { clip_processor?: ImageProcessorConfig }).clip_processor) ?? {
+      size: { shortest_edge: 224 }, resample: 3, crop_size: { height: 224, width: 224 }, rescale_factor: 1 / 255,
+      image_mean: [0.48145466, 0.4578275, 0.40821073], image_std: [0.26862954, 0.26130258, 0.27577711],
+    };
+    const feats: Float32Array[] = [];
+    for (const ab of ['A', 'B']) {
+      const img = await loadImage(join(dir, fixture, `image_${ab}.png`));
+      const px = imageProcessor(img, proc);
+      if (ref?.has(`clip.pixel_values_${ab}`)) rows.push(maxDiffRow(fixture, `clip.pixel_values_${ab}`, px.data, (await ref.readFloat32(`clip.pixel_values_${ab}`)).data, 1 / (255 * 0.26130258)));
+      const out = await rt.scope(async () => {
+        const o = await model.vision.forward(rt, rt.upload(px.data, [1, 3, px.height, px.width]));
+        return (await o.imageEmbeds!.read()) as Float32Array;
+      });
+      feats.push(out);
+      if (ref?.has(`clip.image_features_${ab}`)) {
+        // metrics/clip_i.py stores the L2-normalised projection.
+        const r = (await ref.readFloat32(`clip.image_features_${ab}`)).data;
+        const norm = Math.sqrt(out.reduce((acc, v) => acc + v * v, 0));
+        const err = normalisedError(out.map((v) => v / norm), r);
+        rows.push({ fixture, name: `clip.image_features_${ab}`, err, tol: 2e-4, kind: 'normalised', pass: err <= 2e-4 });
+      }
+    }
+    if (ref?.has('clip.clipi_score')) {
+      const [a, b] = feats as [Float32Array, Float32Array];
+      let dot = 0, na = 0, nb = 0;
+      for (let i = 0; i < a.length; i++) {
+        dot += a[i]! * b[i]!;
+        na += a[i]! ** 2;
+        nb += b[i]! ** 2;
+      }
+      const score = (100 * dot) / Math.sqrt(na * nb);
+      const refScore = (await ref.readFloat32('clip.clipi_score')).data[0]!;
+      const err = Math.abs(score - refScore) / 100;
+      rows.push({ fixture, name: 'clip.clipi_score', err, tol: 1e-5, kind: 'absolute', pass: err <= 1e-5, note: `ours ${score.toFixed(5)}, reference ${refScore.toFixed(5)} (cosine error)` });
+    }
+    return rows;
+  } finally {
+    store.dispose();
+    await weights.close();
+    await ref?.close();
+  }
+};
+
 export const HANDLERS: Record<string, Handler> = {
+  'diffsim-tiny': diffsimVision,
   manifests,
   preprocess,
   codecs,
