@@ -293,6 +293,12 @@ export class Params {
     }
     return this;
   }
+  /** Appends the fields of another block. */
+  append(other: Params): this {
+    new Uint8Array(this.view.buffer).set(new Uint8Array(other.view.buffer, 0, other.offset), this.offset);
+    this.offset += other.offset;
+    return this;
+  }
   build(): ArrayBuffer {
     // Uniform blocks are sized in 16-byte units.
     return this.view.buffer.slice(0, Math.max(16, Math.ceil(this.offset / 16) * 16));

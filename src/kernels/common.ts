@@ -101,3 +101,40 @@ export function runtimeOf(...tensors: Tensor[]): Runtime {
   for (const t of tensors) if (t.runtime !== rt) throw new Error('tensors belong to different runtimes');
   return rt;
 }
+
+export const ELEMENTWISE_WG = 256;
+
+export interface ElementwiseKernel {
+  key: string;
+  /** Uniform fields after the leading `n: u32` element count, WGSL syntax (`c: u32, scale: f32`). */
+  fields?: string;
+  /** Storage declarations for bindings 1…, read-only inputs first, then outputs. */
+  bindings: string[];
+  inputs: number;
+  outputs: number;
+  /** Helper functions placed before `main`. */
+  prelude?: string;
+  /** Statements run for element `i` (already bounds-checked against `p.n`). */
+  body: string;
+}
+
+/** One invocation per element over `n` elements on a 2-D grid: the shared skeleton of the
+ *  elementwise and layout kernels. `params` follows `n` in the uniform block. */
+export async function runElementwise(rt: Runtime, k: ElementwiseKernel, n: number, params: Params, inputs: Tensor[], outputs: Tensor[]): Promise<void> {
+  const code = /* wgsl */ `
+struct P { n: u32, ${k.fields ?? ''} }
+@group(0) @binding(0) var<uniform> p: P;
+${k.bindings.map((b, i) => `@group(0) @binding(${i + 1}) ${b};`).join('\n')}
+${k.prelude ?? ''}
+${WGSL_LINEAR_ID(ELEMENTWISE_WG)}
+@compute @workgroup_size(${ELEMENTWISE_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = linear_id(gid, nwg);
+  if (i >= p.n) { return; }
+  ${k.body}
+}`;
+  await rt.run(
+    { key: k.key, code, inputs: k.inputs, outputs: k.outputs, uniforms: true },
+    { params: new Params().u32(n).append(params).build(), inputs, outputs, workgroups: rt.grid(ceilDiv(n, ELEMENTWISE_WG)) },
+  );
+}

@@ -1,9 +1,8 @@
 // Elementwise kernels: activations, affine maps, broadcasting binary ops, GEGLU.
 
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
-import { Params, WGSL_ACTIVATIONS, WGSL_LINEAR_ID, assertFloat, ceilDiv, runtimeOf, shapeStr, type Activation } from './common.js';
+import { Params, WGSL_ACTIVATIONS, assertFloat, runElementwise, runtimeOf, shapeStr, type Activation } from './common.js';
 
-const WG = 256;
 const MAX_RANK = 6;
 
 export type UnaryOp = Activation | 'exp';
@@ -15,28 +14,22 @@ export async function unary(x: Tensor, op: UnaryOp, scale = 1, shift = 0, clampT
   const y = rt.empty(x.shape);
   const n = x.numel;
   const [lo, hi] = clampTo ?? [-3.4e38, 3.4e38];
-  await rt.run(
+  const expr = `act_${op}(x[i] * p.scale + p.shift)`;
+  await runElementwise(
+    rt,
     {
       key: `unary:${op}${clampTo ? ':clamp' : ''}`,
+      fields: 'scale: f32, shift: f32, lo: f32, hi: f32',
+      bindings: ['var<storage, read> x: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 1,
       outputs: 1,
-      uniforms: true,
-      code: /* wgsl */ `
-struct P { n: u32, scale: f32, shift: f32, lo: f32, hi: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${WGSL_ACTIVATIONS}
-fn act_exp(v: f32) -> f32 { return exp(v); }
-${WGSL_LINEAR_ID(WG)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_id(gid, nwg);
-  if (i >= p.n) { return; }
-  y[i] = ${clampTo ? `clamp(act_${op}(x[i] * p.scale + p.shift), p.lo, p.hi)` : `act_${op}(x[i] * p.scale + p.shift)`};
-}`,
+      prelude: `${WGSL_ACTIVATIONS}\nfn act_exp(v: f32) -> f32 { return exp(v); }`,
+      body: `y[i] = ${clampTo ? `clamp(${expr}, p.lo, p.hi)` : expr};`,
     },
-    { params: new Params().u32(n).f32(scale, shift, lo, hi).build(), inputs: [x], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+    n,
+    new Params().f32(scale, shift, lo, hi),
+    [x],
+    [y],
   );
   return y;
 }
@@ -100,39 +93,25 @@ export async function binary(a: Tensor, b: Tensor, op: BinaryOp, alpha = 1, beta
     ia += q * p.dims[d].y;
     ib += q * p.dims[d].z;
   }`;
-  await rt.run(
+  const prm = new Params().f32(alpha, beta).u32(0);
+  for (let d = 0; d < MAX_RANK; d++) prm.u32(dims[d]!, sa[d]!, sb[d]!, 0);
+  await runElementwise(
+    rt,
     {
       key: `binary:${op}:${same ? 'same' : 'bcast'}`,
+      fields: `alpha: f32, beta: f32, _pad: u32, dims: array<vec4<u32>, ${MAX_RANK}>`,
+      bindings: ['var<storage, read> xa: array<f32>', 'var<storage, read> xb: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 2,
       outputs: 1,
-      uniforms: true,
-      code: /* wgsl */ `
-struct P { n: u32, alpha: f32, beta: f32, _pad: u32, dims: array<vec4<u32>, ${MAX_RANK}> }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> xa: array<f32>;
-@group(0) @binding(2) var<storage, read> xb: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-${WGSL_LINEAR_ID(WG)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_id(gid, nwg);
-  if (i >= p.n) { return; }
-  ${indexCode}
+      body: `${indexCode}
   let a = p.alpha * xa[ia];
   let b = p.beta * xb[ib];
-  y[i] = ${BINARY_EXPR[op]};
-}`,
+  y[i] = ${BINARY_EXPR[op]};`,
     },
-    {
-      params: (() => {
-        const prm = new Params().u32(n).f32(alpha, beta).u32(0);
-        for (let d = 0; d < MAX_RANK; d++) prm.u32(dims[d]!, sa[d]!, sb[d]!, 0);
-        return prm.build();
-      })(),
-      inputs: [a, b],
-      outputs: [y],
-      workgroups: rt.grid(ceilDiv(n, WG)),
-    },
+    n,
+    prm,
+    [a, b],
+    [y],
   );
   return y;
 }
@@ -151,30 +130,22 @@ export async function geglu(x: Tensor): Promise<Tensor> {
   const c = last / 2;
   const y = rt.empty([...x.shape.slice(0, -1), c]);
   const n = y.numel;
-  await rt.run(
+  await runElementwise(
+    rt,
     {
       key: 'geglu',
+      fields: 'c: u32',
+      bindings: ['var<storage, read> x: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 1,
       outputs: 1,
-      uniforms: true,
-      code: /* wgsl */ `
-struct P { n: u32, c: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${WGSL_ACTIVATIONS}
-${WGSL_LINEAR_ID(WG)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_id(gid, nwg);
-  if (i >= p.n) { return; }
-  let row = i / p.c;
-  let col = i % p.c;
-  let base = row * 2u * p.c;
-  y[i] = x[base + col] * act_gelu(x[base + p.c + col]);
-}`,
+      prelude: WGSL_ACTIVATIONS,
+      body: `let base = (i / p.c) * 2u * p.c;
+  y[i] = x[base + i % p.c] * act_gelu(x[base + p.c + i % p.c]);`,
     },
-    { params: new Params().u32(n, c).build(), inputs: [x], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+    n,
+    new Params().u32(c),
+    [x],
+    [y],
   );
   return y;
 }
@@ -186,30 +157,25 @@ export async function fillUniform(t: Tensor, seed: number, scale: number, value 
   assertFloat(t, 'fillUniform');
   const rt = runtimeOf(t);
   const n = t.numel;
-  await rt.run(
+  await runElementwise(
+    rt,
     {
       key: 'fill_uniform',
+      fields: 'seed: u32, scale: f32, value: f32',
+      bindings: ['var<storage, read_write> y: array<f32>'],
       inputs: 0,
       outputs: 1,
-      uniforms: true,
-      code: /* wgsl */ `
-struct P { n: u32, seed: u32, scale: f32, value: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
-${WGSL_LINEAR_ID(WG)}
-fn pcg(v: u32) -> u32 {
+      prelude: `fn pcg(v: u32) -> u32 {
   let s = v * 747796405u + 2891336453u;
   let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
   return (w >> 22u) ^ w;
-}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_id(gid, nwg);
-  if (i >= p.n) { return; }
-  let u = f32(pcg(i ^ pcg(p.seed)) >> 8u) * (1.0 / 16777216.0);
-  y[i] = select(p.value, (2.0 * u - 1.0) * p.scale, p.scale != 0.0);
 }`,
+      body: `let u = f32(pcg(i ^ pcg(p.seed)) >> 8u) * (1.0 / 16777216.0);
+  y[i] = select(p.value, (2.0 * u - 1.0) * p.scale, p.scale != 0.0);`,
     },
-    { params: new Params().u32(n, seed >>> 0).f32(scale, value).build(), inputs: [], outputs: [t], workgroups: rt.grid(ceilDiv(n, WG)) },
+    n,
+    new Params().u32(seed >>> 0).f32(scale, value),
+    [],
+    [t],
   );
 }

@@ -1,9 +1,8 @@
 // Sinusoidal timestep embedding (diffusers `get_timestep_embedding`) and row gathers (token embeddings).
 
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
-import { Params, WGSL_LINEAR_ID, ceilDiv, runtimeOf, shapeStr } from './common.js';
+import { Params, runElementwise, runtimeOf, shapeStr } from './common.js';
 
-const WG = 256;
 
 export interface TimestepEmbeddingOptions {
   flipSinToCos: boolean;
@@ -33,40 +32,31 @@ export async function timestepEmbedding(timesteps: Tensor, dim: number, o: Times
   const b = timesteps.shape[0]!;
   const y = rt.empty([b, dim]);
   const n = b * dim;
-  await rt.run(
+  await runElementwise(
+    rt,
     {
       key: 'timestep_embedding',
+      fields: 'dim: u32, half: u32, flip: u32, scale: f32',
+      bindings: ['var<storage, read> t: array<f32>', 'var<storage, read> freq: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 2,
       outputs: 1,
-      uniforms: true,
-      code: /* wgsl */ `
-struct P { n: u32, dim: u32, half: u32, flip: u32, scale: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> t: array<f32>;
-@group(0) @binding(2) var<storage, read> freq: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-${WGSL_LINEAR_ID(WG)}
-// x − k·2π in three parts (Cody–Waite), so sin/cos see an argument in [−π, π].
-fn reduce_2pi(x: f32) -> f32 {
+      // x − k·2π in three parts (Cody–Waite), so sin/cos see an argument in [−π, π].
+      prelude: `fn reduce_2pi(x: f32) -> f32 {
   let k = round(x * 0.15915494309189535);
   return ((x - k * 6.28125) - k * 1.9350051879882812e-3) - k * 3.019916050561733e-7;
-}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_id(gid, nwg);
-  if (i >= p.n) { return; }
-  let row = i / p.dim;
+}`,
+      body: `let row = i / p.dim;
   let col = i % p.dim;
   if (col >= 2u * p.half) { y[i] = 0.0; return; }
   let first = col < p.half;
   let j = select(col - p.half, col, first);
-  let arg = p.scale * (t[row] * freq[j]);
-  let r = reduce_2pi(arg);
-  let use_sin = first != (p.flip != 0u);
-  y[i] = select(cos(r), sin(r), use_sin);
-}`,
+  let r = reduce_2pi(p.scale * (t[row] * freq[j]));
+  y[i] = select(cos(r), sin(r), first != (p.flip != 0u));`,
     },
-    { params: new Params().u32(n, dim, half, o.flipSinToCos ? 1 : 0).f32(o.scale ?? 1).build(), inputs: [timesteps, freqTensor], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+    n,
+    new Params().u32(dim, half, o.flipSinToCos ? 1 : 0).f32(o.scale ?? 1),
+    [timesteps, freqTensor],
+    [y],
   );
   freqTensor.dispose();
   return y;
@@ -93,30 +83,23 @@ export async function embeddingLookup(ids: Tensor, blocks: readonly Tensor[], bl
     if (table.dtype !== first.dtype || table.shape[1] !== d) throw new ShapeError('embeddingLookup: table blocks differ in dtype or width');
     const ty = table.dtype === 'f16' ? 'u32' : 'f32';
     const load = table.dtype === 'f16' ? 'unpack2x16float(table[src >> 1u])[src & 1u]' : 'table[src]';
-    await rt.run(
+    await runElementwise(
+      rt,
       {
         key: `embedding:${table.dtype}`,
+        fields: 'd: u32, row0: u32, rows: u32',
+        bindings: ['var<storage, read> ids: array<i32>', `var<storage, read> table: array<${ty}>`, 'var<storage, read_write> y: array<f32>'],
         inputs: 2,
         outputs: 1,
-        uniforms: true,
-        code: /* wgsl */ `
-struct P { n: u32, d: u32, row0: u32, rows: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> ids: array<i32>;
-@group(0) @binding(2) var<storage, read> table: array<${ty}>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-${WGSL_LINEAR_ID(WG)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_id(gid, nwg);
-  if (i >= p.n) { return; }
-  let id = u32(ids[i / p.d]);
+        body: `let id = u32(ids[i / p.d]);
   if (id < p.row0 || id >= p.row0 + p.rows) { return; }
   let src = (id - p.row0) * p.d + i % p.d;
-  y[i] = ${load};
-}`,
+  y[i] = ${load};`,
       },
-      { params: new Params().u32(n, d, blk * blockRows, table.shape[0]!).build(), inputs: [ids, table], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+      n,
+      new Params().u32(d, blk * blockRows, table.shape[0]!),
+      [ids, table],
+      [y],
     );
   }
   return y;

@@ -1,9 +1,8 @@
 // Layout kernels: permute, slice, concat, nearest upsampling, NCHW ↔ tokens, head split/merge.
 
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
-import { Params, WGSL_LINEAR_ID, ceilDiv, runtimeOf, shapeStr } from './common.js';
+import { Params, runElementwise, runtimeOf, shapeStr } from './common.js';
 
-const WG = 256;
 const MAX_RANK = 6;
 
 function contiguousStrides(shape: readonly number[]): number[] {
@@ -27,35 +26,29 @@ async function gather(x: Tensor, shape: readonly number[], strides: readonly num
   const dims = [...new Array<number>(pad).fill(1), ...shape];
   const st = [...new Array<number>(pad).fill(0), ...strides];
   const ty = x.dtype === 'f32' ? 'f32' : x.dtype;
-  const prm = new Params().u32(n, offset, 0, 0);
+  const prm = new Params().u32(offset, 0, 0);
   for (let d = 0; d < MAX_RANK; d++) prm.u32(dims[d]!, st[d]!, 0, 0);
-  await rt.run(
+  await runElementwise(
+    rt,
     {
       key: `gather:${ty}`,
+      fields: `offset: u32, _a: u32, _b: u32, dims: array<vec4<u32>, ${MAX_RANK}>`,
+      bindings: [`var<storage, read> x: array<${ty}>`, `var<storage, read_write> y: array<${ty}>`],
       inputs: 1,
       outputs: 1,
-      uniforms: true,
-      code: /* wgsl */ `
-struct P { n: u32, offset: u32, _a: u32, _b: u32, dims: array<vec4<u32>, ${MAX_RANK}> }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<${ty}>;
-@group(0) @binding(2) var<storage, read_write> y: array<${ty}>;
-${WGSL_LINEAR_ID(WG)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_id(gid, nwg);
-  if (i >= p.n) { return; }
-  var rem = i;
+      body: `var rem = i;
   var src = p.offset;
   for (var d = ${MAX_RANK - 1}i; d >= 0; d--) {
     let q = rem % p.dims[d].x;
     rem = rem / p.dims[d].x;
     src += q * p.dims[d].y;
   }
-  y[i] = x[src];
-}`,
+  y[i] = x[src];`,
     },
-    { params: prm.build(), inputs: [x], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+    n,
+    prm,
+    [x],
+    [y],
   );
   return y;
 }
@@ -125,28 +118,20 @@ export async function concat(tensors: readonly Tensor[], axis: number): Promise<
   for (const t of tensors) {
     const n = t.numel;
     const block = t.shape[axis]! * inner;
-    await rt.run(
+      await runElementwise(
+      rt,
       {
         key: `concat:${ty}`,
+        fields: 'block: u32, out_block: u32, offset: u32',
+        bindings: [`var<storage, read> x: array<${ty}>`, `var<storage, read_write> y: array<${ty}>`],
         inputs: 1,
         outputs: 1,
-        uniforms: true,
-        code: /* wgsl */ `
-struct P { n: u32, block: u32, out_block: u32, offset: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<${ty}>;
-@group(0) @binding(2) var<storage, read_write> y: array<${ty}>;
-${WGSL_LINEAR_ID(WG)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_id(gid, nwg);
-  if (i >= p.n) { return; }
-  let outer = i / p.block;
-  let r = i % p.block;
-  y[outer * p.out_block + p.offset + r] = x[i];
-}`,
+        body: 'y[(i / p.block) * p.out_block + p.offset + i % p.block] = x[i];',
       },
-      { params: new Params().u32(n, block, total * inner, offset * inner).build(), inputs: [t], outputs: [y], workgroups: rt.grid(ceilDiv(n, WG)) },
+      n,
+      new Params().u32(block, total * inner, offset * inner),
+      [t],
+      [y],
     );
     offset += t.shape[axis]!;
   }

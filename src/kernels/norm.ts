@@ -2,7 +2,7 @@
 // Biased variance, computed in two passes over the data (mean, then Σ(x − mean)²) for accuracy.
 
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
-import { Params, WGSL_ACTIVATIONS, WGSL_LINEAR_ID, assertFloat, ceilDiv, runtimeOf, shapeStr } from './common.js';
+import { Params, WGSL_ACTIVATIONS, assertFloat, runElementwise, runtimeOf, shapeStr } from './common.js';
 
 const RED = 256;
 
@@ -90,34 +90,24 @@ export async function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: Grou
   const y = rt.empty(x.shape);
   const n = x.numel;
   const act = o.silu ? 'silu' : 'none';
-  await rt.run(
+  await runElementwise(
+    rt,
     {
       key: `group_norm_apply:${act}`,
+      fields: 'c: u32, spatial: u32, cpg: u32',
+      bindings: ['var<storage, read> x: array<f32>', 'var<storage, read> stats: array<vec2<f32>>', 'var<storage, read> w: array<f32>', 'var<storage, read> bias: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 4,
       outputs: 1,
-      uniforms: true,
-      code: /* wgsl */ `
-struct P { n: u32, c: u32, spatial: u32, cpg: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> stats: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read> w: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-${WGSL_ACTIVATIONS}
-${WGSL_LINEAR_ID(256)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_id(gid, nwg);
-  if (i >= p.n) { return; }
-  let bc = i / p.spatial;
+      prelude: WGSL_ACTIVATIONS,
+      body: `let bc = i / p.spatial;
   let ch = bc % p.c;
-  let bi = bc / p.c;
-  let st = stats[bi * (p.c / p.cpg) + ch / p.cpg];
-  y[i] = act_${act}((x[i] - st.x) * st.y * w[ch] + bias[ch]);
-}`,
+  let st = stats[(bc / p.c) * (p.c / p.cpg) + ch / p.cpg];
+  y[i] = act_${act}((x[i] - st.x) * st.y * w[ch] + bias[ch]);`,
     },
-    { params: new Params().u32(n, c, spatial, c / o.groups).build(), inputs: [x, stats, weight, bias], outputs: [y], workgroups: rt.grid(ceilDiv(n, 256)) },
+    n,
+    new Params().u32(c, spatial, c / o.groups),
+    [x, stats, weight, bias],
+    [y],
   );
   stats.dispose();
   return y;
@@ -134,31 +124,22 @@ export async function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: nu
   const stats = await rowStats(x, rows, c, eps);
   const y = rt.empty(x.shape);
   const n = x.numel;
-  await rt.run(
+  await runElementwise(
+    rt,
     {
       key: 'layer_norm_apply',
+      fields: 'c: u32',
+      bindings: ['var<storage, read> x: array<f32>', 'var<storage, read> stats: array<vec2<f32>>', 'var<storage, read> w: array<f32>', 'var<storage, read> bias: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 4,
       outputs: 1,
-      uniforms: true,
-      code: /* wgsl */ `
-struct P { n: u32, c: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> stats: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read> w: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
-${WGSL_LINEAR_ID(256)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = linear_id(gid, nwg);
-  if (i >= p.n) { return; }
-  let ch = i % p.c;
+      body: `let ch = i % p.c;
   let st = stats[i / p.c];
-  y[i] = (x[i] - st.x) * st.y * w[ch] + bias[ch];
-}`,
+  y[i] = (x[i] - st.x) * st.y * w[ch] + bias[ch];`,
     },
-    { params: new Params().u32(n, c).build(), inputs: [x, stats, weight, bias], outputs: [y], workgroups: rt.grid(ceilDiv(n, 256)) },
+    n,
+    new Params().u32(c),
+    [x, stats, weight, bias],
+    [y],
   );
   stats.dispose();
   return y;

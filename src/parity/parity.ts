@@ -126,54 +126,26 @@ const scheduler: Handler = async (_rt, dir, fixture, index) => {
   }
 };
 
-const clipText: Handler = async (rt, dir, fixture, index) => {
-  const weightsRel = Object.keys(index.files).find((f) => f.startsWith(`${fixture}/`) && !f.endsWith('activations.safetensors'));
-  const actRel = `${fixture}/activations.safetensors`;
-  if (!weightsRel || !index.files[actRel]) throw new Error(`${fixture}: expected a weights file and activations.safetensors in index.json`);
-  const weights = await SafetensorsFile.open(join(dir, weightsRel));
-  const acts = await SafetensorsFile.open(join(dir, actRel));
-  const store = new WeightStore();
-  const rows: ParityRow[] = [];
-  let ctx: ForwardContext | null = null;
-  try {
-    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as ClipTextConfig | null;
-    if (!config) throw new Error(`${weightsRel}: no "config" metadata`);
-    const model = new ClipTextModel(store, config);
+const clipText: Handler = (rt, dir, fixture, index) =>
+  withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
+    const model = new ClipTextModel(store, config as ClipTextConfig);
     await store.load(rt, weights, { ignore: [/position_ids$/] });
     const idsRaw = await acts.readRaw('input_ids');
     const ids = rawToInt32(idsRaw, 'input_ids');
-    const [batch] = idsRaw.shape as [number, number];
+    const [batch, n] = idsRaw.shape as [number, number];
+    const rows: ParityRow[] = [];
     // Tokenizer: the stored prompts must give the stored ids exactly.
-    const prompts = acts.metadata.prompts ? (JSON.parse(acts.metadata.prompts) as string[]) : null;
-    const tokDir = join(dir, fixture, 'tokenizer');
-    if (prompts) {
-      const tok = await ClipTokenizer.fromDirectory(tokDir);
-      const n = idsRaw.shape[1]!;
-      prompts.forEach((p, i) => {
+    if (acts.metadata.prompts) {
+      const tok = await ClipTokenizer.fromDirectory(join(dir, fixture, 'tokenizer'));
+      (JSON.parse(acts.metadata.prompts) as string[]).forEach((p, i) => {
         const ours = tok.encode(p, { maxLength: n });
         const mismatches = ours.filter((t, j) => t !== ids[i * n + j]).length;
         rows.push({ fixture, name: `tokenizer.prompt${i}`, err: mismatches, tol: 0, kind: 'exact', pass: mismatches === 0 });
       });
     }
-    const wanted = acts.names().filter((n) => n !== 'input_ids' && n !== 'attention_mask');
-    ctx = new ForwardContext({ capture: wanted });
-    await model.forward(rt, ids, batch, {}, ctx);
-    for (const name of wanted) {
-      const t = ctx.taps.get(name);
-      if (!t) {
-        rows.push({ fixture, name, err: Infinity, tol: toleranceFor(name), kind: 'normalised', pass: false, note: 'not produced' });
-        continue;
-      }
-      rows.push(await compareTensor(fixture, name, t, acts));
-    }
+    rows.push(...(await compareRun(rt, fixture, acts, (name) => name === 'input_ids' || name === 'attention_mask', (ctx) => model.forward(rt, ids, batch, {}, ctx).then(() => undefined))));
     return rows;
-  } finally {
-    ctx?.dispose();
-    store.dispose();
-    await weights.close();
-    await acts.close();
-  }
-};
+  });
 
 /** Compares every stored activation that the pass recorded (inputs excluded). */
 async function compareTaps(fixture: string, ctx: ForwardContext, acts: SafetensorsFile, names: string[]): Promise<ParityRow[]> {
@@ -201,49 +173,67 @@ async function inputTensor(rt: Runtime, acts: SafetensorsFile, name: string): Pr
   return rt.upload(data, shape);
 }
 
-const vaeEncoder: Handler = async (rt, dir, fixture, index) => {
+interface ModelFixture {
+  weights: SafetensorsFile;
+  acts: SafetensorsFile;
+  store: WeightStore;
+  /** The model config from the weights' metadata (or the activations'). */
+  config: unknown;
+}
+
+/** Opens `<fixture>/<weights>.safetensors` and `activations.safetensors`, hands them to `body`
+ *  with a fresh WeightStore, and closes everything afterwards. */
+async function withModelFixture(dir: string, index: FixtureIndex, fixture: string, body: (m: ModelFixture) => Promise<ParityRow[]>): Promise<ParityRow[]> {
   const f = filesOf(index, fixture);
   const weights = await SafetensorsFile.open(join(dir, f.weights));
-  const acts = await SafetensorsFile.open(join(dir, f.acts));
+  const acts = await SafetensorsFile.open(join(dir, f.acts)).catch(async (e: unknown) => {
+    await weights.close();
+    throw e;
+  });
   const store = new WeightStore();
-  let ctx: ForwardContext | null = null;
   try {
-    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as VaeConfig | null;
+    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as unknown;
     if (!config) throw new Error(`${f.weights}: no "config" metadata`);
-    const vae = new VaeEncoder(store, config);
-    // The encoder needs only encoder.* and quant_conv.*; a full AutoencoderKL file also has the decoder.
-    await store.load(rt, weights, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true });
-    const wanted = acts.names().filter((n) => n !== 'input.image' && n !== 'eps');
-    ctx = new ForwardContext({ capture: wanted });
-    const rows = await rt.scope(async () => {
-      const image = await inputTensor(rt, acts, 'input.image');
-      const post = await vae.encode(rt, image, {}, ctx!);
-      if (acts.has('eps')) {
-        const { sample, scaled } = await vae.sample(post, await inputTensor(rt, acts, 'eps'));
-        ctx!.record('latent.sample', sample);
-        ctx!.record('latent.scaled', scaled);
-      }
-      return compareTaps(fixture, ctx!, acts, wanted);
-    });
-    return rows;
+    return await body({ weights, acts, store, config });
   } finally {
-    ctx?.dispose();
     store.dispose();
     await weights.close();
     await acts.close();
   }
-};
+}
 
-const unet: Handler = async (rt, dir, fixture, index) => {
-  const f = filesOf(index, fixture);
-  const weights = await SafetensorsFile.open(join(dir, f.weights));
-  const acts = await SafetensorsFile.open(join(dir, f.acts));
-  const store = new WeightStore();
-  let ctx: ForwardContext | null = null;
+/** Runs `pass` with a context capturing every stored activation except the inputs and compares. */
+async function compareRun(rt: Runtime, fixture: string, acts: SafetensorsFile, isInput: (name: string) => boolean, pass: (ctx: ForwardContext) => Promise<void>, namePrefix = ''): Promise<ParityRow[]> {
+  const wanted = acts.names().filter((n) => n.startsWith(namePrefix) && !isInput(n));
+  const ctx = new ForwardContext({ capture: wanted, namePrefix });
   try {
-    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as UNetConfig | null;
-    if (!config) throw new Error(`${f.weights}: no "config" metadata`);
-    const model = new UNet2DConditionModel(store, config);
+    return await rt.scope(async () => {
+      await pass(ctx);
+      return compareTaps(fixture, ctx, acts, wanted);
+    });
+  } finally {
+    ctx.dispose();
+  }
+}
+
+const vaeEncoder: Handler = (rt, dir, fixture, index) =>
+  withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
+    const vae = new VaeEncoder(store, config as VaeConfig);
+    // The encoder needs only encoder.* and quant_conv.*; a full AutoencoderKL file also has the decoder.
+    await store.load(rt, weights, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true });
+    return compareRun(rt, fixture, acts, (n) => n === 'input.image' || n === 'eps', async (ctx) => {
+      const post = await vae.encode(rt, await inputTensor(rt, acts, 'input.image'), {}, ctx);
+      if (acts.has('eps')) {
+        const { sample, scaled } = await vae.sample(post, await inputTensor(rt, acts, 'eps'));
+        ctx.record('latent.sample', sample);
+        ctx.record('latent.scaled', scaled);
+      }
+    });
+  });
+
+const unet: Handler = (rt, dir, fixture, index) =>
+  withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
+    const model = new UNet2DConditionModel(store, config as UNetConfig);
     await store.load(rt, weights);
     const rows: ParityRow[] = [];
     // Head counts per attention module, when the fixture lists them.
@@ -253,86 +243,40 @@ const unet: Handler = async (rt, dir, fixture, index) => {
       const bad = Object.entries(heads).filter(([m, h]) => ours[m] !== h).map(([m]) => m);
       rows.push({ fixture, name: 'attention_heads', err: bad.length, tol: 0, kind: 'exact', pass: bad.length === 0, ...(bad.length ? { note: bad.slice(0, 3).join(', ') } : {}) });
     }
-    const inputs = ['input.sample', 'input.timestep', 'input.encoder_hidden_states'];
-    const wanted = acts.names().filter((n) => !inputs.includes(n));
-    ctx = new ForwardContext({ capture: wanted });
     rows.push(
-      ...(await rt.scope(async () => {
-        const sample = await inputTensor(rt, acts, 'input.sample');
-        const ehs = await inputTensor(rt, acts, 'input.encoder_hidden_states');
+      ...(await compareRun(rt, fixture, acts, (n) => n.startsWith('input.'), async (ctx) => {
         const t = [...rawToInt32(await acts.readRaw('input.timestep'), 'input.timestep')];
-        await model.forward(rt, sample, t, ehs, {}, ctx!);
-        return compareTaps(fixture, ctx!, acts, wanted);
+        await model.forward(rt, await inputTensor(rt, acts, 'input.sample'), t, await inputTensor(rt, acts, 'input.encoder_hidden_states'), {}, ctx);
       })),
     );
     return rows;
-  } finally {
-    ctx?.dispose();
-    store.dispose();
-    await weights.close();
-    await acts.close();
-  }
-};
+  });
 
-const clipVision: Handler = async (rt, dir, fixture, index) => {
-  const f = filesOf(index, fixture);
-  const weights = await SafetensorsFile.open(join(dir, f.weights));
-  const acts = await SafetensorsFile.open(join(dir, f.acts));
-  const store = new WeightStore();
-  let ctx: ForwardContext | null = null;
-  try {
-    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as ClipVisionConfig | null;
-    if (!config) throw new Error(`${f.weights}: no "config" metadata`);
-    const model = new ClipVisionModel(store, config, { projection: weights.has('visual_projection.weight') });
+const clipVision: Handler = (rt, dir, fixture, index) =>
+  withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
+    const model = new ClipVisionModel(store, config as ClipVisionConfig, { projection: weights.has('visual_projection.weight') });
     await store.load(rt, weights, { ignore: [/position_ids$/] });
-    const wanted = acts.names().filter((n) => !n.startsWith('input.'));
-    ctx = new ForwardContext({ capture: wanted });
-    return await rt.scope(async () => {
-      await model.forward(rt, await inputTensor(rt, acts, 'input.pixel_values'), {}, ctx!);
-      return compareTaps(fixture, ctx!, acts, wanted);
+    return compareRun(rt, fixture, acts, (n) => n.startsWith('input.'), async (ctx) => {
+      await model.forward(rt, await inputTensor(rt, acts, 'input.pixel_values'), {}, ctx);
     });
-  } finally {
-    ctx?.dispose();
-    store.dispose();
-    await weights.close();
-    await acts.close();
-  }
-};
+  });
 
-const dinov2: Handler = async (rt, dir, fixture, index) => {
-  const f = filesOf(index, fixture);
-  const weights = await SafetensorsFile.open(join(dir, f.weights));
-  const acts = await SafetensorsFile.open(join(dir, f.acts));
-  const store = new WeightStore();
-  const rows: ParityRow[] = [];
-  try {
-    const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as Dinov2Config | null;
-    if (!config) throw new Error(`${f.weights}: no "config" metadata`);
-    const model = new Dinov2Model(store, config);
+const dinov2: Handler = (rt, dir, fixture, index) =>
+  withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
+    const model = new Dinov2Model(store, config as Dinov2Config);
     await store.load(rt, weights);
     // One pass per stored run (runN.input.pixel_values), or a single unprefixed run.
     const runs = [...new Set(acts.names().filter((n) => /^(run\d+\.)?input\.pixel_values$/.test(n)).map((n) => n.slice(0, n.length - 'input.pixel_values'.length)))];
+    const rows: ParityRow[] = [];
     for (const run of runs) {
-      const wanted = acts.names().filter((n) => n.startsWith(run) && !n.startsWith(`${run}input.`));
-      const ctx = new ForwardContext({ capture: wanted, namePrefix: run });
-      try {
-        rows.push(
-          ...(await rt.scope(async () => {
-            await model.forward(rt, await inputTensor(rt, acts, `${run}input.pixel_values`), {}, ctx);
-            return compareTaps(fixture, ctx, acts, wanted);
-          })),
-        );
-      } finally {
-        ctx.dispose();
-      }
+      rows.push(
+        ...(await compareRun(rt, fixture, acts, (n) => n.startsWith(`${run}input.`), async (ctx) => {
+          await model.forward(rt, await inputTensor(rt, acts, `${run}input.pixel_values`), {}, ctx);
+        }, run)),
+      );
     }
     return rows;
-  } finally {
-    store.dispose();
-    await weights.close();
-    await acts.close();
-  }
-};
+  });
 
 /** IP-Adapter Plus on a copy of unet-tiny (the U-Net weights come from the sibling unet-tiny folder). */
 const ipAdapter: Handler = async (rt, dir, fixture, index) => {
