@@ -295,7 +295,8 @@ export function chooseTile(rt: Runtime, M: number, N: number, batch: number): Ti
   if (forced && forced in TILES) return TILES[forced as keyof typeof TILES];
   const software = rt.adapterInfo.isFallbackAdapter;
   const tiles = (t: TileConfig) => ceilDiv(M, t.BM) * ceilDiv(N, t.BN) * batch;
-  if (!software && tiles(TILES.large) >= 96) return TILES.large;
+  // On the H200 the 64×64 tile beat the 128×128 one until about 512 large tiles (bench/results).
+  if (!software && tiles(TILES.large) >= 512) return TILES.large;
   if (M <= 16 || N <= 16) return TILES.small;
   if (tiles(TILES.medium) >= (software ? 2 : 64)) return TILES.medium;
   return TILES.small;
