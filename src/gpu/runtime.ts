@@ -727,12 +727,17 @@ export class Runtime {
     }
   }
 
-  /** Destroys the device. Tensors of this runtime become unusable. Prefer `close()`, which also
-   *  waits for the device's lost notification, so no native callback is left pending at exit. */
+  /** Destroys the device (after one queue round trip). Tensors of this runtime become unusable.
+   *  `close()` does the same and also waits until the device reports itself lost. */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.acquired.destroy();
+    // Destroying a device Dawn is still bringing up crashes dawn.node at exit: let one queue round
+    // trip complete first (the runtime refuses new work from now on).
+    void this.device.queue.onSubmittedWorkDone().then(
+      () => this.acquired.destroy(),
+      () => this.acquired.destroy(),
+    );
   }
 
   /** Waits for submitted work, destroys the device and waits until it reports itself lost. */
@@ -747,7 +752,8 @@ export class Runtime {
       // a failed device is closed all the same
     }
     const lost = this.device.lost;
-    this.destroy();
+    this.destroyed = true;
+    this.acquired.destroy();
     await Promise.race([lost, new Promise((r) => setTimeout(r, 2000).unref?.())]);
   }
 
