@@ -62,16 +62,7 @@ export class ClipAttention {
     q.dispose();
     k.dispose();
     v.dispose();
-    let y: Tensor;
-    if (residual && ctx.wants(`${this.scope.path}:out`)) {
-      const a = await this.out_proj.forward(o, ctx);
-      ctx.record(`${this.scope.path}:out`, a);
-      y = await add(a, residual);
-      a.dispose();
-    } else {
-      y = await this.out_proj.forward(o, ctx, residual ? { residual } : {});
-      ctx.record(`${this.scope.path}:out`, y);
-    }
+    const y = await this.out_proj.forward(o, ctx, { residual, preResidualTap: `${this.scope.path}:out` });
     o.dispose();
     return y;
   }
@@ -106,16 +97,7 @@ export class ClipEncoderLayer {
     const h2 = await this.layer_norm2.forward(a, ctx);
     const m = await this.fc1.forward(h2, ctx, { act: this.act });
     h2.dispose();
-    const mlpPath = `${this.scope.path}.mlp`;
-    let y: Tensor;
-    if (ctx.wants(`${mlpPath}:out`)) {
-      const mo = await this.fc2.forward(m, ctx);
-      ctx.record(`${mlpPath}:out`, mo);
-      y = await add(mo, a);
-      mo.dispose();
-    } else {
-      y = await this.fc2.forward(m, ctx, { residual: a });
-    }
+    const y = await this.fc2.forward(m, ctx, { residual: a, preResidualTap: `${this.scope.path}.mlp:out` });
     m.dispose();
     a.dispose();
     ctx.record(`${this.scope.path}:out`, y);

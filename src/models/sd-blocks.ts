@@ -172,16 +172,8 @@ export class Attention {
       o = sum;
     }
     q.dispose();
-    let y: Tensor;
-    if (residual && !residualInOutput && ctx.wants(`${this.path}:out`)) {
-      const a = await this.to_out.forward(o, ctx);
-      ctx.record(`${this.path}:out`, a);
-      y = await add(a, residual);
-      a.dispose();
-    } else {
-      y = await this.to_out.forward(o, ctx, residual ? { residual } : {});
-      ctx.record(`${this.path}:out`, y);
-    }
+    const y = await this.to_out.forward(o, ctx, { residual, preResidualTap: residualInOutput ? undefined : `${this.path}:out` });
+    if (residualInOutput) ctx.record(`${this.path}:out`, y);
     o.dispose();
     ctx.finished(this.path);
     return y;
@@ -227,16 +219,7 @@ export class BasicTransformerBlock {
     const gated = await geglu(proj);
     proj.dispose();
     ctx.record(`${this.scope.path}.ff.net.0:out`, gated);
-    const ffPath = `${this.scope.path}.ff`;
-    let y: Tensor;
-    if (ctx.wants(`${ffPath}:out`)) {
-      const ff = await this.ff_out.forward(gated, ctx);
-      ctx.record(`${ffPath}:out`, ff);
-      y = await add(ff, h2);
-      ff.dispose();
-    } else {
-      y = await this.ff_out.forward(gated, ctx, { residual: h2 });
-    }
+    const y = await this.ff_out.forward(gated, ctx, { residual: h2, preResidualTap: `${this.scope.path}.ff:out` });
     gated.dispose();
     h2.dispose();
     ctx.record(`${this.scope.path}:out`, y);

@@ -3,7 +3,7 @@
 import type { Tensor } from '../gpu/runtime.js';
 import { conv2d, linear } from '../kernels/matmul.js';
 import { groupNorm, layerNorm } from '../kernels/norm.js';
-import { unary } from '../kernels/elementwise.js';
+import { add, unary } from '../kernels/elementwise.js';
 import type { Activation } from '../kernels/common.js';
 import type { ForwardContext } from './context.js';
 import type { Param, Scope } from './weights.js';
@@ -24,11 +24,23 @@ export class Linear {
     this.weight = scope.param('weight', [outFeatures, inFeatures]);
     this.bias = hasBias ? scope.param('bias', [outFeatures]) : undefined;
   }
-  /** y = act(x·Wᵀ + b) + residual; records `<path>:out`. */
-  async forward(x: Tensor, ctx?: ForwardContext, o: { act?: Activation; residual?: Tensor } = {}): Promise<Tensor> {
+  /** y = act(x·Wᵀ + b) + residual; records `<path>:in` and `<path>:out`. `preResidualTap` names
+   *  the enclosing module's output before the residual (diffusers' `attn1:out`, `ff:out`, …): the
+   *  residual add stays fused unless that name is being recorded. */
+  async forward(x: Tensor, ctx?: ForwardContext, o: { act?: Activation; residual?: Tensor | undefined; preResidualTap?: string | undefined } = {}): Promise<Tensor> {
     ctx?.record(`${this.path}:in`, x);
+    const tap = o.preResidualTap;
+    if (o.residual && tap && ctx?.wants(tap)) {
+      const a = await linear(x, this.weight.tensor, { bias: this.bias?.tensor, act: o.act });
+      ctx.record(`${this.path}:out`, a);
+      ctx.record(tap, a);
+      const y = await add(a, o.residual);
+      a.dispose();
+      return y;
+    }
     const y = await linear(x, this.weight.tensor, { bias: this.bias?.tensor, act: o.act, residual: o.residual });
     ctx?.record(`${this.path}:out`, y);
+    if (tap && !o.residual) ctx?.record(tap, y);
     return y;
   }
 }
