@@ -62,21 +62,21 @@ export async function timestepEmbedding(timesteps: Tensor, dim: number, o: Times
   return y;
 }
 
-/** Gathers rows of a [V, D] table by integer ids [...]: out [..., D]. The table may be split into
+/** Gathers rows of a [V, D] table by integer ids (host data of shape `idsShape`): out [...idsShape, D].
+ *  The ids are checked on the host (no GPU read-back) and uploaded. The table may be split into
  *  several row blocks (each under the adapter's binding limit); `blockRows` is the rows per block. */
-export async function embeddingLookup(ids: Tensor, blocks: readonly Tensor[], blockRows: number): Promise<Tensor> {
-  if (ids.dtype !== 'i32') throw new TypeError(`embeddingLookup: ids must be i32, got ${ids.dtype}`);
+export async function embeddingLookup(idsHost: Int32Array, idsShape: readonly number[], blocks: readonly Tensor[], blockRows: number): Promise<Tensor> {
   const first = blocks[0];
   if (!first || first.rank !== 2) throw new ShapeError('embeddingLookup: need at least one [rows, D] table block');
+  if (idsHost.length !== idsShape.reduce((a, b) => a * b, 1)) throw new ShapeError(`embeddingLookup: ${idsHost.length} ids for shape ${shapeStr(idsShape)}`);
   const d = first.shape[1]!;
   const vocab = blocks.reduce((s, b) => s + b.shape[0]!, 0);
-  const rt = runtimeOf(ids, ...blocks);
-  const y = rt.zeros([...ids.shape, d]);
-  // Ids outside the vocabulary are caught on the host for a clear error.
-  const host = (await ids.read()) as Int32Array;
-  for (let i = 0; i < host.length; i++) {
-    if (host[i]! < 0 || host[i]! >= vocab) throw new RangeError(`embeddingLookup: id ${host[i]} at position ${i} outside the vocabulary of ${vocab}`);
+  for (let i = 0; i < idsHost.length; i++) {
+    if (idsHost[i]! < 0 || idsHost[i]! >= vocab) throw new RangeError(`embeddingLookup: id ${idsHost[i]} at position ${i} outside the vocabulary of ${vocab}`);
   }
+  const rt = runtimeOf(...blocks);
+  const ids = rt.upload(idsHost, idsShape, 'i32');
+  const y = rt.zeros([...idsShape, d]);
   const n = ids.numel * d;
   for (let blk = 0; blk < blocks.length; blk++) {
     const table = blocks[blk]!;
@@ -102,5 +102,6 @@ export async function embeddingLookup(ids: Tensor, blocks: readonly Tensor[], bl
       [y],
     );
   }
+  ids.dispose();
   return y;
 }

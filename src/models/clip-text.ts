@@ -174,10 +174,8 @@ export class ClipTextModel {
     const d = this.config.hidden_size;
     const prefix = this.final_layer_norm.path.replace(/\.?final_layer_norm$/, '');
     return rt.scope(async () => {
-      const ids = rt.upload(inputIds, [batch, n], 'i32');
-      const tok = await embeddingLookup(ids, this.blocks(rt), this.blockRows);
-      const posIds = rt.upload(Int32Array.from({ length: n }, (_, i) => i), [1, n], 'i32');
-      const pos = await embeddingLookup(posIds, [this.position_embedding.tensor], this.config.max_position_embeddings);
+      const tok = await embeddingLookup(inputIds, [batch, n], this.blocks(rt), this.blockRows);
+      const pos = await embeddingLookup(Int32Array.from({ length: n }, (_, i) => i), [1, n], [this.position_embedding.tensor], this.config.max_position_embeddings);
       let x = await add(tok, pos);
       ctx.record(`${prefix ? `${prefix}.` : ''}embeddings:out`, x);
       const hidden: Tensor[] = [];
@@ -208,7 +206,7 @@ export class ClipTextModel {
         rows[b] = b * n + at;
       }
       const flat = last.reshape([batch * n, d]);
-      const pooled = (await embeddingLookup(rt.upload(rows, [batch], 'i32'), [flat], batch * n)).reshape([batch, d]);
+      const pooled = (await embeddingLookup(rows, [batch], [flat], batch * n)).reshape([batch, d]);
       ctx.record('pooler_output', pooled);
       return { lastHiddenState: last, poolerOutput: pooled, hiddenStates: hidden };
     });
