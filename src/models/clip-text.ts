@@ -6,7 +6,7 @@ import { add } from '../kernels/elementwise.js';
 import { attention } from '../kernels/attention.js';
 import { embeddingLookup } from '../kernels/embedding.js';
 import type { Activation } from '../kernels/common.js';
-import { ForwardContext, type ForwardOptions } from '../nn/context.js';
+import { ForwardContext, runLayerStack, type ForwardOptions } from '../nn/context.js';
 import { LayerNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore, type Param } from '../nn/weights.js';
 
@@ -176,18 +176,10 @@ export class ClipTextModel {
     return rt.scope(async () => {
       const tok = await embeddingLookup(inputIds, [batch, n], this.blocks(rt), this.blockRows);
       const pos = await embeddingLookup(Int32Array.from({ length: n }, (_, i) => i), [1, n], [this.position_embedding.tensor], this.config.max_position_embeddings);
-      let x = await add(tok, pos);
-      ctx.record(`${prefix ? `${prefix}.` : ''}embeddings:out`, x);
+      const x0 = await add(tok, pos);
+      ctx.record(`${prefix ? `${prefix}.` : ''}embeddings:out`, x0);
       const hidden: Tensor[] = [];
-      if (opts.outputHiddenStates) hidden.push(x.reshape(x.shape).keep());
-      ctx.record('hidden_states.0', x);
-      for (let i = 0; i < this.layers.length; i++) {
-        const y = await this.layers[i]!.forward(x, ctx);
-        x.dispose();
-        x = y;
-        if (opts.outputHiddenStates) hidden.push(x.reshape(x.shape).keep());
-        ctx.record(`hidden_states.${i + 1}`, x);
-      }
+      const x = await runLayerStack(x0, this.layers, ctx, opts.outputHiddenStates ? hidden : null);
       const last = await this.final_layer_norm.forward(x, ctx);
       ctx.record('last_hidden_state', last);
       // Pooled output: the token at argmax(id) (legacy eos_token_id 2, as SD1.5's config) or the

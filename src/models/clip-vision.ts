@@ -7,7 +7,7 @@ import { ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { add } from '../kernels/elementwise.js';
 import { broadcastTo, concat, nchwToTokens, slice } from '../kernels/layout.js';
 import { conv2d } from '../kernels/matmul.js';
-import { ForwardContext, type ForwardOptions } from '../nn/context.js';
+import { ForwardContext, runLayerStack, type ForwardOptions } from '../nn/context.js';
 import { LayerNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore, type Param } from '../nn/weights.js';
 import { ClipEncoderLayer, ClipTextModel, activationOf, type ClipTextConfig } from './clip-text.js';
@@ -90,20 +90,11 @@ export class ClipVisionModel {
       const seq = await concat([cls, tokens], 1);
       const x0 = await add(seq, this.position_embedding.tensor.reshape([1, n + 1, d]));
       ctx.record(`${pre}embeddings:out`, x0);
-      let x = await this.pre_layrnorm.forward(x0, ctx);
       const hidden: Tensor[] = [];
-      const keep = (t: Tensor, i: number) => {
-        if (opts.outputHiddenStates) hidden.push(t.reshape(t.shape).keep());
-        ctx.record(`hidden_states.${i}`, t);
-        if (i === this.layers.length - 1) ctx.record('penultimate', t);
-      };
-      keep(x, 0);
-      for (let i = 0; i < this.layers.length; i++) {
-        const y = await this.layers[i]!.forward(x, ctx);
-        x.dispose();
-        x = y;
-        keep(x, i + 1);
-      }
+      const penultimate = this.layers.length - 1; // hidden_states[-2], what IP-Adapter reads
+      const x = await runLayerStack(await this.pre_layrnorm.forward(x0, ctx), this.layers, ctx, opts.outputHiddenStates ? hidden : null, (t, i) => {
+        if (i === penultimate) ctx.record('penultimate', t);
+      });
       ctx.record('last_hidden_state', x);
       const clsOut = (await slice(x, [0, 0, 0], [b, 1, d])).reshape([b, d]);
       const pooled = await this.post_layernorm.forward(clsOut, ctx);

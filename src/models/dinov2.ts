@@ -7,7 +7,7 @@ import { add, binary } from '../kernels/elementwise.js';
 import { broadcastTo, concat, nchwToTokens, permute, slice } from '../kernels/layout.js';
 import { attention } from '../kernels/attention.js';
 import { resizeBicubic } from '../kernels/resize.js';
-import { ForwardContext, type ForwardOptions } from '../nn/context.js';
+import { ForwardContext, runLayerStack, type ForwardOptions } from '../nn/context.js';
 import { Conv2d, LayerNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore, type Param } from '../nn/weights.js';
 import { activationOf } from './clip-text.js';
@@ -184,20 +184,10 @@ export class Dinov2Model {
       const seq = await concat([cls, tokens], 1);
       const pos = await this.positionTable(h, w);
       ctx.record('position_embeddings.used', pos);
-      let x = await add(seq, pos);
-      ctx.record('embeddings:out', x);
+      const x0 = await add(seq, pos);
+      ctx.record('embeddings:out', x0);
       const hidden: Tensor[] = [];
-      const keep = (t: Tensor, i: number) => {
-        if (opts.outputHiddenStates) hidden.push(t.reshape(t.shape).keep());
-        ctx.record(`hidden_states.${i}`, t);
-      };
-      keep(x, 0);
-      for (let i = 0; i < this.layers.length; i++) {
-        const y = await this.layers[i]!.forward(x, ctx);
-        x.dispose();
-        x = y;
-        keep(x, i + 1);
-      }
+      const x = await runLayerStack(x0, this.layers, ctx, opts.outputHiddenStates ? hidden : null);
       const last = await this.layernorm.forward(x, ctx);
       ctx.record('last_hidden_state', last);
       const pooled = (await slice(last, [0, 0, 0], [b, 1, d])).reshape([b, d]);

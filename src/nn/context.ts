@@ -67,3 +67,28 @@ export class ForwardContext {
     this.taps.clear();
   }
 }
+
+/** Runs a stack of encoder layers on x, recording `hidden_states.0` (x) … `hidden_states.L` and
+ *  keeping views of them in `hidden` when given; `onState` sees each state too. Each layer's input
+ *  is released once the layer has run. Returns the last layer's output. */
+export async function runLayerStack(
+  x: Tensor,
+  layers: readonly { forward(x: Tensor, ctx: ForwardContext): Promise<Tensor> }[],
+  ctx: ForwardContext,
+  hidden: Tensor[] | null,
+  onState?: (state: Tensor, index: number) => void,
+): Promise<Tensor> {
+  const state = (t: Tensor, i: number) => {
+    hidden?.push(t.reshape(t.shape).keep());
+    ctx.record(`hidden_states.${i}`, t);
+    onState?.(t, i);
+  };
+  state(x, 0);
+  for (let i = 0; i < layers.length; i++) {
+    const y = await layers[i]!.forward(x, ctx);
+    x.dispose();
+    x = y;
+    state(x, i + 1);
+  }
+  return x;
+}
