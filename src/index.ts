@@ -21,3 +21,4 @@ export type { Conditioning, IpAttention } from './models/sd-blocks.js';
 export { decodeImage, loadImage, applyOrientation, jpegOrientation, sniffFormat, ImageDecodeError, MAX_PIXELS, type RgbImage, type DecodeOptions, type ImageFormat } from './io/image.js';
 export { resizeU8, resizeImage, type ResampleFilter } from './io/resample.js';
 export { processImage, imageProcessor, shortEdgeSize, type ImageProcessorConfig } from './io/preprocess.js';
+export { FileError } from './io/errors.js';

@@ -5,6 +5,7 @@
 // 16-bit samples are scaled to 8 bits (round(v·255/65535)). PIL's convert("RGB") instead clamps
 // 16-bit values to 255, which turns ordinary 16-bit images white; that loader defect is not copied.
 
+import { FileError } from './errors.js';
 import { PNG } from 'pngjs';
 import jpeg from 'jpeg-js';
 
@@ -18,14 +19,8 @@ export interface RgbImage {
 /** Images with more pixels than this are refused (PIL's decompression-bomb threshold is 89.5 MP). */
 export const MAX_PIXELS = 89_478_485;
 
-export class ImageDecodeError extends Error {
+export class ImageDecodeError extends FileError {
   override name = 'ImageDecodeError';
-  constructor(
-    readonly file: string,
-    readonly problem: string,
-  ) {
-    super(`${file}: ${problem}`);
-  }
 }
 
 export type ImageFormat = 'png' | 'jpeg' | 'bmp';

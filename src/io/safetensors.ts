@@ -5,6 +5,7 @@
 // block; offsets are relative to the start of the data block. Tensors are read one at a time with
 // positioned reads.
 
+import { FileError } from './errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../gpu/half.js';
 import { openFile, type ByteSource } from './bytesource.js';
 
@@ -25,14 +26,8 @@ export type SafetensorsDType = keyof typeof SAFETENSORS_DTYPES;
 /** Header size bound, as in the reference implementation (100 MB). */
 export const MAX_HEADER_BYTES = 100_000_000;
 
-export class SafetensorsError extends Error {
+export class SafetensorsError extends FileError {
   override name = 'SafetensorsError';
-  constructor(
-    readonly file: string,
-    readonly problem: string,
-  ) {
-    super(`${file}: ${problem}`);
-  }
 }
 
 export interface TensorInfo {
