@@ -196,7 +196,9 @@ export async function acquireDevice(options: DeviceOptions = {}): Promise<Acquir
   for (const name of LIMITS_TO_MAXIMISE) if (typeof deviceLimits[name] === 'number') limits[name] = deviceLimits[name]!;
 
   const features = [...device.features].map(String).sort();
-  let held: GPU | undefined = gpu;
+  // dawn.node's GPU object must stay referenced while the device is in use; dropping the last
+  // reference after destroy lets Node exit.
+  const keepAlive: { gpu: GPU | null } = { gpu };
   return {
     device,
     adapter,
@@ -205,8 +207,7 @@ export async function acquireDevice(options: DeviceOptions = {}): Promise<Acquir
     limits,
     destroy() {
       device.destroy();
-      held = undefined; // dropping the last reference to dawn.node's GPU object lets Node exit
-      void held;
+      keepAlive.gpu = null;
     },
   };
 }

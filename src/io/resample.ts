@@ -96,7 +96,6 @@ export function resizeU8(src: Uint8Array, w: number, h: number, channels: number
   const vert = coefficients(h, 0, h, outH, filter);
   let img = src;
   let iw = w;
-  let ih = h;
   const vb = vert.bounds.slice();
   if (needH) {
     const first = vb[0]!;
@@ -120,7 +119,6 @@ export function resizeU8(src: Uint8Array, w: number, h: number, channels: number
     }
     img = tmp;
     iw = outW;
-    ih = rows;
   }
   if (!needV) return img === src ? src.slice() : img;
   const out = new Uint8Array(iw * outH * channels);
@@ -137,7 +135,6 @@ export function resizeU8(src: Uint8Array, w: number, h: number, channels: number
       }
     }
   }
-  void ih;
   return out;
 }
 

@@ -205,9 +205,8 @@ function gemmCode(v: GemmVariant): string {
   return /* wgsl */ `
 struct P {
   M: u32, N: u32, K: u32, batch_a: u32,
-  batch_b: u32, batch_c: u32, ow: u32, _s: u32,
-  ih: u32, iw: u32, _kw: u32, _khw: u32,
-  pad_top: u32, pad_left: u32, _a: u32, _b: u32,
+  batch_b: u32, batch_c: u32, ow: u32, ih: u32,
+  iw: u32, pad_top: u32, pad_left: u32,
 }
 @group(0) @binding(0) var<uniform> p: P;
 ${bindings.join('\n')}
@@ -314,9 +313,8 @@ async function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>,
   const c = g.conv;
   const params = new Params()
     .u32(g.M, g.N, g.K, g.batchA)
-    .u32(g.batchB, g.M * g.N, c?.ow ?? 1, 0)
-    .u32(c?.ih ?? 0, c?.iw ?? 0, 0, 0)
-    .u32(c?.padTop ?? 0, c?.padLeft ?? 0, 0, 0)
+    .u32(g.batchB, g.M * g.N, c?.ow ?? 1, c?.ih ?? 0)
+    .u32(c?.iw ?? 0, c?.padTop ?? 0, c?.padLeft ?? 0)
     .build();
   const inputs = [a, b];
   if (bias) inputs.push(bias);
