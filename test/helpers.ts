@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getRuntime, type Runtime } from '../src/gpu/runtime.js';
+import { normalisedError } from '../src/parity/parity.js';
 
 /** Compiled tests run from dist/test; the fixtures stay in the source tree. */
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures');
@@ -39,18 +40,8 @@ export function randn(n: number, seed: number, scale = 1): Float32Array {
   return out;
 }
 
-/** max|a − b| / max(1, max|b|): the fixtures README's normalised error. */
-export function normErr(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) return Infinity;
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < actual.length; i++) {
-    const d = Math.abs(actual[i]! - expected[i]!);
-    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Infinity : d;
-    maxRef = Math.max(maxRef, Math.abs(expected[i]!));
-  }
-  return maxDiff / Math.max(1, maxRef);
-}
+/** max|a − b| / max(1, max|b|): the fixtures README's normalised error (the one `diffsim parity` uses). */
+export const normErr = normalisedError;
 
 export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, label: string): void {
   assert.is(actual.length, expected.length, `${label}: length`);
