@@ -1,0 +1,10 @@
+/** An error about one input file: `<file>: <problem>`, the one-line form the CLI prints. */
+export class FileError extends Error {
+  override name = 'FileError';
+  constructor(
+    readonly file: string,
+    readonly problem: string,
+  ) {
+    super(`${file}: ${problem}`);
+  }
+}
