@@ -1,7 +1,9 @@
 // The execution runtime: one device, one buffer pool, one pipeline cache, one dispatch path.
 //
-// Dispatches are recorded into a shared command encoder (one compute pass per batch) and submitted
-// in batches. Kernel parameters of a batch live in one uniform "arena" buffer written once per
+// Ops are synchronous: an op validates its inputs, allocates its outputs and records its dispatch
+// before it returns, so the buffers it binds are the ones its arguments hold at the call. Only
+// reading data back is asynchronous. Dispatches are recorded into a shared command encoder (one
+// compute pass per batch) and submitted in batches. Kernel parameters of a batch live in one uniform "arena" buffer written once per
 // submit, and the arena is reused only after the GPU has completed that submission.
 //
 // Buffer reuse: a released storage buffer becomes reusable once every command that may touch it has
@@ -95,7 +97,7 @@ export class Tensor {
     }
     this.storage.retain();
     const view = new Tensor(this.storage, resolved, this.dtype);
-    this.runtime.track(view);
+    track(view);
     return view;
   }
 
@@ -105,9 +107,9 @@ export class Tensor {
     return this.runtime.read(this);
   }
 
-  /** Keeps this tensor alive past the enclosing `runtime.scope`. */
+  /** Keeps this tensor alive past the enclosing `tidy` (the caller then owns it). */
   keep(): this {
-    this.runtime.untrack(this);
+    untrack(this);
     return this;
   }
 
@@ -162,16 +164,14 @@ export class BufferPool {
   constructor(private readonly rt: Runtime) {}
 
   acquire(bytes: number): Storage {
-    const capacity = sizeClass(Math.max(4, bytes));
     const maxBuffer = this.rt.limits.maxBufferSize ?? 268435456;
-    if (capacity > maxBuffer && bytes <= maxBuffer) {
-      return this.wrap(this.create(bytes), bytes);
-    }
     if (bytes > maxBuffer) {
       throw new ShapeError(`a tensor of ${bytes} bytes exceeds this adapter's maxBufferSize (${maxBuffer} bytes)`);
     }
-    const list = this.free.get(capacity);
-    const reused = list?.pop();
+    // Beyond the largest size class that fits the adapter, buffers are made (and pooled) at exact size.
+    const classed = sizeClass(Math.max(4, bytes));
+    const capacity = classed > maxBuffer ? bytes : classed;
+    const reused = this.free.get(capacity)?.pop();
     if (reused) {
       this.pooledBytes -= capacity;
       return this.wrap(reused, capacity);
@@ -217,12 +217,6 @@ export class BufferPool {
   }
 
   private toFree(buffer: GPUBuffer, capacity: number): void {
-    if (buffer.size !== capacity) {
-      // An exact-size buffer (beyond the size-class range) is not pooled.
-      buffer.destroy();
-      this.allocatedBytes -= capacity;
-      return;
-    }
     let list = this.free.get(capacity);
     if (!list) this.free.set(capacity, (list = []));
     list.push(buffer);
@@ -247,12 +241,10 @@ export class BufferPool {
   }
 }
 
-/** A compute kernel: WGSL source plus its binding layout. Bindings in group 0: binding 0 is the
- *  uniform parameter block (when `uniforms` is true), then `inputs` read-only storage buffers, then
+/** A compute kernel's source and binding layout. Bindings in group 0: binding 0 is the uniform
+ *  parameter block (when `uniforms` is true), then `inputs` read-only storage buffers, then
  *  `outputs` read-write storage buffers, in that order. */
-export interface KernelDef {
-  /** Unique cache key; must change whenever `code` changes (include every specialisation). */
-  key: string;
+export interface KernelSource {
   code: string;
   inputs: number;
   outputs: number;
@@ -260,10 +252,24 @@ export interface KernelDef {
   entryPoint?: string;
 }
 
+/** A compiled kernel variant: built once per key (WGSL generated once), then looked up. */
+export interface Kernel extends Readonly<KernelSource> {
+  readonly key: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+}
+
+/** An output a dispatch allocates itself, after its inputs have been validated. */
+export interface OutputSpec {
+  shape: readonly number[];
+  dtype?: DType;
+}
+
 export interface DispatchArgs {
   params?: ArrayBuffer;
   inputs: readonly Tensor[];
-  outputs: readonly Tensor[];
+  /** Existing tensors to write, or shapes of new tensors to allocate (returned by `run`). */
+  outputs: readonly (Tensor | OutputSpec)[];
   workgroups: readonly [number, number?, number?];
 }
 
@@ -317,8 +323,6 @@ interface Batch {
 export interface RuntimeOptions extends DeviceOptions {
   /** Dispatches recorded before a submit (default 32). */
   dispatchesPerSubmit?: number;
-  /** Submissions in flight before `run` waits for the oldest (default 6). */
-  maxInFlight?: number;
 }
 
 const UNIFORM_SLOT = 256;
@@ -334,15 +338,16 @@ export class Runtime {
   completedSerial = 0;
 
   private batch: Batch | null = null;
-  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private readonly kernels = new Map<string, Kernel>();
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
   private readonly uniformFree: GPUBuffer[] = [];
   private readonly inFlight: { serial: number; done: Promise<void> }[] = [];
-  private readonly scopes: Set<Tensor>[] = [];
   private readonly dispatchesPerSubmit: number;
-  private readonly maxInFlight: number;
+  private readonly pendingChecks: Promise<void>[] = [];
   private deviceError: Error | null = null;
   private destroyed = false;
+  /** Dispatches recorded since creation (kernels whose grid is empty are not counted). */
+  dispatchCount = 0;
 
   private constructor(
     private readonly acquired: AcquiredDevice,
@@ -353,11 +358,9 @@ export class Runtime {
     this.adapterInfo = acquired.adapterInfo;
     this.pool = new BufferPool(this);
     this.dispatchesPerSubmit = options.dispatchesPerSubmit ?? 32;
-    this.maxInFlight = options.maxInFlight ?? 6;
     const device = acquired.device;
     device.addEventListener('uncapturederror', (ev) => {
-      const err = (ev as GPUUncapturedErrorEvent).error;
-      if (!this.deviceError) this.deviceError = new Error(`WebGPU error: ${err.message}`);
+      this.fail(new Error(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`));
     });
     void device.lost.then((info) => {
       if (!this.destroyed && !this.deviceError) this.deviceError = new Error(`WebGPU device lost: ${info.message}`);
@@ -387,9 +390,8 @@ export class Runtime {
   empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
     this.assertUsable();
     checkShape(shape);
-    const bytes = Math.ceil((numelOf(shape) * DTYPE_BYTES[dtype]) / 4) * 4;
-    const t = new Tensor(this.pool.acquire(bytes), [...shape], dtype);
-    this.track(t);
+    const t = new Tensor(this.pool.acquire(bytesOf(shape, dtype)), [...shape], dtype);
+    track(t);
     return t;
   }
 
@@ -460,6 +462,7 @@ export class Runtime {
     staging.unmap();
     staging.destroy();
     this.pool.noteExtraAllocation(-size);
+    await this.settleChecks();
     this.throwIfFailed();
     switch (t.dtype) {
       case 'f32':
@@ -494,81 +497,43 @@ export class Runtime {
     this.ensureBatch().encoder.copyBufferToBuffer(src.storage.buffer, srcOffset, dst.storage.buffer, dstOffset, bytes);
   }
 
-  /** Runs `fn` and disposes every tensor created inside it except those it returns (also inside
-   *  arrays and plain objects) and those marked with `keep()`. */
-  async scope<T>(fn: () => Promise<T> | T): Promise<T> {
-    const created = new Set<Tensor>();
-    this.scopes.push(created);
-    let result: T;
-    try {
-      result = await fn();
-    } catch (e) {
-      this.scopes.splice(this.scopes.lastIndexOf(created), 1);
-      for (const t of created) t.dispose();
-      throw e;
-    }
-    this.scopes.splice(this.scopes.lastIndexOf(created), 1);
-    const keep = new Set<Tensor>();
-    collectTensors(result, keep, 0);
-    const parent = this.scopes[this.scopes.length - 1];
-    for (const t of created) {
-      if (keep.has(t)) parent?.add(t);
-      else t.dispose();
-    }
-    return result;
-  }
-
-  /** @internal */
-  track(t: Tensor): void {
-    this.scopes[this.scopes.length - 1]?.add(t);
-  }
-  /** @internal */
-  untrack(t: Tensor): void {
-    for (const s of this.scopes) s.delete(t);
-  }
-
   // ---------------------------------------------------------------- kernels
 
-  /** The compiled pipeline of a kernel, created once (asynchronously) and cached by key. */
-  pipeline(def: KernelDef): Promise<GPUComputePipeline> {
-    let p = this.pipelines.get(def.key);
-    if (!p) {
-      p = this.compile(def);
-      this.pipelines.set(def.key, p);
-      p.catch(() => this.pipelines.delete(def.key));
-    }
-    return p;
-  }
-
-  private async compile(def: KernelDef): Promise<GPUComputePipeline> {
+  /** The kernel variant `key`, built by `build` (WGSL source) and compiled on first use, then
+   *  cached: later calls with the same key return the cached kernel without calling `build`. A
+   *  shader that fails to compile makes the runtime fail: the next read or sync reports the WGSL
+   *  errors with the kernel's key. */
+  kernel(key: string, build: () => KernelSource): Kernel {
+    const cached = this.kernels.get(key);
+    if (cached) return cached;
+    this.assertUsable();
+    const src = build();
     const device = this.device;
-    // Capture the shader's validation error here so it does not poison the device for later work.
+    const layout = this.bindGroupLayout(src);
     device.pushErrorScope('validation');
-    const module = device.createShaderModule({ code: def.code, label: def.key });
-    const info = await module.getCompilationInfo();
-    const moduleError = await device.popErrorScope();
-    const errors = info.messages.filter((m) => m.type === 'error');
-    if (moduleError && !errors.length) throw new Error(`shader module creation failed for kernel '${def.key}': ${moduleError.message}`);
-    if (errors.length) {
-      const lines = def.code.split('\n');
-      const detail = errors
-        .map((m) => `  line ${m.lineNum}:${m.linePos}: ${m.message}\n    ${lines[m.lineNum - 1] ?? ''}`)
-        .join('\n');
-      throw new Error(`WGSL compilation failed for kernel '${def.key}':\n${detail}`);
-    }
-    const layout = device.createPipelineLayout({ bindGroupLayouts: [this.bindGroupLayout(def)] });
-    device.pushErrorScope('validation');
-    const pipeline = await device.createComputePipelineAsync({
-      label: def.key,
-      layout,
-      compute: { module, entryPoint: def.entryPoint ?? 'main' },
+    const module = device.createShaderModule({ code: src.code, label: key });
+    const pipeline = device.createComputePipeline({
+      label: key,
+      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: src.entryPoint ?? 'main' },
     });
-    const err = await device.popErrorScope();
-    if (err) throw new Error(`pipeline creation failed for kernel '${def.key}': ${err.message}`);
-    return pipeline;
+    const checked = device.popErrorScope().then(async (err) => {
+      if (!err) return;
+      const info = await module.getCompilationInfo();
+      const lines = src.code.split('\n');
+      const detail = info.messages
+        .filter((m) => m.type === 'error')
+        .map((m) => `\n  line ${m.lineNum}:${m.linePos}: ${m.message}\n    ${lines[m.lineNum - 1] ?? ''}`)
+        .join('');
+      this.fail(new Error(`kernel '${key}' failed to compile: ${err.message}${detail}`));
+    });
+    this.pendingChecks.push(checked);
+    const kernel: Kernel = { key, ...src, pipeline, layout };
+    this.kernels.set(key, kernel);
+    return kernel;
   }
 
-  private bindGroupLayout(def: KernelDef): GPUBindGroupLayout {
+  private bindGroupLayout(def: KernelSource): GPUBindGroupLayout {
     const key = `${def.uniforms ? 1 : 0}:${def.inputs}:${def.outputs}`;
     let layout = this.layouts.get(key);
     if (!layout) {
@@ -583,52 +548,65 @@ export class Runtime {
     return layout;
   }
 
-  /** The one dispatch path: records `def` with its bindings into the current batch. */
-  async run(def: KernelDef, args: DispatchArgs): Promise<void> {
+  /** The one dispatch path: validates the bindings, allocates the outputs given as shapes, and
+   *  records the dispatch into the current batch before returning the outputs (in order). Nothing
+   *  is allocated when validation fails. */
+  run(kernel: Kernel, args: DispatchArgs): Tensor[] {
     this.assertUsable();
-    if (args.inputs.length !== def.inputs || args.outputs.length !== def.outputs) {
-      throw new Error(`kernel '${def.key}' takes ${def.inputs} inputs and ${def.outputs} outputs, got ${args.inputs.length} and ${args.outputs.length}`);
+    const key = kernel.key;
+    if (args.inputs.length !== kernel.inputs || args.outputs.length !== kernel.outputs) {
+      throw new Error(`kernel '${key}' takes ${kernel.inputs} inputs and ${kernel.outputs} outputs, got ${args.inputs.length} and ${args.outputs.length}`);
     }
     const maxBinding = this.limits.maxStorageBufferBindingSize ?? 134217728;
-    for (const t of [...args.inputs, ...args.outputs]) {
-      t.assertLive(def.key);
-      if (t.byteLength > maxBinding) {
-        throw new ShapeError(
-          `kernel '${def.key}': tensor [${t.shape.join(', ')}] ${t.dtype} is ${t.byteLength} bytes, over this adapter's maxStorageBufferBindingSize (${maxBinding})`,
-        );
+    const checkBinding = (bytes: number, shape: readonly number[], dtype: DType) => {
+      if (bytes > maxBinding) {
+        throw new ShapeError(`kernel '${key}': tensor [${shape.join(', ')}] ${dtype} is ${bytes} bytes, over this adapter's maxStorageBufferBindingSize (${maxBinding})`);
+      }
+    };
+    for (const t of args.inputs) {
+      t.assertLive(key);
+      checkBinding(t.byteLength, t.shape, t.dtype);
+    }
+    for (const o of args.outputs) {
+      if (o instanceof Tensor) {
+        o.assertLive(key);
+        checkBinding(o.byteLength, o.shape, o.dtype);
+      } else {
+        checkShape(o.shape, `kernel '${key}' output`);
+        checkBinding(bytesOf(o.shape, o.dtype ?? 'f32'), o.shape, o.dtype ?? 'f32');
       }
     }
     const [x, y = 1, z = 1] = args.workgroups;
     const maxDim = this.limits.maxComputeWorkgroupsPerDimension ?? 65535;
-    if (x > maxDim || y > maxDim || z > maxDim) throw new Error(`kernel '${def.key}': workgroup grid [${x}, ${y}, ${z}] exceeds ${maxDim} per dimension`);
-    const pipeline = await this.pipeline(def);
-    if (x === 0 || y === 0 || z === 0) return;
-    if (this.inFlight.length >= this.maxInFlight) await this.inFlight[0]!.done;
+    if (x > maxDim || y > maxDim || z > maxDim) throw new Error(`kernel '${key}': workgroup grid [${x}, ${y}, ${z}] exceeds ${maxDim} per dimension`);
+    if (kernel.uniforms && (args.params?.byteLength ?? 0) > UNIFORM_SLOT) throw new Error(`kernel '${key}': parameter block over ${UNIFORM_SLOT} bytes`);
 
-    const batch = this.ensureBatch();
-    if (def.uniforms && batch.uniformUsed + UNIFORM_SLOT > batch.uniformData.byteLength) {
+    const outputs = args.outputs.map((o) => (o instanceof Tensor ? o : this.empty(o.shape, o.dtype ?? 'f32')));
+    if (x === 0 || y === 0 || z === 0) return outputs;
+    let batch = this.ensureBatch();
+    if (kernel.uniforms && batch.uniformUsed + UNIFORM_SLOT > batch.uniformData.byteLength) {
       this.flush();
-      return this.run(def, args);
+      batch = this.ensureBatch();
     }
     const entries: GPUBindGroupEntry[] = [];
     let binding = 0;
-    if (def.uniforms) {
-      const params = args.params ?? new ArrayBuffer(16);
-      if (params.byteLength > UNIFORM_SLOT) throw new Error(`kernel '${def.key}': parameter block over ${UNIFORM_SLOT} bytes`);
+    if (kernel.uniforms) {
+      const params = args.params ?? EMPTY_PARAMS;
       batch.uniformData.set(new Uint8Array(params), batch.uniformUsed);
       entries.push({ binding: binding++, resource: { buffer: batch.uniformBuffer, offset: batch.uniformUsed, size: Math.max(16, params.byteLength) } });
       batch.uniformUsed += UNIFORM_SLOT;
     }
-    for (const t of [...args.inputs, ...args.outputs]) {
-      entries.push({ binding: binding++, resource: { buffer: t.storage.buffer, offset: 0, size: Math.max(4, t.byteLength) } });
-    }
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    for (const t of args.inputs) entries.push({ binding: binding++, resource: { buffer: t.storage.buffer, offset: 0, size: Math.max(4, t.byteLength) } });
+    for (const t of outputs) entries.push({ binding: binding++, resource: { buffer: t.storage.buffer, offset: 0, size: Math.max(4, t.byteLength) } });
+    const bindGroup = this.device.createBindGroup({ layout: kernel.layout, entries });
     if (!batch.pass) batch.pass = batch.encoder.beginComputePass();
-    batch.pass.setPipeline(pipeline);
+    batch.pass.setPipeline(kernel.pipeline);
     batch.pass.setBindGroup(0, bindGroup);
     batch.pass.dispatchWorkgroups(x, y, z);
     batch.dispatches++;
+    this.dispatchCount++;
     if (batch.dispatches >= this.dispatchesPerSubmit) this.flush();
+    return outputs;
   }
 
   /** A workgroup grid covering `count` workgroups within the per-dimension limit. */
@@ -699,10 +677,23 @@ export class Runtime {
   async sync(): Promise<void> {
     this.flush();
     while (this.inFlight.length) await this.inFlight[this.inFlight.length - 1]!.done;
+    await this.settleChecks();
     this.throwIfFailed();
   }
 
+  /** Waits for the outcome of pipeline creations (compile errors arrive asynchronously). */
+  private async settleChecks(): Promise<void> {
+    while (this.pendingChecks.length) await Promise.all(this.pendingChecks.splice(0));
+  }
+
+  /** @internal Marks the runtime as failed: the first error is reported by every later call. */
+  fail(err: Error): void {
+    if (!this.deviceError) this.deviceError = err;
+  }
+
+  /** GPU memory counters; all zero once the runtime is closed or destroyed. */
   memory(): MemoryStats {
+    if (this.destroyed) return { allocatedBytes: 0, liveBytes: 0, pooledBytes: 0, pendingBytes: 0, peakAllocatedBytes: this.pool.peakAllocatedBytes, liveTensors: 0 };
     return {
       allocatedBytes: this.pool.allocatedBytes,
       liveBytes: this.pool.liveBytes,
@@ -765,6 +756,58 @@ export class Runtime {
   private throwIfFailed(): void {
     if (this.deviceError) throw this.deviceError;
   }
+}
+
+const EMPTY_PARAMS = new ArrayBuffer(16);
+
+function bytesOf(shape: readonly number[], dtype: DType): number {
+  return Math.ceil((numelOf(shape) * DTYPE_BYTES[dtype]) / 4) * 4;
+}
+
+// ---------------------------------------------------------------- tidy
+
+// Ops are synchronous, so a tidy call runs to completion before any other code does: the stack
+// below only ever holds the scopes of the tidy calls currently on the JS call stack, and
+// concurrent async tasks cannot register tensors in each other's scopes.
+const tidyStack: Set<Tensor>[] = [];
+
+function track(t: Tensor): void {
+  tidyStack[tidyStack.length - 1]?.add(t);
+}
+
+function untrack(t: Tensor): void {
+  for (const s of tidyStack) s.delete(t);
+}
+
+/** Runs the synchronous `fn` and disposes every tensor created inside it except those it returns
+ *  (also inside arrays, Maps and plain objects, up to four levels deep) and those marked with
+ *  `keep()`. Returned tensors belong to the enclosing tidy, or to the caller outside any. When
+ *  `fn` throws, everything it created is disposed. `fn` may not be async: a tensor created after
+ *  an `await` could not be attributed to the right call. */
+export function tidy<T>(fn: () => T): T {
+  const created = new Set<Tensor>();
+  tidyStack.push(created);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    tidyStack.pop();
+    for (const t of created) t.dispose();
+    throw e;
+  }
+  tidyStack.pop();
+  if (result !== null && typeof result === 'object' && typeof (result as { then?: unknown }).then === 'function') {
+    for (const t of created) t.dispose();
+    throw new TypeError('tidy: the function returned a Promise; tidy takes synchronous functions (ops are synchronous, only reads are async)');
+  }
+  const keep = new Set<Tensor>();
+  collectTensors(result, keep, 0);
+  const parent = tidyStack[tidyStack.length - 1];
+  for (const t of created) {
+    if (keep.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+  return result;
 }
 
 function collectTensors(value: unknown, out: Set<Tensor>, depth: number): void {

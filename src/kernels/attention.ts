@@ -26,7 +26,15 @@ export interface AttentionOptions {
   causal?: boolean;
   /** Layout of q/k/v/out: `merged` = (B, N, H·D) (default), `split` = (B, H, N, D). */
   layout?: 'merged' | 'split';
+  /** Output batch i attends with q's batch element `qBatch[i]` to k/v's batch element `kvBatch[i]`
+   *  (no copies): e.g. qBatch [0, 0, 1, 1], kvBatch [0, 1, 0, 1] gives O_AA, O_AB, O_BA, O_BB of a
+   *  stacked pair. Either map may be omitted (identity); up to MAX_BATCH_MAP entries. */
+  qBatch?: readonly number[];
+  kvBatch?: readonly number[];
 }
+
+/** Longest batch map `attention` takes (the maps travel in the uniform block). */
+export const MAX_BATCH_MAP = 16;
 
 function layoutOf(kind: 'merged' | 'split', heads: number, n: number, d: number): HeadLayout {
   return kind === 'merged' ? { batch: n * heads * d, head: d, row: heads * d } : { batch: heads * n * d, head: n * d, row: d };
@@ -59,7 +67,7 @@ function plan(d: number, causal: boolean, smemLimit: number): AttnPlan {
   throw new ShapeError(`attention: head dimension ${d} too large for workgroup memory`);
 }
 
-function attentionCode(pl: AttnPlan): string {
+function attentionCode(pl: AttnPlan, mapped: boolean): string {
   const { d, rt, bq, dp, bk, causal } = pl;
   const ds = dp / rt; // vec4s per invocation
   const threads = bq * rt;
@@ -72,6 +80,8 @@ struct P {
   kb: u32, kh: u32, kr: u32, _b: u32,
   vb: u32, vh: u32, vr: u32, _c: u32,
   ob: u32, oh: u32, or: u32, _d: u32,
+  qmap: array<vec4<u32>, ${MAX_BATCH_MAP / 4}>,
+  kvmap: array<vec4<u32>, ${MAX_BATCH_MAP / 4}>,
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -92,17 +102,19 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   let bh = wid.y;
   let b = bh / p.heads;
   let h = bh % p.heads;
+  let bq_in = ${mapped ? 'p.qmap[b / 4u][b % 4u]' : 'b'};
+  let bkv = ${mapped ? 'p.kvmap[b / 4u][b % 4u]' : 'b'};
   let q0 = wid.x * ${BQ}u;
   let row = tid / RT;
   let lane = tid % RT;
   let qi = q0 + row;
-  let k_base = b * p.kb + h * p.kh;
-  let v_base = b * p.vb + h * p.vh;
+  let k_base = bkv * p.kb + h * p.kh;
+  let v_base = bkv * p.vb + h * p.vh;
 
   // This invocation's slice of the (scaled) query row, in registers.
   var qv: array<vec4<f32>, DS>;
   if (qi < p.nq) {
-    let q_base = b * p.qb + h * p.qh + qi * p.qr;
+    let q_base = bq_in * p.qb + h * p.qh + qi * p.qr;
     for (var i = 0u; i < DS; i++) {
       let c = (lane * DS + i) * 4u;
       var t = vec4<f32>(0.0);
@@ -177,54 +189,65 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
 }`;
 }
 
-/** softmax(Q·Kᵀ·scale)·V per (batch, head). Merged layout: q (B, Nq, H·D), k/v (B, Nk, H·D) →
- *  (B, Nq, H·D). Split layout: (B, H, N, D) → (B, H, Nq, D). Default scale 1/√D. */
-export async function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Promise<Tensor> {
+/** softmax(Q·Kᵀ·scale)·V per (batch, head). Merged layout: q (B, Nq, H·D), k/v (B', Nk, H·D) →
+ *  (B, Nq, H·D). Split layout: (B, H, N, D) → (B, H, Nq, D). Default scale 1/√D. With batch maps
+ *  the output has one batch element per map entry (see AttentionOptions). */
+export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Tensor {
   for (const [t, name] of [[q, 'q'], [k, 'k'], [v, 'v']] as const) {
     assertFloat(t, `attention ${name}`);
   }
   const layout = o.layout ?? 'merged';
-  let b: number, nq: number, nk: number, heads: number, d: number;
+  const mismatch = () => new ShapeError(`attention: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} do not match`);
+  let bQ: number, bKV: number, nq: number, nk: number, heads: number, d: number;
   if (layout === 'merged') {
     if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) throw new ShapeError(`attention: merged layout needs (B, N, H·D) tensors, got ${shapeStr(q.shape)}, ${shapeStr(k.shape)}, ${shapeStr(v.shape)}`);
     heads = o.heads;
     const c = q.shape[2]!;
-    if (c % heads !== 0) throw new ShapeError(`attention: ${c} channels not divisible by ${heads} heads`);
+    if (!Number.isInteger(heads) || heads < 1 || c % heads !== 0) throw new ShapeError(`attention: ${c} channels not divisible by ${heads} heads`);
     d = c / heads;
-    [b, nq] = q.shape as [number, number];
-    nk = k.shape[1]!;
-    if (k.shape[0] !== b || v.shape[0] !== b || k.shape[2] !== c || v.shape[2] !== c || v.shape[1] !== nk) {
-      throw new ShapeError(`attention: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} do not match`);
-    }
+    [bQ, nq] = q.shape as [number, number];
+    [bKV, nk] = k.shape as [number, number];
+    if (v.shape[0] !== bKV || k.shape[2] !== c || v.shape[2] !== c || v.shape[1] !== nk) throw mismatch();
   } else {
     if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) throw new ShapeError(`attention: split layout needs (B, H, N, D) tensors, got ${shapeStr(q.shape)}, ${shapeStr(k.shape)}, ${shapeStr(v.shape)}`);
-    [b, heads, nq, d] = q.shape as [number, number, number, number];
+    [bQ, heads, nq, d] = q.shape as [number, number, number, number];
+    bKV = k.shape[0]!;
     nk = k.shape[2]!;
     if (heads !== o.heads) throw new ShapeError(`attention: q has ${heads} heads, options say ${o.heads}`);
-    if (shapeStr(k.shape) !== shapeStr([b, heads, nk, d]) || shapeStr(v.shape) !== shapeStr(k.shape)) {
-      throw new ShapeError(`attention: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} do not match`);
-    }
+    if (shapeStr(k.shape) !== shapeStr([bKV, heads, nk, d]) || shapeStr(v.shape) !== shapeStr(k.shape)) throw mismatch();
   }
+  const identity = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const qMap = o.qBatch ?? (o.kvBatch ? identity(o.kvBatch.length) : identity(bQ));
+  const kvMap = o.kvBatch ?? identity(qMap.length);
+  if (!o.qBatch && !o.kvBatch && bQ !== bKV) throw mismatch();
+  const b = qMap.length;
+  if (kvMap.length !== b) throw new ShapeError(`attention: qBatch has ${b} entries, kvBatch ${kvMap.length}`);
+  if ((o.qBatch || o.kvBatch) && b > MAX_BATCH_MAP) throw new ShapeError(`attention: batch maps of ${b} entries, over ${MAX_BATCH_MAP}`);
+  const badIndex = (m: readonly number[], n: number) => m.some((i) => !Number.isInteger(i) || i < 0 || i >= n);
+  if (badIndex(qMap, bQ)) throw new ShapeError(`attention: qBatch [${qMap.join(', ')}] must index q's ${bQ} batch elements`);
+  if (badIndex(kvMap, bKV)) throw new ShapeError(`attention: kvBatch [${kvMap.join(', ')}] must index k/v's ${bKV} batch elements`);
   if (d > 1536) throw new ShapeError(`attention: head dimension ${d} over 1536`);
   const rt = runtimeOf(q, k, v);
-  const out = rt.empty(q.shape);
   const causal = !!o.causal;
   const pl = plan(d, causal, rt.limits.maxComputeWorkgroupStorageSize ?? 16384);
   const lq = layoutOf(layout, heads, nq, d);
   const lk = layoutOf(layout, heads, nk, d);
   const scale = o.scale ?? 1 / Math.sqrt(d);
+  const outShape = layout === 'merged' ? [b, nq, heads * d] : [b, heads, nq, d];
+  if (b * heads > (rt.limits.maxComputeWorkgroupsPerDimension ?? 65535)) throw new ShapeError('attention: batch × heads over the workgroup grid limit');
   const params = new Params()
     .u32(nq, nk, heads)
     .f32(scale)
     .u32(lq.batch, lq.head, lq.row, 0)
     .u32(lk.batch, lk.head, lk.row, 0)
     .u32(lk.batch, lk.head, lk.row, 0)
-    .u32(lq.batch, lq.head, lq.row, 0)
-    .build();
-  if (b * heads > (rt.limits.maxComputeWorkgroupsPerDimension ?? 65535)) throw new ShapeError('attention: batch × heads over the workgroup grid limit');
-  await rt.run(
-    { key: `attention:${d}:${pl.rt}:${pl.bq}:${pl.bk}:${causal ? 'causal' : 'full'}`, code: attentionCode(pl), inputs: 3, outputs: 1, uniforms: true },
-    { params, inputs: [q, k, v], outputs: [out], workgroups: [ceilDiv(nq, pl.bq), b * heads, 1] },
-  );
-  return out;
+    .u32(lq.batch, lq.head, lq.row, 0);
+  // Without maps (any batch size) the maps are unused beyond MAX_BATCH_MAP: index b directly.
+  const mapped = b <= MAX_BATCH_MAP;
+  for (const m of [qMap, kvMap]) for (let i = 0; i < MAX_BATCH_MAP; i++) params.u32(mapped ? (m[i] ?? 0) : 0);
+  const key = `attention:${d}:${pl.rt}:${pl.bq}:${pl.bk}:${causal ? 'causal' : 'full'}:${mapped ? 'map' : 'direct'}`;
+  return rt.run(
+    rt.kernel(key, () => ({ code: attentionCode(pl, mapped), inputs: 3, outputs: 1, uniforms: true })),
+    { params: params.build(), inputs: [q, k, v], outputs: [{ shape: outShape }], workgroups: [ceilDiv(nq, pl.bq), b * heads, 1] },
+  )[0]!;
 }

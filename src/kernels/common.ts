@@ -1,6 +1,6 @@
 // Shared WGSL snippets and launcher helpers.
 
-import { Params, ShapeError, type DType, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { Params, ShapeError, type DType, type OutputSpec, type Runtime, type Tensor } from '../gpu/runtime.js';
 
 export { Params };
 
@@ -105,7 +105,6 @@ export function runtimeOf(...tensors: Tensor[]): Runtime {
 export const ELEMENTWISE_WG = 256;
 
 export interface ElementwiseKernel {
-  key: string;
   /** Uniform fields after the leading `n: u32` element count, WGSL syntax (`c: u32, scale: f32`). */
   fields?: string;
   /** Storage declarations for bindings 1…, read-only inputs first, then outputs. */
@@ -119,9 +118,20 @@ export interface ElementwiseKernel {
 }
 
 /** One invocation per element over `n` elements on a 2-D grid: the shared skeleton of the
- *  elementwise and layout kernels. `params` follows `n` in the uniform block. */
-export async function runElementwise(rt: Runtime, k: ElementwiseKernel, n: number, params: Params, inputs: Tensor[], outputs: Tensor[]): Promise<void> {
-  const code = /* wgsl */ `
+ *  elementwise and layout kernels. `build` runs once per `key`; `params` follows `n` in the
+ *  uniform block. Returns the outputs (those given as shapes are allocated). */
+export function runElementwise(
+  rt: Runtime,
+  key: string,
+  build: () => ElementwiseKernel,
+  n: number,
+  params: Params,
+  inputs: readonly Tensor[],
+  outputs: readonly (Tensor | OutputSpec)[],
+): Tensor[] {
+  const kernel = rt.kernel(key, () => {
+    const k = build();
+    const code = /* wgsl */ `
 struct P { n: u32, ${k.fields ?? ''} }
 @group(0) @binding(0) var<uniform> p: P;
 ${k.bindings.map((b, i) => `@group(0) @binding(${i + 1}) ${b};`).join('\n')}
@@ -133,8 +143,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i >= p.n) { return; }
   ${k.body}
 }`;
-  await rt.run(
-    { key: k.key, code, inputs: k.inputs, outputs: k.outputs, uniforms: true },
-    { params: new Params().u32(n).append(params).build(), inputs, outputs, workgroups: rt.grid(ceilDiv(n, ELEMENTWISE_WG)) },
-  );
+    return { code, inputs: k.inputs, outputs: k.outputs, uniforms: true };
+  });
+  return rt.run(kernel, { params: new Params().u32(n).append(params).build(), inputs, outputs, workgroups: rt.grid(ceilDiv(n, ELEMENTWISE_WG)) });
 }

@@ -1,6 +1,6 @@
 // Elementwise kernels: activations, affine maps, broadcasting binary ops, GEGLU.
 
-import { ShapeError, type Tensor } from '../gpu/runtime.js';
+import { ShapeError, numelOf, type Tensor } from '../gpu/runtime.js';
 import { Params, WGSL_ACTIVATIONS, assertFloat, runElementwise, runtimeOf, shapeStr, type Activation } from './common.js';
 
 const MAX_RANK = 6;
@@ -8,30 +8,28 @@ const MAX_RANK = 6;
 export type UnaryOp = Activation | 'exp';
 
 /** y = clamp(op(x · scale + shift), lo, hi), elementwise. */
-export async function unary(x: Tensor, op: UnaryOp, scale = 1, shift = 0, clampTo?: readonly [number, number]): Promise<Tensor> {
+export function unary(x: Tensor, op: UnaryOp, scale = 1, shift = 0, clampTo?: readonly [number, number]): Tensor {
   assertFloat(x, `unary(${op})`);
   const rt = runtimeOf(x);
-  const y = rt.empty(x.shape);
   const n = x.numel;
   const [lo, hi] = clampTo ?? [-3.4e38, 3.4e38];
   const expr = `act_${op}(x[i] * p.scale + p.shift)`;
-  await runElementwise(
+  return runElementwise(
     rt,
-    {
-      key: `unary:${op}${clampTo ? ':clamp' : ''}`,
+    `unary:${op}${clampTo ? ':clamp' : ''}`,
+    () => ({
       fields: 'scale: f32, shift: f32, lo: f32, hi: f32',
       bindings: ['var<storage, read> x: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 1,
       outputs: 1,
       prelude: `${WGSL_ACTIVATIONS}\nfn act_exp(v: f32) -> f32 { return exp(v); }`,
       body: `y[i] = ${clampTo ? `clamp(${expr}, p.lo, p.hi)` : expr};`,
-    },
+    }),
     n,
     new Params().f32(scale, shift, lo, hi),
     [x],
-    [y],
-  );
-  return y;
+    [{ shape: x.shape }],
+  )[0]!;
 }
 
 export const silu = (x: Tensor) => unary(x, 'silu');
@@ -70,14 +68,13 @@ function broadcastStrides(shape: readonly number[], outShape: readonly number[])
 }
 
 /** y = (alpha·a) op (beta·b) with NumPy broadcasting. */
-export async function binary(a: Tensor, b: Tensor, op: BinaryOp, alpha = 1, beta = 1): Promise<Tensor> {
+export function binary(a: Tensor, b: Tensor, op: BinaryOp, alpha = 1, beta = 1): Tensor {
   assertFloat(a, op);
   assertFloat(b, op);
   const rt = runtimeOf(a, b);
   const outShape = broadcastShapes(a.shape, b.shape, op);
   if (outShape.length > MAX_RANK) throw new ShapeError(`${op}: rank ${outShape.length} over ${MAX_RANK}`);
-  const y = rt.empty(outShape);
-  const n = y.numel;
+  const n = numelOf(outShape);
   const same = shapeStr(a.shape) === shapeStr(outShape) && shapeStr(b.shape) === shapeStr(outShape);
   // Pad to MAX_RANK with leading size-1 axes.
   const pad = MAX_RANK - outShape.length;
@@ -95,10 +92,10 @@ export async function binary(a: Tensor, b: Tensor, op: BinaryOp, alpha = 1, beta
   }`;
   const prm = new Params().f32(alpha, beta).u32(0);
   for (let d = 0; d < MAX_RANK; d++) prm.u32(dims[d]!, sa[d]!, sb[d]!, 0);
-  await runElementwise(
+  return runElementwise(
     rt,
-    {
-      key: `binary:${op}:${same ? 'same' : 'bcast'}`,
+    `binary:${op}:${same ? 'same' : 'bcast'}`,
+    () => ({
       fields: `alpha: f32, beta: f32, _pad: u32, dims: array<vec4<u32>, ${MAX_RANK}>`,
       bindings: ['var<storage, read> xa: array<f32>', 'var<storage, read> xb: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 2,
@@ -107,13 +104,12 @@ export async function binary(a: Tensor, b: Tensor, op: BinaryOp, alpha = 1, beta
   let a = p.alpha * xa[ia];
   let b = p.beta * xb[ib];
   y[i] = ${BINARY_EXPR[op]};`,
-    },
+    }),
     n,
     prm,
     [a, b],
-    [y],
-  );
-  return y;
+    [{ shape: outShape }],
+  )[0]!;
 }
 
 export const add = (a: Tensor, b: Tensor) => binary(a, b, 'add');
@@ -122,18 +118,18 @@ export const mul = (a: Tensor, b: Tensor) => binary(a, b, 'mul');
 export const div = (a: Tensor, b: Tensor) => binary(a, b, 'div');
 
 /** GEGLU: x [..., 2C] → [..., C] = x[..., :C] · gelu(x[..., C:]) (diffusers' GEGLU chunk order). */
-export async function geglu(x: Tensor): Promise<Tensor> {
+export function geglu(x: Tensor): Tensor {
   assertFloat(x, 'geglu');
   const last = x.shape[x.rank - 1] ?? 0;
   if (x.rank === 0 || last % 2 !== 0) throw new ShapeError(`geglu: last dimension of ${shapeStr(x.shape)} must be even`);
   const rt = runtimeOf(x);
   const c = last / 2;
-  const y = rt.empty([...x.shape.slice(0, -1), c]);
-  const n = y.numel;
-  await runElementwise(
+  const outShape = [...x.shape.slice(0, -1), c];
+  const n = numelOf(outShape);
+  return runElementwise(
     rt,
-    {
-      key: 'geglu',
+    'geglu',
+    () => ({
       fields: 'c: u32',
       bindings: ['var<storage, read> x: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 1,
@@ -141,26 +137,25 @@ export async function geglu(x: Tensor): Promise<Tensor> {
       prelude: WGSL_ACTIVATIONS,
       body: `let base = (i / p.c) * 2u * p.c;
   y[i] = x[base + i % p.c] * act_gelu(x[base + p.c + i % p.c]);`,
-    },
+    }),
     n,
     new Params().u32(c),
     [x],
-    [y],
-  );
-  return y;
+    [{ shape: outShape }],
+  )[0]!;
 }
 
 /** Fills a tensor with deterministic pseudo-random values uniform in [−scale, scale) (a counter
  *  hash of the index and seed), or with a constant when scale is 0 (then `value`). For benchmarks
  *  and tests that need weights without a checkpoint. */
-export async function fillUniform(t: Tensor, seed: number, scale: number, value = 0): Promise<void> {
+export function fillUniform(t: Tensor, seed: number, scale: number, value = 0): void {
   assertFloat(t, 'fillUniform');
   const rt = runtimeOf(t);
   const n = t.numel;
-  await runElementwise(
+  runElementwise(
     rt,
-    {
-      key: 'fill_uniform',
+    'fill_uniform',
+    () => ({
       fields: 'seed: u32, scale: f32, value: f32',
       bindings: ['var<storage, read_write> y: array<f32>'],
       inputs: 0,
@@ -172,7 +167,7 @@ export async function fillUniform(t: Tensor, seed: number, scale: number, value 
 }`,
       body: `let u = f32(pcg(i ^ pcg(p.seed)) >> 8u) * (1.0 / 16777216.0);
   y[i] = select(p.value, (2.0 * u - 1.0) * p.scale, p.scale != 0.0);`,
-    },
+    }),
     n,
     new Params().u32(seed >>> 0).f32(scale, value),
     [],

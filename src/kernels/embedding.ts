@@ -15,7 +15,7 @@ export interface TimestepEmbeddingOptions {
  *  emb = [sin(t·freq), cos(t·freq)] (or [cos, sin] with flipSinToCos), zero-padded when dim is odd.
  *  The frequency table follows torch's float32 arithmetic; sin/cos use an explicit range reduction so
  *  large arguments (t ≈ 1000) keep full float32 accuracy on GPUs with approximate trig. */
-export async function timestepEmbedding(timesteps: Tensor, dim: number, o: TimestepEmbeddingOptions): Promise<Tensor> {
+export function timestepEmbedding(timesteps: Tensor, dim: number, o: TimestepEmbeddingOptions): Tensor {
   if (timesteps.rank !== 1 || timesteps.dtype !== 'f32') throw new ShapeError(`timestepEmbedding: timesteps must be a 1-D f32 tensor, got ${shapeStr(timesteps.shape)} ${timesteps.dtype}`);
   if (!Number.isInteger(dim) || dim < 2) throw new ShapeError(`timestepEmbedding: dim ${dim} must be an integer ≥ 2`);
   const rt = runtimeOf(timesteps);
@@ -30,12 +30,11 @@ export async function timestepEmbedding(timesteps: Tensor, dim: number, o: Times
   }
   const freqTensor = rt.upload(freqs, [half]);
   const b = timesteps.shape[0]!;
-  const y = rt.empty([b, dim]);
   const n = b * dim;
-  await runElementwise(
+  const [y] = runElementwise(
     rt,
-    {
-      key: 'timestep_embedding',
+    'timestep_embedding',
+    () => ({
       fields: 'dim: u32, half: u32, flip: u32, scale: f32',
       bindings: ['var<storage, read> t: array<f32>', 'var<storage, read> freq: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 2,
@@ -52,20 +51,20 @@ export async function timestepEmbedding(timesteps: Tensor, dim: number, o: Times
   let j = select(col - p.half, col, first);
   let r = reduce_2pi(p.scale * (t[row] * freq[j]));
   y[i] = select(cos(r), sin(r), first != (p.flip != 0u));`,
-    },
+    }),
     n,
     new Params().u32(dim, half, o.flipSinToCos ? 1 : 0).f32(o.scale ?? 1),
     [timesteps, freqTensor],
-    [y],
+    [{ shape: [b, dim] }],
   );
   freqTensor.dispose();
-  return y;
+  return y!;
 }
 
 /** Gathers rows of a [V, D] table by integer ids (host data of shape `idsShape`): out [...idsShape, D].
  *  The ids are checked on the host (no GPU read-back) and uploaded. The table may be split into
  *  several row blocks (each under the adapter's binding limit); `blockRows` is the rows per block. */
-export async function embeddingLookup(idsHost: Int32Array, idsShape: readonly number[], blocks: readonly Tensor[], blockRows: number): Promise<Tensor> {
+export function embeddingLookup(idsHost: Int32Array, idsShape: readonly number[], blocks: readonly Tensor[], blockRows: number): Tensor {
   const first = blocks[0];
   if (!first || first.rank !== 2) throw new ShapeError('embeddingLookup: need at least one [rows, D] table block');
   if (idsHost.length !== idsShape.reduce((a, b) => a * b, 1)) throw new ShapeError(`embeddingLookup: ${idsHost.length} ids for shape ${shapeStr(idsShape)}`);
@@ -74,19 +73,21 @@ export async function embeddingLookup(idsHost: Int32Array, idsShape: readonly nu
   for (let i = 0; i < idsHost.length; i++) {
     if (idsHost[i]! < 0 || idsHost[i]! >= vocab) throw new RangeError(`embeddingLookup: id ${idsHost[i]} at position ${i} outside the vocabulary of ${vocab}`);
   }
+  for (const table of blocks) {
+    if (table.rank !== 2 || table.dtype !== first.dtype || table.shape[1] !== d) throw new ShapeError('embeddingLookup: table blocks differ in rank, dtype or width');
+  }
   const rt = runtimeOf(...blocks);
   const ids = rt.upload(idsHost, idsShape, 'i32');
   const y = rt.zeros([...idsShape, d]);
   const n = ids.numel * d;
   for (let blk = 0; blk < blocks.length; blk++) {
     const table = blocks[blk]!;
-    if (table.dtype !== first.dtype || table.shape[1] !== d) throw new ShapeError('embeddingLookup: table blocks differ in dtype or width');
     const ty = table.dtype === 'f16' ? 'u32' : 'f32';
     const load = table.dtype === 'f16' ? 'unpack2x16float(table[src >> 1u])[src & 1u]' : 'table[src]';
-    await runElementwise(
+    runElementwise(
       rt,
-      {
-        key: `embedding:${table.dtype}`,
+      `embedding:${table.dtype}`,
+      () => ({
         fields: 'd: u32, row0: u32, rows: u32',
         bindings: ['var<storage, read> ids: array<i32>', `var<storage, read> table: array<${ty}>`, 'var<storage, read_write> y: array<f32>'],
         inputs: 2,
@@ -95,7 +96,7 @@ export async function embeddingLookup(idsHost: Int32Array, idsShape: readonly nu
   if (id < p.row0 || id >= p.row0 + p.rows) { return; }
   let src = (id - p.row0) * p.d + i % p.d;
   y[i] = ${load};`,
-      },
+      }),
       n,
       new Params().u32(d, blk * blockRows, table.shape[0]!),
       [ids, table],

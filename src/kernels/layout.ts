@@ -1,6 +1,6 @@
 // Layout kernels: permute, slice, concat, nearest upsampling, NCHW ↔ tokens, head split/merge.
 
-import { ShapeError, type Tensor } from '../gpu/runtime.js';
+import { ShapeError, numelOf, type Tensor } from '../gpu/runtime.js';
 import { Params, runElementwise, runtimeOf, shapeStr } from './common.js';
 
 const MAX_RANK = 6;
@@ -16,22 +16,21 @@ function contiguousStrides(shape: readonly number[]): number[] {
 }
 
 /** out[i] = x[offset + Σ_d idx_d · stride_d] for the output shape `shape` (rank ≤ 6, 32-bit types). */
-async function gather(x: Tensor, shape: readonly number[], strides: readonly number[], offset: number, key: string): Promise<Tensor> {
+function gather(x: Tensor, shape: readonly number[], strides: readonly number[], offset: number, key: string): Tensor {
   const rt = runtimeOf(x);
   if (shape.length > MAX_RANK) throw new ShapeError(`${key}: rank ${shape.length} over ${MAX_RANK}`);
   if (x.dtype === 'f16') throw new TypeError(`${key}: f16 tensors are not supported by layout kernels`);
-  const y = rt.empty(shape, x.dtype);
-  const n = y.numel;
+  const n = numelOf(shape);
   const pad = MAX_RANK - shape.length;
   const dims = [...new Array<number>(pad).fill(1), ...shape];
   const st = [...new Array<number>(pad).fill(0), ...strides];
   const ty = x.dtype === 'f32' ? 'f32' : x.dtype;
   const prm = new Params().u32(offset, 0, 0);
   for (let d = 0; d < MAX_RANK; d++) prm.u32(dims[d]!, st[d]!, 0, 0);
-  await runElementwise(
+  return runElementwise(
     rt,
-    {
-      key: `gather:${ty}`,
+    `gather:${ty}`,
+    () => ({
       fields: `offset: u32, _a: u32, _b: u32, dims: array<vec4<u32>, ${MAX_RANK}>`,
       bindings: [`var<storage, read> x: array<${ty}>`, `var<storage, read_write> y: array<${ty}>`],
       inputs: 1,
@@ -44,17 +43,16 @@ async function gather(x: Tensor, shape: readonly number[], strides: readonly num
     src += q * p.dims[d].y;
   }
   y[i] = x[src];`,
-    },
+    }),
     n,
     prm,
     [x],
-    [y],
-  );
-  return y;
+    [{ shape, dtype: x.dtype }],
+  )[0]!;
 }
 
 /** Permutes axes: out.shape[i] = x.shape[perm[i]]. */
-export function permute(x: Tensor, perm: readonly number[]): Promise<Tensor> {
+export function permute(x: Tensor, perm: readonly number[]): Tensor {
   if (perm.length !== x.rank || [...perm].sort((a, b) => a - b).some((v, i) => v !== i)) {
     throw new ShapeError(`permute: [${perm.join(', ')}] is not a permutation of the axes of ${shapeStr(x.shape)}`);
   }
@@ -63,7 +61,7 @@ export function permute(x: Tensor, perm: readonly number[]): Promise<Tensor> {
 }
 
 /** Broadcasts x to `shape` (NumPy rules: size-1 or missing leading axes repeat), as a copy. */
-export function broadcastTo(x: Tensor, shape: readonly number[]): Promise<Tensor> {
+export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
   if (shape.length < x.rank) throw new ShapeError(`broadcastTo: ${shapeStr(x.shape)} has more axes than ${shapeStr(shape)}`);
   const xs = contiguousStrides(x.shape);
   const strides = shape.map((d, i) => {
@@ -77,7 +75,7 @@ export function broadcastTo(x: Tensor, shape: readonly number[]): Promise<Tensor
 }
 
 /** Slices `[start, start+size)` along each axis (size -1: to the end). */
-export function slice(x: Tensor, starts: readonly number[], sizes: readonly number[]): Promise<Tensor> {
+export function slice(x: Tensor, starts: readonly number[], sizes: readonly number[]): Tensor {
   if (starts.length !== x.rank || sizes.length !== x.rank) throw new ShapeError(`slice: need ${x.rank} starts and sizes for ${shapeStr(x.shape)}`);
   const xs = contiguousStrides(x.shape);
   const outShape: number[] = [];
@@ -95,7 +93,7 @@ export function slice(x: Tensor, starts: readonly number[], sizes: readonly numb
 }
 
 /** Concatenates along `axis` (all other dimensions equal). */
-export async function concat(tensors: readonly Tensor[], axis: number): Promise<Tensor> {
+export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   if (!tensors.length) throw new ShapeError('concat: no tensors');
   const first = tensors[0]!;
   const rank = first.rank;
@@ -112,22 +110,23 @@ export async function concat(tensors: readonly Tensor[], axis: number): Promise<
   const outShape = [...first.shape];
   outShape[axis] = total;
   const y = rt.empty(outShape, first.dtype);
+  if (y.numel === 0) return y;
   const inner = first.shape.slice(axis + 1).reduce((a, b) => a * b, 1);
   const ty = first.dtype;
   let offset = 0;
   for (const t of tensors) {
     const n = t.numel;
     const block = t.shape[axis]! * inner;
-      await runElementwise(
+    runElementwise(
       rt,
-      {
-        key: `concat:${ty}`,
+      `concat:${ty}`,
+      () => ({
         fields: 'block: u32, out_block: u32, offset: u32',
         bindings: [`var<storage, read> x: array<${ty}>`, `var<storage, read_write> y: array<${ty}>`],
         inputs: 1,
         outputs: 1,
         body: 'y[(i / p.block) * p.out_block + p.offset + i % p.block] = x[i];',
-      },
+      }),
       n,
       new Params().u32(block, total * inner, offset * inner),
       [t],
@@ -139,52 +138,51 @@ export async function concat(tensors: readonly Tensor[], axis: number): Promise<
 }
 
 /** Nearest-neighbour ×2 upsampling of NCHW (torch `interpolate(scale_factor=2, mode="nearest")`). */
-export function upsampleNearest2x(x: Tensor): Promise<Tensor> {
+export function upsampleNearest2x(x: Tensor): Tensor {
   if (x.rank !== 4) throw new ShapeError(`upsampleNearest2x: expected NCHW, got ${shapeStr(x.shape)}`);
   const [b, c, h, w] = x.shape as [number, number, number, number];
   // View the output [B, C, H, 2, W, 2] as a broadcast read of x: the two size-2 axes have stride 0.
-  return gather(x, [b, c, h, 2, w, 2], [c * h * w, h * w, w, 0, 1, 0], 0, 'upsample').then((y) => {
-    const r = y.reshape([b, c, 2 * h, 2 * w]);
-    y.dispose();
-    return r;
-  });
+  const y = gather(x, [b, c, h, 2, w, 2], [c * h * w, h * w, w, 0, 1, 0], 0, 'upsample');
+  const r = y.reshape([b, c, 2 * h, 2 * w]);
+  y.dispose();
+  return r;
 }
 
 /** NCHW → (B, H·W, C), token n = y·W + x. */
-export async function nchwToTokens(x: Tensor): Promise<Tensor> {
+export function nchwToTokens(x: Tensor): Tensor {
   if (x.rank !== 4) throw new ShapeError(`nchwToTokens: expected NCHW, got ${shapeStr(x.shape)}`);
   const [b, c, h, w] = x.shape as [number, number, number, number];
   const v = x.reshape([b, c, h * w]);
-  const y = await permute(v, [0, 2, 1]);
+  const y = permute(v, [0, 2, 1]);
   v.dispose();
   return y;
 }
 
 /** (B, H·W, C) → NCHW. */
-export async function tokensToNchw(x: Tensor, h: number, w: number): Promise<Tensor> {
+export function tokensToNchw(x: Tensor, h: number, w: number): Tensor {
   if (x.rank !== 3 || x.shape[1] !== h * w) throw new ShapeError(`tokensToNchw: ${shapeStr(x.shape)} is not (B, ${h}·${w}, C)`);
   const [b, , c] = x.shape as [number, number, number];
-  const y = await permute(x, [0, 2, 1]);
+  const y = permute(x, [0, 2, 1]);
   const r = y.reshape([b, c, h, w]);
   y.dispose();
   return r;
 }
 
 /** (B, N, H·D) → (B, H, N, D); channel c = head·D + d. */
-export async function splitHeads(x: Tensor, heads: number): Promise<Tensor> {
+export function splitHeads(x: Tensor, heads: number): Tensor {
   const [b, n, c] = x.shape as [number, number, number];
   if (x.rank !== 3 || c % heads !== 0) throw new ShapeError(`splitHeads: ${shapeStr(x.shape)} channels not divisible by ${heads} heads`);
   const v = x.reshape([b, n, heads, c / heads]);
-  const y = await permute(v, [0, 2, 1, 3]);
+  const y = permute(v, [0, 2, 1, 3]);
   v.dispose();
   return y;
 }
 
 /** (B, H, N, D) → (B, N, H·D). */
-export async function mergeHeads(x: Tensor): Promise<Tensor> {
+export function mergeHeads(x: Tensor): Tensor {
   if (x.rank !== 4) throw new ShapeError(`mergeHeads: expected (B, H, N, D), got ${shapeStr(x.shape)}`);
   const [b, h, n, d] = x.shape as [number, number, number, number];
-  const y = await permute(x, [0, 2, 1, 3]);
+  const y = permute(x, [0, 2, 1, 3]);
   const r = y.reshape([b, n, h * d]);
   y.dispose();
   return r;

@@ -6,7 +6,8 @@
 // Each workgroup computes a BM×BN tile; each invocation a TM×TN block of it, accumulating in f32
 // over K in steps of BK staged through workgroup memory (A transposed so reads are vec4).
 
-import { ShapeError, type DType, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { ShapeError, numelOf, type DType, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { binary, unary } from './elementwise.js';
 import { Params, WGSL_ACTIVATIONS, assertFloat, ceilDiv, runtimeOf, shapeStr, storageType, type Activation } from './common.js';
 
 export interface TileConfig {
@@ -301,7 +302,7 @@ export function chooseTile(rt: Runtime, M: number, N: number, batch: number): Ti
   return TILES.small;
 }
 
-async function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: GemmLaunch, a: Tensor, b: Tensor, bias: Tensor | undefined, residual: Tensor | undefined, out: Tensor): Promise<void> {
+function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: GemmLaunch, a: Tensor, b: Tensor, bias: Tensor | undefined, residual: Tensor | undefined, outShape: readonly number[]): Tensor {
   const tile = chooseTile(rt, g.M, g.N, g.batch);
   const noVec = envFlag('DIFFSIM_GEMM_SCALAR');
   // vec4 loads need 16-byte aligned rows and batch strides.
@@ -319,10 +320,20 @@ async function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>,
   const inputs = [a, b];
   if (bias) inputs.push(bias);
   if (residual) inputs.push(residual);
-  await rt.run(
-    { key: variantKey(variant), code: gemmCode(variant), inputs: inputs.length, outputs: 1, uniforms: true },
-    { params, inputs, outputs: [out], workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
-  );
+  if (g.K === 0) {
+    // An empty sum: act(0 + bias) + residual, as PyTorch gives; no GEMM to run.
+    const y = rt.zeros(outShape);
+    if (!bias && !residual) return y; // every activation maps 0 to 0
+    const yb = bias ? binary(y, bias.reshape(v.bias === 'm' ? [g.M, 1, 1] : [g.N]), 'add') : y;
+    const ya = v.act !== 'none' ? unary(yb, v.act) : yb;
+    const yr = residual ? binary(ya, residual, 'add') : ya;
+    for (const t of new Set([y, yb, ya])) if (t !== yr) t.dispose();
+    return yr;
+  }
+  return rt.run(
+    rt.kernel(variantKey(variant), () => ({ code: gemmCode(variant), inputs: inputs.length, outputs: 1, uniforms: true })),
+    { params, inputs, outputs: [{ shape: outShape }], workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
+  )[0]!;
 }
 
 function envFlag(name: string): boolean {
@@ -338,7 +349,7 @@ export interface LinearOptions {
 }
 
 /** y[..., N] = act(x[..., K] · Wᵀ + bias) + residual, W in PyTorch's (N, K) layout, f32 or f16. */
-export async function linear(x: Tensor, weight: Tensor, o: LinearOptions = {}): Promise<Tensor> {
+export function linear(x: Tensor, weight: Tensor, o: LinearOptions = {}): Tensor {
   assertFloat(x, 'linear input');
   assertFloat(weight, 'linear weight', true);
   if (weight.rank !== 2) throw new ShapeError(`linear: weight must be (out, in), got ${shapeStr(weight.shape)}`);
@@ -348,9 +359,8 @@ export async function linear(x: Tensor, weight: Tensor, o: LinearOptions = {}): 
   const outShape = [...x.shape.slice(0, -1), n];
   if (o.residual && shapeStr(o.residual.shape) !== shapeStr(outShape)) throw new ShapeError(`linear: residual ${shapeStr(o.residual.shape)} is not ${shapeStr(outShape)}`);
   const rt = runtimeOf(x, weight);
-  const m = x.numel / k;
-  const y = rt.empty(outShape);
-  await gemm(
+  const m = numelOf(outShape) / Math.max(n, 1);
+  return gemm(
     rt,
     { dtypeA: 'f32', dtypeB: weight.dtype, bLayout: 'nk', bias: o.bias ? 'n' : 'none', act: o.act ?? 'none', residual: !!o.residual },
     { M: m, N: n, K: k, batch: 1, batchA: 0, batchB: 0 },
@@ -358,9 +368,8 @@ export async function linear(x: Tensor, weight: Tensor, o: LinearOptions = {}): 
     weight,
     o.bias,
     o.residual,
-    y,
+    outShape,
   );
-  return y;
 }
 
 export interface MatmulOptions {
@@ -370,7 +379,7 @@ export interface MatmulOptions {
 
 /** Batched matmul a (…, M, K) · b (…, K, N) → (…, M, N). Batch dims must match, or b may have none
  *  (broadcast). */
-export async function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Promise<Tensor> {
+export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
   assertFloat(a, 'matmul a');
   assertFloat(b, 'matmul b', true);
   if (a.rank < 2 || b.rank < 2) throw new ShapeError(`matmul: operands need rank ≥ 2, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
@@ -385,8 +394,7 @@ export async function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Promi
   const bBatchN = bBatch.reduce((s, d) => s * d, 1);
   if (bBatchN !== 1 && shapeStr(bBatch) !== shapeStr(batchShape)) throw new ShapeError(`matmul: batch dimensions ${shapeStr(batchShape)} and ${shapeStr(bBatch)} differ`);
   const rt = runtimeOf(a, b);
-  const y = rt.empty([...batchShape, m, n]);
-  await gemm(
+  return gemm(
     rt,
     { dtypeA: 'f32', dtypeB: b.dtype, bLayout: o.transposeB ? 'nk' : 'kn', bias: 'none', act: 'none', residual: false },
     { M: m, N: n, K: k, batch, batchA: m * k, batchB: bBatchN === 1 ? 0 : k * n },
@@ -394,9 +402,8 @@ export async function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Promi
     b,
     undefined,
     undefined,
-    y,
+    [...batchShape, m, n],
   );
-  return y;
 }
 
 export interface Conv2dOptions {
@@ -410,7 +417,7 @@ export interface Conv2dOptions {
 }
 
 /** 2-D convolution of x [B, Cin, H, W] with weight [Cout, Cin, KH, KW] (f32 or f16) as an implicit GEMM. */
-export async function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): Promise<Tensor> {
+export function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): Tensor {
   assertFloat(x, 'conv2d input');
   assertFloat(weight, 'conv2d weight', true);
   if (x.rank !== 4) throw new ShapeError(`conv2d: input must be NCHW, got ${shapeStr(x.shape)}`);
@@ -421,7 +428,8 @@ export async function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): 
   const stride = o.stride ?? 1;
   const pad = typeof o.padding === 'number' || o.padding === undefined ? [o.padding ?? 0, o.padding ?? 0, o.padding ?? 0, o.padding ?? 0] : [...o.padding];
   const [pt, pb, pl, pr] = pad as [number, number, number, number];
-  if (!(stride >= 1) || pad.some((v) => v < 0 || !Number.isInteger(v))) throw new ShapeError('conv2d: stride must be ≥ 1 and padding non-negative integers');
+  if (!Number.isInteger(stride) || stride < 1) throw new ShapeError(`conv2d: stride must be an integer ≥ 1, got ${stride}`);
+  if (pad.length !== 4 || pad.some((v) => !Number.isInteger(v) || v < 0)) throw new ShapeError(`conv2d: padding must be non-negative integers, got ${JSON.stringify(o.padding)}`);
   const oh = Math.floor((h + pt + pb - kh) / stride) + 1;
   const ow = Math.floor((w + pl + pr - kw) / stride) + 1;
   if (oh < 1 || ow < 1) throw new ShapeError(`conv2d: kernel ${kh}×${kw} larger than padded input ${h}×${w}`);
@@ -429,9 +437,8 @@ export async function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): 
   const outShape = [b, cout, oh, ow];
   if (o.residual && shapeStr(o.residual.shape) !== shapeStr(outShape)) throw new ShapeError(`conv2d: residual ${shapeStr(o.residual.shape)} is not ${shapeStr(outShape)}`);
   const rt = runtimeOf(x, weight);
-  const y = rt.empty(outShape);
   const pointwise = kh === 1 && kw === 1 && stride === 1 && pt + pb + pl + pr === 0;
-  await gemm(
+  return gemm(
     rt,
     {
       dtypeA: weight.dtype,
@@ -455,7 +462,6 @@ export async function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): 
     x,
     o.bias,
     o.residual,
-    y,
+    outShape,
   );
-  return y;
 }

@@ -34,12 +34,10 @@ fn wg_max(v: f32, lid: u32) -> f32 {
 `;
 
 /** Per-row mean and 1/sqrt(var + eps) of a [rows, len] view: out [rows, 2]. */
-async function rowStats(x: Tensor, rows: number, len: number, eps: number): Promise<Tensor> {
+function rowStats(x: Tensor, rows: number, len: number, eps: number): Tensor {
   const rt = runtimeOf(x);
-  const stats = rt.empty([rows, 2]);
-  await rt.run(
-    {
-      key: 'row_stats',
+  return rt.run(
+    rt.kernel('row_stats', () => ({
       inputs: 1,
       outputs: 1,
       uniforms: true,
@@ -63,10 +61,9 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   let v = wg_sum(q, lid) / f32(p.len);
   if (lid == 0u) { stats[row] = vec2<f32>(mean, inverseSqrt(v + p.eps)); }
 }`,
-    },
-    { params: new Params().u32(rows, len).f32(eps).build(), inputs: [x], outputs: [stats], workgroups: rt.grid(rows) },
-  );
-  return stats;
+    })),
+    { params: new Params().u32(rows, len).f32(eps).build(), inputs: [x], outputs: [{ shape: [rows, 2] }], workgroups: rt.grid(rows) },
+  )[0]!;
 }
 
 export interface GroupNormOptions {
@@ -77,7 +74,7 @@ export interface GroupNormOptions {
 }
 
 /** GroupNorm over x [B, C, ...spatial] with per-channel weight/bias [C]. */
-export async function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: GroupNormOptions): Promise<Tensor> {
+export function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: GroupNormOptions): Tensor {
   assertFloat(x, 'groupNorm');
   if (x.rank < 2) throw new ShapeError(`groupNorm: expected [B, C, ...], got ${shapeStr(x.shape)}`);
   const [b, c] = x.shape as [number, number];
@@ -86,14 +83,13 @@ export async function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: Grou
   const rt = runtimeOf(x, weight, bias);
   const spatial = x.numel / (b * c || 1);
   const groupLen = (c / o.groups) * spatial;
-  const stats = await rowStats(x, b * o.groups, groupLen, o.eps);
-  const y = rt.empty(x.shape);
+  const stats = rowStats(x, b * o.groups, groupLen, o.eps);
   const n = x.numel;
   const act = o.silu ? 'silu' : 'none';
-  await runElementwise(
+  const [y] = runElementwise(
     rt,
-    {
-      key: `group_norm_apply:${act}`,
+    `group_norm_apply:${act}`,
+    () => ({
       fields: 'c: u32, spatial: u32, cpg: u32',
       bindings: ['var<storage, read> x: array<f32>', 'var<storage, read> stats: array<vec2<f32>>', 'var<storage, read> w: array<f32>', 'var<storage, read> bias: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 4,
@@ -103,31 +99,30 @@ export async function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: Grou
   let ch = bc % p.c;
   let st = stats[(bc / p.c) * (p.c / p.cpg) + ch / p.cpg];
   y[i] = act_${act}((x[i] - st.x) * st.y * w[ch] + bias[ch]);`,
-    },
+    }),
     n,
     new Params().u32(c, spatial, c / o.groups),
     [x, stats, weight, bias],
-    [y],
+    [{ shape: x.shape }],
   );
   stats.dispose();
-  return y;
+  return y!;
 }
 
 /** LayerNorm over the last axis with weight/bias [C]. */
-export async function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Promise<Tensor> {
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
   assertFloat(x, 'layerNorm');
   const c = x.shape[x.rank - 1];
   if (c === undefined || c === 0) throw new ShapeError(`layerNorm: bad shape ${shapeStr(x.shape)}`);
   if (weight.numel !== c || bias.numel !== c) throw new ShapeError(`layerNorm: weight/bias must have ${c} elements, got ${weight.numel} and ${bias.numel}`);
   const rt = runtimeOf(x, weight, bias);
   const rows = x.numel / c;
-  const stats = await rowStats(x, rows, c, eps);
-  const y = rt.empty(x.shape);
+  const stats = rowStats(x, rows, c, eps);
   const n = x.numel;
-  await runElementwise(
+  const [y] = runElementwise(
     rt,
-    {
-      key: 'layer_norm_apply',
+    'layer_norm_apply',
+    () => ({
       fields: 'c: u32',
       bindings: ['var<storage, read> x: array<f32>', 'var<storage, read> stats: array<vec2<f32>>', 'var<storage, read> w: array<f32>', 'var<storage, read> bias: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 4,
@@ -135,27 +130,25 @@ export async function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: nu
       body: `let ch = i % p.c;
   let st = stats[i / p.c];
   y[i] = (x[i] - st.x) * st.y * w[ch] + bias[ch];`,
-    },
+    }),
     n,
     new Params().u32(c),
     [x, stats, weight, bias],
-    [y],
+    [{ shape: x.shape }],
   );
   stats.dispose();
-  return y;
+  return y!;
 }
 
 /** Softmax over the last axis, y = exp(s·x − max)/Σ, with an optional scale s on the logits. */
-export async function softmax(x: Tensor, scale = 1): Promise<Tensor> {
+export function softmax(x: Tensor, scale = 1): Tensor {
   assertFloat(x, 'softmax');
   const c = x.shape[x.rank - 1];
   if (c === undefined || c === 0) throw new ShapeError(`softmax: bad shape ${shapeStr(x.shape)}`);
   const rt = runtimeOf(x);
   const rows = x.numel / c;
-  const y = rt.empty(x.shape);
-  await rt.run(
-    {
-      key: 'softmax',
+  return rt.run(
+    rt.kernel('softmax', () => ({
       inputs: 1,
       outputs: 1,
       uniforms: true,
@@ -179,8 +172,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   let inv = 1.0 / wg_sum(s, lid);
   for (var i = lid; i < p.len; i += ${RED}u) { y[base + i] = exp(x[base + i] * p.scale - m) * inv; }
 }`,
-    },
-    { params: new Params().u32(rows, c).f32(scale).build(), inputs: [x], outputs: [y], workgroups: rt.grid(rows) },
-  );
-  return y;
+    })),
+    { params: new Params().u32(rows, c).f32(scale).build(), inputs: [x], outputs: [{ shape: x.shape }], workgroups: rt.grid(rows) },
+  )[0]!;
 }

@@ -1,7 +1,7 @@
 // Whole-tensor reductions for AAS: cosine similarity and mean squared error of two tensors.
 
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
-import { Params, assertFloat, runtimeOf, shapeStr } from './common.js';
+import { Params, assertFloat, runElementwise, runtimeOf, shapeStr } from './common.js';
 
 const WG = 256;
 const PER_THREAD = 16;
@@ -18,17 +18,15 @@ export interface PairStats {
 
 /** Reduces two equally sized tensors to [Σab, Σa², Σb², Σ(a−b)²] on the GPU (a [4] tensor).
  *  Two passes: per-workgroup tree sums, then one workgroup over the partials. */
-export async function pairSums(a: Tensor, b: Tensor): Promise<Tensor> {
+export function pairSums(a: Tensor, b: Tensor): Tensor {
   assertFloat(a, 'pairSums');
   assertFloat(b, 'pairSums');
   if (a.numel !== b.numel) throw new ShapeError(`pairSums: ${shapeStr(a.shape)} and ${shapeStr(b.shape)} differ in size`);
   const rt = runtimeOf(a, b);
   const n = a.numel;
   const groups = Math.max(1, Math.min(MAX_PARTIALS, Math.ceil(n / (WG * PER_THREAD))));
-  const partials = rt.empty([groups, 4]);
-  await rt.run(
-    {
-      key: 'pair_sums:1',
+  const [partials] = rt.run(
+    rt.kernel('pair_sums:1', () => ({
       inputs: 2,
       outputs: 1,
       uniforms: true,
@@ -60,13 +58,11 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   }
   if (lid.x == 0u) { out[wid.x] = sh[0]; }
 }`,
-    },
-    { params: new Params().u32(n, groups).build(), inputs: [a, b], outputs: [partials], workgroups: [groups] },
+    })),
+    { params: new Params().u32(n, groups).build(), inputs: [a, b], outputs: [{ shape: [groups, 4] }], workgroups: [groups] },
   );
-  const sums = rt.empty([4]);
-  await rt.run(
-    {
-      key: 'pair_sums:2',
+  const [sums] = rt.run(
+    rt.kernel('pair_sums:2', () => ({
       inputs: 1,
       outputs: 1,
       uniforms: true,
@@ -88,19 +84,23 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   }
   if (lid.x == 0u) { out[0] = sh[0]; }
 }`,
-    },
-    { params: new Params().u32(groups).build(), inputs: [partials], outputs: [sums], workgroups: [1] },
+    })),
+    { params: new Params().u32(groups).build(), inputs: [partials!], outputs: [{ shape: [4] }], workgroups: [1] },
   );
-  partials.dispose();
-  return sums;
+  partials!.dispose();
+  return sums!;
 }
 
 /** Σ statistics of two tensors, read back to the host. */
 export async function pairStats(a: Tensor, b: Tensor): Promise<PairStats> {
-  const sums = await pairSums(a, b);
-  const v = (await sums.read()) as Float32Array;
-  sums.dispose();
-  return { dot: v[0]!, sumSqA: v[1]!, sumSqB: v[2]!, sumSqDiff: v[3]!, count: a.numel };
+  const sums = pairSums(a, b);
+  const count = a.numel;
+  try {
+    const v = (await sums.read()) as Float32Array;
+    return { dot: v[0]!, sumSqA: v[1]!, sumSqB: v[2]!, sumSqDiff: v[3]!, count };
+  } finally {
+    sums.dispose();
+  }
 }
 
 /** torch.nn.functional.cosine_similarity of the two tensors flattened to one vector each (eps 1e-8). */
@@ -108,12 +108,41 @@ export function cosineFromStats(s: PairStats, eps = 1e-8): number {
   return s.dot / (Math.max(Math.sqrt(s.sumSqA), eps) * Math.max(Math.sqrt(s.sumSqB), eps));
 }
 
-export async function cosineSimilarity(a: Tensor, b: Tensor): Promise<number> {
-  return cosineFromStats(await pairStats(a, b));
+/** Finishes pair sums [4] on the GPU: cosine (torch's eps clamp of each norm) or mean squared error. */
+function finishPair(sums: Tensor, count: number, what: 'cosine' | 'mse', eps: number): Tensor {
+  return runElementwise(
+    runtimeOf(sums),
+    `pair_finish:${what}`,
+    () => ({
+      fields: 'count: f32, eps: f32',
+      bindings: ['var<storage, read> s: array<f32>', 'var<storage, read_write> y: array<f32>'],
+      inputs: 1,
+      outputs: 1,
+      body:
+        what === 'cosine'
+          ? 'y[0] = s[0] / (max(sqrt(s[1]), p.eps) * max(sqrt(s[2]), p.eps));'
+          : 'y[0] = s[3] / p.count;',
+    }),
+    1,
+    new Params().f32(count, eps),
+    [sums],
+    [{ shape: [1] }],
+  )[0]!;
 }
 
-/** mean((a − b)²) over all elements. */
-export async function meanSquaredError(a: Tensor, b: Tensor): Promise<number> {
-  const s = await pairStats(a, b);
-  return s.count ? s.sumSqDiff / s.count : NaN;
+/** Cosine similarity of the two tensors flattened to one vector each, as a [1] GPU tensor (read
+ *  it, or many such results stacked, once). */
+export function cosineSimilarity(a: Tensor, b: Tensor, eps = 1e-8): Tensor {
+  const sums = pairSums(a, b);
+  const y = finishPair(sums, a.numel, 'cosine', eps);
+  sums.dispose();
+  return y;
+}
+
+/** mean((a − b)²) over all elements, as a [1] GPU tensor. */
+export function meanSquaredError(a: Tensor, b: Tensor): Tensor {
+  const sums = pairSums(a, b);
+  const y = finishPair(sums, a.numel, 'mse', 0);
+  sums.dispose();
+  return y;
 }

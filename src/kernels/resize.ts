@@ -12,21 +12,20 @@ export interface BicubicOptions {
   scaleX?: number;
 }
 
-export async function resizeBicubic(x: Tensor, outH: number, outW: number, o: BicubicOptions = {}): Promise<Tensor> {
+export function resizeBicubic(x: Tensor, outH: number, outW: number, o: BicubicOptions = {}): Tensor {
   assertFloat(x, 'resizeBicubic');
   if (x.rank !== 4) throw new ShapeError(`resizeBicubic: expected NCHW, got ${shapeStr(x.shape)}`);
   if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH < 1 || outW < 1) throw new ShapeError(`resizeBicubic: bad output size ${outH}×${outW}`);
   const [b, c, h, w] = x.shape as [number, number, number, number];
   const rt = runtimeOf(x);
-  const y = rt.empty([b, c, outH, outW]);
-  const n = y.numel;
+  const n = b * c * outH * outW;
   // torch: float(input)/output, or float(1/scale_factor) computed in double.
   const sy = Math.fround(o.scaleY ?? Math.fround(h) / Math.fround(outH));
   const sx = Math.fround(o.scaleX ?? Math.fround(w) / Math.fround(outW));
-  await runElementwise(
+  return runElementwise(
     rt,
-    {
-      key: 'resize_bicubic',
+    'resize_bicubic',
+    () => ({
       fields: 'ih: u32, iw: u32, oh: u32, ow: u32, sy: f32, sx: f32',
       bindings: ['var<storage, read> x: array<f32>', 'var<storage, read_write> y: array<f32>'],
       inputs: 1,
@@ -58,11 +57,10 @@ fn at(base: u32, yy: i32, xx: i32) -> f32 {
     acc += rowv * wy[r];
   }
   y[i] = acc;`,
-    },
+    }),
     n,
     new Params().u32(h, w, outH, outW).f32(sy, sx),
     [x],
-    [y],
-  );
-  return y;
+    [{ shape: [b, c, outH, outW] }],
+  )[0]!;
 }

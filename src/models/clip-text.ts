@@ -1,12 +1,12 @@
 // transformers' CLIPTextModel: token + position embeddings, pre-LN causal transformer layers
 // (quick_gelu or gelu MLP), final LayerNorm, and the pooled output at the end-of-text token.
 
-import { ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { ShapeError, tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { add } from '../kernels/elementwise.js';
 import { attention } from '../kernels/attention.js';
 import { embeddingLookup } from '../kernels/embedding.js';
 import type { Activation } from '../kernels/common.js';
-import { ForwardContext, runLayerStack, type ForwardOptions } from '../nn/context.js';
+import { ForwardContext, runLayerStack, type ForwardOptions, type Taps, type Vocabulary } from '../nn/context.js';
 import { LayerNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore, type Param } from '../nn/weights.js';
 
@@ -41,8 +41,9 @@ export class ClipAttention {
   readonly k_proj: Linear;
   readonly v_proj: Linear;
   readonly out_proj: Linear;
+  readonly path: string;
   constructor(
-    readonly scope: Scope,
+    scope: Scope,
     dim: number,
     readonly heads: number,
     readonly causal: boolean,
@@ -52,19 +53,15 @@ export class ClipAttention {
     this.k_proj = new Linear(scope.child('k_proj'), dim, dim);
     this.v_proj = new Linear(scope.child('v_proj'), dim, dim);
     this.out_proj = new Linear(scope.child('out_proj'), dim, dim);
+    this.path = scope.path;
+    scope.tap(':out');
   }
   /** out_proj(attention(x)) + residual. */
-  async forward(x: Tensor, ctx: ForwardContext, residual?: Tensor): Promise<Tensor> {
-    const q = await this.q_proj.forward(x, ctx);
-    const k = await this.k_proj.forward(x, ctx);
-    const v = await this.v_proj.forward(x, ctx);
-    const o = await attention(q, k, v, { heads: this.heads, causal: this.causal });
-    q.dispose();
-    k.dispose();
-    v.dispose();
-    const y = await this.out_proj.forward(o, ctx, { residual, preResidualTap: `${this.scope.path}:out` });
-    o.dispose();
-    return y;
+  forward(x: Tensor, ctx: ForwardContext, residual?: Tensor): Tensor {
+    return tidy(() => {
+      const o = attention(this.q_proj.forward(x, ctx), this.k_proj.forward(x, ctx), this.v_proj.forward(x, ctx), { heads: this.heads, causal: this.causal });
+      return this.out_proj.forward(o, ctx, { residual, preResidualTap: `${this.path}:out` });
+    });
   }
 }
 
@@ -74,8 +71,9 @@ export class ClipEncoderLayer {
   readonly layer_norm2: LayerNorm;
   readonly fc1: Linear;
   readonly fc2: Linear;
+  readonly path: string;
   constructor(
-    readonly scope: Scope,
+    scope: Scope,
     dim: number,
     intermediate: number,
     heads: number,
@@ -83,34 +81,42 @@ export class ClipEncoderLayer {
     readonly act: Activation,
     causal: boolean,
   ) {
+    this.path = scope.path;
     this.self_attn = new ClipAttention(scope.child('self_attn'), dim, heads, causal);
     this.layer_norm1 = new LayerNorm(scope.child('layer_norm1'), dim, eps);
     this.layer_norm2 = new LayerNorm(scope.child('layer_norm2'), dim, eps);
     const mlp = scope.child('mlp');
     this.fc1 = new Linear(mlp.child('fc1'), dim, intermediate);
     this.fc2 = new Linear(mlp.child('fc2'), intermediate, dim);
+    mlp.tap(':out');
+    scope.tap(':out');
+    scope.stoppable();
   }
-  async forward(x: Tensor, ctx: ForwardContext): Promise<Tensor> {
-    const h1 = await this.layer_norm1.forward(x, ctx);
-    const a = await this.self_attn.forward(h1, ctx, x);
-    h1.dispose();
-    const h2 = await this.layer_norm2.forward(a, ctx);
-    const m = await this.fc1.forward(h2, ctx, { act: this.act });
-    h2.dispose();
-    const y = await this.fc2.forward(m, ctx, { residual: a, preResidualTap: `${this.scope.path}.mlp:out` });
-    m.dispose();
-    a.dispose();
-    ctx.record(`${this.scope.path}:out`, y);
-    ctx.finished(this.scope.path);
+  forward(x: Tensor, ctx: ForwardContext): Tensor {
+    const y = tidy(() => {
+      const a = this.self_attn.forward(this.layer_norm1.forward(x, ctx), ctx, x);
+      const m = this.fc1.forward(this.layer_norm2.forward(a, ctx), ctx, { act: this.act });
+      return this.fc2.forward(m, ctx, { residual: a, preResidualTap: `${this.path}.mlp:out` });
+    });
+    ctx.record(`${this.path}:out`, y);
+    ctx.finished(this.path);
     return y;
   }
 }
 
 export interface ClipTextOutput {
-  lastHiddenState: Tensor;
-  poolerOutput: Tensor;
-  /** hidden_states[0] = embeddings, [i] = output of layer i−1 (only when asked for). */
+  /** Null when the pass stopped early (as are the other outputs). */
+  lastHiddenState: Tensor | null;
+  poolerOutput: Tensor | null;
+  /** hidden_states[0] = embeddings, [i] = output of layer i−1 (only with outputHiddenStates). */
   hiddenStates: Tensor[];
+  stoppedAfter: string | undefined;
+  taps: Taps;
+}
+
+export interface EncoderForwardOptions extends ForwardOptions {
+  /** Also return every layer's hidden state (transformers' output_hidden_states). */
+  outputHiddenStates?: boolean;
 }
 
 export class ClipTextModel {
@@ -120,6 +126,8 @@ export class ClipTextModel {
   readonly final_layer_norm: LayerNorm;
   private tableBlocks: Tensor[] | null = null;
   private blockRows = 0;
+  /** Every tap and stopping point of a pass. */
+  readonly vocabulary: Vocabulary;
 
   constructor(
     readonly store: WeightStore,
@@ -129,7 +137,10 @@ export class ClipTextModel {
     const where = 'CLIP text config';
     for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings', 'layer_norm_eps']) requireNumber(config, k, where);
     const root = Scope.root(store, prefix);
+    this.vocabulary = root.vocabulary;
     const d = config.hidden_size;
+    root.child('embeddings').tap(':out');
+    for (let i = 0; i <= config.num_hidden_layers; i++) this.vocabulary.tap(`hidden_states.${i}`);
     const emb = root.child('embeddings');
     this.token_embedding = emb.child('token_embedding').param('weight', [config.vocab_size, d]);
     this.position_embedding = emb.child('position_embedding').param('weight', [config.max_position_embeddings, d]);
@@ -139,6 +150,8 @@ export class ClipTextModel {
       this.layers.push(new ClipEncoderLayer(enc.child(i), d, config.intermediate_size, config.num_attention_heads, config.layer_norm_eps, act, true));
     }
     this.final_layer_norm = new LayerNorm(root.child('final_layer_norm'), d, config.layer_norm_eps);
+    this.vocabulary.tap('last_hidden_state');
+    this.vocabulary.tap('pooler_output');
   }
 
   /** The token table split into row blocks that fit the adapter's binding limit. */
@@ -164,7 +177,7 @@ export class ClipTextModel {
   }
 
   /** Runs the encoder on token ids [B, N] (N ≤ max_position_embeddings). */
-  async forward(rt: Runtime, inputIds: Int32Array, batch: number, opts: ForwardOptions & { outputHiddenStates?: boolean } = {}, ctx = new ForwardContext(opts)): Promise<ClipTextOutput> {
+  forward(rt: Runtime, inputIds: Int32Array, batch: number, opts: EncoderForwardOptions = {}): ClipTextOutput {
     const n = inputIds.length / batch;
     if (!Number.isInteger(n) || n < 1) throw new ShapeError(`CLIP text: ${inputIds.length} ids do not split into batch ${batch}`);
     if (n > this.config.max_position_embeddings) throw new ShapeError(`CLIP text: ${n} tokens exceed max_position_embeddings ${this.config.max_position_embeddings}`);
@@ -173,14 +186,15 @@ export class ClipTextModel {
     }
     const d = this.config.hidden_size;
     const prefix = this.final_layer_norm.path.replace(/\.?final_layer_norm$/, '');
-    return rt.scope(async () => {
-      const tok = await embeddingLookup(inputIds, [batch, n], this.blocks(rt), this.blockRows);
-      const pos = await embeddingLookup(Int32Array.from({ length: n }, (_, i) => i), [1, n], [this.position_embedding.tensor], this.config.max_position_embeddings);
-      const x0 = await add(tok, pos);
-      ctx.record(`${prefix ? `${prefix}.` : ''}embeddings:out`, x0);
+    const ctx = new ForwardContext(this.vocabulary, opts, 'CLIP text');
+    const { result, stoppedAfter } = ctx.run(() => {
       const hidden: Tensor[] = [];
-      const x = await runLayerStack(x0, this.layers, ctx, opts.outputHiddenStates ? hidden : null);
-      const last = await this.final_layer_norm.forward(x, ctx);
+      const tok = embeddingLookup(inputIds, [batch, n], this.blocks(rt), this.blockRows);
+      const pos = embeddingLookup(Int32Array.from({ length: n }, (_, i) => i), [1, n], [this.position_embedding.tensor], this.config.max_position_embeddings);
+      const x0 = add(tok, pos);
+      ctx.record(`${prefix ? `${prefix}.` : ''}embeddings:out`, x0);
+      const x = runLayerStack(x0, this.layers, ctx, (t) => opts.outputHiddenStates && hidden.push(t));
+      const last = this.final_layer_norm.forward(x, ctx);
       ctx.record('last_hidden_state', last);
       // Pooled output: the token at argmax(id) (legacy eos_token_id 2, as SD1.5's config) or the
       // first end-of-text token.
@@ -197,10 +211,10 @@ export class ClipTextModel {
         }
         rows[b] = b * n + at;
       }
-      const flat = last.reshape([batch * n, d]);
-      const pooled = (await embeddingLookup(rows, [batch], [flat], batch * n)).reshape([batch, d]);
+      const pooled = embeddingLookup(rows, [batch], [last.reshape([batch * n, d])], batch * n).reshape([batch, d]);
       ctx.record('pooler_output', pooled);
-      return { lastHiddenState: last, poolerOutput: pooled, hiddenStates: hidden };
+      return { last, pooled, hidden };
     });
+    return { lastHiddenState: result?.last ?? null, poolerOutput: result?.pooled ?? null, hiddenStates: result?.hidden ?? [], stoppedAfter, taps: ctx.taps };
   }
 }

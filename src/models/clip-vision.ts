@@ -3,14 +3,14 @@
 // visual projection. Every hidden state (IP-Adapter reads the penultimate one) and every layer's
 // q/k/v can be recorded.
 
-import { ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { ShapeError, type Tensor } from '../gpu/runtime.js';
 import { add } from '../kernels/elementwise.js';
 import { broadcastTo, concat, nchwToTokens, slice } from '../kernels/layout.js';
 import { conv2d } from '../kernels/matmul.js';
-import { ForwardContext, runLayerStack, type ForwardOptions } from '../nn/context.js';
+import { ForwardContext, runLayerStack, type Taps, type Vocabulary } from '../nn/context.js';
 import { LayerNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore, type Param } from '../nn/weights.js';
-import { ClipEncoderLayer, ClipTextModel, activationOf, type ClipTextConfig } from './clip-text.js';
+import { ClipEncoderLayer, ClipTextModel, activationOf, type ClipTextConfig, type EncoderForwardOptions } from './clip-text.js';
 
 export interface ClipVisionConfig {
   hidden_size: number;
@@ -26,13 +26,16 @@ export interface ClipVisionConfig {
 }
 
 export interface ClipVisionOutput {
-  lastHiddenState: Tensor;
+  /** Null when the pass stopped early (as are the other outputs). */
+  lastHiddenState: Tensor | null;
   /** post_layernorm(last_hidden_state[:, 0]). */
-  poolerOutput: Tensor;
+  poolerOutput: Tensor | null;
   /** visual_projection(pooler_output), when the model has a projection. */
   imageEmbeds: Tensor | null;
-  /** hidden_states[0] (after pre_layrnorm) … hidden_states[L], when asked for. */
+  /** hidden_states[0] (after pre_layrnorm) … hidden_states[L], with outputHiddenStates. */
   hiddenStates: Tensor[];
+  stoppedAfter: string | undefined;
+  taps: Taps;
 }
 
 export class ClipVisionModel {
@@ -44,6 +47,8 @@ export class ClipVisionModel {
   readonly post_layernorm: LayerNorm;
   readonly visual_projection: Linear | undefined;
   readonly numPatchesPerSide: number;
+  /** Every tap and stopping point of a pass. */
+  readonly vocabulary: Vocabulary;
 
   constructor(
     readonly store: WeightStore,
@@ -56,7 +61,9 @@ export class ClipVisionModel {
     }
     const d = config.hidden_size;
     const root = Scope.root(store, opts.prefix ?? 'vision_model');
+    this.vocabulary = root.vocabulary;
     const emb = root.child('embeddings');
+    emb.tap(':out');
     const p = config.patch_size;
     this.numPatchesPerSide = Math.floor(config.image_size / p);
     this.class_embedding = emb.param('class_embedding', [d]);
@@ -68,11 +75,14 @@ export class ClipVisionModel {
       this.layers.push(new ClipEncoderLayer(root.child('encoder').child('layers').child(i), d, config.intermediate_size, config.num_attention_heads, config.layer_norm_eps, act, false));
     }
     this.post_layernorm = new LayerNorm(root.child('post_layernorm'), d, config.layer_norm_eps);
-    if ((opts.projection ?? true) && config.projection_dim) this.visual_projection = new Linear(Scope.root(store, 'visual_projection'), d, config.projection_dim, false);
+    if ((opts.projection ?? true) && config.projection_dim) this.visual_projection = new Linear(Scope.root(store, 'visual_projection', this.vocabulary), d, config.projection_dim, false);
+    for (let i = 0; i <= config.num_hidden_layers; i++) this.vocabulary.tap(`hidden_states.${i}`);
+    for (const name of ['penultimate', 'last_hidden_state', 'pooler_output']) this.vocabulary.tap(name);
+    if (this.visual_projection) this.vocabulary.tap('image_embeds');
   }
 
   /** pixel_values [B, C, S, S] with S = image_size (as the CLIP processors produce). */
-  async forward(rt: Runtime, pixels: Tensor, opts: ForwardOptions & { outputHiddenStates?: boolean } = {}, ctx = new ForwardContext(opts)): Promise<ClipVisionOutput> {
+  forward(pixels: Tensor, opts: EncoderForwardOptions = {}): ClipVisionOutput {
     const c = this.config;
     const [b, ch, h, w] = pixels.shape as [number, number, number, number];
     if (pixels.rank !== 4 || ch !== (c.num_channels ?? 3) || h !== c.image_size || w !== c.image_size) {
@@ -81,28 +91,35 @@ export class ClipVisionModel {
     const d = c.hidden_size;
     const prefix = this.pre_layrnorm.path.replace(/\.?pre_layrnorm$/, '');
     const pre = prefix ? `${prefix}.` : '';
-    return rt.scope(async () => {
-      const patches = await conv2d(pixels, this.patch_embedding.tensor, { stride: c.patch_size });
+    const ctx = new ForwardContext(this.vocabulary, opts, 'CLIP vision');
+    const { result, stoppedAfter } = ctx.run(() => {
       const n = this.numPatchesPerSide ** 2;
       // [B, D, g, g] → [B, g·g, D]
-      const tokens = await nchwToTokens(patches);
-      const cls = await broadcastTo(this.class_embedding.tensor.reshape([1, 1, d]), [b, 1, d]);
-      const seq = await concat([cls, tokens], 1);
-      const x0 = await add(seq, this.position_embedding.tensor.reshape([1, n + 1, d]));
+      const tokens = nchwToTokens(conv2d(pixels, this.patch_embedding.tensor, { stride: c.patch_size }));
+      const cls = broadcastTo(this.class_embedding.tensor.reshape([1, 1, d]), [b, 1, d]);
+      const x0 = add(concat([cls, tokens], 1), this.position_embedding.tensor.reshape([1, n + 1, d]));
       ctx.record(`${pre}embeddings:out`, x0);
       const hidden: Tensor[] = [];
       const penultimate = this.layers.length - 1; // hidden_states[-2], what IP-Adapter reads
-      const x = await runLayerStack(await this.pre_layrnorm.forward(x0, ctx), this.layers, ctx, opts.outputHiddenStates ? hidden : null, (t, i) => {
+      const x = runLayerStack(this.pre_layrnorm.forward(x0, ctx), this.layers, ctx, (t, i) => {
+        if (opts.outputHiddenStates) hidden.push(t);
         if (i === penultimate) ctx.record('penultimate', t);
       });
       ctx.record('last_hidden_state', x);
-      const clsOut = (await slice(x, [0, 0, 0], [b, 1, d])).reshape([b, d]);
-      const pooled = await this.post_layernorm.forward(clsOut, ctx);
+      const pooled = this.post_layernorm.forward(slice(x, [0, 0, 0], [b, 1, d]).reshape([b, d]), ctx);
       ctx.record('pooler_output', pooled);
-      const imageEmbeds = this.visual_projection ? await this.visual_projection.forward(pooled, ctx) : null;
+      const imageEmbeds = this.visual_projection ? this.visual_projection.forward(pooled, ctx) : null;
       if (imageEmbeds) ctx.record('image_embeds', imageEmbeds);
-      return { lastHiddenState: x, poolerOutput: pooled, imageEmbeds, hiddenStates: hidden };
+      return { x, pooled, imageEmbeds, hidden };
     });
+    return {
+      lastHiddenState: result?.x ?? null,
+      poolerOutput: result?.pooled ?? null,
+      imageEmbeds: result?.imageEmbeds ?? null,
+      hiddenStates: result?.hidden ?? [],
+      stoppedAfter,
+      taps: ctx.taps,
+    };
   }
 }
 

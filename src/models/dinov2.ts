@@ -2,15 +2,15 @@
 // bicubically for any input size exactly as transformers computes it, pre-LN layers with layer
 // scale, final LayerNorm; pooler_output = last_hidden_state[:, 0].
 
-import { ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { ShapeError, tidy, type Tensor } from '../gpu/runtime.js';
 import { add, binary } from '../kernels/elementwise.js';
 import { broadcastTo, concat, nchwToTokens, permute, slice } from '../kernels/layout.js';
 import { attention } from '../kernels/attention.js';
 import { resizeBicubic } from '../kernels/resize.js';
-import { ForwardContext, runLayerStack, type ForwardOptions } from '../nn/context.js';
+import { ForwardContext, runLayerStack, type Taps, type Vocabulary } from '../nn/context.js';
 import { Conv2d, LayerNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore, type Param } from '../nn/weights.js';
-import { activationOf } from './clip-text.js';
+import { activationOf, type EncoderForwardOptions } from './clip-text.js';
 
 export interface Dinov2Config {
   hidden_size: number;
@@ -38,8 +38,9 @@ class Dinov2Layer {
   readonly fc1: Linear;
   readonly fc2: Linear;
   readonly lambda2: Param;
+  readonly path: string;
   constructor(
-    readonly scope: Scope,
+    scope: Scope,
     d: number,
     hidden: number,
     readonly heads: number,
@@ -58,39 +59,27 @@ class Dinov2Layer {
     this.fc1 = new Linear(scope.child('mlp').child('fc1'), d, hidden);
     this.fc2 = new Linear(scope.child('mlp').child('fc2'), hidden, d);
     this.lambda2 = scope.child('layer_scale2').param('lambda1', [d]);
+    this.path = scope.path;
+    for (const name of ['.attention:out', '.layer_scale1:out', '.mlp:out', '.layer_scale2:out', ':out']) scope.tap(name);
+    scope.stoppable();
   }
 
-  async forward(x: Tensor, ctx: ForwardContext): Promise<Tensor> {
-    const p = this.scope.path;
-    const n1 = await this.norm1.forward(x, ctx);
-    const q = await this.query.forward(n1, ctx);
-    const k = await this.key.forward(n1, ctx);
-    const v = await this.value.forward(n1, ctx);
-    n1.dispose();
-    const o = await attention(q, k, v, { heads: this.heads });
-    q.dispose();
-    k.dispose();
-    v.dispose();
-    const a = await this.dense.forward(o, ctx);
-    o.dispose();
-    ctx.record(`${p}.attention:out`, a);
-    const s1 = await binary(a, this.lambda1.tensor, 'mul');
-    a.dispose();
-    ctx.record(`${p}.layer_scale1:out`, s1);
-    const h = await add(s1, x);
-    s1.dispose();
-    const n2 = await this.norm2.forward(h, ctx);
-    const m1 = await this.fc1.forward(n2, ctx, { act: this.act });
-    n2.dispose();
-    const m = await this.fc2.forward(m1, ctx);
-    m1.dispose();
-    ctx.record(`${p}.mlp:out`, m);
-    const s2 = await binary(m, this.lambda2.tensor, 'mul');
-    m.dispose();
-    ctx.record(`${p}.layer_scale2:out`, s2);
-    const y = await add(s2, h);
-    s2.dispose();
-    h.dispose();
+  forward(x: Tensor, ctx: ForwardContext): Tensor {
+    const p = this.path;
+    const y = tidy(() => {
+      const n1 = this.norm1.forward(x, ctx);
+      const o = attention(this.query.forward(n1, ctx), this.key.forward(n1, ctx), this.value.forward(n1, ctx), { heads: this.heads });
+      const a = this.dense.forward(o, ctx);
+      ctx.record(`${p}.attention:out`, a);
+      const s1 = binary(a, this.lambda1.tensor, 'mul');
+      ctx.record(`${p}.layer_scale1:out`, s1);
+      const h = add(s1, x);
+      const m = this.fc2.forward(this.fc1.forward(this.norm2.forward(h, ctx), ctx, { act: this.act }), ctx);
+      ctx.record(`${p}.mlp:out`, m);
+      const s2 = binary(m, this.lambda2.tensor, 'mul');
+      ctx.record(`${p}.layer_scale2:out`, s2);
+      return add(s2, h);
+    });
     ctx.record(`${p}:out`, y);
     ctx.finished(p);
     return y;
@@ -98,9 +87,14 @@ class Dinov2Layer {
 }
 
 export interface Dinov2Output {
-  lastHiddenState: Tensor;
-  poolerOutput: Tensor;
+  /** Null when the pass stopped early (as is the pooled output). */
+  lastHiddenState: Tensor | null;
+  /** layernorm(last hidden state)[:, 0] (the class token). */
+  poolerOutput: Tensor | null;
+  /** With outputHiddenStates: hidden_states[0] (embeddings) … [L]. */
   hiddenStates: Tensor[];
+  stoppedAfter: string | undefined;
+  taps: Taps;
 }
 
 export class Dinov2Model {
@@ -111,6 +105,8 @@ export class Dinov2Model {
   readonly layers: Dinov2Layer[] = [];
   readonly layernorm: LayerNorm;
   readonly gridSide: number;
+  /** Every tap and stopping point of a pass. */
+  readonly vocabulary: Vocabulary;
 
   constructor(
     readonly store: WeightStore,
@@ -124,7 +120,9 @@ export class Dinov2Model {
     if (config.use_swiglu_ffn) throw new Error(`${where}: use_swiglu_ffn is not supported`);
     const d = config.hidden_size;
     const root = Scope.root(store, prefix);
+    this.vocabulary = root.vocabulary;
     const emb = root.child('embeddings');
+    for (const name of ['embeddings.patch_embeddings:out', 'position_embeddings.used', 'embeddings:out']) this.vocabulary.tap(name);
     this.gridSide = Math.floor(config.image_size / config.patch_size);
     this.cls_token = emb.param('cls_token', [1, 1, d]);
     this.mask_token = emb.param('mask_token', [1, d]);
@@ -136,12 +134,15 @@ export class Dinov2Model {
       this.layers.push(new Dinov2Layer(root.child('encoder').child('layer').child(i), d, hidden, config.num_attention_heads, config.layer_norm_eps, config.qkv_bias ?? true, act));
     }
     this.layernorm = new LayerNorm(root.child('layernorm'), d, config.layer_norm_eps);
+    for (let i = 0; i <= config.num_hidden_layers; i++) this.vocabulary.tap(`hidden_states.${i}`);
+    this.vocabulary.tap('last_hidden_state');
+    this.vocabulary.tap('pooler_output');
   }
 
   /** The position table for an input of h×w pixels: as stored when the patch grid equals the
    *  config's square grid, else the patch part resized bicubically with transformers 4.44's
    *  scale factors ((h/p + 0.1)/√N, (w/p + 0.1)/√N). */
-  async positionTable(h: number, w: number): Promise<Tensor> {
+  positionTable(h: number, w: number): Tensor {
     const d = this.config.hidden_size;
     const p = this.config.patch_size;
     const gh = Math.floor(h / p);
@@ -155,44 +156,37 @@ export class Dinov2Model {
     const outH = Math.floor(side * fy);
     const outW = Math.floor(side * fx);
     if (outH !== gh || outW !== gw) throw new ShapeError(`DINOv2: position interpolation gave ${outH}×${outW}, expected ${gh}×${gw}`);
-    const patchPart = await slice(table, [0, 1, 0], [1, n, d]);
-    const grid = await permute(patchPart.reshape([1, this.gridSide, this.gridSide, d]), [0, 3, 1, 2]);
-    patchPart.dispose();
-    const resized = await resizeBicubic(grid, gh, gw, { scaleY: Math.fround(1 / fy), scaleX: Math.fround(1 / fx) });
-    grid.dispose();
-    const tokens = await nchwToTokens(resized);
-    resized.dispose();
-    const cls = await slice(table, [0, 0, 0], [1, 1, d]);
-    const out = await concat([cls, tokens], 1);
-    cls.dispose();
-    tokens.dispose();
-    return out;
+    return tidy(() => {
+      const grid = permute(slice(table, [0, 1, 0], [1, n, d]).reshape([1, this.gridSide, this.gridSide, d]), [0, 3, 1, 2]);
+      const tokens = nchwToTokens(resizeBicubic(grid, gh, gw, { scaleY: Math.fround(1 / fy), scaleX: Math.fround(1 / fx) }));
+      return concat([slice(table, [0, 0, 0], [1, 1, d]), tokens], 1);
+    });
   }
 
   /** pixel_values [B, C, H, W] (H, W multiples of the patch size are not required: the grid floors). */
-  async forward(rt: Runtime, pixels: Tensor, opts: ForwardOptions & { outputHiddenStates?: boolean } = {}, ctx = new ForwardContext(opts)): Promise<Dinov2Output> {
+  forward(pixels: Tensor, opts: EncoderForwardOptions = {}): Dinov2Output {
     const [b, ch, h, w] = pixels.shape as [number, number, number, number];
     const c = this.config;
     if (pixels.rank !== 4 || ch !== (c.num_channels ?? 3)) throw new ShapeError(`DINOv2: pixel_values must be [B, ${c.num_channels ?? 3}, H, W], got [${pixels.shape.join(', ')}]`);
     if (h < c.patch_size || w < c.patch_size) throw new ShapeError(`DINOv2: input ${h}×${w} is smaller than one ${c.patch_size}×${c.patch_size} patch`);
     const d = c.hidden_size;
-    return rt.scope(async () => {
-      const patches = await this.projection.forward(pixels, undefined);
-      const tokens = await nchwToTokens(patches);
+    const ctx = new ForwardContext(this.vocabulary, opts, 'DINOv2');
+    const { result, stoppedAfter } = ctx.run(() => {
+      const tokens = nchwToTokens(this.projection.forward(pixels, ctx));
       ctx.record('embeddings.patch_embeddings:out', tokens);
-      const cls = await broadcastTo(this.cls_token.tensor, [b, 1, d]);
-      const seq = await concat([cls, tokens], 1);
-      const pos = await this.positionTable(h, w);
+      const seq = concat([broadcastTo(this.cls_token.tensor, [b, 1, d]), tokens], 1);
+      const pos = this.positionTable(h, w);
       ctx.record('position_embeddings.used', pos);
-      const x0 = await add(seq, pos);
+      const x0 = add(seq, pos);
       ctx.record('embeddings:out', x0);
       const hidden: Tensor[] = [];
-      const x = await runLayerStack(x0, this.layers, ctx, opts.outputHiddenStates ? hidden : null);
-      const last = await this.layernorm.forward(x, ctx);
+      const x = runLayerStack(x0, this.layers, ctx, (t) => opts.outputHiddenStates && hidden.push(t));
+      const last = this.layernorm.forward(x, ctx);
       ctx.record('last_hidden_state', last);
-      const pooled = (await slice(last, [0, 0, 0], [b, 1, d])).reshape([b, d]);
+      const pooled = slice(last, [0, 0, 0], [b, 1, d]).reshape([b, d]);
       ctx.record('pooler_output', pooled);
-      return { lastHiddenState: last, poolerOutput: pooled, hiddenStates: hidden };
+      return { last, pooled, hidden };
     });
+    return { lastHiddenState: result?.last ?? null, poolerOutput: result?.pooled ?? null, hiddenStates: result?.hidden ?? [], stoppedAfter, taps: ctx.taps };
   }
 }

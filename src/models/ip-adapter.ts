@@ -5,14 +5,15 @@
 // (N = 1, 3, 5, … over down, up, then mid blocks). Activations are recorded under diffusers' module
 // names (`encoder_hid_proj.image_projection_layers.0.layers.i.ln0:out`, …).
 
-import { ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { ShapeError, tidy, type Tensor } from '../gpu/runtime.js';
 import { add } from '../kernels/elementwise.js';
 import { attention } from '../kernels/attention.js';
 import { broadcastTo, concat, slice } from '../kernels/layout.js';
-import { ForwardContext, type ForwardOptions } from '../nn/context.js';
+import { ForwardContext, type ForwardOptions, type Taps, type Vocabulary } from '../nn/context.js';
 import { LayerNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore, type Param } from '../nn/weights.js';
 import type { UNet2DConditionModel } from './unet.js';
+import type { IpConditioning, IpProjection } from './sd-blocks.js';
 
 export interface ResamplerConfig {
   embed_dims: number;
@@ -60,41 +61,28 @@ class ResamplerBlock {
     this.ff_norm = new LayerNorm(ff.child(0), h, 1e-5, `${path}.ff.0`);
     this.ff_in = new Linear(ff.child(1), h, h * c.ffn_ratio, false, `${path}.ff.1.net.0.proj`);
     this.ff_out = new Linear(ff.child(3), h * c.ffn_ratio, h, false, `${path}.ff.1.net.2`);
+    scope.vocabulary.tap(`${path}.ff:out`);
+    scope.vocabulary.tap(`${path}:out`);
+    scope.vocabulary.stop(path);
   }
 
-  async forward(x: Tensor, latents: Tensor, ctx: ForwardContext, heads: number): Promise<Tensor> {
+  forward(x: Tensor, latents: Tensor, ctx: ForwardContext, heads: number): Tensor {
     const [b, nq, h] = latents.shape as [number, number, number];
-    const context = await this.ln0.forward(x, ctx);
-    const lat = await this.ln1.forward(latents, ctx);
-    const kvIn = await concat([context, lat], 1);
-    context.dispose();
-    const q = await this.to_q.forward(lat, ctx);
-    lat.dispose();
-    const kv = await this.to_kv.forward(kvIn, ctx);
-    kvIn.dispose();
-    const [, n, kv2] = kv.shape as [number, number, number];
-    const inner = kv2 / 2;
-    // to_kv's rows are [to_k; to_v]: diffusers splits the fused weight the same way.
-    const k = await slice(kv, [0, 0, 0], [b, n, inner]);
-    const v = await slice(kv, [0, 0, inner], [b, n, inner]);
-    kv.dispose();
-    const o = await attention(q, k, v, { heads });
-    q.dispose();
-    k.dispose();
-    v.dispose();
-    const a = await this.to_out.forward(o, ctx, { residual: latents });
-    o.dispose();
-    const f0 = await this.ff_norm.forward(a, ctx);
-    const f1 = await this.ff_in.forward(f0, ctx, { act: 'gelu' });
-    f0.dispose();
-    const f = await this.ff_out.forward(f1, ctx);
-    f1.dispose();
-    ctx.record(`${this.path}.ff:out`, f);
-    const y = await add(f, a);
-    f.dispose();
-    a.dispose();
+    const y = tidy(() => {
+      const lat = this.ln1.forward(latents, ctx);
+      const kv = this.to_kv.forward(concat([this.ln0.forward(x, ctx), lat], 1), ctx);
+      const [, n, kv2] = kv.shape as [number, number, number];
+      const inner = kv2 / 2;
+      // to_kv's rows are [to_k; to_v]: diffusers splits the fused weight the same way.
+      const o = attention(this.to_q.forward(lat, ctx), slice(kv, [0, 0, 0], [b, n, inner]), slice(kv, [0, 0, inner], [b, n, inner]), { heads });
+      const a = this.to_out.forward(o, ctx, { residual: latents });
+      const f = this.ff_out.forward(this.ff_in.forward(this.ff_norm.forward(a, ctx), ctx, { act: 'gelu' }), ctx);
+      ctx.record(`${this.path}.ff:out`, f);
+      return add(f, a);
+    });
     ctx.record(`${this.path}:out`, y);
     if (nq !== y.shape[1] || h !== y.shape[2]) throw new ShapeError('resampler block changed the latent shape');
+    ctx.finished(this.path);
     return y;
   }
 }
@@ -106,7 +94,10 @@ export class IpAdapterPlus {
   readonly proj_out: Linear;
   readonly norm_out: LayerNorm;
   /** to_k_ip / to_v_ip per attn2 layer, in the U-Net's cross-attention order. */
-  readonly ipLayers: { key: string; to_k_ip: Linear; to_v_ip: Linear }[] = [];
+  readonly ipLayers: { key: string; module: string; to_k_ip: Linear; to_v_ip: Linear }[] = [];
+  /** Every tap and stopping point of a resampler pass. */
+  readonly vocabulary: Vocabulary;
+  private readonly projections: ReadonlyMap<string, IpProjection>;
 
   constructor(
     readonly store: WeightStore,
@@ -118,11 +109,15 @@ export class IpAdapterPlus {
       if (typeof c?.[k] !== 'number') throw new Error(`IP-Adapter config: resampler.${k} must be a number, got ${JSON.stringify(c?.[k])}`);
     }
     const root = Scope.root(store, 'image_proj');
+    this.vocabulary = root.vocabulary;
     this.latents = root.param('latents', [1, c.num_queries, c.hidden_dims]);
     this.proj_in = new Linear(root.child('proj_in'), c.embed_dims, c.hidden_dims, true, `${RESAMPLER_PATH}.proj_in`);
     for (let i = 0; i < c.depth; i++) this.layers.push(new ResamplerBlock(root.child('layers').child(i), `${RESAMPLER_PATH}.layers.${i}`, c));
     this.proj_out = new Linear(root.child('proj_out'), c.hidden_dims, c.output_dims, true, `${RESAMPLER_PATH}.proj_out`);
     this.norm_out = new LayerNorm(root.child('norm_out'), c.output_dims, 1e-5, `${RESAMPLER_PATH}.norm_out`);
+    this.vocabulary.tap(`${RESAMPLER_PATH}:out`);
+    this.vocabulary.tap('resampler.output');
+    // The projections run inside U-Net passes, which declare their taps (Attention's `ipTaps`).
     const ip = Scope.root(store, 'ip_adapter');
     unet.crossAttentionLayers().forEach((attn2, k) => {
       const key = String(1 + 2 * k);
@@ -130,52 +125,54 @@ export class IpAdapterPlus {
       const rec = `${attn2.path}.processor`;
       this.ipLayers.push({
         key: `ip_adapter.${key}`,
+        module: attn2.path,
         to_k_ip: new Linear(ip.child(key).child('to_k_ip'), c.output_dims, inner, false, `${rec}.to_k_ip.0.linear`),
         to_v_ip: new Linear(ip.child(key).child('to_v_ip'), c.output_dims, inner, false, `${rec}.to_v_ip.0.linear`),
       });
     });
+    this.projections = new Map(this.ipLayers.map((l) => [l.module, { to_k_ip: l.to_k_ip, to_v_ip: l.to_v_ip }]));
   }
 
   /** `ip_adapter.N` → the attn2 module it drives. */
   keyToModule(): Record<string, string> {
-    const layers = this.unet.crossAttentionLayers();
-    return Object.fromEntries(this.ipLayers.map((l, i) => [l.key, layers[i]!.path]));
+    return Object.fromEntries(this.ipLayers.map((l) => [l.key, l.module]));
   }
 
-  /** Activates the adapter on the U-Net's attn2 layers with `scale` (default: the config's). */
-  attach(scale = this.config.ip_scale ?? 1): void {
-    this.unet.crossAttentionLayers().forEach((attn2, i) => {
-      const l = this.ipLayers[i]!;
-      attn2.ip = { to_k_ip: l.to_k_ip, to_v_ip: l.to_v_ip, scale };
-    });
+  /** What a U-Net pass needs to apply the adapter (`unet.forward(…, { ip })`): the image tokens
+   *  from `resample` and the scale (default: the config's), for that call only. */
+  conditioning(tokens: Tensor, scale = this.config.ip_scale ?? 1): IpConditioning {
+    if (!Number.isFinite(scale)) throw new RangeError(`IP-Adapter: scale must be a finite number, got ${scale}`);
+    if (tokens.rank !== 3 || tokens.shape[2] !== this.config.resampler.output_dims) {
+      throw new ShapeError(`IP-Adapter: tokens must be [B, N, ${this.config.resampler.output_dims}], got [${tokens.shape.join(', ')}]`);
+    }
+    return { tokens, scale, projections: this.projections };
   }
 
-  detach(): void {
-    for (const attn2 of this.unet.crossAttentionLayers()) attn2.ip = null;
-  }
-
-  /** Resampler: image_embeds [B, T, E] or [B, 1, T, E] (penultimate CLIP-H states) → [B, Q, D]. */
-  async resample(rt: Runtime, imageEmbeds: Tensor, opts: ForwardOptions = {}, ctx = new ForwardContext(opts)): Promise<Tensor> {
+  /** Resampler: image_embeds [B, T, E] or [B, 1, T, E] (penultimate CLIP-H states) → tokens [B, Q, D]. */
+  resample(imageEmbeds: Tensor, opts: ForwardOptions = {}): ResamplerOutput {
     const c = this.config.resampler;
     const e = imageEmbeds;
     if (e.rank === 4 && e.shape[1] !== 1) throw new ShapeError(`IP-Adapter: one image per sample is supported, got image_embeds [${e.shape.join(', ')}]`);
     const shape3 = e.rank === 4 ? [e.shape[0]!, e.shape[2]!, e.shape[3]!] : e.shape;
     if (shape3.length !== 3 || shape3[2] !== c.embed_dims) throw new ShapeError(`IP-Adapter: image_embeds must be [B, T, ${c.embed_dims}] or [B, 1, T, ${c.embed_dims}], got [${e.shape.join(', ')}]`);
     const b = shape3[0]!;
-    return rt.scope(async () => {
-      const x = e.reshape(shape3);
-      let lat = await broadcastTo(this.latents.tensor, [b, c.num_queries, c.hidden_dims]);
-      const h = await this.proj_in.forward(x, ctx);
-      for (const layer of this.layers) {
-        const next = await layer.forward(h, lat, ctx, c.heads);
-        lat.dispose();
-        lat = next;
-      }
-      const p = await this.proj_out.forward(lat, ctx);
-      const out = await this.norm_out.forward(p, ctx);
+    const ctx = new ForwardContext(this.vocabulary, opts, 'IP-Adapter resampler');
+    const { result, stoppedAfter } = ctx.run(() => {
+      const h = this.proj_in.forward(e.reshape(shape3), ctx);
+      let lat = broadcastTo(this.latents.tensor, [b, c.num_queries, c.hidden_dims]);
+      for (const layer of this.layers) lat = layer.forward(h, lat, ctx, c.heads);
+      const out = this.norm_out.forward(this.proj_out.forward(lat, ctx), ctx);
       ctx.record(`${RESAMPLER_PATH}:out`, out);
       ctx.record('resampler.output', out);
       return out;
     });
+    return { tokens: result ?? null, stoppedAfter, taps: ctx.taps };
   }
+}
+
+export interface ResamplerOutput {
+  /** Image tokens [B, num_queries, output_dims], or null when the pass stopped early. */
+  tokens: Tensor | null;
+  stoppedAfter: string | undefined;
+  taps: Taps;
 }

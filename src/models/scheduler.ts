@@ -122,7 +122,7 @@ export class PNDMScheduler {
   }
 
   /** add_noise on the GPU for one timestep. */
-  addNoise(original: Tensor, noise: Tensor, t: number): Promise<Tensor> {
+  addNoise(original: Tensor, noise: Tensor, t: number): Tensor {
     const [sa, sb] = this.coefficients(t);
     return binary(original, noise, 'add', sa, sb);
   }

@@ -2,14 +2,14 @@
 // CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D / CrossAttnUpBlock2D.
 // A forward can record any module's activations and stop right after a named module.
 
-import type { Runtime, Tensor } from '../gpu/runtime.js';
+import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { concat } from '../kernels/layout.js';
 import { unary } from '../kernels/elementwise.js';
 import { timestepEmbedding } from '../kernels/embedding.js';
-import { ForwardContext, StopForward, type ForwardOptions } from '../nn/context.js';
+import { ForwardContext, type ForwardOptions, type Taps, type Vocabulary } from '../nn/context.js';
 import { Conv2d, GroupNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore } from '../nn/weights.js';
-import { Downsample2D, ResnetBlock2D, Transformer2DModel, Upsample2D, type Attention, type Conditioning } from './sd-blocks.js';
+import { Downsample2D, ResnetBlock2D, Transformer2DModel, Upsample2D, type Attention, type Conditioning, type IpConditioning } from './sd-blocks.js';
 
 export interface UNetConfig {
   in_channels: number;
@@ -106,22 +106,25 @@ class DownBlock {
       if (cross) this.attentions.push(new Transformer2DModel(scope.child('attentions').child(i), outC, heads, outC / heads, c.cross_attention_dim, c.norm_num_groups, layers));
     }
     if (addDownsample) this.downsamplers.push(new Downsample2D(scope.child('downsamplers').child(0), outC, outC, c.downsample_padding ?? 1));
+    scope.tap(':out');
+    scope.stoppable();
   }
-  /** Returns the block output and the states kept for the skip connections. */
-  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Conditioning): Promise<Tensor[]> {
+  /** Returns the states kept for the skip connections (the last is the block output). */
+  forward(x: Tensor, ctx: ForwardContext, temb: Tensor, cond: Conditioning): Tensor[] {
     const states: Tensor[] = [];
     let h = x;
     for (let i = 0; i < this.resnets.length; i++) {
-      h = await this.resnets[i]!.forward(h, ctx, temb);
-      if (this.attentions[i]) {
-        const a = await this.attentions[i]!.forward(h, ctx, ehs);
+      h = this.resnets[i]!.forward(h, ctx, temb);
+      const attn = this.attentions[i];
+      if (attn) {
+        const a = attn.forward(h, ctx, cond);
         h.dispose();
         h = a;
       }
       states.push(h);
     }
     if (this.downsamplers[0]) {
-      h = await this.downsamplers[0].forward(h, ctx);
+      h = this.downsamplers[0].forward(h, ctx);
       states.push(h);
     }
     ctx.record(`${this.scope.path}:out`, h);
@@ -143,13 +146,11 @@ class MidBlock {
   ) {
     this.resnets = [0, 1].map((i) => new ResnetBlock2D(scope.child('resnets').child(i), ch, ch, temb, c.norm_num_groups, c.norm_eps));
     this.attentions = [new Transformer2DModel(scope.child('attentions').child(0), ch, heads, ch / heads, c.cross_attention_dim, c.norm_num_groups, layers)];
+    scope.tap(':out');
+    scope.stoppable();
   }
-  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Conditioning): Promise<Tensor> {
-    const h0 = await this.resnets[0]!.forward(x, ctx, temb);
-    const a = await this.attentions[0]!.forward(h0, ctx, ehs);
-    h0.dispose();
-    const h = await this.resnets[1]!.forward(a, ctx, temb);
-    a.dispose();
+  forward(x: Tensor, ctx: ForwardContext, temb: Tensor, cond: Conditioning): Tensor {
+    const h = tidy(() => this.resnets[1]!.forward(this.attentions[0]!.forward(this.resnets[0]!.forward(x, ctx, temb), ctx, cond), ctx, temb));
     ctx.record(`${this.scope.path}:out`, h);
     ctx.finished(this.scope.path);
     return h;
@@ -182,29 +183,23 @@ class UpBlock {
       if (cross) this.attentions.push(new Transformer2DModel(scope.child('attentions').child(i), outC, heads, outC / heads, c.cross_attention_dim, c.norm_num_groups, layers));
     }
     if (addUpsample) this.upsamplers.push(new Upsample2D(scope.child('upsamplers').child(0), outC, outC));
+    scope.tap(':out');
+    scope.stoppable();
   }
-  /** `skips` is consumed from the end. */
-  async forward(x: Tensor, ctx: ForwardContext, temb: Tensor, ehs: Conditioning, skips: Tensor[]): Promise<Tensor> {
-    let h = x;
-    for (let i = 0; i < this.resnets.length; i++) {
-      const skip = skips.pop();
-      if (!skip) throw new Error(`${this.scope.path}: ran out of skip connections`);
-      const cat = await concat([h, skip], 1);
-      if (h !== x) h.dispose();
-      skip.dispose();
-      h = await this.resnets[i]!.forward(cat, ctx, temb);
-      cat.dispose();
-      if (this.attentions[i]) {
-        const a = await this.attentions[i]!.forward(h, ctx, ehs);
-        h.dispose();
-        h = a;
+  /** `skips` is consumed from the end; consumed skips are freed. */
+  forward(x: Tensor, ctx: ForwardContext, temb: Tensor, cond: Conditioning, skips: Tensor[]): Tensor {
+    const h = tidy(() => {
+      let h = x;
+      for (let i = 0; i < this.resnets.length; i++) {
+        const skip = skips.pop();
+        if (!skip) throw new Error(`${this.scope.path}: ran out of skip connections`);
+        h = this.resnets[i]!.forward(concat([h, skip], 1), ctx, temb);
+        skip.dispose();
+        const attn = this.attentions[i];
+        if (attn) h = attn.forward(h, ctx, cond);
       }
-    }
-    if (this.upsamplers[0]) {
-      const u = await this.upsamplers[0].forward(h, ctx);
-      h.dispose();
-      h = u;
-    }
+      return this.upsamplers[0] ? this.upsamplers[0].forward(h, ctx) : h;
+    });
     ctx.record(`${this.scope.path}:out`, h);
     ctx.finished(this.scope.path);
     return h;
@@ -215,7 +210,14 @@ export interface UNetOutput {
   /** The noise prediction, or null when the pass stopped early. */
   sample: Tensor | null;
   /** The module after which the pass stopped, if it did. */
-  stoppedAfter?: string;
+  stoppedAfter: string | undefined;
+  /** What the pass recorded (owned by the caller). */
+  taps: Taps;
+}
+
+export interface UNetForwardOptions extends ForwardOptions {
+  /** IP-Adapter image tokens and projections, for this call only (see IpAdapterPlus.conditioning). */
+  ip?: IpConditioning;
 }
 
 export class UNet2DConditionModel {
@@ -228,6 +230,8 @@ export class UNet2DConditionModel {
   readonly conv_norm_out: GroupNorm;
   readonly conv_out: Conv2d;
   readonly timeChannels: number;
+  /** Every tap and stopping point of a pass. */
+  readonly vocabulary: Vocabulary;
 
   constructor(
     readonly store: WeightStore,
@@ -236,6 +240,9 @@ export class UNet2DConditionModel {
     const c = config;
     validate(c);
     const root = Scope.root(store);
+    this.vocabulary = root.vocabulary;
+    root.tap('time_proj:out');
+    root.tap('time_embedding:out');
     const ch = c.block_out_channels;
     const nBlocks = ch.length;
     // SD1.5's config names the head count "attention_head_dim" (8 heads); num_attention_heads wins when set.
@@ -266,6 +273,7 @@ export class UNet2DConditionModel {
     });
     this.conv_norm_out = new GroupNorm(root.child('conv_norm_out'), c.norm_num_groups, ch[0]!, c.norm_eps);
     this.conv_out = new Conv2d(root.child('conv_out'), ch[0]!, c.out_channels, { kernel: 3, padding: 1 });
+    root.tap('output.sample');
   }
 
   /** The cross-attention (attn2) layers in diffusers' attn_processors order (down, up, mid): the
@@ -295,22 +303,12 @@ export class UNet2DConditionModel {
     return out;
   }
 
-  /** Names of every module that a pass can stop after or record (`<name>:out`). */
-  modulePaths(): string[] {
-    const paths = new Set<string>();
-    for (const key of this.store.params.keys()) {
-      const parts = key.split('.');
-      for (let i = 1; i < parts.length; i++) paths.add(parts.slice(0, i).join('.'));
-    }
-    return [...paths];
-  }
-
   /**
    * sample [B, C, H, W], timesteps (one per sample, or one for all), encoderHiddenStates [B, T, D],
-   * and with an attached IP-Adapter its image tokens `ipTokens` [B, N, D'].
+   * and with an IP-Adapter its conditioning `ip` (image tokens [B, N, D'], scale, projections).
    * With `stopAfter` the pass ends right after that module and `sample` is null.
    */
-  async forward(rt: Runtime, sample: Tensor, timesteps: number | readonly number[], encoderHiddenStates: Tensor, opts: ForwardOptions & { ipTokens?: Tensor } = {}, ctx = new ForwardContext(opts)): Promise<UNetOutput> {
+  forward(rt: Runtime, sample: Tensor, timesteps: number | readonly number[], encoderHiddenStates: Tensor, opts: UNetForwardOptions = {}): UNetOutput {
     const [b] = sample.shape as [number];
     if (sample.rank !== 4 || sample.shape[1] !== this.config.in_channels) throw new Error(`UNet: sample must be [B, ${this.config.in_channels}, H, W], got [${sample.shape.join(', ')}]`);
     if (encoderHiddenStates.rank !== 3 || encoderHiddenStates.shape[0] !== b || encoderHiddenStates.shape[2] !== this.config.cross_attention_dim) {
@@ -318,41 +316,36 @@ export class UNet2DConditionModel {
     }
     const factor = 2 ** (this.down_blocks.length - 1);
     if (sample.shape[2]! % factor || sample.shape[3]! % factor) throw new Error(`UNet: latent size ${sample.shape[2]}×${sample.shape[3]} must be a multiple of ${factor}`);
-    if (opts.stopAfter !== undefined && !this.modulePaths().includes(opts.stopAfter)) throw new Error(`UNet: no module named "${opts.stopAfter}" to stop after`);
-    const cond: Conditioning = { text: encoderHiddenStates, ip: opts.ipTokens };
-    if (opts.ipTokens && (opts.ipTokens.rank !== 3 || opts.ipTokens.shape[0] !== b)) throw new Error(`UNet: ipTokens must be [${b}, N, D], got [${opts.ipTokens.shape.join(', ')}]`);
+    const ip = opts.ip;
+    if (ip && (ip.tokens.rank !== 3 || ip.tokens.shape[0] !== b)) throw new Error(`UNet: IP-Adapter tokens must be [${b}, N, D], got [${ip.tokens.shape.join(', ')}]`);
     const list = typeof timesteps === 'number' ? [timesteps] : [...timesteps];
     const ts = list.length === 1 ? new Array<number>(b).fill(list[0]!) : list;
-    if (ts.length !== b) throw new Error(`UNet: ${ts.length} timesteps for batch ${b}`);
-    try {
-      return await rt.scope(async () => {
-        const tproj = await timestepEmbedding(rt.upload(ts, [b]), this.timeChannels, { flipSinToCos: this.config.flip_sin_to_cos, downscaleFreqShift: this.config.freq_shift });
-        ctx.record('time_proj:out', tproj);
-        const t1 = await this.time_embedding_linear_1.forward(tproj, ctx, { act: 'silu' });
-        const emb = await this.time_embedding_linear_2.forward(t1, ctx);
-        ctx.record('time_embedding:out', emb);
-        const tembSilu = await unary(emb, 'silu');
-        let h = await this.conv_in.forward(sample, ctx);
-        const skips: Tensor[] = [h];
-        for (const block of this.down_blocks) {
-          const states = await block.forward(h, ctx, tembSilu, cond);
-          skips.push(...states);
-          h = states[states.length - 1]!;
-        }
-        h = await this.mid_block.forward(h, ctx, tembSilu, cond);
-        for (const block of this.up_blocks) {
-          const next = await block.forward(h, ctx, tembSilu, cond, skips);
-          h.dispose();
-          h = next;
-        }
-        const n = await this.conv_norm_out.forward(h, ctx, true);
-        const out = await this.conv_out.forward(n, ctx);
-        ctx.record('output.sample', out);
-        return { sample: out };
-      });
-    } catch (e) {
-      if (e instanceof StopForward) return { sample: null, stoppedAfter: e.module };
-      throw e;
-    }
+    if (ts.length !== b || ts.some((t) => !Number.isFinite(t))) throw new Error(`UNet: need 1 or ${b} finite timesteps, got [${list.join(', ')}]`);
+    const ctx = new ForwardContext(this.vocabulary, opts, 'UNet');
+    const cond: Conditioning = { text: encoderHiddenStates, ip };
+    const { result, stoppedAfter } = ctx.run(() => {
+      const tproj = timestepEmbedding(rt.upload(ts, [b]), this.timeChannels, { flipSinToCos: this.config.flip_sin_to_cos, downscaleFreqShift: this.config.freq_shift });
+      ctx.record('time_proj:out', tproj);
+      const emb = this.time_embedding_linear_2.forward(this.time_embedding_linear_1.forward(tproj, ctx, { act: 'silu' }), ctx);
+      ctx.record('time_embedding:out', emb);
+      const tembSilu = unary(emb, 'silu');
+      let h = this.conv_in.forward(sample, ctx);
+      const skips: Tensor[] = [h];
+      for (const block of this.down_blocks) {
+        const states = block.forward(h, ctx, tembSilu, cond);
+        skips.push(...states);
+        h = states[states.length - 1]!;
+      }
+      h = this.mid_block.forward(h, ctx, tembSilu, cond);
+      for (const block of this.up_blocks) {
+        const next = block.forward(h, ctx, tembSilu, cond, skips);
+        h.dispose();
+        h = next;
+      }
+      const out = this.conv_out.forward(this.conv_norm_out.forward(h, ctx, { silu: true }), ctx);
+      ctx.record('output.sample', out);
+      return out;
+    });
+    return { sample: result ?? null, stoppedAfter, taps: ctx.taps };
   }
 }

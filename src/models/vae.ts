@@ -1,9 +1,9 @@
 // AutoencoderKL encoder + quant_conv (diffusers): image [-1, 1] → posterior moments → latent.
 
-import type { Runtime, Tensor } from '../gpu/runtime.js';
+import { tidy, type Tensor } from '../gpu/runtime.js';
 import { binary, unary } from '../kernels/elementwise.js';
 import { slice } from '../kernels/layout.js';
-import { ForwardContext, type ForwardOptions } from '../nn/context.js';
+import { ForwardContext, type ForwardOptions, type Taps, type Vocabulary } from '../nn/context.js';
 import { Conv2d, GroupNorm } from '../nn/modules.js';
 import { Scope, WeightStore } from '../nn/weights.js';
 import { Downsample2D, ResnetBlock2D, SpatialSelfAttention } from './sd-blocks.js';
@@ -30,6 +30,12 @@ export function legacyVaeKey(key: string): string {
     .replace(/(mid_block\.attentions\.0)\.proj_attn\./, '$1.to_out.0.');
 }
 
+export interface VaeEncoderOutput {
+  posterior: Posterior | null;
+  stoppedAfter: string | undefined;
+  taps: Taps;
+}
+
 export interface Posterior {
   /** quant_conv output [B, 2·latent, h, w]. */
   moments: Tensor;
@@ -52,14 +58,15 @@ class DownEncoderBlock2D {
   ) {
     for (let i = 0; i < layers; i++) this.resnets.push(new ResnetBlock2D(scope.child('resnets').child(i), i === 0 ? inC : outC, outC, null, groups, 1e-6));
     if (addDownsample) this.downsamplers.push(new Downsample2D(scope.child('downsamplers').child(0), outC, outC, 0));
+    scope.tap(':out');
+    scope.stoppable();
   }
-  async forward(x: Tensor, ctx: ForwardContext): Promise<Tensor> {
-    let h = x;
-    for (const r of [...this.resnets, ...this.downsamplers]) {
-      const next = await r.forward(h, ctx);
-      if (h !== x) h.dispose();
-      h = next;
-    }
+  forward(x: Tensor, ctx: ForwardContext): Tensor {
+    const h = tidy(() => {
+      let h = x;
+      for (const r of [...this.resnets, ...this.downsamplers]) h = r.forward(h, ctx);
+      return h;
+    });
     ctx.record(`${this.scope.path}:out`, h);
     ctx.finished(this.scope.path);
     return h;
@@ -75,6 +82,8 @@ export class VaeEncoder {
   readonly conv_out: Conv2d;
   readonly quant_conv: Conv2d;
   readonly scalingFactor: number;
+  /** Every tap and stopping point of a pass. */
+  readonly vocabulary: Vocabulary;
 
   constructor(
     readonly store: WeightStore,
@@ -92,6 +101,7 @@ export class VaeEncoder {
     for (const t of c.down_block_types) if (t !== 'DownEncoderBlock2D') throw new Error(`VAE config: down block type "${t}" is not supported`);
     if (c.act_fn && c.act_fn !== 'silu') throw new Error(`VAE config: act_fn "${c.act_fn}" is not supported`);
     const root = Scope.root(store);
+    this.vocabulary = root.vocabulary;
     const enc = root.child('encoder');
     const ch = c.block_out_channels;
     const groups = c.norm_num_groups;
@@ -109,48 +119,42 @@ export class VaeEncoder {
     this.conv_out = new Conv2d(enc.child('conv_out'), last, 2 * c.latent_channels, { kernel: 3, padding: 1 });
     this.quant_conv = new Conv2d(root.child('quant_conv'), 2 * c.latent_channels, 2 * c.latent_channels, { kernel: 1 });
     this.scalingFactor = c.scaling_factor ?? 0.18215;
+    mid.tap(':out');
+    for (const name of ['moments', 'mean', 'logvar', 'std']) root.tap(`posterior.${name}`);
   }
 
-  /** Encodes images [B, 3, H, W] in [−1, 1] to the posterior. */
-  async encode(rt: Runtime, image: Tensor, opts: ForwardOptions = {}, ctx = new ForwardContext(opts)): Promise<Posterior> {
-    return rt.scope(async () => {
-      let h = await this.conv_in.forward(image, ctx);
-      for (const b of this.down_blocks) {
-        const next = await b.forward(h, ctx);
-        h.dispose();
-        h = next;
-      }
-      h = await this.mid_resnets[0]!.forward(h, ctx);
-      if (this.mid_attention) h = await this.mid_attention.forward(h, ctx);
-      h = await this.mid_resnets[1]!.forward(h, ctx);
+  /** Encodes images [B, 3, H, W] in [−1, 1] to the posterior (null when the pass stopped early). */
+  encode(image: Tensor, opts: ForwardOptions = {}): VaeEncoderOutput {
+    if (image.rank !== 4 || image.shape[1] !== this.config.in_channels) throw new Error(`VAE: image must be [B, ${this.config.in_channels}, H, W], got [${image.shape.join(', ')}]`);
+    const ctx = new ForwardContext(this.vocabulary, opts, 'VAE encoder');
+    const { result, stoppedAfter } = ctx.run(() => {
+      let h = this.conv_in.forward(image, ctx);
+      for (const b of this.down_blocks) h = b.forward(h, ctx);
+      h = this.mid_resnets[0]!.forward(h, ctx);
+      if (this.mid_attention) h = this.mid_attention.forward(h, ctx);
+      h = this.mid_resnets[1]!.forward(h, ctx);
       ctx.record('encoder.mid_block:out', h);
-      h = await this.conv_norm_out.forward(h, ctx, true);
-      h = await this.conv_out.forward(h, ctx);
-      const moments = await this.quant_conv.forward(h, ctx);
+      h = this.conv_out.forward(this.conv_norm_out.forward(h, ctx, { silu: true }), ctx);
+      const moments = this.quant_conv.forward(h, ctx);
       const [b, c2, hh, ww] = moments.shape as [number, number, number, number];
       const lc = c2 / 2;
-      const mean = await slice(moments, [0, 0, 0, 0], [b, lc, hh, ww]);
-      const rawLogvar = await slice(moments, [0, lc, 0, 0], [b, lc, hh, ww]);
-      const logvar = await clamp(rawLogvar, -30, 20);
-      const std = await unary(logvar, 'exp', 0.5, 0);
+      const mean = slice(moments, [0, 0, 0, 0], [b, lc, hh, ww]);
+      const logvar = unary(slice(moments, [0, lc, 0, 0], [b, lc, hh, ww]), 'none', 1, 0, [-30, 20]);
+      const std = unary(logvar, 'exp', 0.5, 0);
       ctx.record('posterior.moments', moments);
       ctx.record('posterior.mean', mean);
       ctx.record('posterior.logvar', logvar);
       ctx.record('posterior.std', std);
       return { moments, mean, logvar, std };
     });
+    return { posterior: result ?? null, stoppedAfter, taps: ctx.taps };
   }
 
   /** z = mean + std·eps, and the scaled latent scaling_factor·z. */
-  async sample(posterior: Posterior, eps: Tensor): Promise<{ sample: Tensor; scaled: Tensor }> {
-    const prod = await binary(posterior.std, eps, 'mul');
-    const sample = await binary(posterior.mean, prod, 'add');
-    prod.dispose();
-    const scaled = await unary(sample, 'none', this.scalingFactor, 0);
-    return { sample, scaled };
+  sample(posterior: Posterior, eps: Tensor): { sample: Tensor; scaled: Tensor } {
+    return tidy(() => {
+      const sample = binary(posterior.mean, binary(posterior.std, eps, 'mul'), 'add');
+      return { sample, scaled: unary(sample, 'none', this.scalingFactor, 0) };
+    });
   }
-}
-
-function clamp(x: Tensor, lo: number, hi: number): Promise<Tensor> {
-  return unary(x, 'none', 1, 0, [lo, hi]);
 }

@@ -1,10 +1,43 @@
-// What a forward pass reports and where it stops.
+// What a forward pass records and where it stops: one vocabulary for every model.
 //
-// Activations are named as in the reference fixtures: `<module path>:out` (module output),
-// `<module path>:in` (its first input), plus model-level names (`hidden_states.1`, …). A pass records
-// only the names it was asked for; `stopAfter` ends the pass right after the named module.
+// Every module declares, when it is built, the activations it can record ("taps") and whether a
+// pass can stop right after it. Names follow the reference fixtures: `<module path>:out` (module
+// output), `<module path>:in` (its first input), `<attention path>.to_q:out` / `.to_k:out` /
+// `.to_v:out` (q, k, v before the head split), `<attention path>.to_out.0:in` (attention output
+// before the projection), `hidden_states.<i>` (encoder layer states), plus model-level outputs
+// (`last_hidden_state`, …). A pass validates what it is asked for against this vocabulary before
+// any work is recorded, and returns what it recorded in a `Taps` object, the one handle to free it.
 
-import type { Tensor } from '../gpu/runtime.js';
+import { tidy, type Tensor } from '../gpu/runtime.js';
+
+/** The taps and stopping points a model declares (in declaration order, which follows the pass). */
+export class Vocabulary {
+  private readonly tapSet = new Set<string>();
+  private readonly stopSet = new Set<string>();
+
+  tap(name: string): string {
+    this.tapSet.add(name);
+    return name;
+  }
+  stop(path: string): string {
+    this.stopSet.add(path);
+    return path;
+  }
+  /** Every name a pass of this model can record. */
+  get taps(): readonly string[] {
+    return [...this.tapSet];
+  }
+  /** Every module path a pass of this model can stop after. */
+  get stops(): readonly string[] {
+    return [...this.stopSet];
+  }
+  hasTap(name: string): boolean {
+    return this.tapSet.has(name);
+  }
+  hasStop(path: string): boolean {
+    return this.stopSet.has(path);
+  }
+}
 
 export class StopForward extends Error {
   constructor(readonly module: string) {
@@ -13,42 +46,120 @@ export class StopForward extends Error {
   }
 }
 
-export interface ForwardOptions {
-  /** Names to record: a list, a predicate, or 'all'. */
-  capture?: readonly string[] | ((name: string) => boolean) | 'all';
-  /** Module path after which the pass stops (throws StopForward, caught by the model). */
-  stopAfter?: string;
-  /** Prefix added to every recorded name (e.g. `run0.` when one model runs several inputs). */
-  namePrefix?: string;
+/** A tap or stop name the model does not know. */
+export class TapNameError extends Error {
+  override name = 'TapNameError';
 }
 
+export interface ForwardOptions {
+  /** Taps to record: names from the model's vocabulary (`model.vocabulary.taps`), 'all', or a
+   *  predicate over the vocabulary's names. */
+  capture?: readonly string[] | 'all' | ((name: string) => boolean);
+  /** A module path from `model.vocabulary.stops`: the pass ends right after that module. */
+  stopAfter?: string;
+}
+
+/** The activations a pass recorded, by name. The caller owns them: `dispose()` frees them all,
+ *  `take(name)` hands one over. */
+export class Taps {
+  private readonly map = new Map<string, Tensor>();
+
+  /** @internal */
+  set(name: string, t: Tensor): void {
+    this.map.set(name, t);
+  }
+  has(name: string): boolean {
+    return this.map.has(name);
+  }
+  /** The recorded tensor (still owned by this object). */
+  get(name: string): Tensor {
+    const t = this.map.get(name);
+    if (!t) throw new TapNameError(`tap "${name}" was not recorded; recorded: ${listNames([...this.map.keys()])}`);
+    return t;
+  }
+  /** Removes a tap from this object and gives it to the caller. */
+  take(name: string): Tensor {
+    const t = this.get(name);
+    this.map.delete(name);
+    return t;
+  }
+  names(): string[] {
+    return [...this.map.keys()];
+  }
+  entries(): IterableIterator<[string, Tensor]> {
+    return this.map.entries();
+  }
+  get size(): number {
+    return this.map.size;
+  }
+  dispose(): void {
+    for (const t of this.map.values()) t.dispose();
+    this.map.clear();
+  }
+}
+
+function listNames(names: readonly string[], max = 8): string {
+  if (!names.length) return '(none)';
+  return names.length > max ? `${names.slice(0, max).join(', ')}, … (${names.length} in all)` : names.join(', ');
+}
+
+/** Names of `known` closest to `name` (shared prefix, then edit distance), for error messages. */
+function nearest(name: string, known: readonly string[], count = 5): string[] {
+  const prefix = (a: string, b: string) => {
+    let i = 0;
+    while (i < a.length && i < b.length && a[i] === b[i]) i++;
+    return i;
+  };
+  return [...known]
+    .map((k) => ({ k, score: prefix(name, k) * 4 - Math.abs(k.length - name.length) }))
+    .sort((a, b) => b.score - a.score)
+    .slice(0, count)
+    .map((e) => e.k);
+}
+
+/** One pass's recording state: what to record, where to stop, what was recorded. */
 export class ForwardContext {
-  readonly taps = new Map<string, Tensor>();
+  readonly taps = new Taps();
   private readonly want: (name: string) => boolean;
+  private readonly requested: readonly string[];
   readonly stopAfter: string | undefined;
 
-  constructor(opts: ForwardOptions = {}) {
+  constructor(
+    readonly vocabulary: Vocabulary,
+    opts: ForwardOptions,
+    readonly model: string,
+  ) {
     const c = opts.capture;
     if (c === 'all') this.want = () => true;
     else if (typeof c === 'function') this.want = c;
     else if (c) {
+      const unknown = c.filter((n) => !vocabulary.hasTap(n));
+      if (unknown.length) {
+        throw new TapNameError(
+          `${model}: unknown tap ${unknown.map((n) => `"${n}"`).join(', ')}; nearest valid names: ${nearest(unknown[0]!, vocabulary.taps).join(', ')} (${vocabulary.taps.length} taps in all: see vocabulary.taps)`,
+        );
+      }
       const set = new Set(c);
       this.want = (n) => set.has(n);
     } else this.want = () => false;
+    this.requested = Array.isArray(c) ? c : [];
+    if (opts.stopAfter !== undefined && !vocabulary.hasStop(opts.stopAfter)) {
+      throw new TapNameError(
+        `${model}: cannot stop after "${opts.stopAfter}"; nearest modules that can: ${nearest(opts.stopAfter, vocabulary.stops).join(', ')} (${vocabulary.stops.length} in all: see vocabulary.stops)`,
+      );
+    }
     this.stopAfter = opts.stopAfter;
-    this.prefix = opts.namePrefix ?? '';
   }
-  private readonly prefix: string;
 
   wants(name: string): boolean {
-    return this.want(this.prefix + name);
+    return this.want(name);
   }
 
   /** Records a view of `t` under `name` if it was asked for (the view keeps the data alive). */
   record(name: string, t: Tensor): void {
-    const full = this.prefix + name;
-    if (!this.want(full) || this.taps.has(full)) return;
-    this.taps.set(full, t.reshape(t.shape).keep());
+    if (!this.vocabulary.hasTap(name)) throw new Error(`${this.model}: tap "${name}" is recorded but not declared (a bug in the model)`);
+    if (!this.want(name) || this.taps.has(name)) return;
+    this.taps.set(name, t.reshape(t.shape).keep());
   }
 
   /** Marks a module as finished; stops the pass if it is the requested stopping point. */
@@ -56,38 +167,48 @@ export class ForwardContext {
     if (this.stopAfter !== undefined && path === this.stopAfter) throw new StopForward(path);
   }
 
-  take(name: string): Tensor | undefined {
-    const t = this.taps.get(name);
-    this.taps.delete(name);
-    return t;
-  }
-
-  dispose(): void {
-    for (const t of this.taps.values()) t.dispose();
-    this.taps.clear();
+  /** Runs a pass: `body` inside `tidy`, stopping early when asked. Returns its result (undefined
+   *  when the pass stopped early) and the path it stopped after. Every requested tap must have been
+   *  recorded; otherwise the taps are freed and the error names the missing ones. */
+  run<T>(body: (ctx: ForwardContext) => T): { result: T | undefined; stoppedAfter: string | undefined } {
+    let result: T | undefined;
+    let stoppedAfter: string | undefined;
+    try {
+      result = tidy(() => body(this));
+    } catch (e) {
+      if (!(e instanceof StopForward)) {
+        this.taps.dispose();
+        throw e;
+      }
+      stoppedAfter = e.module;
+    }
+    const missing = this.requested.filter((n) => !this.taps.has(n));
+    if (missing.length) {
+      this.taps.dispose();
+      const why = stoppedAfter ? ` (the pass stopped after ${stoppedAfter})` : ' (not on this pass\'s path with these inputs)';
+      throw new TapNameError(`${this.model}: requested taps not produced: ${listNames(missing)}${why}`);
+    }
+    return { result, stoppedAfter };
   }
 }
 
-/** Runs a stack of encoder layers on x, recording `hidden_states.0` (x) … `hidden_states.L` and
- *  keeping views of them in `hidden` when given; `onState` sees each state too. Each layer's input
- *  is released once the layer has run. Returns the last layer's output. */
-export async function runLayerStack(
+/** Runs a stack of encoder layers on x, recording `hidden_states.0` (x) … `hidden_states.L`;
+ *  `onState` sees each state too. Returns the last layer's output. Each layer runs in its own tidy,
+ *  so a layer's intermediates are freed as soon as it returns. */
+export function runLayerStack(
   x: Tensor,
-  layers: readonly { forward(x: Tensor, ctx: ForwardContext): Promise<Tensor> }[],
+  layers: readonly { forward(x: Tensor, ctx: ForwardContext): Tensor }[],
   ctx: ForwardContext,
-  hidden: Tensor[] | null,
   onState?: (state: Tensor, index: number) => void,
-): Promise<Tensor> {
+): Tensor {
   const state = (t: Tensor, i: number) => {
-    hidden?.push(t.reshape(t.shape).keep());
     ctx.record(`hidden_states.${i}`, t);
     onState?.(t, i);
   };
   state(x, 0);
   for (let i = 0; i < layers.length; i++) {
-    const y = await layers[i]!.forward(x, ctx);
-    x.dispose();
-    x = y;
+    const input = x;
+    x = tidy(() => layers[i]!.forward(input, ctx));
     state(x, i + 1);
   }
   return x;

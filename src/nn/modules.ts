@@ -21,26 +21,30 @@ export class Linear {
     recordPath?: string,
   ) {
     this.path = recordPath ?? scope.path;
-    this.weight = scope.param('weight', [outFeatures, inFeatures]);
+    this.weight = scope.param('weight', [outFeatures, inFeatures], true);
     this.bias = hasBias ? scope.param('bias', [outFeatures]) : undefined;
+    scope.vocabulary.tap(`${this.path}:in`);
+    scope.vocabulary.tap(`${this.path}:out`);
+    scope.vocabulary.stop(this.path);
   }
   /** y = act(x·Wᵀ + b) + residual; records `<path>:in` and `<path>:out`. `preResidualTap` names
    *  the enclosing module's output before the residual (diffusers' `attn1:out`, `ff:out`, …): the
    *  residual add stays fused unless that name is being recorded. */
-  async forward(x: Tensor, ctx?: ForwardContext, o: { act?: Activation; residual?: Tensor | undefined; preResidualTap?: string | undefined } = {}): Promise<Tensor> {
+  forward(x: Tensor, ctx?: ForwardContext, o: { act?: Activation; residual?: Tensor | undefined; preResidualTap?: string | undefined } = {}): Tensor {
     ctx?.record(`${this.path}:in`, x);
     const tap = o.preResidualTap;
+    let y: Tensor;
     if (o.residual && tap && ctx?.wants(tap)) {
-      const a = await linear(x, this.weight.tensor, { bias: this.bias?.tensor, act: o.act });
+      const a = linear(x, this.weight.tensor, { bias: this.bias?.tensor, act: o.act });
       ctx.record(`${this.path}:out`, a);
       ctx.record(tap, a);
-      const y = await add(a, o.residual);
-      a.dispose();
-      return y;
+      y = add(a, o.residual);
+    } else {
+      y = linear(x, this.weight.tensor, { bias: this.bias?.tensor, act: o.act, residual: o.residual });
+      ctx?.record(`${this.path}:out`, y);
+      if (tap && !o.residual) ctx?.record(tap, y);
     }
-    const y = await linear(x, this.weight.tensor, { bias: this.bias?.tensor, act: o.act, residual: o.residual });
-    ctx?.record(`${this.path}:out`, y);
-    if (tap && !o.residual) ctx?.record(tap, y);
+    ctx?.finished(this.path);
     return y;
   }
 }
@@ -63,13 +67,17 @@ export class Conv2d {
     readonly cfg: Conv2dConfig,
   ) {
     this.path = scope.path;
-    this.weight = scope.param('weight', [outChannels, inChannels, cfg.kernel, cfg.kernel]);
+    this.weight = scope.param('weight', [outChannels, inChannels, cfg.kernel, cfg.kernel], true);
     this.bias = cfg.bias === false ? undefined : scope.param('bias', [outChannels]);
+    scope.tap(':in');
+    scope.tap(':out');
+    scope.stoppable();
   }
-  async forward(x: Tensor, ctx?: ForwardContext, o: { residual?: Tensor; act?: Activation } = {}): Promise<Tensor> {
+  forward(x: Tensor, ctx?: ForwardContext, o: { residual?: Tensor; act?: Activation } = {}): Tensor {
     ctx?.record(`${this.path}:in`, x);
-    const y = await conv2d(x, this.weight.tensor, { bias: this.bias?.tensor, stride: this.cfg.stride ?? 1, padding: this.cfg.padding ?? 0, residual: o.residual, act: o.act });
+    const y = conv2d(x, this.weight.tensor, { bias: this.bias?.tensor, stride: this.cfg.stride ?? 1, padding: this.cfg.padding ?? 0, residual: o.residual, act: o.act });
     ctx?.record(`${this.path}:out`, y);
+    ctx?.finished(this.path);
     return y;
   }
 }
@@ -87,18 +95,17 @@ export class GroupNorm {
     this.path = scope.path;
     this.weight = scope.param('weight', [channels]);
     this.bias = scope.param('bias', [channels]);
+    scope.tap(':out');
   }
   /** GroupNorm, optionally followed by SiLU fused into the same pass (unfused when the
    *  pre-activation output `<path>:out` is being recorded). */
-  async forward(x: Tensor, ctx?: ForwardContext, silu = false): Promise<Tensor> {
+  forward(x: Tensor, ctx?: ForwardContext, o: { silu?: boolean } = {}): Tensor {
+    const silu = o.silu ?? false;
     const record = ctx?.wants(`${this.path}:out`) ?? false;
-    const y = await groupNorm(x, this.weight.tensor, this.bias.tensor, { groups: this.groups, eps: this.eps, silu: silu && !record });
+    const y = groupNorm(x, this.weight.tensor, this.bias.tensor, { groups: this.groups, eps: this.eps, silu: silu && !record });
     if (!record) return y;
     ctx!.record(`${this.path}:out`, y);
-    if (!silu) return y;
-    const z = await unary(y, 'silu');
-    y.dispose();
-    return z;
+    return silu ? unary(y, 'silu') : y;
   }
 }
 
@@ -115,9 +122,10 @@ export class LayerNorm {
     this.path = recordPath ?? scope.path;
     this.weight = scope.param('weight', [dim]);
     this.bias = scope.param('bias', [dim]);
+    scope.vocabulary.tap(`${this.path}:out`);
   }
-  async forward(x: Tensor, ctx?: ForwardContext): Promise<Tensor> {
-    const y = await layerNorm(x, this.weight.tensor, this.bias.tensor, this.eps);
+  forward(x: Tensor, ctx?: ForwardContext): Tensor {
+    const y = layerNorm(x, this.weight.tensor, this.bias.tensor, this.eps);
     ctx?.record(`${this.path}:out`, y);
     return y;
   }

@@ -5,12 +5,15 @@
 
 import type { Runtime, Tensor } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/safetensors.js';
+import { Vocabulary } from './context.js';
 
 export class Param {
   private value: Tensor | null = null;
   constructor(
     readonly key: string,
     readonly shape: readonly number[],
+    /** The consuming kernel reads f16 too (linear/conv weights, embedding tables). */
+    readonly acceptsF16 = false,
   ) {}
   get tensor(): Tensor {
     if (!this.value) throw new Error(`parameter "${this.key}" is not loaded`);
@@ -53,15 +56,19 @@ export interface LoadOptions {
   /** Reshape a checkpoint tensor whose element count matches but whose shape differs
    *  (legacy 1×1-conv attention weights stored as [C, C, 1, 1]). */
   allowSqueeze?: boolean;
+  /** GPU storage of weights: 'f32' widens everything (the default); 'auto' keeps F16 checkpoint
+   *  tensors as packed f16 where the consuming kernel reads f16 (linear and conv weights, embedding
+   *  tables; accumulation stays f32), halving their memory. */
+  weights?: 'f32' | 'auto';
 }
 
 /** All parameters of a model, by full key. */
 export class WeightStore {
   readonly params = new Map<string, Param>();
 
-  declare(key: string, shape: readonly number[]): Param {
+  declare(key: string, shape: readonly number[], acceptsF16 = false): Param {
     if (this.params.has(key)) throw new Error(`parameter "${key}" declared twice`);
-    const p = new Param(key, [...shape]);
+    const p = new Param(key, [...shape], acceptsF16);
     this.params.set(key, p);
     return p;
   }
@@ -108,8 +115,16 @@ export class WeightStore {
       throw new WeightLoadError(source.name, missing, opts.strictUnexpected === false ? [] : unexpected, misshaped);
     }
     for (const [k, p] of this.params) {
-      const { data } = await source.readFloat32(byKey.get(k)!);
-      p.set(rt.upload(data, p.shape).keep());
+      const ck = byKey.get(k)!;
+      if (opts.weights === 'auto' && p.acceptsF16 && source.info(ck).dtype === 'F16') {
+        const raw = await source.readRaw(ck);
+        const half = new Uint16Array(raw.bytes.byteLength / 2);
+        new Uint8Array(half.buffer).set(raw.bytes);
+        p.set(rt.upload(half, p.shape, 'f16').keep());
+      } else {
+        const { data } = await source.readFloat32(ck);
+        p.set(rt.upload(data, p.shape).keep());
+      }
     }
   }
 
@@ -134,8 +149,8 @@ export class WeightStore {
         continue;
       }
       const t = rt.empty(p.shape).keep();
-      if (p.shape.length >= 2) await fillUniform(t, seed + i++, 1 / Math.sqrt(fanIn));
-      else await fillUniform(t, 0, 0, k.endsWith('.bias') ? 0 : 1);
+      if (p.shape.length >= 2) fillUniform(t, seed + i++, 1 / Math.sqrt(fanIn));
+      else fillUniform(t, 0, 0, k.endsWith('.bias') ? 0 : 1);
       p.set(t);
     }
     await rt.sync();
@@ -146,23 +161,33 @@ export class WeightStore {
   }
 }
 
-/** A key prefix inside a WeightStore, for building modules whose names mirror checkpoint keys. */
+/** A key prefix inside a WeightStore, for building modules whose names mirror checkpoint keys;
+ *  modules also declare their taps and stopping points through it (one vocabulary per model). */
 export class Scope {
   constructor(
     readonly store: WeightStore,
     readonly prefix: string,
+    readonly vocabulary: Vocabulary,
   ) {}
-  static root(store: WeightStore, prefix = ''): Scope {
-    return new Scope(store, prefix);
+  static root(store: WeightStore, prefix = '', vocabulary = new Vocabulary()): Scope {
+    return new Scope(store, prefix, vocabulary);
   }
   child(name: string | number): Scope {
-    return new Scope(this.store, this.prefix ? `${this.prefix}.${name}` : String(name));
+    return new Scope(this.store, this.prefix ? `${this.prefix}.${name}` : String(name), this.vocabulary);
   }
-  param(name: string, shape: readonly number[]): Param {
-    return this.store.declare(this.prefix ? `${this.prefix}.${name}` : name, shape);
+  param(name: string, shape: readonly number[], acceptsF16 = false): Param {
+    return this.store.declare(this.prefix ? `${this.prefix}.${name}` : name, shape, acceptsF16);
   }
   /** The module path (checkpoint prefix) of this scope. */
   get path(): string {
     return this.prefix;
+  }
+  /** Declares the tap `<path><suffix>` (suffix `:out`, `.ff:out`, …; a bare name at the root). */
+  tap(suffix: string): string {
+    return this.vocabulary.tap(this.prefix ? `${this.prefix}${suffix}` : suffix.replace(/^[.:]/, ''));
+  }
+  /** Declares that a pass can stop right after this module; returns its path. */
+  stoppable(): string {
+    return this.vocabulary.stop(this.prefix);
   }
 }

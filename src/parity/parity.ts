@@ -7,12 +7,12 @@
 
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Runtime, Tensor } from '../gpu/runtime.js';
+import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { SafetensorsFile, rawToInt32 } from '../io/safetensors.js';
 import { PNDMScheduler, type SchedulerConfig } from '../models/scheduler.js';
 import { ClipTokenizer } from '../models/clip-tokenizer.js';
 import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
-import { ForwardContext } from '../nn/context.js';
+import { Taps, type Vocabulary } from '../nn/context.js';
 import { WeightStore } from '../nn/weights.js';
 import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
@@ -28,7 +28,8 @@ export interface ParityRow {
   /** Normalised error (or absolute for scheduler tables; count of mismatches for exact checks). */
   err: number;
   tol: number;
-  kind: 'normalised' | 'absolute' | 'exact';
+  /** 'skipped': listed but not compared (not counted as passed or failed). */
+  kind: 'normalised' | 'absolute' | 'exact' | 'skipped';
   pass: boolean;
   note?: string;
 }
@@ -143,23 +144,9 @@ const clipText: Handler = (rt, dir, fixture, index) =>
         rows.push({ fixture, name: `tokenizer.prompt${i}`, err: mismatches, tol: 0, kind: 'exact', pass: mismatches === 0 });
       });
     }
-    rows.push(...(await compareRun(rt, fixture, acts, (name) => name === 'input_ids' || name === 'attention_mask', (ctx) => model.forward(rt, ids, batch, {}, ctx).then(() => undefined))));
+    rows.push(...(await compareRun(fixture, acts, (name) => name === 'input_ids' || name === 'attention_mask', (capture) => [tidy(() => model.forward(rt, ids, batch, { capture: capture(model.vocabulary) }).taps)])));
     return rows;
   });
-
-/** Compares every stored activation that the pass recorded (inputs excluded). */
-async function compareTaps(fixture: string, ctx: ForwardContext, acts: SafetensorsFile, names: string[]): Promise<ParityRow[]> {
-  const rows: ParityRow[] = [];
-  for (const name of names) {
-    const t = ctx.taps.get(name);
-    if (!t) {
-      rows.push({ fixture, name, err: Infinity, tol: toleranceFor(name), kind: 'normalised', pass: false, note: 'not produced' });
-      continue;
-    }
-    rows.push(await compareTensor(fixture, name, t, acts));
-  }
-  return rows;
-}
 
 function filesOf(index: FixtureIndex, fixture: string): { weights: string; acts: string } {
   const acts = `${fixture}/activations.safetensors`;
@@ -202,17 +189,37 @@ async function withModelFixture(dir: string, index: FixtureIndex, fixture: strin
   }
 }
 
-/** Runs `pass` with a context capturing every stored activation except the inputs and compares. */
-async function compareRun(rt: Runtime, fixture: string, acts: SafetensorsFile, isInput: (name: string) => boolean, pass: (ctx: ForwardContext) => Promise<void>, namePrefix = ''): Promise<ParityRow[]> {
-  const wanted = acts.names().filter((n) => n.startsWith(namePrefix) && !isInput(n));
-  const ctx = new ForwardContext({ capture: wanted, namePrefix });
+/** What a pass hands back: the taps of each model it ran, and tensors it computed itself. */
+type Recorded = Taps | Map<string, Tensor>;
+
+/** Runs `pass`, which captures (through `capture(vocabulary)`) every stored activation of the run
+ *  that the model knows, and compares each. Stored names that no model of the pass can record
+ *  and the pass does not compute are listed as skipped rows (not counted). */
+async function compareRun(
+  fixture: string,
+  acts: SafetensorsFile,
+  isInput: (name: string) => boolean,
+  pass: (capture: (vocabulary: Vocabulary) => string[]) => Recorded[] | Promise<Recorded[]>,
+  prefix = '',
+): Promise<ParityRow[]> {
+  const names = acts
+    .names()
+    .filter((n) => n.startsWith(prefix) && !isInput(n))
+    .map((n) => n.slice(prefix.length));
+  const recorded = await pass((vocabulary) => names.filter((n) => vocabulary.hasTap(n)));
   try {
-    return await rt.scope(async () => {
-      await pass(ctx);
-      return compareTaps(fixture, ctx, acts, wanted);
-    });
+    const rows: ParityRow[] = [];
+    for (const name of names) {
+      const from = recorded.find((r) => r.has(name));
+      if (from) rows.push(await compareTensor(fixture, prefix + name, from.get(name)!, acts));
+      else rows.push({ fixture, name: prefix + name, err: NaN, tol: 0, kind: 'skipped', pass: false, note: 'stored, but not an activation these models record' });
+    }
+    return rows;
   } finally {
-    ctx.dispose();
+    for (const r of recorded) {
+      if (r instanceof Taps) r.dispose();
+      else for (const t of r.values()) t.dispose();
+    }
   }
 }
 
@@ -221,14 +228,23 @@ const vaeEncoder: Handler = (rt, dir, fixture, index) =>
     const vae = new VaeEncoder(store, config as VaeConfig);
     // The encoder needs only encoder.* and quant_conv.*; a full AutoencoderKL file also has the decoder.
     await store.load(rt, weights, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true });
-    return compareRun(rt, fixture, acts, (n) => n === 'input.image' || n === 'eps', async (ctx) => {
-      const post = await vae.encode(rt, await inputTensor(rt, acts, 'input.image'), {}, ctx);
-      if (acts.has('eps')) {
-        const { sample, scaled } = await vae.sample(post, await inputTensor(rt, acts, 'eps'));
-        ctx.record('latent.sample', sample);
-        ctx.record('latent.scaled', scaled);
-      }
-    });
+    const image = await inputTensor(rt, acts, 'input.image');
+    const eps = acts.has('eps') ? await inputTensor(rt, acts, 'eps') : null;
+    try {
+      return await compareRun(fixture, acts, (n) => n === 'input.image' || n === 'eps', (capture) => {
+        const out = vae.encode(image, { capture: capture(vae.vocabulary) });
+        const latent = new Map<string, Tensor>();
+        if (eps && out.posterior) {
+          const { sample, scaled } = vae.sample(out.posterior, eps);
+          latent.set('latent.sample', sample).set('latent.scaled', scaled);
+        }
+        if (out.posterior) for (const t of Object.values(out.posterior)) t.dispose();
+        return [out.taps, latent];
+      });
+    } finally {
+      image.dispose();
+      eps?.dispose();
+    }
   });
 
 const unet: Handler = (rt, dir, fixture, index) =>
@@ -243,12 +259,21 @@ const unet: Handler = (rt, dir, fixture, index) =>
       const bad = Object.entries(heads).filter(([m, h]) => ours[m] !== h).map(([m]) => m);
       rows.push({ fixture, name: 'attention_heads', err: bad.length, tol: 0, kind: 'exact', pass: bad.length === 0, ...(bad.length ? { note: bad.slice(0, 3).join(', ') } : {}) });
     }
-    rows.push(
-      ...(await compareRun(rt, fixture, acts, (n) => n.startsWith('input.'), async (ctx) => {
-        const t = [...rawToInt32(await acts.readRaw('input.timestep'), 'input.timestep')];
-        await model.forward(rt, await inputTensor(rt, acts, 'input.sample'), t, await inputTensor(rt, acts, 'input.encoder_hidden_states'), {}, ctx);
-      })),
-    );
+    const t = [...rawToInt32(await acts.readRaw('input.timestep'), 'input.timestep')];
+    const sample = await inputTensor(rt, acts, 'input.sample');
+    const text = await inputTensor(rt, acts, 'input.encoder_hidden_states');
+    try {
+      rows.push(
+        ...(await compareRun(fixture, acts, (n) => n.startsWith('input.'), (capture) => {
+          const out = model.forward(rt, sample, t, text, { capture: capture(model.vocabulary) });
+          out.sample?.dispose();
+          return [out.taps];
+        })),
+      );
+    } finally {
+      sample.dispose();
+      text.dispose();
+    }
     return rows;
   });
 
@@ -256,9 +281,12 @@ const clipVision: Handler = (rt, dir, fixture, index) =>
   withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
     const model = new ClipVisionModel(store, config as ClipVisionConfig, { projection: weights.has('visual_projection.weight') });
     await store.load(rt, weights, { ignore: [/position_ids$/] });
-    return compareRun(rt, fixture, acts, (n) => n.startsWith('input.'), async (ctx) => {
-      await model.forward(rt, await inputTensor(rt, acts, 'input.pixel_values'), {}, ctx);
-    });
+    const pixels = await inputTensor(rt, acts, 'input.pixel_values');
+    try {
+      return await compareRun(fixture, acts, (n) => n.startsWith('input.'), (capture) => [tidy(() => model.forward(pixels, { capture: capture(model.vocabulary) }).taps)]);
+    } finally {
+      pixels.dispose();
+    }
   });
 
 const dinov2: Handler = (rt, dir, fixture, index) =>
@@ -269,11 +297,12 @@ const dinov2: Handler = (rt, dir, fixture, index) =>
     const runs = [...new Set(acts.names().filter((n) => /^(run\d+\.)?input\.pixel_values$/.test(n)).map((n) => n.slice(0, n.length - 'input.pixel_values'.length)))];
     const rows: ParityRow[] = [];
     for (const run of runs) {
-      rows.push(
-        ...(await compareRun(rt, fixture, acts, (n) => n.startsWith(`${run}input.`), async (ctx) => {
-          await model.forward(rt, await inputTensor(rt, acts, `${run}input.pixel_values`), {}, ctx);
-        }, run)),
-      );
+      const pixels = await inputTensor(rt, acts, `${run}input.pixel_values`);
+      try {
+        rows.push(...(await compareRun(fixture, acts, (n) => n.startsWith(`${run}input.`), (capture) => [tidy(() => model.forward(pixels, { capture: capture(model.vocabulary) }).taps)], run)));
+      } finally {
+        pixels.dispose();
+      }
     }
     return rows;
   });
@@ -290,7 +319,6 @@ const ipAdapter: Handler = async (rt, dir, fixture, index) => {
   const unetFile = await SafetensorsFile.open(join(dir, unetRel));
   const unetStore = new WeightStore();
   const ipStore = new WeightStore();
-  let ctx: ForwardContext | null = null;
   const rows: ParityRow[] = [];
   try {
     const unet = new UNet2DConditionModel(unetStore, JSON.parse(unetFile.metadata.config!) as UNetConfig);
@@ -324,21 +352,31 @@ const ipAdapter: Handler = async (rt, dir, fixture, index) => {
       }
     }
     const scale = config.ip_scale ?? 1;
-    ip.attach(scale);
-    const inputs = /^input\./;
-    const wanted = actFile.names().filter((n) => !inputs.test(n));
-    ctx = new ForwardContext({ capture: wanted });
-    rows.push(
-      ...(await rt.scope(async () => {
-        const tokens = await ip.resample(rt, await inputTensor(rt, actFile, 'input.image_embeds'), {}, ctx!);
-        const t = [...rawToInt32(await actFile.readRaw('input.timestep'), 'input.timestep')];
-        await unet.forward(rt, await inputTensor(rt, actFile, 'input.sample'), t, await inputTensor(rt, actFile, 'input.encoder_hidden_states'), { ipTokens: tokens }, ctx!);
-        return compareTaps(fixture, ctx!, actFile, wanted);
-      })),
-    );
+    const embeds = await inputTensor(rt, actFile, 'input.image_embeds');
+    const sample = await inputTensor(rt, actFile, 'input.sample');
+    const text = await inputTensor(rt, actFile, 'input.encoder_hidden_states');
+    const t = [...rawToInt32(await actFile.readRaw('input.timestep'), 'input.timestep')];
+    try {
+      rows.push(
+        ...(await compareRun(fixture, actFile, (n) => n.startsWith('input.'), (capture) => {
+          const resampled = ip.resample(embeds, { capture: capture(ip.vocabulary) });
+          try {
+            const out = unet.forward(rt, sample, t, text, { capture: capture(unet.vocabulary), ip: ip.conditioning(resampled.tokens!, scale) });
+            out.sample?.dispose();
+            return [resampled.taps, out.taps];
+          } catch (e) {
+            resampled.taps.dispose();
+            throw e;
+          } finally {
+            resampled.tokens?.dispose();
+          }
+        })),
+      );
+    } finally {
+      for (const x of [embeds, sample, text]) x.dispose();
+    }
     return rows;
   } finally {
-    ctx?.dispose();
     unetStore.dispose();
     ipStore.dispose();
     await adapterFile.close();
@@ -504,7 +542,10 @@ const diffsimVision: Handler = async (rt, dir, fixture, index) => {
     if (!config) throw new Error(`${clipRel}: no "config" metadata`);
     const model = new ClipModel(store, config);
     await store.load(rt, weights);
-    rows.push({ fixture, name: 'clip_b32_tiny loads (CLIPModel)', err: 0, tol: 0, kind: 'exact', pass: true, note: `${store.params.size} tensors` });
+    // Every declared parameter came from the file and every file tensor was used (position_ids aside).
+    const unused = weights.names().filter((n) => !store.params.has(n) && !/position_ids$/.test(n)).length;
+    const unloaded = [...store.params.values()].filter((p) => !p.loaded).length;
+    rows.push({ fixture, name: 'clip_b32_tiny loads (CLIPModel)', err: unused + unloaded, tol: 0, kind: 'exact', pass: unused + unloaded === 0, note: `${store.params.size} tensors` });
     const proc = ((JSON.parse(ref?.metadata.config ?? '{}') as { clip_processor?: ImageProcessorConfig }).clip_processor) ?? {
       size: { shortest_edge: 224 }, resample: 3, crop_size: { height: 224, width: 224 }, rescale_factor: 1 / 255,
       image_mean: [0.48145466, 0.4578275, 0.40821073], image_std: [0.26862954, 0.26130258, 0.27577711],
@@ -514,10 +555,9 @@ const diffsimVision: Handler = async (rt, dir, fixture, index) => {
       const img = await loadImage(join(dir, fixture, `image_${ab}.png`));
       const px = imageProcessor(img, proc);
       if (ref?.has(`clip.pixel_values_${ab}`)) rows.push(maxDiffRow(fixture, `clip.pixel_values_${ab}`, px.data, (await ref.readFloat32(`clip.pixel_values_${ab}`)).data, 1 / (255 * 0.26130258)));
-      const out = await rt.scope(async () => {
-        const o = await model.vision.forward(rt, rt.upload(px.data, [1, 3, px.height, px.width]));
-        return (await o.imageEmbeds!.read()) as Float32Array;
-      });
+      const embeds = tidy(() => model.vision.forward(rt.upload(px.data, [1, 3, px.height, px.width])).imageEmbeds!);
+      const out = (await embeds.read()) as Float32Array;
+      embeds.dispose();
       feats.push(out);
       if (ref?.has(`clip.image_features_${ab}`)) {
         // metrics/clip_i.py stores the L2-normalised projection.
