@@ -1,7 +1,7 @@
 // JS cost per dispatch: records many tiny kernels (one workgroup each, so GPU time is negligible)
 // and reports the host time spent recording them, separately from the final wait for the GPU.
 //
-//   node dist/bench/dispatch.js [--count N] [--out DIR]
+//   node build/bench/dispatch.js [--count N] [--out DIR]
 
 import { Runtime } from '../src/gpu/runtime.js';
 import { affine } from '../src/kernels/elementwise.js';

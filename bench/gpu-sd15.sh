@@ -6,5 +6,5 @@ set -uo pipefail
 source .gpu/enter.sh || exit 1
 OUT=${OUT:-bench/results/gpu}
 mkdir -p "$OUT"
-timeout 120 node dist/src/cli/main.js parity --fixtures test/fixtures 2>&1 | grep -v '^Warning' > "$OUT/parity.log"; tail -6 "$OUT/parity.log"
-timeout ${SD_TIMEOUT:-300} node dist/bench/sd15.js --latent 64 --batch 2 --iters 10 --out "$OUT" 2>&1 | grep -v '^Warning'
+timeout 120 node dist/cli/main.js parity --fixtures test/fixtures 2>&1 | grep -v '^Warning' > "$OUT/parity.log"; tail -6 "$OUT/parity.log"
+timeout ${SD_TIMEOUT:-300} node build/bench/sd15.js --latent 64 --batch 2 --iters 10 --out "$OUT" 2>&1 | grep -v '^Warning'

@@ -2,7 +2,7 @@
 // bandwidth) and the same ops on tfjs-backend-webgpu as the peer, on the same adapter in the same
 // process. Prints a table and writes bench/results/kernels-<adapter>.json.
 //
-//   node dist/bench/kernels.js [--scale S] [--iters N] [--only substring] [--no-peer] [--out DIR]
+//   node build/bench/kernels.js [--scale S] [--iters N] [--only substring] [--no-peer] [--out DIR]
 //
 // --scale multiplies the token/pixel counts (and square matmul sizes) for slow software adapters.
 

@@ -4,7 +4,7 @@
 // tensor is also uploaded to the GPU (on a software adapter GPU memory is host memory and counts in
 // RSS; on a real GPU it does not).
 //
-//   node dist/bench/load.js [--f16] [--upload] [--dir DIR] [--keep]
+//   node build/bench/load.js [--f16] [--upload] [--dir DIR] [--keep]
 
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';

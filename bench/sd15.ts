@@ -3,7 +3,7 @@
 // default hooked layer; VAE encoder at 8S×8S; CLIP text encoder on 2×77 tokens. Reports time and
 // peak GPU memory; writes bench/results/sd15-<adapter>.json.
 //
-//   node dist/bench/sd15.js [--latent S] [--batch B] [--iters N] [--out DIR] [--parts unet,text,vae]
+//   node build/bench/sd15.js [--latent S] [--batch B] [--iters N] [--out DIR] [--parts unet,text,vae]
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Builds, runs the Node test suites (uvu) and the Deno smoke test, and prints one closing line
-// "N passed, M failed" over all suites. Exit code 0 only when nothing failed.
-//   node scripts/test.mjs [pattern]     pattern filters the uvu test files (regex)
+// Builds the package (dist/) and the tests (build/), runs the Node test suites (uvu), the Deno smoke
+// test and the packed-package smoke test, and prints one closing line "N passed, M failed" over all
+// suites. Exit code 0 only when nothing failed.
+//   node scripts/test.mjs [pattern]     pattern filters the uvu test files (regex); with a pattern
+//                                       the Deno and package smoke tests are skipped
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -21,13 +23,15 @@ function run(cmd, args, label) {
   return { code: r.status ?? 1, out };
 }
 
-const tsc = run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], 'build (tsc)');
-if (tsc.code !== 0) {
-  console.log('0 passed, 1 failed');
-  process.exit(1);
+const tscBin = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+for (const [config, label] of [['tsconfig.json', 'build the package (tsc → dist)'], ['tsconfig.test.json', 'build the tests and benches (tsc → build)']]) {
+  if (run(process.execPath, [tscBin, '-p', config], label).code !== 0) {
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
 }
 
-const uvu = run(process.execPath, [join(root, 'node_modules', 'uvu', 'bin.js'), 'dist/test', pattern], 'node suites (uvu)');
+const uvu = run(process.execPath, [join(root, 'node_modules', 'uvu', 'bin.js'), 'build/test', pattern], 'node suites (uvu)');
 const total = /Total:\s+(\d+)/.exec(uvu.out);
 const ok = /Passed:\s+(\d+)/.exec(uvu.out);
 if (total && ok) {
@@ -49,6 +53,15 @@ if (process.argv[2] === undefined || process.env.DIFFSIM_TEST_DENO === '1') {
     console.log('deno is not installed (npm install brings it as a dev dependency)');
     failed += 1;
   }
+}
+
+if (process.argv[2] === undefined || process.env.DIFFSIM_TEST_PACK === '1') {
+  const p = run(process.execPath, [join(root, 'scripts', 'pack-smoke.mjs')], 'packed package (npm pack → install → import, npx, tsc, deno)');
+  const m = /pack: (\d+) passed, (\d+) failed/.exec(p.out);
+  if (m) {
+    passed += Number(m[1]);
+    failed += Number(m[2]);
+  } else failed += 1;
 }
 
 console.log(`\n${passed} passed, ${failed} failed`);

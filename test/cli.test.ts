@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { FIXTURES, REPO_ROOT } from './helpers.js';
 import { malformedCorpus } from './corpus.js';
 
-const CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+// The command as the package declares it (package.json "bin"), built by `tsc -p tsconfig.json`.
+const CLI = join(REPO_ROOT, (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { bin: { diffsim: string } }).bin.diffsim);
 const tmp = mkdtempSync(join(tmpdir(), 'diffsim-cli-'));
 
 function cli(...args: string[]) {

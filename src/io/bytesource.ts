@@ -55,8 +55,14 @@ export async function openFile(path: string): Promise<ByteSource> {
   };
 }
 
+/** What `blobSource` needs of a Blob or File (structural, so the declarations need no DOM types). */
+export interface BlobLike {
+  readonly size: number;
+  slice(start?: number, end?: number): { arrayBuffer(): Promise<ArrayBuffer> };
+}
+
 /** Wraps a Blob/File (browsers) or an in-memory buffer. */
-export function blobSource(blob: Blob | Uint8Array, name = 'buffer'): ByteSource {
+export function blobSource(blob: BlobLike | Uint8Array, name = 'buffer'): ByteSource {
   if (blob instanceof Uint8Array) {
     const bytes = blob;
     return {

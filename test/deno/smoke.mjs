@@ -1,9 +1,9 @@
 // Deno smoke test: the engine runs through navigator.gpu (Deno's WebGPU) and reads back correctly.
 // Prints one line "deno: N passed, M failed".
-import { Runtime } from '../../dist/src/gpu/runtime.js';
-import { affine, add } from '../../dist/src/kernels/elementwise.js';
-import { linear } from '../../dist/src/kernels/matmul.js';
-import { SafetensorsFile } from '../../dist/src/io/safetensors.js';
+import { Runtime } from '../../dist/gpu/runtime.js';
+import { affine, add } from '../../dist/kernels/elementwise.js';
+import { linear } from '../../dist/kernels/matmul.js';
+import { SafetensorsFile } from '../../dist/io/safetensors.js';
 
 let passed = 0;
 let failed = 0;
