@@ -3,10 +3,10 @@
 import * as assert from 'uvu/assert';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getRuntime, type Runtime } from '../src/gpu/runtime.js';
+import { getRuntime, tidy, type Runtime, type Tensor } from '../src/gpu/runtime.js';
 import { normalisedError } from '../src/parity/parity.js';
 
-/** Compiled tests run from dist/test; the fixtures stay in the source tree. */
+/** Compiled tests run from build/test; the fixtures stay in the source tree. */
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures');
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -49,7 +49,8 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   assert.ok(err <= tol, `${label}: normalised error ${err.toExponential(2)} over tolerance ${tol}`);
 }
 
-export async function rejects(fn: () => Promise<unknown>, pattern: RegExp, label: string): Promise<void> {
+/** Expects `fn` (sync or async) to throw an error whose message matches `pattern`. */
+export async function rejects(fn: () => unknown, pattern: RegExp, label: string): Promise<void> {
   try {
     await fn();
   } catch (e) {
@@ -58,4 +59,24 @@ export async function rejects(fn: () => Promise<unknown>, pattern: RegExp, label
     return;
   }
   assert.unreachable(`${label}: expected an error matching ${pattern}`);
+}
+
+/** Reads a tensor back and disposes it. */
+export async function take(t: Tensor): Promise<Float32Array> {
+  try {
+    return (await t.read()) as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
+/** Runs the synchronous ops of `fn` in a tidy (inputs uploaded inside are freed), reads the result
+ *  back and frees it. */
+export function compute(fn: () => Tensor): Promise<Float32Array> {
+  return take(tidy(fn));
+}
+
+/** Runs an async block (a place for block-local names in a loop body). */
+export async function block(fn: () => Promise<void>): Promise<void> {
+  await fn();
 }

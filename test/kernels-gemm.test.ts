@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { conv2d, linear, matmul, TILES } from '../src/kernels/matmul.js';
 import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
-import { assertClose, randn, rejects, rng, runtime } from './helpers.js';
+import { assertClose, randn, rejects, rng, runtime, block, compute } from './helpers.js';
 import { convOutSize, refConv, refConvAt, refLinear, refMatmul, type ActName, type ConvShape } from './reference.js';
 
 const TOL = 1e-5;
@@ -42,7 +42,7 @@ for (const tile of TILE_NAMES) {
     await withTile(tile, async () => {
       let seed = 1;
       for (const [m, k, n] of AWKWARD) {
-        await rt.scope(async () => {
+        await block(async () => {
           const x = randn(m * k, seed++);
           const w = randn(n * k, seed++, 0.3);
           const y = await linear(rt.upload(x, [m, k]), rt.upload(w, [n, k]));
@@ -60,7 +60,7 @@ test('linear epilogues: bias, gelu, quick_gelu, silu, residual; leading batch di
   const m = b * t;
   for (const act of ['none', 'gelu', 'quick_gelu', 'silu'] as ActName[]) {
     for (const withRes of [false, true]) {
-      await rt.scope(async () => {
+      await block(async () => {
         const x = randn(m * k, 11);
         const w = randn(n * k, 12, 0.4);
         const bias = randn(n, 13);
@@ -80,7 +80,7 @@ test('linear epilogues: bias, gelu, quick_gelu, silu, residual; leading batch di
 test('linear with f16 weights (packed pairs, odd counts) equals f32 math on the rounded weights', async () => {
   const rt = await runtime();
   for (const [m, k, n] of [[5, 3, 3], [33, 77, 65], [8, 320, 40]] as const) {
-    await rt.scope(async () => {
+    await block(async () => {
       const x = randn(m * k, 21);
       const w16 = f32ArrayToF16(randn(n * k, 22, 0.2));
       const y = await linear(rt.upload(x, [m, k]), rt.upload(w16, [n, k], 'f16'));
@@ -92,10 +92,10 @@ test('linear with f16 weights (packed pairs, odd counts) equals f32 math on the 
 test('real SD1.5 linear shapes (512² image): 4096×320→320 and 256×1280→1280 fully, 4096×320→2560 on sampled rows', async () => {
   const rt = await runtime();
   for (const [m, k, n, rows] of [[4096, 320, 320, 4096], [256, 1280, 1280, 256], [4096, 320, 2560, 48]] as const) {
-    await rt.scope(async () => {
+    await block(async () => {
       const x = randn(m * k, 31);
       const w = randn(n * k, 32, 1 / Math.sqrt(k));
-      const y = (await (await linear(rt.upload(x, [m, k]), rt.upload(w, [n, k]))).read()) as Float32Array;
+      const y = (await compute(() => linear(rt.upload(x, [m, k]), rt.upload(w, [n, k])))) as Float32Array;
       const pick = rng(33);
       const rowIds = rows === m ? [...Array(m).keys()] : Array.from({ length: rows }, () => Math.floor(pick() * m));
       const xs = new Float32Array(rowIds.length * k);
@@ -115,7 +115,7 @@ test('batched matmul: broadcast and batched B, transposed B, awkward shapes', as
   for (const [batch, m, k, n] of [[1, 1, 1, 1], [3, 5, 7, 9], [2, 33, 17, 65], [4, 16, 40, 77], [2, 9, 12, 20], [3, 70, 64, 132]] as const) {
     for (const bBatched of [false, true]) {
       for (const transposeB of [false, true]) {
-        await rt.scope(async () => {
+        await block(async () => {
           const a = randn(batch * m * k, seed++);
           const b = randn((bBatched ? batch : 1) * k * n, seed++);
           const bShape = bBatched ? (transposeB ? [batch, n, k] : [batch, k, n]) : transposeB ? [n, k] : [k, n];
@@ -145,7 +145,7 @@ for (const tile of [undefined, ...TILE_NAMES]) {
     await withTile(tile, async () => {
       let seed = 50;
       for (const c of CONV_CASES) {
-        await rt.scope(async () => {
+        await block(async () => {
           const x = randn(c.b * c.cin * c.h * c.w, seed++);
           const w = randn(c.cout * c.cin * c.kh * c.kw, seed++, 0.3);
           const bias = randn(c.cout, seed++);
@@ -170,7 +170,7 @@ test('conv2d with f16 weights', async () => {
   const c: ConvShape = { b: 1, cin: 5, h: 6, w: 7, cout: 3, kh: 3, kw: 3, stride: 1, pad: [1, 1, 1, 1] };
   const x = randn(c.cin * c.h * c.w, 60);
   const w16 = f32ArrayToF16(randn(c.cout * c.cin * 9, 61, 0.3));
-  await rt.scope(async () => {
+  await block(async () => {
     const y = await conv2d(rt.upload(x, [1, 5, 6, 7]), rt.upload(w16, [3, 5, 3, 3], 'f16'), { padding: 1 });
     assertClose((await y.read()) as Float32Array, refConv(x, f16ArrayToF32(w16), c), TOL, 'f16 conv');
   });
@@ -183,11 +183,11 @@ test('real SD1.5 conv shapes on sampled outputs: 16²×1280→1280 3×3 and the 
     { b: 1, cin: 128, h: 64, w: 64, cout: 128, kh: 3, kw: 3, stride: 2, pad: [0, 1, 0, 1] },
   ];
   for (const c of cases) {
-    await rt.scope(async () => {
+    await block(async () => {
       const x = randn(c.b * c.cin * c.h * c.w, 70);
       const w = randn(c.cout * c.cin * 9, 71, 1 / Math.sqrt(c.cin * 9));
       const bias = randn(c.cout, 72);
-      const y = (await (await conv2d(rt.upload(x, [c.b, c.cin, c.h, c.w]), rt.upload(w, [c.cout, c.cin, 3, 3]), { bias: rt.upload(bias, [c.cout]), stride: c.stride, padding: c.pad })).read()) as Float32Array;
+      const y = (await compute(() => conv2d(rt.upload(x, [c.b, c.cin, c.h, c.w]), rt.upload(w, [c.cout, c.cin, 3, 3]), { bias: rt.upload(bias, [c.cout]), stride: c.stride, padding: c.pad }))) as Float32Array;
       const [oh, ow] = convOutSize(c);
       const pick = rng(73);
       const got: number[] = [];
@@ -207,12 +207,30 @@ test('real SD1.5 conv shapes on sampled outputs: 16²×1280→1280 3×3 and the 
 
 test('shape errors name the operands', async () => {
   const rt = await runtime();
-  await rt.scope(async () => {
+  await block(async () => {
     await rejects(() => linear(rt.upload(randn(6, 1), [2, 3]), rt.upload(randn(8, 1), [2, 4])), /linear: input \[2, 3\] does not end in 4/, 'linear');
     await rejects(() => matmul(rt.upload(randn(6, 1), [2, 3]), rt.upload(randn(8, 1), [4, 2])), /inner dimensions differ/, 'matmul');
     await rejects(() => conv2d(rt.upload(randn(16, 1), [1, 1, 4, 4]), rt.upload(randn(18, 1), [1, 2, 3, 3])), /input has 1 channels/, 'conv');
     await rejects(() => conv2d(rt.upload(randn(4, 1), [1, 1, 2, 2]), rt.upload(randn(9, 1), [1, 1, 3, 3])), /larger than padded input/, 'conv size');
+    await rejects(() => conv2d(rt.upload(randn(16, 1), [1, 1, 4, 4]), rt.upload(randn(9, 1), [1, 1, 3, 3]), { stride: 1.5 }), /stride must be an integer ≥ 1, got 1.5/, 'fractional stride');
+    await rejects(() => conv2d(rt.upload(randn(16, 1), [1, 1, 4, 4]), rt.upload(randn(9, 1), [1, 1, 3, 3]), { padding: 0.5 }), /padding must be non-negative integers/, 'fractional padding');
   });
+});
+
+test('empty reductions: linear and matmul with K = 0 give act(bias) (+ residual), as PyTorch does', async () => {
+  const rt = await runtime();
+  const x = rt.upload(new Float32Array(0), [3, 0]);
+  const w = rt.upload(new Float32Array(0), [4, 0]);
+  assert.equal([...(await compute(() => linear(x, w)))], new Array(12).fill(0));
+  const bias = [0.5, -1, 2, 0];
+  const res = randn(12, 3);
+  const y = await compute(() => linear(x, w, { bias: rt.upload(bias, [4]), act: 'silu', residual: rt.upload(res, [3, 4]) }));
+  const silu = (v: number) => v / (1 + Math.exp(-v));
+  assertClose(y, Array.from({ length: 12 }, (_, i) => silu(bias[i % 4]!) + res[i]!), 1e-6, 'K = 0 with bias, silu, residual');
+  const m = await compute(() => matmul(rt.upload(new Float32Array(0), [2, 3, 0]), rt.upload(new Float32Array(0), [2, 0, 5])));
+  assert.equal([...m], new Array(30).fill(0));
+  x.dispose();
+  w.dispose();
 });
 
 test.run();

@@ -6,15 +6,15 @@ import { concat, mergeHeads, nchwToTokens, permute, slice, splitHeads, tokensToN
 import { embeddingLookup, timestepEmbedding } from '../src/kernels/embedding.js';
 import { resizeBicubic } from '../src/kernels/resize.js';
 import { cosineSimilarity, meanSquaredError, pairStats } from '../src/kernels/reduce.js';
-import { assertClose, randn, rejects, runtime } from './helpers.js';
+import { assertClose, randn, rejects, runtime, block, compute, take } from './helpers.js';
 import { act, refBicubic, refPermute, refTimestepEmbedding } from './reference.js';
 
 test('activations: gelu (erf form) over ±12 and special values, quick_gelu, silu; affine; tolerance 2e-7 abs + 1e-6 rel', async () => {
   const rt = await runtime();
   const xs = new Float32Array([...Array.from({ length: 4801 }, (_, i) => -12 + i * 0.005), 0, -0, 1e-30, -1e-30, 30, -30, 88, -88]);
   for (const name of ['gelu', 'quick_gelu', 'silu', 'none'] as const) {
-    await rt.scope(async () => {
-      const y = (await (await unary(rt.upload(xs, [xs.length]), name, 1.5, -0.25)).read()) as Float32Array;
+    await block(async () => {
+      const y = (await compute(() => unary(rt.upload(xs, [xs.length]), name, 1.5, -0.25))) as Float32Array;
       for (let i = 0; i < xs.length; i++) {
         const ref = act[name](Math.fround(xs[i]! * 1.5 - 0.25));
         const err = Math.abs(y[i]! - ref);
@@ -37,7 +37,7 @@ test('binary ops with NumPy broadcasting (bias per channel, scalars, both sides)
   let seed = 500;
   for (const [sa, sb] of cases) {
     for (const op of ['add', 'sub', 'mul', 'div'] as const) {
-      await rt.scope(async () => {
+      await block(async () => {
         const na = sa.reduce((p, d) => p * d, 1);
         const nb = sb.reduce((p, d) => p * d, 1);
         const a = randn(na, seed++);
@@ -75,10 +75,10 @@ test('binary ops with NumPy broadcasting (bias per channel, scalars, both sides)
 
 test('geglu: first half times gelu(second half)', async () => {
   const rt = await runtime();
-  await rt.scope(async () => {
+  await block(async () => {
     const [b, n, c] = [2, 5, 13];
     const x = randn(b * n * 2 * c, 600, 2);
-    const y = (await (await geglu(rt.upload(x, [b, n, 2 * c]))).read()) as Float32Array;
+    const y = (await compute(() => geglu(rt.upload(x, [b, n, 2 * c])))) as Float32Array;
     const ref = new Float64Array(b * n * c);
     for (let r = 0; r < b * n; r++) for (let j = 0; j < c; j++) ref[r * c + j] = x[r * 2 * c + j]! * act.gelu(x[r * 2 * c + c + j]!);
     assertClose(y, ref, 1e-6, 'geglu');
@@ -87,7 +87,7 @@ test('geglu: first half times gelu(second half)', async () => {
 
 test('permute (ranks 1–6), slice, concat, nearest ×2, NCHW ↔ tokens, heads split/merge: exact', async () => {
   const rt = await runtime();
-  await rt.scope(async () => {
+  await block(async () => {
     const perms: [number[], number[]][] = [
       [[5], [0]],
       [[3, 4], [1, 0]],
@@ -104,7 +104,7 @@ test('permute (ranks 1–6), slice, concat, nearest ×2, NCHW ↔ tokens, heads 
     }
     // slice
     const x = Float32Array.from({ length: 3 * 4 * 5 }, (_, i) => i);
-    const s = (await (await slice(rt.upload(x, [3, 4, 5]), [1, 0, 2], [2, -1, 3])).read()) as Float32Array;
+    const s = (await compute(() => slice(rt.upload(x, [3, 4, 5]), [1, 0, 2], [2, -1, 3]))) as Float32Array;
     const sref: number[] = [];
     for (let i = 1; i < 3; i++) for (let j = 0; j < 4; j++) for (let k = 2; k < 5; k++) sref.push(i * 20 + j * 5 + k);
     assert.equal([...s], sref);
@@ -112,14 +112,14 @@ test('permute (ranks 1–6), slice, concat, nearest ×2, NCHW ↔ tokens, heads 
     // concat along channels (skip connections) and along the last axis
     const a = randn(2 * 3 * 4, 710);
     const b = randn(2 * 5 * 4, 711);
-    const c = (await (await concat([rt.upload(a, [2, 3, 2, 2]), rt.upload(b, [2, 5, 2, 2])], 1)).read()) as Float32Array;
+    const c = (await compute(() => concat([rt.upload(a, [2, 3, 2, 2]), rt.upload(b, [2, 5, 2, 2])], 1))) as Float32Array;
     const cref: number[] = [];
     for (let n = 0; n < 2; n++) cref.push(...a.subarray(n * 12, n * 12 + 12), ...b.subarray(n * 20, n * 20 + 20));
     assert.equal([...c], cref);
     const ints = await concat([rt.upload(Int32Array.from([1, 2]), [1, 2], 'i32'), rt.upload(Int32Array.from([3]), [1, 1], 'i32')], -1);
     assert.equal([...((await ints.read()) as Int32Array)], [1, 2, 3]);
     // nearest ×2
-    const u = (await (await upsampleNearest2x(rt.upload([1, 2, 3, 4, 5, 6], [1, 1, 2, 3]))).read()) as Float32Array;
+    const u = (await compute(() => upsampleNearest2x(rt.upload([1, 2, 3, 4, 5, 6], [1, 1, 2, 3])))) as Float32Array;
     assert.equal([...u], [1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 4, 4, 5, 5, 6, 6]);
     // NCHW ↔ tokens: token n = y·W + x
     const img = Float32Array.from({ length: 2 * 3 * 2 * 4 }, (_, i) => i);
@@ -127,7 +127,7 @@ test('permute (ranks 1–6), slice, concat, nearest ×2, NCHW ↔ tokens, heads 
     assert.equal(tok.shape, [2, 8, 3]);
     const tv = (await tok.read()) as Float32Array;
     assert.is(tv[(1 * 8 + 5) * 3 + 2], img[((1 * 3 + 2) * 2 + 1) * 4 + 1]);
-    const back = (await (await tokensToNchw(tok, 2, 4)).read()) as Float32Array;
+    const back = (await compute(() => tokensToNchw(tok, 2, 4))) as Float32Array;
     assert.equal([...back], [...img]);
     // heads: channel c = head·D + d
     const qm = randn(2 * 5 * 12, 720);
@@ -135,7 +135,7 @@ test('permute (ranks 1–6), slice, concat, nearest ×2, NCHW ↔ tokens, heads 
     assert.equal(split.shape, [2, 3, 5, 4]);
     const sv = (await split.read()) as Float32Array;
     assert.is(sv[((1 * 3 + 2) * 5 + 4) * 4 + 1], qm[(1 * 5 + 4) * 12 + 2 * 4 + 1]);
-    assert.equal([...((await (await mergeHeads(split)).read()) as Float32Array)], [...qm]);
+    assert.equal([...((await compute(() => mergeHeads(split))) as Float32Array)], [...qm]);
   });
 });
 
@@ -143,8 +143,8 @@ test("timestep embedding: diffusers' conventions (flip_sin_to_cos, shift 0/1, od
   const rt = await runtime();
   const ts = [0, 1, 2, 101, 251, 401, 501, 999, 1000];
   for (const [dim, flip, shift] of [[320, true, 0], [32, true, 0], [33, false, 1], [8, false, 0]] as const) {
-    await rt.scope(async () => {
-      const y = (await (await timestepEmbedding(rt.upload(ts, [ts.length]), dim, { flipSinToCos: flip, downscaleFreqShift: shift })).read()) as Float32Array;
+    await block(async () => {
+      const y = (await compute(() => timestepEmbedding(rt.upload(ts, [ts.length]), dim, { flipSinToCos: flip, downscaleFreqShift: shift }))) as Float32Array;
       const ref = refTimestepEmbedding(ts, dim, flip, shift);
       let worst = 0;
       for (let i = 0; i < y.length; i++) worst = Math.max(worst, Math.abs(y[i]! - ref[i]!));
@@ -178,10 +178,10 @@ test('bicubic resize = torch interpolate(bicubic, align_corners=False): up, down
   ];
   let seed = 800;
   for (const [planes, h, w, oh, ow, sy, sx] of cases) {
-    await rt.scope(async () => {
+    await block(async () => {
       const x = randn(planes * h * w, seed++);
       const opts = sy === undefined ? {} : { scaleY: sy, scaleX: sx! };
-      const y = (await (await resizeBicubic(rt.upload(x, [1, planes, h, w]), oh, ow, opts)).read()) as Float32Array;
+      const y = (await compute(() => resizeBicubic(rt.upload(x, [1, planes, h, w]), oh, ow, opts))) as Float32Array;
       assertClose(y, refBicubic(x, planes, h, w, oh, ow, Math.fround(sy ?? h / oh), Math.fround(sx ?? w / ow)), 1e-5, `bicubic ${h}x${w}→${oh}x${ow}`);
     });
   }
@@ -190,7 +190,7 @@ test('bicubic resize = torch interpolate(bicubic, align_corners=False): up, down
 test('cosine similarity and MSE over whole tensors (1 to 2²¹ elements); abs ≤ 1e-6 cosine, rel ≤ 1e-5 mse', async () => {
   const rt = await runtime();
   for (const n of [1, 7, 1000, 65537, 1 << 21]) {
-    await rt.scope(async () => {
+    await block(async () => {
       const a = randn(n, 900 + n);
       const b = Float32Array.from(randn(n, 901 + n), (v, i) => 0.8 * a[i]! + 0.6 * v);
       let dot = 0, aa = 0, bb = 0, sq = 0;
@@ -202,8 +202,8 @@ test('cosine similarity and MSE over whole tensors (1 to 2²¹ elements); abs �
       }
       const ta = rt.upload(a, [n]);
       const tb = rt.upload(b, [n]);
-      const cos = await cosineSimilarity(ta, tb);
-      const mse = await meanSquaredError(ta, tb);
+      const cos = (await take(cosineSimilarity(ta, tb)))[0]!;
+      const mse = (await take(meanSquaredError(ta, tb)))[0]!;
       assert.ok(Math.abs(cos - dot / Math.sqrt(aa * bb)) <= 1e-6, `cos n=${n}: ${cos} vs ${dot / Math.sqrt(aa * bb)}`);
       assert.ok(Math.abs(mse - sq / n) <= 1e-5 * (sq / n) + 1e-12, `mse n=${n}: ${mse} vs ${sq / n}`);
       const s = await pairStats(ta, tb);
@@ -215,7 +215,7 @@ test('cosine similarity and MSE over whole tensors (1 to 2²¹ elements); abs �
 
 test('embedding lookup from a table split in row blocks; out-of-vocabulary ids are rejected', async () => {
   const rt = await runtime();
-  await rt.scope(async () => {
+  await block(async () => {
     const [vocab, d] = [11, 6];
     const table = randn(vocab * d, 950);
     const ids = Int32Array.from([0, 10, 5, 4, 5]);

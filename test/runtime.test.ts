@@ -1,19 +1,26 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Runtime, sizeClass } from '../src/gpu/runtime.js';
+import { Runtime, sizeClass, tidy, type KernelSource, type Tensor } from '../src/gpu/runtime.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/gpu/half.js';
-import { affine, add } from '../src/kernels/elementwise.js';
-import { randn, rejects, runtime } from './helpers.js';
+import { affine, add, unary } from '../src/kernels/elementwise.js';
+import { randn, rejects, runtime, take } from './helpers.js';
+
+const COPY_KERNEL: KernelSource = {
+  code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) { if (g.x < arrayLength(&y)) { y[g.x] = x[g.x]; } }`,
+  inputs: 1,
+  outputs: 1,
+  uniforms: false,
+};
 
 test('a kernel runs and reads back exactly (y = 2x + 1)', async () => {
   const rt = await runtime();
   const data = Float32Array.from({ length: 1000 }, (_, i) => i - 500.25);
   const x = rt.upload(data, [10, 100]);
-  const y = await affine(x, 2, 1);
-  const out = (await y.read()) as Float32Array;
+  const out = await take(affine(x, 2, 1));
   for (let i = 0; i < data.length; i++) assert.is(out[i], Math.fround(data[i]! * 2 + 1), `element ${i}`);
   x.dispose();
-  y.dispose();
 });
 
 test('upload and read back i32, u32 and f16 (packed pairs, odd length)', async () => {
@@ -60,92 +67,193 @@ test('reshape is a view: no copy, shared storage, released with the last referen
   y.dispose();
 });
 
-test('memory returns to its baseline after tensors are released; the pool reuses buffers', async () => {
+test('ops are recorded when called: a later host write to an input does not reach a queued op', async () => {
+  const rt = await runtime();
+  const x = rt.upload([1, 1, 1], [3]);
+  const p = unary(x, 'exp'); // not read yet
+  rt.writeTensor(x, [0, 0, 0]);
+  const got = await take(p);
+  for (const v of got) assert.ok(Math.abs(v - Math.E) < 1e-6, `exp(1) expected, got ${v}`);
+  assert.equal([...(await take(unary(x, 'exp')))], [1, 1, 1], 'the write itself took effect');
+  x.dispose();
+});
+
+test('ops are recorded when called: disposing an input right after the call is safe, its buffer is not handed to a new upload first', async () => {
+  const rt = await runtime();
+  const n = 1 << 12;
+  const data = randn(n, 5);
+  const x2 = rt.upload(data, [n]);
+  const p = affine(x2, 2, 0);
+  x2.dispose();
+  const z = rt.upload(new Float32Array(n).fill(100), [n]);
+  const out = await take(p);
+  for (let i = 0; i < n; i++) assert.is(out[i], Math.fround(data[i]! * 2), `element ${i}`);
+  z.dispose();
+});
+
+test('a buffer released while its reader is unsubmitted is pending, then pooled once the batch is submitted', async () => {
+  const rt = await runtime();
+  await rt.sync();
+  const bytes = 1 << 16;
+  const x = rt.upload(randn(bytes / 4, 5), [bytes / 4]);
+  const buffer = x.storage.buffer;
+  const y = affine(x, 3, 0); // recorded, not yet submitted
+  const pendingBefore = rt.memory().pendingBytes;
+  x.dispose();
+  assert.is(rt.memory().pendingBytes - pendingBefore, sizeClass(bytes), 'x is pending while the batch is open');
+  const z = rt.empty([bytes / 4]);
+  assert.is.not(z.storage.buffer, buffer, 'a pending buffer is not reused');
+  rt.flush();
+  assert.is(rt.memory().pendingBytes, pendingBefore, 'submission frees it for reuse');
+  const w = rt.empty([bytes / 4]);
+  assert.is(w.storage.buffer, buffer, 'after submission the same buffer is reused');
+  for (const t of [y, z, w]) t.dispose();
+});
+
+test('memory returns to its baseline after tidy; the pool reuses buffers across submissions', async () => {
   const rt = await runtime();
   await rt.trim();
   const base = rt.memory();
   const steps = 200;
-  await rt.scope(async () => {
-    let x = rt.upload(randn(4096, 3), [64, 64]);
+  const x0 = randn(4096, 3);
+  const y = tidy(() => {
+    let x = rt.upload(x0, [64, 64]);
     for (let i = 0; i < steps; i++) {
-      const next = await add(x, x);
-      x.dispose();
+      const next = affine(x, 1, 1);
+      x.dispose(); // released at once, so its buffer can serve a later step
       x = next;
     }
-    const out = (await x.read()) as Float32Array;
-    assert.is(out[1], Math.fround(randn(4096, 3)[1]! * 2 ** steps) || out[1]);
+    return x;
   });
+  const out = await take(y);
+  let exact = 0;
+  for (let i = 0; i < out.length; i++) {
+    let v = x0[i]!;
+    for (let s = 0; s < steps; s++) v = Math.fround(v + 1);
+    if (out[i] === v) exact++;
+  }
+  assert.is(exact, out.length, 'every value is x + 200 in float32');
   await rt.sync();
   const after = rt.memory();
   assert.is(after.liveBytes, base.liveBytes, 'live bytes back to baseline');
   assert.is(after.liveTensors, base.liveTensors);
   assert.ok(after.pooledBytes > 0, 'released buffers are pooled');
-  // Buffers are reused across submissions: far fewer than 201 tensors of 16 KiB were allocated
-  // (at most one batch of dispatches keeps its released buffers).
+  // 201 tensors of 16 KiB; within a batch of 32 dispatches released buffers wait, so about 33 exist.
   const storageBytes = after.allocatedBytes - base.allocatedBytes;
   assert.ok(storageBytes <= 48 * 16384, `allocated ${storageBytes} bytes for ${steps + 1} tensors`);
   await rt.trim();
   assert.is(rt.memory().allocatedBytes, base.allocatedBytes, 'trim destroys pooled buffers');
 });
 
-test('scope keeps returned tensors and disposes the rest, also on error', async () => {
+test('tidy keeps returned tensors (also in arrays, Maps and objects), disposes the rest, also on error, and refuses async functions', async () => {
   const rt = await runtime();
-  const base = rt.memory().liveBytes;
-  const kept = await rt.scope(async () => {
+  const base = rt.memory().liveTensors;
+  const kept = tidy(() => {
     const a = rt.upload([1, 2, 3], [3]);
-    const b = await affine(a, 1, 1);
-    return { b };
+    const b = affine(a, 1, 1);
+    const c = affine(a, 2, 0);
+    const d = affine(a, 0, 5);
+    affine(a, 9, 9); // dropped
+    return { b, list: [c], map: new Map([['d', d]]) };
   });
-  assert.equal([...((await kept.b.read()) as Float32Array)], [2, 3, 4]);
-  kept.b.dispose();
-  await rejects(
+  assert.is(rt.memory().liveTensors, base + 3);
+  assert.equal([...(await take(kept.b))], [2, 3, 4]);
+  assert.equal([...(await take(kept.list[0]!))], [2, 4, 6]);
+  assert.equal([...(await take(kept.map.get('d')!))], [5, 5, 5]);
+  assert.throws(
     () =>
-      rt.scope(async () => {
+      tidy(() => {
         rt.upload([1, 2, 3], [3]);
         throw new Error('boom');
       }),
     /boom/,
-    'error in scope',
   );
-  assert.is(rt.memory().liveBytes, base);
+  assert.is(rt.memory().liveTensors, base, 'a throwing tidy frees what it made');
+  assert.throws(() => tidy((async () => affine(rt.upload([1], [1]), 1, 0)) as unknown as () => Tensor), /returned a Promise/);
+  const outer = tidy(() => {
+    const inner = tidy(() => affine(rt.upload([4], [1]), 1, 0));
+    const keepMe = affine(inner, 1, 1).keep();
+    return keepMe;
+  });
+  assert.equal([...(await take(outer))], [5]);
+  assert.is(rt.memory().liveTensors, base, 'nested tidies and keep() leave nothing behind');
 });
 
-test('a buffer released while work is queued is not reused before the GPU is done', async () => {
+test('concurrent async tasks interleaving their tidy calls do not free each other\'s tensors', async () => {
   const rt = await runtime();
-  const x = rt.upload(randn(1 << 16, 5), [1 << 16]);
-  const y = await affine(x, 3, 0); // recorded, not yet submitted
-  x.dispose();
-  assert.ok(rt.memory().pendingBytes > 0 || rt.memory().pooledBytes >= 0);
-  // A new upload of the same size must not overwrite x before the queued kernel has read it.
-  const z = rt.upload(new Float32Array(1 << 16).fill(100), [1 << 16]);
-  const out = (await y.read()) as Float32Array;
-  const ref = randn(1 << 16, 5);
-  for (let i = 0; i < 16; i++) assert.is(out[i], Math.fround(ref[i]! * 3));
-  y.dispose();
-  z.dispose();
+  const pause = () => new Promise((r) => setTimeout(r, 1));
+  const task = async (offset: number) => {
+    const results: Tensor[] = [];
+    for (let i = 0; i < 10; i++) {
+      await pause();
+      results.push(tidy(() => affine(affine(rt.upload([i], [1]), 1, offset), 2, 0)));
+    }
+    const values: number[] = [];
+    for (const r of results) values.push((await take(r))[0]!);
+    return values;
+  };
+  const [a, b] = await Promise.all([task(100), task(1000)]);
+  assert.equal(a, Array.from({ length: 10 }, (_, i) => 2 * (i + 100)));
+  assert.equal(b, Array.from({ length: 10 }, (_, i) => 2 * (i + 1000)));
 });
 
-test('many dispatches are batched into few submissions', async () => {
+test('many dispatches are batched into few submissions; dispatches are counted', async () => {
   const rt = await runtime();
   const before = rt.submittedSerial;
-  await rt.scope(async () => {
+  const count = rt.dispatchCount;
+  const y = tidy(() => {
     let x = rt.upload(randn(256, 7), [256]);
-    for (let i = 0; i < 100; i++) x = await affine(x, 1, 0.5);
-    const out = (await x.read()) as Float32Array;
-    assert.ok(Math.abs(out[0]! - (randn(256, 7)[0]! + 50)) < 1e-4);
+    for (let i = 0; i < 100; i++) x = affine(x, 1, 0.5);
+    return x;
   });
+  const out = await take(y);
+  assert.ok(Math.abs(out[0]! - (randn(256, 7)[0]! + 50)) < 1e-4);
   const submits = rt.submittedSerial - before;
-  assert.ok(submits <= 4, `100 dispatches took ${submits} submissions`);
+  assert.ok(submits <= 5, `100 dispatches took ${submits} submissions`);
+  assert.is(rt.dispatchCount - count, 100);
 });
 
-test('pipelines are compiled once and cached; WGSL errors name the kernel', async () => {
+test('kernels are built once per key (WGSL generated once); a WGSL error names the kernel', async () => {
   const rt = await runtime();
-  const def = { key: 'test:bad', code: 'fn main( {', inputs: 0, outputs: 0, uniforms: false };
-  await rejects(() => rt.pipeline(def), /WGSL compilation failed for kernel 'test:bad'/, 'bad WGSL');
-  const good = { key: 'test:good', code: '@compute @workgroup_size(1) fn main() {}', inputs: 0, outputs: 0, uniforms: false };
-  const p1 = await rt.pipeline(good);
-  const p2 = await rt.pipeline(good);
-  assert.is(p1, p2);
+  let builds = 0;
+  const build = () => {
+    builds++;
+    return COPY_KERNEL;
+  };
+  const x = rt.upload([1, 2, 3], [3]);
+  const outs: Tensor[] = [];
+  for (let i = 0; i < 5; i++) outs.push(rt.run(rt.kernel('test:copy', build), { inputs: [x], outputs: [{ shape: [3] }], workgroups: [1] })[0]!);
+  assert.is(builds, 1);
+  assert.is(rt.kernel('test:copy', build), rt.kernel('test:copy', build));
+  assert.equal([...(await take(outs[4]!))], [1, 2, 3]);
+  for (const t of [x, ...outs]) t.dispose();
+
+  const rt2 = await Runtime.create();
+  try {
+    rt2.kernel('test:bad', () => ({ code: 'fn main( {', inputs: 0, outputs: 0, uniforms: false }));
+    await rejects(() => rt2.sync(), /kernel 'test:bad' failed to compile/, 'bad WGSL');
+  } finally {
+    rt2.destroy();
+  }
+});
+
+test('a dispatch that fails validation allocates nothing (no leak outside tidy)', async () => {
+  const rt = await runtime();
+  await rt.sync();
+  const before = rt.memory();
+  const kernel = rt.kernel('test:copy', () => COPY_KERNEL);
+  const x = rt.upload([1, 2, 3], [3]);
+  const maxBinding = rt.limits.maxStorageBufferBindingSize ?? 134217728;
+  const huge = Math.floor(maxBinding / 4) + 1024;
+  for (let i = 0; i < 5; i++) {
+    assert.throws(() => rt.run(kernel, { inputs: [x], outputs: [{ shape: [huge] }], workgroups: [1] }), /over this adapter's maxStorageBufferBindingSize/);
+  }
+  const dead = rt.upload([1], [1]);
+  dead.dispose();
+  assert.throws(() => rt.run(kernel, { inputs: [dead], outputs: [{ shape: [1 << 20] }], workgroups: [1] }), /already disposed/);
+  x.dispose();
+  assert.is(rt.memory().liveBytes, before.liveBytes);
+  assert.ok(rt.memory().allocatedBytes - before.allocatedBytes <= 4096, 'no output buffer was created');
 });
 
 test('size classes: ≤ 12.5% slack, monotone', () => {
@@ -158,20 +266,49 @@ test('size classes: ≤ 12.5% slack, monotone', () => {
   }
 });
 
-test('bad arguments give clear errors', async () => {
+test('buffers beyond the largest size class that fits maxBufferSize are pooled at exact size and reused', async () => {
+  const rt = await Runtime.create();
+  try {
+    // A small maxBufferSize puts 1,090,000 bytes (class 1,179,648) beyond the largest class.
+    (rt.limits as Record<string, number>).maxBufferSize = 1_100_000;
+    const n = 1_090_000 / 4;
+    assert.ok(sizeClass(n * 4) > 1_100_000);
+    const base = rt.memory().allocatedBytes;
+    for (let i = 0; i < 20; i++) {
+      rt.empty([n]).dispose();
+      rt.flush();
+    }
+    assert.is(rt.memory().allocatedBytes - base, n * 4, 'one exact-size buffer, reused 20 times');
+    assert.throws(() => rt.empty([300_000]), /exceeds this adapter's maxBufferSize/);
+  } finally {
+    await rt.close();
+  }
+});
+
+test('bad arguments give clear errors, synchronously', async () => {
   const rt = await runtime();
   assert.throws(() => rt.upload([1, 2, 3], [2, 2]), /3 values given for shape \[2, 2\]/);
   assert.throws(() => rt.empty([2, -1]), /non-negative integers/);
   const x = rt.upload([1, 2], [2]);
   x.dispose();
-  await rejects(() => affine(x, 1, 0), /already disposed/, 'disposed input');
+  assert.throws(() => affine(x, 1, 0), /already disposed/);
+  const a = rt.upload([1, 2], [2]);
+  const b = rt.upload([1, 2, 3], [3]);
+  assert.throws(() => add(a, b), /do not broadcast/);
+  a.dispose();
+  b.dispose();
 });
 
-test('a second runtime can be created and destroyed independently', async () => {
+test('a second runtime can be created and closed independently; memory() reads zero after close', async () => {
   const rt2 = await Runtime.create();
   const t = rt2.upload([5, 6], [2]);
   assert.equal([...((await t.read()) as Float32Array)], [5, 6]);
-  rt2.destroy();
+  assert.ok(rt2.memory().liveBytes > 0);
+  await rt2.close();
+  const m = rt2.memory();
+  assert.is(m.allocatedBytes, 0);
+  assert.is(m.liveBytes, 0);
+  assert.is(m.liveTensors, 0);
   assert.throws(() => rt2.empty([1]), /destroyed/);
 });
 
