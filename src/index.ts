@@ -7,14 +7,16 @@ export { openFile, blobSource, type ByteSource, type BlobLike } from './io/bytes
 export { SafetensorsFile, ShardedSafetensors, SafetensorsError, openSafetensors, encodeSafetensors, type TensorToWrite, parseHeader, rawToFloat32, rawToInt32, SAFETENSORS_DTYPES, MAX_HEADER_BYTES, type SafetensorsDType, type TensorInfo, type RawTensor, type TensorSource } from './io/safetensors.js';
 export * as kernels from './kernels/index.js';
 export { Taps, Vocabulary, TapNameError, type ForwardOptions } from './nn/context.js';
-export { WeightStore, WeightLoadError, Param, Scope, type LoadOptions } from './nn/weights.js';
+export { WeightStore, WeightLoadError, Param, Scope, type LoadOptions, type WeightPrecision } from './nn/weights.js';
 export { Linear, Conv2d, GroupNorm, LayerNorm } from './nn/modules.js';
 export { UNet2DConditionModel, type UNetConfig, type UNetOutput, type UNetForwardOptions } from './models/unet.js';
 export { VaeEncoder, legacyVaeKey, type VaeConfig, type Posterior, type VaeEncoderOutput } from './models/vae.js';
 export { ClipTextModel, type ClipTextConfig, type ClipTextOutput, type EncoderForwardOptions } from './models/clip-text.js';
 export { ClipTokenizer, type ClipTokenizerFiles } from './models/clip-tokenizer.js';
 export { PNDMScheduler, NormalGenerator, type SchedulerConfig } from './models/scheduler.js';
-export { loadStableDiffusion, loadUNet, loadVaeEncoder, loadTextEncoder, findWeights, type StableDiffusion, type Sd15Part } from './models/sd15.js';
+export { loadStableDiffusion, loadUNet, loadVaeEncoder, loadTextEncoder, type StableDiffusion, type Sd15Part, type ModelLoadOptions } from './models/sd15.js';
+export { findWeights } from './models/files.js';
+export { loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, inferResamplerConfig, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/vision-loaders.js';
 export { runParity, type ParityRow } from './parity/parity.js';
 export { ClipVisionModel, ClipModel, type ClipVisionConfig, type ClipVisionOutput, type ClipModelConfig } from './models/clip-vision.js';
 export { Dinov2Model, type Dinov2Config, type Dinov2Output } from './models/dinov2.js';

@@ -3,16 +3,17 @@
 
 import { formatInspect, inspectFile } from './inspect.js';
 import { Runtime } from '../gpu/runtime.js';
-import { runParity, type ParityRow } from '../parity/parity.js';
+import { F16_WEIGHTS_TOLERANCE, runParity, type ParityRow } from '../parity/parity.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
 commands:
   info                     print the WebGPU adapter, backend, limits and features
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
-  parity --fixtures DIR [--only NAME,...]
+  parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto]
                            rebuild the models of a reference fixture folder and compare every
                            stored activation; prints one row per tensor and "N passed, M failed"
+                           (--weights f16: linear/conv weights stored as f16, tolerance ${F16_WEIGHTS_TOLERANCE})
 
 environment:
   DIFFSIM_DAWN_TOGGLES            Dawn toggles to enable (Node), e.g. allow_unsafe_apis,disable_robustness
@@ -54,21 +55,26 @@ function formatRow(r: ParityRow): string {
 async function parity(args: string[]): Promise<number> {
   let dir: string | undefined;
   let only: string[] | undefined;
+  let weights: string | undefined = 'f32';
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--fixtures') dir = args[++i];
     else if (a.startsWith('--fixtures=')) dir = a.slice('--fixtures='.length);
+    else if (a === '--weights') weights = args[++i];
+    else if (a.startsWith('--weights=')) weights = a.slice('--weights='.length);
     else if (a === '--only') only = args[++i]?.split(',').filter(Boolean);
     else if (a.startsWith('--only=')) only = a.slice('--only='.length).split(',').filter(Boolean);
     else throw new UsageError(`parity: unknown argument ${a}`);
   }
   if (!dir) throw new UsageError('parity: --fixtures DIR is required');
   if (only && only.length === 0) throw new UsageError('parity: --only needs at least one folder name');
+  if (weights !== 'f32' && weights !== 'f16' && weights !== 'auto') throw new UsageError(`parity: --weights must be f32, f16 or auto, got ${weights ?? '(nothing)'}`);
   const rt = await Runtime.create();
   try {
     console.log(`adapter: ${rt.adapterInfo.description}`);
     console.log(`${'     tensor'.padEnd(78)} ${'error'.padStart(14)}  tolerance`);
-    const { rows, skipped } = await runParity(rt, dir, only, (r) => console.log(formatRow(r)));
+    if (weights === 'f16') console.log(`linear/conv weights rounded to f16 on the GPU: every tolerance is ${F16_WEIGHTS_TOLERANCE}`);
+    const { rows, skipped } = await runParity(rt, dir, only, (r) => console.log(formatRow(r)), { weights });
     for (const s of skipped) console.log(`skip  ${s} (not supported yet)`);
     const compared = rows.filter((r) => r.kind !== 'skipped');
     const failed = compared.filter((r) => !r.pass).length;

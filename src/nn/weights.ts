@@ -46,6 +46,8 @@ export class WeightLoadError extends Error {
   }
 }
 
+export type WeightPrecision = 'f32' | 'auto' | 'f16';
+
 export interface LoadOptions {
   /** Maps a checkpoint key to the module key (e.g. legacy names), or null to skip the tensor. */
   rename?: (checkpointKey: string) => string | null;
@@ -56,10 +58,11 @@ export interface LoadOptions {
   /** Reshape a checkpoint tensor whose element count matches but whose shape differs
    *  (legacy 1×1-conv attention weights stored as [C, C, 1, 1]). */
   allowSqueeze?: boolean;
-  /** GPU storage of weights: 'f32' widens everything (the default); 'auto' keeps F16 checkpoint
-   *  tensors as packed f16 where the consuming kernel reads f16 (linear and conv weights, embedding
-   *  tables; accumulation stays f32), halving their memory. */
-  weights?: 'f32' | 'auto';
+  /** GPU storage of the weights that kernels can read as f16 (linear and conv weights; math and
+   *  accumulation stay f32): 'f32' widens everything (the default); 'auto' keeps them f16 when the
+   *  checkpoint stores F16 (half the memory, the checkpoint's own values); 'f16' rounds every such
+   *  weight to f16. Norms, biases and embeddings stay f32. */
+  weights?: WeightPrecision;
 }
 
 /** All parameters of a model, by full key. */
@@ -116,11 +119,16 @@ export class WeightStore {
     }
     for (const [k, p] of this.params) {
       const ck = byKey.get(k)!;
-      if (opts.weights === 'auto' && p.acceptsF16 && source.info(ck).dtype === 'F16') {
-        const raw = await source.readRaw(ck);
-        const half = new Uint16Array(raw.bytes.byteLength / 2);
-        new Uint8Array(half.buffer).set(raw.bytes);
-        p.set(rt.upload(half, p.shape, 'f16').keep());
+      const stored = source.info(ck).dtype;
+      if (p.acceptsF16 && ((opts.weights === 'auto' && stored === 'F16') || opts.weights === 'f16')) {
+        if (stored === 'F16') {
+          const raw = await source.readRaw(ck);
+          const half = new Uint16Array(raw.bytes.byteLength / 2);
+          new Uint8Array(half.buffer).set(raw.bytes);
+          p.set(rt.upload(half, p.shape, 'f16').keep());
+        } else {
+          p.set(rt.upload((await source.readFloat32(ck)).data, p.shape, 'f16').keep());
+        }
       } else {
         const { data } = await source.readFloat32(ck);
         p.set(rt.upload(data, p.shape).keep());
