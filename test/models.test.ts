@@ -2,7 +2,8 @@
 // full-size manifests, loading errors, taps and early stop.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { runParity, fixtureFolders, loadIndex } from '../src/parity/parity.js';
@@ -13,23 +14,26 @@ import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../src/models/clip-vision.js';
 import { Dinov2Model, type Dinov2Config } from '../src/models/dinov2.js';
 import { IpAdapterPlus, type ResamplerConfig } from '../src/models/ip-adapter.js';
+import { inferResamplerConfig, loadDinov2, loadClipVision, loadIpAdapterPlus } from '../src/models/vision-loaders.js';
 import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safetensors.js';
 import { blobSource } from '../src/io/bytesource.js';
-import { FIXTURES, REPO_ROOT, normErr, rejects, runtime } from './helpers.js';
+import { FIXTURES, REPO_ROOT, normErr, rejects, runtime, take } from './helpers.js';
 
 const MODELS = ['scheduler', 'clip-text-tiny', 'vae-encoder-tiny', 'unet-tiny', 'clip-vision-tiny', 'dinov2-tiny', 'ip-adapter-plus-tiny', 'preprocess', 'codecs', 'manifests', 'diffsim-tiny', 'clip-vision-h14-tiny'];
 
 for (const folder of MODELS) {
   test(`parity: every ${folder} tensor within the fixtures README tolerance`, async () => {
     const rt = await runtime();
-    const { rows } = await runParity(rt, FIXTURES, [folder]);
+    const { rows: all } = await runParity(rt, FIXTURES, [folder]);
+    const rows = all.filter((r) => r.kind !== 'skipped');
     assert.ok(rows.length >= 4, `${folder}: only ${rows.length} tensors compared`);
     const failed = rows.filter((r) => !r.pass);
     assert.equal(failed.map((r) => `${r.name} ${r.err}`), [], `${folder}: failures`);
     const stored = (await loadIndex(FIXTURES)).files;
-    // Every stored activation except the inputs was compared.
+    // Every stored activation except the inputs was compared (none skipped).
     const acts = stored[`${folder}/activations.safetensors`];
     if (acts) {
+      assert.equal(all.filter((r) => r.kind === 'skipped').map((r) => r.name), [], `${folder}: stored activations skipped`);
       const compared = new Set(rows.map((r) => r.name));
       const inputs = /^(run\d+\.)?(input\.|input_ids$|attention_mask$|eps$)/;
       const missing = Object.keys(acts.tensors).filter((n) => !inputs.test(n) && !compared.has(n));
@@ -39,7 +43,7 @@ for (const folder of MODELS) {
 }
 
 test('diffsim parity CLI: rows, summary line, exit codes', () => {
-  const cli = join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
+  const cli = join(REPO_ROOT, (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { bin: { diffsim: string } }).bin.diffsim);
   const ok = spawnSync(process.execPath, [cli, 'parity', '--fixtures', FIXTURES, '--only', 'scheduler,clip-text-tiny'], { encoding: 'utf8' });
   assert.is(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /^pass  clip-text-tiny\/last_hidden_state\s+\S+\s+2e-4$/m);
@@ -157,7 +161,7 @@ test('loading reports every missing, unexpected and mis-shaped key at once', asy
   store.dispose();
 });
 
-test('U-Net early stop at the DiffSim layer: Q/K/V taps equal the full pass, no output, no later module runs', async () => {
+async function openUnetTiny() {
   const rt = await runtime();
   const dir = join(FIXTURES, 'unet-tiny');
   const weights = await SafetensorsFile.open(join(dir, 'unet.safetensors'));
@@ -165,43 +169,295 @@ test('U-Net early stop at the DiffSim layer: Q/K/V taps equal the full pass, no 
   const store = new WeightStore();
   const model = new UNet2DConditionModel(store, JSON.parse(weights.metadata.config!) as UNetConfig);
   await store.load(rt, weights);
+  const up = async (n: string) => {
+    const { shape, data } = await acts.readFloat32(n);
+    return rt.upload(data, shape);
+  };
+  const inputs = { sample: await up('input.sample'), t: [...rawToInt32(await acts.readRaw('input.timestep'))], text: await up('input.encoder_hidden_states') };
+  return {
+    rt,
+    model,
+    acts,
+    inputs,
+    async close() {
+      inputs.sample.dispose();
+      inputs.text.dispose();
+      store.dispose();
+      await weights.close();
+      await acts.close();
+    },
+  };
+}
+
+test('U-Net early stop at the DiffSim layer: Q/K/V taps equal the reference, no output, taps owned by the caller', async () => {
+  const u = await openUnetTiny();
+  const { rt, model, acts, inputs } = u;
   const target = 'up_blocks.1.attentions.2.transformer_blocks.0.attn1';
   const names = ['to_q:out', 'to_k:out', 'to_v:out', 'to_out.0:in'].map((s) => `${target}.${s}`);
-  await rt.scope(async () => {
-    const up = async (n: string) => {
-      const { shape, data } = await acts.readFloat32(n);
-      return rt.upload(data, shape);
-    };
-    const t = [...rawToInt32(await acts.readRaw('input.timestep'))];
-    const out = await model.forward(rt, await up('input.sample'), t, await up('input.encoder_hidden_states'), {
-      capture: (n) => names.includes(n) || n === 'up_blocks.2:out' || n === `${target}:out`,
-      stopAfter: target,
-    });
-    assert.is(out.sample, null);
-    assert.is(out.stoppedAfter, target);
-    await rejects(() => model.forward(rt, rt.empty([1, 4, 16, 16]), 1, rt.empty([1, 7, 32]), { stopAfter: 'up_blocks.9' }), /no module named "up_blocks.9"/, 'unknown module');
-  });
-  // The taps live in the context passed in; run again with an explicit context to read them.
-  const { ForwardContext } = await import('../src/nn/context.js');
-  const ctx = new ForwardContext({ capture: [...names, 'up_blocks.2:out'], stopAfter: target });
-  await rt.scope(async () => {
-    const up = async (n: string) => {
-      const { shape, data } = await acts.readFloat32(n);
-      return rt.upload(data, shape);
-    };
-    await model.forward(rt, await up('input.sample'), [...rawToInt32(await acts.readRaw('input.timestep'))], await up('input.encoder_hidden_states'), {}, ctx);
-  });
+  const before = rt.memory().liveTensors;
+  const out = model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: names, stopAfter: target });
+  assert.is(out.sample, null);
+  assert.is(out.stoppedAfter, target);
+  assert.equal(out.taps.names().sort(), [...names].sort());
+  assert.is(rt.memory().liveTensors, before + names.length, 'only the taps outlive the pass');
   for (const n of names) {
-    const t = ctx.taps.get(n);
-    assert.ok(t, `${n} recorded`);
-    const err = normErr((await t!.read()) as Float32Array, (await acts.readFloat32(n)).data);
+    const err = normErr((await out.taps.get(n).read()) as Float32Array, (await acts.readFloat32(n)).data);
     assert.ok(err <= 1e-4, `${n}: ${err}`);
   }
-  assert.not.ok(ctx.taps.has('up_blocks.2:out'), 'nothing after the stopping point ran');
-  ctx.dispose();
+  out.taps.dispose();
+  assert.is(rt.memory().liveTensors, before, 'Taps.dispose frees every tap');
+  // A tap after the stopping point cannot be produced: an error, not a silent absence.
+  assert.throws(() => model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: [...names, 'up_blocks.2:out'], stopAfter: target }), /requested taps not produced: up_blocks\.2:out \(the pass stopped after up_blocks\.1\.attentions\.2\.transformer_blocks\.0\.attn1\)/);
+  assert.is(rt.memory().liveTensors, before, 'the failed pass freed its taps');
+  await u.close();
+});
+
+test('tap and stop names are validated before any work, with the nearest valid names; every module on the path can stop (conv_in, to_q)', async () => {
+  const u = await openUnetTiny();
+  const { rt, model, inputs } = u;
+  const count = rt.dispatchCount;
+  assert.throws(() => model.forward(rt, inputs.sample, inputs.t, inputs.text, { stopAfter: 'up_blocks.1.attentions.2.transformer_blocks.0.atn1' }), /cannot stop after "up_blocks\.1\.attentions\.2\.transformer_blocks\.0\.atn1"; nearest modules that can: up_blocks\.1\.attentions\.2\.transformer_blocks\.0/);
+  assert.throws(() => model.forward(rt, inputs.sample, inputs.t, inputs.text, { stopAfter: 'up_blocks.9' }), /cannot stop after "up_blocks\.9"/);
+  assert.throws(() => model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: ['up_blocks.1.attentions.2.transformer_blocks.0.attn1.to_q.out'] }), /unknown tap "up_blocks\.1\.attentions\.2\.transformer_blocks\.0\.attn1\.to_q\.out"; nearest valid names: .*attn1\.to_q:out/);
+  assert.is(rt.dispatchCount, count, 'nothing was recorded for invalid names');
+  for (const stop of ['conv_in', 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q', 'time_embedding.linear_2']) {
+    const before = rt.dispatchCount;
+    const out = model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: [`${stop}:out`], stopAfter: stop });
+    assert.is(out.stoppedAfter, stop);
+    assert.is(out.sample, null);
+    assert.ok(out.taps.has(`${stop}:out`));
+    assert.ok(rt.dispatchCount - before < 40, `${stop}: ${rt.dispatchCount - before} dispatches before stopping`);
+    out.taps.dispose();
+  }
+  assert.ok(model.vocabulary.taps.includes('output.sample') && model.vocabulary.stops.includes('mid_block'));
+  await u.close();
+});
+
+test("capture 'all' returns every tap of the pass in one handle; dispose frees them all", async () => {
+  const u = await openUnetTiny();
+  const { rt, model, inputs } = u;
+  const before = rt.memory().liveTensors;
+  const out = model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: 'all' });
+  assert.ok(out.taps.size > 200, `${out.taps.size} taps`);
+  assert.ok(out.taps.names().every((n) => model.vocabulary.hasTap(n)));
+  out.taps.dispose();
+  out.sample!.dispose();
+  assert.is(rt.memory().liveTensors, before);
+  await u.close();
+});
+
+test('IP-Adapter conditioning is per call: the U-Net is not modified, scale 0 equals no adapter', async () => {
+  const u = await openUnetTiny();
+  const { rt, model, inputs } = u;
+  const ipFile = await SafetensorsFile.open(join(FIXTURES, 'ip-adapter-plus-tiny', 'ip-adapter-plus_sd15.safetensors'));
+  const ipActs = await SafetensorsFile.open(join(FIXTURES, 'ip-adapter-plus-tiny', 'activations.safetensors'));
+  const store = new WeightStore();
+  const ip = new IpAdapterPlus(store, { resampler: inferResamplerConfig(ipFile) }, model);
+  await store.load(rt, ipFile);
+  const { shape, data } = await ipActs.readFloat32('input.image_embeds');
+  const embeds = rt.upload(data, shape);
+  const tokens = ip.resample(embeds).tokens!;
+  assert.is(tokens.shape[0], inputs.sample.shape[0], 'the adapter fixture has the batch of unet-tiny');
+  const tok = tokens;
+  const run = async (o: Parameters<typeof model.forward>[4]) => take(model.forward(rt, inputs.sample, inputs.t, inputs.text, o).sample!);
+  const plain = await run({});
+  const zero = await run({ ip: ip.conditioning(tok, 0) });
+  const half = await run({ ip: ip.conditioning(tok, 0.5) });
+  const plainAgain = await run({});
+  assert.ok(normErr(zero, plain) <= 1e-6, 'scale 0 = no adapter');
+  assert.ok(normErr(half, plain) > 1e-3, 'the adapter changes the output');
+  assert.equal([...plainAgain], [...plain], 'a later call without the adapter is unchanged');
+  assert.throws(() => ip.conditioning(tok, Number.NaN), /scale must be a finite number/);
+  for (const t of new Set([tokens, tok, embeds])) t.dispose();
+  store.dispose();
+  await ipFile.close();
+  await ipActs.close();
+  await u.close();
+});
+
+test('weights kept in f16 on the GPU: linear/conv weights f16 (half their bytes), output within 1e-2 of the reference', async () => {
+  const rt = await runtime();
+  const dir = join(FIXTURES, 'unet-tiny');
+  const weights = await SafetensorsFile.open(join(dir, 'unet.safetensors'));
+  const acts = await SafetensorsFile.open(join(dir, 'activations.safetensors'));
+  const store32 = new WeightStore();
+  new UNet2DConditionModel(store32, JSON.parse(weights.metadata.config!) as UNetConfig);
+  const live0 = rt.memory().liveBytes;
+  await store32.load(rt, weights);
+  const bytes32 = rt.memory().liveBytes - live0;
+  store32.dispose();
+  const store = new WeightStore();
+  const model = new UNet2DConditionModel(store, JSON.parse(weights.metadata.config!) as UNetConfig);
+  const live1 = rt.memory().liveBytes;
+  await store.load(rt, weights, { weights: 'f16' });
+  const bytes16 = rt.memory().liveBytes - live1;
+  assert.is(store.params.get('conv_in.weight')!.tensor.dtype, 'f16');
+  assert.is(store.params.get('down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight')!.tensor.dtype, 'f16');
+  assert.is(store.params.get('conv_in.bias')!.tensor.dtype, 'f32');
+  assert.is(store.params.get('conv_norm_out.weight')!.tensor.dtype, 'f32');
+  assert.ok(bytes16 < 0.6 * bytes32, `f16 weights take ${bytes16} bytes vs ${bytes32}`);
+  const up = async (n: string) => {
+    const { shape, data } = await acts.readFloat32(n);
+    return rt.upload(data, shape);
+  };
+  const sample = await up('input.sample');
+  const text = await up('input.encoder_hidden_states');
+  const out = await take(model.forward(rt, sample, [...rawToInt32(await acts.readRaw('input.timestep'))], text).sample!);
+  const err = normErr(out, (await acts.readFloat32('output.sample')).data);
+  assert.ok(err <= 1e-2 && err > 0, `f16 weights: normalised error ${err}`);
+  sample.dispose();
+  text.dispose();
   store.dispose();
   await weights.close();
   await acts.close();
+});
+
+test('every model validates its names and stops early the same way (CLIP text, CLIP vision, DINOv2, VAE, resampler)', async () => {
+  const rt = await runtime();
+  const open = async (rel: string) => SafetensorsFile.open(join(FIXTURES, rel));
+  // CLIP vision
+  const cvW = await open('clip-vision-h14-tiny/image_encoder.safetensors');
+  const cvStore = new WeightStore();
+  const cv = new ClipVisionModel(cvStore, JSON.parse(cvW.metadata.config!) as ClipVisionConfig);
+  await cvStore.load(rt, cvW, { ignore: [/position_ids$/] });
+  const px = rt.upload(new Float32Array(3 * 224 * 224).fill(0.1), [1, 3, 224, 224]);
+  const cvOut = cv.forward(px, { capture: ['vision_model.encoder.layers.1.self_attn.q_proj:out'], stopAfter: 'vision_model.encoder.layers.1' });
+  assert.is(cvOut.stoppedAfter, 'vision_model.encoder.layers.1');
+  assert.is(cvOut.lastHiddenState, null);
+  assert.ok(cvOut.taps.has('vision_model.encoder.layers.1.self_attn.q_proj:out'));
+  cvOut.taps.dispose();
+  assert.throws(() => cv.forward(px, { stopAfter: 'vision_model.encoder.layers.7' }), /CLIP vision: cannot stop after "vision_model\.encoder\.layers\.7"/);
+  assert.throws(() => cv.forward(px, { capture: ['penultimat'] }), /CLIP vision: unknown tap "penultimat"; nearest valid names: penultimate/);
+  // DINOv2
+  const dW = await open('dinov2-tiny/dinov2.safetensors');
+  const dStore = new WeightStore();
+  const dino = new Dinov2Model(dStore, JSON.parse(dW.metadata.config!) as Dinov2Config);
+  await dStore.load(rt, dW);
+  const dpx = rt.upload(new Float32Array(3 * 56 * 56).fill(0.2), [1, 3, 56, 56]);
+  const dOut = dino.forward(dpx, { capture: ['encoder.layer.0.attention.attention.key:out'], stopAfter: 'encoder.layer.0' });
+  assert.is(dOut.stoppedAfter, 'encoder.layer.0');
+  assert.is(dOut.poolerOutput, null);
+  dOut.taps.dispose();
+  assert.throws(() => dino.forward(dpx, { stopAfter: 'encoder.layers.0' }), /DINOv2: cannot stop after "encoder\.layers\.0"/);
+  // CLIP text
+  const tW = await open('clip-text-tiny/text_encoder.safetensors');
+  const tStore = new WeightStore();
+  const text = new ClipTextModel(tStore, JSON.parse(tW.metadata.config!) as ClipTextConfig);
+  await tStore.load(rt, tW, { ignore: [/position_ids$/] });
+  const ids = Int32Array.from({ length: 7 }, (_, i) => i + 1);
+  const tOut = text.forward(rt, ids, 1, { stopAfter: 'text_model.encoder.layers.0', capture: ['hidden_states.1'] });
+  assert.is(tOut.stoppedAfter, 'text_model.encoder.layers.0');
+  assert.is(tOut.poolerOutput, null);
+  tOut.taps.dispose();
+  assert.throws(() => text.forward(rt, ids, 1, { stopAfter: 'text_model.encoder.layer.0' }), /CLIP text: cannot stop after/);
+  // VAE
+  const vW = await open('vae-encoder-tiny/vae.safetensors');
+  const vStore = new WeightStore();
+  const vae = new VaeEncoder(vStore, JSON.parse(vW.metadata.config!) as VaeConfig);
+  await vStore.load(rt, vW, { rename: (k) => k, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true });
+  const img = rt.upload(new Float32Array(3 * 32 * 32).fill(0.3), [1, 3, 32, 32]);
+  const vOut = vae.encode(img, { stopAfter: 'encoder.down_blocks.0', capture: ['encoder.down_blocks.0:out'] });
+  assert.is(vOut.stoppedAfter, 'encoder.down_blocks.0');
+  assert.is(vOut.posterior, null);
+  vOut.taps.dispose();
+  assert.throws(() => vae.encode(img, { capture: ['posterior.man'] }), /VAE encoder: unknown tap "posterior\.man"/);
+  for (const t of [px, dpx, img]) t.dispose();
+  for (const st of [cvStore, dStore, tStore, vStore]) st.dispose();
+  for (const f of [cvW, dW, tW, vW]) await f.close();
+});
+
+test('concurrent forwards on one runtime (CLIP vision and DINOv2 in Promise.all) give the sequential results', async () => {
+  const rt = await runtime();
+  const cvW = await SafetensorsFile.open(join(FIXTURES, 'clip-vision-h14-tiny', 'image_encoder.safetensors'));
+  const cvStore = new WeightStore();
+  const cv = new ClipVisionModel(cvStore, JSON.parse(cvW.metadata.config!) as ClipVisionConfig);
+  await cvStore.load(rt, cvW, { ignore: [/position_ids$/] });
+  const dW = await SafetensorsFile.open(join(FIXTURES, 'dinov2-tiny', 'dinov2.safetensors'));
+  const dStore = new WeightStore();
+  const dino = new Dinov2Model(dStore, JSON.parse(dW.metadata.config!) as Dinov2Config);
+  await dStore.load(rt, dW);
+  const px = rt.upload(Float32Array.from({ length: 3 * 224 * 224 }, (_, i) => Math.sin(i)), [1, 3, 224, 224]);
+  const dpx = rt.upload(Float32Array.from({ length: 3 * 56 * 56 }, (_, i) => Math.cos(i)), [1, 3, 56, 56]);
+  const clipTask = async () => {
+    await new Promise((r) => setTimeout(r, 1));
+    const out = cv.forward(px, { capture: ['penultimate'] });
+    await new Promise((r) => setTimeout(r, 1));
+    const pen = out.taps.take('penultimate');
+    out.taps.dispose();
+    return { embeds: out.imageEmbeds!, pen, last: out.lastHiddenState!, pooled: out.poolerOutput! };
+  };
+  const dinoTask = async () => {
+    await new Promise((r) => setTimeout(r, 0));
+    const out = dino.forward(dpx);
+    out.taps.dispose();
+    return { last: out.lastHiddenState!, pooled: out.poolerOutput! };
+  };
+  const [c, d] = await Promise.all([clipTask(), dinoTask()]);
+  for (const t of [c.embeds, c.pen, c.last, c.pooled, d.last, d.pooled]) assert.not.ok(t.isDisposed, 'outputs of both passes are alive');
+  const cSeq = cv.forward(px);
+  const dSeq = dino.forward(dpx);
+  assert.equal([...(await take(c.embeds))], [...(await take(cSeq.imageEmbeds!))]);
+  assert.equal([...(await take(d.last))], [...(await take(dSeq.lastHiddenState!))]);
+  for (const t of [c.pen, c.last, c.pooled, d.pooled, cSeq.lastHiddenState!, cSeq.poolerOutput!, dSeq.poolerOutput!]) t.dispose();
+  cSeq.taps.dispose();
+  dSeq.taps.dispose();
+  px.dispose();
+  dpx.dispose();
+  cvStore.dispose();
+  dStore.dispose();
+  await cvW.close();
+  await dW.close();
+});
+
+test('loaders read Hugging Face folder layouts: loadClipVision, loadDinov2, loadIpAdapterPlus (resampler config inferred, image encoder from image_encoder/)', async () => {
+  const rt = await runtime();
+  const root = mkdtempSync(join(tmpdir(), 'diffsim-loaders-'));
+  try {
+    const modelsDir = join(root, 'IP-Adapter', 'models');
+    mkdirSync(join(modelsDir, 'image_encoder'), { recursive: true });
+    const h14 = join(FIXTURES, 'clip-vision-h14-tiny', 'image_encoder.safetensors');
+    copyFileSync(h14, join(modelsDir, 'image_encoder', 'model.safetensors'));
+    const h14File = await SafetensorsFile.open(h14);
+    writeFileSync(join(modelsDir, 'image_encoder', 'config.json'), JSON.stringify({ ...JSON.parse(h14File.metadata.config!), architectures: ['CLIPVisionModelWithProjection'] }));
+    await h14File.close();
+    copyFileSync(join(FIXTURES, 'ip-adapter-plus-tiny', 'ip-adapter-plus_sd15.safetensors'), join(modelsDir, 'ip-adapter-plus_sd15.safetensors'));
+    const dinoDir = join(root, 'dinov2-tiny');
+    mkdirSync(dinoDir);
+    copyFileSync(join(FIXTURES, 'dinov2-tiny', 'dinov2.safetensors'), join(dinoDir, 'model.safetensors'));
+    const dinoFile = await SafetensorsFile.open(join(dinoDir, 'model.safetensors'));
+    writeFileSync(join(dinoDir, 'config.json'), dinoFile.metadata.config!);
+    await dinoFile.close();
+
+    const unetW = await SafetensorsFile.open(join(FIXTURES, 'unet-tiny', 'unet.safetensors'));
+    const unetStore = new WeightStore();
+    const unet = new UNet2DConditionModel(unetStore, JSON.parse(unetW.metadata.config!) as UNetConfig);
+    await unetW.close();
+    const { adapter, imageEncoder } = await loadIpAdapterPlus(rt, modelsDir, unet, { scale: 0.5 });
+    const ref = await SafetensorsFile.open(join(FIXTURES, 'ip-adapter-plus-tiny', 'ip-adapter-plus_sd15.safetensors'));
+    assert.equal(adapter.config.resampler, (JSON.parse(ref.metadata.config!) as { resampler: ResamplerConfig }).resampler, 'inferred = the stored config');
+    await ref.close();
+    assert.ok(imageEncoder && imageEncoder.visual_projection, 'image encoder with projection');
+    const acts = await SafetensorsFile.open(join(FIXTURES, 'ip-adapter-plus-tiny', 'activations.safetensors'));
+    const { shape, data } = await acts.readFloat32('input.image_embeds');
+    const embeds = rt.upload(data, shape);
+    const tokens = await take(adapter.resample(embeds).tokens!);
+    assert.ok(normErr(tokens, (await acts.readFloat32('resampler.output')).data) <= 2e-4);
+    embeds.dispose();
+    await acts.close();
+    const zeros = rt.zeros([2, 16, 32]);
+    assert.is(adapter.conditioning(zeros).scale, 0.5, 'the default scale comes from the options');
+    zeros.dispose();
+
+    const dino = await loadDinov2(rt, dinoDir, { weights: 'f16' });
+    assert.is(dino.store.params.get('encoder.layer.0.mlp.fc1.weight')!.tensor.dtype, 'f16');
+    const cv = await loadClipVision(rt, join(modelsDir, 'image_encoder'));
+    assert.is(cv.config.hidden_size, 32);
+    await rejects(() => loadDinov2(rt, join(root, 'missing')), /missing: cannot open \(ENOENT\)/, 'missing folder');
+    await rejects(() => loadIpAdapterPlus(rt, join(dinoDir, 'model.safetensors'), unet, { imageEncoder: null }), /no tensor "image_proj\.latents" \(not an IP-Adapter Plus checkpoint/, 'wrong file');
+    for (const st of [adapter.store, imageEncoder!.store, dino.store, cv.store, unetStore]) st.dispose();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
 
 test.run();

@@ -10,7 +10,7 @@ import { NormalGenerator } from '../src/models/scheduler.js';
 import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safetensors.js';
 import { f32ArrayToF16 } from '../src/gpu/half.js';
 import { legacyVaeKey } from '../src/models/vae.js';
-import { FIXTURES, normErr, rejects, runtime } from './helpers.js';
+import { FIXTURES, normErr, rejects, runtime, take } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'diffsim-sd15-'));
 
@@ -48,24 +48,36 @@ test('a diffusers-layout folder loads (F16 U-Net, legacy-named VAE, text encoder
   assert.equal(sd.scheduler!.timesteps(1000).slice(0, 3), [1000, 999, 999]);
   assert.equal(sd.tokenizer!.encode('a photo of a cat').slice(0, 3), [624, sd.tokenizer!.encode('a')[1]!, sd.tokenizer!.encode('photo')[1]!]);
   // The F16 U-Net reproduces the reference output to within half-precision weight rounding.
+  // The F16 U-Net reproduces the reference output to within half-precision weight rounding, widened
+  // to f32 (the default) or kept in f16 on the GPU ('auto': the checkpoint's own halves, same result).
   const acts = await SafetensorsFile.open(join(FIXTURES, 'unet-tiny', 'activations.safetensors'));
-  await rt.scope(async () => {
-    const up = async (n: string) => {
-      const { shape, data } = await acts.readFloat32(n);
-      return rt.upload(data, shape);
-    };
-    const out = await sd.unet!.forward(rt, await up('input.sample'), [...rawToInt32(await acts.readRaw('input.timestep'))], await up('input.encoder_hidden_states'));
-    const err = normErr((await out.sample!.read()) as Float32Array, (await acts.readFloat32('output.sample')).data);
-    assert.ok(err < 5e-3, `F16 weights: normalised error ${err}`);
-  });
+  const up = async (n: string) => {
+    const { shape, data } = await acts.readFloat32(n);
+    return rt.upload(data, shape);
+  };
+  const sample = await up('input.sample');
+  const text = await up('input.encoder_hidden_states');
+  const t = [...rawToInt32(await acts.readRaw('input.timestep'))];
+  const ref = (await acts.readFloat32('output.sample')).data;
+  const wide = await take(sd.unet!.forward(rt, sample, t, text).sample!);
+  assert.ok(normErr(wide, ref) < 5e-3, `F16 checkpoint widened: normalised error ${normErr(wide, ref)}`);
+  assert.is(sd.unet!.store.params.get('conv_in.weight')!.tensor.dtype, 'f32');
+  const half = await loadStableDiffusion(rt, dir, ['unet'], { weights: 'auto' });
+  assert.is(half.unet!.store.params.get('conv_in.weight')!.tensor.dtype, 'f16');
+  assert.is(half.unet!.store.params.get('conv_in.bias')!.tensor.dtype, 'f32');
+  const kept = await take(half.unet!.forward(rt, sample, t, text).sample!);
+  assert.ok(normErr(kept, wide) <= 1e-5, `f16 on the GPU vs widened: ${normErr(kept, wide)}`);
+  half.unet!.store.dispose();
+  sample.dispose();
+  text.dispose();
   await acts.close();
   // The legacy-named VAE loads and matches the reference posterior.
   const vacts = await SafetensorsFile.open(join(FIXTURES, 'vae-encoder-tiny', 'activations.safetensors'));
-  await rt.scope(async () => {
-    const { shape, data } = await vacts.readFloat32('input.image');
-    const post = await sd.vae!.encode(rt, rt.upload(data, shape));
-    assert.ok(normErr((await post.mean.read()) as Float32Array, (await vacts.readFloat32('posterior.mean')).data) <= 2e-4);
-  });
+  const { shape, data } = await vacts.readFloat32('input.image');
+  const image = rt.upload(data, shape);
+  const post = sd.vae!.encode(image).posterior!;
+  assert.ok(normErr((await post.mean.read()) as Float32Array, (await vacts.readFloat32('posterior.mean')).data) <= 2e-4);
+  for (const x of [image, ...Object.values(post)]) x.dispose();
   await vacts.close();
   for (const m of [sd.unet!, sd.vae!, sd.textEncoder!]) m.store.dispose();
 });

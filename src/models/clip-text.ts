@@ -92,14 +92,13 @@ export class ClipEncoderLayer {
     scope.tap(':out');
     scope.stoppable();
   }
+  /** The layer's output; the stack records `<path>:out` and ends the module (runLayerStack). */
   forward(x: Tensor, ctx: ForwardContext): Tensor {
     const y = tidy(() => {
       const a = this.self_attn.forward(this.layer_norm1.forward(x, ctx), ctx, x);
       const m = this.fc1.forward(this.layer_norm2.forward(a, ctx), ctx, { act: this.act });
       return this.fc2.forward(m, ctx, { residual: a, preResidualTap: `${this.path}.mlp:out` });
     });
-    ctx.record(`${this.path}:out`, y);
-    ctx.finished(this.path);
     return y;
   }
 }

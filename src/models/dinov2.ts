@@ -64,6 +64,7 @@ class Dinov2Layer {
     scope.stoppable();
   }
 
+  /** The layer's output; the stack records `<path>:out` and ends the module (runLayerStack). */
   forward(x: Tensor, ctx: ForwardContext): Tensor {
     const p = this.path;
     const y = tidy(() => {
@@ -80,8 +81,6 @@ class Dinov2Layer {
       ctx.record(`${p}.layer_scale2:out`, s2);
       return add(s2, h);
     });
-    ctx.record(`${p}:out`, y);
-    ctx.finished(p);
     return y;
   }
 }

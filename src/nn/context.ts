@@ -193,11 +193,12 @@ export class ForwardContext {
 }
 
 /** Runs a stack of encoder layers on x, recording `hidden_states.0` (x) … `hidden_states.L`;
- *  `onState` sees each state too. Returns the last layer's output. Each layer runs in its own tidy,
- *  so a layer's intermediates are freed as soon as it returns. */
+ *  `onState` sees each state too. Layer i's output is recorded as `<path>:out` and
+ *  `hidden_states.<i+1>` before a pass that stops after the layer ends. Each layer runs in its own
+ *  tidy, so its intermediates are freed as soon as it returns. Returns the last layer's output. */
 export function runLayerStack(
   x: Tensor,
-  layers: readonly { forward(x: Tensor, ctx: ForwardContext): Tensor }[],
+  layers: readonly { readonly path: string; forward(x: Tensor, ctx: ForwardContext): Tensor }[],
   ctx: ForwardContext,
   onState?: (state: Tensor, index: number) => void,
 ): Tensor {
@@ -208,8 +209,11 @@ export function runLayerStack(
   state(x, 0);
   for (let i = 0; i < layers.length; i++) {
     const input = x;
-    x = tidy(() => layers[i]!.forward(input, ctx));
+    const layer = layers[i]!;
+    x = tidy(() => layer.forward(input, ctx));
+    ctx.record(`${layer.path}:out`, x);
     state(x, i + 1);
+    ctx.finished(layer.path);
   }
   return x;
 }
