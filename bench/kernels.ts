@@ -60,27 +60,30 @@ function rand(n: number, seed: number): Float32Array {
   return out;
 }
 
+function release(t: Tensor | Tensor[] | void): void {
+  for (const x of Array.isArray(t) ? t : t ? [t] : []) x.dispose();
+}
+
 /** Times `step` (which records GPU work) over repeated runs; returns ms per run. */
-async function time(rt: Runtime, step: () => Promise<Tensor | void>, iters: number): Promise<number> {
+async function time(rt: Runtime, step: () => Tensor | Tensor[] | void, iters: number): Promise<number> {
   for (let i = 0; i < 2; i++) {
-    const t = await step();
+    const t = step();
     await rt.sync();
-    if (t) t.dispose();
+    release(t);
   }
   let n = iters;
   if (n <= 0) {
     // Aim at ~1 s of work, between 3 and 50 runs.
     const t0 = performance.now();
-    const t = await step();
+    const t = step();
     await rt.sync();
-    if (t) t.dispose();
+    release(t);
     const once = performance.now() - t0;
     n = Math.max(3, Math.min(50, Math.round(1000 / Math.max(once, 0.01))));
   }
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
-    const t = await step();
-    if (t) t.dispose();
+    release(step());
   }
   await rt.sync();
   return (performance.now() - t0) / n;
@@ -116,7 +119,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`,
   };
   const flops = groups * wg * inner * chains * 4 * 2;
-  const ms = await time(rt, () => rt.run(def, { params: new Params().f32(1e-6).build(), inputs: [], outputs: [out], workgroups: [groups] }), 0);
+  const ms = await time(rt, () => rt.run(rt.kernel(def.key, () => def), { params: new Params().f32(1e-6).build(), inputs: [], outputs: [out], workgroups: [groups] }), 0);
   out.dispose();
   return flops / (ms * 1e6);
 }
@@ -141,7 +144,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   if (i < p.n) { y[i] = x[i]; }
 }`,
   };
-  const ms = await time(rt, () => rt.run(def, { params: new Params().u32(n / 4).build(), inputs: [src], outputs: [dst], workgroups: rt.grid(n / 4 / 256) }), 0);
+  const ms = await time(rt, () => rt.run(rt.kernel(def.key, () => def), { params: new Params().u32(n / 4).build(), inputs: [src], outputs: [dst], workgroups: rt.grid(n / 4 / 256) }), 0);
   src.dispose();
   dst.dispose();
   return (2 * n * 4) / (ms * 1e6);
@@ -219,7 +222,7 @@ interface Case {
   shape: string;
   flops?: number;
   bytes?: number;
-  ours: (rt: Runtime) => Promise<{ step: () => Promise<Tensor>; free: () => void }>;
+  ours: (rt: Runtime) => Promise<{ step: () => Tensor; free: () => void }>;
   peer?: (tf: TfLike) => { make: () => TfTensor; free: () => void };
 }
 

@@ -1,16 +1,19 @@
 // Full-size SD1.5 benchmark with random weights: U-Net at a latent of S×S (default 64, i.e. 512²
 // images), batch 2 (the classifier-free-guidance batch), full pass and stopped right after DiffSim's
 // default hooked layer; VAE encoder at 8S×8S; CLIP text encoder on 2×77 tokens. Reports time and
-// peak GPU memory; writes bench/results/sd15-<adapter>.json.
+// peak GPU memory and the dispatch count of a pass; writes bench/results/sd15-<adapter>.json.
+// Ops are recorded synchronously and buffers are allocated when recorded, so the peak memory of a
+// pass is known once it is recorded (`--record-only` skips waiting for a slow adapter to run it).
 //
 //   node build/bench/sd15.js [--latent S] [--batch B] [--iters N] [--out DIR] [--parts unet,text,vae]
+//                            [--weights f32|f16] [--record-only]
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Runtime } from '../src/gpu/runtime.js';
 import { fillUniform } from '../src/kernels/elementwise.js';
-import { WeightStore } from '../src/nn/weights.js';
+import { WeightStore, type WeightPrecision } from '../src/nn/weights.js';
 import { UNet2DConditionModel, type UNetConfig } from '../src/models/unet.js';
 import { VaeEncoder, type VaeConfig } from '../src/models/vae.js';
 import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
@@ -20,7 +23,7 @@ const manifests = join(here, '..', '..', 'test', 'fixtures', 'manifests');
 const DIFFSIM_LAYER = 'up_blocks.1.attentions.2.transformer_blocks.0.attn1';
 
 function parse(argv: string[]) {
-  const a = { latent: 64, batch: 2, iters: 5, out: join(here, '..', '..', 'bench', 'results'), parts: ['unet', 'text', 'vae'] };
+  const a = { latent: 64, batch: 2, iters: 5, out: join(here, '..', '..', 'bench', 'results'), parts: ['unet', 'text', 'vae'], weights: 'f32' as WeightPrecision, recordOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--latent') a.latent = Number(argv[++i]);
@@ -28,6 +31,11 @@ function parse(argv: string[]) {
     else if (k === '--iters') a.iters = Number(argv[++i]);
     else if (k === '--out') a.out = argv[++i]!;
     else if (k === '--parts') a.parts = argv[++i]!.split(',');
+    else if (k === '--weights') {
+      const w = argv[++i];
+      if (w !== 'f32' && w !== 'f16') throw new Error(`--weights must be f32 or f16, got ${w}`);
+      a.weights = w;
+    } else if (k === '--record-only') a.recordOnly = true;
     else throw new Error(`unknown argument ${k}`);
   }
   return a;
@@ -35,17 +43,25 @@ function parse(argv: string[]) {
 
 const config = <T>(name: string) => JSON.parse(readFileSync(join(manifests, `${name}.config.json`), 'utf8')) as T;
 
-async function timeIt(rt: Runtime, iters: number, fn: () => Promise<void>): Promise<{ ms: number; firstMs: number }> {
+async function timeIt(rt: Runtime, iters: number, fn: () => void): Promise<{ ms: number; firstMs: number }> {
   let t0 = performance.now();
-  await fn();
+  fn();
   await rt.sync();
   const firstMs = performance.now() - t0;
-  await fn();
+  fn();
   await rt.sync();
   t0 = performance.now();
-  for (let i = 0; i < iters; i++) await fn();
+  for (let i = 0; i < iters; i++) fn();
   await rt.sync();
   return { ms: (performance.now() - t0) / iters, firstMs };
+}
+
+function writeResults(a: ReturnType<typeof parse>, desc: string, results: Record<string, unknown>): void {
+  const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
+  mkdirSync(a.out, { recursive: true });
+  const file = join(a.out, `sd15-${slug}-${a.parts.join('-')}-latent${a.latent}${a.weights === 'f16' ? '-f16' : ''}.json`);
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`wrote ${file}`);
 }
 
 async function main(): Promise<void> {
@@ -59,34 +75,53 @@ async function main(): Promise<void> {
   if (a.parts.includes('unet')) {
     const store = new WeightStore();
     const unet = new UNet2DConditionModel(store, config<UNetConfig>('sd15-unet'));
-    await store.initRandom(rt, 1);
+    await store.initRandom(rt, 1, { weights: a.weights });
+    await rt.sync();
     const weightsBytes = rt.memory().allocatedBytes;
-    const sample = rt.empty([a.batch, 4, a.latent, a.latent]).keep();
-    await fillUniform(sample, 7, 1);
-    const ehs = rt.empty([a.batch, 77, 768]).keep();
-    await fillUniform(ehs, 8, 1);
-    rt.resetPeak();
-    const full = await timeIt(rt, a.iters, async () => {
-      const out = await unet.forward(rt, sample, 401, ehs);
+    const sample = rt.empty([a.batch, 4, a.latent, a.latent]);
+    fillUniform(sample, 7, 1);
+    const ehs = rt.empty([a.batch, 77, 768]);
+    fillUniform(ehs, 8, 1);
+    const pass = (stopAfter?: string) => {
+      const out = unet.forward(rt, sample, 401, ehs, stopAfter ? { stopAfter } : {});
       out.sample?.dispose();
-    });
-    const fullPeak = rt.memory().peakAllocatedBytes;
-    rt.resetPeak();
-    const stopped = await timeIt(rt, a.iters, async () => {
-      await unet.forward(rt, sample, 401, ehs, { stopAfter: DIFFSIM_LAYER });
-    });
-    const stoppedPeak = rt.memory().peakAllocatedBytes;
-    results.unet = {
-      parameters: store.parameterCount(),
-      weightsMiB: mib(weightsBytes),
-      fullMs: full.ms,
-      fullFirstMs: full.firstMs,
-      fullPeakMiB: mib(fullPeak),
-      stoppedAfter: DIFFSIM_LAYER,
-      stoppedMs: stopped.ms,
-      stoppedPeakMiB: mib(stoppedPeak),
+      out.taps.dispose();
     };
+    // One recorded pass of each kind: dispatches and peak memory (known at record time).
+    const recorded = async (stopAfter?: string) => {
+      await rt.trim(); // the peak counts this pass's buffers, not a pool left by the previous one
+      rt.resetPeak();
+      const d0 = rt.dispatchCount;
+      const t0 = performance.now();
+      pass(stopAfter);
+      return { dispatches: rt.dispatchCount - d0, recordMs: performance.now() - t0, peakMiB: mib(rt.memory().peakAllocatedBytes) };
+    };
+    const fullRec = await recorded();
+    const stoppedRec = await recorded(DIFFSIM_LAYER);
+    const unetResult: Record<string, unknown> = {
+      parameters: store.parameterCount(),
+      weights: a.weights,
+      weightsMiB: mib(weightsBytes),
+      fullDispatches: fullRec.dispatches,
+      fullRecordMs: fullRec.recordMs,
+      fullPeakMiB: fullRec.peakMiB,
+      stoppedAfter: DIFFSIM_LAYER,
+      stoppedDispatches: stoppedRec.dispatches,
+      stoppedPeakMiB: stoppedRec.peakMiB,
+    };
+    if (!a.recordOnly) {
+      const full = await timeIt(rt, a.iters, () => pass());
+      const stopped = await timeIt(rt, a.iters, () => pass(DIFFSIM_LAYER));
+      Object.assign(unetResult, { fullMs: full.ms, fullFirstMs: full.firstMs, stoppedMs: stopped.ms });
+    }
+    results.unet = unetResult;
     console.log(JSON.stringify(results.unet, null, 1));
+    if (a.recordOnly) {
+      // The adapter may need minutes to run what was recorded; the numbers are in.
+      writeResults(a, desc, results);
+      rt.destroy();
+      process.exit(0);
+    }
     store.dispose();
     sample.dispose();
     ehs.dispose();
@@ -98,10 +133,11 @@ async function main(): Promise<void> {
     const text = new ClipTextModel(s, config<ClipTextConfig>('sd15-text-encoder'));
     await s.initRandom(rt, 2);
     const ids = Int32Array.from({ length: 2 * 77 }, (_, i) => (i % 77 === 0 ? 49406 : i % 77 < 6 ? 320 + i : 49407));
-    const t = await timeIt(rt, a.iters, async () => {
-      const o = await text.forward(rt, ids, 2);
-      o.lastHiddenState.dispose();
-      o.poolerOutput.dispose();
+    const t = await timeIt(rt, a.iters, () => {
+      const o = text.forward(rt, ids, 2);
+      o.lastHiddenState!.dispose();
+      o.poolerOutput!.dispose();
+      o.taps.dispose();
     });
     results.textEncoder = { parameters: s.parameterCount(), ms: t.ms, firstMs: t.firstMs };
     console.log(JSON.stringify(results.textEncoder));
@@ -113,23 +149,20 @@ async function main(): Promise<void> {
     const s = new WeightStore();
     const vae = new VaeEncoder(s, config<VaeConfig>('sd15-vae'));
     await s.initRandom(rt, 3);
-    const img = rt.empty([1, 3, a.latent * 8, a.latent * 8]).keep();
-    await fillUniform(img, 9, 1);
+    const img = rt.empty([1, 3, a.latent * 8, a.latent * 8]);
+    fillUniform(img, 9, 1);
     rt.resetPeak();
-    const t = await timeIt(rt, a.iters, async () => {
-      const p = await vae.encode(rt, img);
-      for (const x of [p.moments, p.mean, p.logvar, p.std]) x.dispose();
+    const t = await timeIt(rt, a.iters, () => {
+      const o = vae.encode(img);
+      for (const x of Object.values(o.posterior!)) x.dispose();
+      o.taps.dispose();
     });
     results.vaeEncoder = { parameters: s.parameterCount(), image: a.latent * 8, ms: t.ms, firstMs: t.firstMs, peakMiB: mib(rt.memory().peakAllocatedBytes) };
     console.log(JSON.stringify(results.vaeEncoder));
     img.dispose();
     s.dispose();
   }
-  const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
-  mkdirSync(a.out, { recursive: true });
-  const file = join(a.out, `sd15-${slug}-${a.parts.join('-')}-latent${a.latent}.json`);
-  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
-  console.log(`wrote ${file}`);
+  writeResults(a, desc, results);
   await rt.close();
   process.exit(0);
 }

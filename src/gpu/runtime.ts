@@ -225,6 +225,7 @@ export class BufferPool {
 
   /** Destroys every free buffer. */
   trim(): void {
+    this.rt.dropBindGroups();
     for (const [capacity, list] of this.free) {
       for (const b of list) {
         b.destroy();
@@ -257,6 +258,8 @@ export interface Kernel extends Readonly<KernelSource> {
   readonly key: string;
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
+  /** Identifies the bind-group layout (kernels with equal binding counts share it). */
+  readonly layoutId: number;
 }
 
 /** An output a dispatch allocates itself, after its inputs have been validated. */
@@ -314,6 +317,8 @@ export class Params {
 interface Batch {
   encoder: GPUCommandEncoder;
   pass: GPUComputePassEncoder | null;
+  /** The pipeline last set on `pass`. */
+  pipeline: GPUComputePipeline | null;
   uniformBuffer: GPUBuffer;
   uniformData: Uint8Array<ArrayBuffer>;
   uniformUsed: number;
@@ -326,6 +331,8 @@ export interface RuntimeOptions extends DeviceOptions {
 }
 
 const UNIFORM_SLOT = 256;
+/** Cached bind groups before the cache starts over (a U-Net pass uses a few hundred). */
+const MAX_BIND_GROUPS = 8192;
 
 export class Runtime {
   readonly pool: BufferPool;
@@ -339,7 +346,12 @@ export class Runtime {
 
   private batch: Batch | null = null;
   private readonly kernels = new Map<string, Kernel>();
-  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly layouts = new Map<string, { layout: GPUBindGroupLayout; id: number }>();
+  /** Bind groups by layout and buffers: repeated passes bind the same pooled buffers again. */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+  private readonly dynamicOffset = new Uint32Array(1);
   private readonly uniformFree: GPUBuffer[] = [];
   private readonly inFlight: { serial: number; done: Promise<void> }[] = [];
   private readonly dispatchesPerSubmit: number;
@@ -509,7 +521,7 @@ export class Runtime {
     this.assertUsable();
     const src = build();
     const device = this.device;
-    const layout = this.bindGroupLayout(src);
+    const { layout, id: layoutId } = this.bindGroupLayout(src);
     device.pushErrorScope('validation');
     const module = device.createShaderModule({ code: src.code, label: key });
     const pipeline = device.createComputePipeline({
@@ -528,24 +540,56 @@ export class Runtime {
       this.fail(new Error(`kernel '${key}' failed to compile: ${err.message}${detail}`));
     });
     this.pendingChecks.push(checked);
-    const kernel: Kernel = { key, ...src, pipeline, layout };
+    const kernel: Kernel = { key, ...src, pipeline, layout, layoutId };
     this.kernels.set(key, kernel);
     return kernel;
   }
 
-  private bindGroupLayout(def: KernelSource): GPUBindGroupLayout {
+  /** One layout per binding shape; the uniform block is bound with a dynamic offset into the
+   *  batch's parameter arena, so a bind group does not depend on where the parameters sit. */
+  private bindGroupLayout(def: KernelSource): { layout: GPUBindGroupLayout; id: number } {
     const key = `${def.uniforms ? 1 : 0}:${def.inputs}:${def.outputs}`;
-    let layout = this.layouts.get(key);
-    if (!layout) {
+    let entry = this.layouts.get(key);
+    if (!entry) {
       const entries: GPUBindGroupLayoutEntry[] = [];
       let binding = 0;
-      if (def.uniforms) entries.push({ binding: binding++, visibility: 4, buffer: { type: 'uniform' } });
+      if (def.uniforms) entries.push({ binding: binding++, visibility: 4, buffer: { type: 'uniform', hasDynamicOffset: true } });
       for (let i = 0; i < def.inputs; i++) entries.push({ binding: binding++, visibility: 4, buffer: { type: 'read-only-storage' } });
       for (let i = 0; i < def.outputs; i++) entries.push({ binding: binding++, visibility: 4, buffer: { type: 'storage' } });
-      layout = this.device.createBindGroupLayout({ entries, label: key });
-      this.layouts.set(key, layout);
+      entry = { layout: this.device.createBindGroupLayout({ entries, label: key }), id: this.layouts.size + 1 };
+      this.layouts.set(key, entry);
     }
-    return layout;
+    return entry;
+  }
+
+  private bufferId(buffer: GPUBuffer): number {
+    let id = this.bufferIds.get(buffer);
+    if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
+    return id;
+  }
+
+  /** The bind group of a dispatch, created once per (layout, arena, buffers and sizes). Creating
+   *  one costs more than the rest of a dispatch together. */
+  private bindGroup(kernel: Kernel, arena: GPUBuffer, tensors: readonly Tensor[]): GPUBindGroup {
+    let key = `${kernel.layoutId}`;
+    if (kernel.uniforms) key += `u${this.bufferId(arena)}`;
+    for (const t of tensors) key += `:${this.bufferId(t.storage.buffer)}/${t.byteLength}`;
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      const entries: GPUBindGroupEntry[] = [];
+      let binding = 0;
+      if (kernel.uniforms) entries.push({ binding: binding++, resource: { buffer: arena, offset: 0, size: UNIFORM_SLOT } });
+      for (const t of tensors) entries.push({ binding: binding++, resource: { buffer: t.storage.buffer, offset: 0, size: Math.max(4, t.byteLength) } });
+      group = this.device.createBindGroup({ layout: kernel.layout, entries });
+      if (this.bindGroups.size >= MAX_BIND_GROUPS) this.bindGroups.clear();
+      this.bindGroups.set(key, group);
+    }
+    return group;
+  }
+
+  /** @internal Forgets cached bind groups (before buffers they reference are destroyed). */
+  dropBindGroups(): void {
+    this.bindGroups.clear();
   }
 
   /** The one dispatch path: validates the bindings, allocates the outputs given as shapes, and
@@ -588,20 +632,19 @@ export class Runtime {
       this.flush();
       batch = this.ensureBatch();
     }
-    const entries: GPUBindGroupEntry[] = [];
-    let binding = 0;
+    const group = this.bindGroup(kernel, batch.uniformBuffer, args.inputs.length ? [...args.inputs, ...outputs] : outputs);
+    if (!batch.pass) batch.pass = batch.encoder.beginComputePass();
+    if (batch.pipeline !== kernel.pipeline) {
+      batch.pass.setPipeline(kernel.pipeline);
+      batch.pipeline = kernel.pipeline;
+    }
     if (kernel.uniforms) {
       const params = args.params ?? EMPTY_PARAMS;
       batch.uniformData.set(new Uint8Array(params), batch.uniformUsed);
-      entries.push({ binding: binding++, resource: { buffer: batch.uniformBuffer, offset: batch.uniformUsed, size: Math.max(16, params.byteLength) } });
+      this.dynamicOffset[0] = batch.uniformUsed;
+      batch.pass.setBindGroup(0, group, this.dynamicOffset, 0, 1);
       batch.uniformUsed += UNIFORM_SLOT;
-    }
-    for (const t of args.inputs) entries.push({ binding: binding++, resource: { buffer: t.storage.buffer, offset: 0, size: Math.max(4, t.byteLength) } });
-    for (const t of outputs) entries.push({ binding: binding++, resource: { buffer: t.storage.buffer, offset: 0, size: Math.max(4, t.byteLength) } });
-    const bindGroup = this.device.createBindGroup({ layout: kernel.layout, entries });
-    if (!batch.pass) batch.pass = batch.encoder.beginComputePass();
-    batch.pass.setPipeline(kernel.pipeline);
-    batch.pass.setBindGroup(0, bindGroup);
+    } else batch.pass.setBindGroup(0, group);
     batch.pass.dispatchWorkgroups(x, y, z);
     batch.dispatches++;
     this.dispatchCount++;
@@ -623,6 +666,7 @@ export class Runtime {
       this.batch = {
         encoder: this.device.createCommandEncoder(),
         pass: null,
+        pipeline: null,
         uniformBuffer,
         uniformData: new Uint8Array(uniformBuffer.size),
         uniformUsed: 0,
@@ -642,6 +686,7 @@ export class Runtime {
     if (this.batch?.pass) {
       this.batch.pass.end();
       this.batch.pass = null;
+      this.batch.pipeline = null;
     }
   }
 

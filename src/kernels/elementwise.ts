@@ -145,28 +145,33 @@ export function geglu(x: Tensor): Tensor {
   )[0]!;
 }
 
-/** Fills a tensor with deterministic pseudo-random values uniform in [−scale, scale) (a counter
- *  hash of the index and seed), or with a constant when scale is 0 (then `value`). For benchmarks
- *  and tests that need weights without a checkpoint. */
+/** Fills a tensor (f32, or f16 as packed pairs) with deterministic pseudo-random values uniform in
+ *  [−scale, scale) (a counter hash of the index and seed), or with a constant when scale is 0 (then
+ *  `value`). For benchmarks and tests that need weights without a checkpoint. */
 export function fillUniform(t: Tensor, seed: number, scale: number, value = 0): void {
-  assertFloat(t, 'fillUniform');
+  assertFloat(t, 'fillUniform', true);
   const rt = runtimeOf(t);
-  const n = t.numel;
+  const half = t.dtype === 'f16';
+  // f16: one invocation per packed pair (elements 2i and 2i+1).
+  const n = half ? Math.ceil(t.numel / 2) : t.numel;
   runElementwise(
     rt,
-    'fill_uniform',
+    `fill_uniform:${t.dtype}`,
     () => ({
       fields: 'seed: u32, scale: f32, value: f32',
-      bindings: ['var<storage, read_write> y: array<f32>'],
+      bindings: [`var<storage, read_write> y: array<${half ? 'u32' : 'f32'}>`],
       inputs: 0,
       outputs: 1,
       prelude: `fn pcg(v: u32) -> u32 {
   let s = v * 747796405u + 2891336453u;
   let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
   return (w >> 22u) ^ w;
+}
+fn value_at(j: u32) -> f32 {
+  let u = f32(pcg(j ^ pcg(p.seed)) >> 8u) * (1.0 / 16777216.0);
+  return select(p.value, (2.0 * u - 1.0) * p.scale, p.scale != 0.0);
 }`,
-      body: `let u = f32(pcg(i ^ pcg(p.seed)) >> 8u) * (1.0 / 16777216.0);
-  y[i] = select(p.value, (2.0 * u - 1.0) * p.scale, p.scale != 0.0);`,
+      body: half ? 'y[i] = pack2x16float(vec2<f32>(value_at(2u * i), value_at(2u * i + 1u)));' : 'y[i] = value_at(i);',
     }),
     n,
     new Params().u32(seed >>> 0).f32(scale, value),

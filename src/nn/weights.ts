@@ -137,8 +137,8 @@ export class WeightStore {
   }
 
   /** Random weights on the GPU (benchmarks): matrices and kernels uniform in ±1/√fan_in, norm
-   *  weights 1, biases 0. */
-  async initRandom(rt: Runtime, seed = 0): Promise<void> {
+   *  weights 1, biases 0; with `weights: 'f16'` the linear/conv weights are stored as f16. */
+  async initRandom(rt: Runtime, seed = 0, o: { weights?: WeightPrecision } = {}): Promise<void> {
     const { fillUniform } = await import('../kernels/elementwise.js');
     let i = 0;
     for (const [k, p] of this.params) {
@@ -156,7 +156,7 @@ export class WeightStore {
         p.set(rt.upload(host, p.shape).keep());
         continue;
       }
-      const t = rt.empty(p.shape).keep();
+      const t = rt.empty(p.shape, o.weights === 'f16' && p.acceptsF16 ? 'f16' : 'f32').keep();
       if (p.shape.length >= 2) fillUniform(t, seed + i++, 1 / Math.sqrt(fanIn));
       else fillUniform(t, 0, 0, k.endsWith('.bias') ? 0 : 1);
       p.set(t);
