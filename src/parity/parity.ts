@@ -435,7 +435,10 @@ const preprocess: Handler = async (_rt, dir, fixture, index) => {
     const cfg = JSON.parse(file.metadata.config ?? '{}') as Record<string, ImageProcessorConfig>;
     const images = JSON.parse(file.metadata.images ?? '{}') as Record<string, { png: string }>;
     for (const [name, info] of Object.entries(images)) {
-      if (!file.has(`${name}.pixels`)) continue;
+      if (!file.has(`${name}.pixels`)) {
+        rows.push({ fixture, name: `${name}.pixels`, err: NaN, tol: 0, kind: 'skipped', pass: false, note: 'listed in the metadata but not stored' });
+        continue;
+      }
       const img = await loadImage(join(dir, info.png));
       const raw = await file.readRaw(`${name}.pixels`);
       const px = pixelMismatches(img, raw.bytes, raw.shape, 0);
@@ -449,7 +452,7 @@ const preprocess: Handler = async (_rt, dir, fixture, index) => {
         } else if (cfg[proc]) {
           const std = Math.min(...(cfg[proc]!.image_std ?? [1]));
           rows.push(maxDiffRow(fixture, t, imageProcessor(img, cfg[proc]!).data, ref, 1 / (255 * std)));
-        }
+        } else rows.push({ fixture, name: t, err: NaN, tol: 0, kind: 'skipped', pass: false, note: `no processor config "${proc}" in the metadata` });
       }
     }
     return rows;
@@ -503,7 +506,8 @@ const manifests: Handler = async (_rt, dir, fixture) => {
     let config: unknown;
     try {
       config = await json(`${name}.config.json`);
-    } catch {
+    } catch (e) {
+      rows.push({ fixture, name, err: NaN, tol: 0, kind: 'skipped', pass: false, note: `no readable ${name}.config.json (${(e as { code?: string }).code ?? (e as Error).message})` });
       continue;
     }
     const store = new WeightStore();
@@ -528,7 +532,10 @@ const manifests: Handler = async (_rt, dir, fixture) => {
         const ours = ip.keyToModule();
         extra = Object.keys({ ...ours, ...m.ip_adapter_key_to_module }).filter((k) => ours[k] !== m.ip_adapter_key_to_module![k]).length;
       }
-    } else continue;
+    } else {
+      rows.push({ fixture, name, err: NaN, tol: 0, kind: 'skipped', pass: false, note: 'a model class this package does not build' });
+      continue;
+    }
     const ours = store.manifest();
     const keys = new Set([...Object.keys(ours), ...Object.keys(expected)]);
     let mismatches = extra;
