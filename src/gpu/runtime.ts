@@ -3,8 +3,10 @@
 // Ops are synchronous: an op validates its inputs, allocates its outputs and records its dispatch
 // before it returns, so the buffers it binds are the ones its arguments hold at the call. Only
 // reading data back is asynchronous. Dispatches are recorded into a shared command encoder (one
-// compute pass per batch) and submitted in batches. Kernel parameters of a batch live in one uniform "arena" buffer written once per
-// submit, and the arena is reused only after the GPU has completed that submission.
+// compute pass per batch) and submitted in batches. Kernel parameters live in one uniform "arena"
+// buffer, bound with a dynamic offset and written (queue.writeBuffer) right before each submit: the
+// queue orders every write after the submissions before it, so one arena serves every batch and a
+// bind group does not depend on the batch (bind groups are cached by buffers).
 //
 // Buffer reuse: a released storage buffer becomes reusable once every command that may touch it has
 // been submitted. From then on the queue orders any later use after those commands: later kernels
@@ -319,8 +321,7 @@ interface Batch {
   pass: GPUComputePassEncoder | null;
   /** The pipeline last set on `pass`. */
   pipeline: GPUComputePipeline | null;
-  uniformBuffer: GPUBuffer;
-  uniformData: Uint8Array<ArrayBuffer>;
+  /** Bytes of the parameter arena used by this batch. */
   uniformUsed: number;
   dispatches: number;
 }
@@ -352,7 +353,9 @@ export class Runtime {
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
   private readonly dynamicOffset = new Uint32Array(1);
-  private readonly uniformFree: GPUBuffer[] = [];
+  /** The parameter arena (one UNIFORM_SLOT per dispatch of a batch) and its host copy. */
+  private uniformArena: GPUBuffer | null = null;
+  private readonly uniformData: Uint8Array<ArrayBuffer>;
   private readonly inFlight: { serial: number; done: Promise<void> }[] = [];
   private readonly dispatchesPerSubmit: number;
   private readonly pendingChecks: Promise<void>[] = [];
@@ -370,6 +373,7 @@ export class Runtime {
     this.adapterInfo = acquired.adapterInfo;
     this.pool = new BufferPool(this);
     this.dispatchesPerSubmit = options.dispatchesPerSubmit ?? 32;
+    this.uniformData = new Uint8Array(UNIFORM_SLOT * this.dispatchesPerSubmit);
     const device = acquired.device;
     device.addEventListener('uncapturederror', (ev) => {
       this.fail(new Error(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`));
@@ -628,11 +632,11 @@ export class Runtime {
     const outputs = args.outputs.map((o) => (o instanceof Tensor ? o : this.empty(o.shape, o.dtype ?? 'f32')));
     if (x === 0 || y === 0 || z === 0) return outputs;
     let batch = this.ensureBatch();
-    if (kernel.uniforms && batch.uniformUsed + UNIFORM_SLOT > batch.uniformData.byteLength) {
+    if (kernel.uniforms && batch.uniformUsed + UNIFORM_SLOT > this.uniformData.byteLength) {
       this.flush();
       batch = this.ensureBatch();
     }
-    const group = this.bindGroup(kernel, batch.uniformBuffer, args.inputs.length ? [...args.inputs, ...outputs] : outputs);
+    const group = this.bindGroup(kernel, this.arena(), args.inputs.length ? [...args.inputs, ...outputs] : outputs);
     if (!batch.pass) batch.pass = batch.encoder.beginComputePass();
     if (batch.pipeline !== kernel.pipeline) {
       batch.pass.setPipeline(kernel.pipeline);
@@ -640,7 +644,7 @@ export class Runtime {
     }
     if (kernel.uniforms) {
       const params = args.params ?? EMPTY_PARAMS;
-      batch.uniformData.set(new Uint8Array(params), batch.uniformUsed);
+      this.uniformData.set(new Uint8Array(params), batch.uniformUsed);
       this.dynamicOffset[0] = batch.uniformUsed;
       batch.pass.setBindGroup(0, group, this.dynamicOffset, 0, 1);
       batch.uniformUsed += UNIFORM_SLOT;
@@ -661,25 +665,16 @@ export class Runtime {
   }
 
   private ensureBatch(): Batch {
-    if (!this.batch) {
-      const uniformBuffer = this.uniformFree.pop() ?? this.createUniformArena();
-      this.batch = {
-        encoder: this.device.createCommandEncoder(),
-        pass: null,
-        pipeline: null,
-        uniformBuffer,
-        uniformData: new Uint8Array(uniformBuffer.size),
-        uniformUsed: 0,
-        dispatches: 0,
-      };
-    }
+    if (!this.batch) this.batch = { encoder: this.device.createCommandEncoder(), pass: null, pipeline: null, uniformUsed: 0, dispatches: 0 };
     return this.batch;
   }
 
-  private createUniformArena(): GPUBuffer {
-    const size = UNIFORM_SLOT * Math.max(this.dispatchesPerSubmit, 16);
-    this.pool.noteExtraAllocation(size);
-    return this.device.createBuffer({ size, usage: UNIFORM_USAGE });
+  private arena(): GPUBuffer {
+    if (!this.uniformArena) {
+      this.uniformArena = this.device.createBuffer({ size: this.uniformData.byteLength, usage: UNIFORM_USAGE });
+      this.pool.noteExtraAllocation(this.uniformData.byteLength);
+    }
+    return this.uniformArena;
   }
 
   private endPass(): void {
@@ -696,21 +691,21 @@ export class Runtime {
     if (!batch) return;
     this.endPass();
     this.batch = null;
-    if (batch.uniformUsed > 0) this.device.queue.writeBuffer(batch.uniformBuffer, 0, batch.uniformData, 0, batch.uniformUsed);
+    // Ordered after the earlier submissions (which read the arena's previous contents) and before this one.
+    if (batch.uniformUsed > 0) this.device.queue.writeBuffer(this.arena(), 0, this.uniformData, 0, batch.uniformUsed);
     this.device.queue.submit([batch.encoder.finish()]);
     const serial = ++this.submittedSerial;
     this.pool.retire(serial);
     const done = this.device.queue.onSubmittedWorkDone().then(
-      () => this.onComplete(serial, batch.uniformBuffer),
-      () => this.onComplete(serial, batch.uniformBuffer),
+      () => this.onComplete(serial),
+      () => this.onComplete(serial),
     );
     this.inFlight.push({ serial, done });
   }
 
-  private onComplete(serial: number, uniformBuffer: GPUBuffer): void {
+  private onComplete(serial: number): void {
     if (serial > this.completedSerial) this.completedSerial = serial;
     while (this.inFlight.length && this.inFlight[0]!.serial <= this.completedSerial) this.inFlight.shift();
-    this.uniformFree.push(uniformBuffer);
   }
 
   /** @internal The submission after which a buffer released now is no longer used. */
@@ -757,10 +752,6 @@ export class Runtime {
   async trim(): Promise<void> {
     await this.sync();
     this.pool.trim();
-    for (const b of this.uniformFree.splice(0)) {
-      this.pool.noteExtraAllocation(-b.size);
-      b.destroy();
-    }
   }
 
   /** Destroys the device (after one queue round trip). Tensors of this runtime become unusable.
