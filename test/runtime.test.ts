@@ -256,6 +256,30 @@ test('a dispatch that fails validation allocates nothing (no leak outside tidy)'
   assert.ok(rt.memory().allocatedBytes - before.allocatedBytes <= 4096, 'no output buffer was created');
 });
 
+test('a long synchronous loop reuses cached bind groups and one parameter arena (no per-batch allocations)', async () => {
+  const rt = await runtime();
+  const x = rt.upload([1, 2, 3, 4], [4]);
+  for (let i = 0; i < 100; i++) affine(x, 1, 1).dispose();
+  await rt.sync();
+  const device = rt.device;
+  const create = device.createBindGroup.bind(device);
+  let created = 0;
+  device.createBindGroup = (d: GPUBindGroupDescriptor) => {
+    created++;
+    return create(d);
+  };
+  const allocated = rt.memory().allocatedBytes;
+  try {
+    for (let i = 0; i < 3000; i++) affine(x, 1, 1).dispose(); // ~94 batches, no await in between
+    assert.ok(created <= 40, `${created} bind groups created for 3000 dispatches`);
+    assert.ok(rt.memory().allocatedBytes - allocated <= 64 * 1024, `allocated ${rt.memory().allocatedBytes - allocated} more bytes`);
+  } finally {
+    device.createBindGroup = create;
+  }
+  assert.equal([...(await take(affine(x, 2, 0)))], [2, 4, 6, 8]);
+  x.dispose();
+});
+
 test('size classes: ≤ 12.5% slack, monotone', () => {
   let prev = 0;
   for (const n of [1, 255, 256, 257, 1000, 4096, 5000, 1 << 20, (1 << 20) + 1, 123456789]) {
