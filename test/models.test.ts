@@ -312,14 +312,35 @@ test('weights kept in f16 on the GPU: linear/conv weights f16 (half their bytes)
   await acts.close();
 });
 
-test('every model validates its names and stops early the same way (CLIP text, CLIP vision, DINOv2, VAE, resampler)', async () => {
+/** The tiny CLIP ViT-H/14 image encoder and DINOv2 of the fixtures, loaded. */
+async function tinyVisionModels() {
   const rt = await runtime();
-  const open = async (rel: string) => SafetensorsFile.open(join(FIXTURES, rel));
-  // CLIP vision
-  const cvW = await open('clip-vision-h14-tiny/image_encoder.safetensors');
+  const cvW = await SafetensorsFile.open(join(FIXTURES, 'clip-vision-h14-tiny', 'image_encoder.safetensors'));
   const cvStore = new WeightStore();
   const cv = new ClipVisionModel(cvStore, JSON.parse(cvW.metadata.config!) as ClipVisionConfig);
   await cvStore.load(rt, cvW, { ignore: [/position_ids$/] });
+  const dW = await SafetensorsFile.open(join(FIXTURES, 'dinov2-tiny', 'dinov2.safetensors'));
+  const dStore = new WeightStore();
+  const dino = new Dinov2Model(dStore, JSON.parse(dW.metadata.config!) as Dinov2Config);
+  await dStore.load(rt, dW);
+  return {
+    cv,
+    dino,
+    async close() {
+      cvStore.dispose();
+      dStore.dispose();
+      await cvW.close();
+      await dW.close();
+    },
+  };
+}
+
+test('every model validates its names and stops early the same way (CLIP text, CLIP vision, DINOv2, VAE, resampler)', async () => {
+  const rt = await runtime();
+  const open = async (rel: string) => SafetensorsFile.open(join(FIXTURES, rel));
+  const vision = await tinyVisionModels();
+  const { cv, dino } = vision;
+  // CLIP vision
   const px = rt.upload(new Float32Array(3 * 224 * 224).fill(0.1), [1, 3, 224, 224]);
   const cvOut = cv.forward(px, { capture: ['vision_model.encoder.layers.1.self_attn.q_proj:out'], stopAfter: 'vision_model.encoder.layers.1' });
   assert.is(cvOut.stoppedAfter, 'vision_model.encoder.layers.1');
@@ -329,10 +350,6 @@ test('every model validates its names and stops early the same way (CLIP text, C
   assert.throws(() => cv.forward(px, { stopAfter: 'vision_model.encoder.layers.7' }), /CLIP vision: cannot stop after "vision_model\.encoder\.layers\.7"/);
   assert.throws(() => cv.forward(px, { capture: ['penultimat'] }), /CLIP vision: unknown tap "penultimat"; nearest valid names: penultimate/);
   // DINOv2
-  const dW = await open('dinov2-tiny/dinov2.safetensors');
-  const dStore = new WeightStore();
-  const dino = new Dinov2Model(dStore, JSON.parse(dW.metadata.config!) as Dinov2Config);
-  await dStore.load(rt, dW);
   const dpx = rt.upload(new Float32Array(3 * 56 * 56).fill(0.2), [1, 3, 56, 56]);
   const dOut = dino.forward(dpx, { capture: ['encoder.layer.0.attention.attention.key:out'], stopAfter: 'encoder.layer.0' });
   assert.is(dOut.stoppedAfter, 'encoder.layer.0');
@@ -362,20 +379,15 @@ test('every model validates its names and stops early the same way (CLIP text, C
   vOut.taps.dispose();
   assert.throws(() => vae.encode(img, { capture: ['posterior.man'] }), /VAE encoder: unknown tap "posterior\.man"/);
   for (const t of [px, dpx, img]) t.dispose();
-  for (const st of [cvStore, dStore, tStore, vStore]) st.dispose();
-  for (const f of [cvW, dW, tW, vW]) await f.close();
+  for (const st of [tStore, vStore]) st.dispose();
+  for (const f of [tW, vW]) await f.close();
+  await vision.close();
 });
 
 test('concurrent forwards on one runtime (CLIP vision and DINOv2 in Promise.all) give the sequential results', async () => {
   const rt = await runtime();
-  const cvW = await SafetensorsFile.open(join(FIXTURES, 'clip-vision-h14-tiny', 'image_encoder.safetensors'));
-  const cvStore = new WeightStore();
-  const cv = new ClipVisionModel(cvStore, JSON.parse(cvW.metadata.config!) as ClipVisionConfig);
-  await cvStore.load(rt, cvW, { ignore: [/position_ids$/] });
-  const dW = await SafetensorsFile.open(join(FIXTURES, 'dinov2-tiny', 'dinov2.safetensors'));
-  const dStore = new WeightStore();
-  const dino = new Dinov2Model(dStore, JSON.parse(dW.metadata.config!) as Dinov2Config);
-  await dStore.load(rt, dW);
+  const vision = await tinyVisionModels();
+  const { cv, dino } = vision;
   const px = rt.upload(Float32Array.from({ length: 3 * 224 * 224 }, (_, i) => Math.sin(i)), [1, 3, 224, 224]);
   const dpx = rt.upload(Float32Array.from({ length: 3 * 56 * 56 }, (_, i) => Math.cos(i)), [1, 3, 56, 56]);
   const clipTask = async () => {
@@ -403,10 +415,7 @@ test('concurrent forwards on one runtime (CLIP vision and DINOv2 in Promise.all)
   dSeq.taps.dispose();
   px.dispose();
   dpx.dispose();
-  cvStore.dispose();
-  dStore.dispose();
-  await cvW.close();
-  await dW.close();
+  await vision.close();
 });
 
 test('loaders read Hugging Face folder layouts: loadClipVision, loadDinov2, loadIpAdapterPlus (resampler config inferred, image encoder from image_encoder/)', async () => {
