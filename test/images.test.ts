@@ -8,7 +8,7 @@ import { mkdtempSync, openSync, closeSync, constants, readFileSync, rmSync } fro
 import { tmpdir } from 'node:os';
 import { ImageDecodeError, applyOrientation, decodeImage, decodeImageSamples, jpegOrientation, loadImage } from '../src/io/image.js';
 import { resizeU8 } from '../src/io/resample.js';
-import { imageProcessor, shortEdgeSize } from '../src/io/preprocess.js';
+import { imageProcessor, processImage, shortEdgeSize } from '../src/io/preprocess.js';
 import { join } from 'node:path';
 import { FIXTURES } from './helpers.js';
 
@@ -263,5 +263,13 @@ async function rejectsWith(fn: () => Promise<unknown>, pattern: RegExp, label: s
   }
   assert.unreachable(`${label}: expected an error`);
 }
+
+test('preprocessing refuses empty or inconsistent images', () => {
+  assert.throws(() => processImage({ width: 0, height: 0, data: new Uint8Array(0) }, 64), /processImage: empty image \(0×0\)/);
+  assert.throws(() => processImage({ width: 5, height: 0, data: new Uint8Array(0) }, 64), /empty image \(5×0\)/);
+  assert.throws(() => processImage({ width: 2, height: 2, data: new Uint8Array(5) }, 64), /5 bytes for a 2×2 RGB image/);
+  assert.throws(() => imageProcessor({ width: 0, height: 0, data: new Uint8Array(0) }, { size: { shortest_edge: 10 } }), /imageProcessor: empty image \(0×0\)/);
+  assert.throws(() => resizeU8(new Uint8Array(0), 0, 0, 3, 4, 4, 'lanczos'), /resize: empty input 0×0/);
+});
 
 test.run();
