@@ -12,7 +12,8 @@
 // All of it is plain TypeScript on bytes (no Node module), so it runs unchanged in Deno and
 // browsers; only loadImage/loadImageSamples read files.
 
-import { ImageDecodeError } from './errors.js';
+import { FileError, ImageDecodeError } from './errors.js';
+import { readRegularFile } from './bytesource.js';
 import { exifOrientation } from './exif.js';
 import { MAX_DIMENSION, MAX_PIXELS, type Limits } from './limits.js';
 import { decodeBmp } from './bmp.js';
@@ -91,24 +92,14 @@ export function jpegOrientation(bytes: Uint8Array): number {
   return 1;
 }
 
-/** Reads a regular file (never opening a FIFO, device or directory, which could block forever). */
+/** Reads an image file: a regular file only (a FIFO, device or directory is refused before it is
+ *  opened, since opening a FIFO blocks until someone writes to it). */
 export async function readImageFile(path: string): Promise<Uint8Array> {
-  const fs = await import('node:fs/promises');
   try {
-    const st = await fs.stat(path);
-    if (!st.isFile()) throw new ImageDecodeError(path, `not a regular file (${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : 'a device or socket'})`);
-    const handle = await fs.open(path, 'r');
-    try {
-      const again = await handle.stat();
-      if (!again.isFile()) throw new ImageDecodeError(path, 'not a regular file');
-      return new Uint8Array(await handle.readFile());
-    } finally {
-      await handle.close();
-    }
+    return await readRegularFile(path);
   } catch (e) {
-    if (e instanceof ImageDecodeError) throw e;
-    const code = (e as { code?: string }).code;
-    throw new ImageDecodeError(path, `cannot read (${code ?? (e as Error).message})`);
+    if (e instanceof FileError) throw new ImageDecodeError(path, e.problem.replace(/^cannot open/, 'cannot read'));
+    throw e;
   }
 }
 
