@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The diffsim command line.
 
-import { formatInspect, inspectFile } from './inspect.js';
+import { escapeControls, formatInspect, inspectFile, terminalJson } from './inspect.js';
 import { Runtime } from '../gpu/runtime.js';
 import { runParity, type ParityRow } from '../parity/parity.js';
 
@@ -94,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
       if (positional.length !== 1) throw new UsageError('inspect: expected exactly one FILE');
       const path = positional[0]!;
       const report = await inspectFile(path);
-      if (flags.has('--json')) console.log(JSON.stringify({ tensors: report.tensors, metadata: report.metadata }, null, 2));
+      if (flags.has('--json')) console.log(terminalJson({ tensors: report.tensors, metadata: report.metadata }));
       else console.log(formatInspect(path, report));
       return 0;
     }
@@ -115,7 +115,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
-    console.error(`diffsim: ${message.split('\n')[0]}`);
+    console.error(`diffsim: ${escapeControls(message.split('\n')[0]!)}`);
     if (err instanceof UsageError) console.error(USAGE);
     if (process.env.DIFFSIM_DEBUG && err instanceof Error) console.error(err.stack);
     process.exitCode = err instanceof UsageError ? 2 : 1;
