@@ -141,5 +141,21 @@ test('inspect refuses a FIFO at once instead of blocking', () => {
   assert.ok(Date.now() - t0 < 9000, 'did not wait');
 });
 
+test('parity checks the folder and --only before opening the GPU', () => {
+  // With an unusable backend, any error about the GPU means it was opened first.
+  const env = { DIFFSIM_DAWN_BACKEND: 'no-such-backend' };
+  const missing = cliWith(env, 'parity', '--fixtures', join(tmp, 'no-such-folder'));
+  assert.is(missing.code, 1);
+  assert.match(missing.stderr, /^diffsim: .*no-such-folder\/index\.json: cannot open \(no such file\)$/);
+  assert.not.match(missing.stdout, /adapter:/);
+  const only = cliWith(env, 'parity', '--fixtures', FIXTURES, '--only', 'scheduler,no-such-fixture');
+  assert.is(only.code, 1);
+  assert.match(only.stderr, /--only: "no-such-fixture" is not a fixture folder/);
+  writeFileSync(join(tmp, 'index.json'), 'not json');
+  const invalid = cliWith(env, 'parity', '--fixtures', tmp);
+  assert.is(invalid.code, 1);
+  assert.match(invalid.stderr, /index\.json: not a fixture index/);
+});
+
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
 test.run();

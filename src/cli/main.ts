@@ -3,7 +3,7 @@
 
 import { escapeControls, formatInspect, inspectFile, terminalJson } from './inspect.js';
 import { Runtime } from '../gpu/runtime.js';
-import { runParity, type ParityRow } from '../parity/parity.js';
+import { planParity, runParity, type ParityRow } from '../parity/parity.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
@@ -63,6 +63,8 @@ async function parity(args: string[]): Promise<number> {
   }
   if (!dir) throw new UsageError('parity: --fixtures DIR is required');
   if (only && only.length === 0) throw new UsageError('parity: --only needs at least one folder name');
+  // The folder and the selection are checked before the GPU is opened.
+  await planParity(dir, only);
   const rt = await Runtime.create();
   try {
     console.log(`adapter: ${rt.adapterInfo.description}`);
