@@ -80,7 +80,10 @@ export function decodeBmp(name: string, bytes: Uint8Array, limits: Limits): Stor
     else if (bits === 16 && same([0xf800, 0x7e0, 0x1f], 3)) packed16 = 565;
     else if (bits === 16 && same([0x7c00, 0x3e0, 0x1f], 3)) packed16 = 555;
     else fail('unsupported BMP bitfields layout');
-  } else if (compression === 1 || compression === 2) rle = true;
+  } else if (compression === 1 || compression === 2) {
+    if (bits > 8) fail(`unsupported BMP: RLE compression of ${bits}-bit pixels`);
+    rle = true;
+  }
   else if (compression !== 0) fail(`unsupported BMP compression (method ${compression})`);
 
   let palette: Uint8Array | null = null;

@@ -106,25 +106,28 @@ interface MetaChunk {
   beforeImage: boolean;
 }
 
+/** The metadata chunks exif_transpose may read (only the last of each kind matters). */
+interface MetaSlots {
+  exifEarly?: MetaChunk; // last eXIf before the image data
+  exifAny?: MetaChunk; // last eXIf anywhere
+  rawProfile?: MetaChunk; // last "Raw profile type exif" text
+  xmpEarly?: MetaChunk;
+  xmpAny?: MetaChunk;
+}
+
 /** exif_transpose's orientation for a PNG (Pillow 9.4 PngImageFile.getexif): the last eXIf before
  *  the image data, else the last one anywhere, else a "Raw profile type exif" text; when that has
- *  no orientation tag, an XMP packet's tiff:Orientation. */
-function pngOrientation(meta: MetaChunk[]): number {
-  const last = (pred: (m: MetaChunk) => boolean): MetaChunk | undefined => {
-    for (let i = meta.length - 1; i >= 0; i--) if (pred(meta[i]!)) return meta[i];
-    return undefined;
-  };
-  const early = last((m) => m.type === 'eXIf' && m.beforeImage);
-  const scope = early ? (m: MetaChunk) => m.beforeImage : () => true;
-  let exif: Uint8Array | null = (early ?? last((m) => m.type === 'eXIf'))?.data ?? null;
-  if (!exif) {
-    const raw = last((m) => m.type !== 'eXIf' && m.keyword === 'Raw profile type exif');
-    const text = raw && textValue(raw.type, raw.data, raw.keyLength);
+ *  no orientation tag, an XMP packet's tiff:Orientation (before the image data only, when an eXIf
+ *  came before it: PIL then never reads the chunks after the image). */
+function pngOrientation(m: MetaSlots): number {
+  let exif: Uint8Array | null = (m.exifEarly ?? m.exifAny)?.data ?? null;
+  if (!exif && m.rawProfile) {
+    const text = textValue(m.rawProfile.type, m.rawProfile.data, m.rawProfile.keyLength);
     if (text != null) exif = hexBytes(text.split('\n').slice(3).join(''));
   }
   const fromExif = exif ? exifOrientation(exif) : null;
   if (fromExif !== null) return fromExif >= 1 && fromExif <= 8 ? fromExif : 1;
-  const xmpChunk = last((m) => scope(m) && m.type !== 'eXIf' && m.keyword === 'XML:com.adobe.xmp');
+  const xmpChunk = m.exifEarly ? m.xmpEarly : m.xmpAny;
   const xmp = xmpChunk && textValue(xmpChunk.type, xmpChunk.data, xmpChunk.keyLength);
   const match = xmp ? /tiff:Orientation(="|>)([0-9])/.exec(xmp) : null;
   const o = match ? Number(match[2]) : 1;
@@ -140,7 +143,7 @@ export function decodePng(name: string, bytes: Uint8Array, limits: Limits): Stor
   const idat: Uint8Array[] = [];
   let idatBytes = 0;
   let imageDone = false; // the run of IDAT chunks is over
-  const meta: MetaChunk[] = [];
+  const meta: MetaSlots = {};
   for (let index = 0; ; index++) {
     if (p + 8 > bytes.length) {
       if (idat.length === 0) throw new ImageDecodeError(name, `truncated PNG (file ends at byte ${bytes.length} before the image data)`);
@@ -172,7 +175,7 @@ export function decodePng(name: string, bytes: Uint8Array, limits: Limits): Stor
     }
     if (type === 'IDAT') {
       if (!imageDone) {
-        idat.push(data);
+        if (length > 0 || idat.length === 0) idat.push(data);
         idatBytes += length;
       }
     } else {
@@ -188,8 +191,14 @@ export function decodePng(name: string, bytes: Uint8Array, limits: Limits): Stor
         const z = type === 'eXIf' ? -1 : data.indexOf(0);
         const keyLength = z < 0 ? data.length : z;
         const keyword = type === 'eXIf' ? '' : String.fromCharCode(...data.subarray(0, Math.min(keyLength, 80)));
-        if (type === 'eXIf' || keyword === 'Raw profile type exif' || keyword === 'XML:com.adobe.xmp') {
-          meta.push({ type, keyword, data, keyLength, beforeImage: idat.length === 0 });
+        const chunk: MetaChunk = { type, keyword, data, keyLength, beforeImage: idat.length === 0 };
+        if (type === 'eXIf') {
+          meta.exifAny = chunk;
+          if (chunk.beforeImage) meta.exifEarly = chunk;
+        } else if (keyword === 'Raw profile type exif') meta.rawProfile = chunk;
+        else if (keyword === 'XML:com.adobe.xmp') {
+          meta.xmpAny = chunk;
+          if (chunk.beforeImage) meta.xmpEarly = chunk;
         }
       }
     }
