@@ -1,7 +1,8 @@
 // Image decoding: formats, EXIF orientation, 16-bit handling, and clear errors for bad files.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { deflateSync } from 'node:zlib';
+import { constants as zlibConstants, deflateSync } from 'node:zlib';
+import { inflateZlib } from '../src/io/inflate.js';
 import { PNG } from 'pngjs';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, constants, readFileSync, rmSync } from 'node:fs';
@@ -270,6 +271,32 @@ test('preprocessing refuses empty or inconsistent images', () => {
   assert.throws(() => processImage({ width: 2, height: 2, data: new Uint8Array(5) }, 64), /5 bytes for a 2×2 RGB image/);
   assert.throws(() => imageProcessor({ width: 0, height: 0, data: new Uint8Array(0) }, { size: { shortest_edge: 10 } }), /imageProcessor: empty image \(0×0\)/);
   assert.throws(() => resizeU8(new Uint8Array(0), 0, 0, 3, 4, 4, 'lanczos'), /resize: empty input 0×0/);
+});
+
+test('inflate agrees with zlib on random, repetitive and run-length data, every strategy and level', () => {
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) & 255;
+  const inputs = [
+    Uint8Array.from({ length: 70_000 }, rand),
+    Uint8Array.from({ length: 200_000 }, (_, i) => (i % 1000 < 500 ? 0 : (i * 7) & 255)),
+    new Uint8Array(300_000),
+    Uint8Array.from({ length: 150_000 }, (_, i) => [1, 2, 3, 4, 5, 6, 7][i % 7]! + (i % 3000 === 0 ? rand() : 0)),
+  ];
+  for (const data of inputs) {
+    for (const level of [0, 1, 6, 9]) {
+      for (const strategy of [zlibConstants.Z_DEFAULT_STRATEGY, zlibConstants.Z_FIXED, zlibConstants.Z_HUFFMAN_ONLY, zlibConstants.Z_RLE, zlibConstants.Z_FILTERED]) {
+        const z = deflateSync(data, { level, strategy });
+        const out = inflateZlib(z, data.length, true).data;
+        assert.ok(Buffer.from(out).equals(Buffer.from(data)), `level ${level} strategy ${strategy} (${data.length} bytes)`);
+        assert.throws(() => inflateZlib(z.subarray(0, z.length >> 1), data.length, true), /ends early|holds/, 'cut');
+        const bad = Buffer.from(z);
+        bad[bad.length - 1]! ^= 1;
+        assert.throws(() => inflateZlib(bad, data.length, true), /checksum/, 'checksum');
+        assert.is(inflateZlib(z, data.length - 1, true).data.length, data.length - 1, 'extra data ignored');
+        assert.throws(() => inflateZlib(z, data.length - 1, false), /larger than/, 'limit');
+      }
+    }
+  }
 });
 
 test.run();

@@ -133,141 +133,154 @@ export function inflateZlib(input: Uint8Array, size: number, exact: boolean): In
   };
 
   const lengths = new Uint8Array(320);
-  while (!ended && !full) {
-    if (overrun()) break;
-    const final = bitsOf(1);
-    const type = bitsOf(2);
-    if (type === 0) {
-      // Stored block: skip to a byte boundary, give back whole buffered bytes.
-      bitbuf >>>= bitcnt & 7;
-      bitcnt -= bitcnt & 7;
-      pos -= bitcnt >> 3;
-      bitbuf = 0;
-      bitcnt = 0;
-      if (pos + 4 > end) break;
-      const len = input[pos]! | (input[pos + 1]! << 8);
-      const nlen = input[pos + 2]! | (input[pos + 3]! << 8);
-      if ((len ^ 0xffff) !== nlen) throw new InflateError('stored block length check failed');
-      pos += 4;
-      const avail = Math.min(len, end - pos);
-      const take = Math.min(avail, size - o);
-      out.set(input.subarray(pos, pos + take), o);
-      o += take;
-      if (o === size) fullAt = pos + take;
-      if (exact && o === size && (take < len || !final)) {
-        full = true;
-        break;
-      }
-      if (avail < len) {
-        pos = end + 1;
-        break;
-      }
-      pos += len;
-      if (!exact && o === size && len > take) {
-        full = true;
-        break;
-      }
-    } else if (type === 1 || type === 2) {
-      let lit: Huffman;
-      let dist: Huffman;
-      if (type === 1) [lit, dist] = fixedTables();
-      else {
-        const hlit = bitsOf(5) + 257;
-        const hdist = bitsOf(5) + 1;
-        const hclen = bitsOf(4) + 4;
-        if (hlit > 286 || hdist > 30) throw new InflateError('too many length or distance codes');
-        const cl = new Uint8Array(19);
-        for (let i = 0; i < hclen; i++) cl[CLEN_ORDER[i]!] = bitsOf(3);
-        const clh = buildHuffman(cl, 19);
-        lengths.fill(0);
-        let i = 0;
-        while (i < hlit + hdist) {
-          if (overrun()) throw new InflateError('deflate data ends early');
-          const sym = decodeSym(clh);
-          if (sym < 16) lengths[i++] = sym;
-          else {
-            let rep: number;
-            let val = 0;
-            if (sym === 16) {
-              if (i === 0) throw new InflateError('repeat of no previous code length');
-              val = lengths[i - 1]!;
-              rep = 3 + bitsOf(2);
-            } else if (sym === 17) rep = 3 + bitsOf(3);
-            else rep = 11 + bitsOf(7);
-            if (i + rep > hlit + hdist) throw new InflateError('code lengths overflow');
-            lengths.fill(val, i, i + rep);
-            i += rep;
-          }
-        }
-        if (lengths[256] === 0) throw new InflateError('no end-of-block code');
-        lit = buildHuffman(lengths.subarray(0, hlit), hlit);
-        dist = buildHuffman(lengths.subarray(hlit, hlit + hdist), hdist);
-      }
-      // The symbol loop, with the bit buffer in locals.
-      const lt = lit.table;
-      const lb = lit.bits;
-      const lm = (1 << lb) - 1;
-      const dt = dist.table;
-      const db = dist.bits;
-      const dm = (1 << db) - 1;
-      for (;;) {
-        while (bitcnt < lb) {
-          if (pos < end) bitbuf |= input[pos]! << bitcnt;
-          pos++;
-          bitcnt += 8;
-        }
-        if (pos - (bitcnt >> 3) > end + 4) throw new InflateError('deflate data ends early');
-        let e = lt[bitbuf & lm]!;
-        let l = e & 15;
-        if (l === 0) throw new InflateError('invalid literal/length code');
-        bitbuf >>>= l;
-        bitcnt -= l;
-        const sym = e >> 4;
-        if (sym < 256) {
-          if (o === size) {
-            // One byte more than the output holds: ignored in exact mode (after checking that the
-            // image bytes themselves did not run past the input), an error otherwise.
-            full = true;
-            break;
-          }
-          out[o++] = sym;
-          if (o === size) fullAt = pos - (bitcnt >> 3);
-          continue;
-        }
-        if (sym === 256) break;
-        const li = sym - 257;
-        if (li >= 29) throw new InflateError('invalid length symbol');
-        let len = LEN_BASE[li]!;
-        const le = LEN_EXTRA[li]!;
-        if (le) len += bitsOf(le);
-        while (bitcnt < db) {
-          if (pos < end) bitbuf |= input[pos]! << bitcnt;
-          pos++;
-          bitcnt += 8;
-        }
-        e = dt[bitbuf & dm]!;
-        l = e & 15;
-        if (l === 0) throw new InflateError('invalid distance code');
-        bitbuf >>>= l;
-        bitcnt -= l;
-        const di = e >> 4;
-        if (di >= 30) throw new InflateError('invalid distance symbol');
-        let d = DIST_BASE[di]!;
-        const de = DIST_EXTRA[di]!;
-        if (de) d += bitsOf(de);
-        if (d > o) throw new InflateError('distance too far back');
-        if (o + len > size) {
-          len = size - o;
+  try {
+    while (!ended && !full) {
+      if (overrun()) break;
+      const final = bitsOf(1);
+      const type = bitsOf(2);
+      if (type === 0) {
+        // Stored block: skip to a byte boundary, give back whole buffered bytes.
+        bitbuf >>>= bitcnt & 7;
+        bitcnt -= bitcnt & 7;
+        pos -= bitcnt >> 3;
+        bitbuf = 0;
+        bitcnt = 0;
+        if (pos + 4 > end) break;
+        const len = input[pos]! | (input[pos + 1]! << 8);
+        const nlen = input[pos + 2]! | (input[pos + 3]! << 8);
+        if ((len ^ 0xffff) !== nlen) throw new InflateError('stored block length check failed');
+        pos += 4;
+        const avail = Math.min(len, end - pos);
+        const take = Math.min(avail, size - o);
+        out.set(input.subarray(pos, pos + take), o);
+        o += take;
+        if (o === size) fullAt = pos + take;
+        if (exact && o === size && (take < len || !final)) {
           full = true;
+          break;
         }
-        for (let k = 0; k < len; k++, o++) out[o] = out[o - d]!;
-        if (o === size) fullAt = pos - (bitcnt >> 3);
+        if (avail < len) {
+          pos = end + 1;
+          break;
+        }
+        pos += len;
+        if (!exact && o === size && len > take) {
+          full = true;
+          break;
+        }
+      } else if (type === 1 || type === 2) {
+        let lit: Huffman;
+        let dist: Huffman;
+        if (type === 1) [lit, dist] = fixedTables();
+        else {
+          const hlit = bitsOf(5) + 257;
+          const hdist = bitsOf(5) + 1;
+          const hclen = bitsOf(4) + 4;
+          if (hlit > 286 || hdist > 30) throw new InflateError('too many length or distance codes');
+          const cl = new Uint8Array(19);
+          for (let i = 0; i < hclen; i++) cl[CLEN_ORDER[i]!] = bitsOf(3);
+          const clh = buildHuffman(cl, 19);
+          lengths.fill(0);
+          let i = 0;
+          while (i < hlit + hdist) {
+            if (overrun()) throw new InflateError('deflate data ends early');
+            const sym = decodeSym(clh);
+            if (sym < 16) lengths[i++] = sym;
+            else {
+              let rep: number;
+              let val = 0;
+              if (sym === 16) {
+                if (i === 0) throw new InflateError('repeat of no previous code length');
+                val = lengths[i - 1]!;
+                rep = 3 + bitsOf(2);
+              } else if (sym === 17) rep = 3 + bitsOf(3);
+              else rep = 11 + bitsOf(7);
+              if (i + rep > hlit + hdist) throw new InflateError('code lengths overflow');
+              lengths.fill(val, i, i + rep);
+              i += rep;
+            }
+          }
+          if (lengths[256] === 0) throw new InflateError('no end-of-block code');
+          lit = buildHuffman(lengths.subarray(0, hlit), hlit);
+          dist = buildHuffman(lengths.subarray(hlit, hlit + hdist), hdist);
+        }
+        // The symbol loop, with the bit buffer in locals.
+        const lt = lit.table;
+        const lb = lit.bits;
+        const lm = (1 << lb) - 1;
+        const dt = dist.table;
+        const db = dist.bits;
+        const dm = (1 << db) - 1;
+        for (;;) {
+          while (bitcnt < lb) {
+            if (pos < end) bitbuf |= input[pos]! << bitcnt;
+            pos++;
+            bitcnt += 8;
+          }
+          if (pos - (bitcnt >> 3) > end + 4) throw new InflateError('deflate data ends early');
+          let e = lt[bitbuf & lm]!;
+          let l = e & 15;
+          if (l === 0) throw new InflateError('invalid literal/length code');
+          bitbuf >>>= l;
+          bitcnt -= l;
+          const sym = e >> 4;
+          if (sym < 256) {
+            if (o === size) {
+              // One byte more than the output holds: ignored in exact mode (after checking that the
+              // image bytes themselves did not run past the input), an error otherwise.
+              full = true;
+              break;
+            }
+            out[o++] = sym;
+            if (o === size) fullAt = pos - (bitcnt >> 3);
+            continue;
+          }
+          if (sym === 256) break;
+          const li = sym - 257;
+          if (li >= 29) throw new InflateError('invalid length symbol');
+          let len = LEN_BASE[li]!;
+          const le = LEN_EXTRA[li]!;
+          if (le) len += bitsOf(le);
+          while (bitcnt < db) {
+            if (pos < end) bitbuf |= input[pos]! << bitcnt;
+            pos++;
+            bitcnt += 8;
+          }
+          e = dt[bitbuf & dm]!;
+          l = e & 15;
+          if (l === 0) throw new InflateError('invalid distance code');
+          bitbuf >>>= l;
+          bitcnt -= l;
+          const di = e >> 4;
+          if (di >= 30) throw new InflateError('invalid distance symbol');
+          let d = DIST_BASE[di]!;
+          const de = DIST_EXTRA[di]!;
+          if (de) d += bitsOf(de);
+          if (d > o) throw new InflateError('distance too far back');
+          if (o + len > size) {
+            len = size - o;
+            full = true;
+          }
+          if (len < 24) for (let k = 0; k < len; k++, o++) out[o] = out[o - d]!;
+          else if (d === 1) {
+            out.fill(out[o - 1]!, o, o + len);
+            o += len;
+          } else if (d >= len) {
+            out.copyWithin(o, o - d, o - d + len);
+            o += len;
+          } else for (let k = 0; k < len; k++, o++) out[o] = out[o - d]!;
+          if (o === size) fullAt = pos - (bitcnt >> 3);
+          if (full) break;
+        }
         if (full) break;
-      }
-      if (full) break;
-    } else throw new InflateError('invalid deflate block type 3');
-    if (overrun()) break;
-    if (final) ended = true;
+      } else throw new InflateError('invalid deflate block type 3');
+      if (overrun()) break;
+      if (final) ended = true;
+    }
+  } catch (e) {
+    // Garbage decoded from the zeros read past a cut stream: report the cut, not the garbage.
+    if (e instanceof InflateError && pos - (bitcnt >> 3) > end) throw new InflateError('deflate data ends early');
+    throw e;
   }
   // Input bits past the end were used: the stream is cut short (for a full output, the symbol that
   // found it full may sit in the missing part: then only bytes up to the output's end count).
