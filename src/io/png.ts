@@ -258,7 +258,9 @@ export function decodePng(name: string, bytes: Uint8Array, limits: Limits): Stor
   else mode = 'RGBA';
   outCh = mode === 'RGBA' ? 4 : mode === 'LA' ? 2 : mode === 'RGB' ? 3 : 1;
   const n = width * height;
-  const data: Uint8Array | Uint16Array = mode === 'I' ? new Uint16Array(n) : new Uint8Array(n * outCh);
+  // 8-bit, not interlaced: the rows are compacted in place (no second copy of the image).
+  const inPlace = depth === 8 && interlace === 0;
+  const data: Uint8Array | Uint16Array = inPlace ? raw.subarray(0, n * outCh) : mode === 'I' ? new Uint16Array(n) : new Uint8Array(n * outCh);
   const scale = colorType !== 0 ? 1 : depth === 2 ? 85 : depth === 4 ? 17 : 1;
 
   let off = 0;
@@ -268,7 +270,8 @@ export function decodePng(name: string, bytes: Uint8Array, limits: Limits): Stor
     for (let r = 0; r < q.h; r++) {
       const f = raw[off]!;
       const row = off + 1;
-      const prev = r > 0 ? row - rowBytes - 1 : -1;
+      // The previous row, unfiltered (and, in place, already moved to its final position).
+      const prev = r === 0 ? -1 : inPlace ? (r - 1) * rowBytes : row - rowBytes - 1;
       switch (f) {
         case 0:
           break;
@@ -301,8 +304,8 @@ export function decodePng(name: string, bytes: Uint8Array, limits: Limits): Stor
       }
       // Samples of this row into their places.
       const y = q.y0 + r * q.dy;
-      if (depth === 8 && q.dx === 1) {
-        data.set(raw.subarray(row, row + rowBytes), y * width * outCh);
+      if (inPlace) {
+        raw.copyWithin(y * rowBytes, row, row + rowBytes);
       } else if (depth < 8) {
         const mask = (1 << depth) - 1;
         for (let x = 0; x < q.w; x++) {
