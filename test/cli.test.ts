@@ -146,7 +146,7 @@ test('parity checks the folder and --only before opening the GPU', () => {
   const env = { DIFFSIM_DAWN_BACKEND: 'no-such-backend' };
   const missing = cliWith(env, 'parity', '--fixtures', join(tmp, 'no-such-folder'));
   assert.is(missing.code, 1);
-  assert.match(missing.stderr, /^diffsim: .*no-such-folder\/index\.json: cannot open \(no such file\)$/);
+  assert.match(missing.stderr, /^diffsim: .*no-such-folder\/index\.json: cannot read \(no such file\)$/);
   assert.not.match(missing.stdout, /adapter:/);
   const only = cliWith(env, 'parity', '--fixtures', FIXTURES, '--only', 'scheduler,no-such-fixture');
   assert.is(only.code, 1);

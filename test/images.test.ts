@@ -5,7 +5,7 @@ import { constants as zlibConstants, deflateSync } from 'node:zlib';
 import { inflateZlib } from '../src/io/inflate.js';
 import { PNG } from 'pngjs';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, openSync, closeSync, constants, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, openSync, closeSync, constants, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { ImageDecodeError, applyOrientation, decodeImage, decodeImageSamples, jpegOrientation, loadImage } from '../src/io/image.js';
 import { resizeU8 } from '../src/io/resample.js';
@@ -233,6 +233,10 @@ test('non-regular files (FIFO, directory) are refused without blocking', async (
   const fifo = join(dir, 'pipe.png');
   try {
     await rejectsWith(() => loadImage(dir), /not a regular file \(a directory\)/, 'directory');
+    const sparse = join(dir, 'sparse.png');
+    writeFileSync(sparse, '');
+    truncateSync(sparse, 3 * 2 ** 30); // 3 GiB, no disk blocks
+    await rejectsWith(() => loadImage(sparse), /sparse\.png: 3221225472 bytes is more than the 1073741824-byte limit/, 'huge file');
     if (spawnSync('mkfifo', [fifo]).status !== 0) return; // no mkfifo here
     let timer: NodeJS.Timeout | undefined;
     const watchdog = new Promise<never>((_, reject) => {

@@ -78,10 +78,12 @@ export async function openFile(path: string): Promise<ByteSource> {
   };
 }
 
-/** Reads a whole regular file (refusing FIFOs, devices and directories before opening them). */
-export async function readRegularFile(path: string): Promise<Uint8Array> {
+/** Reads a whole regular file (refusing FIFOs, devices and directories before opening them, and
+ *  files larger than `maxBytes`). */
+export async function readRegularFile(path: string, maxBytes = 2 ** 30): Promise<Uint8Array> {
   const src = await openFile(path);
   try {
+    if (src.size > maxBytes) throw new FileError(path, `${src.size} bytes is more than the ${maxBytes}-byte limit for this kind of file`);
     return await src.read(0, src.size);
   } finally {
     await src.close();

@@ -577,7 +577,7 @@ export async function loadIndex(dir: string): Promise<FixtureIndex> {
   try {
     text = new TextDecoder().decode(await readRegularFile(path));
   } catch (e) {
-    if (e instanceof FileError) throw new Error(e.message);
+    if (e instanceof FileError) throw new Error(`${path}: ${e.problem.replace(/^cannot open/, 'cannot read')}`);
     throw new Error(`${path}: cannot read (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
   try {
