@@ -344,6 +344,11 @@ def build_jpeg():
     for name, sample in [('420', '2x2'), ('444', '1x1'), ('440', '1x2'), ('422', '2x1'), ('411', '4x1')]:
         add(f'jpeg_progressive_{name}.jpg', cjpeg(rows, W, H, '-quality', '80', '-progressive', '-sample', sample), f'cjpeg progressive, sampling {sample}')
     add('jpeg_progressive_gray.jpg', cjpeg(content(W, H, 901, 1, 255), W, H, '-quality', '80', '-progressive', '-grayscale', channels=1), 'progressive grayscale')
+    with tempfile.NamedTemporaryFile('w', suffix='.txt', delete=False) as f:
+        f.write('0,1,2: 0 0 0 1;\n0: 1 63 0 1;\n1: 1 63 0 1;\n2: 1 63 0 1;\n')
+        script = f.name
+    add('jpeg_progressive_incomplete.jpg', cjpeg(rows, W, H, '-scans', script), 'progressive, last bit of every coefficient never sent (libjpeg smooths the blocks)')
+    os.unlink(script)
     add('jpeg_progressive_restart.jpg', cjpeg(rows, W, H, '-progressive', '-restart', '3B', '-sample', '2x2'), 'progressive with restart markers every 3 MCUs')
     add('jpeg_restart_rows.jpg', cjpeg(rows, W, H, '-restart', '1', '-sample', '2x2'), 'restart marker every MCU row')
     add('jpeg_restart_5b.jpg', cjpeg(rows, W, H, '-restart', '5B', '-sample', '1x1'), 'restart marker every 5 MCUs')
