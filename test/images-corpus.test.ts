@@ -89,7 +89,7 @@ test('every corpus file decodes as PIL 9.4 decodes it, per kind', async () => {
   for (const [, label, tol] of KINDS) {
     const s = stats.get(label);
     assert.ok(s, `${label}: no files`);
-    lines.push(`  ${label.padEnd(62)} ${String(s!.files).padStart(3)} files  ${((100 * s!.exact) / s!.values).toFixed(2)}% exact  ${((100 * s!.within1) / s!.values).toFixed(2)}% within ±1  max ${s!.max}`);
+    lines.push(`  ${label.padEnd(72)} ${String(s!.files).padStart(3)} files  ${((100 * s!.exact) / s!.values).toFixed(2)}% exact  ${((100 * s!.within1) / s!.values).toFixed(2)}% within ±1  max ${s!.max}`);
     assert.ok(s!.max <= tol, `${label}: max difference ${s!.max} over ${tol}`);
   }
   console.log(`agreement with Pillow 9.4 over ${Object.keys(files).length} files:\n${lines.join('\n')}`);
