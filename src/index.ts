@@ -22,7 +22,7 @@ export { ClipVisionModel, ClipModel, type ClipVisionConfig, type ClipVisionOutpu
 export { Dinov2Model, type Dinov2Config, type Dinov2Output } from './models/dinov2.js';
 export { IpAdapterPlus, RESAMPLER_PATH, type IpAdapterConfig, type ResamplerConfig, type ResamplerOutput } from './models/ip-adapter.js';
 export type { Conditioning, IpConditioning, IpProjection } from './models/sd-blocks.js';
-export { decodeImage, loadImage, applyOrientation, jpegOrientation, sniffFormat, ImageDecodeError, MAX_PIXELS, type RgbImage, type DecodeOptions, type ImageFormat } from './io/image.js';
+export { decodeImage, decodeImageSamples, loadImage, loadImageSamples, readImageFile, applyOrientation, toRgb, jpegOrientation, sniffFormat, ImageDecodeError, MAX_PIXELS, MAX_DIMENSION, type RgbImage, type StoredImage, type PilMode, type DecodeOptions, type ImageFormat } from './io/image.js';
 export { resizeU8, resizeImage, type ResampleFilter } from './io/resample.js';
 export { processImage, imageProcessor, shortEdgeSize, type ImageProcessorConfig } from './io/preprocess.js';
 export { FileError } from './io/errors.js';

@@ -35,5 +35,8 @@ export function malformedCorpus(): [string, Uint8Array, RegExp][] {
     ['metadata-not-object.safetensors', header('{"__metadata__":"pt"}'), /__metadata__ must be an object/],
     ['entry-not-object.safetensors', header('{"w":5}'), /tensor "w": entry is not an object/],
     ['bad-offsets.safetensors', header('{"w":{"dtype":"F32","shape":[1],"data_offsets":[0]}}', 4), /data_offsets \[0\] is not \[begin, end\]/],
+    ['dtype-inherited.safetensors', header('{"w":{"dtype":"constructor","shape":[1],"data_offsets":[0,4]}}', 4), /tensor "w": unknown dtype "constructor"/],
+    ['deep-shape.safetensors', header(`{"w":{"dtype":"F32","shape":${'['.repeat(10_000)}${']'.repeat(10_000)},"data_offsets":[0,4]}}`, 4), /tensor "w": shape \[+…\]+ is not a list of non-negative integers/],
+    ['huge-shape-list.safetensors', header(`{"w":{"dtype":"F32","shape":[${Array(200_000).fill(-1).join(',')}],"data_offsets":[0,4]}}`, 4), /tensor "w": shape \[-1, -1, .*…/],
   ];
 }

@@ -1,11 +1,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile, ShardedSafetensors, encodeSafetensors, openSafetensors, rawToInt32 } from '../src/io/safetensors.js';
+import { SafetensorsFile, ShardedSafetensors, encodeSafetensors, openSafetensors, rawToInt32, setOwn, type TensorToWrite } from '../src/io/safetensors.js';
 import { rejects, FIXTURES } from './helpers.js';
-import { malformedCorpus } from './corpus.js';
+import { header, malformedCorpus } from './corpus.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'diffsim-st-'));
 
@@ -89,6 +90,21 @@ test('sharded checkpoints through *.safetensors.index.json', async () => {
   await s.close();
   const bad = write('bad.safetensors.index.json', new TextEncoder().encode(JSON.stringify({ weight_map: { w9: 'model-00001-of-00002.safetensors' } })));
   await rejects(() => openSafetensors(bad), /"w9" is in model-00001-of-00002.safetensors, which has no such tensor/, 'bad weight map');
+  for (const [name, metadata, pattern] of [
+    ['string-meta', 'pt', /"metadata" must be an object of strings, not string/],
+    ['array-meta', ['pt'], /"metadata" must be an object of strings, not an array/],
+    ['null-meta', null, /"metadata" must be an object of strings, not null/],
+    ['nested-meta', { total_size: 10, nested: { a: 1 } }, /metadata\["nested"\] is object, expected a string/],
+  ] as const) {
+    const p = write(`${name}.safetensors.index.json`, new TextEncoder().encode(JSON.stringify({ metadata, weight_map: { w1: 'model-00001-of-00002.safetensors' } })));
+    await rejects(() => openSafetensors(p), pattern, name);
+  }
+  // Key names are data: "__proto__" is a key like any other.
+  const proto = write('proto.safetensors.index.json', new TextEncoder().encode('{"metadata":{"__proto__":"x"},"weight_map":{"w1":"model-00001-of-00002.safetensors"}}'));
+  const ps = await openSafetensors(proto);
+  assert.equal(Object.keys(ps.metadata), ['__proto__']);
+  assert.is(ps.metadata['__proto__'], 'x');
+  await ps.close();
 });
 
 test('every malformed file is rejected with an error naming the file and the problem', async () => {
@@ -99,6 +115,37 @@ test('every malformed file is rejected with an error naming the file and the pro
   }
   await rejects(() => SafetensorsFile.open(join(tmp, 'does-not-exist.safetensors')), /cannot open \(no such file\)/, 'missing file');
   await rejects(() => SafetensorsFile.open(tmp), /not a regular file/, 'directory');
+});
+
+test('a tensor named "__proto__" is a tensor like any other', async () => {
+  const f = await SafetensorsFile.open(write('proto.safetensors', header('{"__proto__":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', 8)));
+  assert.equal(f.names().sort(), ['__proto__', 'b']);
+  assert.equal(f.info('__proto__').shape, [1]);
+  await f.close();
+  const tensors: Record<string, TensorToWrite> = {};
+  setOwn(tensors, '__proto__', { dtype: 'F32', shape: [2], data: Float32Array.from([1, 2]) });
+  const g = await SafetensorsFile.open(write('proto2.safetensors', encodeSafetensors(tensors)));
+  assert.equal([...(await g.readFloat32('__proto__')).data], [1, 2], 'written and read back');
+  await g.close();
+});
+
+test('a FIFO is refused before it is opened (opening it would block)', async () => {
+  const fifo = join(tmp, 'pipe.safetensors');
+  if (spawnSync('mkfifo', [fifo]).status !== 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      rejects(() => SafetensorsFile.open(fifo), /pipe\.safetensors: not a regular file \(a FIFO\)/, 'FIFO'),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('SafetensorsFile.open blocked on a FIFO')), 5000))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    try {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // no blocked reader
+    }
+  }
 });
 
 test.after(() => rmSync(tmp, { recursive: true, force: true }));

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // The diffsim command line.
 
-import { formatInspect, inspectFile } from './inspect.js';
+import { escapeControls, formatInspect, inspectFile, terminalJson } from './inspect.js';
 import { Runtime } from '../gpu/runtime.js';
-import { F16_WEIGHTS_TOLERANCE, runParity, type ParityRow } from '../parity/parity.js';
+import { F16_WEIGHTS_TOLERANCE, planParity, runParity, type ParityRow } from '../parity/parity.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
@@ -69,6 +69,8 @@ async function parity(args: string[]): Promise<number> {
   if (!dir) throw new UsageError('parity: --fixtures DIR is required');
   if (only && only.length === 0) throw new UsageError('parity: --only needs at least one folder name');
   if (weights !== 'f32' && weights !== 'f16' && weights !== 'auto') throw new UsageError(`parity: --weights must be f32, f16 or auto, got ${weights ?? '(nothing)'}`);
+  // The folder and the selection are checked before the GPU is opened.
+  await planParity(dir, only);
   const rt = await Runtime.create();
   try {
     console.log(`adapter: ${rt.adapterInfo.description}`);
@@ -104,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
       if (positional.length !== 1) throw new UsageError('inspect: expected exactly one FILE');
       const path = positional[0]!;
       const report = await inspectFile(path);
-      if (flags.has('--json')) console.log(JSON.stringify({ tensors: report.tensors, metadata: report.metadata }, null, 2));
+      if (flags.has('--json')) console.log(terminalJson({ tensors: report.tensors, metadata: report.metadata }));
       else console.log(formatInspect(path, report));
       return 0;
     }
@@ -125,7 +127,7 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
-    console.error(`diffsim: ${message.split('\n')[0]}`);
+    console.error(`diffsim: ${escapeControls(message.split('\n')[0]!)}`);
     if (err instanceof UsageError) console.error(USAGE);
     if (process.env.DIFFSIM_DEBUG && err instanceof Error) console.error(err.stack);
     process.exitCode = err instanceof UsageError ? 2 : 1;

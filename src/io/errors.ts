@@ -8,3 +8,8 @@ export class FileError extends Error {
     super(`${file}: ${problem}`);
   }
 }
+
+/** An image that cannot be decoded: empty, truncated, corrupt, unsupported or too large. */
+export class ImageDecodeError extends FileError {
+  override name = 'ImageDecodeError';
+}

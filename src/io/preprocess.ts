@@ -9,8 +9,16 @@ import type { RgbImage } from './image.js';
 
 const f = Math.fround;
 
+/** Refuses images with no pixels or with data that does not match their size. */
+function checkImage(fn: string, img: RgbImage): void {
+  const { width: w, height: h } = img;
+  if (!(Number.isInteger(w) && Number.isInteger(h) && w > 0 && h > 0)) throw new RangeError(`${fn}: empty image (${w}×${h})`);
+  if (img.data.length !== w * h * 3) throw new RangeError(`${fn}: ${img.data.length} bytes for a ${w}×${h} RGB image (needs ${w * h * 3})`);
+}
+
 /** DiffSim's process_image: [1, 3, S, S] float32 in [−1, 1]. */
 export function processImage(img: RgbImage, size: number): Float32Array {
+  checkImage('processImage', img);
   const r = resizeU8(img.data, img.width, img.height, 3, size, size, 'lanczos');
   const out = new Float32Array(3 * size * size);
   const plane = size * size;
@@ -47,6 +55,7 @@ export function shortEdgeSize(w: number, h: number, shortest: number): [number, 
 
 /** A Hugging Face image processor: [1, 3, H, W] float32 NCHW. */
 export function imageProcessor(img: RgbImage, cfg: ImageProcessorConfig): { data: Float32Array; width: number; height: number } {
+  checkImage('imageProcessor', img);
   let { width: w, height: h, data } = img;
   if (cfg.do_resize !== false && cfg.size !== undefined) {
     const size = typeof cfg.size === 'number' ? { shortest_edge: cfg.size } : cfg.size;

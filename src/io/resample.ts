@@ -89,6 +89,7 @@ function clip8(v: number): number {
 /** Resizes an interleaved 8-bit image (channels 1–4) to outW×outH like PIL's Image.resize. */
 export function resizeU8(src: Uint8Array, w: number, h: number, channels: number, outW: number, outH: number, filter: ResampleFilter): Uint8Array {
   if (!Number.isInteger(outW) || !Number.isInteger(outH) || outW < 1 || outH < 1) throw new RangeError(`resize: bad output size ${outW}×${outH}`);
+  if (!Number.isInteger(w) || !Number.isInteger(h) || w < 1 || h < 1) throw new RangeError(`resize: empty input ${w}×${h}`);
   if (src.length !== w * h * channels) throw new RangeError(`resize: ${src.length} bytes for ${w}×${h}×${channels}`);
   const needH = outW !== w;
   const needV = outH !== h;

@@ -59,6 +59,55 @@ export interface TensorSource {
   close(): Promise<void>;
 }
 
+/** A short JSON rendering of a parsed JSON value for messages: bounded in length and depth (a
+ *  10,000-deep array must not overflow the stack, a million-element one must not fill the line). */
+export function preview(value: unknown, max = 60): string {
+  let out = '';
+  const walk = (v: unknown, depth: number): void => {
+    if (out.length > max) return;
+    if (Array.isArray(v)) {
+      if (depth >= 4) {
+        out += '[…]';
+        return;
+      }
+      out += '[';
+      for (let i = 0; i < v.length && out.length <= max; i++) {
+        if (i) out += ', ';
+        walk(v[i], depth + 1);
+      }
+      out += ']';
+    } else if (v !== null && typeof v === 'object') {
+      if (depth >= 4) {
+        out += '{…}';
+        return;
+      }
+      out += '{';
+      let first = true;
+      for (const k in v) {
+        if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
+        if (out.length > max) break;
+        out += `${first ? '' : ', '}${JSON.stringify(k.length > max ? `${k.slice(0, max)}…` : k)}: `;
+        first = false;
+        walk((v as Record<string, unknown>)[k], depth + 1);
+      }
+      out += '}';
+    } else if (typeof v === 'string') out += JSON.stringify(v.length > max ? `${v.slice(0, max)}…` : v);
+    else out += String(v);
+  };
+  walk(value, 0);
+  return out.length > max ? `${out.slice(0, max)}…` : out;
+}
+
+/** obj[key] = value as an own property, also for keys such as "__proto__". */
+export function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+/** A tensor or key name quoted for a message, shortened when very long. */
+function q(name: string): string {
+  return JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
+}
+
 function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
@@ -94,41 +143,41 @@ export function parseHeader(file: string, headerBytes: Uint8Array, fileSize: num
       }
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
         if (typeof v !== 'string') {
-          throw new SafetensorsError(file, `__metadata__["${k}"] is ${v === null ? 'null' : typeof v}, expected a string`);
+          throw new SafetensorsError(file, `__metadata__[${q(k)}] is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}, expected a string`);
         }
       }
-      metadata = value as Record<string, string>;
+      metadata = value as Record<string, string>; // JSON.parse made every key an own property, "__proto__" too
       continue;
     }
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      throw new SafetensorsError(file, `tensor "${name}": entry is not an object`);
+      throw new SafetensorsError(file, `tensor ${q(name)}: entry is not an object`);
     }
     const entry = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof entry.dtype !== 'string' || !(entry.dtype in SAFETENSORS_DTYPES)) {
+    if (typeof entry.dtype !== 'string' || !Object.prototype.hasOwnProperty.call(SAFETENSORS_DTYPES, entry.dtype)) {
       throw new SafetensorsError(
         file,
-        `tensor "${name}": unknown dtype ${JSON.stringify(entry.dtype)} (expected one of ${Object.keys(SAFETENSORS_DTYPES).join(' ')})`,
+        `tensor ${q(name)}: unknown dtype ${preview(entry.dtype)} (expected one of ${Object.keys(SAFETENSORS_DTYPES).join(' ')})`,
       );
     }
     const dtype = entry.dtype as SafetensorsDType;
     if (!Array.isArray(entry.shape) || !entry.shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
-      throw new SafetensorsError(file, `tensor "${name}": shape ${JSON.stringify(entry.shape)} is not a list of non-negative integers`);
+      throw new SafetensorsError(file, `tensor ${q(name)}: shape ${preview(entry.shape)} is not a list of non-negative integers`);
     }
     const shape = entry.shape as number[];
     const offsets = entry.data_offsets;
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && (o as number) >= 0)) {
-      throw new SafetensorsError(file, `tensor "${name}": data_offsets ${JSON.stringify(offsets)} is not [begin, end] with non-negative integers`);
+      throw new SafetensorsError(file, `tensor ${q(name)}: data_offsets ${preview(offsets)} is not [begin, end] with non-negative integers`);
     }
     const [begin, end] = offsets as [number, number];
-    if (end < begin) throw new SafetensorsError(file, `tensor "${name}": data_offsets [${begin}, ${end}] end before begin`);
+    if (end < begin) throw new SafetensorsError(file, `tensor ${q(name)}: data_offsets [${begin}, ${end}] end before begin`);
     if (end > dataSize) {
-      throw new SafetensorsError(file, `tensor "${name}": data_offsets [${begin}, ${end}] out of range, the data block has ${Math.max(0, dataSize)} bytes (file truncated?)`);
+      throw new SafetensorsError(file, `tensor ${q(name)}: data_offsets [${begin}, ${end}] out of range, the data block has ${Math.max(0, dataSize)} bytes (file truncated?)`);
     }
     const expected = numel(shape) * SAFETENSORS_DTYPES[dtype];
     if (end - begin !== expected) {
       throw new SafetensorsError(
         file,
-        `tensor "${name}": ${end - begin} bytes in data_offsets [${begin}, ${end}] but shape [${shape.join(', ')}] × ${dtype} needs ${expected}`,
+        `tensor ${q(name)}: ${end - begin} bytes in data_offsets [${begin}, ${end}] but shape ${preview(shape)} × ${dtype} needs ${expected}`,
       );
     }
     tensors.set(name, { name, dtype, shape, begin: dataStart + begin, end: dataStart + end });
@@ -140,7 +189,7 @@ export function parseHeader(file: string, headerBytes: Uint8Array, fileSize: num
   for (const t of sorted) {
     if (t.begin < cursor) {
       const prev = sorted[sorted.indexOf(t) - 1]!;
-      throw new SafetensorsError(file, `tensors "${prev.name}" and "${t.name}" overlap (byte ranges [${prev.begin - dataStart}, ${prev.end - dataStart}] and [${t.begin - dataStart}, ${t.end - dataStart}])`);
+      throw new SafetensorsError(file, `tensors ${q(prev.name)} and ${q(t.name)} overlap (byte ranges [${prev.begin - dataStart}, ${prev.end - dataStart}] and [${t.begin - dataStart}, ${t.end - dataStart}])`);
     }
     if (t.begin > cursor) {
       throw new SafetensorsError(file, `bytes [${cursor - dataStart}, ${t.begin - dataStart}) of the data block belong to no tensor`);
@@ -203,7 +252,7 @@ export class SafetensorsFile implements TensorSource {
   }
   info(name: string): TensorInfo {
     const t = this.tensors.get(name);
-    if (!t) throw new SafetensorsError(this.name, `no tensor named "${name}"`);
+    if (!t) throw new SafetensorsError(this.name, `no tensor named ${q(name)}`);
     return t;
   }
   entries(): TensorInfo[] {
@@ -307,21 +356,38 @@ export class ShardedSafetensors implements TensorSource {
   ) {}
 
   static async open(indexPath: string): Promise<ShardedSafetensors> {
-    const fs = await import('node:fs/promises');
     const path = await import('node:path');
     let index: unknown;
+    const source = await openFile(indexPath);
     try {
-      index = JSON.parse(await fs.readFile(indexPath, 'utf8'));
+      if (source.size > MAX_HEADER_BYTES) throw new SafetensorsError(indexPath, `shard index of ${source.size} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+      const text = new TextDecoder('utf-8', { fatal: true }).decode(await source.read(0, source.size));
+      index = JSON.parse(text);
     } catch (e) {
+      if (e instanceof FileError) throw e;
       throw new SafetensorsError(indexPath, `cannot read the shard index (${(e as Error).message})`);
+    } finally {
+      await source.close();
     }
-    const weightMap = (index as { weight_map?: unknown })?.weight_map;
+    if (index === null || typeof index !== 'object' || Array.isArray(index)) throw new SafetensorsError(indexPath, 'shard index is not a JSON object');
+    // Metadata, when present: an object of strings (numbers such as total_size are kept as text).
+    const rawMeta = Object.prototype.hasOwnProperty.call(index, 'metadata') ? (index as { metadata: unknown }).metadata : {};
+    if (rawMeta === null || typeof rawMeta !== 'object' || Array.isArray(rawMeta)) {
+      throw new SafetensorsError(indexPath, `shard index "metadata" must be an object of strings, not ${rawMeta === null ? 'null' : Array.isArray(rawMeta) ? 'an array' : typeof rawMeta}`);
+    }
+    const metadata: Record<string, string> = {};
+    for (const [k, v] of Object.entries(rawMeta as Record<string, unknown>)) {
+      if (typeof v === 'string') setOwn(metadata, k, v);
+      else if (typeof v === 'number' && Number.isFinite(v)) setOwn(metadata, k, String(v));
+      else throw new SafetensorsError(indexPath, `shard index metadata[${q(k)}] is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}, expected a string`);
+    }
+    const weightMap = (index as { weight_map?: unknown }).weight_map;
     if (!weightMap || typeof weightMap !== 'object' || Array.isArray(weightMap)) {
       throw new SafetensorsError(indexPath, 'shard index has no "weight_map" object');
     }
     const map = new Map<string, string>();
     for (const [k, v] of Object.entries(weightMap as Record<string, unknown>)) {
-      if (typeof v !== 'string' || v.includes('..') || path.isAbsolute(v)) throw new SafetensorsError(indexPath, `weight_map["${k}"] is not a shard file name in this folder`);
+      if (typeof v !== 'string' || v.includes('..') || path.isAbsolute(v)) throw new SafetensorsError(indexPath, `weight_map[${q(k)}] is not a shard file name in this folder`);
       map.set(k, v);
     }
     const dir = path.dirname(indexPath);
@@ -335,12 +401,9 @@ export class ShardedSafetensors implements TensorSource {
     for (const [k, file] of map) {
       if (!shards.get(file)!.has(k)) {
         for (const s of shards.values()) await s.close();
-        throw new SafetensorsError(indexPath, `weight_map says "${k}" is in ${file}, which has no such tensor`);
+        throw new SafetensorsError(indexPath, `weight_map says ${q(k)} is in ${file}, which has no such tensor`);
       }
     }
-    const rawMeta = (index as { metadata?: Record<string, unknown> }).metadata ?? {};
-    const metadata: Record<string, string> = {};
-    for (const [k, v] of Object.entries(rawMeta)) metadata[k] = typeof v === 'string' ? v : JSON.stringify(v);
     return new ShardedSafetensors(indexPath, shards, map, metadata);
   }
 
@@ -352,7 +415,7 @@ export class ShardedSafetensors implements TensorSource {
   }
   private shard(name: string): SafetensorsFile {
     const file = this.weightMap.get(name);
-    if (!file) throw new SafetensorsError(this.name, `no tensor named "${name}"`);
+    if (!file) throw new SafetensorsError(this.name, `no tensor named ${q(name)}`);
     return this.shards.get(file)!;
   }
   info(name: string): TensorInfo {
@@ -387,13 +450,17 @@ export interface TensorToWrite {
 export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array {
   const names = Object.keys(tensors).sort((a, b) => SAFETENSORS_DTYPES[tensors[b]!.dtype] - SAFETENSORS_DTYPES[tensors[a]!.dtype] || (a < b ? -1 : a > b ? 1 : 0));
   const header: Record<string, unknown> = {};
-  if (metadata) header.__metadata__ = metadata;
+  if (metadata) {
+    const meta: Record<string, string> = {};
+    for (const [k, v] of Object.entries(metadata)) setOwn(meta, k, v);
+    header.__metadata__ = meta;
+  }
   let offset = 0;
   for (const name of names) {
     const t = tensors[name]!;
     const size = numel(t.shape) * SAFETENSORS_DTYPES[t.dtype];
     if (t.data.byteLength !== size) throw new Error(`encodeSafetensors: tensor "${name}" has ${t.data.byteLength} bytes, shape [${t.shape.join(', ')}] × ${t.dtype} needs ${size}`);
-    header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + size] };
+    setOwn(header, name, { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + size] });
     offset += size;
   }
   let json = JSON.stringify(header);

@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
-import { SafetensorsFile, rawToInt32 } from '../io/safetensors.js';
+import { SafetensorsFile, rawToInt32, type RawTensor } from '../io/safetensors.js';
 import { PNDMScheduler, type SchedulerConfig } from '../models/scheduler.js';
 import { ClipTokenizer } from '../models/clip-tokenizer.js';
 import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
@@ -19,7 +19,9 @@ import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../models/clip-vision.js';
 import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
 import { IpAdapterPlus, type IpAdapterConfig } from '../models/ip-adapter.js';
-import { loadImage, type RgbImage } from '../io/image.js';
+import { applyOrientation, loadImage, loadImageSamples, toRgb, type RgbImage, type StoredImage } from '../io/image.js';
+import { readRegularFile } from '../io/bytesource.js';
+import { FileError } from '../io/errors.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
 
 export interface ParityRow {
@@ -397,6 +399,16 @@ const ipAdapter: Handler = async (rt, dir, fixture, index, settings) => {
   }
 };
 
+/** Stored samples (np.array(Image.open(f)): [H, W] or [H, W, C]) against ours: mismatching values. */
+function storedMismatches(img: StoredImage, raw: RawTensor): number {
+  const shape = img.channels === 1 ? [img.height, img.width] : [img.height, img.width, img.channels];
+  if (raw.shape.length !== shape.length || raw.shape.some((d, i) => d !== shape[i])) return Infinity;
+  const ref = raw.dtype === 'U8' || raw.dtype === 'BOOL' ? raw.bytes : rawToInt32(raw);
+  let bad = 0;
+  for (let i = 0; i < ref.length; i++) if (img.data[i] !== ref[i]) bad++;
+  return bad;
+}
+
 /** Pixels of a stored decode ([H, W], [H, W, 3] or [H, W, 4]) against our RGB: values outside ±tol. */
 function pixelMismatches(ours: RgbImage, ref: Uint8Array, shape: number[], tol: number): { outside: number; total: number; max: number } {
   const [h, w] = shape as [number, number];
@@ -439,10 +451,12 @@ const preprocess: Handler = async (_rt, dir, fixture, index) => {
         rows.push({ fixture, name: `${name}.pixels`, err: NaN, tol: 0, kind: 'skipped', pass: false, note: 'listed in the metadata but not stored' });
         continue;
       }
-      const img = await loadImage(join(dir, info.png));
-      const raw = await file.readRaw(`${name}.pixels`);
-      const px = pixelMismatches(img, raw.bytes, raw.shape, 0);
-      rows.push({ fixture, name: `${name}.pixels`, err: px.outside, tol: 0, kind: 'exact', pass: px.outside === 0 });
+      // `.pixels` is np.array(PIL.Image.open(png)), the samples as stored (palette indices for
+      // mode P, HW for one channel, HWC otherwise): compared with the decoder's stored samples.
+      const stored = await loadImageSamples(join(dir, info.png));
+      const img = applyOrientation(toRgb(stored), stored.orientation);
+      const bad = storedMismatches(stored, await file.readRaw(`${name}.pixels`));
+      rows.push({ fixture, name: `${name}.pixels`, err: bad, tol: 0, kind: 'exact', pass: bad === 0, note: `mode ${stored.mode}, as stored` });
       for (const t of file.names().filter((n) => n.startsWith(`${name}.`) && n !== `${name}.pixels`)) {
         const proc = t.slice(name.length + 1);
         const ref = (await file.readFloat32(t)).data;
@@ -461,29 +475,23 @@ const preprocess: Handler = async (_rt, dir, fixture, index) => {
   }
 };
 
-/** Decoders against Pillow 9.4 (libjpeg-turbo): JPEG within ±2 levels on ≥ 99% of values, other
- *  formats exact; 16-bit PNG compared in PIL's clamping mode (our default scales instead). */
+/** Decoders against Pillow 9.4 (libjpeg-turbo): every format exact (the JPEG decoder reproduces
+ *  libjpeg-turbo's IDCT, upsampling and colour conversion); 16-bit gray PNG compared in PIL's
+ *  clamping mode (our default scales instead). */
 const codecs: Handler = async (_rt, dir, fixture) => {
   const file = await SafetensorsFile.open(join(dir, fixture, `${fixture}.safetensors`));
   const rows: ParityRow[] = [];
   try {
     const files = JSON.parse(file.metadata.files ?? '{}') as Record<string, { mode_on_disk?: string }>;
     for (const [name, info] of Object.entries(files)) {
-      const jpegFile = /\.jpe?g$/i.test(name);
       const sixteen = info.mode_on_disk === 'I' || info.mode_on_disk === 'I;16';
-      const img = await loadImage(join(dir, fixture, name), sixteen ? { sixteenBit: 'pil-clamp' } : {});
+      const img = await loadImage(join(dir, fixture, name), sixteen ? { sixteenBit: 'pil' } : {});
       const raw = await file.readRaw(`${name}.pixels`);
-      const note = sixteen ? "decoded in 'pil-clamp' mode; the default scales 16-bit to 8-bit" : undefined;
-      if (jpegFile) {
-        const px = pixelMismatches(img, raw.bytes, raw.shape, 2);
-        const frac = px.total ? px.outside / px.total : 1;
-        rows.push({ fixture, name: `${name}.pixels`, err: frac, tol: 0.01, kind: 'absolute', pass: frac <= 0.01, note: `fraction of values beyond ±2 levels (max ${px.max})` });
-      } else {
-        const px = pixelMismatches(img, raw.bytes, raw.shape, 0);
-        rows.push({ fixture, name: `${name}.pixels`, err: px.outside, tol: 0, kind: 'exact', pass: px.outside === 0, ...(note ? { note } : {}) });
-      }
+      const note = sixteen ? "decoded in 'pil' mode; the default scales 16-bit gray to 8-bit" : undefined;
+      const px = pixelMismatches(img, raw.bytes, raw.shape, 0);
+      rows.push({ fixture, name: `${name}.pixels`, err: px.outside, tol: 0, kind: 'exact', pass: px.outside === 0, ...(note ? { note } : {}) });
       const t = `${name}.process_image_64`;
-      if (file.has(t)) rows.push(maxDiffRow(fixture, t, processImage(img, 64), (await file.readFloat32(t)).data, jpegFile ? 10 / 255 : 2 / 255, jpegFile ? 'JPEG decoder differences, ±5 levels allowed' : note));
+      if (file.has(t)) rows.push(maxDiffRow(fixture, t, processImage(img, 64), (await file.readFloat32(t)).data, 2 / 255, note));
     }
     return rows;
   } finally {
@@ -629,8 +637,9 @@ export async function loadIndex(dir: string): Promise<FixtureIndex> {
   const path = join(dir, 'index.json');
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = new TextDecoder().decode(await readRegularFile(path));
   } catch (e) {
+    if (e instanceof FileError) throw new Error(`${path}: ${e.problem.replace(/^cannot open/, 'cannot read')}`);
     throw new Error(`${path}: cannot read (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
   try {
@@ -665,15 +674,22 @@ async function selfDescribedFolders(dir: string): Promise<string[]> {
   return out;
 }
 
-export async function runParity(rt: Runtime, dir: string, only?: string[], onRow?: (row: ParityRow) => void, settings: ParitySettings = { weights: 'f32' }): Promise<{ rows: ParityRow[]; skipped: string[] }> {
+/** Reads and checks the fixture folder and the `--only` selection (no GPU needed): the folders
+ *  a run would visit, in order. */
+export async function planParity(dir: string, only?: string[]): Promise<{ index: FixtureIndex; folders: string[] }> {
   const index = await loadIndex(dir);
   const folders = fixtureFolders(index, dir, await selfDescribedFolders(dir));
   if (only) {
     for (const o of only) if (!folders.includes(o)) throw new Error(`--only: "${o}" is not a fixture folder in ${join(dir, 'index.json')} (have: ${folders.join(', ')})`);
   }
+  return { index, folders: only ?? folders };
+}
+
+export async function runParity(rt: Runtime, dir: string, only?: string[], onRow?: (row: ParityRow) => void, settings: ParitySettings = { weights: 'f32' }): Promise<{ rows: ParityRow[]; skipped: string[] }> {
+  const { index, folders } = await planParity(dir, only);
   const rows: ParityRow[] = [];
   const skipped: string[] = [];
-  for (const folder of only ?? folders) {
+  for (const folder of folders) {
     const handler = HANDLERS[folder];
     if (!handler) {
       skipped.push(folder);

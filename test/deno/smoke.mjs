@@ -4,6 +4,7 @@ import { Runtime } from '../../dist/gpu/runtime.js';
 import { affine, add } from '../../dist/kernels/elementwise.js';
 import { linear } from '../../dist/kernels/matmul.js';
 import { SafetensorsFile } from '../../dist/io/safetensors.js';
+import { loadImage } from '../../dist/io/image.js';
 
 let passed = 0;
 let failed = 0;
@@ -54,4 +55,13 @@ if (rt) {
   });
   await rt.close();
 }
+await check('images decode under Deno exactly as Pillow decodes them', async () => {
+  const ref = await SafetensorsFile.open(new URL('../fixtures/images/reference.safetensors', import.meta.url).pathname);
+  for (const name of ['jpeg_progressive_420.jpg', 'png_adam7_palette4.png', 'bmp_rle8.bmp']) {
+    const img = await loadImage(new URL(`../fixtures/images/${name}`, import.meta.url).pathname);
+    const want = (await ref.readRaw(name)).bytes;
+    assert(img.data.length === want.length && img.data.every((v, i) => v === want[i]), `${name} differs`);
+  }
+  await ref.close();
+});
 console.log(`deno: ${passed} passed, ${failed} failed`);
