@@ -73,6 +73,8 @@ export class FakeHub {
   /** The host name in the redirect to /cdn/ (same server; `localhost` makes it look like another host,
    *  as the hub's CDN is: huggingface_hub ≥ 2 follows redirects to the same host name on its HEAD). */
   cdnHost = '127.0.0.1';
+  /** Pause between 16 kB pieces of a body (a slow link), in ms. */
+  chunkDelayMs = 0;
   private server: Server | undefined;
   private sockets = new Set<Socket>();
   url = '';
@@ -241,6 +243,21 @@ export class FakeHub {
     if (cut !== undefined) {
       this.cutAfter.delete(cutKey!);
       res.write(slice.subarray(0, cut), () => setTimeout(() => res.socket?.destroy(), 20));
+      return;
+    }
+    if (this.chunkDelayMs > 0) {
+      let at = 0;
+      const step = (): void => {
+        if (res.destroyed) return;
+        if (at >= slice.byteLength) {
+          res.end();
+          return;
+        }
+        res.write(slice.subarray(at, at + 16384));
+        at += 16384;
+        setTimeout(step, this.chunkDelayMs);
+      };
+      step();
       return;
     }
     res.end(slice);

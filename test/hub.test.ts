@@ -1,8 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { FakeHub, bytes, gitBlobSha1, sha256Hex, text, type FakeFile } from './hub-server.js';
 import { scanLikePython, snapshotLinks, writePythonCache } from './hub-layout.js';
 import {
@@ -457,6 +459,38 @@ test('an empty lock file left by Python is taken over; a lock held by a live pro
   const f = await p;
   assert.ok(same(readFileSync(f), FILES[path]!.content));
   assert.not.ok(existsSync(lock), 'the lock is released');
+});
+
+test('two processes downloading the same file: one transfer, the other waits on the lock and uses the blob', async () => {
+  const cache = freshCache();
+  const path = 'unet/diffusion_pytorch_model.safetensors';
+  const moduleUrl = new URL('../src/hub/index.js', import.meta.url).href;
+  const script = `const { resolveModelFile } = await import(${JSON.stringify(moduleUrl)});
+const f = await resolveModelFile(${JSON.stringify(REPO)}, ${JSON.stringify(path)}, { env: {}, cacheDir: ${JSON.stringify(cache)}, endpoint: ${JSON.stringify(hub.url)}, onProgress: false });
+process.stdout.write(f);`;
+  const run = (): Promise<{ code: number | null; out: string; err: string }> =>
+    new Promise((done) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: dirname(fileURLToPath(import.meta.url)), stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('close', (code) => done({ code, out, err }));
+    });
+  hub.clearLog();
+  hub.chunkDelayMs = 15;
+  let results: { code: number | null; out: string; err: string }[];
+  try {
+    results = await Promise.all([run(), run()]);
+  } finally {
+    hub.chunkDelayMs = 0;
+  }
+  for (const r of results) assert.is(r.code, 0, r.err);
+  assert.is(results[0]!.out, results[1]!.out, 'the same snapshot path');
+  assert.ok(same(readFileSync(results[0]!.out), FILES[path]!.content));
+  assert.is(hub.requestsFor(`/cdn/${etagOf(path)}`).length, 1, 'the bytes were transferred once');
+  assert.equal(readdirSync(join(storageOf(cache), 'blobs')), [etagOf(path)], 'no .incomplete or stray files');
+  assert.equal(readdirSync(join(cache, '.locks', 'models--org--tiny-sd')), [], 'lock released');
 });
 
 test('progress: rate and ETA through the callback; the default reporter writes one line per file to stderr when not a TTY, nothing to stdout', async () => {
