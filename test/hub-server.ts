@@ -73,6 +73,9 @@ export class FakeHub {
   /** The host name in the redirect to /cdn/ (same server; `localhost` makes it look like another host,
    *  as the hub's CDN is: huggingface_hub ≥ 2 follows redirects to the same host name on its HEAD). */
   cdnHost = '127.0.0.1';
+  /** LFS redirects carry only a Location; the /cdn/ answer carries X-Repo-Commit and ETag instead
+   *  (a mirror that leaves the metadata to the redirect target). */
+  bareRedirects = false;
   /** Pause between 16 kB pieces of a body (a slow link), in ms. */
   chunkDelayMs = 0;
   private server: Server | undefined;
@@ -189,8 +192,14 @@ export class FakeHub {
     if (!f) return this.fail(res, 404, 'EntryNotFound', { 'x-repo-commit': commit });
     if (f.lfs) {
       const sha = sha256Hex(f.content);
+      const location = `${this.url.replace('127.0.0.1', this.cdnHost)}/cdn/${sha}?repo=${encodeURIComponent(repoId)}&path=${encodeURIComponent(path)}`;
+      if (this.bareRedirects) {
+        res.writeHead(302, { location });
+        res.end();
+        return;
+      }
       res.writeHead(302, {
-        location: `${this.url.replace('127.0.0.1', this.cdnHost)}/cdn/${sha}?repo=${encodeURIComponent(repoId)}&path=${encodeURIComponent(path)}`,
+        location,
         'x-repo-commit': commit,
         'x-linked-etag': `"${sha}"`,
         'x-linked-size': String(f.content.byteLength),
@@ -207,7 +216,11 @@ export class FakeHub {
   private cdn(req: IncomingMessage, res: ServerResponse, sha: string): void {
     for (const [repoId, repo] of Object.entries(this.repos)) {
       for (const [path, f] of Object.entries(repo.files)) {
-        if (f.lfs && sha256Hex(f.content) === sha) return this.body(req, res, this.served(repoId, path, f.content), { etag: `"${sha}"` }, sha);
+        if (f.lfs && sha256Hex(f.content) === sha) {
+          const h: Record<string, string> = { etag: `"${sha}"` };
+          if (this.bareRedirects) h['x-repo-commit'] = repo.commit;
+          return this.body(req, res, this.served(repoId, path, f.content), h, sha);
+        }
       }
     }
     this.fail(res, 404, undefined);

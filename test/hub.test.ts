@@ -575,6 +575,24 @@ test('patterns match like huggingface_hub (fnmatch: * crosses /, trailing / is a
   assert.is(await resolveModel(`${REPO}@${COMMIT}`, { ...opts(c), select: { components: ['tokenizer'] } }), join(storageOf(c), 'snapshots', COMMIT));
 });
 
+test('a redirect without the metadata, on the hub host, is followed by the HEAD (as huggingface_hub >= 2 does); the GET goes where it ended', async () => {
+  const cache = freshCache();
+  const path = 'unet/diffusion_pytorch_model.fp16.safetensors';
+  hub.bareRedirects = true;
+  hub.clearLog();
+  try {
+    const f = await resolveModelFile(REPO, path, opts(cache));
+    assert.is(sha256Hex(readFileSync(f)), etagOf(path));
+  } finally {
+    hub.bareRedirects = false;
+  }
+  assert.equal(
+    hub.requests.map((r) => `${r.method} ${r.url.split('?')[0]}`),
+    [`HEAD /${REPO}/resolve/main/${path}`, `HEAD /cdn/${etagOf(path)}`, `GET /cdn/${etagOf(path)}`],
+  );
+  assert.ok(existsSync(join(storageOf(cache), 'blobs', etagOf(path))), 'blob named by the ETag of the final answer');
+});
+
 test('HF_HUB_DISABLE_SYMLINKS: snapshot files are real files; Python reads them the same way', async () => {
   const cache = freshCache();
   const folder = await snapshotDownload(REPO, { ...opts(cache, { env: { HF_HUB_DISABLE_SYMLINKS: '1' } }), select: { components: ['unet'] } });

@@ -110,6 +110,15 @@ export async function fileMetadata(s: HubSettings, subject: Required<RequestSubj
       continue;
     }
     const commit = res.headers.get('x-repo-commit');
+    if (redirect && location && hops < 10 && !(commit && (res.headers.get('x-linked-etag') ?? res.headers.get('etag')))) {
+      // A redirect that does not carry the metadata: follow it when it stays on the hub's host name
+      // (huggingface_hub >= 2 follows those), never to a CDN elsewhere.
+      const target = new URL(location, url);
+      if (target.hostname === new URL(url).hostname || target.hostname === new URL(s.endpoint).hostname) {
+        url = target.toString();
+        continue;
+      }
+    }
     const etag = normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag'));
     const sizeText = res.headers.get('x-linked-size') ?? (redirect ? null : res.headers.get('content-length'));
     const size = sizeText === null ? NaN : Number(sizeText);
