@@ -470,7 +470,7 @@ const f = await resolveModelFile(${JSON.stringify(REPO)}, ${JSON.stringify(path)
 process.stdout.write(f);`;
   const run = (): Promise<{ code: number | null; out: string; err: string }> =>
     new Promise((done) => {
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: dirname(fileURLToPath(import.meta.url)), stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('deno' in process.versions ? 'node' : process.execPath, ['--input-type=module', '-e', script], { cwd: dirname(fileURLToPath(import.meta.url)), stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
