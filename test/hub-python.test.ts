@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeHub, bytes, gitBlobSha1, sha256Hex, text, type FakeFile } from './hub-server.js';
@@ -29,6 +29,7 @@ const SELECTED = ['model_index.json', 'tokenizer/vocab.json', 'unet/config.json'
 const hub = new FakeHub({ [REPO]: { commit: COMMIT, files: FILES } });
 hub.cdnHost = 'localhost';
 const tmp = mkdtempSync(join(tmpdir(), 'diffsim-hub-py-'));
+if (!version) rmSync(tmp, { recursive: true, force: true });
 
 /** Runs a Python snippet (asynchronously: the fake hub answers from this process) and parses the
  *  JSON it prints last. */
@@ -97,6 +98,7 @@ if (!version) {
   });
   test.after(async () => {
     await hub.stop();
+    rmSync(tmp, { recursive: true, force: true });
   });
 
   test(`a cache filled by this module is recognised by huggingface_hub ${version}: scan_cache_dir, try_to_load_from_cache, offline and online downloads`, async () => {

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -103,6 +103,7 @@ test.before(async () => {
 
 test.after(async () => {
   await hub.stop();
+  rmSync(tmp, { recursive: true, force: true });
 });
 
 test('first download fills exactly the huggingface_hub layout: blobs by ETag, relative symlinks, refs/main, trees, CACHEDIR.TAG', async () => {
