@@ -1,0 +1,273 @@
+// One file into the cache (huggingface_hub's `hf_hub_download` without `local_dir`): metadata from
+// the HEAD, the blob written to `blobs/<etag>.incomplete` (resumed with a Range request), checked
+// (size; sha256 for LFS files), synced and renamed into place under the lock, then pointed at from
+// `snapshots/<commit>/<path>`. Offline, or when the hub cannot be reached, the cache answers alone.
+
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import process from 'node:process';
+import { blobPath, createCacheDirTag, isFile, linkBlob, noExistPath, pointerPath, readRef, repoCacheDir, writeNoExist, writeRef } from './cache.js';
+import { HubError, isHubError } from './errors.js';
+import { authHeaders, describeCause, fileMetadata, httpError, hubFetch, type FileMetadata } from './http.js';
+import { acquireLock } from './lock.js';
+import { COMMIT_HASH, repoFolderName, SHA256, validateRepoPath, validateRevision } from './paths.js';
+import { stderrProgress, type DownloadProgress, type ProgressCallback } from './progress.js';
+import { hubSettings, type HubOptions, type HubSettings } from './settings.js';
+
+/** Options of the download functions. */
+export interface DownloadOptions extends HubOptions {
+  /** Branch, tag or commit hash (default `main`). */
+  revision?: string;
+  /** Progress reports; by default {@link stderrProgress} (stderr only), `false` for none. */
+  onProgress?: ProgressCallback | false;
+  /** Times a broken transfer is resumed (Range request) before giving up (default 5; a transfer
+   *  that made progress gets its count back). The `.incomplete` file stays for a later call. */
+  retries?: number;
+  /** Pause before a resume, in ms (default 1000). */
+  retryDelayMs?: number;
+  /** A blob lock not refreshed for this long is taken over (default 60 000 ms). */
+  lockStaleMs?: number;
+}
+
+/** What the internal steps share for one call. */
+export interface CallContext {
+  settings: HubSettings;
+  progress: ProgressCallback | undefined;
+  retries: number;
+  retryDelayMs: number;
+  lockStaleMs: number;
+}
+
+export function callContext(o: DownloadOptions): CallContext {
+  return {
+    settings: hubSettings(o),
+    progress: o.onProgress === false ? undefined : (o.onProgress ?? stderrProgress()),
+    retries: o.retries ?? 5,
+    retryDelayMs: o.retryDelayMs ?? 1000,
+    lockStaleMs: o.lockStaleMs ?? 60_000,
+  };
+}
+
+const ACCESS_CODES = new Set(['repo-not-found', 'gated']);
+
+/** The error for "not usable from the cache, and the hub cannot be asked": the access error itself
+ *  when the hub refused (missing or gated repo), else one line naming what is missing and the fix. */
+export function notCachedError(ctx: CallContext, repoId: string, what: string, cause: HubError | undefined, o: { path?: string; plural?: boolean; code?: 'incomplete' } = {}): HubError {
+  const s = ctx.settings;
+  if (cause && ACCESS_CODES.has(cause.code)) return cause;
+  const is = o.plural ? 'are' : 'is';
+  if (s.offline || !cause) {
+    return new HubError(o.code ?? 'offline', `${repoId}: ${what} ${is} not in the Hugging Face cache (${s.cacheDir}) and offline mode is on (HF_HUB_OFFLINE=1); set HF_HUB_OFFLINE=0 to download, or pass a local folder`, { repoId, path: o.path });
+  }
+  const reason = cause.code === 'network' ? `${s.endpoint} cannot be reached (${describeCause(cause.cause)})` : `the hub answered: ${cause.message.startsWith(`${repoId}: `) ? cause.message.slice(repoId.length + 2) : cause.message}`;
+  return new HubError(o.code ?? 'network', `${repoId}: ${what} ${is} not in the Hugging Face cache (${s.cacheDir}) and ${reason}; check the connection or HF_ENDPOINT, or pass a local folder`, { repoId, path: o.path, status: cause.status, cause });
+}
+
+async function hashFile(path: string, hash: Hash): Promise<void> {
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+}
+
+function contentRangeStart(h: string | null): number | undefined {
+  const m = h ? /^bytes (\d+)-/.exec(h) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Downloads `meta.location` into `incomplete` (appending to what is there), verifies it and renames
+ *  it to `blob`. */
+async function transfer(ctx: CallContext, repoId: string, path: string, meta: FileMetadata, incomplete: string, blob: string): Promise<void> {
+  const s = ctx.settings;
+  const verify = SHA256.test(meta.etag);
+  const fh = await open(incomplete, 'a+');
+  let closed = false;
+  try {
+    let size = (await fh.stat()).size;
+    if (size > meta.size) {
+      await fh.truncate(0);
+      size = 0;
+    }
+    let hash = createHash('sha256');
+    if (verify && size > 0) await hashFile(incomplete, hash);
+    const resumedFrom = size;
+    const started = Date.now();
+    let received = 0;
+    const report = (phase: DownloadProgress['phase']): void => {
+      if (!ctx.progress) return;
+      const elapsed = (Date.now() - started) / 1000;
+      const rate = elapsed > 0 ? received / elapsed : 0;
+      ctx.progress({ repoId, path, phase, loaded: size, total: meta.size, resumedFrom, rate, etaSeconds: rate > 0 ? (meta.size - size) / rate : phase === 'done' ? 0 : null, elapsedSeconds: elapsed });
+    };
+    report('start');
+    // Authorization goes to the hub, not to a CDN on another host (as huggingface_hub drops it).
+    const sameHost = new URL(meta.location).host === new URL(s.endpoint).host;
+    let left = ctx.retries;
+    while (size < meta.size) {
+      const headers: Record<string, string> = { ...authHeaders(s), 'accept-encoding': 'identity' };
+      if (!sameHost) delete headers.authorization;
+      if (size > 0) headers.range = `bytes=${size}-`;
+      const abort = new AbortController();
+      let idle: ReturnType<typeof setTimeout> | undefined;
+      const arm = (): void => {
+        clearTimeout(idle);
+        idle = setTimeout(() => abort.abort(new Error(`no data for ${s.downloadTimeout} s`)), s.downloadTimeout * 1000);
+      };
+      const before = size;
+      try {
+        arm();
+        const res = await hubFetch(meta.location, { headers, redirect: 'follow', signal: abort.signal }, s, { repoId, revision: meta.commit, path });
+        if (res.status === 416 && size > 0) {
+          await res.body?.cancel();
+          await fh.truncate(0);
+          size = 0;
+          hash = createHash('sha256');
+          continue;
+        }
+        if (!res.ok) {
+          await res.body?.cancel();
+          throw httpError(res, s, { repoId, revision: meta.commit, path });
+        }
+        if (size > 0 && (res.status !== 206 || contentRangeStart(res.headers.get('content-range')) !== size)) {
+          // The server ignored the Range (or answered another one): start again from byte 0.
+          await fh.truncate(0);
+          size = 0;
+          hash = createHash('sha256');
+        }
+        if (!res.body) throw new HubError('protocol', `${repoId}: empty answer for "${path}"`, { repoId, path });
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          arm();
+          if (size + chunk.byteLength > meta.size) {
+            throw new HubError('checksum', `${repoId}: "${path}" is larger than the ${meta.size} bytes the hub announced`, { repoId, path });
+          }
+          await fh.write(chunk);
+          if (verify) hash.update(chunk);
+          size += chunk.byteLength;
+          received += chunk.byteLength;
+          report('progress');
+        }
+        if (size < meta.size) throw new Error(`the answer ended at ${size} of ${meta.size} bytes`);
+      } catch (e) {
+        if (isHubError(e) && e.code === 'checksum') await rm(incomplete, { force: true });
+        if (isHubError(e) && e.code !== 'network') throw e;
+        if (size > before) left = ctx.retries;
+        if (left-- <= 0) {
+          const why = isHubError(e) ? describeCause(e.cause) : describeCause(e);
+          throw new HubError('network', `${repoId}: the download of "${path}" broke off at ${size} of ${meta.size} bytes (${why}); run again to resume it`, { repoId, path, cause: e });
+        }
+        await new Promise((r) => setTimeout(r, ctx.retryDelayMs));
+      } finally {
+        clearTimeout(idle);
+      }
+    }
+    await fh.sync();
+    await fh.close();
+    closed = true;
+    const got = (await stat(incomplete)).size;
+    if (got !== meta.size) {
+      await rm(incomplete, { force: true });
+      throw new HubError('checksum', `${repoId}: "${path}" has ${got} bytes, the hub announced ${meta.size}; the partial file was deleted, run again`, { repoId, path });
+    }
+    if (verify) {
+      const digest = hash.digest('hex');
+      if (digest !== meta.etag) {
+        await rm(incomplete, { force: true });
+        throw new HubError('checksum', `${repoId}: "${path}" failed its sha256 check (got ${digest}, expected ${meta.etag}); the download was deleted, run again`, { repoId, path });
+      }
+    }
+    await rename(incomplete, blob);
+    report('done');
+  } finally {
+    if (!closed) await fh.close().catch(() => undefined);
+  }
+}
+
+/** Puts the blob of `meta` in the cache (unless there) and the snapshot pointer to it. */
+export async function fetchIntoCache(ctx: CallContext, repoId: string, path: string, revision: string, meta: FileMetadata): Promise<string> {
+  const s = ctx.settings;
+  const storage = repoCacheDir(repoId, s.cacheDir);
+  const pointer = pointerPath(storage, meta.commit, path);
+  if (await isFile(pointer)) {
+    await writeRef(storage, revision, meta.commit).catch(() => undefined);
+    return pointer;
+  }
+  const blob = blobPath(storage, meta.etag);
+  await mkdir(join(storage, 'blobs'), { recursive: true });
+  await createCacheDirTag(s.cacheDir);
+  await writeRef(storage, revision, meta.commit);
+  const lock = join(s.cacheDir, '.locks', repoFolderName(repoId), `${meta.etag}.lock`);
+  const release = await acquireLock(lock, {
+    staleMs: ctx.lockStaleMs,
+    onWait: () => ctx.progress && process.stderr.write(`${repoId}: waiting for another process downloading "${path}" (${lock})\n`),
+  });
+  try {
+    let newBlob = false;
+    if (!(await isFile(blob))) {
+      await transfer(ctx, repoId, path, meta, `${blob}.incomplete`, blob);
+      newBlob = true;
+    }
+    if (!(await isFile(pointer))) await linkBlob(blob, pointer, { newBlob, disableSymlinks: s.disableSymlinks });
+  } finally {
+    await release();
+  }
+  return pointer;
+}
+
+/** The file from the cache, for when the hub cannot be asked; `undefined` when not there. */
+async function fromCache(storage: string, revision: string, path: string): Promise<{ pointer?: string; noExist: boolean }> {
+  const commit = await readRef(storage, revision);
+  if (!commit) return { noExist: false };
+  const pointer = pointerPath(storage, commit, path);
+  if (await isFile(pointer)) return { pointer, noExist: false };
+  return { noExist: await isFile(noExistPath(storage, commit, path)) };
+}
+
+/** The local path of `path` of model repo `repoId` at `revision`, downloading it into the
+ *  Hugging Face cache when needed (huggingface_hub's `hf_hub_download`).
+ *
+ *  A commit-hash revision whose file is cached costs no request; a branch or tag costs one HEAD, as
+ *  in huggingface_hub, to learn the commit it points at now. Offline (`HF_HUB_OFFLINE`, `offline`),
+ *  or when the hub cannot be reached or refuses access, the cached file is returned (through
+ *  `refs/<revision>`); with nothing cached the call fails with one line saying what to do. */
+export async function resolveModelFile(repoId: string, path: string, options: DownloadOptions = {}): Promise<string> {
+  return downloadFile(callContext(options), repoId, path, options.revision ?? 'main');
+}
+
+export async function downloadFile(ctx: CallContext, repoId: string, path: string, revision: string): Promise<string> {
+  validateRepoPath(repoId, path);
+  validateRevision(repoId, revision);
+  const s = ctx.settings;
+  const storage = repoCacheDir(repoId, s.cacheDir);
+  if (COMMIT_HASH.test(revision)) {
+    const pointer = pointerPath(storage, revision, path);
+    if (await isFile(pointer)) return pointer;
+    if (await isFile(noExistPath(storage, revision, path))) {
+      throw new HubError('entry-not-found', `${repoId}: no file "${path}" at revision "${revision}" (known from the cache)`, { repoId, path });
+    }
+  }
+  let meta: FileMetadata | undefined;
+  let failure: HubError | undefined;
+  if (!s.offline) {
+    try {
+      meta = await fileMetadata(s, { repoId, revision, path });
+    } catch (e) {
+      if (!isHubError(e)) throw e;
+      if (e.code === 'entry-not-found') {
+        const commit = e.commit;
+        if (commit && COMMIT_HASH.test(commit)) {
+          await writeNoExist(storage, commit, path);
+          await writeRef(storage, revision, commit).catch(() => undefined);
+        }
+        throw e;
+      }
+      if (e.code === 'revision-not-found') throw e;
+      failure = e;
+    }
+  }
+  if (!meta) {
+    const cached = await fromCache(storage, revision, path);
+    if (cached.pointer) return cached.pointer;
+    if (cached.noExist) throw new HubError('entry-not-found', `${repoId}: no file "${path}" at revision "${revision}" (known from the cache)`, { repoId, path });
+    throw notCachedError(ctx, repoId, `"${path}"${revision === 'main' ? '' : ` at revision "${revision}"`}`, failure, { path });
+  }
+  return fetchIntoCache(ctx, repoId, path, revision, meta);
+}

@@ -1,0 +1,185 @@
+// The hub's HTTP protocol: the HEAD on `resolve/` that gives a file's commit, ETag, size and
+// download location; the repo-info and tree APIs; errors mapped to HubError the way
+// huggingface_hub's `hf_raise_for_status` classifies them.
+
+import process from 'node:process';
+import type { TreeEntry } from './cache.js';
+import { HubError } from './errors.js';
+import { normalizeEtag, quote, resolveUrl } from './paths.js';
+import type { HubSettings } from './settings.js';
+
+const USER_AGENT = `diffsim-hub; node/${process.versions?.node ?? 'unknown'}`;
+
+/** What the error message can name. */
+export interface RequestSubject {
+  repoId: string;
+  revision: string;
+  path?: string;
+}
+
+export function authHeaders(s: HubSettings): Record<string, string> {
+  const h: Record<string, string> = { 'user-agent': USER_AGENT };
+  if (s.token) h.authorization = `Bearer ${s.token}`;
+  return h;
+}
+
+const OS_ERRORS: [RegExp, string][] = [
+  [/connection refused/i, 'ECONNREFUSED'],
+  [/connection reset/i, 'ECONNRESET'],
+  [/dns error|failed to lookup|name or service not known|nodename nor servname/i, 'ENOTFOUND'],
+  [/timed out/i, 'ETIMEDOUT'],
+  [/network is unreachable/i, 'ENETUNREACH'],
+];
+
+/** A short reason for a failed request: the system error code (also recognised in Deno's messages),
+ *  `timed out`, or the message. */
+export function describeCause(e: unknown): string {
+  let cur: unknown = e;
+  let last = String(e);
+  for (let i = 0; i < 5 && cur; i++) {
+    const c = cur as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown };
+    if (typeof c.code === 'string' && !c.code.startsWith('UND_ERR')) return c.code;
+    if (c.name === 'TimeoutError') return 'timed out';
+    if (typeof c.message === 'string') {
+      for (const [re, code] of OS_ERRORS) if (re.test(c.message)) return code;
+      last = c.message;
+    }
+    cur = c.cause;
+  }
+  return last;
+}
+
+/** `fetch`, with any failure to get an answer (refused, DNS, reset, timeout) as a `network` HubError. */
+export async function hubFetch(url: string, init: RequestInit, s: HubSettings, subject: RequestSubject): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    throw new HubError('network', `${subject.repoId}: cannot reach ${s.endpoint} (${describeCause(e)})${subject.path ? ` for "${subject.path}"` : ''}`, { repoId: subject.repoId, path: subject.path, cause: e });
+  }
+}
+
+/** The HubError for an error answer. */
+export function httpError(res: Response, s: HubSettings, subject: RequestSubject): HubError {
+  const code = res.headers.get('x-error-code');
+  const msg = res.headers.get('x-error-message');
+  const { repoId, revision, path } = subject;
+  const what = path ? `"${path}"` : `revision "${revision}"`;
+  const d = { repoId, path, status: res.status, commit: res.headers.get('x-repo-commit') ?? undefined };
+  const st = `HTTP ${res.status}`;
+  if (code === 'RevisionNotFound') return new HubError('revision-not-found', `${repoId}: no revision "${revision}" (${st}${path ? ` for "${path}"` : ''})`, d);
+  if (code === 'EntryNotFound' || (res.status === 404 && !code && path)) return new HubError('entry-not-found', `${repoId}: no file "${path}" at revision "${revision}" (${st})`, d);
+  if (code === 'GatedRepo') return new HubError('gated', `${repoId}: gated repository; accept its conditions at ${s.endpoint}/${repoId} and ${s.token ? 'use a token of that account' : 'set HF_TOKEN (or run `hf auth login`)'} (${st} for ${what})`, d);
+  if (res.status === 401 && msg === 'Invalid credentials in Authorization header') return new HubError('repo-not-found', `${repoId}: the token was rejected (invalid credentials); check HF_TOKEN (${st} for ${what})`, d);
+  if (code === 'RepoNotFound' || res.status === 401 || res.status === 404) {
+    return new HubError('repo-not-found', `${repoId}: repository not found at ${s.endpoint}, or private or gated and ${s.token ? 'the token sent has no access to it' : 'no token was sent (set HF_TOKEN or run `hf auth login`)'} (${st} for ${what})`, d);
+  }
+  if (res.status === 403) return new HubError('forbidden', `${repoId}: access to ${what} refused${msg ? ` (${msg})` : ''}; make sure the token has read access (${st})`, d);
+  return new HubError('http', `${repoId}: ${s.endpoint} answered ${st}${res.statusText ? ` ${res.statusText}` : ''} for ${what}`, d);
+}
+
+/** A file's metadata from `HEAD …/resolve/{revision}/{path}` (huggingface_hub's `get_hf_file_metadata`). */
+export interface FileMetadata {
+  /** `X-Repo-Commit`. */
+  commit: string;
+  /** `X-Linked-Etag` (LFS: the sha256) or `ETag` (git blob sha1), without quotes or `W/`. */
+  etag: string;
+  /** Where to GET the bytes: the redirect target (a CDN, for LFS files) or the resolve URL itself. */
+  location: string;
+  /** `X-Linked-Size`, or `Content-Length` of a non-redirect answer. */
+  size: number;
+}
+
+function isRelativeLocation(loc: string): boolean {
+  return !/^[a-z][a-z0-9+.-]*:/i.test(loc) && !loc.startsWith('//');
+}
+
+/** HEAD on the resolve URL. Relative redirects (a renamed repo) are followed; an absolute one (a CDN)
+ *  is not: its headers are the answer and its Location is where the GET goes, as in huggingface_hub. */
+export async function fileMetadata(s: HubSettings, subject: Required<RequestSubject>): Promise<FileMetadata> {
+  let url = resolveUrl(s.endpoint, subject.repoId, subject.revision, subject.path);
+  const headers = { ...authHeaders(s), 'accept-encoding': 'identity' };
+  for (let hops = 0; ; hops++) {
+    const res = await hubFetch(url, { method: 'HEAD', headers, redirect: 'manual', signal: AbortSignal.timeout(s.etagTimeout * 1000) }, s, subject);
+    const location = res.headers.get('location');
+    const redirect = res.status >= 300 && res.status < 400;
+    if (!redirect && !res.ok) throw httpError(res, s, subject);
+    if (redirect && location && isRelativeLocation(location) && hops < 10) {
+      const u = new URL(url);
+      u.pathname = new URL(location, url).pathname;
+      url = u.toString();
+      continue;
+    }
+    const commit = res.headers.get('x-repo-commit');
+    if (redirect && location && hops < 10 && !(commit && (res.headers.get('x-linked-etag') ?? res.headers.get('etag')))) {
+      // A redirect that does not carry the metadata: follow it when it stays on the hub's host name
+      // (huggingface_hub >= 2 follows those), never to a CDN elsewhere.
+      const target = new URL(location, url);
+      if (target.hostname === new URL(url).hostname || target.hostname === new URL(s.endpoint).hostname) {
+        url = target.toString();
+        continue;
+      }
+    }
+    const etag = normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag'));
+    const sizeText = res.headers.get('x-linked-size') ?? (redirect ? null : res.headers.get('content-length'));
+    const size = sizeText === null ? NaN : Number(sizeText);
+    const where = `${subject.repoId}: ${s.endpoint} answered the HEAD for "${subject.path}" without`;
+    if (!commit) throw new HubError('protocol', `${where} X-Repo-Commit (is HF_ENDPOINT a Hugging Face hub? check proxy and firewall settings)`, { repoId: subject.repoId, path: subject.path });
+    if (!etag) throw new HubError('protocol', `${where} an ETag`, { repoId: subject.repoId, path: subject.path });
+    if (!Number.isInteger(size) || size < 0) throw new HubError('protocol', `${where} a size (X-Linked-Size or Content-Length)`, { repoId: subject.repoId, path: subject.path });
+    return { commit, etag, location: redirect && location ? new URL(location, url).toString() : url, size };
+  }
+}
+
+async function getJson(url: string, s: HubSettings, subject: RequestSubject): Promise<{ body: unknown; res: Response }> {
+  const res = await hubFetch(url, { headers: authHeaders(s), signal: AbortSignal.timeout(s.etagTimeout * 1000 * 3) }, s, subject);
+  if (!res.ok) throw httpError(res, s, subject);
+  try {
+    return { body: await res.json(), res };
+  } catch (e) {
+    throw new HubError('protocol', `${subject.repoId}: ${url} did not answer JSON (${describeCause(e)})`, { repoId: subject.repoId, cause: e });
+  }
+}
+
+/** `GET /api/models/{repo}/revision/{revision}`: the commit a revision points at, and the file list. */
+export async function repoInfo(s: HubSettings, subject: RequestSubject): Promise<{ sha: string; siblings: string[] }> {
+  const url = `${s.endpoint}/api/models/${subject.repoId}/revision/${quote(subject.revision, '')}`;
+  const { body } = await getJson(url, s, subject);
+  const b = body as { sha?: unknown; siblings?: { rfilename?: unknown }[] };
+  if (typeof b?.sha !== 'string' || !/^[0-9a-f]{40}$/.test(b.sha)) throw new HubError('protocol', `${subject.repoId}: the repo info for revision "${subject.revision}" has no commit sha`, { repoId: subject.repoId });
+  const siblings = Array.isArray(b.siblings) ? b.siblings.map((x) => x?.rfilename).filter((x): x is string => typeof x === 'string') : [];
+  return { sha: b.sha, siblings };
+}
+
+function nextLink(res: Response): string | undefined {
+  const link = res.headers.get('link');
+  if (!link) return undefined;
+  for (const part of link.split(',')) {
+    const m = /<([^>]+)>\s*;\s*rel="?next"?/.exec(part);
+    if (m) return m[1];
+  }
+  return undefined;
+}
+
+/** `GET /api/models/{repo}/tree/{commit}?recursive=true`, every page (`Link: <…>; rel="next"`): the
+ *  files of a commit with their sizes and hashes. */
+export async function listTree(s: HubSettings, subject: RequestSubject): Promise<Map<string, TreeEntry>> {
+  const out = new Map<string, TreeEntry>();
+  let url: string | undefined = `${s.endpoint}/api/models/${subject.repoId}/tree/${quote(subject.revision, '')}?recursive=true`;
+  for (let pages = 0; url && pages < 10_000; pages++) {
+    const { body, res } = await getJson(url, s, subject);
+    if (!Array.isArray(body)) throw new HubError('protocol', `${subject.repoId}: the tree listing of "${subject.revision}" is not a list`, { repoId: subject.repoId });
+    for (const e of body as { type?: unknown; path?: unknown; size?: unknown; oid?: unknown; lfs?: { oid?: unknown; size?: unknown }; xetHash?: unknown }[]) {
+      if (e?.type !== 'file' || typeof e.path !== 'string') continue;
+      const entry: TreeEntry = { size: typeof e.size === 'number' ? e.size : 0, blob_id: typeof e.oid === 'string' ? e.oid : '' };
+      if (e.lfs && typeof e.lfs.oid === 'string') {
+        entry.lfs_sha256 = e.lfs.oid;
+        entry.lfs_size = typeof e.lfs.size === 'number' ? e.lfs.size : entry.size;
+      }
+      if (typeof e.xetHash === 'string') entry.xet_hash = e.xetHash;
+      out.set(e.path, entry);
+    }
+    const next = nextLink(res);
+    url = next ? new URL(next, url).toString() : undefined;
+  }
+  return out;
+}

@@ -1,0 +1,121 @@
+// Names: repo ids, revisions, file paths in a repo, URL quoting and glob patterns, each as
+// huggingface_hub spells them.
+
+import { HubError } from './errors.js';
+
+/** A 40-hex-digit commit hash (huggingface_hub's REGEX_COMMIT_HASH). */
+export const COMMIT_HASH = /^[0-9a-f]{40}$/;
+/** A 64-hex-digit sha256: the ETag of an LFS file. */
+export const SHA256 = /^[0-9a-f]{64}$/;
+
+const REPO_ID = /^(?:[\w\-.]+\/)?[\w\-.]{1,96}$/;
+
+/** Checks a repo id (`name` or `org/name`) the way huggingface_hub's validator does. */
+export function validateRepoId(repoId: string): void {
+  if (!REPO_ID.test(repoId) || repoId.includes('--') || repoId.includes('..') || repoId.endsWith('.git') || /(^|\/)[-.]|[-.]($|\/)/.test(repoId)) {
+    throw new HubError('invalid', `"${repoId}" is not a Hugging Face repo id (expected org/name: letters, digits, '-', '_', '.'; no '--' or '..')`, { repoId });
+  }
+}
+
+/** `models--org--name`: the cache folder of a model repo (huggingface_hub's `repo_folder_name`). */
+export function repoFolderName(repoId: string): string {
+  validateRepoId(repoId);
+  return ['models', ...repoId.split('/')].join('--');
+}
+
+/** Checks a path inside a repo: relative, `/`-separated, no `.`/`..`/empty segments. */
+export function validateRepoPath(repoId: string, path: string): void {
+  const parts = path.split('/');
+  if (!path || path.startsWith('/') || path.includes('\\') || /^[A-Za-z]:/.test(path) || parts.some((p) => p === '' || p === '.' || p === '..') || path.includes('\0')) {
+    throw new HubError('invalid', `${repoId}: "${path}" is not a relative file path inside the repository`, { repoId, path });
+  }
+}
+
+/** Checks a revision: a branch, tag or commit hash; refs such as `refs/pr/1` may contain `/`. */
+export function validateRevision(repoId: string, revision: string): void {
+  const parts = revision.split('/');
+  if (!revision || revision.includes('\\') || revision.includes('\0') || parts.some((p) => p === '' || p === '.' || p === '..')) {
+    throw new HubError('invalid', `${repoId}: "${revision}" is not a revision (a branch, tag or commit hash)`, { repoId });
+  }
+}
+
+/** Python's `urllib.parse.quote(s, safe)`: UTF-8 bytes outside `A-Za-z0-9_.-~` and `safe` become `%XX`. */
+export function quote(s: string, safe = '/'): string {
+  let out = '';
+  for (const byte of new TextEncoder().encode(s)) {
+    const c = String.fromCharCode(byte);
+    if (/[A-Za-z0-9_.\-~]/.test(c) || (byte < 128 && safe.includes(c))) out += c;
+    else out += `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** `{endpoint}/{repo_id}/resolve/{revision}/{path}` (huggingface_hub's `hf_hub_url`). */
+export function resolveUrl(endpoint: string, repoId: string, revision: string, path: string): string {
+  return `${endpoint}/${repoId}/resolve/${quote(revision, '')}/${quote(path)}`;
+}
+
+/** Python's `fnmatch.translate` for `fnmatchcase`: `*` (any run, `/` included), `?`, `[seq]`, `[!seq]`. */
+function globToRegExp(pattern: string): RegExp {
+  let re = '';
+  let i = 0;
+  const n = pattern.length;
+  while (i < n) {
+    const c = pattern[i++]!;
+    if (c === '*') {
+      re += '[\\s\\S]*';
+      while (pattern[i] === '*') i++;
+    } else if (c === '?') {
+      re += '[\\s\\S]';
+    } else if (c === '[') {
+      let j = i;
+      if (pattern[j] === '!') j++;
+      if (pattern[j] === ']') j++;
+      while (j < n && pattern[j] !== ']') j++;
+      if (j >= n) {
+        re += '\\[';
+      } else {
+        let body = pattern.slice(i, j);
+        i = j + 1;
+        const negate = body.startsWith('!');
+        if (negate) body = body.slice(1);
+        body = body.replace(/\\/g, '\\\\').replace(/\^/g, '\\^').replace(/\[/g, '\\[').replace(/]/g, '\\]');
+        re += body === '' ? (negate ? '[\\s\\S]' : '(?!)') : `[${negate ? '^' : ''}${body}]`;
+      }
+    } else {
+      re += c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    }
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/** Patterns as snapshot_download takes them: one or several globs; a trailing `/` means "the folder". */
+export type Patterns = string | readonly string[];
+
+function compile(patterns: Patterns): RegExp[] {
+  return (typeof patterns === 'string' ? [patterns] : [...patterns]).map((p) => {
+    const q = p.replace(/\\/g, '/');
+    return globToRegExp(q.endsWith('/') ? `${q}*` : q);
+  });
+}
+
+/** huggingface_hub's `filter_repo_objects`: keeps the paths matching at least one of `allow` (when
+ *  given) and none of `ignore` (when given). Case-sensitive; `*` matches across `/`. */
+export function filterRepoPaths(paths: Iterable<string>, allow?: Patterns, ignore?: Patterns): string[] {
+  const a = allow === undefined ? undefined : compile(allow);
+  const g = ignore === undefined ? undefined : compile(ignore);
+  const out: string[] = [];
+  for (const raw of paths) {
+    const p = raw.replace(/\\/g, '/');
+    if (a && !a.some((r) => r.test(p))) continue;
+    if (g && g.some((r) => r.test(p))) continue;
+    out.push(raw);
+  }
+  return out;
+}
+
+/** Strips `W/` and quotes from an ETag header (huggingface_hub's `_normalize_etag`). */
+export function normalizeEtag(etag: string | null | undefined): string | undefined {
+  if (etag === null || etag === undefined) return undefined;
+  return etag.replace(/^[W/]+/, '').replace(/^"+|"+$/g, '');
+}
