@@ -26,3 +26,4 @@ export { decodeImage, decodeImageSamples, loadImage, loadImageSamples, readImage
 export { resizeU8, resizeImage, type ResampleFilter } from './io/resample.js';
 export { processImage, imageProcessor, shortEdgeSize, type ImageProcessorConfig } from './io/preprocess.js';
 export { FileError } from './io/errors.js';
+export { HubError, isHubError, type HubErrorCode, hubCacheDir, hubSettings, hubToken, type HubOptions, type HubSettings, tryToLoadFromCache, CACHED_NO_EXIST, type CachedNoExist, resolveModelFile, type DownloadOptions, snapshotDownload, type SnapshotOptions, selectRepoFiles, shardsOf, MODEL_SELECTIONS, type FileSelection, type ModelSelection, resolveModel, parseModelSpec, type ModelSpec, type ResolveModelOptions, stderrProgress, type DownloadProgress, type ProgressCallback, filterRepoPaths, repoFolderName } from './hub/index.js';
