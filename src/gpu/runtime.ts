@@ -58,24 +58,23 @@ export class Storage {
 /** A dense, row-major tensor on the GPU. Reshapes share storage; everything else makes a new tensor. */
 export class Tensor {
   private disposed = false;
+  readonly numel: number;
+  /** Bytes of data (f16: 2 per element), rounded up to 4 for binding. */
+  readonly byteLength: number;
   constructor(
     readonly storage: Storage,
     readonly shape: readonly number[],
     readonly dtype: DType,
-  ) {}
+  ) {
+    this.numel = numelOf(shape);
+    this.byteLength = Math.ceil((this.numel * DTYPE_BYTES[dtype]) / 4) * 4;
+  }
 
   get runtime(): Runtime {
     return this.storage.runtime;
   }
-  get numel(): number {
-    return numelOf(this.shape);
-  }
   get rank(): number {
     return this.shape.length;
-  }
-  /** Bytes of data (f16: 2 per element), rounded up to 4 for binding. */
-  get byteLength(): number {
-    return Math.ceil((this.numel * DTYPE_BYTES[this.dtype]) / 4) * 4;
   }
   get isDisposed(): boolean {
     return this.disposed;
@@ -280,9 +279,16 @@ export interface DispatchArgs {
 
 /** Builds a uniform parameter block of 4-byte scalars in declaration order. */
 export class Params {
-  private view = new DataView(new ArrayBuffer(256));
+  private view = new DataView(new ArrayBuffer(64));
   private offset = 0;
+  private ensure(bytes: number): void {
+    if (this.offset + bytes <= this.view.byteLength) return;
+    const grown = new Uint8Array(Math.max(this.view.byteLength * 2, Math.ceil((this.offset + bytes) / 16) * 16));
+    grown.set(new Uint8Array(this.view.buffer, 0, this.offset));
+    this.view = new DataView(grown.buffer);
+  }
   u32(...values: number[]): this {
+    this.ensure(4 * values.length);
     for (const v of values) {
       if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`u32 parameter out of range: ${v}`);
       this.view.setUint32(this.offset, v, true);
@@ -291,6 +297,7 @@ export class Params {
     return this;
   }
   i32(...values: number[]): this {
+    this.ensure(4 * values.length);
     for (const v of values) {
       this.view.setInt32(this.offset, v, true);
       this.offset += 4;
@@ -298,6 +305,7 @@ export class Params {
     return this;
   }
   f32(...values: number[]): this {
+    this.ensure(4 * values.length);
     for (const v of values) {
       this.view.setFloat32(this.offset, v, true);
       this.offset += 4;
@@ -306,6 +314,7 @@ export class Params {
   }
   /** Appends the fields of another block. */
   append(other: Params): this {
+    this.ensure(other.offset);
     new Uint8Array(this.view.buffer).set(new Uint8Array(other.view.buffer, 0, other.offset), this.offset);
     this.offset += other.offset;
     return this;
@@ -596,6 +605,13 @@ export class Runtime {
     this.bindGroups.clear();
   }
 
+  private checkBinding(key: string, bytes: number, shape: readonly number[], dtype: DType): void {
+    const maxBinding = this.limits.maxStorageBufferBindingSize ?? 134217728;
+    if (bytes > maxBinding) {
+      throw new ShapeError(`kernel '${key}': tensor [${shape.join(', ')}] ${dtype} is ${bytes} bytes, over this adapter's maxStorageBufferBindingSize (${maxBinding})`);
+    }
+  }
+
   /** The one dispatch path: validates the bindings, allocates the outputs given as shapes, and
    *  records the dispatch into the current batch before returning the outputs (in order). Nothing
    *  is allocated when validation fails. */
@@ -605,23 +621,17 @@ export class Runtime {
     if (args.inputs.length !== kernel.inputs || args.outputs.length !== kernel.outputs) {
       throw new Error(`kernel '${key}' takes ${kernel.inputs} inputs and ${kernel.outputs} outputs, got ${args.inputs.length} and ${args.outputs.length}`);
     }
-    const maxBinding = this.limits.maxStorageBufferBindingSize ?? 134217728;
-    const checkBinding = (bytes: number, shape: readonly number[], dtype: DType) => {
-      if (bytes > maxBinding) {
-        throw new ShapeError(`kernel '${key}': tensor [${shape.join(', ')}] ${dtype} is ${bytes} bytes, over this adapter's maxStorageBufferBindingSize (${maxBinding})`);
-      }
-    };
     for (const t of args.inputs) {
       t.assertLive(key);
-      checkBinding(t.byteLength, t.shape, t.dtype);
+      this.checkBinding(key, t.byteLength, t.shape, t.dtype);
     }
     for (const o of args.outputs) {
       if (o instanceof Tensor) {
         o.assertLive(key);
-        checkBinding(o.byteLength, o.shape, o.dtype);
+        this.checkBinding(key, o.byteLength, o.shape, o.dtype);
       } else {
         checkShape(o.shape, `kernel '${key}' output`);
-        checkBinding(bytesOf(o.shape, o.dtype ?? 'f32'), o.shape, o.dtype ?? 'f32');
+        this.checkBinding(key, bytesOf(o.shape, o.dtype ?? 'f32'), o.shape, o.dtype ?? 'f32');
       }
     }
     const [x, y = 1, z = 1] = args.workgroups;

@@ -41,6 +41,10 @@ export const affine = (x: Tensor, scale: number, shift: number) => unary(x, 'non
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
 const BINARY_EXPR: Record<BinaryOp, string> = { add: 'a + b', sub: 'a - b', mul: 'a * b', div: 'a / b' };
 
+function sameShape(x: readonly number[], y: readonly number[]): boolean {
+  return x.length === y.length && x.every((d, i) => d === y[i]);
+}
+
 /** The broadcast shape of two shapes (NumPy rules). */
 export function broadcastShapes(a: readonly number[], b: readonly number[], what = 'broadcast'): number[] {
   const rank = Math.max(a.length, b.length);
@@ -75,7 +79,7 @@ export function binary(a: Tensor, b: Tensor, op: BinaryOp, alpha = 1, beta = 1):
   const outShape = broadcastShapes(a.shape, b.shape, op);
   if (outShape.length > MAX_RANK) throw new ShapeError(`${op}: rank ${outShape.length} over ${MAX_RANK}`);
   const n = numelOf(outShape);
-  const same = shapeStr(a.shape) === shapeStr(outShape) && shapeStr(b.shape) === shapeStr(outShape);
+  const same = sameShape(a.shape, outShape) && sameShape(b.shape, outShape);
   // Pad to MAX_RANK with leading size-1 axes.
   const pad = MAX_RANK - outShape.length;
   const dims = [...new Array<number>(pad).fill(1), ...outShape];
