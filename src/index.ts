@@ -26,3 +26,5 @@ export { decodeImage, loadImage, applyOrientation, jpegOrientation, sniffFormat,
 export { resizeU8, resizeImage, type ResampleFilter } from './io/resample.js';
 export { processImage, imageProcessor, shortEdgeSize, type ImageProcessorConfig } from './io/preprocess.js';
 export { FileError } from './io/errors.js';
+export { DiffSim, CLIP_IMAGE_PROCESSOR, DiffSimEmbedding, DIFFSIM_DEFAULTS, DiffSimSettingsError, mergeSettings, settingsKey, resolveHook, aasOutputs, aasScores, ClipMetric, Dinov2Metric, VisionEmbedding, DINOV2_IMAGE_PROCESSOR, Ensemble, vote, majority } from './diffsim/index.js';
+export type { DiffSimModels, DiffSimExecution, GivenNoise, EmbedOptions, DiffSimScore, ImageRole, NoiseSource, DiffSimIntermediates, DiffSimSettings, ResolvedDiffSimSettings, DiffSimBlock, DiffSimBlockName, HookPoint, Qkv, AasOutputs, AasOptions, AasScores, PairScore, ClipMetricOptions, VisionInput, VisionLayerEmbedding, VisionLayerScores, VisionScores, Votes, Pick } from './diffsim/index.js';
