@@ -18,7 +18,7 @@ import type { RgbImage } from '../io/image.js';
 import { imageProcessor, type ImageProcessorConfig } from '../io/preprocess.js';
 import { ClipModel, type ClipVisionModel } from '../models/clip-vision.js';
 import type { Dinov2Model } from '../models/dinov2.js';
-import { aasFromSums, aasOutputs, aasSums, pairScore, type AasScores, type Qkv } from './aas.js';
+import { aasFromSums, aasOutputs, aasSums, pairScore, type AasOutputs, type AasScores, type Qkv } from './aas.js';
 import { CLIP_IMAGE_PROCESSOR } from './diffsim.js';
 
 /** An image, or pixel values already preprocessed ([1, 3, H, W] float32, as imageProcessor gives). */
@@ -107,6 +107,15 @@ abstract class VisionMetric {
     if (px.data.length !== 3 * px.width * px.height) throw new RangeError(`${this.kind}: pixel values of ${px.data.length} values are not [1, 3, ${px.height}, ${px.width}]`);
     const out = tidy(() => this.pass(this.rt.upload(px.data, [1, 3, px.height, px.width]), [...new Set(layers)].sort((a, b) => a - b)));
     return new VisionEmbedding(this.kind, out.global, out.layers);
+  }
+
+  /** The four attention outputs O_AB, O_AA, O_BA, O_BB of `layer` (CLIP: after out_proj). */
+  attentionOutputs(a: VisionEmbedding, b: VisionEmbedding, layer: number): AasOutputs {
+    const la = a.layers.get(layer);
+    const lb = b.layers.get(layer);
+    if (!la || !lb) throw new RangeError(`${this.kind}: layer ${layer} is not in both embeddings`);
+    const project = this.project(layer);
+    return aasOutputs(la, lb, { heads: this.heads(), ...(project ? { project } : {}) });
   }
 
   /** Every score of a pair (one read-back): the global score and, for each layer both hold, AAS and feature cosine. */

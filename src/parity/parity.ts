@@ -21,6 +21,7 @@ import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
 import { IpAdapterPlus, type IpAdapterConfig } from '../models/ip-adapter.js';
 import { loadImage, type RgbImage } from '../io/image.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
+import { diffsimMetricParity } from '../diffsim/parity.js';
 
 export interface ParityRow {
   fixture: string;
@@ -610,8 +611,12 @@ const diffsimVision: Handler = async (rt, dir, fixture, index, settings) => {
   }
 };
 
+/** diffsim-tiny: the CLIP model part above, then the metric values (DiffSim-S/C, CLIP/DINOv2 AAS,
+ *  scores.json) through the metric API (src/diffsim/parity.ts). */
+const diffsimTiny: Handler = async (rt, dir, fixture, index, settings) => [...(await diffsimVision(rt, dir, fixture, index, settings)), ...(await diffsimMetricParity(rt, dir, fixture, index, settings))];
+
 export const HANDLERS: Record<string, Handler> = {
-  'diffsim-tiny': diffsimVision,
+  'diffsim-tiny': diffsimTiny,
   manifests,
   preprocess,
   codecs,
