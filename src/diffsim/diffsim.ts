@@ -33,7 +33,7 @@ import { loadIpAdapterPlus } from '../models/vision-loaders.js';
 import { aasOutputs, aasScores, type AasOutputs, type AasScores, type Qkv } from './aas.js';
 import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
 import { resolveHook, type HookPoint } from './hook.js';
-import { blockOf, DiffSimSettingsError, mergeSettings, settingsDiff, settingsKey, type DiffSimSettings, type ResolvedDiffSimSettings } from './settings.js';
+import { blockOf, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimSettings, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
 
 /** The models DiffSim runs. DiffSim-C also needs the IP-Adapter and its image encoder. */
 export interface DiffSimModels {
@@ -111,7 +111,9 @@ function adopt(t: Tensor, shape: readonly number[] = t.shape): Tensor {
 
 export class DiffSim {
   readonly settings: Readonly<ResolvedDiffSimSettings>;
-  /** Identity of the settings (equal for comparable embeddings). */
+  /** What this metric's embeddings depend on (the settings without the scoring ones). */
+  readonly embeddingSettings: Readonly<EmbeddingSettings>;
+  /** Identity of the embedding settings (equal for comparable embeddings). */
   readonly key: string;
   readonly hook: HookPoint;
   private readonly exec: Required<DiffSimExecution>;
@@ -148,7 +150,8 @@ export class DiffSim {
     if (vae.config.latent_channels !== unet.config.in_channels) throw new DiffSimSettingsError(`DiffSim: VAE latents have ${vae.config.latent_channels} channels, the U-Net takes ${unet.config.in_channels}`);
     this.hook = hook;
     this.settings = Object.freeze({ ...s, block, layer, module: hook.module, heads: hook.heads, t, imageSize });
-    this.key = settingsKey(this.settings);
+    this.embeddingSettings = Object.freeze(embeddingSettings(this.settings));
+    this.key = settingsKey(this.embeddingSettings);
     this.exec = { earlyStop: execution.earlyStop ?? true, dedupeCfg: execution.dedupeCfg ?? true };
   }
 
@@ -299,7 +302,7 @@ export class DiffSim {
         const kept: DiffSimIntermediates | undefined = o.keepIntermediates ? { latents: z0, noisyLatents: zt, ...(ipEmbeds && ipTokens ? { imageEmbeds: ipEmbeds.reshape(ipEmbeds.shape), ipTokens } : {}) } : undefined;
         return { ...qkv, kept };
       });
-      return new DiffSimEmbedding(role, this.settings, this.key, out.q, out.k, out.v, source, out.kept);
+      return new DiffSimEmbedding(role, this.embeddingSettings, this.key, out.q, out.k, out.v, source, out.kept);
     } finally {
       ipEmbeds?.dispose();
     }
@@ -312,12 +315,13 @@ export class DiffSim {
     return s.cfgHalves === 'cond' ? [1] : [0];
   }
 
-  /** Refuses pairs that cannot be compared: other settings than this metric's, or (official noise
+  /** Refuses pairs that cannot be compared: embedded with other settings than this metric's
+   *  (the scoring settings aside: they are the metric's), or (official noise
    *  from the generator) two embeddings of the same role, which would share their noise. */
   private check(a: DiffSimEmbedding, b: DiffSimEmbedding): void {
     for (const [e, name] of [[a, 'first'], [b, 'second']] as const) {
       e.assertLive();
-      if (e.key !== this.key) throw new DiffSimSettingsError(`DiffSim: the ${name} embedding was made with other settings than this metric's: ${settingsDiff(e.settings, this.settings).join('; ')}`);
+      if (e.key !== this.key) throw new DiffSimSettingsError(`DiffSim: the ${name} embedding was made with other settings than this metric's (embedding vs metric): ${settingsDiff(e.settings, this.embeddingSettings).join('; ')}`);
     }
     if (a.noiseSource !== b.noiseSource) throw new DiffSimSettingsError(`DiffSim: cannot compare an embedding made with ${a.noiseSource} noise with one made with ${b.noiseSource} noise`);
     if (a.role === b.role && a.noiseSource === 'generator' && this.settings.noise === 'official-4-draws') {

@@ -84,6 +84,21 @@ export interface ResolvedDiffSimSettings extends Omit<DiffSimSettings, 'block'> 
   imageSize: number;
 }
 
+/** Settings applied when a pair is scored, not when an image is embedded: an embedding can be
+ *  scored under any of them (they come from the metric that compares). */
+export const SCORING_SETTINGS = ['similarity', 'cfgHalves', 'roundToF16'] as const;
+export type ScoringSetting = (typeof SCORING_SETTINGS)[number];
+
+/** What an embedding depends on: the resolved settings without the scoring ones. */
+export type EmbeddingSettings = Omit<ResolvedDiffSimSettings, ScoringSetting>;
+
+/** The embedding part of resolved settings. */
+export function embeddingSettings(s: ResolvedDiffSimSettings): EmbeddingSettings {
+  const out: Record<string, unknown> = { ...s };
+  for (const k of SCORING_SETTINGS) delete out[k];
+  return out as unknown as EmbeddingSettings;
+}
+
 /** A setting that is invalid on its own or for the loaded models. */
 export class DiffSimSettingsError extends Error {
   override name = 'DiffSimSettingsError';
@@ -128,14 +143,14 @@ export function blockOf(name: DiffSimBlockName): DiffSimBlock {
   return name.replace(/_blocks$/, '') as DiffSimBlock;
 }
 
-/** A stable identity of resolved settings: equal strings ⇔ comparable embeddings. */
-export function settingsKey(s: ResolvedDiffSimSettings): string {
+/** A stable identity of embedding settings: equal strings ⇔ comparable embeddings. */
+export function settingsKey(s: EmbeddingSettings): string {
   const entries = Object.entries(s).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify(Object.fromEntries(entries));
 }
 
 /** The fields in which two resolved settings differ, for error messages. */
-export function settingsDiff(a: ResolvedDiffSimSettings, b: ResolvedDiffSimSettings): string[] {
+export function settingsDiff(a: EmbeddingSettings, b: EmbeddingSettings): string[] {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   const out: string[] = [];
   for (const k of keys) {
