@@ -363,6 +363,8 @@ test('CLIP and DINOv2 metrics: CLIP-I of the subset reference, self-similarity 1
 
 test('ensemble: the official vote (a tie in scores votes for the first candidate, a tied count goes to the second); pick', async () => {
   assert.is(vote(0.5, 0.5), 'a');
+  assert.is(vote(0.5, 0.5, true, 'second'), 'b');
+  assert.is(vote(0.6, 0.5, true, 'second'), 'a');
   assert.is(vote(0.4, 0.5), 'b');
   assert.is(vote(0.2, 0.1, false), 'b');
   assert.is(majority(['a', 'a', 'b']), 'a');

@@ -5,7 +5,9 @@
 // metric's scores votes for the first candidate; the prediction is a iff Σv ≥ 2 of 3. With any
 // number of voters this is "a iff more than half the votes are for a": a tie in the vote count
 // goes to the second candidate. The official DiffSim vote treats a higher score as more similar
-// even under mse (inverted then); `mseVote: 'lower-is-closer'` fixes that.
+// even under mse (inverted then); `mseVote: 'lower-is-closer'` fixes that. `ties: 'second'` makes
+// a tie in one metric's scores vote for the second candidate instead (the rule of the scripts'
+// single-metric decisions, `s1 > s2` → first).
 
 import type { RgbImage } from '../io/image.js';
 import type { DiffSim } from './diffsim.js';
@@ -24,8 +26,10 @@ export interface Pick {
   scores: { diffsim: [number, number]; clip: [number, number]; dino: [number, number] };
 }
 
-/** One metric's vote: 'a' unless s(ref, a) is strictly less similar than s(ref, b). */
-export function vote(sa: number, sb: number, higherIsCloser = true): 'a' | 'b' {
+/** One metric's vote. Official: 'a' unless s(ref, a) is strictly less similar than s(ref, b)
+ *  (a tie votes 'a'); ties 'second': 'a' only if strictly more similar. */
+export function vote(sa: number, sb: number, higherIsCloser = true, ties: 'official' | 'second' = 'official'): 'a' | 'b' {
+  if (sa === sb) return ties === 'official' ? 'a' : 'b';
   return (higherIsCloser ? sa < sb : sa > sb) ? 'b' : 'a';
 }
 
@@ -40,7 +44,7 @@ export class Ensemble {
     readonly diffsim: DiffSim,
     readonly clip: ClipMetric,
     readonly dino: Dinov2Metric,
-    readonly o: { mseVote?: 'official-inverted' | 'lower-is-closer' } = {},
+    readonly o: { mseVote?: 'official-inverted' | 'lower-is-closer'; ties?: 'official' | 'second' } = {},
   ) {}
 
   /** Which of a and b is closer to ref, by hard vote. The reference is embedded once (as A for
@@ -75,7 +79,8 @@ export class Ensemble {
     const c = await globals(this.clip);
     const n = await globals(this.dino);
     const diffsimHigher = ds.settings.similarity === 'cosine' || (this.o.mseVote ?? 'official-inverted') === 'official-inverted';
-    const votes: Votes = { diffsim: vote(d[0], d[1], diffsimHigher), clip: vote(c[0], c[1]), dino: vote(n[0], n[1]) };
+    const ties = this.o.ties ?? 'official';
+    const votes: Votes = { diffsim: vote(d[0], d[1], diffsimHigher, ties), clip: vote(c[0], c[1], true, ties), dino: vote(n[0], n[1], true, ties) };
     return { choice: majority([votes.diffsim, votes.clip, votes.dino]), votes, scores: { diffsim: d, clip: c, dino: n } };
   }
 }

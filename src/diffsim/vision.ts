@@ -129,12 +129,10 @@ abstract class VisionMetric {
       const parts: Tensor[] = [pairSums(a.global, b.global)];
       const counts: number[] = [];
       for (const l of layers) {
-        const la = a.layers.get(l)!;
-        const lb = b.layers.get(l)!;
-        const project = this.project(l);
-        const out = aasOutputs(la, lb, { heads: this.heads(), ...(project ? { project } : {}) });
+        // Per layer: the AAS pair sums [8], then the feature pair sums [4].
+        const out = this.attentionOutputs(a, b, l);
         counts.push(out.ab.numel);
-        parts.push(aasSums(out), pairSums(la.feature, lb.feature));
+        parts.push(aasSums(out), pairSums(a.layers.get(l)!.feature, b.layers.get(l)!.feature));
       }
       return { sums: concat(parts, 0), counts };
     });
