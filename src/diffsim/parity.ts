@@ -64,6 +64,11 @@ class Rows {
     readonly f16: boolean,
   ) {}
 
+  /** A file that could not be processed: one failed row with the reason (the other files still run). */
+  error(name: string, e: unknown): void {
+    this.rows.push({ fixture: this.fixture, name, err: Infinity, tol: 0, kind: 'exact', pass: false, note: `error: ${(e as Error).message ?? String(e)}` });
+  }
+
   skip(name: string, note: string): void {
     this.rows.push({ fixture: this.fixture, name, err: NaN, tol: 0, kind: 'skipped', pass: false, note });
   }
@@ -513,6 +518,8 @@ export async function diffsimMetricParity(rt: Runtime, dir: string, fixture: str
       try {
         configs[variant] = JSON.parse(ref.metadata.config ?? 'null') as DiffSimFileConfig;
         await diffsimFile(rt, r, ref, rel, variant, models, imgs);
+      } catch (e) {
+        r.error(rel.slice(fixture.length + 1), e);
       } finally {
         await ref.close();
       }
@@ -522,6 +529,8 @@ export async function diffsimMetricParity(rt: Runtime, dir: string, fixture: str
       const ref = await SafetensorsFile.open(join(dir, cdRel));
       try {
         await clipDinoFile(rt, r, ref, m, index, fixture, imgs);
+      } catch (e) {
+        r.error('clip_dino_aas.safetensors', e);
       } finally {
         await ref.close();
       }
