@@ -23,6 +23,7 @@ import { applyOrientation, loadImage, loadImageSamples, toRgb, type RgbImage, ty
 import { readRegularFile } from '../io/bytesource.js';
 import { FileError } from '../io/errors.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
+import { diffsimMetricParity } from '../diffsim/parity.js';
 
 export interface ParityRow {
   fixture: string;
@@ -618,8 +619,12 @@ const diffsimVision: Handler = async (rt, dir, fixture, index, settings) => {
   }
 };
 
+/** diffsim-tiny: the CLIP model part above, then the metric values (DiffSim-S/C, CLIP/DINOv2 AAS,
+ *  scores.json) through the metric API (src/diffsim/parity.ts). */
+const diffsimTiny: Handler = async (rt, dir, fixture, index, settings) => [...(await diffsimVision(rt, dir, fixture, index, settings)), ...(await diffsimMetricParity(rt, dir, fixture, index, settings))];
+
 export const HANDLERS: Record<string, Handler> = {
-  'diffsim-tiny': diffsimVision,
+  'diffsim-tiny': diffsimTiny,
   manifests,
   preprocess,
   codecs,
