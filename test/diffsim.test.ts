@@ -222,10 +222,31 @@ test('blocks and layers map to the official modules; unknown ones are refused wi
   await rejects(() => new DiffSim(rt, models, { layer: -1 }), /layer must be ≥ 0/, 'negative layer');
   await rejects(() => new DiffSim(rt, models, { similarity: 'l2' as DiffSimSettings['similarity'] }), /similarity must be one of 'cosine', 'mse'/, 'similarity');
   await rejects(() => new DiffSim(rt, models, { steps: 3 } as Partial<DiffSimSettings>), /unknown setting "steps"/, 'unknown setting');
-  await rejects(() => new DiffSim(rt, models, { imageSize: 100 }), /imageSize 100 must be a multiple of 64/, 'image size');
+  await rejects(() => new DiffSim(rt, models, { imageSize: 4 }), /imageSize must be an integer ≥ 8 \(the VAE factor\), got 4/, 'image size');
   await rejects(() => new DiffSim(rt, { ...models, ipAdapter: undefined }, { variant: 'C' }), /needs models.ipAdapter/, 'C without adapter');
   // The default image size is the U-Net's sample_size × the VAE factor.
   assert.is(new DiffSim(rt, models).settings.imageSize, 128);
+});
+
+test('image sizes that are not a multiple of the U-Net factor work, as in diffusers (96 px: latent 12, upsamplers follow the skips)', async () => {
+  const rt = await runtime();
+  const { models, A, B } = await setup();
+  const metric = new DiffSim(rt, models, { imageSize: 96, step: 600 });
+  const score = await metric.score(A, B);
+  assert.ok(Number.isFinite(score) && score > -1 && score <= 1, `score ${score}`);
+  // The whole U-Net runs at latent 12 (its upsamplers go 2 → 3 → 6 → 12 along the skips).
+  const sample = rt.upload(new Float32Array(2 * 4 * 12 * 12).fill(0.1), [2, 4, 12, 12]);
+  const text = rt.upload(new Float32Array(2 * 7 * 32).fill(0.2), [2, 7, 32]);
+  const out = models.unet.forward(rt, sample, 401, text, { capture: ['up_blocks.0.upsamplers.0:out', 'up_blocks.1.upsamplers.0:out'] });
+  assert.equal(out.taps.get('up_blocks.0.upsamplers.0:out').shape.slice(2), [3, 3]);
+  assert.equal(out.taps.get('up_blocks.1.upsamplers.0:out').shape.slice(2), [6, 6]);
+  assert.equal(out.sample!.shape, [2, 4, 12, 12]);
+  const y = (await out.sample!.read()) as Float32Array;
+  assert.ok(y.every(Number.isFinite));
+  out.sample!.dispose();
+  out.taps.dispose();
+  sample.dispose();
+  text.dispose();
 });
 
 test('embeddings made with other settings, of the same role, or disposed are refused; scoring settings are the metric\'s', async () => {

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { binary, broadcastShapes, geglu, unary } from '../src/kernels/elementwise.js';
-import { concat, mergeHeads, nchwToTokens, permute, slice, splitHeads, tokensToNchw, upsampleNearest2x } from '../src/kernels/layout.js';
+import { concat, mergeHeads, nchwToTokens, permute, resizeNearest, slice, splitHeads, tokensToNchw, upsampleNearest2x } from '../src/kernels/layout.js';
 import { embeddingLookup, timestepEmbedding } from '../src/kernels/embedding.js';
 import { resizeBicubic } from '../src/kernels/resize.js';
 import { cosineSimilarity, meanSquaredError, pairStats } from '../src/kernels/reduce.js';
@@ -164,6 +164,21 @@ test("timestep embedding: diffusers' conventions (flip_sin_to_cos, shift 0/1, od
       assert.ok(worst32 <= 2e-6, `dim ${dim}: worst vs float32 arguments ${worst32}`);
       if (dim % 2) for (let b = 0; b < ts.length; b++) assert.is(y[b * dim + dim - 1], 0);
     });
+  }
+});
+
+test('nearest resize to any size = torch interpolate(size, mode="nearest"): up, down, non-integer ratios, ×2', async () => {
+  const rt = await runtime();
+  for (const [h, w, oh, ow] of [[2, 2, 3, 3], [3, 5, 6, 10], [5, 4, 3, 7], [3, 3, 6, 6], [7, 2, 12, 1]] as const) {
+    const x = randn(2 * h * w, 70 + h * w);
+    const y = await compute(() => resizeNearest(rt.upload(x, [1, 2, h, w]), oh, ow));
+    const ref: number[] = [];
+    const sy = Math.fround(h / oh);
+    const sx = Math.fround(w / ow);
+    for (let p = 0; p < 2; p++)
+      for (let i = 0; i < oh; i++)
+        for (let j = 0; j < ow; j++) ref.push(x[(p * h + Math.min(Math.floor(Math.fround(i * sy)), h - 1)) * w + Math.min(Math.floor(Math.fround(j * sx)), w - 1)]!);
+    assert.equal([...y], ref, `${h}x${w} → ${oh}x${ow}`);
   }
 });
 

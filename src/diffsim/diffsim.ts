@@ -137,15 +137,16 @@ export class DiffSim {
     const hook = resolveHook(unet, block, layer, s.variant === 'S' ? 'attn1' : 'attn2');
     const t = DiffSim.timestepFor(scheduler, s);
     const vaeFactor = 2 ** (vae.config.block_out_channels.length - 1);
-    const unetFactor = 2 ** (unet.config.block_out_channels.length - 1);
     const sampleSize = (unet.config as UNetConfig & { sample_size?: number }).sample_size;
     let imageSize = s.imageSize;
     if (imageSize === 0) {
       if (typeof sampleSize !== 'number') throw new DiffSimSettingsError('DiffSim: imageSize is 0 (the model default) but the U-Net config has no sample_size');
       imageSize = sampleSize * vaeFactor;
     }
-    if (imageSize % (vaeFactor * unetFactor) !== 0) {
-      throw new DiffSimSettingsError(`DiffSim: imageSize ${imageSize} must be a multiple of ${vaeFactor * unetFactor} (VAE factor ${vaeFactor} × U-Net factor ${unetFactor})`);
+    // Any size works, as in diffusers: the VAE floors, and the U-Net's upsamplers follow the skips
+    // when the latent is not a multiple of its overall factor.
+    if (!Number.isInteger(imageSize) || imageSize < vaeFactor) {
+      throw new DiffSimSettingsError(`DiffSim: imageSize must be an integer ≥ ${vaeFactor} (the VAE factor), got ${imageSize}`);
     }
     if (vae.config.latent_channels !== unet.config.in_channels) throw new DiffSimSettingsError(`DiffSim: VAE latents have ${vae.config.latent_channels} channels, the U-Net takes ${unet.config.in_channels}`);
     this.hook = hook;

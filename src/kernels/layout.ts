@@ -148,6 +148,37 @@ export function upsampleNearest2x(x: Tensor): Tensor {
   return r;
 }
 
+/** Nearest-neighbour resize of NCHW to outH × outW, as torch `interpolate(size=…, mode="nearest")`:
+ *  source index min(floor(dst · (in/out)), in − 1) with the scale and product in float32. */
+export function resizeNearest(x: Tensor, outH: number, outW: number): Tensor {
+  if (x.rank !== 4) throw new ShapeError(`resizeNearest: expected NCHW, got ${shapeStr(x.shape)}`);
+  if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH < 1 || outW < 1) throw new ShapeError(`resizeNearest: bad output size ${outH}×${outW}`);
+  if (x.dtype !== 'f32') throw new TypeError(`resizeNearest: expected an f32 tensor, got ${x.dtype}`);
+  const [b, c, h, w] = x.shape as [number, number, number, number];
+  if (outH === 2 * h && outW === 2 * w) return upsampleNearest2x(x);
+  const n = b * c * outH * outW;
+  return runElementwise(
+    runtimeOf(x),
+    'resize_nearest',
+    () => ({
+      fields: 'ih: u32, iw: u32, oh: u32, ow: u32, sy: f32, sx: f32',
+      bindings: ['var<storage, read> x: array<f32>', 'var<storage, read_write> y: array<f32>'],
+      inputs: 1,
+      outputs: 1,
+      body: `let ox = i % p.ow;
+  let oy = (i / p.ow) % p.oh;
+  let plane = i / (p.ow * p.oh);
+  let iy = min(u32(floor(f32(oy) * p.sy)), p.ih - 1u);
+  let ix = min(u32(floor(f32(ox) * p.sx)), p.iw - 1u);
+  y[i] = x[(plane * p.ih + iy) * p.iw + ix];`,
+    }),
+    n,
+    new Params().u32(h, w, outH, outW).f32(Math.fround(h / outH), Math.fround(w / outW)),
+    [x],
+    [{ shape: [b, c, outH, outW] }],
+  )[0]!;
+}
+
 /** NCHW → (B, H·W, C), token n = y·W + x. */
 export function nchwToTokens(x: Tensor): Tensor {
   if (x.rank !== 4) throw new ShapeError(`nchwToTokens: expected NCHW, got ${shapeStr(x.shape)}`);

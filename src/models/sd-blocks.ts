@@ -6,7 +6,7 @@
 import { tidy, type Tensor } from '../gpu/runtime.js';
 import { add, binary, geglu } from '../kernels/elementwise.js';
 import { attention } from '../kernels/attention.js';
-import { nchwToTokens, tokensToNchw, upsampleNearest2x } from '../kernels/layout.js';
+import { nchwToTokens, resizeNearest, tokensToNchw, upsampleNearest2x } from '../kernels/layout.js';
 import type { ForwardContext } from '../nn/context.js';
 import { Conv2d, GroupNorm, LayerNorm, Linear } from '../nn/modules.js';
 import type { Scope } from '../nn/weights.js';
@@ -95,8 +95,10 @@ export class Upsample2D {
     scope.tap(':out');
     scope.stoppable();
   }
-  forward(x: Tensor, ctx: ForwardContext): Tensor {
-    const y = tidy(() => this.conv.forward(upsampleNearest2x(x), ctx));
+  /** ×2 nearest upsampling, or to `size` [H, W] (diffusers' `upsample_size`, used when the latent
+   *  is not a multiple of the U-Net's overall factor), then the 3×3 conv. */
+  forward(x: Tensor, ctx: ForwardContext, size?: readonly [number, number]): Tensor {
+    const y = tidy(() => this.conv.forward(size ? resizeNearest(x, size[0], size[1]) : upsampleNearest2x(x), ctx));
     ctx.record(`${this.path}:out`, y);
     ctx.finished(this.path);
     return y;

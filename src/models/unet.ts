@@ -186,8 +186,9 @@ class UpBlock {
     scope.tap(':out');
     scope.stoppable();
   }
-  /** `skips` is consumed from the end; consumed skips are freed. */
-  forward(x: Tensor, ctx: ForwardContext, temb: Tensor, cond: Conditioning, skips: Tensor[]): Tensor {
+  /** `skips` is consumed from the end; consumed skips are freed. With `matchSkipSize` the upsampler
+   *  resizes to the next remaining skip connection (diffusers' `forward_upsample_size`). */
+  forward(x: Tensor, ctx: ForwardContext, temb: Tensor, cond: Conditioning, skips: Tensor[], matchSkipSize = false): Tensor {
     const h = tidy(() => {
       let h = x;
       for (let i = 0; i < this.resnets.length; i++) {
@@ -198,7 +199,9 @@ class UpBlock {
         const attn = this.attentions[i];
         if (attn) h = attn.forward(h, ctx, cond);
       }
-      return this.upsamplers[0] ? this.upsamplers[0].forward(h, ctx) : h;
+      const next = skips[skips.length - 1];
+      const size = matchSkipSize && next ? ([next.shape[2]!, next.shape[3]!] as const) : undefined;
+      return this.upsamplers[0] ? this.upsamplers[0].forward(h, ctx, size) : h;
     });
     ctx.record(`${this.scope.path}:out`, h);
     ctx.finished(this.scope.path);
@@ -314,8 +317,9 @@ export class UNet2DConditionModel {
     if (encoderHiddenStates.rank !== 3 || encoderHiddenStates.shape[0] !== b || encoderHiddenStates.shape[2] !== this.config.cross_attention_dim) {
       throw new Error(`UNet: encoder_hidden_states must be [${b}, T, ${this.config.cross_attention_dim}], got [${encoderHiddenStates.shape.join(', ')}]`);
     }
-    const factor = 2 ** (this.down_blocks.length - 1);
-    if (sample.shape[2]! % factor || sample.shape[3]! % factor) throw new Error(`UNet: latent size ${sample.shape[2]}×${sample.shape[3]} must be a multiple of ${factor}`);
+    // Latents that are not a multiple of the overall up factor take upsampler sizes from the skips.
+    const factor = 2 ** this.up_blocks.filter((u) => u.upsamplers.length).length;
+    const matchSkipSize = sample.shape[2]! % factor !== 0 || sample.shape[3]! % factor !== 0;
     const ip = opts.ip;
     if (ip && (ip.tokens.rank !== 3 || ip.tokens.shape[0] !== b)) throw new Error(`UNet: IP-Adapter tokens must be [${b}, N, D], got [${ip.tokens.shape.join(', ')}]`);
     const list = typeof timesteps === 'number' ? [timesteps] : [...timesteps];
@@ -338,7 +342,7 @@ export class UNet2DConditionModel {
       }
       h = this.mid_block.forward(h, ctx, tembSilu, cond);
       for (const block of this.up_blocks) {
-        const next = block.forward(h, ctx, tembSilu, cond, skips);
+        const next = block.forward(h, ctx, tembSilu, cond, skips, matchSkipSize);
         h.dispose();
         h = next;
       }
