@@ -6,6 +6,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadStableDiffusion } from '../src/models/sd15.js';
+import { findWeights } from '../src/models/files.js';
 import { NormalGenerator } from '../src/models/scheduler.js';
 import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safetensors.js';
 import { f32ArrayToF16 } from '../src/gpu/half.js';
@@ -94,6 +95,26 @@ test('loading errors name the folder or file and the problem', async () => {
   await rejects(() => loadStableDiffusion(rt, dir, ['unet']), /UNet config: field "block_out_channels" must be a list of numbers/, 'incomplete config');
   writeFileSync(join(dir, 'unet', 'config.json'), '{ nope');
   await rejects(() => loadStableDiffusion(rt, dir, ['unet']), /config\.json: the U-Net config is not valid JSON/, 'bad JSON');
+});
+
+test('the weights of a component folder: shard index first (also a variant index such as .index.fp16.json), then the plain file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'diffsim-weights-'));
+  try {
+    const put = (n: string) => writeFileSync(join(dir, n), '');
+    put('diffusion_pytorch_model.fp16-00001-of-00002.safetensors');
+    put('diffusion_pytorch_model.fp16-00002-of-00002.safetensors');
+    put('diffusion_pytorch_model.safetensors.index.fp16.json');
+    assert.is(await findWeights(dir), join(dir, 'diffusion_pytorch_model.safetensors.index.fp16.json'));
+    put('diffusion_pytorch_model.safetensors.index.json');
+    assert.is(await findWeights(dir), join(dir, 'diffusion_pytorch_model.safetensors.index.json'));
+    const single = mkdtempSync(join(tmpdir(), 'diffsim-weights-'));
+    writeFileSync(join(single, 'model.fp16.safetensors'), '');
+    writeFileSync(join(single, 'model.safetensors'), '');
+    assert.is(await findWeights(single), join(single, 'model.safetensors'));
+    rmSync(single, { recursive: true, force: true });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('seeded normal generator: deterministic, standard moments', () => {

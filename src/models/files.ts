@@ -18,8 +18,9 @@ export async function readJson<T>(path: string, what: string): Promise<T> {
   }
 }
 
-/** The weights file of a diffusers component folder: `*.safetensors.index.json` (sharded) or the
- *  single `*.safetensors` (preferring the non-variant name). */
+/** The weights file of a diffusers component folder: a shard index (`*.safetensors.index.json`, or a
+ *  variant's `*.safetensors.index.fp16.json`) or the single `*.safetensors` (preferring the
+ *  non-variant name). */
 export async function findWeights(dir: string): Promise<string> {
   let names: string[];
   try {
@@ -27,9 +28,10 @@ export async function findWeights(dir: string): Promise<string> {
   } catch (e) {
     throw new Error(`${dir}: cannot list the folder (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
-  const index = names.filter((n) => n.endsWith('.safetensors.index.json')).sort();
+  const byVariant = (a: string, b: string) => a.split('.').length - b.split('.').length || a.localeCompare(b);
+  const index = names.filter((n) => /\.safetensors\.index(\.[^.]+)?\.json$/.test(n)).sort(byVariant);
   if (index.length) return join(dir, index[0]!);
-  const files = names.filter((n) => n.endsWith('.safetensors')).sort((a, b) => a.split('.').length - b.split('.').length || a.localeCompare(b));
+  const files = names.filter((n) => n.endsWith('.safetensors')).sort(byVariant);
   if (!files.length) throw new Error(`${dir}: no .safetensors weights (only .safetensors is supported; convert .bin/.ckpt files first)`);
   return join(dir, files[0]!);
 }
