@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FIXTURES, REPO_ROOT, runtime } from './helpers.js';
@@ -131,6 +131,22 @@ test('pick: 1 or 2 by the metric, REF as the anchor; ensemble shows the three vo
   const lines = plain.stdout.trim().split('\n');
   assert.is(lines[0], '2');
   for (const k of ['diffsim', 'clip', 'dino']) assert.ok(lines.some((l) => l.startsWith(`${k}: `)), `${k} vote shown`);
+});
+
+test('a hub id is found in the cache offline; --json names the snapshot folder and its commit', () => {
+  const commit = '0123456789abcdef0123456789abcdef01234567';
+  const repo = join(HF_HOME, 'hub', 'models--stable-diffusion-v1-5--stable-diffusion-v1-5');
+  const snapshot = join(repo, 'snapshots', commit);
+  mkdirSync(join(repo, 'refs'), { recursive: true });
+  cpSync(join(TINY, 'sd15'), snapshot, { recursive: true });
+  writeFileSync(join(repo, 'refs', 'main'), commit);
+  try {
+    const j = lastJson(cli('score', A, B, '--json'), 'hub id');
+    assert.is(j.score, scores.get('diffsim'));
+    assert.equal(j.models, { sd: { spec: 'stable-diffusion-v1-5/stable-diffusion-v1-5', path: snapshot, commit } });
+  } finally {
+    rmSync(repo, { recursive: true, force: true });
+  }
 });
 
 function fails(args: string[], pattern: RegExp, label: string, code?: number) {
