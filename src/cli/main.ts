@@ -4,10 +4,13 @@
 import { escapeControls, formatInspect, inspectFile, terminalJson } from './inspect.js';
 import { Runtime } from '../gpu/runtime.js';
 import { F16_WEIGHTS_TOLERANCE, planParity, runParity, type ParityRow } from '../parity/parity.js';
+import { UsageError } from './errors.js';
+import { pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
 commands:
+${SCORE_USAGE}
   info                     print the WebGPU adapter, backend, limits and features
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
   parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto]
@@ -20,8 +23,6 @@ environment:
   DIFFSIM_DAWN_DISABLE_TOGGLES    Dawn toggles to disable (Node)
   DIFFSIM_DAWN_BACKEND            Dawn backend (Node), default vulkan on Linux
   DIFFSIM_DISABLE_FEATURES        optional WebGPU features not to request, e.g. shader-f16,subgroups`;
-
-class UsageError extends Error {}
 
 async function info(json: boolean): Promise<void> {
   const rt = await Runtime.create();
@@ -95,6 +96,8 @@ async function parity(args: string[]): Promise<number> {
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'parity') return parity(rest);
+  if (command === 'score') return scoreCommand(rest);
+  if (command === 'pick') return pickCommand(rest);
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
   const positional = rest.filter((a) => !a.startsWith('--'));
   switch (command) {
@@ -127,8 +130,9 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
-    console.error(`diffsim: ${escapeControls(message.split('\n')[0]!)}`);
-    if (err instanceof UsageError) console.error(USAGE);
+    // One line, no stack: the message names the argument or file (DIFFSIM_DEBUG=1 adds the stack).
+    const hint = err instanceof UsageError ? ' (diffsim --help lists the commands and options)' : '';
+    console.error(`diffsim: ${escapeControls(message.split('\n')[0]!)}${hint}`);
     if (process.env.DIFFSIM_DEBUG && err instanceof Error) console.error(err.stack);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   },
