@@ -6,7 +6,8 @@
 //   --layer is honoured for DiffSim (the official code hooks layer 0 whatever it is given; layer 0,
 //   the default, is therefore the official result);
 //   pick: a tie in scores goes to B (the strict comparisons of the official single-metric
-//   decisions); the ensemble uses the same rule for each vote and takes mse as lower = closer.
+//   decisions); the ensemble votes by the official rule (a tie votes for A) but takes mse as
+//   lower = closer (the official vote inverts it).
 
 import { access, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -43,7 +44,7 @@ export const SCORE_USAGE = `  score A B [options]      the similarity of two ima
                            except --similarity mse: lower). Models are local folders or hub ids,
                            downloaded into the Hugging Face cache on first use (HF_HUB_OFFLINE=1: cache only)
   pick REF A B [options]   which of A and B is closer to REF: 1 or 2 on the first stdout line, then the
-                           scores (a tie goes to B; ensemble: each vote likewise, mse: lower = closer)
+                           scores (a tie goes to B; ensemble: official votes, a tie votes A; mse: lower = closer)
     --metric M             diffsim (default; self-attention AAS on SD1.5), diffsim-c (IP-Adapter Plus
                            cross-attention), clip-aas, dino-aas, clip (CLIP-I), dino (DINOv2 cosine),
                            clipfeats, dinofeats; pick also: ensemble (majority of diffsim, clip, dino)
@@ -429,8 +430,8 @@ export async function pickCommand(args: string[]): Promise<number> {
   const out = await withLoaded('pick', p, async (l, [ref, a, b]) => {
     const settings = report(p, l);
     if (p.metric === 'ensemble') {
-      // Each vote: a tie in scores goes to the second candidate (strict comparisons); mse: lower = closer.
-      const r = await new Ensemble(l.diffsim!, l.clip!, l.dino!, { ties: 'second', mseVote: 'lower-is-closer' }).pick(ref!, a!, b!);
+      // The official votes (`0 if s_A < s_B else 1`: a tie votes A), except mse: lower = closer.
+      const r = await new Ensemble(l.diffsim!, l.clip!, l.dino!, { ties: 'official', mseVote: 'lower-is-closer' }).pick(ref!, a!, b!);
       const num = (v: 'a' | 'b') => (v === 'a' ? 1 : 2);
       const votes: Record<keyof Votes, 1 | 2> = { diffsim: num(r.votes.diffsim), clip: num(r.votes.clip), dino: num(r.votes.dino) };
       return { pick: num(r.choice), scores: r.scores as Record<string, [number, number]>, votes: votes as Record<string, 1 | 2>, settings };
