@@ -169,7 +169,7 @@ test('errors: one line naming the argument or file, exit code ≠ 0, no stack', 
   fails(['score', A, B, '--block', 'sideways', ...MODELS], /unknown --block "sideways"/, 'block', 2);
   fails(['score', A, B, '--layer', '7', ...MODELS], /--layer 7: block "up" has no layer 7/, 'DiffSim layer', 2);
   fails(['score', A, B, '--metric', 'clip-aas', '--layer', '3', ...MODELS], /--layer 3: the CLIP encoder has 3 layers/, 'CLIP layer', 2);
-  fails(['score', A, B, '--size', '100', ...MODELS], /--size 100: must be a multiple of 64/, 'size', 2);
+  fails(['score', A, B, '--size', '4', ...MODELS], /--size 4 is outside 64–4096/, 'size', 2);
   fails(['score', A, B, '--frobnicate', ...MODELS], /unknown option --frobnicate/, 'option', 2);
   fails(['score', A, ...MODELS], /expected 2 images \(A B\), got 1/, 'image count', 2);
   fails(['pick', A, B, ...MODELS], /expected 3 images \(REF A B\), got 2/, 'pick image count', 2);

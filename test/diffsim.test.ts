@@ -234,6 +234,10 @@ test('image sizes that are not a multiple of the U-Net factor work, as in diffus
   const metric = new DiffSim(rt, models, { imageSize: 96, step: 600 });
   const score = await metric.score(A, B);
   assert.ok(Number.isFinite(score) && score > -1 && score <= 1, `score ${score}`);
+  // 100 px: the VAE floors 100 → 50 → 25 → 12, and the noise has the latent's shape.
+  const odd = new DiffSim(rt, models, { imageSize: 100, step: 600 });
+  assert.is(odd.latentSize, 12);
+  assert.ok(Number.isFinite(await odd.score(A, B)));
   // The whole U-Net runs at latent 12 (its upsamplers go 2 → 3 → 6 → 12 along the skips).
   const sample = rt.upload(new Float32Array(2 * 4 * 12 * 12).fill(0.1), [2, 4, 12, 12]);
   const text = rt.upload(new Float32Array(2 * 7 * 32).fill(0.2), [2, 7, 32]);

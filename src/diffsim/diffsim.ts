@@ -197,9 +197,12 @@ export class DiffSim {
     return t;
   }
 
-  /** Latent grid side s = S / VAE factor. */
+  /** Latent grid side: the VAE encoder's output for an S×S image (S / 8 when S is a multiple of 8;
+   *  each downsampler pads (0, 1, 0, 1) and applies a stride-2 3×3 conv, so odd sizes floor). */
   get latentSize(): number {
-    return this.settings.imageSize / 2 ** (this.models.vae.config.block_out_channels.length - 1);
+    let side = this.settings.imageSize;
+    for (let i = 1; i < this.models.vae.config.block_out_channels.length; i++) side = Math.floor((side - 2) / 2) + 1;
+    return side;
   }
 
   /** The four official draws of one comparison (fresh generator seeded with the seed):
