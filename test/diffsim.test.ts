@@ -129,6 +129,22 @@ test('score(a, b) equals compare(embed(a, A), embed(b, B)) bit for bit; an embed
   metric.dispose();
 });
 
+test('matrix and nearest agree with score entry by entry (official and shared noise, cosine and mse)', async () => {
+  const rt = await runtime();
+  const { models, A, B } = await setup();
+  const C = { ...A, data: A.data.map((v, i) => (i % 7 === 0 ? 255 - v : v)) };
+  const images = [A, B, C];
+  for (const settings of [{ step: 600 }, { step: 600, noise: 'shared' as const }, { step: 600, similarity: 'mse' as const }]) {
+    const metric = new DiffSim(rt, models, { ...SMALL, ...settings });
+    const m = await metric.matrix(images);
+    for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) assert.ok(Object.is(m[i]![j], await metric.score(images[i]!, images[j]!)), `${JSON.stringify(settings)} [${i}][${j}]`);
+    const top = await metric.nearest(A, [B, C, A], 2);
+    const want = [0, 1, 2].map((index) => ({ index, score: m[0]![[1, 2, 0][index]!]! })).sort((x, y) => (metric.lowerBetter ? x.score - y.score : y.score - x.score) || x.index - y.index).slice(0, 2);
+    assert.equal(top, want, `${JSON.stringify(settings)} nearest`);
+    metric.dispose();
+  }
+});
+
 test("noise 'shared' gives B the draws of A; the generator's draws follow the official order", async () => {
   const rt = await runtime();
   const { models } = await setup();

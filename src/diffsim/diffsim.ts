@@ -375,6 +375,57 @@ export class DiffSim {
     }
   }
 
+  /** Whether a lower score means more similar (similarity 'mse'). */
+  get lowerBetter(): boolean {
+    return this.settings.similarity === 'mse';
+  }
+
+  /** The N×N score matrix, [i][j] = score(images[i], images[j]) (image i in role A, j in role B), from
+   *  2N forwards, or N with shared noise (the roles then coincide). Equal to `score` entry by entry. */
+  async matrix(images: readonly RgbImage[]): Promise<number[][]> {
+    const shared = this.settings.noise === 'shared';
+    const asA: DiffSimEmbedding[] = [];
+    const asB: DiffSimEmbedding[] = [];
+    try {
+      for (const img of images) {
+        asA.push(this.embed(img, 'A'));
+        if (!shared) asB.push(this.embed(img, 'B'));
+      }
+      const cols = shared ? asA : asB;
+      const out: number[][] = [];
+      for (const a of asA) {
+        const row: number[] = [];
+        for (const b of cols) row.push(await this.compare(a, b));
+        out.push(row);
+      }
+      return out;
+    } finally {
+      for (const e of [...asA, ...asB]) e.dispose();
+    }
+  }
+
+  /** The k gallery images most similar to the query (query in role A, gallery images in role B),
+   *  best first (highest cosine, or lowest mse); equal scores keep gallery order. */
+  async nearest(query: RgbImage, gallery: readonly RgbImage[], k = gallery.length): Promise<{ index: number; score: number }[]> {
+    if (!Number.isInteger(k) || k < 0) throw new RangeError(`DiffSim: k must be a non-negative integer, got ${k}`);
+    const q = this.embed(query, 'A');
+    try {
+      const scored: { index: number; score: number }[] = [];
+      for (let i = 0; i < gallery.length; i++) {
+        const e = this.embed(gallery[i]!, 'B');
+        try {
+          scored.push({ index: i, score: await this.compare(q, e) });
+        } finally {
+          e.dispose();
+        }
+      }
+      const sign = this.lowerBetter ? 1 : -1;
+      return scored.sort((x, y) => sign * (x.score - y.score) || x.index - y.index).slice(0, k);
+    } finally {
+      q.dispose();
+    }
+  }
+
   /** Frees what the metric keeps (text states, the zeros-image embedding); the models stay. */
   dispose(): void {
     this.text?.states.dispose();
