@@ -11,6 +11,7 @@ import { FileError } from '../src/io/errors.js';
 import { SafetensorsError, SafetensorsFile, encodeSafetensors } from '../src/io/safetensors.js';
 import { blobSource } from '../src/io/bytesource.js';
 import { FIXTURES, rng } from './helpers.js';
+import { crc32 } from '../src/io/png.js';
 
 type Rand = () => number;
 type Mutator = (b: Uint8Array, r: Rand) => Uint8Array;
@@ -67,20 +68,6 @@ const GENERIC: Mutator[] = [truncate, flip, flip, insert, remove, duplicate, wor
 
 // ---------------------------------------------------------------- PNG
 
-let crcTable: Int32Array | null = null;
-function crc32(b: Uint8Array): number {
-  if (!crcTable) {
-    crcTable = new Int32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c;
-    }
-  }
-  let c = -1;
-  for (const x of b) c = crcTable[(c ^ x) & 0xff]! ^ (c >>> 8);
-  return (c ^ -1) >>> 0;
-}
 
 function pngChunks(b: Uint8Array): { at: number; len: number; type: string }[] {
   const out = [];

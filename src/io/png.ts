@@ -28,7 +28,8 @@ const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
 const DEPTHS: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
 
 let crcTable: Int32Array | null = null;
-function crc32(bytes: Uint8Array, start: number, end: number): number {
+/** The CRC-32 of PNG chunks over bytes[start, end). */
+export function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
   if (!crcTable) {
     crcTable = new Int32Array(256);
     for (let n = 0; n < 256; n++) {
