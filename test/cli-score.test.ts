@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { FIXTURES, REPO_ROOT, runtime } from './helpers.js';
 import { DiffSim } from '../src/diffsim/diffsim.js';
 import { loadImage } from '../src/io/image.js';
+import { f16BitsToF32, f32ToF16Bits } from '../src/gpu/half.js';
+
+const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 
 const CLI = join(REPO_ROOT, (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { bin: { diffsim: string } }).bin.diffsim);
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
@@ -48,7 +51,7 @@ function lastJson(r: { code: number | null; stdout: string; stderr: string }, la
 const scores = new Map<string, number>();
 
 test('score: every metric gives one finite number on stdout on the tiny models', () => {
-  for (const metric of ['diffsim', 'diffsim-c', 'clip', 'dino', 'clip-aas', 'dino-aas', 'clipfeats', 'dinofeats']) {
+  for (const metric of ['diffsim', 'diffsim-c', 'clip', 'dino', 'clip-aas', 'dino-aas', 'clipfeats', 'dinofeats', 'diffeats']) {
     const x = number(cli('score', A, B, '--metric', metric, ...MODELS), metric);
     scores.set(metric, x);
   }
@@ -149,6 +152,25 @@ test('a hub id is found in the cache offline; --json names the snapshot folder a
   }
 });
 
+test('the options of the official quirks: --timestep, --vae mean, --cfg, --negative-prompt, --fp16-score, --ip-scale', () => {
+  const sd = ['--model', join(TINY, 'sd15')];
+  const base = scores.get('diffsim')!;
+  assert.is(number(cli('score', A, B, ...sd, '--timestep', '401'), '--timestep 401'), base, 'timestep 401 = step 600');
+  const j = lastJson(cli('score', A, B, ...sd, '--timestep', '401', '--json'), 'timestep json');
+  assert.is(j.stepMode, 'timestep');
+  assert.is(j.t, 401);
+  for (const [flag, value] of [['--vae', 'mean'], ['--cfg', 'cond'], ['--cfg', 'uncond'], ['--cfg', 'off'], ['--negative-prompt', 'blurry']] as const) {
+    assert.not.equal(number(cli('score', A, B, ...sd, flag, value), `${flag} ${value}`), base, `${flag} ${value} changes the score`);
+  }
+  const off = lastJson(cli('score', A, B, ...sd, '--cfg', 'off', '--json'), 'cfg off json');
+  assert.is(off.cfg, false);
+  const half = number(cli('score', A, B, ...sd, '--fp16-score'), '--fp16-score');
+  assert.is(f16(half), half, 'a float16 value');
+  assert.ok(Math.abs(half - base) < 1e-3, 'close to the f32 score');
+  const c = ['--metric', 'diffsim-c', ...MODELS];
+  assert.not.equal(number(cli('score', A, B, ...c, '--ip-scale', '1'), '--ip-scale 1'), scores.get('diffsim-c'));
+});
+
 function fails(args: string[], pattern: RegExp, label: string, code?: number) {
   const r = cli(...args);
   assert.ok(r.code !== 0 && r.code !== null, `${label}: exit code ${r.code}`);
@@ -175,6 +197,11 @@ test('errors: one line naming the argument or file, exit code ≠ 0, no stack', 
   fails(['pick', A, B, ...MODELS], /expected 3 images \(REF A B\), got 2/, 'pick image count', 2);
   fails(['score', A, B, '--metric', 'ensemble', ...MODELS], /unknown --metric "ensemble"/, 'ensemble is pick only', 2);
   fails(['score', A, B, '--metric', 'clip', '--step', '500', ...MODELS], /--step does not apply to --metric clip/, 'inapplicable option', 2);
+  fails(['score', A, B, '--step', '500', '--timestep', '3', ...MODELS], /give --step or --timestep, not both/, 'step and timestep', 2);
+  fails(['score', A, B, '--timestep', '1000', ...MODELS], /--timestep 1000 is outside 0–999/, 'timestep range', 2);
+  fails(['score', A, B, '--cfg', 'half', ...MODELS], /unknown --cfg "half"/, 'cfg', 2);
+  fails(['score', A, B, '--ip-scale', '0.5', ...MODELS], /--ip-scale does not apply to --metric diffsim/, 'ip-scale for diffsim', 2);
+  fails(['score', A, B, '--metric', 'diffeats', '--similarity', 'mse', ...MODELS], /--similarity does not apply to --metric diffeats/, 'diffeats mse', 2);
   // Models: a missing local folder, and the default hub id with an empty cache while offline.
   fails(['score', A, B, '--model', join(HF_HOME, 'no-such-folder')], /no-such-folder: no such file or folder/, 'missing model folder', 1);
   fails(['score', A, B], /stable-diffusion-v1-5\/stable-diffusion-v1-5: .*offline/, 'hub id offline', 1);

@@ -76,6 +76,10 @@ export interface EmbedOptions {
   latents?: Float32Array;
   /** Keep the pass's intermediates (latents, noisy latents, IP image embeddings and tokens). */
   keepIntermediates?: boolean;
+  /** Further U-Net taps of the pass (names of `unet.vocabulary.taps`, e.g.
+   *  `up_blocks.1.attentions.2.transformer_blocks.0.attn1:out`), kept in `embedding.taps`. The
+   *  pass still stops early when they all belong to the hooked module. */
+  taps?: readonly string[];
 }
 
 /** A pair's score with its parts. */
@@ -159,16 +163,23 @@ export class DiffSim {
   /** Loads SD1.5 from a diffusers folder (and, for DiffSim-C, IP-Adapter Plus from
    *  `ipAdapter`: the adapter file or its folder with `image_encoder/` beside it). */
   static async load(rt: Runtime, sdDir: string, settings: Partial<DiffSimSettings> = {}, o: ModelLoadOptions & { ipAdapter?: string; execution?: DiffSimExecution } = {}): Promise<DiffSim> {
+    return new DiffSim(rt, await DiffSim.loadModels(rt, sdDir, o), settings, o.execution);
+  }
+
+  /** The models of a diffusers SD1.5 folder (U-Net, VAE, text encoder, tokenizer, scheduler, the
+   *  feature extractor's config) and, given `ipAdapter`, IP-Adapter Plus with its image encoder.
+   *  Metrics with different settings can share them. */
+  static async loadModels(rt: Runtime, sdDir: string, o: ModelLoadOptions & { ipAdapter?: string } = {}): Promise<DiffSimModels> {
     const sd = await loadStableDiffusion(rt, sdDir, undefined, o);
     const models: DiffSimModels = { unet: sd.unet!, vae: sd.vae!, textEncoder: sd.textEncoder!, tokenizer: sd.tokenizer!, scheduler: sd.scheduler! };
     const fe = join(sdDir, 'feature_extractor', 'preprocessor_config.json');
     if (await access(fe).then(() => true, () => false)) models.featureExtractor = await readJson<ImageProcessorConfig>(fe, 'feature extractor config');
     if (o.ipAdapter) {
-      const ip = await loadIpAdapterPlus(rt, o.ipAdapter, sd.unet!, { weights: o.weights, scale: settings.ipScale ?? 0.5 });
+      const ip = await loadIpAdapterPlus(rt, o.ipAdapter, sd.unet!, { weights: o.weights, onProgress: o.onProgress });
       models.ipAdapter = ip.adapter;
       models.imageEncoder = ip.imageEncoder ?? undefined;
     }
-    return new DiffSim(rt, models, settings, o.execution);
+    return models;
   }
 
   /** The diffusion timestep of the step setting. Official: timesteps(inferenceSteps)[step]; step 0
@@ -279,6 +290,9 @@ export class DiffSim {
     const q = `${s.module}.to_q:out`;
     const k = s.variant === 'S' ? `${s.module}.to_k:out` : `${s.module}.processor.to_k_ip.0:out`;
     const v = s.variant === 'S' ? `${s.module}.to_v:out` : `${s.module}.processor.to_v_ip.0:out`;
+    const extra = [...new Set(o.taps ?? [])].filter((n) => n !== q && n !== k && n !== v);
+    // A tap past the hooked module needs the pass to go on.
+    const stopEarly = this.exec.earlyStop && extra.every((n) => n.startsWith(`${s.module}.`) || n.startsWith(`${s.module}:`));
     try {
       const out = tidy(() => {
         const encode = (px: Float32Array) => {
@@ -291,8 +305,8 @@ export class DiffSim {
         const context = dedupe ? slice(text.states, [1, 0, 0], [1, tokens, dim]) : text.states;
         const ipTokens = ipEmbeds && ipAdapter ? ipAdapter.resample(ipEmbeds).tokens! : null;
         const pass = unet.forward(this.rt, sample, s.t, context, {
-          capture: [q, k, v],
-          ...(this.exec.earlyStop ? { stopAfter: s.module } : {}),
+          capture: [q, k, v, ...extra],
+          ...(stopEarly ? { stopAfter: s.module } : {}),
           ...(ipTokens && ipAdapter ? { ip: ipAdapter.conditioning(ipTokens, s.ipScale) } : {}),
         });
         const take = (name: string) => {
@@ -302,11 +316,12 @@ export class DiffSim {
           return dedupe ? concat([x, x], 0) : x;
         };
         const qkv = { q: take(q), k: take(k), v: take(v) };
+        const taps = new Map(extra.map((name) => [name, take(name)] as const));
         pass.taps.dispose();
         const kept: DiffSimIntermediates | undefined = o.keepIntermediates ? { latents: z0, noisyLatents: zt, ...(ipEmbeds && ipTokens ? { imageEmbeds: ipEmbeds.reshape(ipEmbeds.shape), ipTokens } : {}) } : undefined;
-        return { ...qkv, kept };
+        return { ...qkv, kept, taps };
       });
-      return new DiffSimEmbedding(role, this.embeddingSettings, this.key, out.q, out.k, out.v, source, out.kept);
+      return new DiffSimEmbedding(role, this.embeddingSettings, this.key, out.q, out.k, out.v, source, out.kept, out.taps);
     } finally {
       ipEmbeds?.dispose();
     }

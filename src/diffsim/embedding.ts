@@ -44,6 +44,8 @@ export class DiffSimEmbedding implements Qkv {
     readonly v: Tensor,
     readonly noiseSource: NoiseSource,
     readonly intermediates?: DiffSimIntermediates,
+    /** Further taps of the same pass asked for by name (EmbedOptions.taps), owned by the embedding. */
+    readonly taps: ReadonlyMap<string, Tensor> = new Map(),
   ) {}
 
   get isDisposed(): boolean {
@@ -57,7 +59,7 @@ export class DiffSimEmbedding implements Qkv {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const t of [this.q, this.k, this.v, ...Object.values(this.intermediates ?? {})]) t.dispose();
+    for (const t of [this.q, this.k, this.v, ...Object.values(this.intermediates ?? {}), ...this.taps.values()]) t.dispose();
   }
 
   /** safetensors bytes: q, k, v (F32) and the settings, role and noise source in the metadata. */

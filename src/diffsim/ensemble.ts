@@ -9,9 +9,7 @@
 // a tie in one metric's scores vote for the second candidate instead (the rule of the scripts'
 // single-metric decisions, `s1 > s2` → first).
 
-import type { RgbImage } from '../io/image.js';
-import type { DiffSim } from './diffsim.js';
-import type { ClipMetric, Dinov2Metric } from './vision.js';
+import { createMetrics, toRgbImage, type CreateMetricOptions, type ImageInput, type Metric } from './metric.js';
 
 export interface Votes {
   /** Which candidate each metric voted for. */
@@ -39,48 +37,72 @@ export function majority(votes: readonly ('a' | 'b')[]): 'a' | 'b' {
   return forA * 2 > votes.length ? 'a' : 'b';
 }
 
+export interface EnsembleOptions {
+  /** How the DiffSim vote reads an mse score: 'official-inverted' (higher = closer, as the
+   *  official vote does whatever the similarity) or 'lower-is-closer'. */
+  mseVote?: 'official-inverted' | 'lower-is-closer';
+  ties?: 'official' | 'second';
+}
+
 export class Ensemble {
   constructor(
-    readonly diffsim: DiffSim,
-    readonly clip: ClipMetric,
-    readonly dino: Dinov2Metric,
-    readonly o: { mseVote?: 'official-inverted' | 'lower-is-closer'; ties?: 'official' | 'second' } = {},
+    /** DiffSim (or DiffSim-C), CLIP-I and the DINOv2 score (metrics 'diffsim', 'clip', 'dino'). */
+    readonly diffsim: Metric,
+    readonly clip: Metric,
+    readonly dino: Metric,
+    readonly o: EnsembleOptions = {},
   ) {}
 
-  /** Which of a and b is closer to ref, by hard vote. The reference is embedded once (as A for
-   *  DiffSim, as the official scripts pass the anchor), the candidates as B. */
-  async pick(ref: RgbImage, a: RgbImage, b: RgbImage): Promise<Pick> {
-    const ds = this.diffsim;
-    const r = ds.embed(ref, 'A');
-    let d: [number, number];
+  /** The official ensemble's three metrics loaded on one runtime. */
+  static async create(o: CreateMetricOptions = {}, e: EnsembleOptions = {}): Promise<Ensemble> {
+    const [d, c, n] = await createMetrics(['diffsim', 'clip', 'dino'], o);
+    return new Ensemble(d!, c!, n!, e);
+  }
+
+  /** The reference against both candidates under one metric: the reference embedded once (role
+   *  A, as the official scripts pass the anchor), the candidates as B. */
+  static async pair(m: Metric, ref: ImageInput, a: ImageInput, b: ImageInput): Promise<[number, number]> {
+    const r = await m.embed(ref, 'A');
     try {
-      const ea = ds.embed(a, 'B');
-      try {
-        const eb = ds.embed(b, 'B');
+      const one = async (x: ImageInput) => {
+        const e = await m.embed(x, 'B');
         try {
-          d = [await ds.compare(r, ea), await ds.compare(r, eb)];
+          return await m.compare(r, e);
         } finally {
-          eb.dispose();
+          e.dispose();
         }
-      } finally {
-        ea.dispose();
-      }
+      };
+      return [await one(a), await one(b)];
     } finally {
       r.dispose();
     }
-    const globals = async (m: ClipMetric | Dinov2Metric): Promise<[number, number]> => {
-      const [er, ea, eb] = [ref, a, b].map((x) => m.embed(x, []));
-      try {
-        return [(await m.compare(er!, ea!)).global, (await m.compare(er!, eb!)).global];
-      } finally {
-        for (const e of [er, ea, eb]) e!.dispose();
-      }
-    };
-    const c = await globals(this.clip);
-    const n = await globals(this.dino);
-    const diffsimHigher = ds.settings.similarity === 'cosine' || (this.o.mseVote ?? 'official-inverted') === 'official-inverted';
+  }
+
+  /** The DiffSim vote's direction under these options. */
+  get diffsimHigherIsCloser(): boolean {
+    return !this.diffsim.lowerBetter || (this.o.mseVote ?? 'official-inverted') === 'official-inverted';
+  }
+
+  /** The votes and the choice for given scores (s(ref, a), s(ref, b)) per metric. */
+  decide(scores: Pick['scores']): Pick {
     const ties = this.o.ties ?? 'official';
-    const votes: Votes = { diffsim: vote(d[0], d[1], diffsimHigher, ties), clip: vote(c[0], c[1], true, ties), dino: vote(n[0], n[1], true, ties) };
-    return { choice: majority([votes.diffsim, votes.clip, votes.dino]), votes, scores: { diffsim: d, clip: c, dino: n } };
+    const votes: Votes = {
+      diffsim: vote(scores.diffsim[0], scores.diffsim[1], this.diffsimHigherIsCloser, ties),
+      clip: vote(scores.clip[0], scores.clip[1], !this.clip.lowerBetter, ties),
+      dino: vote(scores.dino[0], scores.dino[1], !this.dino.lowerBetter, ties),
+    };
+    return { choice: majority([votes.diffsim, votes.clip, votes.dino]), votes, scores };
+  }
+
+  /** Which of a and b is closer to ref, by hard vote. */
+  async pick(ref: ImageInput, a: ImageInput, b: ImageInput): Promise<Pick> {
+    // Decoded once for the three metrics.
+    const [r, x, y] = [await toRgbImage(ref, typeof ref === 'string' ? ref : 'reference'), await toRgbImage(a, typeof a === 'string' ? a : 'image A'), await toRgbImage(b, typeof b === 'string' ? b : 'image B')];
+    const scores = { diffsim: await Ensemble.pair(this.diffsim, r, x, y), clip: await Ensemble.pair(this.clip, r, x, y), dino: await Ensemble.pair(this.dino, r, x, y) };
+    return this.decide(scores);
+  }
+
+  async close(): Promise<void> {
+    for (const m of [this.diffsim, this.clip, this.dino]) await m.close();
   }
 }

@@ -4,7 +4,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Runtime } from '../gpu/runtime.js';
-import { WeightStore, type WeightPrecision } from '../nn/weights.js';
+import { WeightStore, type WeightLoadProgress, type WeightPrecision } from '../nn/weights.js';
 import { findWeights, readJson, withSource } from './files.js';
 import { ClipTextModel, type ClipTextConfig } from './clip-text.js';
 import { ClipTokenizer } from './clip-tokenizer.js';
@@ -15,12 +15,14 @@ import { VaeEncoder, legacyVaeKey, type VaeConfig } from './vae.js';
 /** How model loaders store weights on the GPU (see LoadOptions.weights). */
 export interface ModelLoadOptions {
   weights?: WeightPrecision;
+  /** Progress of each checkpoint's load (tensors and bytes on the GPU). */
+  onProgress?: (p: WeightLoadProgress) => void;
 }
 
 export async function loadUNet(rt: Runtime, weightsPath: string, config: UNetConfig, o: ModelLoadOptions = {}): Promise<UNet2DConditionModel> {
   const store = new WeightStore();
   const model = new UNet2DConditionModel(store, config);
-  await withSource(weightsPath, (src) => store.load(rt, src, { weights: o.weights }));
+  await withSource(weightsPath, (src) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }));
   return model;
 }
 
@@ -28,7 +30,7 @@ export async function loadVaeEncoder(rt: Runtime, weightsPath: string, config: V
   const store = new WeightStore();
   const model = new VaeEncoder(store, config);
   // A full AutoencoderKL file also holds the decoder, which the metric does not use.
-  await withSource(weightsPath, (src) => store.load(rt, src, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true, weights: o.weights }));
+  await withSource(weightsPath, (src) => store.load(rt, src, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true, weights: o.weights, onProgress: o.onProgress }));
   return model;
 }
 
@@ -36,7 +38,7 @@ export async function loadTextEncoder(rt: Runtime, weightsPath: string, config: 
   const store = new WeightStore();
   const model = new ClipTextModel(store, config);
   // Older files carry the non-persistent position_ids buffer.
-  await withSource(weightsPath, (src) => store.load(rt, src, { ignore: [/embeddings\.position_ids$/], weights: o.weights }));
+  await withSource(weightsPath, (src) => store.load(rt, src, { ignore: [/embeddings\.position_ids$/], weights: o.weights, onProgress: o.onProgress }));
   return model;
 }
 

@@ -42,7 +42,7 @@ export async function loadClipVision(rt: Runtime, dir: string, o: ModelLoadOptio
   const model = await withSource(f.weights, async (src) => {
     const m = new ClipVisionModel(store, config, { projection: src.has('visual_projection.weight') });
     // A full CLIPModel file also holds the text tower.
-    await store.load(rt, src, { ignore: [...POSITION_IDS, /^text_model\./, /^text_projection\./, /^logit_scale$/], weights: o.weights });
+    await store.load(rt, src, { ignore: [...POSITION_IDS, /^text_model\./, /^text_projection\./, /^logit_scale$/], weights: o.weights, onProgress: o.onProgress });
     return m;
   });
   return model;
@@ -55,7 +55,7 @@ export async function loadClipModel(rt: Runtime, dir: string, o: ModelLoadOption
   if (!config.text_config || !config.vision_config) throw new Error(`${f.config}: a CLIPModel config needs text_config and vision_config`);
   const store = new WeightStore();
   const model = new ClipModel(store, config);
-  await withSource(f.weights, (src) => store.load(rt, src, { ignore: POSITION_IDS, weights: o.weights }));
+  await withSource(f.weights, (src) => store.load(rt, src, { ignore: POSITION_IDS, weights: o.weights, onProgress: o.onProgress }));
   return model;
 }
 
@@ -65,7 +65,7 @@ export async function loadDinov2(rt: Runtime, dir: string, o: ModelLoadOptions =
   const config = await readJson<Dinov2Config>(f.config, 'DINOv2 config');
   const store = new WeightStore();
   const model = new Dinov2Model(store, config);
-  await withSource(f.weights, (src) => store.load(rt, src, { weights: o.weights }));
+  await withSource(f.weights, (src) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }));
   return model;
 }
 
@@ -115,7 +115,7 @@ export async function loadIpAdapterPlus(rt: Runtime, path: string, unet: UNet2DC
   const adapter = await withSource(file, async (src) => {
     const config: IpAdapterConfig = { resampler: inferResamplerConfig(src, o.dimHead), ip_scale: o.scale ?? 1 };
     const ip = new IpAdapterPlus(store, config, unet);
-    await store.load(rt, src, { weights: o.weights });
+    await store.load(rt, src, { weights: o.weights, onProgress: o.onProgress });
     return ip;
   });
   if (o.imageEncoder === null) return { adapter, imageEncoder: null };

@@ -63,6 +63,20 @@ export interface LoadOptions {
    *  checkpoint stores F16 (half the memory, the checkpoint's own values); 'f16' rounds every such
    *  weight to f16. Norms, biases and embeddings stay f32. */
   weights?: WeightPrecision;
+  /** Called after each tensor is on the GPU (and once before the first, with loaded 0). */
+  onProgress?: (p: WeightLoadProgress) => void;
+}
+
+/** Progress of one checkpoint's load. */
+export interface WeightLoadProgress {
+  /** The checkpoint (file name as the source names it). */
+  source: string;
+  /** Tensors on the GPU so far, of `total`. */
+  loaded: number;
+  total: number;
+  /** Checkpoint bytes read so far, of `totalBytes`. */
+  bytes: number;
+  totalBytes: number;
 }
 
 /** All parameters of a model, by full key. */
@@ -117,9 +131,16 @@ export class WeightStore {
     if (missing.length || misshaped.length || (opts.strictUnexpected !== false && unexpected.length)) {
       throw new WeightLoadError(source.name, missing, opts.strictUnexpected === false ? [] : unexpected, misshaped);
     }
+    const total = this.params.size;
+    let totalBytes = 0;
+    for (const ck of byKey.values()) totalBytes += source.info(ck).end - source.info(ck).begin;
+    let loaded = 0;
+    let bytes = 0;
+    opts.onProgress?.({ source: source.name, loaded, total, bytes, totalBytes });
     for (const [k, p] of this.params) {
       const ck = byKey.get(k)!;
-      const stored = source.info(ck).dtype;
+      const info = source.info(ck);
+      const stored = info.dtype;
       if (p.acceptsF16 && ((opts.weights === 'auto' && stored === 'F16') || opts.weights === 'f16')) {
         if (stored === 'F16') {
           const raw = await source.readRaw(ck);
@@ -133,6 +154,8 @@ export class WeightStore {
         const { data } = await source.readFloat32(ck);
         p.set(rt.upload(data, p.shape).keep());
       }
+      bytes += info.end - info.begin;
+      opts.onProgress?.({ source: source.name, loaded: ++loaded, total, bytes, totalBytes });
     }
   }
 
