@@ -22,6 +22,7 @@ import { readJson } from '../models/files.js';
 import { loadClipModel, loadDinov2 } from '../models/vision-loaders.js';
 import type { WeightLoadProgress, WeightPrecision } from '../nn/weights.js';
 import { CLIP_IMAGE_PROCESSOR, DiffSim, type DiffSimExecution, type DiffSimModels } from './diffsim.js';
+import type { AasOutputs } from './aas.js';
 import { DiffSimEmbedding, type ImageRole } from './embedding.js';
 import { DiffSimSettingsError, type DiffSimSettings } from './settings.js';
 import { ClipMetric, Dinov2Metric, DINOV2_IMAGE_PROCESSOR, VisionEmbedding } from './vision.js';
@@ -127,6 +128,10 @@ export interface Metric {
   loadEmbedding(bytes: Uint8Array, name?: string): Promise<MetricEmbedding>;
   /** Frees the metric's models (and its runtime if it created it). */
   close(): Promise<void>;
+  /** The AAS metrics (diffsim, diffsim-c, clip-aas, dino-aas): the four attention outputs of a
+   *  pair, O_AB, O_AA, O_BA, O_BB, merged heads [B, N, C] (the scored CFG halves; CLIP: after
+   *  out_proj). Tensors of the current tidy. */
+  attentionOutputs?(a: MetricEmbedding, b: MetricEmbedding): AasOutputs;
 }
 
 /** The lower-is-better flag of a metric under given DiffSim settings, without loading anything. */
@@ -368,6 +373,10 @@ class DiffSimPairMetric extends BaseMetric<DiffSimEmbeddingHandle> {
   protected compareOwn(a: DiffSimEmbeddingHandle, b: DiffSimEmbeddingHandle): Promise<number> {
     return this.diffsim.compare(a.inner, b.inner);
   }
+  attentionOutputs(a: MetricEmbedding, b: MetricEmbedding): AasOutputs {
+    if (!this.isOwn(a) || !this.isOwn(b)) throw new DiffSimSettingsError(`${this.name}: attentionOutputs needs two embeddings of this metric`);
+    return this.diffsim.attentionOutputs(a.inner, b.inner);
+  }
   protected async tensorsOf(e: DiffSimEmbeddingHandle) {
     e.inner.assertLive();
     const out: Record<string, { shape: readonly number[]; data: Float32Array }> = {};
@@ -490,6 +499,7 @@ class VisionEmbeddingHandle implements MetricEmbedding {
 
 /** clip, dino (100·cos of the global features), clip-aas, dino-aas, clipfeats, dinofeats (one layer). */
 class VisionPairMetric extends BaseMetric<VisionEmbeddingHandle> {
+  readonly attentionOutputs?: (a: MetricEmbedding, b: MetricEmbedding) => AasOutputs;
   readonly lowerBetter = false;
   readonly roleDependent = false;
   readonly key: string;
@@ -509,6 +519,12 @@ class VisionPairMetric extends BaseMetric<VisionEmbeddingHandle> {
       throw new DiffSimSettingsError(`${name}: layer ${layer}: the ${name.startsWith('clip') ? 'CLIP' : 'DINOv2'} encoder has ${vision.numLayers} layers (0–${vision.numLayers - 1})`);
     }
     this.layers = global ? [] : [layer];
+    if (name.endsWith('-aas')) {
+      this.attentionOutputs = (a: MetricEmbedding, b: MetricEmbedding): AasOutputs => {
+        if (!this.isOwn(a) || !this.isOwn(b)) throw new DiffSimSettingsError(`${this.name}: attentionOutputs needs two embeddings of this metric`);
+        return this.vision.attentionOutputs(a.inner, b.inner, this.layer);
+      };
+    }
     this.key = `${name} ${vision.kind} ${JSON.stringify({ layers: this.layers, processor: vision.processor })} ${models}`;
   }
   protected isOwn(e: MetricEmbedding): e is VisionEmbeddingHandle {
