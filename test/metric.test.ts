@@ -70,6 +70,31 @@ test('the DiffSim metric equals the DiffSim class on the same models and setting
   }
 });
 
+test('withPrompt: the same metric with another prompt on the same models; freed with the original', async () => {
+  const rt = await runtime();
+  const [m, c] = await createMetrics(['diffsim', 'clip'], { ...MODELS, runtime: rt });
+  const direct = await createMetric('diffsim', { ...MODELS, runtime: rt, diffsim: { prompt: 'An image of a dog' } });
+  const expected = await direct.score(A, B);
+  await direct.close();
+  const before = rt.memory().liveBytes;
+  const dog = m!.withPrompt('An image of a dog');
+  assert.is(m!.withPrompt('An image of a dog'), dog, 'built once');
+  assert.is(m!.withPrompt(String(m!.settings.prompt)), m, 'the same prompt is the metric itself');
+  assert.is(await dog.score(A, B), expected);
+  assert.is(dog.settings.prompt, 'An image of a dog');
+  assert.not.equal(await m!.score(A, B), expected);
+  assert.is(c!.withPrompt('anything'), c, 'CLIP has no prompt');
+  const ed = await dog.embed(A, 'A');
+  const eb = await m!.embed(B, 'B');
+  await rejects(() => m!.compare(eb, ed), /other settings/, 'embeddings of another prompt are not comparable');
+  ed.dispose();
+  eb.dispose();
+  await dog.close();
+  assert.ok(rt.memory().liveBytes > before, 'closing the derived metric frees nothing');
+  await m!.close();
+  await c!.close();
+});
+
 test('embeddings of another metric, other settings or the same role are refused', async () => {
   const rt = await runtime();
   const [d, c] = await createMetrics(['diffsim', 'clip'], { ...MODELS, runtime: rt });

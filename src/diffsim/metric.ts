@@ -24,7 +24,7 @@ import type { WeightLoadProgress, WeightPrecision } from '../nn/weights.js';
 import { CLIP_IMAGE_PROCESSOR, DiffSim, type DiffSimExecution, type DiffSimModels } from './diffsim.js';
 import type { AasOutputs } from './aas.js';
 import { DiffSimEmbedding, type ImageRole } from './embedding.js';
-import { DiffSimSettingsError, type DiffSimSettings } from './settings.js';
+import { DIFFSIM_DEFAULTS, DiffSimSettingsError, type DiffSimSettings } from './settings.js';
 import { ClipMetric, Dinov2Metric, DINOV2_IMAGE_PROCESSOR, VisionEmbedding } from './vision.js';
 
 /** Every metric `createMetric` builds. */
@@ -128,6 +128,10 @@ export interface Metric {
   loadEmbedding(bytes: Uint8Array, name?: string): Promise<MetricEmbedding>;
   /** Frees the metric's models (and its runtime if it created it). */
   close(): Promise<void>;
+  /** The same metric with another DiffSim prompt, on the same models (the benchmark scripts
+   *  condition on a prompt per item). Metrics without a prompt (CLIP, DINOv2) return themselves.
+   *  The derived metric is freed with this one; its own close() does nothing. */
+  withPrompt(prompt: string): Metric;
   /** The AAS metrics (diffsim, diffsim-c, clip-aas, dino-aas): the four attention outputs of a
    *  pair, O_AB, O_AA, O_BA, O_BB, merged heads [B, N, C] (the scored CFG halves; CLIP: after
    *  out_proj). Tensors of the current tidy. */
@@ -272,6 +276,9 @@ abstract class BaseMetric<E extends MetricEmbedding> implements Metric {
   protected abstract fromTensors(file: SafetensorsFile, role: ImageRole, meta: Record<string, string>): Promise<E>;
   /** What the embeddings depend on (equal ⇔ comparable). */
   abstract readonly key: string;
+  withPrompt(_prompt: string): Metric {
+    return this;
+  }
 
   async embed(image: ImageInput, role: ImageRole = 'A'): Promise<E> {
     if (role !== 'A' && role !== 'B') throw new RangeError(`${this.name}: role must be 'A' or 'B', got ${JSON.stringify(role)}`);
@@ -347,7 +354,21 @@ class DiffSimEmbeddingHandle implements MetricEmbedding {
 }
 
 /** diffsim and diffsim-c. */
+/** Makes the DiffSim of another prompt on the same models (freed with the metric family). */
+type DiffSimFactory = (prompt: string) => DiffSim;
+
+/** Derived metrics by prompt, built once. */
+function promptVariant<M extends Metric>(cache: Map<string, M>, self: M, current: string, prompt: string, make: () => M): M {
+  if (prompt === current) return self;
+  let m = cache.get(prompt);
+  if (!m) cache.set(prompt, (m = make()));
+  return m;
+}
+
+const NO_OWNER = { release: async () => {} };
+
 class DiffSimPairMetric extends BaseMetric<DiffSimEmbeddingHandle> {
+  private readonly variants = new Map<string, DiffSimPairMetric>();
   readonly lowerBetter: boolean;
   readonly roleDependent: boolean;
   readonly key: string;
@@ -357,12 +378,19 @@ class DiffSimPairMetric extends BaseMetric<DiffSimEmbeddingHandle> {
     readonly name: 'diffsim' | 'diffsim-c',
     readonly diffsim: DiffSim,
     readonly settings: Readonly<Record<string, unknown>>,
-    models: string,
+    private readonly models: string,
+    private readonly factory: DiffSimFactory,
   ) {
     super(rt, owner);
     this.lowerBetter = diffsim.lowerBetter;
     this.roleDependent = diffsim.settings.noise === 'official-4-draws';
     this.key = `${name} ${diffsim.key} ${models}`;
+  }
+  override withPrompt(prompt: string): Metric {
+    return promptVariant(this.variants, this as DiffSimPairMetric, this.diffsim.settings.prompt, prompt, () => {
+      const ds = this.factory(prompt);
+      return new DiffSimPairMetric(this.runtime, NO_OWNER, this.name, ds, { ...this.settings, prompt }, this.models, this.factory);
+    });
   }
   protected isOwn(e: MetricEmbedding): e is DiffSimEmbeddingHandle {
     return e instanceof DiffSimEmbeddingHandle && e.key === this.key;
@@ -443,6 +471,7 @@ export function cosine64(a: Float32Array, b: Float32Array): number {
 }
 
 class DiffFeatsMetric extends BaseMetric<DiffFeatsEmbedding> {
+  private readonly variants = new Map<string, DiffFeatsMetric>();
   readonly name = 'diffeats' as const;
   readonly lowerBetter = false;
   readonly roleDependent: boolean;
@@ -453,12 +482,16 @@ class DiffFeatsMetric extends BaseMetric<DiffFeatsEmbedding> {
     owner: { release(): Promise<void> },
     readonly diffsim: DiffSim,
     readonly settings: Readonly<Record<string, unknown>>,
-    models: string,
+    private readonly models: string,
+    private readonly factory: DiffSimFactory,
   ) {
     super(rt, owner);
     this.roleDependent = diffsim.settings.noise === 'official-4-draws';
     this.key = `diffeats ${diffsim.key} ${models}`;
     this.tap = `${diffsim.settings.module}:out`;
+  }
+  override withPrompt(prompt: string): Metric {
+    return promptVariant(this.variants, this as DiffFeatsMetric, this.diffsim.settings.prompt, prompt, () => new DiffFeatsMetric(this.runtime, NO_OWNER, this.factory(prompt), { ...this.settings, prompt }, this.models, this.factory));
   }
   protected isOwn(e: MetricEmbedding): e is DiffFeatsEmbedding {
     return e instanceof DiffFeatsEmbedding && e.key === this.key;
@@ -645,10 +678,15 @@ export async function createMetrics(names: readonly MetricName[], o: CreateMetri
         if (name === 'diffeats' && settings.similarity === 'mse') throw new DiffSimSettingsError('diffeats: the score is a cosine (similarity mse does not apply)');
         const dm = await loader.diffsimModels(names.includes('diffsim-c'));
         for (const m of [dm.unet, dm.vae, dm.textEncoder, dm.ipAdapter, dm.imageEncoder]) if (m) owner.stores.add(m.store);
-        const ds = new DiffSim(rt, dm, settings, o.execution);
-        owner.metrics.push(ds);
+        const factory: DiffSimFactory = (prompt) => {
+          const ds = new DiffSim(rt, dm, { ...settings, prompt }, o.execution);
+          owner.metrics.push(ds);
+          return ds;
+        };
+        const ds = factory(settings.prompt ?? DIFFSIM_DEFAULTS.prompt);
         const report = { ...common, ...diffsimReport(ds), lowerBetter: ds.lowerBetter };
-        out.push(name === 'diffeats' ? new DiffFeatsMetric(rt, owner.retain(), ds, report, modelKey(models, weights)) : new DiffSimPairMetric(rt, owner.retain(), name, ds, report, modelKey(models, weights)));
+        const mk = modelKey(models, weights);
+        out.push(name === 'diffeats' ? new DiffFeatsMetric(rt, owner.retain(), ds, report, mk, factory) : new DiffSimPairMetric(rt, owner.retain(), name, ds, report, mk, factory));
       } else {
         const vision = name.startsWith('clip') ? await loader.clipMetric() : await loader.dinoMetric();
         owner.stores.add(vision instanceof ClipMetric ? vision.vision.store : vision.model.store);
