@@ -13,11 +13,13 @@ export interface ScannedRevision {
 
 export interface ScannedRepo {
   repoId: string;
+  repoType: 'model' | 'dataset' | 'space';
   revisions: Map<string, ScannedRevision>;
   blobs: Set<string>;
 }
 
 export interface Scan {
+  /** By repo id for models, `datasets/org/name` and `spaces/org/name` for the others. */
   repos: Map<string, ScannedRepo>;
   warnings: string[];
   incomplete: string[];
@@ -59,7 +61,8 @@ export function scanLikePython(cacheDir: string): Scan {
           refsByHash.get(hash)!.add(ref);
         }
       }
-      const repo: ScannedRepo = { repoId: rest.join('/'), revisions: new Map(), blobs: new Set() };
+      const repoType = type!.slice(0, -1) as ScannedRepo['repoType'];
+      const repo: ScannedRepo = { repoId: rest.join('/'), repoType, revisions: new Map(), blobs: new Set() };
       for (const rev of readdirSync(snapshots).sort()) {
         if (IGNORED.has(rev)) continue;
         const revPath = join(snapshots, rev);
@@ -76,7 +79,7 @@ export function scanLikePython(cacheDir: string): Scan {
         refsByHash.delete(rev);
       }
       if (refsByHash.size) throw new Error(`Reference(s) refer to missing commit hashes: ${[...refsByHash.keys()].join(', ')} (${repoPath})`);
-      scan.repos.set(repo.repoId, repo);
+      scan.repos.set(repoType === 'model' ? repo.repoId : `${type}/${repo.repoId}`, repo);
     } catch (e) {
       scan.warnings.push((e as Error).message);
     }
@@ -112,8 +115,9 @@ export interface PythonCacheFile {
  *  `snapshots/<commit>/<path>` as relative symlinks (or copies, as on systems without symlinks),
  *  `refs/<revision>` with the commit (no newline), `.no_exist/<commit>/<path>` markers, and the empty
  *  `.locks/…/<etag>.lock` files its file lock leaves behind. */
-export function writePythonCache(cacheDir: string, repoId: string, commit: string, files: readonly PythonCacheFile[], o: { revision?: string; noExist?: readonly string[]; copies?: boolean } = {}): string {
-  const storage = join(cacheDir, ['models', ...repoId.split('/')].join('--'));
+export function writePythonCache(cacheDir: string, repoId: string, commit: string, files: readonly PythonCacheFile[], o: { revision?: string; noExist?: readonly string[]; copies?: boolean; repoType?: 'model' | 'dataset' } = {}): string {
+  const folder = [`${o.repoType ?? 'model'}s`, ...repoId.split('/')].join('--');
+  const storage = join(cacheDir, folder);
   mkdirSync(join(storage, 'blobs'), { recursive: true });
   for (const f of files) {
     const blob = join(storage, 'blobs', f.etag);
@@ -125,7 +129,7 @@ export function writePythonCache(cacheDir: string, repoId: string, commit: strin
       writeFileSync(blob, f.content);
       symlinkSync(relative(dirname(pointer), blob), pointer);
     }
-    const lock = join(cacheDir, '.locks', ['models', ...repoId.split('/')].join('--'), `${f.etag}.lock`);
+    const lock = join(cacheDir, '.locks', folder, `${f.etag}.lock`);
     mkdirSync(dirname(lock), { recursive: true });
     writeFileSync(lock, '');
   }

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeHub, bytes, gitBlobSha1, sha256Hex, text, type FakeFile } from './hub-server.js';
-import { CACHED_NO_EXIST, readTreeCache, resolveModelFile, snapshotDownload, tryToLoadFromCache } from '../src/hub/index.js';
+import { CACHED_NO_EXIST, parseDatasetSpec, readTreeCache, resolveDataset, resolveModelFile, snapshotDownload, tryToLoadFromCache } from '../src/hub/index.js';
 
 const PYTHON = process.env.HUB_TEST_PYTHON ?? 'python3';
 const probe = spawnSync(PYTHON, ['-c', 'import huggingface_hub; print(huggingface_hub.__version__)'], { encoding: 'utf8' });
@@ -26,7 +26,17 @@ const FILES: Record<string, FakeFile> = {
 };
 const SELECTED = ['model_index.json', 'tokenizer/vocab.json', 'unet/config.json', 'unet/diffusion_pytorch_model.safetensors'];
 
-const hub = new FakeHub({ [REPO]: { commit: COMMIT, files: FILES } });
+const DATASET = 'org/py-bench';
+const DS_COMMIT = gitBlobSha1(text('interop dataset commit'));
+const DS_FILES: Record<string, FakeFile> = {
+  'README.md': { content: text('# bench\n') },
+  'images/a.png': { content: bytes(40_000, 13), lfs: true },
+  'images/sub/b.png': { content: bytes(9_000, 14), lfs: true },
+  'prompts.json': { content: text('["a cat"]\n') },
+};
+const DS_ALL = Object.keys(DS_FILES).sort();
+
+const hub = new FakeHub({ [REPO]: { commit: COMMIT, files: FILES } }, { [DATASET]: { commit: DS_COMMIT, files: DS_FILES } });
 hub.cdnHost = 'localhost';
 const tmp = mkdtempSync(join(tmpdir(), 'diffsim-hub-py-'));
 if (!version) rmSync(tmp, { recursive: true, force: true });
@@ -90,6 +100,51 @@ except EntryNotFoundError:
 print(json.dumps({"folder": folder, "missing": missing}))
 `;
 
+const SCAN_DATASET = `
+import json, sys
+from huggingface_hub import scan_cache_dir, try_to_load_from_cache, snapshot_download
+cache, repo = sys.argv[1], sys.argv[2]
+info = scan_cache_dir(cache)
+out = {"warnings": [str(w) for w in info.warnings], "repos": []}
+for r in info.repos:
+    out["repos"].append({"id": r.repo_id, "type": r.repo_type, "revisions": {rev.commit_hash: {"refs": sorted(rev.refs), "files": sorted(str(f.file_path.relative_to(rev.snapshot_path)) for f in rev.files)} for rev in r.revisions}})
+out["try"] = {p: try_to_load_from_cache(repo, p, cache_dir=cache, repo_type="dataset") for p in sys.argv[3:]}
+out["try_as_model"] = try_to_load_from_cache(repo, sys.argv[3], cache_dir=cache)
+out["snapshot_offline"] = snapshot_download(repo, repo_type="dataset", cache_dir=cache, local_files_only=True)
+print(json.dumps(out))
+`;
+
+const ONLINE_DATASET = `
+import json, sys
+from huggingface_hub import snapshot_download
+cache, repo = sys.argv[1], sys.argv[2]
+print(json.dumps({"snapshot": snapshot_download(repo, repo_type="dataset", cache_dir=cache)}))
+`;
+
+const FILL_DATASET = `
+import json, sys
+from huggingface_hub import snapshot_download
+cache, repo = sys.argv[1], sys.argv[2]
+print(json.dumps({"folder": snapshot_download(repo, repo_type="dataset", cache_dir=cache)}))
+`;
+
+const PARSE_URIS = `
+import json, sys
+try:
+    from huggingface_hub.utils._hf_uris import parse_hf_uri
+except ImportError:
+    print(json.dumps(None))
+    sys.exit(0)
+out = {}
+for uri in sys.argv[1:]:
+    try:
+        u = parse_hf_uri(uri)
+        out[uri] = {"type": u.type, "id": u.id, "revision": u.revision, "path": u.path_in_repo}
+    except Exception as e:
+        out[uri] = {"error": type(e).__name__}
+print(json.dumps(out))
+`;
+
 if (!version) {
   process.stderr.write(`hub-python: no Python with huggingface_hub (${PYTHON}); set HUB_TEST_PYTHON to run the interoperability tests\n`);
 } else {
@@ -151,6 +206,74 @@ if (!version) {
     await snapshotDownload(REPO, { env: {}, cacheDir: cache, endpoint: hub.url, onProgress: false, select: { components: ['', 'unet', 'tokenizer'] } });
     assert.equal(hub.requests.map((q) => `${q.method} ${q.url}`), [`GET /api/models/${REPO}/revision/main`], 'only the revision look-up');
   });
+  test(`a dataset cache filled by this module is recognised by huggingface_hub ${version}: scan_cache_dir (repo_type dataset), try_to_load_from_cache(repo_type="dataset"), snapshot_download`, async () => {
+    const cache = join(tmp, 'ours-dataset');
+    mkdirSync(cache);
+    const folder = await resolveDataset(`hf://datasets/${DATASET}`, { env: {}, cacheDir: cache, endpoint: hub.url, onProgress: false });
+    const r = (await python(SCAN_DATASET, [cache, DATASET, 'images/a.png', 'images/sub/b.png', 'missing.json'])) as {
+      warnings: string[];
+      repos: { id: string; type: string; revisions: Record<string, { refs: string[]; files: string[] }> }[];
+      try: Record<string, string | null>;
+      try_as_model: string | null;
+      snapshot_offline: string;
+    };
+    assert.equal(r.warnings, [], 'scan_cache_dir: no corruption');
+    assert.equal(r.repos, [{ id: DATASET, type: 'dataset', revisions: { [DS_COMMIT]: { refs: ['main'], files: DS_ALL } } }]);
+    assert.is(r.try['images/a.png'], join(folder, 'images', 'a.png'));
+    assert.is(r.try['images/sub/b.png'], join(folder, 'images', 'sub', 'b.png'));
+    assert.is(r.try['missing.json'], null);
+    assert.is(r.try_as_model, null, 'not in the model cache');
+    assert.is(r.snapshot_offline, folder);
+    hub.clearLog();
+    const online = (await python(ONLINE_DATASET, [cache, DATASET])) as { snapshot: string };
+    assert.is(online.snapshot, folder);
+    assert.equal(
+      hub.requests.map((q) => `${q.method} ${q.url.split('?')[0]}`),
+      [`GET /api/datasets/${DATASET}/revision/main`],
+      'Python downloads nothing again: the revision look-up, the file list from our trees/<commit>.json',
+    );
+  });
+
+  test(`a dataset cache filled by huggingface_hub ${version} snapshot_download(repo_type="dataset") is used by this module offline`, async () => {
+    const cache = join(tmp, 'python-dataset');
+    mkdirSync(cache);
+    hub.clearLog();
+    const r = (await python(FILL_DATASET, [cache, DATASET])) as { folder: string };
+    assert.is(hub.requests[0] && `${hub.requests[0].method} ${hub.requests[0].url.split('?')[0]}`, `GET /api/datasets/${DATASET}/revision/main`, 'Python asked the dataset route');
+    assert.is(r.folder, join(cache, 'datasets--org--py-bench', 'snapshots', DS_COMMIT));
+    hub.clearLog();
+    const env = { HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' };
+    const o = { env, onProgress: false as const };
+    assert.is(await resolveDataset(`hf://datasets/${DATASET}`, o), r.folder);
+    assert.is(await resolveDataset(`hf://datasets/${DATASET}@main/images`, o), join(r.folder, 'images'));
+    assert.is(await resolveDataset(`hf://datasets/${DATASET}@${DS_COMMIT}/images/sub`, o), join(r.folder, 'images', 'sub'));
+    const a = await resolveModelFile(DATASET, 'images/a.png', { ...o, repoType: 'dataset' });
+    assert.is(sha256Hex(readFileSync(a)), sha256Hex(DS_FILES['images/a.png']!.content));
+    assert.is(await tryToLoadFromCache(DATASET, 'prompts.json', 'main', { env, repoType: 'dataset' }), join(r.folder, 'prompts.json'));
+    assert.ok((await readTreeCache(join(cache, 'datasets--org--py-bench'), DS_COMMIT))?.has('images/sub/b.png'), "Python's trees/<commit>.json is readable");
+    assert.equal(hub.requests, [], 'offline: nothing sent');
+  });
+
+  test(`hf:// URIs split into repo, revision and folder as huggingface_hub ${version} parse_hf_uri splits them`, async () => {
+    const uris = ['hf://datasets/yiren98/Sref', 'hf://datasets/org/name@v1/a/b', 'hf://datasets/org/name@refs/pr/3/train', 'hf://datasets/org/name@refs/convert/parquet', 'hf://datasets/org/name@feature%2Fx/data', 'hf://datasets/org/name/dir/file@1', 'hf://datasets/org/name/', 'hf://datasets/org', 'hf://dataset/org/name', 'hf://datasets/org/name@', 'hf://datasets/org/na--me'];
+    const py = (await python(PARSE_URIS, uris)) as Record<string, { type?: string; id?: string; revision?: string | null; path?: string; error?: string }> | null;
+    if (py === null) {
+      process.stderr.write(`hub-python: huggingface_hub ${version} has no parse_hf_uri; URI parsing not compared\n`);
+      return;
+    }
+    for (const uri of uris) {
+      const want = py[uri]!;
+      let got: { type?: string; id?: string; revision?: string | null; path?: string; error?: string };
+      try {
+        const d = parseDatasetSpec(uri);
+        got = { type: 'dataset', id: d.repoId, revision: d.revision ?? null, path: d.subfolder };
+      } catch {
+        got = { error: 'HfUriError' };
+      }
+      assert.equal(got, want.error ? { error: 'HfUriError' } : want, uri);
+    }
+  });
+
 }
 
 test.run();

@@ -1,5 +1,6 @@
-// A fake Hugging Face hub on 127.0.0.1 for the hub tests: the repo-info and tree APIs, HEAD/GET on
-// resolve/ (regular files with their git blob sha1 as ETag; LFS files answered with a 302 to a
+// A fake Hugging Face hub on 127.0.0.1 for the hub tests: model and dataset repos (the dataset routes
+// are the model ones with `datasets/` before the id: /api/datasets/{id}/…, /datasets/{id}/resolve/…),
+// the repo-info and tree APIs, HEAD/GET on resolve/ (regular files with their git blob sha1 as ETag; LFS files answered with a 302 to a
 // /cdn/ URL on the same server, with X-Linked-Etag = sha256 and X-Linked-Size), Range requests,
 // tokens, gated repos, hub error codes, and faults on demand (a connection cut after N bytes, a
 // corrupted body, a server that ignores Range). Every request is logged.
@@ -64,7 +65,7 @@ export class FakeHub {
   readonly requests: LoggedRequest[] = [];
   /** CDN GETs of this sha256 stop after this many bytes and the socket is destroyed (once per entry). */
   readonly cutAfter = new Map<string, number>();
-  /** Repo paths (`org/name:path`) whose body is served with one byte flipped. */
+  /** Repo paths (`org/name:path`, `datasets/org/name:path`) whose body is served with one byte flipped. */
   readonly corrupt = new Set<string>();
   /** Answer 200 with the whole file to Range requests. */
   ignoreRange = false;
@@ -82,7 +83,15 @@ export class FakeHub {
   private sockets = new Set<Socket>();
   url = '';
 
-  constructor(readonly repos: Record<string, FakeRepo>) {}
+  /** `repos` are model repos, `datasets` dataset repos (an id may be both: they are separate repos). */
+  constructor(
+    readonly repos: Record<string, FakeRepo>,
+    readonly datasets: Record<string, FakeRepo> = {},
+  ) {}
+
+  private reposOf(type: 'model' | 'dataset'): Record<string, FakeRepo> {
+    return type === 'dataset' ? this.datasets : this.repos;
+  }
 
   async start(): Promise<string> {
     const server = createServer((req, res) => this.handle(req, res));
@@ -121,8 +130,8 @@ export class FakeHub {
   }
 
   /** The repo, or an error answer when it is missing or not accessible with the request's token. */
-  private access(req: IncomingMessage, res: ServerResponse, repoId: string): FakeRepo | undefined {
-    const repo = this.repos[repoId];
+  private access(req: IncomingMessage, res: ServerResponse, type: 'model' | 'dataset', repoId: string): FakeRepo | undefined {
+    const repo = Object.hasOwn(this.reposOf(type), repoId) ? this.reposOf(type)[repoId] : undefined;
     if (!repo) {
       this.fail(res, 401, 'RepoNotFound');
       return undefined;
@@ -143,17 +152,21 @@ export class FakeHub {
     this.requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
     const u = new URL(req.url ?? '/', this.url);
     const parts = u.pathname.split('/').slice(1).map(decodeURIComponent);
-    if (parts[0] === 'api' && parts[1] === 'models') return this.api(req, res, parts.slice(2), u);
+    if (parts[0] === 'api' && parts[1] === 'models') return this.api(req, res, 'model', parts.slice(2), u);
+    if (parts[0] === 'api' && parts[1] === 'datasets') return this.api(req, res, 'dataset', parts.slice(2), u);
     if (parts[0] === 'cdn') return this.cdn(req, res, parts[1] ?? '');
+    const type = parts[0] === 'datasets' ? 'dataset' : 'model';
+    const from = type === 'dataset' ? 1 : 0;
     const r = parts.indexOf('resolve');
-    if (r >= 1) return this.resolve(req, res, parts.slice(0, r).join('/'), parts[r + 1] ?? '', parts.slice(r + 2).join('/'));
+    if (r >= from + 1) return this.resolve(req, res, type, parts.slice(from, r).join('/'), parts[r + 1] ?? '', parts.slice(r + 2).join('/'));
     this.fail(res, 404, undefined);
   }
 
-  private api(req: IncomingMessage, res: ServerResponse, parts: string[], u: URL): void {
+  private api(req: IncomingMessage, res: ServerResponse, type: 'model' | 'dataset', parts: string[], u: URL): void {
     const k = parts.findIndex((p) => p === 'revision' || p === 'tree');
+    if (k < 1) return this.fail(res, 404, undefined);
     const repoId = parts.slice(0, k).join('/');
-    const repo = this.access(req, res, repoId);
+    const repo = this.access(req, res, type, repoId);
     if (!repo) return;
     const commit = this.commitOf(repo, parts[k + 1] ?? '');
     if (!commit) return this.fail(res, 404, 'RevisionNotFound');
@@ -183,16 +196,17 @@ export class FakeHub {
     res.end(JSON.stringify(page));
   }
 
-  private resolve(req: IncomingMessage, res: ServerResponse, repoId: string, rev: string, path: string): void {
-    const repo = this.access(req, res, repoId);
+  private resolve(req: IncomingMessage, res: ServerResponse, type: 'model' | 'dataset', repoId: string, rev: string, path: string): void {
+    const repo = this.access(req, res, type, repoId);
     if (!repo) return;
     const commit = this.commitOf(repo, rev);
     if (!commit) return this.fail(res, 404, 'RevisionNotFound');
-    const f = repo.files[path];
+    const key = type === 'dataset' ? `datasets/${repoId}` : repoId;
+    const f = Object.hasOwn(repo.files, path) ? repo.files[path] : undefined;
     if (!f) return this.fail(res, 404, 'EntryNotFound', { 'x-repo-commit': commit });
     if (f.lfs) {
       const sha = sha256Hex(f.content);
-      const location = `${this.url.replace('127.0.0.1', this.cdnHost)}/cdn/${sha}?repo=${encodeURIComponent(repoId)}&path=${encodeURIComponent(path)}`;
+      const location = `${this.url.replace('127.0.0.1', this.cdnHost)}/cdn/${sha}?repo=${encodeURIComponent(key)}&path=${encodeURIComponent(path)}`;
       if (this.bareRedirects) {
         res.writeHead(302, { location });
         res.end();
@@ -210,16 +224,17 @@ export class FakeHub {
       return;
     }
     const etag = `"${gitBlobSha1(f.content)}"`;
-    this.body(req, res, this.served(repoId, path, f.content), { 'x-repo-commit': commit, etag: f.weakEtag ? `W/${etag}` : etag }, undefined);
+    this.body(req, res, this.served(key, path, f.content), { 'x-repo-commit': commit, etag: f.weakEtag ? `W/${etag}` : etag }, undefined);
   }
 
   private cdn(req: IncomingMessage, res: ServerResponse, sha: string): void {
-    for (const [repoId, repo] of Object.entries(this.repos)) {
+    const all = [...Object.entries(this.repos), ...Object.entries(this.datasets).map(([id, r]) => [`datasets/${id}`, r] as const)];
+    for (const [key, repo] of all) {
       for (const [path, f] of Object.entries(repo.files)) {
         if (f.lfs && sha256Hex(f.content) === sha) {
           const h: Record<string, string> = { etag: `"${sha}"` };
           if (this.bareRedirects) h['x-repo-commit'] = repo.commit;
-          return this.body(req, res, this.served(repoId, path, f.content), h, sha);
+          return this.body(req, res, this.served(key, path, f.content), h, sha);
         }
       }
     }

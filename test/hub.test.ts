@@ -13,8 +13,10 @@ import {
   hubCacheDir,
   hubSettings,
   filterRepoPaths,
+  parseDatasetSpec,
   parseModelSpec,
   readTreeCache,
+  resolveDataset,
   resolveModel,
   resolveModelFile,
   selectRepoFiles,
@@ -54,11 +56,35 @@ const PRIVATE_COMMIT = gitBlobSha1(text('private commit'));
 const GATED = 'org/gated';
 const SELECT = { components: ['', 'unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler'] };
 
-const hub = new FakeHub({
-  [REPO]: { commit: COMMIT, files: FILES },
-  [PRIVATE]: { commit: PRIVATE_COMMIT, token: 'hf_secret', files: { 'config.json': { content: text('{"private": true}') }, 'model.safetensors': { content: bytes(5000, 77), lfs: true } } },
-  [GATED]: { commit: PRIVATE_COMMIT, token: 'hf_gate', gated: true, files: { 'config.json': { content: text('{}') } } },
-});
+const DATASET = 'org/style-bench';
+const DS_COMMIT = gitBlobSha1(text('dataset commit 1'));
+const DS_FILES: Record<string, FakeFile> = {
+  '.gitattributes': { content: text('*.png filter=lfs diff=lfs merge=lfs -text\n') },
+  'README.md': { content: text('# style bench\n') },
+  'notes.txt': { content: text('a file, not a folder\n') },
+  'images/a.png': { content: bytes(30_000, 21), lfs: true },
+  'images/b.png': { content: bytes(20_000, 22), lfs: true },
+  'images/sub/c.png': { content: bytes(10_000, 23), lfs: true },
+  'images/labels.json': { content: text('{"a": 0, "b": 1}\n') },
+  'images-extra/d.png': { content: bytes(5_000, 24), lfs: true },
+  'odd [v1]/x.json': { content: text('{"odd": true}\n') },
+  'odd v/y.json': { content: text('{"odd": false}\n') },
+};
+/** A dataset with the same id as the model REPO: another repo. */
+const SAME_ID_FILES: Record<string, FakeFile> = { 'data.json': { content: text('{"dataset": true}\n') } };
+const SAME_ID_COMMIT = gitBlobSha1(text('same id dataset commit'));
+
+const hub = new FakeHub(
+  {
+    [REPO]: { commit: COMMIT, files: FILES },
+    [PRIVATE]: { commit: PRIVATE_COMMIT, token: 'hf_secret', files: { 'config.json': { content: text('{"private": true}') }, 'model.safetensors': { content: bytes(5000, 77), lfs: true } } },
+    [GATED]: { commit: PRIVATE_COMMIT, token: 'hf_gate', gated: true, files: { 'config.json': { content: text('{}') } } },
+  },
+  {
+    [DATASET]: { commit: DS_COMMIT, files: DS_FILES },
+    [REPO]: { commit: SAME_ID_COMMIT, files: SAME_ID_FILES },
+  },
+);
 
 const tmp = mkdtempSync(join(tmpdir(), 'diffsim-hub-'));
 let n = 0;
@@ -73,8 +99,13 @@ function opts(cacheDir: string, extra: DownloadOptions = {}): DownloadOptions {
   return { env: {}, cacheDir, endpoint: hub.url, onProgress: false, retryDelayMs: 5, ...extra };
 }
 
-function storageOf(cacheDir: string, repoId = REPO): string {
-  return join(cacheDir, ['models', ...repoId.split('/')].join('--'));
+function storageOf(cacheDir: string, repoId = REPO, repoType: 'model' | 'dataset' = 'model'): string {
+  return join(cacheDir, [`${repoType}s`, ...repoId.split('/')].join('--'));
+}
+
+function dsEtagOf(path: string): string {
+  const f = DS_FILES[path]!;
+  return f.lfs ? sha256Hex(f.content) : gitBlobSha1(f.content);
 }
 
 function etagOf(path: string): string {
@@ -606,6 +637,195 @@ test('HF_HUB_DISABLE_SYMLINKS: snapshot files are real files; Python reads them 
   hub.clearLog();
   await snapshotDownload(REPO, { ...opts(cache), select: { components: ['unet'] }, revision: COMMIT });
   assert.equal(hub.requests, [], 'copies count as cached');
+});
+
+test('a dataset (hf://datasets/org/name) lands in datasets--org--name as huggingface_hub lays it out, through the dataset routes only', async () => {
+  const cache = freshCache();
+  const lines: string[] = [];
+  hub.clearLog();
+  const folder = await resolveDataset(`hf://datasets/${DATASET}`, { ...opts(cache), onProgress: stderrProgress({ isTTY: false, write: (t: string) => lines.push(t) }) });
+  const storage = storageOf(cache, DATASET, 'dataset');
+  assert.is(folder, join(storage, 'snapshots', DS_COMMIT));
+  const all = Object.keys(DS_FILES).sort();
+  const links = snapshotLinks(folder);
+  assert.equal([...links.keys()].sort(), all, 'every file of the dataset, all symlinks');
+  for (const p of all) {
+    assert.is(links.get(p), `${'../'.repeat(p.split('/').length + 1)}blobs/${dsEtagOf(p)}`, `${p}: relative link to blobs/<etag>`);
+    assert.ok(same(readFileSync(join(folder, p)), DS_FILES[p]!.content), `${p}: content`);
+  }
+  assert.equal(readdirSync(join(storage, 'blobs')).sort(), all.map(dsEtagOf).sort(), 'one blob per file (LFS by sha256), no .incomplete');
+  assert.is(readFileSync(join(storage, 'refs', 'main'), 'utf8'), DS_COMMIT, 'refs/main holds the commit');
+  assert.ok((await readTreeCache(storage, DS_COMMIT))?.has('images/sub/c.png'), 'trees/<commit>.json');
+  assert.ok(existsSync(join(cache, '.locks', 'datasets--org--style-bench')), 'locks under .locks/datasets--org--name');
+  assert.not.ok(existsSync(storageOf(cache, DATASET)), 'no models--org--style-bench folder');
+  const scan = scanLikePython(cache);
+  assert.equal(scan.warnings, []);
+  const repo = scan.repos.get(`datasets/${DATASET}`);
+  assert.is(repo?.repoType, 'dataset');
+  assert.equal([...repo!.revisions.get(DS_COMMIT)!.refs], ['main']);
+  // The routes: dataset info and tree under /api/datasets/, files under /datasets/{id}/resolve/.
+  const routes = hub.requests.map((r) => `${r.method} ${decodeURIComponent(r.url)}`);
+  assert.is(routes[0], `GET /api/datasets/${DATASET}/revision/main`);
+  assert.is(routes[1], `GET /api/datasets/${DATASET}/tree/${DS_COMMIT}?recursive=true`);
+  assert.ok(routes.every((r) => r.startsWith(`GET /api/datasets/${DATASET}/`) || r.startsWith(`HEAD /datasets/${DATASET}/resolve/${DS_COMMIT}/`) || r.startsWith('GET /cdn/') || r.startsWith(`GET /datasets/${DATASET}/resolve/${DS_COMMIT}/`)), routes.join('\n'));
+  assert.ok(routes.includes(`HEAD /datasets/${DATASET}/resolve/${DS_COMMIT}/odd [v1]/x.json`));
+  assert.is(hub.requests.filter((r) => r.method === 'HEAD').length, all.length, 'one HEAD per file');
+  // Progress on stderr names the dataset.
+  assert.is(lines.length, all.length, 'one line per file');
+  assert.ok(lines.every((l) => l.startsWith(`datasets/${DATASET}: `)), lines.join(''));
+  // Again: one request by branch, none by commit, as for models.
+  hub.clearLog();
+  assert.is(await resolveDataset(`hf://datasets/${DATASET}`, opts(cache)), folder);
+  assert.equal(hub.requests.map((r) => `${r.method} ${r.url}`), [`GET /api/datasets/${DATASET}/revision/main`]);
+  hub.clearLog();
+  assert.is(await resolveDataset(`hf://datasets/${DATASET}@${DS_COMMIT}`, opts(cache)), folder);
+  assert.equal(hub.requests, []);
+  // One file, and the cache look-up, with repoType 'dataset'.
+  hub.clearLog();
+  assert.is(await resolveModelFile(DATASET, 'images/labels.json', opts(cache, { repoType: 'dataset' })), join(folder, 'images', 'labels.json'));
+  assert.equal(hub.requests.map((r) => `${r.method} ${r.url}`), [`HEAD /datasets/${DATASET}/resolve/main/images/labels.json`]);
+  assert.is(await tryToLoadFromCache(DATASET, 'images/labels.json', 'main', { cacheDir: cache, env: {}, repoType: 'dataset' }), join(folder, 'images', 'labels.json'));
+  assert.is(await tryToLoadFromCache(DATASET, 'images/labels.json', 'main', { cacheDir: cache, env: {} }), null, 'not a model repo');
+  // A missing dataset names itself with its type.
+  const missing = await hubError(() => resolveDataset('hf://datasets/org/nope', opts(cache)), 'missing dataset');
+  assert.is(missing.code, 'repo-not-found');
+  assert.match(missing.message, /^datasets\/org\/nope: repository not found/);
+  const rev = await hubError(() => resolveDataset(`hf://datasets/${DATASET}@v9/images`, opts(cache)), 'missing revision');
+  assert.is(rev.code, 'revision-not-found');
+  assert.match(rev.message, /^datasets\/org\/style-bench: no revision "v9"/);
+});
+
+test('a model and a dataset with the same id are two repos: two cache folders, two sets of routes', async () => {
+  const cache = freshCache();
+  hub.clearLog();
+  const ds = await snapshotDownload(REPO, { ...opts(cache), repoType: 'dataset' });
+  assert.is(ds, join(storageOf(cache, REPO, 'dataset'), 'snapshots', SAME_ID_COMMIT));
+  assert.equal([...snapshotLinks(ds).keys()], ['data.json']);
+  assert.not.ok(existsSync(storageOf(cache, REPO)), 'the model cache folder is untouched');
+  assert.ok(hub.requests.every((r) => !r.url.startsWith('/api/models/') && !r.url.startsWith(`/${REPO}/`)), 'no model route asked');
+  const model = await resolveModelFile(REPO, 'unet/config.json', opts(cache));
+  assert.is(model, join(storageOf(cache), 'snapshots', COMMIT, 'unet', 'config.json'));
+  const e = await hubError(() => resolveModelFile(REPO, 'data.json', opts(cache)), 'dataset file asked of the model');
+  assert.is(e.code, 'entry-not-found');
+  assert.match(e.message, /^org\/tiny-sd: no file "data\.json"/);
+  assert.equal(scanLikePython(cache).warnings, []);
+  assert.equal([...scanLikePython(cache).repos.keys()].sort(), [`datasets/${REPO}`, REPO]);
+  const bad = await hubError(() => snapshotDownload(REPO, { ...opts(cache), repoType: 'space' as never }), 'unknown repo type');
+  assert.is(bad.code, 'invalid');
+  assert.match(bad.message, /"space" is not a repo type .*"model" or "dataset"/);
+});
+
+test('hf://datasets/org/name/folder downloads only that folder and returns it; a missing folder or a file is an error naming both', async () => {
+  const cache = freshCache();
+  const snap = join(storageOf(cache, DATASET, 'dataset'), 'snapshots', DS_COMMIT);
+  hub.clearLog();
+  assert.is(await resolveDataset(`hf://datasets/${DATASET}/images`, opts(cache)), join(snap, 'images'));
+  assert.equal([...snapshotLinks(snap).keys()].sort(), ['images/a.png', 'images/b.png', 'images/labels.json', 'images/sub/c.png'], 'the folder, its subfolders, nothing beside it (images-extra/ included)');
+  const resolved = hub.requestsFor('/resolve/').map((r) => decodeURIComponent(r.url));
+  assert.ok(resolved.every((u) => u.includes(`/resolve/${DS_COMMIT}/images/`)), resolved.join('\n'));
+  // A revision, a trailing slash, a folder deeper down, and glob characters taken literally.
+  assert.is(await resolveDataset(`hf://datasets/${DATASET}@${DS_COMMIT}/images/sub/`, opts(cache)), join(snap, 'images', 'sub'));
+  assert.is(await resolveDataset(`hf://datasets/${DATASET}@main/odd [v1]`, opts(cache)), join(snap, 'odd [v1]'));
+  assert.ok(existsSync(join(snap, 'odd [v1]', 'x.json')));
+  assert.not.ok(existsSync(join(snap, 'odd v')), '"[v1]" is not a character class');
+  const nope = await hubError(() => resolveDataset(`hf://datasets/${DATASET}/nope`, opts(cache)), 'no such folder');
+  assert.is(nope.code, 'entry-not-found');
+  assert.is(nope.message, `datasets/${DATASET}: "nope" is not a folder of the dataset (hf://datasets/${DATASET}/nope)`);
+  assert.is(nope.path, 'nope');
+  const file = await hubError(() => resolveDataset(`hf://datasets/${DATASET}/notes.txt`, opts(cache)), 'a file');
+  assert.is(file.code, 'entry-not-found');
+  assert.match(file.message, /^datasets\/org\/style-bench: "notes\.txt" is a file, expected a folder/);
+  assert.not.ok(existsSync(join(snap, 'notes.txt')), 'not downloaded either');
+  const conflict = await hubError(() => resolveDataset(`hf://datasets/${DATASET}@main/images`, { ...opts(cache), revision: 'v2' }), 'two revisions');
+  assert.is(conflict.code, 'invalid');
+  assert.match(conflict.message, /revision "main" is not the revision "v2"/);
+});
+
+test('offline: a cached dataset (or folder of it) is used with no request; what is not cached fails with one line naming the dataset and what is missing', async () => {
+  const cache = freshCache();
+  const snap = join(storageOf(cache, DATASET, 'dataset'), 'snapshots', DS_COMMIT);
+  await resolveDataset(`hf://datasets/${DATASET}/images`, opts(cache));
+  hub.clearLog();
+  const env = { HF_HUB_OFFLINE: '1', HF_HUB_CACHE: cache, HF_ENDPOINT: hub.url };
+  const off = { env, onProgress: false as const };
+  assert.is(await resolveDataset(`hf://datasets/${DATASET}/images`, off), join(snap, 'images'));
+  assert.is(await resolveDataset(`hf://datasets/${DATASET}/images/sub`, off), join(snap, 'images', 'sub'));
+  assert.is(await resolveModelFile(DATASET, 'images/a.png', { ...off, repoType: 'dataset' }), join(snap, 'images', 'a.png'));
+  assert.equal(hub.requests, [], 'HF_HUB_OFFLINE: nothing sent');
+  // The whole dataset was never downloaded: the cached file list says what is missing.
+  const whole = await hubError(() => resolveDataset(`hf://datasets/${DATASET}`, off), 'whole dataset offline');
+  assert.is(whole.code, 'incomplete', whole.message);
+  assert.not.match(whole.message, /\n/);
+  assert.match(whole.message, /^datasets\/org\/style-bench: "\.gitattributes", "README\.md", "images-extra\/d\.png" and 3 more are not in the Hugging Face cache .*HF_HUB_OFFLINE=0/);
+  const nope = await hubError(() => resolveDataset(`hf://datasets/${DATASET}/nope`, off), 'missing folder offline');
+  assert.is(nope.code, 'entry-not-found', 'known from the cached file list');
+  // Nothing cached for that dataset (a model of the same id does not count).
+  const empty = freshCache();
+  await snapshotDownload(REPO, { ...opts(empty), select: { components: ['tokenizer'] } });
+  const env2 = { HF_HUB_OFFLINE: '1', HF_HUB_CACHE: empty };
+  const e = await hubError(() => resolveDataset(`hf://datasets/${REPO}/data`, { env: env2, onProgress: false }), 'offline, not cached');
+  assert.is(e.code, 'offline');
+  assert.is(e.repoId, REPO);
+  assert.not.match(e.message, /\n/);
+  assert.match(e.message, /^datasets\/org\/tiny-sd: the snapshot is not in the Hugging Face cache \(.*\) and offline mode is on \(HF_HUB_OFFLINE=1\); set HF_HUB_OFFLINE=0 to download, or pass a local folder$/);
+  const f = await hubError(() => resolveModelFile(REPO, 'data.json', { env: env2, onProgress: false, repoType: 'dataset' }), 'offline file');
+  assert.is(f.code, 'offline');
+  assert.match(f.message, /^datasets\/org\/tiny-sd: "data\.json" is not in the Hugging Face cache/);
+  assert.is(f.path, 'data.json');
+  // A dataset cache written as Python writes it, without a file list: a folder it lacks is reported as not cached.
+  const py = freshCache();
+  const png = bytes(3000, 31);
+  writePythonCache(py, DATASET, DS_COMMIT, [{ path: 'images/a.png', content: png, etag: sha256Hex(png) }], { revision: 'main', repoType: 'dataset' });
+  assert.equal(scanLikePython(py).warnings, []);
+  const pyEnv = { env: { HF_HUB_OFFLINE: '1', HF_HUB_CACHE: py }, onProgress: false as const };
+  assert.is(await resolveDataset(`hf://datasets/${DATASET}/images`, pyEnv), join(storageOf(py, DATASET, 'dataset'), 'snapshots', DS_COMMIT, 'images'));
+  const other = await hubError(() => resolveDataset(`hf://datasets/${DATASET}/other`, pyEnv), 'folder not cached, no file list');
+  assert.is(other.code, 'offline');
+  assert.match(other.message, /^datasets\/org\/style-bench: the folder "other" is not in the Hugging Face cache .*HF_HUB_OFFLINE=0/);
+});
+
+test('hf:// dataset URIs: the parts as huggingface_hub parses them; malformed ones fail naming the URI and the expected form; other strings are local paths', async () => {
+  const ok: [string, { repoId: string; revision: string | undefined; subfolder: string }][] = [
+    ['hf://datasets/yiren98/Sref', { repoId: 'yiren98/Sref', revision: undefined, subfolder: '' }],
+    ['hf://datasets/yiren98/IPref/', { repoId: 'yiren98/IPref', revision: undefined, subfolder: '' }],
+    ['hf://datasets/org/name@v1.0/a/b', { repoId: 'org/name', revision: 'v1.0', subfolder: 'a/b' }],
+    ['hf://datasets/org/name@refs/pr/3/train', { repoId: 'org/name', revision: 'refs/pr/3', subfolder: 'train' }],
+    ['hf://datasets/org/name@refs/convert/parquet', { repoId: 'org/name', revision: 'refs/convert/parquet', subfolder: '' }],
+    ['hf://datasets/org/name@feature%2Fx/data', { repoId: 'org/name', revision: 'feature/x', subfolder: 'data' }],
+    ['hf://datasets/org/name/dir/file@1', { repoId: 'org/name', revision: undefined, subfolder: 'dir/file@1' }],
+  ];
+  for (const [spec, want] of ok) assert.equal(parseDatasetSpec(spec), want, spec);
+  const bad: [string, RegExp][] = [
+    ['hf://', /nothing after hf:\/\//],
+    ['hf://org/name', /it names the model repository org\/name; a dataset is hf:\/\/datasets\/org\/name/],
+    ['hf://models/org/name', /it names the model repository org\/name/],
+    ['hf://datasets', /no repository id after "datasets"/],
+    ['hf://datasets/', /no repository id/],
+    ['hf://datasets/org', /the repository id must be org\/name, got "org"/],
+    ['hf://datasets/@main', /no repository id before "@"/],
+    ['hf://dataset/org/name', /the type prefix is plural: "datasets\/", not "dataset\/"/],
+    ['hf://spaces/org/app', /spaces are not supported here/],
+    ['hf://datasets/org/name@', /an empty revision after "@"/],
+    ['hf://datasets/org/na--me', /is not a Hugging Face repo id/],
+    ['hf://datasets/org/name/a//b', /"a\/\/b" is not a relative file path/],
+    ['hf://datasets/org/name/a/../../x', /is not a relative file path/],
+    ['hf://datasets/org/name@a/../b/c', /: "\.\.\/b\/c" is not a relative file path inside the repository/],
+    ['hf://datasets/org/name@refs%2F..', /: "refs\/\.\." is not a revision/],
+  ];
+  for (const [spec, why] of bad) {
+    const e = await hubError(() => resolveDataset(spec, { env: {}, offline: true }), spec);
+    assert.is(e.code, 'invalid', spec);
+    assert.ok(e.message.startsWith(`${spec}: not a Hugging Face dataset URI: `), e.message);
+    assert.match(e.message, why, spec);
+    assert.ok(e.message.endsWith('(expected hf://datasets/org/name[@revision][/folder])'), e.message);
+    assert.not.match(e.message, /\n/);
+  }
+  // Not hf://: a local path, returned as it is, nothing asked (the bare datasets/org/name included).
+  hub.clearLog();
+  for (const local of ['datasets/org/name', './images', '/abs/images', 'hf:/datasets/org/name', 'C:\\data']) {
+    assert.is(await resolveDataset(local, { ...opts(freshCache()) }), local);
+  }
+  assert.equal(hub.requests, []);
 });
 
 test.run();

@@ -7,12 +7,14 @@
 //                            /trees/<commit>.json             the commit's file list (format_version 1)
 //   <cache>/.locks/models--org--name/<etag>.lock
 //   <cache>/CACHEDIR.TAG
+//
+// A dataset repo has the same layout under `datasets--org--name` (and `.locks/datasets--org--name`).
 
 import { randomBytes } from 'node:crypto';
 import { copyFile, lstat, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { HubError } from './errors.js';
-import { COMMIT_HASH, repoFolderName, validateRepoPath, validateRevision } from './paths.js';
+import { COMMIT_HASH, repoFolderName, validateRepoPath, validateRevision, type RepoType } from './paths.js';
 import { hubCacheDir, type HubOptions } from './settings.js';
 
 /** What {@link tryToLoadFromCache} returns when the cache records that the file does not exist at
@@ -20,9 +22,9 @@ import { hubCacheDir, type HubOptions } from './settings.js';
 export const CACHED_NO_EXIST: unique symbol = Symbol.for('diffsim.hub.CACHED_NO_EXIST');
 export type CachedNoExist = typeof CACHED_NO_EXIST;
 
-/** `<cache>/models--org--name`. */
-export function repoCacheDir(repoId: string, cacheDir: string): string {
-  return join(cacheDir, repoFolderName(repoId));
+/** `<cache>/models--org--name`, or `<cache>/datasets--org--name` for a dataset. */
+export function repoCacheDir(repoId: string, cacheDir: string, repoType: RepoType = 'model'): string {
+  return join(cacheDir, repoFolderName(repoId, repoType));
 }
 
 /** `<storage>/snapshots/<commit>/<path>`, refusing paths that would leave the snapshot folder. */
@@ -219,11 +221,12 @@ export async function listSnapshot(folder: string): Promise<string[]> {
 /** Looks a file up in the cache without any network access, like huggingface_hub's
  *  `try_to_load_from_cache`: the local path when the file is cached at that revision (a branch or
  *  tag is read through `refs/`), {@link CACHED_NO_EXIST} when the cache records that it does not
- *  exist there, `null` when the cache does not know. */
-export async function tryToLoadFromCache(repoId: string, path: string, revision = 'main', options: HubOptions = {}): Promise<string | CachedNoExist | null> {
+ *  exist there, `null` when the cache does not know. `repoType: 'dataset'` looks in the dataset's
+ *  cache folder. */
+export async function tryToLoadFromCache(repoId: string, path: string, revision = 'main', options: HubOptions & { repoType?: RepoType } = {}): Promise<string | CachedNoExist | null> {
   validateRepoPath(repoId, path);
   validateRevision(repoId, revision);
-  const storage = repoCacheDir(repoId, hubCacheDir(options));
+  const storage = repoCacheDir(repoId, hubCacheDir(options), options.repoType ?? 'model');
   if (!(await isDir(storage))) return null;
   const commit = (await readRef(storage, revision)) ?? revision;
   if (await isFile(noExistPath(storage, commit, path))) return CACHED_NO_EXIST;

@@ -12,12 +12,14 @@ import { blobPath, createCacheDirTag, isFile, linkBlob, noExistPath, pointerPath
 import { HubError, isHubError } from './errors.js';
 import { authHeaders, describeCause, fileMetadata, httpError, hubFetch, type FileMetadata } from './http.js';
 import { acquireLock } from './lock.js';
-import { COMMIT_HASH, repoFolderName, SHA256, validateRepoPath, validateRevision } from './paths.js';
+import { COMMIT_HASH, repoFolderName, repoUrlName, SHA256, validateRepoPath, validateRepoType, validateRevision, type RepoType } from './paths.js';
 import { stderrProgress, type DownloadProgress, type ProgressCallback } from './progress.js';
 import { hubSettings, type HubOptions, type HubSettings } from './settings.js';
 
 /** Options of the download functions. */
 export interface DownloadOptions extends HubOptions {
+  /** `model` (default) or `dataset`: which kind of repo `repoId` names (huggingface_hub's `repo_type`). */
+  repoType?: RepoType;
   /** Branch, tag or commit hash (default `main`). */
   revision?: string;
   /** Progress reports; by default {@link stderrProgress} (stderr only), `false` for none. */
@@ -34,6 +36,7 @@ export interface DownloadOptions extends HubOptions {
 /** What the internal steps share for one call. */
 export interface CallContext {
   settings: HubSettings;
+  repoType: RepoType;
   progress: ProgressCallback | undefined;
   retries: number;
   retryDelayMs: number;
@@ -41,8 +44,11 @@ export interface CallContext {
 }
 
 export function callContext(o: DownloadOptions): CallContext {
+  const repoType = o.repoType ?? 'model';
+  validateRepoType(repoType);
   return {
     settings: hubSettings(o),
+    repoType,
     progress: o.onProgress === false ? undefined : (o.onProgress ?? stderrProgress()),
     retries: o.retries ?? 5,
     retryDelayMs: o.retryDelayMs ?? 1000,
@@ -58,11 +64,12 @@ export function notCachedError(ctx: CallContext, repoId: string, what: string, c
   const s = ctx.settings;
   if (cause && ACCESS_CODES.has(cause.code)) return cause;
   const is = o.plural ? 'are' : 'is';
+  const name = repoUrlName(repoId, ctx.repoType);
   if (s.offline || !cause) {
-    return new HubError(o.code ?? 'offline', `${repoId}: ${what} ${is} not in the Hugging Face cache (${s.cacheDir}) and offline mode is on (HF_HUB_OFFLINE=1); set HF_HUB_OFFLINE=0 to download, or pass a local folder`, { repoId, path: o.path });
+    return new HubError(o.code ?? 'offline', `${name}: ${what} ${is} not in the Hugging Face cache (${s.cacheDir}) and offline mode is on (HF_HUB_OFFLINE=1); set HF_HUB_OFFLINE=0 to download, or pass a local folder`, { repoId, path: o.path });
   }
-  const reason = cause.code === 'network' ? `${s.endpoint} cannot be reached (${describeCause(cause.cause)})` : `the hub answered: ${cause.message.startsWith(`${repoId}: `) ? cause.message.slice(repoId.length + 2) : cause.message}`;
-  return new HubError(o.code ?? 'network', `${repoId}: ${what} ${is} not in the Hugging Face cache (${s.cacheDir}) and ${reason}; check the connection or HF_ENDPOINT, or pass a local folder`, { repoId, path: o.path, status: cause.status, cause });
+  const reason = cause.code === 'network' ? `${s.endpoint} cannot be reached (${describeCause(cause.cause)})` : `the hub answered: ${cause.message.startsWith(`${name}: `) ? cause.message.slice(name.length + 2) : cause.message}`;
+  return new HubError(o.code ?? 'network', `${name}: ${what} ${is} not in the Hugging Face cache (${s.cacheDir}) and ${reason}; check the connection or HF_ENDPOINT, or pass a local folder`, { repoId, path: o.path, status: cause.status, cause });
 }
 
 async function hashFile(path: string, hash: Hash): Promise<void> {
@@ -78,6 +85,8 @@ function contentRangeStart(h: string | null): number | undefined {
  *  it to `blob`. */
 async function transfer(ctx: CallContext, repoId: string, path: string, meta: FileMetadata, incomplete: string, blob: string): Promise<void> {
   const s = ctx.settings;
+  const name = repoUrlName(repoId, ctx.repoType);
+  const subject = { repoId, repoType: ctx.repoType, revision: meta.commit, path };
   const verify = SHA256.test(meta.etag);
   const fh = await open(incomplete, 'a+');
   let closed = false;
@@ -96,7 +105,7 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
       if (!ctx.progress) return;
       const elapsed = (Date.now() - started) / 1000;
       const rate = elapsed > 0 ? received / elapsed : 0;
-      ctx.progress({ repoId, path, phase, loaded: size, total: meta.size, resumedFrom, rate, etaSeconds: rate > 0 ? (meta.size - size) / rate : phase === 'done' ? 0 : null, elapsedSeconds: elapsed });
+      ctx.progress({ repoId, repoType: ctx.repoType, path, phase, loaded: size, total: meta.size, resumedFrom, rate, etaSeconds: rate > 0 ? (meta.size - size) / rate : phase === 'done' ? 0 : null, elapsedSeconds: elapsed });
     };
     report('start');
     // Authorization goes to the hub, not to a CDN on another host (as huggingface_hub drops it).
@@ -115,7 +124,7 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
       const before = size;
       try {
         arm();
-        const res = await hubFetch(meta.location, { headers, redirect: 'follow', signal: abort.signal }, s, { repoId, revision: meta.commit, path });
+        const res = await hubFetch(meta.location, { headers, redirect: 'follow', signal: abort.signal }, s, subject);
         if (res.status === 416 && size > 0) {
           await res.body?.cancel();
           await fh.truncate(0);
@@ -125,7 +134,7 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
         }
         if (!res.ok) {
           await res.body?.cancel();
-          throw httpError(res, s, { repoId, revision: meta.commit, path });
+          throw httpError(res, s, subject);
         }
         if (size > 0 && (res.status !== 206 || contentRangeStart(res.headers.get('content-range')) !== size)) {
           // The server ignored the Range (or answered another one): start again from byte 0.
@@ -133,11 +142,11 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
           size = 0;
           hash = createHash('sha256');
         }
-        if (!res.body) throw new HubError('protocol', `${repoId}: empty answer for "${path}"`, { repoId, path });
+        if (!res.body) throw new HubError('protocol', `${name}: empty answer for "${path}"`, { repoId, path });
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
           arm();
           if (size + chunk.byteLength > meta.size) {
-            throw new HubError('checksum', `${repoId}: "${path}" is larger than the ${meta.size} bytes the hub announced`, { repoId, path });
+            throw new HubError('checksum', `${name}: "${path}" is larger than the ${meta.size} bytes the hub announced`, { repoId, path });
           }
           await fh.write(chunk);
           if (verify) hash.update(chunk);
@@ -152,7 +161,7 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
         if (size > before) left = ctx.retries;
         if (left-- <= 0) {
           const why = isHubError(e) ? describeCause(e.cause) : describeCause(e);
-          throw new HubError('network', `${repoId}: the download of "${path}" broke off at ${size} of ${meta.size} bytes (${why}); run again to resume it`, { repoId, path, cause: e });
+          throw new HubError('network', `${name}: the download of "${path}" broke off at ${size} of ${meta.size} bytes (${why}); run again to resume it`, { repoId, path, cause: e });
         }
         await new Promise((r) => setTimeout(r, ctx.retryDelayMs));
       } finally {
@@ -165,13 +174,13 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
     const got = (await stat(incomplete)).size;
     if (got !== meta.size) {
       await rm(incomplete, { force: true });
-      throw new HubError('checksum', `${repoId}: "${path}" has ${got} bytes, the hub announced ${meta.size}; the partial file was deleted, run again`, { repoId, path });
+      throw new HubError('checksum', `${name}: "${path}" has ${got} bytes, the hub announced ${meta.size}; the partial file was deleted, run again`, { repoId, path });
     }
     if (verify) {
       const digest = hash.digest('hex');
       if (digest !== meta.etag) {
         await rm(incomplete, { force: true });
-        throw new HubError('checksum', `${repoId}: "${path}" failed its sha256 check (got ${digest}, expected ${meta.etag}); the download was deleted, run again`, { repoId, path });
+        throw new HubError('checksum', `${name}: "${path}" failed its sha256 check (got ${digest}, expected ${meta.etag}); the download was deleted, run again`, { repoId, path });
       }
     }
     await rename(incomplete, blob);
@@ -184,7 +193,7 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
 /** Puts the blob of `meta` in the cache (unless there) and the snapshot pointer to it. */
 export async function fetchIntoCache(ctx: CallContext, repoId: string, path: string, revision: string, meta: FileMetadata): Promise<string> {
   const s = ctx.settings;
-  const storage = repoCacheDir(repoId, s.cacheDir);
+  const storage = repoCacheDir(repoId, s.cacheDir, ctx.repoType);
   const pointer = pointerPath(storage, meta.commit, path);
   if (await isFile(pointer)) {
     await writeRef(storage, revision, meta.commit).catch(() => undefined);
@@ -194,10 +203,10 @@ export async function fetchIntoCache(ctx: CallContext, repoId: string, path: str
   await mkdir(join(storage, 'blobs'), { recursive: true });
   await createCacheDirTag(s.cacheDir);
   await writeRef(storage, revision, meta.commit);
-  const lock = join(s.cacheDir, '.locks', repoFolderName(repoId), `${meta.etag}.lock`);
+  const lock = join(s.cacheDir, '.locks', repoFolderName(repoId, ctx.repoType), `${meta.etag}.lock`);
   const release = await acquireLock(lock, {
     staleMs: ctx.lockStaleMs,
-    onWait: () => ctx.progress && process.stderr.write(`${repoId}: waiting for another process downloading "${path}" (${lock})\n`),
+    onWait: () => ctx.progress && process.stderr.write(`${repoUrlName(repoId, ctx.repoType)}: waiting for another process downloading "${path}" (${lock})\n`),
   });
   try {
     let newBlob = false;
@@ -221,8 +230,9 @@ async function fromCache(storage: string, revision: string, path: string): Promi
   return { noExist: await isFile(noExistPath(storage, commit, path)) };
 }
 
-/** The local path of `path` of model repo `repoId` at `revision`, downloading it into the
- *  Hugging Face cache when needed (huggingface_hub's `hf_hub_download`).
+/** The local path of `path` of repo `repoId` (a model; a dataset with `repoType: 'dataset'`) at
+ *  `revision`, downloading it into the Hugging Face cache when needed (huggingface_hub's
+ *  `hf_hub_download`).
  *
  *  A commit-hash revision whose file is cached costs no request; a branch or tag costs one HEAD, as
  *  in huggingface_hub, to learn the commit it points at now. Offline (`HF_HUB_OFFLINE`, `offline`),
@@ -236,19 +246,20 @@ export async function downloadFile(ctx: CallContext, repoId: string, path: strin
   validateRepoPath(repoId, path);
   validateRevision(repoId, revision);
   const s = ctx.settings;
-  const storage = repoCacheDir(repoId, s.cacheDir);
+  const name = repoUrlName(repoId, ctx.repoType);
+  const storage = repoCacheDir(repoId, s.cacheDir, ctx.repoType);
   if (COMMIT_HASH.test(revision)) {
     const pointer = pointerPath(storage, revision, path);
     if (await isFile(pointer)) return pointer;
     if (await isFile(noExistPath(storage, revision, path))) {
-      throw new HubError('entry-not-found', `${repoId}: no file "${path}" at revision "${revision}" (known from the cache)`, { repoId, path });
+      throw new HubError('entry-not-found', `${name}: no file "${path}" at revision "${revision}" (known from the cache)`, { repoId, path });
     }
   }
   let meta: FileMetadata | undefined;
   let failure: HubError | undefined;
   if (!s.offline) {
     try {
-      meta = await fileMetadata(s, { repoId, revision, path });
+      meta = await fileMetadata(s, { repoId, repoType: ctx.repoType, revision, path });
     } catch (e) {
       if (!isHubError(e)) throw e;
       if (e.code === 'entry-not-found') {
@@ -266,7 +277,7 @@ export async function downloadFile(ctx: CallContext, repoId: string, path: strin
   if (!meta) {
     const cached = await fromCache(storage, revision, path);
     if (cached.pointer) return cached.pointer;
-    if (cached.noExist) throw new HubError('entry-not-found', `${repoId}: no file "${path}" at revision "${revision}" (known from the cache)`, { repoId, path });
+    if (cached.noExist) throw new HubError('entry-not-found', `${name}: no file "${path}" at revision "${revision}" (known from the cache)`, { repoId, path });
     throw notCachedError(ctx, repoId, `"${path}"${revision === 'main' ? '' : ` at revision "${revision}"`}`, failure, { path });
   }
   return fetchIntoCache(ctx, repoId, path, revision, meta);

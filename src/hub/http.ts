@@ -5,16 +5,23 @@
 import process from 'node:process';
 import type { TreeEntry } from './cache.js';
 import { HubError } from './errors.js';
-import { normalizeEtag, quote, resolveUrl } from './paths.js';
+import { apiUrl, normalizeEtag, quote, repoUrlName, resolveUrl, type RepoType } from './paths.js';
 import type { HubSettings } from './settings.js';
 
 const USER_AGENT = `diffsim-hub; node/${process.versions?.node ?? 'unknown'}`;
 
-/** What the error message can name. */
+/** What a request is about, and what its error message can name. */
 export interface RequestSubject {
   repoId: string;
+  /** `model` when absent. */
+  repoType?: RepoType;
   revision: string;
   path?: string;
+}
+
+/** How messages name the subject's repo: `org/name`, or `datasets/org/name`. */
+export function subjectName(subject: RequestSubject): string {
+  return repoUrlName(subject.repoId, subject.repoType ?? 'model');
 }
 
 export function authHeaders(s: HubSettings): Record<string, string> {
@@ -54,7 +61,7 @@ export async function hubFetch(url: string, init: RequestInit, s: HubSettings, s
   try {
     return await fetch(url, init);
   } catch (e) {
-    throw new HubError('network', `${subject.repoId}: cannot reach ${s.endpoint} (${describeCause(e)})${subject.path ? ` for "${subject.path}"` : ''}`, { repoId: subject.repoId, path: subject.path, cause: e });
+    throw new HubError('network', `${subjectName(subject)}: cannot reach ${s.endpoint} (${describeCause(e)})${subject.path ? ` for "${subject.path}"` : ''}`, { repoId: subject.repoId, path: subject.path, cause: e });
   }
 }
 
@@ -63,18 +70,19 @@ export function httpError(res: Response, s: HubSettings, subject: RequestSubject
   const code = res.headers.get('x-error-code');
   const msg = res.headers.get('x-error-message');
   const { repoId, revision, path } = subject;
+  const name = subjectName(subject);
   const what = path ? `"${path}"` : `revision "${revision}"`;
   const d = { repoId, path, status: res.status, commit: res.headers.get('x-repo-commit') ?? undefined };
   const st = `HTTP ${res.status}`;
-  if (code === 'RevisionNotFound') return new HubError('revision-not-found', `${repoId}: no revision "${revision}" (${st}${path ? ` for "${path}"` : ''})`, d);
-  if (code === 'EntryNotFound' || (res.status === 404 && !code && path)) return new HubError('entry-not-found', `${repoId}: no file "${path}" at revision "${revision}" (${st})`, d);
-  if (code === 'GatedRepo') return new HubError('gated', `${repoId}: gated repository; accept its conditions at ${s.endpoint}/${repoId} and ${s.token ? 'use a token of that account' : 'set HF_TOKEN (or run `hf auth login`)'} (${st} for ${what})`, d);
-  if (res.status === 401 && msg === 'Invalid credentials in Authorization header') return new HubError('repo-not-found', `${repoId}: the token was rejected (invalid credentials); check HF_TOKEN (${st} for ${what})`, d);
+  if (code === 'RevisionNotFound') return new HubError('revision-not-found', `${name}: no revision "${revision}" (${st}${path ? ` for "${path}"` : ''})`, d);
+  if (code === 'EntryNotFound' || (res.status === 404 && !code && path)) return new HubError('entry-not-found', `${name}: no file "${path}" at revision "${revision}" (${st})`, d);
+  if (code === 'GatedRepo') return new HubError('gated', `${name}: gated repository; accept its conditions at ${s.endpoint}/${name} and ${s.token ? 'use a token of that account' : 'set HF_TOKEN (or run `hf auth login`)'} (${st} for ${what})`, d);
+  if (res.status === 401 && msg === 'Invalid credentials in Authorization header') return new HubError('repo-not-found', `${name}: the token was rejected (invalid credentials); check HF_TOKEN (${st} for ${what})`, d);
   if (code === 'RepoNotFound' || res.status === 401 || res.status === 404) {
-    return new HubError('repo-not-found', `${repoId}: repository not found at ${s.endpoint}, or private or gated and ${s.token ? 'the token sent has no access to it' : 'no token was sent (set HF_TOKEN or run `hf auth login`)'} (${st} for ${what})`, d);
+    return new HubError('repo-not-found', `${name}: repository not found at ${s.endpoint}, or private or gated and ${s.token ? 'the token sent has no access to it' : 'no token was sent (set HF_TOKEN or run `hf auth login`)'} (${st} for ${what})`, d);
   }
-  if (res.status === 403) return new HubError('forbidden', `${repoId}: access to ${what} refused${msg ? ` (${msg})` : ''}; make sure the token has read access (${st})`, d);
-  return new HubError('http', `${repoId}: ${s.endpoint} answered ${st}${res.statusText ? ` ${res.statusText}` : ''} for ${what}`, d);
+  if (res.status === 403) return new HubError('forbidden', `${name}: access to ${what} refused${msg ? ` (${msg})` : ''}; make sure the token has read access (${st})`, d);
+  return new HubError('http', `${name}: ${s.endpoint} answered ${st}${res.statusText ? ` ${res.statusText}` : ''} for ${what}`, d);
 }
 
 /** A file's metadata from `HEAD …/resolve/{revision}/{path}` (huggingface_hub's `get_hf_file_metadata`). */
@@ -95,8 +103,8 @@ function isRelativeLocation(loc: string): boolean {
 
 /** HEAD on the resolve URL. Relative redirects (a renamed repo) are followed; an absolute one (a CDN)
  *  is not: its headers are the answer and its Location is where the GET goes, as in huggingface_hub. */
-export async function fileMetadata(s: HubSettings, subject: Required<RequestSubject>): Promise<FileMetadata> {
-  let url = resolveUrl(s.endpoint, subject.repoId, subject.revision, subject.path);
+export async function fileMetadata(s: HubSettings, subject: RequestSubject & { path: string }): Promise<FileMetadata> {
+  let url = resolveUrl(s.endpoint, subject.repoId, subject.revision, subject.path, subject.repoType ?? 'model');
   const headers = { ...authHeaders(s), 'accept-encoding': 'identity' };
   for (let hops = 0; ; hops++) {
     const res = await hubFetch(url, { method: 'HEAD', headers, redirect: 'manual', signal: AbortSignal.timeout(s.etagTimeout * 1000) }, s, subject);
@@ -122,7 +130,7 @@ export async function fileMetadata(s: HubSettings, subject: Required<RequestSubj
     const etag = normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag'));
     const sizeText = res.headers.get('x-linked-size') ?? (redirect ? null : res.headers.get('content-length'));
     const size = sizeText === null ? NaN : Number(sizeText);
-    const where = `${subject.repoId}: ${s.endpoint} answered the HEAD for "${subject.path}" without`;
+    const where = `${subjectName(subject)}: ${s.endpoint} answered the HEAD for "${subject.path}" without`;
     if (!commit) throw new HubError('protocol', `${where} X-Repo-Commit (is HF_ENDPOINT a Hugging Face hub? check proxy and firewall settings)`, { repoId: subject.repoId, path: subject.path });
     if (!etag) throw new HubError('protocol', `${where} an ETag`, { repoId: subject.repoId, path: subject.path });
     if (!Number.isInteger(size) || size < 0) throw new HubError('protocol', `${where} a size (X-Linked-Size or Content-Length)`, { repoId: subject.repoId, path: subject.path });
@@ -136,16 +144,17 @@ async function getJson(url: string, s: HubSettings, subject: RequestSubject): Pr
   try {
     return { body: await res.json(), res };
   } catch (e) {
-    throw new HubError('protocol', `${subject.repoId}: ${url} did not answer JSON (${describeCause(e)})`, { repoId: subject.repoId, cause: e });
+    throw new HubError('protocol', `${subjectName(subject)}: ${url} did not answer JSON (${describeCause(e)})`, { repoId: subject.repoId, cause: e });
   }
 }
 
-/** `GET /api/models/{repo}/revision/{revision}`: the commit a revision points at, and the file list. */
+/** `GET /api/models/{repo}/revision/{revision}` (`/api/datasets/…` for a dataset): the commit a
+ *  revision points at, and the file list. */
 export async function repoInfo(s: HubSettings, subject: RequestSubject): Promise<{ sha: string; siblings: string[] }> {
-  const url = `${s.endpoint}/api/models/${subject.repoId}/revision/${quote(subject.revision, '')}`;
+  const url = `${apiUrl(s.endpoint, subject.repoId, subject.repoType ?? 'model')}/revision/${quote(subject.revision, '')}`;
   const { body } = await getJson(url, s, subject);
   const b = body as { sha?: unknown; siblings?: { rfilename?: unknown }[] };
-  if (typeof b?.sha !== 'string' || !/^[0-9a-f]{40}$/.test(b.sha)) throw new HubError('protocol', `${subject.repoId}: the repo info for revision "${subject.revision}" has no commit sha`, { repoId: subject.repoId });
+  if (typeof b?.sha !== 'string' || !/^[0-9a-f]{40}$/.test(b.sha)) throw new HubError('protocol', `${subjectName(subject)}: the repo info for revision "${subject.revision}" has no commit sha`, { repoId: subject.repoId });
   const siblings = Array.isArray(b.siblings) ? b.siblings.map((x) => x?.rfilename).filter((x): x is string => typeof x === 'string') : [];
   return { sha: b.sha, siblings };
 }
@@ -160,14 +169,14 @@ function nextLink(res: Response): string | undefined {
   return undefined;
 }
 
-/** `GET /api/models/{repo}/tree/{commit}?recursive=true`, every page (`Link: <…>; rel="next"`): the
- *  files of a commit with their sizes and hashes. */
+/** `GET /api/models/{repo}/tree/{commit}?recursive=true` (`/api/datasets/…` for a dataset), every
+ *  page (`Link: <…>; rel="next"`): the files of a commit with their sizes and hashes. */
 export async function listTree(s: HubSettings, subject: RequestSubject): Promise<Map<string, TreeEntry>> {
   const out = new Map<string, TreeEntry>();
-  let url: string | undefined = `${s.endpoint}/api/models/${subject.repoId}/tree/${quote(subject.revision, '')}?recursive=true`;
+  let url: string | undefined = `${apiUrl(s.endpoint, subject.repoId, subject.repoType ?? 'model')}/tree/${quote(subject.revision, '')}?recursive=true`;
   for (let pages = 0; url && pages < 10_000; pages++) {
     const { body, res } = await getJson(url, s, subject);
-    if (!Array.isArray(body)) throw new HubError('protocol', `${subject.repoId}: the tree listing of "${subject.revision}" is not a list`, { repoId: subject.repoId });
+    if (!Array.isArray(body)) throw new HubError('protocol', `${subjectName(subject)}: the tree listing of "${subject.revision}" is not a list`, { repoId: subject.repoId });
     for (const e of body as { type?: unknown; path?: unknown; size?: unknown; oid?: unknown; lfs?: { oid?: unknown; size?: unknown }; xetHash?: unknown }[]) {
       if (e?.type !== 'file' || typeof e.path !== 'string') continue;
       const entry: TreeEntry = { size: typeof e.size === 'number' ? e.size : 0, blob_id: typeof e.oid === 'string' ? e.oid : '' };

@@ -17,10 +17,33 @@ export function validateRepoId(repoId: string): void {
   }
 }
 
-/** `models--org--name`: the cache folder of a model repo (huggingface_hub's `repo_folder_name`). */
-export function repoFolderName(repoId: string): string {
+/** The kinds of hub repository this module reads: models (the default everywhere) and datasets. */
+export type RepoType = 'model' | 'dataset';
+export const REPO_TYPES: readonly RepoType[] = ['model', 'dataset'];
+
+/** huggingface_hub's `REPO_TYPES_URL_PREFIXES`: what comes before the repo id in hub URLs. */
+const URL_PREFIXES: Readonly<Record<RepoType, string>> = { model: '', dataset: 'datasets/' };
+
+/** Checks a repo type given at run time (`'model'` or `'dataset'`). */
+export function validateRepoType(repoType: unknown): asserts repoType is RepoType {
+  if (!REPO_TYPES.includes(repoType as RepoType)) {
+    throw new HubError('invalid', `${JSON.stringify(repoType)} is not a repo type this module handles (expected "model" or "dataset")`);
+  }
+}
+
+/** The repo as hub URLs name it, and as messages name it: `org/name` for a model,
+ *  `datasets/org/name` for a dataset. */
+export function repoUrlName(repoId: string, repoType: RepoType = 'model'): string {
+  validateRepoType(repoType);
+  return `${URL_PREFIXES[repoType]}${repoId}`;
+}
+
+/** `models--org--name` or `datasets--org--name`: the cache folder of a repo (huggingface_hub's
+ *  `repo_folder_name`: the plural type, then the id with `/` as `--`). */
+export function repoFolderName(repoId: string, repoType: RepoType = 'model'): string {
   validateRepoId(repoId);
-  return ['models', ...repoId.split('/')].join('--');
+  validateRepoType(repoType);
+  return [`${repoType}s`, ...repoId.split('/')].join('--');
 }
 
 /** Checks a path inside a repo: relative, `/`-separated, no `.`/`..`/empty segments. */
@@ -50,9 +73,17 @@ export function quote(s: string, safe = '/'): string {
   return out;
 }
 
-/** `{endpoint}/{repo_id}/resolve/{revision}/{path}` (huggingface_hub's `hf_hub_url`). */
-export function resolveUrl(endpoint: string, repoId: string, revision: string, path: string): string {
-  return `${endpoint}/${repoId}/resolve/${quote(revision, '')}/${quote(path)}`;
+/** `{endpoint}/{repo_id}/resolve/{revision}/{path}`, with `datasets/` before the id of a dataset
+ *  (huggingface_hub's `hf_hub_url`). */
+export function resolveUrl(endpoint: string, repoId: string, revision: string, path: string, repoType: RepoType = 'model'): string {
+  return `${endpoint}/${repoUrlName(repoId, repoType)}/resolve/${quote(revision, '')}/${quote(path)}`;
+}
+
+/** `{endpoint}/api/{type}s/{repo_id}`: the base of the repo-info and tree APIs
+ *  (`/api/models/…`, `/api/datasets/…`). */
+export function apiUrl(endpoint: string, repoId: string, repoType: RepoType = 'model'): string {
+  validateRepoType(repoType);
+  return `${endpoint}/api/${repoType}s/${repoId}`;
 }
 
 /** Python's `fnmatch.translate` for `fnmatchcase`: `*` (any run, `/` included), `?`, `[seq]`, `[!seq]`. */

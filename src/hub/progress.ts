@@ -2,10 +2,13 @@
 // only (a redrawn line on a terminal, one line per finished file otherwise).
 
 import process from 'node:process';
+import { repoUrlName, type RepoType } from './paths.js';
 
 /** One progress report for one file. */
 export interface DownloadProgress {
   repoId: string;
+  /** `model` or `dataset`. */
+  repoType: RepoType;
   /** The file's path in the repo. */
   path: string;
   /** `start` before the first byte, `progress` while bytes arrive, `done` once the file is in place. */
@@ -87,12 +90,13 @@ export function stderrProgress(stream: ProgressStream = process.stderr): Progres
     drawn = true;
   };
   return (p) => {
-    const key = `${p.repoId}/${p.path}`;
+    const repo = repoUrlName(p.repoId, p.repoType ?? 'model');
+    const key = `${repo}/${p.path}`;
     if (p.phase === 'done') {
       active.delete(key);
       const took = p.elapsedSeconds;
       const got = p.loaded - p.resumedFrom;
-      const line = `${p.repoId}: ${p.path} ${formatBytes(p.total)} in ${formatSeconds(took)}${took > 0 ? ` (${formatBytes(got / took)}/s)` : ''}${p.resumedFrom ? `, resumed at ${formatBytes(p.resumedFrom)}` : ''}`;
+      const line = `${repo}: ${p.path} ${formatBytes(p.total)} in ${formatSeconds(took)}${took > 0 ? ` (${formatBytes(got / took)}/s)` : ''}${p.resumedFrom ? `, resumed at ${formatBytes(p.resumedFrom)}` : ''}`;
       if (stream.isTTY) {
         clear();
         stream.write(`${line}\n`);

@@ -8,7 +8,7 @@ import { isDirectory, listSnapshot, readRef, readTreeCache, repoCacheDir, writeR
 import { callContext, downloadFile, notCachedError, type CallContext, type DownloadOptions } from './download.js';
 import { HubError, isHubError } from './errors.js';
 import { listTree, repoInfo } from './http.js';
-import { COMMIT_HASH, filterRepoPaths, validateRepoId, validateRevision, type Patterns } from './paths.js';
+import { COMMIT_HASH, filterRepoPaths, repoUrlName, validateRepoId, validateRevision, type Patterns } from './paths.js';
 import { isSafetensorsIndex, selectRepoFiles, shardsOf, type FileSelection } from './select.js';
 
 /** Options of {@link snapshotDownload}. */
@@ -45,17 +45,17 @@ async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<
   if (failed !== undefined) throw failed;
 }
 
-async function readIndex(path: string, repoId: string, repoPath: string): Promise<unknown> {
+async function readIndex(path: string, repoId: string, name: string, repoPath: string): Promise<unknown> {
   try {
     return JSON.parse(await readFile(path, 'utf8'));
   } catch (e) {
-    throw new HubError('protocol', `${repoId}: "${repoPath}" is not a readable safetensors index (${(e as Error).message})`, { repoId, path: repoPath });
+    throw new HubError('protocol', `${name}: "${repoPath}" is not a readable safetensors index (${(e as Error).message})`, { repoId, path: repoPath });
   }
 }
 
 /** The cached snapshot folder, checked against the selection, for when the hub cannot be asked. */
 async function cachedSnapshot(ctx: CallContext, repoId: string, revision: string, o: SnapshotOptions, failure: HubError | undefined): Promise<string> {
-  const storage = repoCacheDir(repoId, ctx.settings.cacheDir);
+  const storage = repoCacheDir(repoId, ctx.settings.cacheDir, ctx.repoType);
   const commit = await readRef(storage, revision);
   const folder = commit ? join(storage, 'snapshots', commit) : undefined;
   const at = revision === 'main' ? '' : ` at revision "${revision}"`;
@@ -66,7 +66,7 @@ async function cachedSnapshot(ctx: CallContext, repoId: string, revision: string
   // Names the selection requires even without a file list: exact includes, and shards of indexes.
   for (const inc of o.select?.include ?? []) if (!/[*?[]/.test(inc)) expected.add(inc);
   for (const p of [...expected]) {
-    if (isSafetensorsIndex(p) && present.includes(p)) for (const sh of shardsOf(p, await readIndex(join(folder, ...p.split('/')), repoId, p))) expected.add(sh);
+    if (isSafetensorsIndex(p) && present.includes(p)) for (const sh of shardsOf(p, await readIndex(join(folder, ...p.split('/')), repoId, repoUrlName(repoId, ctx.repoType), p))) expected.add(sh);
   }
   const have = new Set(present);
   const missing = [...expected].filter((p) => !have.has(p)).sort();
@@ -77,8 +77,9 @@ async function cachedSnapshot(ctx: CallContext, repoId: string, revision: string
   return folder;
 }
 
-/** The local snapshot folder of model repo `repoId` at a revision, with the wanted files downloaded
- *  into the Hugging Face cache (huggingface_hub's `snapshot_download`).
+/** The local snapshot folder of repo `repoId` (a model; a dataset with `repoType: 'dataset'`) at a
+ *  revision, with the wanted files downloaded into the Hugging Face cache (huggingface_hub's
+ *  `snapshot_download`).
  *
  *  A branch or tag costs one request (the commit it points at now); the file list of a commit is
  *  fetched once and kept in `trees/<commit>.json`; cached files cost nothing. Offline, or when the
@@ -89,12 +90,14 @@ export async function snapshotDownload(repoId: string, options: SnapshotOptions 
   validateRevision(repoId, revision);
   const ctx = callContext(options);
   const s = ctx.settings;
-  const storage = repoCacheDir(repoId, s.cacheDir);
+  const { repoType } = ctx;
+  const name = repoUrlName(repoId, repoType);
+  const storage = repoCacheDir(repoId, s.cacheDir, repoType);
   let commit = COMMIT_HASH.test(revision) ? revision : undefined;
   let failure: HubError | undefined;
   if (!commit && !s.offline) {
     try {
-      commit = (await repoInfo(s, { repoId, revision })).sha;
+      commit = (await repoInfo(s, { repoId, repoType, revision })).sha;
     } catch (e) {
       if (!isHubError(e) || e.code === 'revision-not-found' || e.code === 'invalid') throw e;
       failure = e;
@@ -103,7 +106,7 @@ export async function snapshotDownload(repoId: string, options: SnapshotOptions 
   let tree: Map<string, TreeEntry> | undefined = commit ? await readTreeCache(storage, commit) : undefined;
   if (commit && !tree && !s.offline && !failure) {
     try {
-      tree = await listTree(s, { repoId, revision: commit });
+      tree = await listTree(s, { repoId, repoType, revision: commit });
       await writeTreeCache(storage, commit, tree);
     } catch (e) {
       if (!isHubError(e) || e.code === 'revision-not-found') throw e;
@@ -123,9 +126,9 @@ export async function snapshotDownload(repoId: string, options: SnapshotOptions 
     done.add(p);
     const local = await downloadFile(ctx, repoId, p, commit!);
     if (isSafetensorsIndex(p)) {
-      const shards = shardsOf(p, await readIndex(local, repoId, p));
+      const shards = shardsOf(p, await readIndex(local, repoId, name, p));
       const unknown = shards.find((sh) => !tree!.has(sh));
-      if (unknown) throw new HubError('entry-not-found', `${repoId}: "${p}" names the shard "${unknown}", which is not in the repository at ${commit}`, { repoId, path: unknown });
+      if (unknown) throw new HubError('entry-not-found', `${name}: "${p}" names the shard "${unknown}", which is not in the repository at ${commit}`, { repoId, path: unknown });
       await pool(shards.filter((sh) => !done.has(sh)), n, get);
     }
   };
