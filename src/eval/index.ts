@@ -1,0 +1,29 @@
+// Benchmark protocols: the official scripts' item lists, listings, Python's random, decisions.
+export { PyRandom, seedWords } from './pyrandom.js';
+export { listdir, walk, isDirectory, isFile, compareNames, type ListingOrder, type WalkEntry } from './listing.js';
+export {
+  listItems,
+  nightsItems,
+  tid2013Items,
+  cuteItems,
+  dreambenchItems,
+  iprefItems,
+  styleItems,
+  itemPaths,
+  isImageName,
+  tidReferenceNames,
+  tidDistortedNames,
+  ProtocolError,
+  BENCHMARK_NAMES,
+  BENCHMARK_DEFAULTS,
+  DEFAULT_PROMPT,
+  DEFAULT_SEED,
+  STYLE_TRIALS,
+  DREAMBENCH_RATINGS,
+  IPREF_PAIRS,
+  type BenchmarkName,
+  type EvalItem,
+  type ProtocolOptions,
+} from './protocols.js';
+export { decide, decideEnsemble, decide2x, directionOf, type Decision, type DecisionRule, type TieRule } from './decide.js';
+export { parseCsv, readCsvDicts, parseJsonOrdered, decodeUtf8, type CsvRecord, type CsvRow, type JsonValue } from './pyread.js';
