@@ -115,6 +115,8 @@ export interface Metric {
   readonly lowerBetter: boolean;
   /** Whether an embedding depends on the role it was made for (see the module comment). */
   readonly roleDependent: boolean;
+  /** What its embeddings depend on (metric, settings, models): equal keys ⇔ comparable embeddings. */
+  readonly key: string;
   readonly runtime: Runtime;
   /** The settings actually used (JSON): module, t, layer, models with their folders and commits, … */
   readonly settings: Readonly<Record<string, unknown>>;

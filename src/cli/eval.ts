@@ -1,0 +1,177 @@
+// `diffsim eval BENCHMARK DIR`: the paper's benchmarks as the official scripts run them (items,
+// prompts, decision rules, per-benchmark step), with results appended to a JSONL file as they are
+// computed (a rerun resumes), shards over machines and their merge.
+
+import { resolve as resolvePath } from 'node:path';
+import { createHash } from 'node:crypto';
+import { resolveDataset } from '../hub/dataset.js';
+import { directionOf, type DecisionRule } from '../eval/decide.js';
+import { BENCHMARK_DEFAULTS, BENCHMARK_NAMES, listItems, type BenchmarkName, type EvalItem, type ProtocolOptions } from '../eval/protocols.js';
+import { mergeFiles, parseShard, runId, shardRange, type Shard, type Summary } from '../eval/results.js';
+import { runEval } from '../eval/runner.js';
+import type { Metric } from '../diffsim/metric.js';
+import { closeMetrics, integer, choice, openMetrics, parseCommand } from './metric-options.js';
+import { ItemProgress } from './progress.js';
+import { UsageError } from './errors.js';
+
+export const EVAL_USAGE = `  eval BENCHMARK DIR [options]   a benchmark of the paper, as its official script runs it: accuracy (%) with
+                           a 95% Wilson interval. BENCHMARK: ${BENCHMARK_NAMES.join(', ')}.
+                           DIR: the dataset folder, or hf://datasets/<org>/<name>[/folder] (Hugging Face cache)
+    --originals DIR        ipref: the IPA-bench folder of reference images (<class>.JPG)
+    --out FILE.jsonl       one row per item, appended as computed; rerunning with the same file resumes
+    --list                 print the protocol's items as JSONL (no scores) without loading any model
+    --shard i/n|auto       evaluate the i-th of n slices (1-based); auto: from a Slurm array
+                           (SLURM_ARRAY_TASK_ID/_COUNT/_MIN/_STEP) or a Kubernetes Indexed Job
+                           (JOB_COMPLETION_INDEX with --shards n)
+    --shards N             the number of slices for --shard auto on Kubernetes
+    --merge FILES…         combine shard files into one summary (no DIR, no models)
+    --trials N             sref/instantstyle: the first N of the official 2000 trials
+    --listing sorted|given directory order driving the sampling: sorted names (default) or the
+                           filesystem's order (what the official os.listdir/os.walk saw)
+    --ties strict|half     strict: a tie counts as the script's else branch (official); half: ½ point
+    --votes-at-least N     nights: keep rows with at least N votes (DreamSim's filter; the official script has none)
+    --max-live N           embeddings kept on the GPU at once (default 48)
+    --json                 one JSON object on the last line: accuracy, correct, total, interval, settings
+    Metric options as for score (--metric … also ensemble); --step defaults to the benchmark's official
+    step (nights 500, tid2013 900, cute 600, dreambench 750, ipref 750, sref/instantstyle 900); the
+    prompt is the protocol's per item (nights "An image of a …", cute "The photo of a …", otherwise
+    "High quality image"), --prompt replaces it for every item.
+  eval video DIR [options] the consistency of a frame sequence (see below)`;
+
+const VALUE_OPTIONS = ['originals', 'out', 'shard', 'shards', 'trials', 'listing', 'ties', 'votes-at-least', 'max-live'];
+const FLAGS = ['list', 'json', 'merge'];
+
+function isBenchmark(x: string): x is BenchmarkName {
+  return (BENCHMARK_NAMES as readonly string[]).includes(x);
+}
+
+function formatSummary(s: Summary): string[] {
+  const pct = (x: number) => `${x.toFixed(2)} %`;
+  const lines = [
+    `accuracy  ${pct(s.accuracy)}  (95% Wilson score interval ${s.interval[0].toFixed(2)}–${s.interval[1].toFixed(2)} %)`,
+    `correct   ${s.correct} of ${s.total}${s.ties ? `   ties ${s.ties}` : ''}${s.missing ? `   missing ${s.missing} items (shards not merged?)` : ''}`,
+  ];
+  if (s.twiceAccuracy !== undefined) lines.push(`2x        ${pct(s.twiceAccuracy)}  (the official "2x" accuracy: cand1 twice as close)`);
+  return lines;
+}
+
+async function merge(files: string[], json: boolean): Promise<number> {
+  const { summary, rows } = mergeFiles(files);
+  const first = rows[0]!;
+  if (rows.some((r) => r.benchmark !== first.benchmark || r.metric !== first.metric)) throw new UsageError('eval --merge: the files hold different benchmarks or metrics');
+  if (summary.missing) console.error(`diffsim: eval --merge: ${summary.missing} of ${first.of} items are in none of the files`);
+  if (json) console.log(JSON.stringify({ benchmark: first.benchmark, metric: first.metric, ...summary, files, run: first.run }));
+  else {
+    console.log(`${first.benchmark} · ${first.metric} · merged from ${files.length} file${files.length === 1 ? '' : 's'}`);
+    for (const l of formatSummary(summary)) console.log(l);
+  }
+  return 0;
+}
+
+/** The settings that identify a run across machines: model specs and commits, not local paths. */
+function portableSettings(metrics: readonly Metric[]): unknown[] {
+  return metrics.map((m) => {
+    const { models, ...rest } = m.settings as Record<string, unknown> & { models?: Record<string, { spec: string; commit?: string }> };
+    const ids = Object.fromEntries(Object.entries(models ?? {}).map(([k, v]) => [k, v.commit ?? v.spec]));
+    return { ...rest, models: ids, name: m.name };
+  });
+}
+
+function itemsHash(items: readonly EvalItem[]): string {
+  const h = createHash('sha256');
+  for (const i of items) h.update(`${JSON.stringify([i.item, i.anchorRoot ?? '', i.anchor, i.cand1, i.cand2, i.prompt, i.truth, i.label ?? null])}\n`);
+  return h.digest('hex');
+}
+
+export async function evalCommand(args: string[]): Promise<number> {
+  const p = parseCommand('eval', args, { valueOptions: VALUE_OPTIONS, flags: FLAGS, ensemble: true });
+  const json = p.flags.has('json');
+  if (p.flags.has('merge')) {
+    if (p.options.size || p.metric.given.size || p.flags.has('list')) throw new UsageError('eval --merge takes only the results files (and --json)');
+    return merge(p.positional, json);
+  }
+  if (p.positional.length !== 2) throw new UsageError(`eval: expected BENCHMARK DIR, got ${p.positional.length} argument${p.positional.length === 1 ? '' : 's'}`);
+  const [benchmark, dirSpec] = p.positional as [string, string];
+  if (!isBenchmark(benchmark)) throw new UsageError(`eval: unknown benchmark ${JSON.stringify(benchmark)} (one of ${BENCHMARK_NAMES.join(', ')}, or video)`);
+  const opt = (name: string) => p.options.get(name);
+  const protocol: ProtocolOptions = { seed: p.metric.seed };
+  if (opt('listing') !== undefined) protocol.listing = choice('eval', 'listing', opt('listing')!, ['sorted', 'given'] as const);
+  if (opt('trials') !== undefined) {
+    if (benchmark !== 'sref' && benchmark !== 'instantstyle') throw new UsageError(`eval: --trials applies to sref and instantstyle, not ${benchmark}`);
+    protocol.trials = integer('eval', 'trials', opt('trials')!, 1);
+  }
+  if (opt('votes-at-least') !== undefined) {
+    if (benchmark !== 'nights') throw new UsageError(`eval: --votes-at-least applies to nights, not ${benchmark}`);
+    protocol.votesAtLeast = integer('eval', 'votes-at-least', opt('votes-at-least')!, 0);
+  }
+  const originals = opt('originals');
+  if (benchmark === 'ipref' && originals === undefined) throw new UsageError('eval ipref: --originals DIR (the IPA-bench folder of reference images) is required');
+  if (benchmark !== 'ipref' && originals !== undefined) throw new UsageError(`eval: --originals applies to ipref, not ${benchmark}`);
+  const ties = opt('ties') === undefined ? 'strict' : choice('eval', 'ties', opt('ties')!, ['strict', 'half']);
+  const shards = opt('shards') === undefined ? undefined : integer('eval', 'shards', opt('shards')!, 1);
+  if (shards !== undefined && opt('shard') !== 'auto') throw new UsageError('eval: --shards goes with --shard auto (Kubernetes Indexed Jobs)');
+  let shard: Shard | undefined;
+  try {
+    shard = opt('shard') === undefined ? undefined : parseShard(opt('shard')!, process.env, shards);
+  } catch (e) {
+    throw new UsageError(`eval: ${(e as Error).message}`);
+  }
+  const maxLive = opt('max-live') === undefined ? 48 : integer('eval', 'max-live', opt('max-live')!, 3);
+
+  // The dataset and the protocol's items (every file checked) before any model is loaded.
+  const dir = dirSpec.startsWith('hf://') ? await resolveDataset(dirSpec) : resolvePath(dirSpec);
+  const originalsDir = originals === undefined ? undefined : originals.startsWith('hf://') ? await resolveDataset(originals) : resolvePath(originals);
+  const all = await listItems(benchmark, dir, { ...protocol, ...(originalsDir !== undefined ? { originals: originalsDir } : {}) });
+  const [from, to] = shard ? shardRange(all.length, shard) : [0, all.length];
+  const items = all.slice(from, to);
+  const prompt = p.metric.given.has('prompt') ? p.metric.prompt : undefined;
+  if (p.flags.has('list')) {
+    for (const i of items) console.log(JSON.stringify({ ...i, ...(prompt !== undefined ? { prompt } : {}) }));
+    return 0;
+  }
+  if (!items.length) throw new Error(`eval ${benchmark}: ${dir}: the protocol forms no items${shard ? ` in shard ${shard.index}/${shard.count}` : ''}`);
+
+  const m = p.metric;
+  if (!m.given.has('step') && !m.given.has('timestep')) m.step = BENCHMARK_DEFAULTS[benchmark].step;
+  const rule: DecisionRule = { similarity: m.similarity, metricIsDiffsim: m.metric.startsWith('diff') };
+  const direction = directionOf(benchmark, rule);
+  console.error(`diffsim: eval ${benchmark}: ${items.length} of ${all.length} items${shard ? ` (shard ${shard.index}/${shard.count})` : ''}; cand1 counts as more similar when s1 ${direction === 'higher' ? '>' : '<'} s2 (the official script's rule${rule.similarity === 'mse' && direction === 'higher' && m.metric !== 'ensemble' ? ': an mse score read the wrong way round, as there' : ''})`);
+  const metrics = await openMetrics('eval', m);
+  try {
+    const run = runId({ benchmark, items: itemsHash(all), metrics: portableSettings(metrics), ties, prompt: prompt ?? null, metric: m.metric });
+    const progress = new ItemProgress(items.length, `eval ${benchmark}`);
+    const out = opt('out');
+    const r = await runEval({
+      benchmark,
+      items,
+      of: all.length,
+      dir,
+      ...(originalsDir !== undefined ? { originals: originalsDir } : {}),
+      metrics,
+      ensemble: m.metric === 'ensemble',
+      rule,
+      ties,
+      ...(prompt !== undefined ? { prompt } : {}),
+      run,
+      metricName: m.metric,
+      ...(out !== undefined ? { out } : {}),
+      maxLive,
+      onRow: () => progress.tick(),
+    });
+    progress.finish();
+    const perHundred = r.computed ? (r.seconds / r.computed) * 100 : 0;
+    const settings = { ...metrics[0]!.settings, metric: m.metric, ...(m.metric === 'ensemble' ? { voters: portableSettings(metrics) } : {}) };
+    if (json) {
+      console.log(JSON.stringify({ benchmark, dir, ...r.summary, computed: r.computed, resumed: r.resumed, embedded: r.embedded, seconds: Number(r.seconds.toFixed(3)), secondsPer100: Number(perHundred.toFixed(3)), ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}), ...(out ? { out } : {}), run, tieRule: ties, listing: protocol.listing ?? 'sorted', settings }));
+    } else {
+      const s = metrics[0]!.settings;
+      const where = s.module ? ` · ${String(s.module)}, t ${String(s.t)}` : s.layer !== undefined ? ` · layer ${String(s.layer)}` : '';
+      console.log(`${benchmark} · ${m.metric}${where} · ${r.summary.total} items${shard ? ` (shard ${shard.index}/${shard.count} of ${all.length})` : ''}`);
+      for (const l of formatSummary(r.summary)) console.log(l);
+      console.log(`time      ${r.seconds.toFixed(1)} s for ${r.computed} items (${perHundred.toFixed(1)} s per 100), ${r.embedded} image passes${r.resumed ? `, ${r.resumed} items resumed from ${out}` : ''}`);
+    }
+    return 0;
+  } finally {
+    await closeMetrics(metrics);
+  }
+}
