@@ -6,11 +6,13 @@ import { Runtime } from '../gpu/runtime.js';
 import { F16_WEIGHTS_TOLERANCE, planParity, runParity, type ParityRow } from '../parity/parity.js';
 import { UsageError } from './errors.js';
 import { pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
+import { mapCommand, MAP_USAGE } from './map.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
 commands:
 ${SCORE_USAGE}
+${MAP_USAGE}
   info                     print the WebGPU adapter, backend, limits and features
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
   parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto]
@@ -98,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'parity') return parity(rest);
   if (command === 'score') return scoreCommand(rest);
   if (command === 'pick') return pickCommand(rest);
+  if (command === 'map') return mapCommand(rest);
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
   const positional = rest.filter((a) => !a.startsWith('--'));
   switch (command) {
