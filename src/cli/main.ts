@@ -7,12 +7,14 @@ import { F16_WEIGHTS_TOLERANCE, planParity, runParity, type ParityRow } from '..
 import { UsageError } from './errors.js';
 import { pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
 import { evalCommand, EVAL_USAGE } from './eval.js';
+import { mapCommand, MAP_USAGE } from './map.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
 commands:
 ${SCORE_USAGE}
 ${EVAL_USAGE}
+${MAP_USAGE}
   info                     print the WebGPU adapter, backend, limits and features
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
   parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto]
@@ -101,6 +103,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'score') return scoreCommand(rest);
   if (command === 'pick') return pickCommand(rest);
   if (command === 'eval') return evalCommand(rest);
+  if (command === 'map') return mapCommand(rest);
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
   const positional = rest.filter((a) => !a.startsWith('--'));
   switch (command) {

@@ -34,6 +34,19 @@ export interface AasOutputs {
   bb: Tensor;
 }
 
+/** Where the query tokens of an AAS layer sit on an image: `prefix` tokens first (the ViTs' CLS
+ *  token; none for DiffSim), then a gridHeight×gridWidth grid in row-major order, covering
+ *  `region` of the image (continuous pixel coordinates: the whole image for DiffSim, which squashes
+ *  it to S×S; the centre crop's patches for the ViTs). */
+export interface AttentionLayout {
+  /** The attention module whose queries these are (its weight path). */
+  module: string;
+  prefix: number;
+  gridWidth: number;
+  gridHeight: number;
+  region: { x: number; y: number; width: number; height: number };
+}
+
 export interface AasOptions {
   heads: number;
   /** Batch elements taking part (e.g. [1] = the conditional CFG half only); all when absent.

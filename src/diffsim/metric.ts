@@ -22,7 +22,7 @@ import { readJson } from '../models/files.js';
 import { loadClipModel, loadDinov2 } from '../models/vision-loaders.js';
 import type { WeightLoadProgress, WeightPrecision } from '../nn/weights.js';
 import { CLIP_IMAGE_PROCESSOR, DiffSim, type DiffSimExecution, type DiffSimModels } from './diffsim.js';
-import type { AasOutputs } from './aas.js';
+import type { AasOutputs, AttentionLayout } from './aas.js';
 import { DiffSimEmbedding, type ImageRole } from './embedding.js';
 import { DIFFSIM_DEFAULTS, DiffSimSettingsError, type DiffSimSettings } from './settings.js';
 import { ClipMetric, Dinov2Metric, DINOV2_IMAGE_PROCESSOR, VisionEmbedding } from './vision.js';
@@ -138,6 +138,9 @@ export interface Metric {
    *  pair, O_AB, O_AA, O_BA, O_BB, merged heads [B, N, C] (the scored CFG halves; CLIP: after
    *  out_proj). Tensors of the current tidy. */
   attentionOutputs?(a: MetricEmbedding, b: MetricEmbedding): AasOutputs;
+  /** The AAS metrics: where the `tokens` query tokens of `attentionOutputs` sit on a
+   *  width×height image (a token count that does not fit the layout is refused). */
+  attentionLayout?(width: number, height: number, tokens: number): AttentionLayout;
 }
 
 /** The lower-is-better flag of a metric under given DiffSim settings, without loading anything. */
@@ -407,6 +410,14 @@ class DiffSimPairMetric extends BaseMetric<DiffSimEmbeddingHandle> {
     if (!this.isOwn(a) || !this.isOwn(b)) throw new DiffSimSettingsError(`${this.name}: attentionOutputs needs two embeddings of this metric`);
     return this.diffsim.attentionOutputs(a.inner, b.inner);
   }
+  /** The hooked layer's tokens are a square grid over the whole image: process_image squashes
+   *  the image to S×S, and every U-Net feature map of a square latent is square. */
+  attentionLayout(width: number, height: number, tokens: number): AttentionLayout {
+    const side = Math.round(Math.sqrt(tokens));
+    const module = this.diffsim.settings.module;
+    if (!Number.isInteger(tokens) || tokens <= 0 || side * side !== tokens) throw new RangeError(`${this.name}: ${module} has ${tokens} query tokens, not a square grid`);
+    return { module, prefix: 0, gridWidth: side, gridHeight: side, region: { x: 0, y: 0, width, height } };
+  }
   protected async tensorsOf(e: DiffSimEmbeddingHandle) {
     e.inner.assertLive();
     const out: Record<string, { shape: readonly number[]; data: Float32Array }> = {};
@@ -535,6 +546,7 @@ class VisionEmbeddingHandle implements MetricEmbedding {
 /** clip, dino (100·cos of the global features), clip-aas, dino-aas, clipfeats, dinofeats (one layer). */
 class VisionPairMetric extends BaseMetric<VisionEmbeddingHandle> {
   readonly attentionOutputs?: (a: MetricEmbedding, b: MetricEmbedding) => AasOutputs;
+  readonly attentionLayout?: (width: number, height: number, tokens: number) => AttentionLayout;
   readonly lowerBetter = false;
   readonly roleDependent = false;
   readonly key: string;
@@ -558,6 +570,12 @@ class VisionPairMetric extends BaseMetric<VisionEmbeddingHandle> {
       this.attentionOutputs = (a: MetricEmbedding, b: MetricEmbedding): AasOutputs => {
         if (!this.isOwn(a) || !this.isOwn(b)) throw new DiffSimSettingsError(`${this.name}: attentionOutputs needs two embeddings of this metric`);
         return this.vision.attentionOutputs(a.inner, b.inner, this.layer);
+      };
+      this.attentionLayout = (width: number, height: number, tokens: number): AttentionLayout => {
+        const l = this.vision.attentionLayout(width, height, this.layer);
+        const want = l.prefix + l.gridWidth * l.gridHeight;
+        if (tokens !== want) throw new RangeError(`${this.name}: ${l.module} has ${tokens} query tokens; a ${width}×${height} image gives ${l.prefix} + ${l.gridHeight}×${l.gridWidth}`);
+        return l;
       };
     }
     this.key = `${name} ${vision.kind} ${JSON.stringify({ layers: this.layers, processor: vision.processor })} ${models}`;

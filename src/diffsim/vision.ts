@@ -15,10 +15,10 @@ import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { concat } from '../kernels/layout.js';
 import { pairSums } from '../kernels/reduce.js';
 import type { RgbImage } from '../io/image.js';
-import { imageProcessor, type ImageProcessorConfig } from '../io/preprocess.js';
+import { imageProcessor, imageProcessorGeometry, type ImageProcessorConfig } from '../io/preprocess.js';
 import { ClipModel, type ClipVisionModel } from '../models/clip-vision.js';
 import type { Dinov2Model } from '../models/dinov2.js';
-import { aasFromSums, aasOutputs, aasSums, pairScore, type AasOutputs, type AasScores, type Qkv } from './aas.js';
+import { aasFromSums, aasOutputs, aasSums, pairScore, type AasOutputs, type AasScores, type AttentionLayout, type Qkv } from './aas.js';
 import { CLIP_IMAGE_PROCESSOR } from './diffsim.js';
 
 /** An image, or pixel values already preprocessed ([1, 3, H, W] float32, as imageProcessor gives). */
@@ -88,6 +88,9 @@ abstract class VisionMetric {
   abstract readonly kind: string;
   abstract readonly numLayers: number;
   protected abstract heads(): number;
+  protected abstract patchSize(): number;
+  /** The weight path of `layer`'s attention module. */
+  protected abstract attentionModule(layer: number): string;
   /** Runs the encoder on pixels [1, 3, H, W]: the global feature and each layer's tensors. */
   protected abstract pass(pixels: Tensor, layers: readonly number[]): { global: Tensor; layers: Map<number, VisionLayerEmbedding> };
   /** Applied to each attention output before the AAS comparison. */
@@ -107,6 +110,20 @@ abstract class VisionMetric {
     if (px.data.length !== 3 * px.width * px.height) throw new RangeError(`${this.kind}: pixel values of ${px.data.length} values are not [1, 3, ${px.height}, ${px.width}]`);
     const out = tidy(() => this.pass(this.rt.upload(px.data, [1, 3, px.height, px.width]), [...new Set(layers)].sort((a, b) => a - b)));
     return new VisionEmbedding(this.kind, out.global, out.layers);
+  }
+
+  /** Where `layer`'s query tokens sit on a width×height image: the class token, then the patch
+   *  grid of the processed (resized, centre-cropped) image; the grid's patches mapped back to
+   *  the image give `region`. */
+  attentionLayout(width: number, height: number, layer: number): AttentionLayout {
+    const g = imageProcessorGeometry(width, height, this.processor);
+    const p = this.patchSize();
+    const gridWidth = Math.floor(g.crop.width / p);
+    const gridHeight = Math.floor(g.crop.height / p);
+    const sx = g.resized.width / width;
+    const sy = g.resized.height / height;
+    const region = { x: g.crop.left / sx, y: g.crop.top / sy, width: (gridWidth * p) / sx, height: (gridHeight * p) / sy };
+    return { module: this.attentionModule(layer), prefix: 1, gridWidth, gridHeight, region };
   }
 
   /** The four attention outputs O_AB, O_AA, O_BA, O_BB of `layer` (CLIP: after out_proj). */
@@ -208,6 +225,12 @@ export class ClipMetric extends VisionMetric {
   protected heads(): number {
     return this.vision.config.num_attention_heads;
   }
+  protected patchSize(): number {
+    return this.vision.config.patch_size;
+  }
+  protected attentionModule(layer: number): string {
+    return this.vision.layers[layer]!.self_attn.q_proj.path.replace(/\.q_proj$/, '');
+  }
   protected override project(layer: number): (o: Tensor) => Tensor {
     const outProj = this.vision.layers[layer]!.self_attn.out_proj;
     return (o) => outProj.forward(o);
@@ -255,6 +278,12 @@ export class Dinov2Metric extends VisionMetric {
   }
   protected heads(): number {
     return this.model.config.num_attention_heads;
+  }
+  protected patchSize(): number {
+    return this.model.config.patch_size;
+  }
+  protected attentionModule(layer: number): string {
+    return this.model.layers[layer]!.query.path.replace(/\.query$/, '');
   }
   protected pass(pixels: Tensor, layers: readonly number[]): { global: Tensor; layers: Map<number, VisionLayerEmbedding> } {
     const m = this.model;

@@ -53,32 +53,56 @@ export function shortEdgeSize(w: number, h: number, shortest: number): [number, 
   return w <= h ? [shortest, newLong] : [newLong, shortest];
 }
 
-/** A Hugging Face image processor: [1, 3, H, W] float32 NCHW. */
-export function imageProcessor(img: RgbImage, cfg: ImageProcessorConfig): { data: Float32Array; width: number; height: number } {
-  checkImage('imageProcessor', img);
-  let { width: w, height: h, data } = img;
+/** Where a Hugging Face image processor's pixels come from: the size the image is resized to (its
+ *  own size when it is not resized, `filter` null) and the crop taken from the resized image (all
+ *  of it when not cropped). The output is crop.width × crop.height. */
+export interface ProcessorGeometry {
+  resized: { width: number; height: number };
+  filter: ResampleFilter | null;
+  crop: { left: number; top: number; width: number; height: number };
+}
+
+/** The resize and crop `imageProcessor` applies to a width×height image. */
+export function imageProcessorGeometry(width: number, height: number, cfg: ImageProcessorConfig): ProcessorGeometry {
+  let w = width;
+  let h = height;
+  let filter: ResampleFilter | null = null;
   if (cfg.do_resize !== false && cfg.size !== undefined) {
     const size = typeof cfg.size === 'number' ? { shortest_edge: cfg.size } : cfg.size;
-    const filter = PIL_FILTERS[cfg.resample ?? 3];
-    if (!filter) throw new Error(`image processor: resample ${cfg.resample} is not supported (1 lanczos, 2 bilinear, 3 bicubic)`);
+    const chosen = PIL_FILTERS[cfg.resample ?? 3];
+    if (!chosen) throw new Error(`image processor: resample ${cfg.resample} is not supported (1 lanczos, 2 bilinear, 3 bicubic)`);
     let tw: number, th: number;
     if (size.shortest_edge !== undefined) [tw, th] = shortEdgeSize(w, h, size.shortest_edge);
     else if (size.height !== undefined && size.width !== undefined) [tw, th] = [size.width, size.height];
     else throw new Error(`image processor: size ${JSON.stringify(cfg.size)} is not supported`);
-    if (tw !== w || th !== h) data = resizeU8(data, w, h, 3, tw, th, filter);
+    if (tw !== w || th !== h) filter = chosen;
     w = tw;
     h = th;
   }
+  let crop = { left: 0, top: 0, width: w, height: h };
   if (cfg.do_center_crop !== false && cfg.crop_size !== undefined) {
     const cs = typeof cfg.crop_size === 'number' ? { height: cfg.crop_size, width: cfg.crop_size } : cfg.crop_size;
     if (cs.width > w || cs.height > h) throw new Error(`image processor: crop ${cs.width}×${cs.height} larger than the resized ${w}×${h} image`);
-    const top = Math.floor((h - cs.height) / 2);
-    const left = Math.floor((w - cs.width) / 2);
-    const cropped = new Uint8Array(cs.width * cs.height * 3);
-    for (let y = 0; y < cs.height; y++) cropped.set(data.subarray(((top + y) * w + left) * 3, ((top + y) * w + left + cs.width) * 3), y * cs.width * 3);
+    crop = { left: Math.floor((w - cs.width) / 2), top: Math.floor((h - cs.height) / 2), width: cs.width, height: cs.height };
+  }
+  return { resized: { width: w, height: h }, filter, crop };
+}
+
+/** A Hugging Face image processor: [1, 3, H, W] float32 NCHW. */
+export function imageProcessor(img: RgbImage, cfg: ImageProcessorConfig): { data: Float32Array; width: number; height: number } {
+  checkImage('imageProcessor', img);
+  const g = imageProcessorGeometry(img.width, img.height, cfg);
+  let { width: w, height: h, data } = img;
+  if (g.filter) data = resizeU8(data, w, h, 3, g.resized.width, g.resized.height, g.filter);
+  w = g.resized.width;
+  h = g.resized.height;
+  const cr = g.crop;
+  if (cr.left !== 0 || cr.top !== 0 || cr.width !== w || cr.height !== h) {
+    const cropped = new Uint8Array(cr.width * cr.height * 3);
+    for (let y = 0; y < cr.height; y++) cropped.set(data.subarray(((cr.top + y) * w + cr.left) * 3, ((cr.top + y) * w + cr.left + cr.width) * 3), y * cr.width * 3);
     data = cropped;
-    w = cs.width;
-    h = cs.height;
+    w = cr.width;
+    h = cr.height;
   }
   const plane = w * h;
   const out = new Float32Array(3 * plane);

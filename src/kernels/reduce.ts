@@ -146,3 +146,59 @@ export function meanSquaredError(a: Tensor, b: Tensor): Tensor {
   sums.dispose();
   return y;
 }
+
+const ROW_WG = 64;
+
+/** Cosine similarity along the last axis: a, b [..., C] → [...], each entry
+ *  Σab / (max(‖a‖, eps)·max(‖b‖, eps)) over its row (torch.cosine_similarity(a, b, dim=-1)).
+ *  One workgroup per row, accumulated in f32. */
+export function rowCosine(a: Tensor, b: Tensor, eps = 1e-8): Tensor {
+  assertFloat(a, 'rowCosine');
+  assertFloat(b, 'rowCosine');
+  if (a.rank < 1 || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) {
+    throw new ShapeError(`rowCosine: ${shapeStr(a.shape)} and ${shapeStr(b.shape)} must be equal shapes of rank ≥ 1`);
+  }
+  const len = a.shape[a.rank - 1]!;
+  const outShape = a.shape.slice(0, -1);
+  const rows = len === 0 ? 0 : a.numel / len;
+  const rt = runtimeOf(a, b);
+  if (rows === 0) return rt.zeros(outShape);
+  return rt.run(
+    rt.kernel('row_cosine', () => ({
+      inputs: 2,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { rows: u32, len: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> xa: array<f32>;
+@group(0) @binding(2) var<storage, read> xb: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+var<workgroup> sh: array<vec3<f32>, ${ROW_WG}>;
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let lid = lid3.x;
+  let base = row * p.len;
+  var acc = vec3<f32>(0.0);
+  for (var i = lid; i < p.len; i += ${ROW_WG}u) {
+    let x = xa[base + i];
+    let y = xb[base + i];
+    acc += vec3<f32>(x * y, x * x, y * y);
+  }
+  sh[lid] = acc;
+  workgroupBarrier();
+  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { sh[lid] += sh[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    let t = sh[0];
+    out[row] = t.x / (max(sqrt(t.y), p.eps) * max(sqrt(t.z), p.eps));
+  }
+}`,
+    })),
+    { params: new Params().u32(rows, len).f32(eps).build(), inputs: [a, b], outputs: [{ shape: outShape }], workgroups: rt.grid(rows) },
+  )[0]!;
+}
