@@ -235,7 +235,7 @@ export function summarize(rows: readonly ResultRow[], source = 'rows'): Summary 
   const correct = all.reduce((a, r) => a + r.credit, 0);
   const twice = all.filter((r) => r.twice !== undefined);
   const out: Summary = {
-    accuracy: total ? (correct / total) * 100 : 0,
+    accuracy: total ? (correct * 100) / total : 0,
     correct,
     total,
     missing: Math.max(0, (of ?? total) - total),
@@ -243,7 +243,7 @@ export function summarize(rows: readonly ResultRow[], source = 'rows'): Summary 
     interval: wilson(correct, total),
     intervalMethod: 'wilson',
   };
-  if (twice.length === total && total > 0) out.twiceAccuracy = (twice.filter((r) => r.twice).length / total) * 100;
+  if (twice.length === total && total > 0) out.twiceAccuracy = (twice.filter((r) => r.twice).length * 100) / total;
   return out;
 }
 
