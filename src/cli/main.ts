@@ -6,11 +6,15 @@ import { Runtime } from '../gpu/runtime.js';
 import { F16_WEIGHTS_TOLERANCE, planParity, runParity, type ParityRow } from '../parity/parity.js';
 import { UsageError } from './errors.js';
 import { pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
+import { retrieveCommand, RETRIEVE_USAGE } from './retrieve.js';
+import { videoCommand, VIDEO_USAGE } from './video.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
 commands:
 ${SCORE_USAGE}
+${RETRIEVE_USAGE}
+${VIDEO_USAGE}
   info                     print the WebGPU adapter, backend, limits and features
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
   parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto]
@@ -98,6 +102,8 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'parity') return parity(rest);
   if (command === 'score') return scoreCommand(rest);
   if (command === 'pick') return pickCommand(rest);
+  if (command === 'retrieve') return retrieveCommand(rest);
+  if (command === 'eval' && rest[0] === 'video') return videoCommand(rest.slice(1));
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
   const positional = rest.filter((a) => !a.startsWith('--'));
   switch (command) {
