@@ -69,13 +69,17 @@ export function lastJson(r: CliResult, label: string): Record<string, unknown> {
   return JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>;
 }
 
-/** Exit code and the one stderr line of a failed run. */
+/** Exit code and the one error line of a failed run: the last stderr line, after at most the
+ *  progress lines of the command (how far it got). */
 export function fails(r: CliResult, code: number, pattern: RegExp, label: string): void {
   assert.is(r.code, code, `${label}: exit code (stderr ${r.stderr})`);
   assert.is(r.stdout, '', `${label}: nothing on stdout`);
   const lines = r.stderr.split('\n').filter(Boolean);
-  assert.is(lines.length, 1, `${label}: one stderr line, got ${JSON.stringify(r.stderr)}`);
-  assert.match(lines[0]!, pattern, `${label}: message`);
+  const errors = lines.filter((l) => l.startsWith('diffsim: '));
+  assert.is(errors.length, 1, `${label}: one error line, got ${JSON.stringify(r.stderr)}`);
+  assert.is(lines[lines.length - 1], errors[0], `${label}: the error comes last`);
+  for (const l of lines.slice(0, -1)) assert.match(l, /^(retrieve|eval video): .*\d+\/\d+ /, `${label}: only progress lines before the error`);
+  assert.match(errors[0]!, pattern, `${label}: message`);
 }
 
 /** The one number `diffsim score` prints. */

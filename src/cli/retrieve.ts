@@ -49,6 +49,7 @@ export async function retrieveCommand(args: string[]): Promise<number> {
   const [metric] = await openMetrics('retrieve', p.metric);
   try {
     let progress: ItemProgress | undefined;
+    // The closing progress line also on an error: how far it got (and a terminal's redrawn line ended).
     const r = await retrieve(metric!, query, dir, {
       k,
       cache,
@@ -56,8 +57,7 @@ export async function retrieveCommand(args: string[]): Promise<number> {
         if (done === 0) progress = new ItemProgress(total, `retrieve: ${dir}`, { unit: 'images' });
         else progress?.tick();
       },
-    });
-    progress?.finish();
+    }).finally(() => progress?.finish());
     process.stderr.write(`retrieve: ${r.gallery} images, ${r.embedded} embedded, ${r.fromCache} from the cache${r.cache ? ` (${r.cache})` : ''}\n`);
     const seconds = Number(((performance.now() - started) / 1000).toFixed(3));
     if (p.flags.has('json')) {

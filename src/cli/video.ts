@@ -37,13 +37,13 @@ export async function videoCommand(args: string[]): Promise<number> {
   const metrics = await openMetrics('eval video', p.metric);
   try {
     let progress: ItemProgress | undefined;
+    // The closing progress line also on an error: how far it got (and a terminal's redrawn line ended).
     const r = await videoConsistency(metrics, dir, {
       onProgress: ({ done, total }) => {
         if (done === 0) progress = new ItemProgress(total, `eval video: ${dir}`, { unit: 'frames' });
         else progress?.tick();
       },
-    });
-    progress?.finish();
+    }).finally(() => progress?.finish());
     const seconds = Number(((performance.now() - started) / 1000).toFixed(3));
     const names = Object.keys(r.metrics);
     if (out !== undefined) {
