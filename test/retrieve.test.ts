@@ -275,6 +275,21 @@ test('EmbeddingCache: roles kept apart; a copied gallery keeps its cache; an out
   assert.is((await retrieve(cosine, IMAGE_A, g1, { k: 100, cache: outside })).fromCache, 7);
 });
 
+test('a cache that cannot be written: one warning, the run goes on with the same scores', async () => {
+  const g = join(ROOT, `small${galleries++}`);
+  mkdirSync(g);
+  writeBmp(join(g, 'a.bmp'), 1);
+  writeBmp(join(g, 'b.bmp'), 2);
+  const blocked = join(ROOT, `blocked${galleries}`);
+  writeFileSync(blocked, 'a file where the cache folder would go');
+  const warnings: string[] = [];
+  const r = await retrieve(cosine, IMAGE_A, g, { cache: blocked, onWarning: (m) => warnings.push(m) });
+  assert.is(r.results.length, 2);
+  assert.is(warnings.length, 1, warnings.join('\n'));
+  assert.match(warnings[0]!, new RegExp(`^${blocked}: cannot write the embedding cache \\(\\w+\\); going on without it$`));
+  for (const x of r.results) assert.ok(Object.is(x.score, await cosine.score(IMAGE_A, x.path)), x.rel);
+});
+
 test('the query lies in the gallery: it is left out', async () => {
   const g = await warmGallery();
   const r = await retrieve(cosine, join(g, 'sub', '..', 'c.png'), g, { k: 100 });

@@ -118,7 +118,8 @@ export class EmbeddingCache {
       bytes = await readFile(entry);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT') this.corrupt(entry, `cannot read it (${code ?? (e as Error).message})`);
+      // No entry (ENOTDIR: a file stands where a folder of the path would be; writing reports it).
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') this.corrupt(entry, `cannot read it (${code ?? (e as Error).message})`);
       else this.stats.misses++;
       return undefined;
     }
