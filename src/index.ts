@@ -33,3 +33,5 @@ export { listItems, itemPaths, ProtocolError, BENCHMARK_NAMES, BENCHMARK_DEFAULT
 export type { BenchmarkName, EvalItem, ProtocolOptions, Decision, DecisionRule, TieRule, EvalRunOptions, EvalRunResult, ResultRow, Shard, Summary } from './eval/index.js';
 export { AGREEMENT_METRICS, agreementMap, agreementTensor, tokenGrid, upsampleGrid, renderAgreement, renderLayout, RENDER_LAYOUT, viridis, type AgreementMap, type RenderOptions } from './eval/map.js';
 export { writeFileAtomic } from './io/atomic.js';
+export { retrieve, rankResults, EmbeddingCache, videoConsistency, listFrames, summarise, listImages, naturalCompare, isGalleryImageName, IMAGE_EXTENSIONS, CACHE_FOLDER } from './eval/index.js';
+export type { RetrieveOptions, Retrieval, RetrievalResult, EmbeddingCacheOptions, EmbeddingCacheStats, VideoOptions, VideoConsistency, MetricConsistency, ScoreSummary, ListedImage, ListImagesOptions } from './eval/index.js';

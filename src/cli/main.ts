@@ -8,6 +8,8 @@ import { UsageError } from './errors.js';
 import { pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
 import { evalCommand, EVAL_USAGE } from './eval.js';
 import { mapCommand, MAP_USAGE } from './map.js';
+import { retrieveCommand, RETRIEVE_USAGE } from './retrieve.js';
+import { videoCommand, VIDEO_USAGE } from './video.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
@@ -15,6 +17,8 @@ commands:
 ${SCORE_USAGE}
 ${EVAL_USAGE}
 ${MAP_USAGE}
+${RETRIEVE_USAGE}
+${VIDEO_USAGE}
   info                     print the WebGPU adapter, backend, limits and features
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
   parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto]
@@ -102,6 +106,8 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'parity') return parity(rest);
   if (command === 'score') return scoreCommand(rest);
   if (command === 'pick') return pickCommand(rest);
+  if (command === 'retrieve') return retrieveCommand(rest);
+  if (command === 'eval' && rest[0] === 'video') return videoCommand(rest.slice(1));
   if (command === 'eval') return evalCommand(rest);
   if (command === 'map') return mapCommand(rest);
   const flags = new Set(rest.filter((a) => a.startsWith('--')));

@@ -14,6 +14,9 @@ export const SCORE_DEFAULTS = { block: 'up', layer: 0, step: 600, similarity: 'c
 
 export interface MetricArgs {
   metric: CliMetric;
+  /** Every metric named (a comma list where the command allows one, ParseSpec.metricList); the
+   *  first is \`metric\`. */
+  metrics: CliMetric[];
   block: 'up' | 'down' | 'mid';
   layer: number;
   step: number;
@@ -108,6 +111,11 @@ export interface ParseSpec {
   flags?: readonly string[];
   /** Whether --metric ensemble is allowed. */
   ensemble?: boolean;
+  /** Whether --metric takes a comma list (diffsim,clip,dino): each is loaded, and an option must
+   *  apply to at least one of them. */
+  metricList?: boolean;
+  /** Single-dash spellings of the command's own value options, e.g. { '-k': 'k' }. */
+  aliases?: Readonly<Record<string, string>>;
   /** Defaults that differ from `score`'s (e.g. a benchmark's step). */
   defaults?: Partial<Pick<MetricArgs, 'step' | 'prompt' | 'size'>>;
 }
@@ -124,6 +132,7 @@ export interface ParsedCommand {
 export function parseCommand(command: string, args: readonly string[], spec: ParseSpec = {}): ParsedCommand {
   const m: MetricArgs = {
     metric: 'diffsim',
+    metrics: ['diffsim'],
     block: SCORE_DEFAULTS.block,
     layer: SCORE_DEFAULTS.layer,
     step: spec.defaults?.step ?? SCORE_DEFAULTS.step,
@@ -151,7 +160,9 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
   const ownFlags = spec.flags ?? [];
   let onlyPositional = false;
   for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
+    let a = args[i]!;
+    const alias = onlyPositional ? undefined : spec.aliases?.[a];
+    if (alias !== undefined && Object.hasOwn(spec.aliases!, a)) a = `--${alias}`;
     if (onlyPositional || !a.startsWith('--') || a === '-') {
       out.positional.push(a);
       continue;
@@ -186,9 +197,17 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     }
     m.given.add(name);
     switch (name) {
-      case 'metric':
-        m.metric = choice(command, name, value, spec.ensemble ? [...METRIC_NAMES, 'ensemble'] : METRIC_NAMES);
+      case 'metric': {
+        const names: readonly CliMetric[] = spec.ensemble ? [...METRIC_NAMES, 'ensemble'] : METRIC_NAMES;
+        if (!spec.metricList) m.metrics = [choice(command, name, value, names)];
+        else {
+          m.metrics = value.split(',').map((v) => choice(command, name, v.trim(), names));
+          const twice = m.metrics.find((x, j) => m.metrics.indexOf(x) !== j);
+          if (twice) throw new UsageError(`${command}: --metric names ${twice} twice`);
+        }
+        m.metric = m.metrics[0]!;
         break;
+      }
       case 'block':
         m.block = blockOf(choice(command, name, value, ['up', 'down', 'mid', 'up_blocks', 'down_blocks', 'mid_blocks']));
         break;
@@ -252,10 +271,11 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     }
   }
   if (m.given.has('step') && m.given.has('timestep')) throw new UsageError(`${command}: give --step or --timestep, not both`);
-  const applies = APPLIES[m.metric];
+  const applies = m.metrics.flatMap((x) => APPLIES[x]);
   for (const o of m.given) {
-    // Model folders may be given for every metric (a script can pass all four); the rest must apply.
-    if (!MODEL_OPTIONS.includes(o) && !applies.includes(o)) throw new UsageError(`${command}: --${o} does not apply to --metric ${m.metric}`);
+    // Model folders may be given for every metric (a script can pass all four); the rest must apply
+    // (to one of the metrics at least).
+    if (!MODEL_OPTIONS.includes(o) && !applies.includes(o)) throw new UsageError(`${command}: --${o} does not apply to --metric ${m.metrics.join(',')}`);
   }
   return out;
 }
@@ -286,10 +306,11 @@ export function metricNames(metric: CliMetric): MetricName[] {
   return metric === 'ensemble' ? ['diffsim', 'clip', 'dino'] : [metric];
 }
 
-/** Loads the metrics, turning setting errors into usage errors that name the option. */
+/** Loads the metrics (every one of a --metric list, on one runtime), turning setting errors into
+ *  usage errors that name the option. */
 export async function openMetrics(command: string, m: MetricArgs, onProgress?: (e: MetricLoadEvent) => void): Promise<Metric[]> {
   try {
-    return await createMetrics(metricNames(m.metric), {
+    return await createMetrics([...new Set(m.metrics.flatMap(metricNames))], {
       model: m.model,
       ipAdapter: m.ipAdapter,
       clipModel: m.clipModel,

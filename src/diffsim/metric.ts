@@ -115,9 +115,10 @@ export interface Metric {
   readonly lowerBetter: boolean;
   /** Whether an embedding depends on the role it was made for (see the module comment). */
   readonly roleDependent: boolean;
-  /** What its embeddings depend on (metric, settings, models): equal keys ⇔ comparable embeddings. */
-  readonly key: string;
   readonly runtime: Runtime;
+  /** What its embeddings depend on (the metric, the embedding settings, the models): the
+   *  `MetricEmbedding.key` of every embedding it makes; equal keys ⇔ interchangeable embeddings. */
+  readonly key: string;
   /** The settings actually used (JSON): module, t, layer, models with their folders and commits, … */
   readonly settings: Readonly<Record<string, unknown>>;
   embed(image: ImageInput, role?: ImageRole): Promise<MetricEmbedding>;

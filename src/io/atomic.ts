@@ -30,7 +30,8 @@ function problem(e: unknown): string {
 }
 
 /** Writes `data` to `path` atomically (see the module comment). Errors are FileErrors naming `path`. */
-export async function writeFileAtomic(path: string, data: Uint8Array): Promise<void> {
+export async function writeFileAtomic(path: string, content: Uint8Array | string): Promise<void> {
+  const data = typeof content === 'string' ? new TextEncoder().encode(content) : content;
   const tmp = temporaryPath(path);
   let created = false;
   try {
