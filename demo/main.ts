@@ -6,7 +6,7 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const params = new URLSearchParams(location.search);
 
 interface DemoState {
-  status: 'idle' | 'planning' | 'loading' | 'scoring' | 'done' | 'error';
+  status: 'idle' | 'planning' | 'loading' | 'loaded' | 'scoring' | 'done' | 'error';
   plan?: { files: number; totalBytes: number; downloadBytes: number };
   score?: number;
   scores?: number[];
@@ -57,7 +57,7 @@ drop.addEventListener('drop', (e) => {
   if (e.dataTransfer?.files.length) setImages(e.dataTransfer.files);
 });
 
-const mb = (n: number) => `${(n / 1e6).toFixed(n < 1e7 ? 2 : 0)} MB`;
+const mb = (n: number) => (n < 1e6 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(n < 1e7 ? 2 : 0)} MB`);
 
 function setStatus(s: DemoState['status'], text: string): void {
   state.status = s;
@@ -186,28 +186,47 @@ async function plan(): Promise<void> {
   }
 }
 
+/** The selected metric, its files listed, downloaded (or read from the cache) and loaded once. */
+async function loadMetric(): Promise<{ metric: Metric; name: MetricName }> {
+  const name = $<HTMLSelectElement>('metric').value as MetricName;
+  const block = $<HTMLSelectElement>('block').value as 'up' | 'mid' | 'down';
+  const key = JSON.stringify([name, block, folder?.name, Object.values(ids).map((i) => i.value), $<HTMLInputElement>('endpoint').value]);
+  let metric = metrics.get(key);
+  if (metric) return { metric, name };
+  const t0 = performance.now();
+  setStatus('planning', 'listing the model files…');
+  const { files, hub } = await modelFiles(name);
+  showPlan(hub);
+  const rt = await gpu();
+  setStatus('loading', state.plan?.downloadBytes ? `downloading ${mb(state.plan.downloadBytes)} and loading the weights…` : 'loading the weights…');
+  const onProgress = (e: MetricLoadEvent) => {
+    if (e.kind === 'weights') $('status').textContent = `weights of ${e.role}: ${e.progress.loaded}/${e.progress.total} tensors on the GPU`;
+  };
+  metric = await createWebMetric(name, { files, runtime: rt, weights: rt.features.has('shader-f16') ? 'auto' : 'f32', diffsim: { block, ...extraSettings }, onProgress });
+  metrics.set(key, metric);
+  state.loadMs = performance.now() - t0;
+  state.settings = { ...metric.settings };
+  $('settings').textContent = JSON.stringify(metric.settings, null, 1);
+  return { metric, name };
+}
+
+async function load(): Promise<void> {
+  $('error').textContent = '';
+  state.error = undefined;
+  try {
+    await loadMetric();
+    setStatus('loaded', `loaded in ${(state.loadMs! / 1000).toFixed(2)} s`);
+  } catch (e) {
+    fail(e);
+  }
+}
+
 async function score(): Promise<void> {
   $('error').textContent = '';
   state.error = undefined;
   try {
     if (images.length < 2) throw new Error('choose two images (or three to pick)');
-    const name = $<HTMLSelectElement>('metric').value as MetricName;
-    const block = $<HTMLSelectElement>('block').value as 'up' | 'mid' | 'down';
-    const key = JSON.stringify([name, block, folder?.name, Object.values(ids).map((i) => i.value), $<HTMLInputElement>('endpoint').value]);
-    let metric = metrics.get(key);
-    const t0 = performance.now();
-    if (!metric) {
-      setStatus('planning', 'listing the model files…');
-      const { files, hub } = await modelFiles(name);
-      showPlan(hub);
-      const rt = await gpu();
-      setStatus('loading', state.plan?.downloadBytes ? `downloading ${mb(state.plan.downloadBytes)} and loading the weights…` : 'loading the weights…');
-      const onProgress = (e: MetricLoadEvent) => {
-        if (e.kind === 'weights') $('status').textContent = `weights of ${e.role}: ${e.progress.loaded}/${e.progress.total} tensors on the GPU`;
-      };
-      metric = await createWebMetric(name, { files, runtime: rt, weights: rt.features.has('shader-f16') ? 'auto' : 'f32', diffsim: { block, ...extraSettings }, onProgress });
-      metrics.set(key, metric);
-    }
+    const { metric, name } = await loadMetric();
     const t1 = performance.now();
     setStatus('scoring', 'scoring…');
     const decoded = await Promise.all(images.map(readImage));
@@ -215,7 +234,6 @@ async function score(): Promise<void> {
     const scores: number[] = [];
     for (let i = 1; i < bytes.length; i++) scores.push(await metric.score(bytes[0]!, bytes[i]!));
     const t2 = performance.now();
-    state.loadMs = t1 - t0;
     state.scoreMs = t2 - t1;
     state.scores = scores;
     state.score = scores[0];
@@ -228,9 +246,9 @@ async function score(): Promise<void> {
       caption = `${name}: A–B ${scores[0]!.toFixed(6)}, A–C ${scores[1]!.toFixed(6)} (${dir}) → ${state.pick} is closer to A`;
     } else caption = `${name}: ${scores[0]!.toFixed(6)} (${dir})`;
     $('result').textContent = caption;
-    $('settings').textContent = JSON.stringify({ ...metric.settings, loadMs: Math.round(state.loadMs), scoreMs: Math.round(state.scoreMs) }, null, 1);
+    $('settings').textContent = JSON.stringify({ ...metric.settings, loadMs: Math.round(state.loadMs ?? 0), scoreMs: Math.round(state.scoreMs) }, null, 1);
     draw(decoded, decoded.map((im, i) => `${'ABC'[i]}: ${images[i]!.name} ${im.width}×${im.height}`), caption);
-    setStatus('done', `loaded in ${(state.loadMs / 1000).toFixed(2)} s, scored in ${(state.scoreMs / 1000).toFixed(2)} s`);
+    setStatus('done', `loaded in ${((state.loadMs ?? 0) / 1000).toFixed(2)} s, scored in ${(state.scoreMs / 1000).toFixed(2)} s`);
   } catch (e) {
     fail(e);
   }
@@ -245,4 +263,5 @@ function fail(e: unknown): void {
 }
 
 $('plan').addEventListener('click', () => void plan());
+$('load').addEventListener('click', () => void load());
 $('score').addEventListener('click', () => void score());
