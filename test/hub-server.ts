@@ -79,6 +79,9 @@ export class FakeHub {
   bareRedirects = false;
   /** Pause between 16 kB pieces of a body (a slow link), in ms. */
   chunkDelayMs = 0;
+  /** Answer cross-origin requests as the hub does for pages on other origins (browsers): CORS
+   *  headers on every answer, its metadata headers exposed, preflights answered. */
+  cors = false;
   private server: Server | undefined;
   private sockets = new Set<Socket>();
   url = '';
@@ -150,6 +153,15 @@ export class FakeHub {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     this.requests.push({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
+    if (this.cors) {
+      res.setHeader('access-control-allow-origin', '*');
+      res.setHeader('access-control-expose-headers', 'X-Repo-Commit, X-Linked-Size, X-Linked-Etag, ETag, Content-Length, Content-Range, Link, X-Error-Code');
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, { 'access-control-allow-methods': 'GET, HEAD', 'access-control-allow-headers': 'authorization, range', 'access-control-max-age': '600' });
+        res.end();
+        return;
+      }
+    }
     const u = new URL(req.url ?? '/', this.url);
     const parts = u.pathname.split('/').slice(1).map(decodeURIComponent);
     if (parts[0] === 'api' && parts[1] === 'models') return this.api(req, res, 'model', parts.slice(2), u);
@@ -172,7 +184,12 @@ export class FakeHub {
     if (!commit) return this.fail(res, 404, 'RevisionNotFound');
     res.setHeader('content-type', 'application/json');
     if (parts[k] === 'revision') {
-      res.end(JSON.stringify({ id: repoId, sha: commit, siblings: Object.keys(repo.files).map((rfilename) => ({ rfilename })) }));
+      // ?blobs=true adds each file's size (and its LFS size), as the hub does.
+      const blobs = u.searchParams.get('blobs') === 'true';
+      const siblings = Object.entries(repo.files).map(([rfilename, f]) =>
+        blobs ? { rfilename, size: f.content.byteLength, ...(f.lfs ? { lfs: { sha256: sha256Hex(f.content), size: f.content.byteLength, pointerSize: lfsPointer(f.content).byteLength } } : {}) } : { rfilename },
+      );
+      res.end(JSON.stringify({ id: repoId, sha: commit, siblings }));
       return;
     }
     const dirs = new Set<string>();

@@ -19,7 +19,7 @@ import { imageProcessor, imageProcessorGeometry, type ImageProcessorConfig } fro
 import { ClipModel, type ClipVisionModel } from '../models/clip-vision.js';
 import type { Dinov2Model } from '../models/dinov2.js';
 import { aasFromSums, aasOutputs, aasSums, pairScore, type AasOutputs, type AasScores, type AttentionLayout, type Qkv } from './aas.js';
-import { CLIP_IMAGE_PROCESSOR } from './diffsim.js';
+import { CLIP_IMAGE_PROCESSOR } from './core.js';
 
 /** An image, or pixel values already preprocessed ([1, 3, H, W] float32, as imageProcessor gives). */
 export type VisionInput = RgbImage | { data: Float32Array; width: number; height: number };

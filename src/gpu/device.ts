@@ -1,5 +1,7 @@
 // Acquiring a GPUDevice in Node (dawn.node via the `webgpu` package), Deno and browsers.
 
+import { hostPackage } from '../io/host.js';
+
 /** Optional features we request whenever the adapter offers them. */
 export const OPTIONAL_FEATURES = [
   'shader-f16',
@@ -115,7 +117,7 @@ export async function acquireDevice(options: DeviceOptions = {}): Promise<Acquir
     host = 'node-dawn';
     let mod: { create(args: string[]): GPU; globals: object };
     try {
-      mod = (await import('webgpu')) as unknown as { create(args: string[]): GPU; globals: object };
+      mod = await hostPackage<{ create(args: string[]): GPU; globals: object }>('webgpu');
     } catch (e) {
       throw new NoAdapterError(`the 'webgpu' package (dawn.node) could not be loaded: ${(e as Error).message}`);
     }

@@ -2,8 +2,27 @@
 // safetensors weights (the requested variant such as fp16 when published, else the plain one;
 // sharded checkpoints through their index), never .bin/.ckpt/.pt/.onnx/.msgpack/.h5 weights.
 
-import { posix } from 'node:path';
 import { filterRepoPaths } from './paths.js';
+
+// Repo paths are POSIX paths; these helpers keep the module free of node:path (browsers use it).
+const posix = {
+  basename: (p: string): string => p.slice(p.lastIndexOf('/') + 1),
+  dirname: (p: string): string => (p.lastIndexOf('/') < 0 ? '.' : p.lastIndexOf('/') === 0 ? '/' : p.slice(0, p.lastIndexOf('/'))),
+  /** Resolves '.' and '..' segments and repeated slashes, as node:path's posix.normalize. */
+  normalize(p: string): string {
+    const abs = p.startsWith('/');
+    const out: string[] = [];
+    for (const seg of p.split('/')) {
+      if (seg === '' || seg === '.') continue;
+      if (seg === '..') {
+        if (out.length && out[out.length - 1] !== '..') out.pop();
+        else if (!abs) out.push('..');
+      } else out.push(seg);
+    }
+    const joined = out.join('/');
+    return abs ? `/${joined}` : joined || '.';
+  },
+};
 
 /** What to take from a repo. */
 export interface FileSelection {

@@ -2,6 +2,7 @@
 // multi-GB checkpoint is never held in memory as a whole.
 
 import { FileError } from './errors.js';
+import { nodeFs } from './host.js';
 
 export interface ByteSource {
   /** A name for error messages (the file path). */
@@ -33,7 +34,7 @@ function kindOf(st: StatLike): string {
 /** Opens a file for positioned reads (Node ≥ 20 and Deno 2 through `node:fs/promises`). The path
  *  is checked to be a regular file before it is opened: opening a FIFO blocks until a writer comes. */
 export async function openFile(path: string): Promise<ByteSource> {
-  const fs = (await import('node:fs/promises')) as unknown as { open(p: string, flags: string): Promise<FileHandleLike>; stat(p: string): Promise<StatLike> };
+  const fs = (await nodeFs()) as unknown as { open(p: string, flags: string): Promise<FileHandleLike>; stat(p: string): Promise<StatLike> };
   const cannot = (e: unknown) => {
     const code = (e as { code?: string }).code;
     return new FileError(path, `cannot open (${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (e as Error).message})`);

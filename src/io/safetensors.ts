@@ -8,6 +8,7 @@
 import { FileError } from './errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../gpu/half.js';
 import { openFile, type ByteSource } from './bytesource.js';
+import { dirnameOf, isAbsolutePath, joinPath } from './host.js';
 
 export const SAFETENSORS_DTYPES = {
   F64: 8,
@@ -355,19 +356,31 @@ export class ShardedSafetensors implements TensorSource {
     readonly metadata: Readonly<Record<string, string>>,
   ) {}
 
+  /** Opens a `*.safetensors.index.json` and the shards it names, beside it. */
   static async open(indexPath: string): Promise<ShardedSafetensors> {
-    const path = await import('node:path');
-    let index: unknown;
     const source = await openFile(indexPath);
+    let bytes: Uint8Array;
     try {
       if (source.size > MAX_HEADER_BYTES) throw new SafetensorsError(indexPath, `shard index of ${source.size} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit`);
-      const text = new TextDecoder('utf-8', { fatal: true }).decode(await source.read(0, source.size));
-      index = JSON.parse(text);
-    } catch (e) {
-      if (e instanceof FileError) throw e;
-      throw new SafetensorsError(indexPath, `cannot read the shard index (${(e as Error).message})`);
+      bytes = await source.read(0, source.size);
     } finally {
       await source.close();
+    }
+    const dir = dirnameOf(indexPath);
+    return ShardedSafetensors.fromIndex(indexPath, bytes, (file) => SafetensorsFile.open(joinPath(dir, file)));
+  }
+
+  /** A checkpoint from the bytes of its shard index (`indexName` names it in errors) and a way to
+   *  open each shard by the file name in `weight_map` (a file beside it, a download, a Blob). */
+  static async fromIndex(indexName: string, indexBytes: Uint8Array, openShard: (file: string) => Promise<SafetensorsFile>): Promise<ShardedSafetensors> {
+    const indexPath = indexName;
+    let index: unknown;
+    try {
+      if (indexBytes.byteLength > MAX_HEADER_BYTES) throw new SafetensorsError(indexPath, `shard index of ${indexBytes.byteLength} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+      index = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(indexBytes));
+    } catch (e) {
+      if (e instanceof SafetensorsError) throw e;
+      throw new SafetensorsError(indexPath, `cannot read the shard index (${(e as Error).message})`);
     }
     if (index === null || typeof index !== 'object' || Array.isArray(index)) throw new SafetensorsError(indexPath, 'shard index is not a JSON object');
     // Metadata, when present: an object of strings (numbers such as total_size are kept as text).
@@ -387,13 +400,12 @@ export class ShardedSafetensors implements TensorSource {
     }
     const map = new Map<string, string>();
     for (const [k, v] of Object.entries(weightMap as Record<string, unknown>)) {
-      if (typeof v !== 'string' || v.includes('..') || path.isAbsolute(v)) throw new SafetensorsError(indexPath, `weight_map[${q(k)}] is not a shard file name in this folder`);
+      if (typeof v !== 'string' || v.includes('..') || isAbsolutePath(v)) throw new SafetensorsError(indexPath, `weight_map[${q(k)}] is not a shard file name in this folder`);
       map.set(k, v);
     }
-    const dir = path.dirname(indexPath);
     const shards = new Map<string, SafetensorsFile>();
     try {
-      for (const file of new Set(map.values())) shards.set(file, await SafetensorsFile.open(path.join(dir, file)));
+      for (const file of new Set(map.values())) shards.set(file, await openShard(file));
     } catch (e) {
       for (const s of shards.values()) await s.close();
       throw e;

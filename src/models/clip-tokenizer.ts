@@ -3,6 +3,8 @@
 // spaces around CJK ideographs, NFC, lowercasing, accents kept), CLIP's split pattern, byte-level
 // BPE with `</w>` word ends, then <|startoftext|> … <|endoftext|>, truncated and padded to 77.
 
+import { joinPath, nodeFs } from '../io/host.js';
+
 export interface ClipTokenizerFiles {
   /** vocab.json contents: token → id. */
   vocab: Record<string, number>;
@@ -116,14 +118,13 @@ export class ClipTokenizer {
 
   /** Loads vocab.json, merges.txt and (if present) tokenizer_config.json / special_tokens_map.json. */
   static async fromDirectory(dir: string): Promise<ClipTokenizer> {
-    const fs = await import('node:fs/promises');
-    const path = await import('node:path');
+    const fs = await nodeFs();
     const read = async (name: string, required: boolean): Promise<string | undefined> => {
       try {
-        return await fs.readFile(path.join(dir, name), 'utf8');
+        return await fs.readFile(joinPath(dir, name), 'utf8');
       } catch (e) {
         if (!required) return undefined;
-        throw new Error(`${path.join(dir, name)}: cannot read (${(e as { code?: string }).code ?? (e as Error).message})`);
+        throw new Error(`${joinPath(dir, name)}: cannot read (${(e as { code?: string }).code ?? (e as Error).message})`);
       }
     };
     const parse = (name: string, text: string | undefined): Record<string, unknown> | undefined => {
@@ -131,7 +132,7 @@ export class ClipTokenizer {
       try {
         return JSON.parse(text) as Record<string, unknown>;
       } catch (e) {
-        throw new Error(`${path.join(dir, name)}: not valid JSON (${(e as Error).message})`);
+        throw new Error(`${joinPath(dir, name)}: not valid JSON (${(e as Error).message})`);
       }
     };
     const vocab = parse('vocab.json', await read('vocab.json', true)) as Record<string, number>;

@@ -1,8 +1,10 @@
-// Reading model folders: JSON configs, the weights file of a component folder, tensor sources.
+// Reading model folders on disk (Node, Deno): JSON configs, the weights file of a component folder,
+// tensor sources.
 
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openSafetensors, type TensorSource } from '../io/safetensors.js';
+import { chooseWeights } from './sources.js';
 
 export async function readJson<T>(path: string, what: string): Promise<T> {
   let text: string;
@@ -28,12 +30,9 @@ export async function findWeights(dir: string): Promise<string> {
   } catch (e) {
     throw new Error(`${dir}: cannot list the folder (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
-  const byVariant = (a: string, b: string) => a.split('.').length - b.split('.').length || a.localeCompare(b);
-  const index = names.filter((n) => /\.safetensors\.index(\.[^.]+)?\.json$/.test(n)).sort(byVariant);
-  if (index.length) return join(dir, index[0]!);
-  const files = names.filter((n) => n.endsWith('.safetensors')).sort(byVariant);
-  if (!files.length) throw new Error(`${dir}: no .safetensors weights (only .safetensors is supported; convert .bin/.ckpt files first)`);
-  return join(dir, files[0]!);
+  const chosen = chooseWeights(names);
+  if (!chosen) throw new Error(`${dir}: no .safetensors weights (only .safetensors is supported; convert .bin/.ckpt files first)`);
+  return join(dir, chosen);
 }
 
 export async function withSource<T>(path: string, fn: (src: TensorSource) => Promise<T>): Promise<T> {

@@ -4,42 +4,26 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Runtime } from '../gpu/runtime.js';
-import { WeightStore, type WeightLoadProgress, type WeightPrecision } from '../nn/weights.js';
 import { findWeights, readJson, withSource } from './files.js';
-import { ClipTextModel, type ClipTextConfig } from './clip-text.js';
+import type { ClipTextModel, ClipTextConfig } from './clip-text.js';
 import { ClipTokenizer } from './clip-tokenizer.js';
 import { PNDMScheduler, type SchedulerConfig } from './scheduler.js';
-import { UNet2DConditionModel, type UNetConfig } from './unet.js';
-import { VaeEncoder, legacyVaeKey, type VaeConfig } from './vae.js';
+import { textEncoderFromSource, unetFromSource, vaeEncoderFromSource, type ModelLoadOptions } from './sources.js';
+import type { UNet2DConditionModel, UNetConfig } from './unet.js';
+import type { VaeEncoder, VaeConfig } from './vae.js';
 
-/** How model loaders store weights on the GPU (see LoadOptions.weights). */
-export interface ModelLoadOptions {
-  weights?: WeightPrecision;
-  /** Progress of each checkpoint's load (tensors and bytes on the GPU). */
-  onProgress?: (p: WeightLoadProgress) => void;
-}
+export type { ModelLoadOptions } from './sources.js';
 
 export async function loadUNet(rt: Runtime, weightsPath: string, config: UNetConfig, o: ModelLoadOptions = {}): Promise<UNet2DConditionModel> {
-  const store = new WeightStore();
-  const model = new UNet2DConditionModel(store, config);
-  await withSource(weightsPath, (src) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }));
-  return model;
+  return withSource(weightsPath, (src) => unetFromSource(rt, src, config, o));
 }
 
 export async function loadVaeEncoder(rt: Runtime, weightsPath: string, config: VaeConfig, o: ModelLoadOptions = {}): Promise<VaeEncoder> {
-  const store = new WeightStore();
-  const model = new VaeEncoder(store, config);
-  // A full AutoencoderKL file also holds the decoder, which the metric does not use.
-  await withSource(weightsPath, (src) => store.load(rt, src, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true, weights: o.weights, onProgress: o.onProgress }));
-  return model;
+  return withSource(weightsPath, (src) => vaeEncoderFromSource(rt, src, config, o));
 }
 
 export async function loadTextEncoder(rt: Runtime, weightsPath: string, config: ClipTextConfig, o: ModelLoadOptions = {}): Promise<ClipTextModel> {
-  const store = new WeightStore();
-  const model = new ClipTextModel(store, config);
-  // Older files carry the non-persistent position_ids buffer.
-  await withSource(weightsPath, (src) => store.load(rt, src, { ignore: [/embeddings\.position_ids$/], weights: o.weights, onProgress: o.onProgress }));
-  return model;
+  return withSource(weightsPath, (src) => textEncoderFromSource(rt, src, config, o));
 }
 
 export interface StableDiffusion {

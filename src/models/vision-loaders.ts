@@ -6,17 +6,14 @@
 import { stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Runtime } from '../gpu/runtime.js';
-import type { TensorSource } from '../io/safetensors.js';
-import { WeightStore } from '../nn/weights.js';
-import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from './clip-vision.js';
-import { Dinov2Model, type Dinov2Config } from './dinov2.js';
+import type { ClipModel, ClipModelConfig, ClipVisionConfig, ClipVisionModel } from './clip-vision.js';
+import type { Dinov2Config, Dinov2Model } from './dinov2.js';
 import { findWeights, readJson, withSource } from './files.js';
-import { IpAdapterPlus, type IpAdapterConfig, type ResamplerConfig } from './ip-adapter.js';
-import type { ModelLoadOptions } from './sd15.js';
+import type { IpAdapterPlus } from './ip-adapter.js';
+import { clipModelFromSource, clipVisionConfigOf, clipVisionFromSource, dinov2FromSource, ipAdapterPlusFromSource, type ModelLoadOptions } from './sources.js';
 import type { UNet2DConditionModel } from './unet.js';
 
-/** Non-persistent buffers some exports carry. */
-const POSITION_IDS = [/position_ids$/];
+export { inferResamplerConfig } from './sources.js';
 
 async function isDirectory(path: string): Promise<boolean> {
   try {
@@ -36,59 +33,22 @@ async function folderFiles(dir: string, what: string): Promise<{ config: string;
  *  CLIPConfig whose vision_config is used; `model.safetensors`). */
 export async function loadClipVision(rt: Runtime, dir: string, o: ModelLoadOptions = {}): Promise<ClipVisionModel> {
   const f = await folderFiles(dir, 'CLIP vision');
-  const raw = await readJson<ClipVisionConfig & { vision_config?: ClipVisionConfig; projection_dim?: number }>(f.config, 'CLIP vision config');
-  const config = raw.vision_config ? { ...raw.vision_config, projection_dim: raw.projection_dim ?? raw.vision_config.projection_dim } : raw;
-  const store = new WeightStore();
-  const model = await withSource(f.weights, async (src) => {
-    const m = new ClipVisionModel(store, config, { projection: src.has('visual_projection.weight') });
-    // A full CLIPModel file also holds the text tower.
-    await store.load(rt, src, { ignore: [...POSITION_IDS, /^text_model\./, /^text_projection\./, /^logit_scale$/], weights: o.weights, onProgress: o.onProgress });
-    return m;
-  });
-  return model;
+  const config = clipVisionConfigOf(await readJson<ClipVisionConfig & { vision_config?: ClipVisionConfig; projection_dim?: number }>(f.config, 'CLIP vision config'));
+  return withSource(f.weights, (src) => clipVisionFromSource(rt, src, config, o));
 }
 
 /** transformers' CLIPModel (both towers) from a folder with a CLIPConfig `config.json`. */
 export async function loadClipModel(rt: Runtime, dir: string, o: ModelLoadOptions = {}): Promise<ClipModel> {
   const f = await folderFiles(dir, 'CLIP');
   const config = await readJson<ClipModelConfig>(f.config, 'CLIP config');
-  if (!config.text_config || !config.vision_config) throw new Error(`${f.config}: a CLIPModel config needs text_config and vision_config`);
-  const store = new WeightStore();
-  const model = new ClipModel(store, config);
-  await withSource(f.weights, (src) => store.load(rt, src, { ignore: POSITION_IDS, weights: o.weights, onProgress: o.onProgress }));
-  return model;
+  return withSource(f.weights, (src) => clipModelFromSource(rt, src, config, o, f.config));
 }
 
 /** Dinov2Model from a folder (`config.json` of model_type dinov2, `model.safetensors`). */
 export async function loadDinov2(rt: Runtime, dir: string, o: ModelLoadOptions = {}): Promise<Dinov2Model> {
   const f = await folderFiles(dir, 'DINOv2');
   const config = await readJson<Dinov2Config>(f.config, 'DINOv2 config');
-  const store = new WeightStore();
-  const model = new Dinov2Model(store, config);
-  await withSource(f.weights, (src) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }));
-  return model;
-}
-
-function shapeOf(src: TensorSource, name: string): number[] {
-  if (!src.has(name)) throw new Error(`${src.name}: no tensor "${name}" (not an IP-Adapter Plus checkpoint in the released key layout)`);
-  return src.info(name).shape;
-}
-
-/** The Resampler's configuration from the tensor shapes of a released IP-Adapter Plus file (the
- *  file stores no configuration). The head size is the official code's fixed 64 (heads = inner/64),
- *  unless `dimHead` says otherwise. */
-export function inferResamplerConfig(src: TensorSource, dimHead = 64): ResamplerConfig {
-  const [, numQueries, hidden] = shapeOf(src, 'image_proj.latents') as [number, number, number];
-  const [, embed] = shapeOf(src, 'image_proj.proj_in.weight') as [number, number];
-  const [output] = shapeOf(src, 'image_proj.proj_out.weight') as [number];
-  let depth = 0;
-  while (src.has(`image_proj.layers.${depth}.0.to_q.weight`)) depth++;
-  if (depth === 0) throw new Error(`${src.name}: no resampler layers (image_proj.layers.0.0.to_q.weight)`);
-  const [inner] = shapeOf(src, 'image_proj.layers.0.0.to_q.weight') as [number];
-  const [ff] = shapeOf(src, 'image_proj.layers.0.1.1.weight') as [number];
-  if (inner % dimHead !== 0) throw new Error(`${src.name}: attention width ${inner} is not a multiple of the head size ${dimHead}`);
-  if (ff % hidden !== 0) throw new Error(`${src.name}: feed-forward width ${ff} is not a multiple of the resampler width ${hidden}`);
-  return { embed_dims: embed, output_dims: output, hidden_dims: hidden, depth, dim_head: dimHead, heads: inner / dimHead, num_queries: numQueries, ffn_ratio: ff / hidden };
+  return withSource(f.weights, (src) => dinov2FromSource(rt, src, config, o));
 }
 
 export interface IpAdapterLoadOptions extends ModelLoadOptions {
@@ -111,13 +71,8 @@ export interface LoadedIpAdapter {
  *  each U-Net call that should use it. */
 export async function loadIpAdapterPlus(rt: Runtime, path: string, unet: UNet2DConditionModel, o: IpAdapterLoadOptions = {}): Promise<LoadedIpAdapter> {
   const file = (await isDirectory(path)) ? join(path, 'ip-adapter-plus_sd15.safetensors') : path;
-  const store = new WeightStore();
-  const adapter = await withSource(file, async (src) => {
-    const config: IpAdapterConfig = { resampler: inferResamplerConfig(src, o.dimHead), ip_scale: o.scale ?? 1 };
-    const ip = new IpAdapterPlus(store, config, unet);
-    await store.load(rt, src, { weights: o.weights, onProgress: o.onProgress });
-    return ip;
-  });
+  const adapter = await withSource(file, (src) => ipAdapterPlusFromSource(rt, src, unet, o));
+  const store = adapter.store;
   if (o.imageEncoder === null) return { adapter, imageEncoder: null };
   const encoderDir = o.imageEncoder ?? join(dirname(file), 'image_encoder');
   try {

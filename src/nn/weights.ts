@@ -3,7 +3,7 @@
 // unexpected and mis-shaped key at once. Building without loading lists the exact tensor names and
 // shapes a checkpoint must have.
 
-import type { Runtime, Tensor } from '../gpu/runtime.js';
+import { ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/safetensors.js';
 import { Vocabulary } from './context.js';
 
@@ -141,21 +141,30 @@ export class WeightStore {
       const ck = byKey.get(k)!;
       const info = source.info(ck);
       const stored = info.dtype;
-      if (p.acceptsF16 && ((opts.weights === 'auto' && stored === 'F16') || opts.weights === 'f16')) {
-        if (stored === 'F16') {
-          const raw = await source.readRaw(ck);
-          const half = new Uint16Array(raw.bytes.byteLength / 2);
-          new Uint8Array(half.buffer).set(raw.bytes);
-          p.set(rt.upload(half, p.shape, 'f16').keep());
-        } else {
-          p.set(rt.upload((await source.readFloat32(ck)).data, p.shape, 'f16').keep());
-        }
-      } else {
-        const { data } = await source.readFloat32(ck);
-        p.set(rt.upload(data, p.shape).keep());
+      const half = p.acceptsF16 && ((opts.weights === 'auto' && stored === 'F16') || opts.weights === 'f16');
+      try {
+        await this.upload(rt, source, ck, p, half, stored === 'F16');
+      } catch (e) {
+        // The runtime's limit errors say which limit; the tensor's name says what did not fit.
+        if (e instanceof ShapeError) throw new ShapeError(`${source.name}: tensor "${ck}" [${p.shape.join(', ')}] as ${half ? 'f16' : 'f32'} (${p.shape.reduce((a, b) => a * b, 1) * (half ? 2 : 4)} bytes): ${e.message}`);
+        throw e;
       }
       bytes += info.end - info.begin;
       opts.onProgress?.({ source: source.name, loaded: ++loaded, total, bytes, totalBytes });
+    }
+  }
+
+  /** One checkpoint tensor onto the GPU: as f16 (`half`), else as f32. */
+  private async upload(rt: Runtime, source: TensorSource, ck: string, p: Param, half: boolean, storedF16: boolean): Promise<void> {
+    if (half && storedF16) {
+      const raw = await source.readRaw(ck);
+      const bits = new Uint16Array(raw.bytes.byteLength / 2);
+      new Uint8Array(bits.buffer).set(raw.bytes);
+      p.set(rt.upload(bits, p.shape, 'f16').keep());
+    } else if (half) {
+      p.set(rt.upload((await source.readFloat32(ck)).data, p.shape, 'f16').keep());
+    } else {
+      p.set(rt.upload((await source.readFloat32(ck)).data, p.shape).keep());
     }
   }
 

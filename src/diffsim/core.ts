@@ -1,0 +1,425 @@
+// DiffSim on Stable Diffusion 1.5: DiffSim-S (self-attention AAS) and DiffSim-C (IP-Adapter Plus
+// cross-attention AAS), as the official `DiffSim.diffsim()` computes them, with its quirks as
+// defaults and switches for the intended behaviour (see settings.ts).
+//
+// One image's pass (`embed`):
+//   process_image: LANCZOS squash to S×S, [−1, 1]                      [1, 3, S, S]
+//   VAE encoder → posterior; z0 = 0.18215·(mean + std·ε_vae)          [1, 4, s, s], s = S/8
+//   z_t = √ᾱ_t·z0 + √(1−ᾱ_t)·ε (PNDM add_noise), t from the step setting
+//   CFG batch: [z_t, z_t] with text [E(negative), E(prompt)]          [2, 77, D]
+//   (DiffSim-C: IP tokens of [zeros image, image] through the resampler, scale 0.5)
+//   U-Net up to the hooked attention: its to_q/to_k/to_v outputs      [2, N, C] each
+//   (DiffSim-C: Q = attn2.to_q(norm2 out) [2, N, C], K/V = to_k_ip/to_v_ip(tokens) [2, 16, C])
+// The pair's score (`compare`) is the AAS of aas.ts over both CFG halves, all heads and tokens.
+// The models come from any loader (diffsim.ts: diffusers folders; the browser entry: downloads).
+
+import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { f16BitsToF32, f32ToF16Bits } from '../gpu/half.js';
+import { unary } from '../kernels/elementwise.js';
+import { concat, slice } from '../kernels/layout.js';
+import type { RgbImage } from '../io/image.js';
+import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
+import type { ClipTextModel } from '../models/clip-text.js';
+import type { ClipTokenizer } from '../models/clip-tokenizer.js';
+import type { ClipVisionModel } from '../models/clip-vision.js';
+import type { IpAdapterPlus } from '../models/ip-adapter.js';
+import { NormalGenerator, type PNDMScheduler } from '../models/scheduler.js';
+import type { UNet2DConditionModel, UNetConfig } from '../models/unet.js';
+import type { VaeEncoder } from '../models/vae.js';
+import { aasOutputs, aasScores, type AasOutputs, type AasScores, type Qkv } from './aas.js';
+import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
+import { resolveHook, type HookPoint } from './hook.js';
+import { blockOf, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimSettings, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
+
+/** The models DiffSim runs. DiffSim-C also needs the IP-Adapter and its image encoder. */
+export interface DiffSimModels {
+  unet: UNet2DConditionModel;
+  vae: VaeEncoder;
+  textEncoder: ClipTextModel;
+  tokenizer: ClipTokenizer;
+  scheduler: PNDMScheduler;
+  ipAdapter?: IpAdapterPlus | undefined;
+  imageEncoder?: ClipVisionModel | undefined;
+  /** SD1.5's feature_extractor (CLIPImageProcessor) config for the IP image; CLIP defaults when absent. */
+  featureExtractor?: ImageProcessorConfig | undefined;
+}
+
+/** How passes run; never changes a score, so embeddings made with different execution options compare. */
+export interface DiffSimExecution {
+  /** Stop each U-Net pass right after the hooked attention (default true). */
+  earlyStop?: boolean;
+  /** DiffSim-S with prompt = negative prompt: run the U-Net on batch 1 and duplicate the result,
+   *  since both CFG halves are then identical (default true). Not applied to DiffSim-C, whose
+   *  halves differ by their IP image (zeros vs the image). */
+  dedupeCfg?: boolean;
+}
+
+/** Noise to use instead of the seeded generator (e.g. the reference's saved draws). */
+export interface GivenNoise {
+  /** ε of the VAE posterior sample, [1, latent_channels, s, s] (unused with vae: 'mean'). */
+  vae?: Float32Array | undefined;
+  /** The forward-diffusion noise, [1, latent_channels, s, s]. */
+  forward: Float32Array;
+}
+
+export interface EmbedOptions {
+  noise?: GivenNoise;
+  /** process_image output [1, 3, S, S] in [−1, 1], used instead of preprocessing the image (the
+   *  IP image of DiffSim-C still comes from `image`). */
+  processed?: Float32Array;
+  /** Clean latents z0 [1, latent_channels, s, s] (VAE output × scaling factor) to use instead of
+   *  encoding the image, e.g. the latents of an earlier pass for another step or layer. */
+  latents?: Float32Array;
+  /** Keep the pass's intermediates (latents, noisy latents, IP image embeddings and tokens). */
+  keepIntermediates?: boolean;
+  /** Further U-Net taps of the pass (names of `unet.vocabulary.taps`, e.g.
+   *  `up_blocks.1.attentions.2.transformer_blocks.0.attn1:out`), kept in `embedding.taps`. The
+   *  pass still stops early when they all belong to the hooked module. */
+  taps?: readonly string[];
+}
+
+/** A pair's score with its parts. */
+export interface DiffSimScore extends AasScores {
+  /** The score the settings ask for: cosine (higher = more similar) or mse (lower = more
+   *  similar), rounded to float16 with roundToF16. */
+  score: number;
+}
+
+/** OpenAI CLIP preprocessing, the SD1.5 feature extractor's values. */
+export const CLIP_IMAGE_PROCESSOR: Readonly<ImageProcessorConfig> = Object.freeze({
+  do_resize: true,
+  size: { shortest_edge: 224 },
+  resample: 3,
+  do_center_crop: true,
+  crop_size: { height: 224, width: 224 },
+  do_rescale: true,
+  rescale_factor: 1 / 255,
+  do_normalize: true,
+  image_mean: [0.48145466, 0.4578275, 0.40821073],
+  image_std: [0.26862954, 0.26130258, 0.27577711],
+});
+
+const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
+
+/** Takes over a tensor the model kept outside every tidy (a recorded tap): returns a view owned by
+ *  the current tidy, with `shape`, and releases the original handle. */
+function adopt(t: Tensor, shape: readonly number[] = t.shape): Tensor {
+  const view = t.reshape(shape);
+  t.dispose();
+  return view;
+}
+
+export class DiffSim {
+  readonly settings: Readonly<ResolvedDiffSimSettings>;
+  /** What this metric's embeddings depend on (the settings without the scoring ones). */
+  readonly embeddingSettings: Readonly<EmbeddingSettings>;
+  /** Identity of the embedding settings (equal for comparable embeddings). */
+  readonly key: string;
+  readonly hook: HookPoint;
+  private readonly exec: Required<DiffSimExecution>;
+  private text: { ids: Int32Array; states: Tensor } | null = null;
+  private uncondImage: Tensor | null = null;
+
+  constructor(
+    readonly rt: Runtime,
+    readonly models: DiffSimModels,
+    settings: Partial<DiffSimSettings> = {},
+    execution: DiffSimExecution = {},
+  ) {
+    const s = mergeSettings(settings);
+    const { unet, vae, scheduler } = models;
+    if (s.variant === 'C' && (!models.ipAdapter || !models.imageEncoder)) {
+      throw new DiffSimSettingsError('DiffSim-C (variant C) needs models.ipAdapter and models.imageEncoder');
+    }
+    if (models.ipAdapter && models.ipAdapter.unet !== unet) throw new DiffSimSettingsError('DiffSim: the IP-Adapter was built for another U-Net instance');
+    const block = blockOf(s.block);
+    const layer = s.layerMode === 'official-force-0' ? 0 : s.layer;
+    const hook = resolveHook(unet, block, layer, s.variant === 'S' ? 'attn1' : 'attn2');
+    const t = DiffSim.timestepFor(scheduler, s);
+    const vaeFactor = 2 ** (vae.config.block_out_channels.length - 1);
+    const sampleSize = (unet.config as UNetConfig & { sample_size?: number }).sample_size;
+    let imageSize = s.imageSize;
+    if (imageSize === 0) {
+      if (typeof sampleSize !== 'number') throw new DiffSimSettingsError('DiffSim: imageSize is 0 (the model default) but the U-Net config has no sample_size');
+      imageSize = sampleSize * vaeFactor;
+    }
+    // Any size works, as in diffusers: the VAE floors, and the U-Net's upsamplers follow the skips
+    // when the latent is not a multiple of its overall factor.
+    if (!Number.isInteger(imageSize) || imageSize < vaeFactor) {
+      throw new DiffSimSettingsError(`DiffSim: imageSize must be an integer ≥ ${vaeFactor} (the VAE factor), got ${imageSize}`);
+    }
+    if (vae.config.latent_channels !== unet.config.in_channels) throw new DiffSimSettingsError(`DiffSim: VAE latents have ${vae.config.latent_channels} channels, the U-Net takes ${unet.config.in_channels}`);
+    this.hook = hook;
+    this.settings = Object.freeze({ ...s, block, layer, module: hook.module, heads: hook.heads, t, imageSize });
+    this.embeddingSettings = Object.freeze(embeddingSettings(this.settings));
+    this.key = settingsKey(this.embeddingSettings);
+    this.exec = { earlyStop: execution.earlyStop ?? true, dedupeCfg: execution.dedupeCfg ?? true };
+  }
+
+  /** The diffusion timestep of the step setting. Official: timesteps(inferenceSteps)[step]; step 0
+   *  maps to t = num_train_timesteps (1000), where the official code crashes: refused. */
+  static timestepFor(scheduler: PNDMScheduler, s: Pick<DiffSimSettings, 'step' | 'stepMode' | 'inferenceSteps'>): number {
+    const n = scheduler.config.num_train_timesteps;
+    if (s.stepMode === 'timestep') {
+      if (!Number.isInteger(s.step) || s.step < 0 || s.step >= n) throw new DiffSimSettingsError(`DiffSim: timestep ${s.step} outside [0, ${n - 1}]`);
+      return s.step;
+    }
+    let list: number[];
+    try {
+      list = scheduler.timesteps(s.inferenceSteps);
+    } catch (e) {
+      throw new DiffSimSettingsError(`DiffSim: inferenceSteps: ${(e as Error).message}`);
+    }
+    if (!Number.isInteger(s.step) || s.step < 0 || s.step >= list.length) {
+      throw new DiffSimSettingsError(`DiffSim: step ${s.step} is not an index into the ${list.length}-entry timestep list for ${s.inferenceSteps} inference steps (1–${list.length - 1}; larger = less noise)`);
+    }
+    const t = list[s.step]!;
+    if (t >= n) {
+      throw new DiffSimSettingsError(
+        `DiffSim: step ${s.step} maps to timestep ${t}, outside the ${n}-step schedule (the official code crashes here); use a step ≥ 1, or stepMode 'timestep' to give t directly`,
+      );
+    }
+    return t;
+  }
+
+  /** Latent grid side: the VAE encoder's output for an S×S image (S / 8 when S is a multiple of 8;
+   *  each downsampler pads (0, 1, 0, 1) and applies a stride-2 3×3 conv, so odd sizes floor). */
+  get latentSize(): number {
+    let side = this.settings.imageSize;
+    for (let i = 1; i < this.models.vae.config.block_out_channels.length; i++) side = Math.floor((side - 2) / 2) + 1;
+    return side;
+  }
+
+  /** The four official draws of one comparison (fresh generator seeded with the seed):
+   *  ε_vae(A), ε_vae(B), noise(A), noise(B); returns the pair for `role` (A's with noise 'shared').
+   *  All four are always drawn, so the forward noise does not depend on the vae setting. */
+  generatorNoise(role: ImageRole): Required<GivenNoise> {
+    const n = this.models.vae.config.latent_channels * this.latentSize ** 2;
+    const g = new NormalGenerator(this.settings.seed);
+    const epsA = g.randn(n);
+    const epsB = g.randn(n);
+    const noiseA = g.randn(n);
+    const noiseB = g.randn(n);
+    return role === 'A' || this.settings.noise === 'shared' ? { vae: epsA, forward: noiseA } : { vae: epsB, forward: noiseB };
+  }
+
+  /** Token ids and text-encoder states of the CFG batch [negative prompt, prompt] (or the prompt
+   *  alone without CFG): [B, 77, D], computed once and kept by the metric. */
+  textConditioning(): { ids: Int32Array; states: Tensor } {
+    if (this.text) return this.text;
+    const { tokenizer, textEncoder } = this.models;
+    const s = this.settings;
+    const prompts = s.cfg ? [s.negativePrompt, s.prompt] : [s.prompt];
+    const ids = Int32Array.from(prompts.flatMap((p) => tokenizer.encode(p)));
+    const states = tidy(() => textEncoder.forward(this.rt, ids, prompts.length).lastHiddenState!).keep();
+    this.text = { ids, states };
+    return this.text;
+  }
+
+  /** The image encoder's penultimate hidden states of the IP image batch [zeros, image]
+   *  (or [image] without CFG): [B, T, E]. The zeros-image states are computed once. */
+  ipImageEmbeds(image: RgbImage): Tensor {
+    const enc = this.models.imageEncoder;
+    if (!enc) throw new DiffSimSettingsError('DiffSim: no image encoder');
+    const cfg = this.models.featureExtractor ?? CLIP_IMAGE_PROCESSOR;
+    const px = imageProcessor(image, cfg);
+    const size = enc.config.image_size;
+    if (px.width !== size || px.height !== size) throw new DiffSimSettingsError(`DiffSim-C: the feature extractor gives ${px.width}×${px.height} pixels, the image encoder takes ${size}×${size}`);
+    const layers = enc.layers;
+    // hidden_states[-2] is the output of layer L−2: the pass can stop there.
+    const opts = { capture: ['penultimate'], ...(this.exec.earlyStop && layers.length >= 2 ? { stopAfter: layers[layers.length - 2]!.path } : {}) };
+    const run = (pixels: Tensor) => adopt(enc.forward(pixels, opts).taps.take('penultimate'));
+    if (this.settings.cfg && !this.uncondImage) {
+      // diffusers' encode_image: the unconditional embedding is the encoder on an all-zeros pixel tensor.
+      this.uncondImage = tidy(() => run(this.rt.zeros([1, 3, size, size]))).keep();
+    }
+    return tidy(() => {
+      const cond = run(this.rt.upload(px.data, [1, 3, size, size]));
+      return this.uncondImage ? concat([this.uncondImage, cond], 0) : cond;
+    });
+  }
+
+  /** One image's hooked Q/K/V (both CFG halves) with the settings. `role` picks its noise draws
+   *  (official: A and B get different draws; the same role always the same). */
+  embed(image: RgbImage, role: ImageRole, o: EmbedOptions = {}): DiffSimEmbedding {
+    if (role !== 'A' && role !== 'B') throw new DiffSimSettingsError(`DiffSim: role must be 'A' or 'B', got ${JSON.stringify(role)}`);
+    const s = this.settings;
+    const { unet, vae, scheduler, ipAdapter } = this.models;
+    const S = s.imageSize;
+    const lat = this.latentSize;
+    const latShape = [1, vae.config.latent_channels, lat, lat];
+    const latNumel = latShape[1]! * lat * lat;
+    if (o.latents && o.latents.length !== latNumel) throw new DiffSimSettingsError(`DiffSim: given latents have ${o.latents.length} values, [${latShape.join(', ')}] needs ${latNumel}`);
+    const pixels = o.latents ? null : (o.processed ?? processImage(image, S));
+    if (pixels && pixels.length !== 3 * S * S) throw new DiffSimSettingsError(`DiffSim: processed image has ${pixels.length} values, [1, 3, ${S}, ${S}] needs ${3 * S * S}`);
+    const noise = o.noise ?? this.generatorNoise(role);
+    const source: NoiseSource = o.noise ? 'given' : 'generator';
+    if (noise.forward.length !== latNumel) throw new DiffSimSettingsError(`DiffSim: given forward noise has ${noise.forward.length} values, the latent [${latShape.join(', ')}] needs ${latNumel}`);
+    if (!o.latents && s.vae === 'sample' && (!noise.vae || noise.vae.length !== latNumel)) throw new DiffSimSettingsError(`DiffSim: the posterior sample needs VAE noise of ${latNumel} values ([${latShape.join(', ')}])`);
+    const text = this.textConditioning();
+    const [, tokens, dim] = text.states.shape as [number, number, number];
+    // Both CFG halves are the same computation when the two prompts are equal (DiffSim-S only).
+    const dedupe = s.variant === 'S' && s.cfg && this.exec.dedupeCfg && s.prompt === s.negativePrompt;
+    const ipEmbeds = s.variant === 'C' ? this.ipImageEmbeds(image) : null;
+    const q = `${s.module}.to_q:out`;
+    const k = s.variant === 'S' ? `${s.module}.to_k:out` : `${s.module}.processor.to_k_ip.0:out`;
+    const v = s.variant === 'S' ? `${s.module}.to_v:out` : `${s.module}.processor.to_v_ip.0:out`;
+    const extra = [...new Set(o.taps ?? [])].filter((n) => n !== q && n !== k && n !== v);
+    // A tap past the hooked module needs the pass to go on.
+    const stopEarly = this.exec.earlyStop && extra.every((n) => n.startsWith(`${s.module}.`) || n.startsWith(`${s.module}:`));
+    try {
+      const out = tidy(() => {
+        const encode = (px: Float32Array) => {
+          const post = vae.encode(this.rt.upload(px, [1, 3, S, S])).posterior!;
+          return s.vae === 'mean' ? unary(post.mean, 'none', vae.scalingFactor, 0) : vae.sample(post, this.rt.upload(noise.vae!, latShape)).scaled;
+        };
+        const z0 = pixels ? encode(pixels) : this.rt.upload(o.latents!, latShape);
+        const zt = scheduler.addNoise(z0, this.rt.upload(noise.forward, latShape), s.t);
+        const sample = s.cfg && !dedupe ? concat([zt, zt], 0) : zt;
+        const context = dedupe ? slice(text.states, [1, 0, 0], [1, tokens, dim]) : text.states;
+        const ipTokens = ipEmbeds && ipAdapter ? ipAdapter.resample(ipEmbeds).tokens! : null;
+        const pass = unet.forward(this.rt, sample, s.t, context, {
+          capture: [q, k, v, ...extra],
+          ...(stopEarly ? { stopAfter: s.module } : {}),
+          ...(ipTokens && ipAdapter ? { ip: ipAdapter.conditioning(ipTokens, s.ipScale) } : {}),
+        });
+        const take = (name: string) => {
+          const t = pass.taps.take(name);
+          // IP keys/values are recorded as (B, images, Nip, C): one image, so (B, Nip, C).
+          const x = adopt(t, t.rank === 4 ? [t.shape[0]!, t.shape[2]!, t.shape[3]!] : t.shape);
+          return dedupe ? concat([x, x], 0) : x;
+        };
+        const qkv = { q: take(q), k: take(k), v: take(v) };
+        const taps = new Map(extra.map((name) => [name, take(name)] as const));
+        pass.taps.dispose();
+        const kept: DiffSimIntermediates | undefined = o.keepIntermediates ? { latents: z0, noisyLatents: zt, ...(ipEmbeds && ipTokens ? { imageEmbeds: ipEmbeds.reshape(ipEmbeds.shape), ipTokens } : {}) } : undefined;
+        return { ...qkv, kept, taps };
+      });
+      return new DiffSimEmbedding(role, this.embeddingSettings, this.key, out.q, out.k, out.v, source, out.kept, out.taps);
+    } finally {
+      ipEmbeds?.dispose();
+    }
+  }
+
+  /** Batch elements that enter the score. */
+  private halves(s: ResolvedDiffSimSettings): readonly number[] | undefined {
+    if (s.cfgHalves === 'both') return undefined;
+    if (!s.cfg) return [0];
+    return s.cfgHalves === 'cond' ? [1] : [0];
+  }
+
+  /** Refuses pairs that cannot be compared: embedded with other settings than this metric's
+   *  (the scoring settings aside: they are the metric's), or (official noise
+   *  from the generator) two embeddings of the same role, which would share their noise. */
+  private check(a: DiffSimEmbedding, b: DiffSimEmbedding): void {
+    for (const [e, name] of [[a, 'first'], [b, 'second']] as const) {
+      e.assertLive();
+      if (e.key !== this.key) throw new DiffSimSettingsError(`DiffSim: the ${name} embedding was made with other settings than this metric's (embedding vs metric): ${settingsDiff(e.settings, this.embeddingSettings).join('; ')}`);
+    }
+    if (a.noiseSource !== b.noiseSource) throw new DiffSimSettingsError(`DiffSim: cannot compare an embedding made with ${a.noiseSource} noise with one made with ${b.noiseSource} noise`);
+    if (a.role === b.role && a.noiseSource === 'generator' && this.settings.noise === 'official-4-draws') {
+      throw new DiffSimSettingsError(`DiffSim: both embeddings have role ${a.role}; with the official noise an image pair is (A, B) (embed the other image as ${a.role === 'A' ? 'B' : 'A'})`);
+    }
+  }
+
+  /** The four attention outputs O_AB, O_AA, O_BA, O_BB (merged layout, the scored halves). */
+  attentionOutputs(a: DiffSimEmbedding, b: DiffSimEmbedding): AasOutputs {
+    this.check(a, b);
+    const batch = this.halves(this.settings);
+    return aasOutputs(a, b, { heads: this.settings.heads, ...(batch ? { batch } : {}) });
+  }
+
+  /** The score of an embedded pair with its parts (one read-back). */
+  async compareDetailed(a: DiffSimEmbedding, b: DiffSimEmbedding): Promise<DiffSimScore> {
+    this.check(a, b);
+    const s = this.settings;
+    const batch = this.halves(s);
+    const parts = await aasScores(a as Qkv, b as Qkv, { heads: s.heads, ...(batch ? { batch } : {}) });
+    let score: number;
+    if (s.roundToF16) {
+      // The official code computes in float16: each cosine (or mse) is a float16, their sum too.
+      const [x, y] = s.similarity === 'cosine' ? [parts.ab.cos, parts.ba.cos] : [parts.ab.mse, parts.ba.mse];
+      score = f16(f16(f16(x) + f16(y)) / 2);
+    } else score = s.similarity === 'cosine' ? parts.cosine : parts.mse;
+    return { ...parts, score };
+  }
+
+  /** The score of an embedded pair: cosine AAS (higher = more similar) or mse (lower). */
+  async compare(a: DiffSimEmbedding, b: DiffSimEmbedding): Promise<number> {
+    return (await this.compareDetailed(a, b)).score;
+  }
+
+  /** score(a, b) = compare(embed(a, 'A'), embed(b, 'B')). */
+  async score(a: RgbImage, b: RgbImage): Promise<number> {
+    const ea = this.embed(a, 'A');
+    try {
+      const eb = this.embed(b, 'B');
+      try {
+        return await this.compare(ea, eb);
+      } finally {
+        eb.dispose();
+      }
+    } finally {
+      ea.dispose();
+    }
+  }
+
+  /** Whether a lower score means more similar (similarity 'mse'). */
+  get lowerBetter(): boolean {
+    return this.settings.similarity === 'mse';
+  }
+
+  /** The N×N score matrix, [i][j] = score(images[i], images[j]) (image i in role A, j in role B), from
+   *  2N forwards, or N with shared noise (the roles then coincide). Equal to `score` entry by entry. */
+  async matrix(images: readonly RgbImage[]): Promise<number[][]> {
+    const shared = this.settings.noise === 'shared';
+    const asA: DiffSimEmbedding[] = [];
+    const asB: DiffSimEmbedding[] = [];
+    try {
+      for (const img of images) {
+        asA.push(this.embed(img, 'A'));
+        if (!shared) asB.push(this.embed(img, 'B'));
+      }
+      const cols = shared ? asA : asB;
+      const out: number[][] = [];
+      for (const a of asA) {
+        const row: number[] = [];
+        for (const b of cols) row.push(await this.compare(a, b));
+        out.push(row);
+      }
+      return out;
+    } finally {
+      for (const e of [...asA, ...asB]) e.dispose();
+    }
+  }
+
+  /** The k gallery images most similar to the query (query in role A, gallery images in role B),
+   *  best first (highest cosine, or lowest mse); equal scores keep gallery order. */
+  async nearest(query: RgbImage, gallery: readonly RgbImage[], k = gallery.length): Promise<{ index: number; score: number }[]> {
+    if (!Number.isInteger(k) || k < 0) throw new RangeError(`DiffSim: k must be a non-negative integer, got ${k}`);
+    const q = this.embed(query, 'A');
+    try {
+      const scored: { index: number; score: number }[] = [];
+      for (let i = 0; i < gallery.length; i++) {
+        const e = this.embed(gallery[i]!, 'B');
+        try {
+          scored.push({ index: i, score: await this.compare(q, e) });
+        } finally {
+          e.dispose();
+        }
+      }
+      const sign = this.lowerBetter ? 1 : -1;
+      return scored.sort((x, y) => sign * (x.score - y.score) || x.index - y.index).slice(0, k);
+    } finally {
+      q.dispose();
+    }
+  }
+
+  /** Frees what the metric keeps (text states, the zeros-image embedding); the models stay. */
+  dispose(): void {
+    this.text?.states.dispose();
+    this.text = null;
+    this.uncondImage?.dispose();
+    this.uncondImage = null;
+  }
+}

@@ -1,0 +1,132 @@
+// Building the models from their configs and loading their weights from any tensor source (a
+// safetensors file opened from a path, a Blob, a download): no file system involved, so the same
+// code loads the models in Node, Deno and browsers. The folder loaders (sd15.ts, vision-loaders.ts)
+// find the files and call these.
+
+import type { Runtime } from '../gpu/runtime.js';
+import type { TensorSource } from '../io/safetensors.js';
+import { WeightStore, type WeightLoadProgress, type WeightPrecision } from '../nn/weights.js';
+import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from './clip-vision.js';
+import { ClipTextModel, type ClipTextConfig } from './clip-text.js';
+import { Dinov2Model, type Dinov2Config } from './dinov2.js';
+import { IpAdapterPlus, type IpAdapterConfig, type ResamplerConfig } from './ip-adapter.js';
+import { UNet2DConditionModel, type UNetConfig } from './unet.js';
+import { VaeEncoder, legacyVaeKey, type VaeConfig } from './vae.js';
+
+/** How model loaders store weights on the GPU (see LoadOptions.weights). */
+export interface ModelLoadOptions {
+  weights?: WeightPrecision;
+  /** Progress of each checkpoint's load (tensors and bytes on the GPU). */
+  onProgress?: (p: WeightLoadProgress) => void;
+}
+
+/** Which of a component folder's file names holds its weights: a shard index
+ *  (`*.safetensors.index.json`, or a variant's `*.safetensors.index.fp16.json`) or the single
+ *  `*.safetensors`, preferring the non-variant name; `undefined` when there is none. */
+export function chooseWeights(names: readonly string[]): string | undefined {
+  const byVariant = (a: string, b: string) => a.split('.').length - b.split('.').length || a.localeCompare(b);
+  const index = names.filter((n) => /\.safetensors\.index(\.[^.]+)?\.json$/.test(n)).sort(byVariant);
+  if (index.length) return index[0];
+  return names.filter((n) => n.endsWith('.safetensors')).sort(byVariant)[0];
+}
+
+/** Non-persistent buffers some exports carry. */
+const POSITION_IDS = [/position_ids$/];
+
+/** A model built on a fresh store, then its weights loaded; the store is freed if loading fails. */
+async function build<M>(make: (store: WeightStore) => M, load: (store: WeightStore) => Promise<void>): Promise<M> {
+  const store = new WeightStore();
+  const model = make(store);
+  try {
+    await load(store);
+  } catch (e) {
+    store.dispose();
+    throw e;
+  }
+  return model;
+}
+
+export function unetFromSource(rt: Runtime, src: TensorSource, config: UNetConfig, o: ModelLoadOptions = {}): Promise<UNet2DConditionModel> {
+  return build(
+    (store) => new UNet2DConditionModel(store, config),
+    (store) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }),
+  );
+}
+
+export function vaeEncoderFromSource(rt: Runtime, src: TensorSource, config: VaeConfig, o: ModelLoadOptions = {}): Promise<VaeEncoder> {
+  // A full AutoencoderKL file also holds the decoder, which the metric does not use.
+  return build(
+    (store) => new VaeEncoder(store, config),
+    (store) => store.load(rt, src, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true, weights: o.weights, onProgress: o.onProgress }),
+  );
+}
+
+export function textEncoderFromSource(rt: Runtime, src: TensorSource, config: ClipTextConfig, o: ModelLoadOptions = {}): Promise<ClipTextModel> {
+  // Older files carry the non-persistent position_ids buffer.
+  return build(
+    (store) => new ClipTextModel(store, config),
+    (store) => store.load(rt, src, { ignore: [/embeddings\.position_ids$/], weights: o.weights, onProgress: o.onProgress }),
+  );
+}
+
+/** The vision config of a CLIPVisionModelWithProjection `config.json`, or of a CLIPConfig's vision_config. */
+export function clipVisionConfigOf(raw: ClipVisionConfig & { vision_config?: ClipVisionConfig; projection_dim?: number }): ClipVisionConfig {
+  return raw.vision_config ? { ...raw.vision_config, projection_dim: raw.projection_dim ?? raw.vision_config.projection_dim } : raw;
+}
+
+/** CLIPVisionModelWithProjection (the projection when the file has `visual_projection.weight`). */
+export function clipVisionFromSource(rt: Runtime, src: TensorSource, config: ClipVisionConfig, o: ModelLoadOptions = {}): Promise<ClipVisionModel> {
+  // A full CLIPModel file also holds the text tower.
+  return build(
+    (store) => new ClipVisionModel(store, config, { projection: src.has('visual_projection.weight') }),
+    (store) => store.load(rt, src, { ignore: [...POSITION_IDS, /^text_model\./, /^text_projection\./, /^logit_scale$/], weights: o.weights, onProgress: o.onProgress }),
+  );
+}
+
+/** transformers' CLIPModel (both towers); `where` names the config in errors. */
+export function clipModelFromSource(rt: Runtime, src: TensorSource, config: ClipModelConfig, o: ModelLoadOptions = {}, where = 'CLIP config'): Promise<ClipModel> {
+  if (!config.text_config || !config.vision_config) throw new Error(`${where}: a CLIPModel config needs text_config and vision_config`);
+  return build(
+    (store) => new ClipModel(store, config),
+    (store) => store.load(rt, src, { ignore: POSITION_IDS, weights: o.weights, onProgress: o.onProgress }),
+  );
+}
+
+export function dinov2FromSource(rt: Runtime, src: TensorSource, config: Dinov2Config, o: ModelLoadOptions = {}): Promise<Dinov2Model> {
+  return build(
+    (store) => new Dinov2Model(store, config),
+    (store) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }),
+  );
+}
+
+function shapeOf(src: TensorSource, name: string): number[] {
+  if (!src.has(name)) throw new Error(`${src.name}: no tensor "${name}" (not an IP-Adapter Plus checkpoint in the released key layout)`);
+  return src.info(name).shape;
+}
+
+/** The Resampler's configuration from the tensor shapes of a released IP-Adapter Plus file (the
+ *  file stores no configuration). The head size is the official code's fixed 64 (heads = inner/64),
+ *  unless `dimHead` says otherwise. */
+export function inferResamplerConfig(src: TensorSource, dimHead = 64): ResamplerConfig {
+  const [, numQueries, hidden] = shapeOf(src, 'image_proj.latents') as [number, number, number];
+  const [, embed] = shapeOf(src, 'image_proj.proj_in.weight') as [number, number];
+  const [output] = shapeOf(src, 'image_proj.proj_out.weight') as [number];
+  let depth = 0;
+  while (src.has(`image_proj.layers.${depth}.0.to_q.weight`)) depth++;
+  if (depth === 0) throw new Error(`${src.name}: no resampler layers (image_proj.layers.0.0.to_q.weight)`);
+  const [inner] = shapeOf(src, 'image_proj.layers.0.0.to_q.weight') as [number];
+  const [ff] = shapeOf(src, 'image_proj.layers.0.1.1.weight') as [number];
+  if (inner % dimHead !== 0) throw new Error(`${src.name}: attention width ${inner} is not a multiple of the head size ${dimHead}`);
+  if (ff % hidden !== 0) throw new Error(`${src.name}: feed-forward width ${ff} is not a multiple of the resampler width ${hidden}`);
+  return { embed_dims: embed, output_dims: output, hidden_dims: hidden, depth, dim_head: dimHead, heads: inner / dimHead, num_queries: numQueries, ffn_ratio: ff / hidden };
+}
+
+/** IP-Adapter Plus for `unet` from `ip-adapter-plus_sd15.safetensors` (its resampler config
+ *  inferred from the tensor shapes). The U-Net is not modified. */
+export function ipAdapterPlusFromSource(rt: Runtime, src: TensorSource, unet: UNet2DConditionModel, o: ModelLoadOptions & { scale?: number; dimHead?: number } = {}): Promise<IpAdapterPlus> {
+  const config: IpAdapterConfig = { resampler: inferResamplerConfig(src, o.dimHead), ip_scale: o.scale ?? 1 };
+  return build(
+    (store) => new IpAdapterPlus(store, config, unet),
+    (store) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }),
+  );
+}
