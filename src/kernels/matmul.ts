@@ -330,6 +330,7 @@ function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: Ge
     for (const t of new Set([y, yb, ya])) if (t !== yr) t.dispose();
     return yr;
   }
+  rt.flopCount += 2 * g.M * g.N * g.K * g.batch;
   return rt.run(
     rt.kernel(variantKey(variant), () => ({ code: gemmCode(variant), inputs: inputs.length, outputs: 1, uniforms: true })),
     { params, inputs, outputs: [{ shape: outShape }], workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
