@@ -126,7 +126,8 @@ async function main(): Promise<void> {
   const vae = new VaeEncoder(stores[1], config<VaeConfig>('sd15-vae'));
   const textEncoder = new ClipTextModel(stores[2], config<ClipTextConfig>('sd15-text-encoder'));
   for (const [i, s] of stores.entries()) await s.initRandom(rt, 11 + i, { weights: a.weights });
-  await rt.sync();
+  // Fusing weights at load (q/k/v stacked) leaves the separate copies in the pool: trim them.
+  await rt.trim();
   const weightsBytes = rt.memory().allocatedBytes;
   // The tiny tokenizer stands in for CLIP's (only token ids enter the text encoder).
   const tokenizer = await ClipTokenizer.fromDirectory(join(root, 'weights', 'tiny', 'sd15', 'tokenizer'));
@@ -253,7 +254,8 @@ async function main(): Promise<void> {
       const t16 = torch.fp16?.stages?.[name];
       console.log(`| ${name} | ${st.ms.toFixed(1)} ms | ${t32 !== undefined ? `${t32.toFixed(1)} ms` : 'n/a'} | ${t16 !== undefined ? `${t16.toFixed(1)} ms` : 'n/a'} |`);
     }
-    console.log(`| pair, official full U-Net | ${((stages.vae.ms + (stages.unetFull?.ms ?? NaN)) * 2 + stages.aas.ms).toFixed(1)} ms (sum of stages) | ${cell(torch.fp32, 'pair_full_ms')} | ${cell(torch.fp16, 'pair_full_ms')} |`);
+    const fullSum = stages.unetFull ? `${((stages.vae.ms + stages.unetFull.ms) * 2 + stages.aas.ms).toFixed(1)} ms (sum of stages)` : 'n/a (--no-full)';
+    console.log(`| pair, official full U-Net | ${fullSum} | ${cell(torch.fp32, 'pair_full_ms')} | ${cell(torch.fp16, 'pair_full_ms')} |`);
   }
   const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
   mkdirSync(a.out, { recursive: true });
