@@ -189,6 +189,25 @@ async function openUnetTiny() {
   };
 }
 
+test('U-Net fused paths (no taps: conv1 + time embedding, proj_in/proj_out token layouts, fused q/k/v) give the unfused output exactly, and the reference', async () => {
+  const u = await openUnetTiny();
+  const { rt, model, acts, inputs } = u;
+  const d0 = rt.dispatchCount;
+  const fused = await take(model.forward(rt, inputs.sample, inputs.t, inputs.text).sample!);
+  const fusedDispatches = rt.dispatchCount - d0;
+  const d1 = rt.dispatchCount;
+  // Recording every tap takes the unfused paths (diffusers' module outputs must exist).
+  const all = model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: 'all' });
+  const unfusedDispatches = rt.dispatchCount - d1;
+  const unfused = await take(all.sample!);
+  all.taps.dispose();
+  assert.ok(fused.every((v, i) => v === unfused[i]), 'fused and unfused outputs differ');
+  assert.ok(fusedDispatches < unfusedDispatches, `${fusedDispatches} vs ${unfusedDispatches} dispatches`);
+  const err = normErr(fused, (await acts.readFloat32('output.sample')).data);
+  assert.ok(err <= 1e-4, `output.sample: ${err}`);
+  await u.close();
+});
+
 test('U-Net early stop at the DiffSim layer: Q/K/V taps equal the reference, no output, taps owned by the caller', async () => {
   const u = await openUnetTiny();
   const { rt, model, acts, inputs } = u;
@@ -292,7 +311,9 @@ test('weights kept in f16 on the GPU: linear/conv weights f16 (half their bytes)
   await store.load(rt, weights, { weights: 'f16' });
   const bytes16 = rt.memory().liveBytes - live1;
   assert.is(store.params.get('conv_in.weight')!.tensor.dtype, 'f16');
-  assert.is(store.params.get('down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight')!.tensor.dtype, 'f16');
+  // attn1's q/k/v weights live in one fused [3C, C] tensor after the load.
+  assert.ok(store.params.get('down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight')!.loaded);
+  assert.is(store.fusions.find((f) => f.key === 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_qkv.weight')!.tensor!.dtype, 'f16');
   assert.is(store.params.get('conv_in.bias')!.tensor.dtype, 'f32');
   assert.is(store.params.get('conv_norm_out.weight')!.tensor.dtype, 'f32');
   assert.ok(bytes16 < 0.6 * bytes32, `f16 weights take ${bytes16} bytes vs ${bytes32}`);

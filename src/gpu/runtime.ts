@@ -372,6 +372,9 @@ export class Runtime {
   private destroyed = false;
   /** Dispatches recorded since creation (kernels whose grid is empty are not counted). */
   dispatchCount = 0;
+  /** Floating-point operations of the GEMMs, convolutions and attention recorded since creation,
+   *  counted by their launchers from the shapes (2 per multiply-add; see bench/diffsim.ts). */
+  flopCount = 0;
 
   private constructor(
     private readonly acquired: AcquiredDevice,

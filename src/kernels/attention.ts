@@ -245,6 +245,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
   // Without maps (any batch size) the maps are unused beyond MAX_BATCH_MAP: index b directly.
   const mapped = b <= MAX_BATCH_MAP;
   for (const m of [qMap, kvMap]) for (let i = 0; i < MAX_BATCH_MAP; i++) params.u32(mapped ? (m[i] ?? 0) : 0);
+  // Q·Kᵀ and P·V: 2·Nq·Nk·D multiply-adds per (batch, head); causal masking is not discounted.
+  rt.flopCount += 4 * b * heads * nq * nk * d;
   const key = `attention:${d}:${pl.rt}:${pl.bq}:${pl.bk}:${causal ? 'causal' : 'full'}:${mapped ? 'map' : 'direct'}`;
   return rt.run(
     rt.kernel(key, () => ({ code: attentionCode(pl, mapped), inputs: 3, outputs: 1, uniforms: true })),

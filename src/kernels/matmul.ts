@@ -8,6 +8,7 @@
 
 import { ShapeError, numelOf, type DType, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { binary, unary } from './elementwise.js';
+import { slice } from './layout.js';
 import { Params, WGSL_ACTIVATIONS, assertFloat, ceilDiv, runtimeOf, shapeStr, storageType, type Activation } from './common.js';
 
 export interface TileConfig {
@@ -48,12 +49,18 @@ interface GemmVariant {
   /** B is read as vec4 along its contiguous axis (K for nk, N for kn; f32 only). */
   vecB: boolean;
   conv?: ConvSpec | undefined;
+  /** A second bias per (batch, m), added after the first: conv1 + time embedding in a ResNet. */
+  batchBias?: boolean;
+  /** C is stored transposed, C[b][n][m]: a 1×1 conv writing tokens (B, H·W, Cout) directly. */
+  storeT?: boolean;
+  /** Columns split into this many outputs of N/split columns each (fused q/k/v projections). */
+  split?: number;
 }
 
 function variantKey(v: GemmVariant): string {
   const t = v.tile;
   const c = v.conv ? `${v.conv.kh}x${v.conv.kw}s${v.conv.stride}` : '';
-  return `gemm:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:${v.dtypeA}${v.vecA ? 'v' : ''}:${v.dtypeB}${v.vecB ? 'v' : ''}:${v.bLayout}${c}:${v.bias}:${v.act}:${v.residual ? 'res' : ''}`;
+  return `gemm:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:${v.dtypeA}${v.vecA ? 'v' : ''}:${v.dtypeB}${v.vecB ? 'v' : ''}:${v.bLayout}${c}:${v.bias}${v.batchBias ? '+bb' : ''}:${v.act}:${v.residual ? 'res' : ''}:${v.storeT ? 'T' : ''}:${v.split ?? 1}`;
 }
 
 function load(name: string, dtype: DType, index: string): string {
@@ -198,16 +205,32 @@ function gemmCode(v: GemmVariant): string {
   ];
   let next = 3;
   if (v.bias !== 'none') bindings.push(`@group(0) @binding(${next++}) var<storage, read> bias: array<f32>;`);
+  if (v.batchBias) bindings.push(`@group(0) @binding(${next++}) var<storage, read> bb: array<f32>;`);
   if (v.residual) bindings.push(`@group(0) @binding(${next++}) var<storage, read> res: array<f32>;`);
-  bindings.push(`@group(0) @binding(${next++}) var<storage, read_write> C: array<f32>;`);
-  const biasExpr = v.bias === 'n' ? 'bias[gn]' : v.bias === 'm' ? 'bias[gm]' : '0.0';
+  const split = v.split ?? 1;
+  for (let o = 0; o < split; o++) bindings.push(`@group(0) @binding(${next++}) var<storage, read_write> C${split > 1 ? o : ''}: array<f32>;`);
+  // (acc + bias) + bb, in the order of the unfused conv-then-add.
+  const biasExpr = (v.bias === 'n' ? ' + bias[gn]' : v.bias === 'm' ? ' + bias[gm]' : '') + (v.batchBias ? ' + bb[bz * p.M + gm]' : '');
   const resExpr = v.residual ? ' + res[ci]' : '';
+  const value = `act_${v.act}(acc[i * ${TN / VN}u + j / ${VN}u][j % ${VN}u]${biasExpr})${resExpr}`;
+  let store: string;
+  if (split > 1) {
+    // Column gn goes to output gn / split_n, column gn % split_n there; rows of split_n columns.
+    const writes = Array.from({ length: split }, (_, o) => `${o ? ' else ' : ''}${o < split - 1 ? `if (part == ${o}u) ` : ''}{ C${o}[ci] = val; }`).join('');
+    store = `let part = gn / p.split_n;
+      let ci = bz * p.M * p.split_n + gm * p.split_n + (gn - part * p.split_n);
+      let val = ${value};
+      ${writes}`;
+  } else {
+    store = `let ci = c_base + ${v.storeT ? 'gn * p.M + gm' : 'gm * p.N + gn'};
+      C[ci] = ${value};`;
+  }
 
   return /* wgsl */ `
 struct P {
   M: u32, N: u32, K: u32, batch_a: u32,
   batch_b: u32, batch_c: u32, ow: u32, ih: u32,
-  iw: u32, pad_top: u32, pad_left: u32,
+  iw: u32, pad_top: u32, pad_left: u32, split_n: u32,
 }
 @group(0) @binding(0) var<uniform> p: P;
 ${bindings.join('\n')}
@@ -271,8 +294,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     for (var j = 0u; j < TN; j++) {
       let gn = n0 + tn * TN + j;
       if (gn >= p.N) { continue; }
-      let ci = c_base + gm * p.N + gn;
-      C[ci] = act_${v.act}(acc[i * ${TN / VN}u + j / ${VN}u][j % ${VN}u] + ${biasExpr})${resExpr};
+      ${store}
     }
   }
 }`;
@@ -303,6 +325,14 @@ export function chooseTile(rt: Runtime, M: number, N: number, batch: number): Ti
 }
 
 function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: GemmLaunch, a: Tensor, b: Tensor, bias: Tensor | undefined, residual: Tensor | undefined, outShape: readonly number[]): Tensor {
+  return gemmOutputs(rt, v, g, a, b, bias, undefined, residual, [outShape])[0]!;
+}
+
+/** The GEMM with all its epilogue options; one output, or `v.split` outputs of N/split columns. */
+function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: GemmLaunch, a: Tensor, b: Tensor, bias: Tensor | undefined, batchBias: Tensor | undefined, residual: Tensor | undefined, outShapes: readonly (readonly number[])[]): Tensor[] {
+  const outShape = outShapes[0]!;
+  const split = v.split ?? 1;
+  if (g.K === 0 && (split > 1 || v.storeT || batchBias)) throw new ShapeError('gemm: an empty inner dimension with split, transposed or batch-bias outputs is not supported');
   const tile = chooseTile(rt, g.M, g.N, g.batch);
   const noVec = envFlag('DIFFSIM_GEMM_SCALAR');
   // vec4 loads need 16-byte aligned rows and batch strides.
@@ -315,25 +345,27 @@ function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: Ge
   const params = new Params()
     .u32(g.M, g.N, g.K, g.batchA)
     .u32(g.batchB, g.M * g.N, c?.ow ?? 1, c?.ih ?? 0)
-    .u32(c?.iw ?? 0, c?.padTop ?? 0, c?.padLeft ?? 0)
+    .u32(c?.iw ?? 0, c?.padTop ?? 0, c?.padLeft ?? 0, g.N / split)
     .build();
   const inputs = [a, b];
   if (bias) inputs.push(bias);
+  if (batchBias) inputs.push(batchBias);
   if (residual) inputs.push(residual);
   if (g.K === 0) {
     // An empty sum: act(0 + bias) + residual, as PyTorch gives; no GEMM to run.
     const y = rt.zeros(outShape);
-    if (!bias && !residual) return y; // every activation maps 0 to 0
+    if (!bias && !residual) return [y]; // every activation maps 0 to 0
     const yb = bias ? binary(y, bias.reshape(v.bias === 'm' ? [g.M, 1, 1] : [g.N]), 'add') : y;
     const ya = v.act !== 'none' ? unary(yb, v.act) : yb;
     const yr = residual ? binary(ya, residual, 'add') : ya;
     for (const t of new Set([y, yb, ya])) if (t !== yr) t.dispose();
-    return yr;
+    return [yr];
   }
+  rt.flopCount += 2 * g.M * g.N * g.K * g.batch;
   return rt.run(
-    rt.kernel(variantKey(variant), () => ({ code: gemmCode(variant), inputs: inputs.length, outputs: 1, uniforms: true })),
-    { params, inputs, outputs: [{ shape: outShape }], workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
-  )[0]!;
+    rt.kernel(variantKey(variant), () => ({ code: gemmCode(variant), inputs: inputs.length, outputs: split, uniforms: true })),
+    { params, inputs, outputs: outShapes.map((shape) => ({ shape })), workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
+  );
 }
 
 function envFlag(name: string): boolean {
@@ -369,6 +401,38 @@ export function linear(x: Tensor, weight: Tensor, o: LinearOptions = {}): Tensor
     o.bias,
     o.residual,
     outShape,
+  );
+}
+
+/** Several projections of the same input in one GEMM: `weight` stacks `parts` PyTorch weights
+ *  [n, K] into [parts·n, K] (and `bias` their biases), and output i is x·W_iᵀ + b_i [..., n]:
+ *  the same values the separate linears give (each column's sum runs over K in the same order). */
+export function linearSplit(x: Tensor, weight: Tensor, parts: number, bias?: Tensor): Tensor[] {
+  assertFloat(x, 'linearSplit input');
+  assertFloat(weight, 'linearSplit weight', true);
+  if (weight.rank !== 2) throw new ShapeError(`linearSplit: weight must be (out, in), got ${shapeStr(weight.shape)}`);
+  const [np, k] = weight.shape as [number, number];
+  if (!Number.isInteger(parts) || parts < 1 || np % parts !== 0) throw new ShapeError(`linearSplit: ${np} output features do not split into ${parts} parts`);
+  if (x.rank < 1 || x.shape[x.rank - 1] !== k) throw new ShapeError(`linearSplit: input ${shapeStr(x.shape)} does not end in ${k} (weight ${shapeStr(weight.shape)})`);
+  if (bias && bias.numel !== np) throw new ShapeError(`linearSplit: bias has ${bias.numel} elements, expected ${np}`);
+  const rt = runtimeOf(x, weight);
+  const n = np / parts;
+  const outShape = [...x.shape.slice(0, -1), n];
+  const m = x.numel / Math.max(k, 1);
+  if (k === 0) {
+    // No GEMM to run: each part is its bias (or zeros).
+    return Array.from({ length: parts }, (_, i) => linear(x, rt.zeros([n, 0]), { bias: bias ? slice(bias, [i * n], [n]) : undefined }));
+  }
+  return gemmOutputs(
+    rt,
+    { dtypeA: 'f32', dtypeB: weight.dtype, bLayout: 'nk', bias: bias ? 'n' : 'none', act: 'none', residual: false, split: parts },
+    { M: m, N: np, K: k, batch: 1, batchA: 0, batchB: 0 },
+    x,
+    weight,
+    bias,
+    undefined,
+    undefined,
+    Array.from({ length: parts }, () => outShape),
   );
 }
 
@@ -414,6 +478,12 @@ export interface Conv2dOptions {
   /** Added to the output (ResNet shortcut). */
   residual?: Tensor | undefined;
   act?: Activation;
+  /** [B, Cout], added after the bias, before the activation: y[b, c] = conv + bias[c] + batchBias[b, c]
+   *  (a ResNet block's projected time embedding). */
+  batchBias?: Tensor | undefined;
+  /** 1×1 convolutions only: write (B, H·W, Cout) token rows instead of NCHW (a residual, if
+   *  given, is in that layout too). */
+  tokensOut?: boolean;
 }
 
 /** 2-D convolution of x [B, Cin, H, W] with weight [Cout, Cin, KH, KW] (f32 or f16) as an implicit GEMM. */
@@ -435,10 +505,13 @@ export function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): Tensor
   if (oh < 1 || ow < 1) throw new ShapeError(`conv2d: kernel ${kh}×${kw} larger than padded input ${h}×${w}`);
   if (o.bias && o.bias.numel !== cout) throw new ShapeError(`conv2d: bias has ${o.bias.numel} elements, expected ${cout}`);
   const outShape = [b, cout, oh, ow];
-  if (o.residual && shapeStr(o.residual.shape) !== shapeStr(outShape)) throw new ShapeError(`conv2d: residual ${shapeStr(o.residual.shape)} is not ${shapeStr(outShape)}`);
-  const rt = runtimeOf(x, weight);
   const pointwise = kh === 1 && kw === 1 && stride === 1 && pt + pb + pl + pr === 0;
-  return gemm(
+  if (o.tokensOut && !pointwise) throw new ShapeError('conv2d: tokensOut needs a 1×1 convolution without stride or padding');
+  if (o.tokensOut) outShape.splice(0, 4, b, oh * ow, cout);
+  if (o.residual && shapeStr(o.residual.shape) !== shapeStr(outShape)) throw new ShapeError(`conv2d: residual ${shapeStr(o.residual.shape)} is not ${shapeStr(outShape)}`);
+  if (o.batchBias && shapeStr(o.batchBias.shape) !== shapeStr([b, cout])) throw new ShapeError(`conv2d: batchBias ${shapeStr(o.batchBias.shape)} is not ${shapeStr([b, cout])}`);
+  const rt = runtimeOf(x, weight);
+  return gemmOutputs(
     rt,
     {
       dtypeA: weight.dtype,
@@ -448,6 +521,8 @@ export function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): Tensor
       act: o.act ?? 'none',
       residual: !!o.residual,
       conv: pointwise ? undefined : { kh, kw, stride },
+      batchBias: !!o.batchBias,
+      storeT: !!o.tokensOut,
     },
     {
       M: cout,
@@ -460,6 +535,34 @@ export function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): Tensor
     },
     weight,
     x,
+    o.bias,
+    o.batchBias,
+    o.residual,
+    [outShape],
+  )[0]!;
+}
+
+/** A 1×1 convolution read from token rows: tokens (B, H·W, Cin) as the NCHW image [B, Cin, H, W]
+ *  they transpose to, weight [Cout, Cin, 1, 1] → [B, Cout, H, W] (+ bias, + residual NCHW), without
+ *  the layout copy (Transformer2DModel's proj_out). */
+export function conv1x1FromTokens(tokens: Tensor, weight: Tensor, h: number, w: number, o: { bias?: Tensor | undefined; residual?: Tensor | undefined } = {}): Tensor {
+  assertFloat(tokens, 'conv1x1FromTokens input');
+  assertFloat(weight, 'conv1x1FromTokens weight', true);
+  if (tokens.rank !== 3 || tokens.shape[1] !== h * w) throw new ShapeError(`conv1x1FromTokens: tokens ${shapeStr(tokens.shape)} are not (B, ${h}·${w}, C)`);
+  const [b, , cin] = tokens.shape as [number, number, number];
+  if (weight.rank !== 4 || weight.shape[1] !== cin || weight.shape[2] !== 1 || weight.shape[3] !== 1) throw new ShapeError(`conv1x1FromTokens: weight ${shapeStr(weight.shape)} is not (Cout, ${cin}, 1, 1)`);
+  const cout = weight.shape[0]!;
+  if (o.bias && o.bias.numel !== cout) throw new ShapeError(`conv1x1FromTokens: bias has ${o.bias.numel} elements, expected ${cout}`);
+  const outShape = [b, cout, h, w];
+  if (o.residual && shapeStr(o.residual.shape) !== shapeStr(outShape)) throw new ShapeError(`conv1x1FromTokens: residual ${shapeStr(o.residual.shape)} is not ${shapeStr(outShape)}`);
+  const rt = runtimeOf(tokens, weight);
+  // C[m = cout][n = pixel] = Σ_k W[m][k] · tokens[n][k]: B in the (N, K) layout, per batch element.
+  return gemm(
+    rt,
+    { dtypeA: weight.dtype, dtypeB: 'f32', bLayout: 'nk', bias: o.bias ? 'm' : 'none', act: 'none', residual: !!o.residual },
+    { M: cout, N: h * w, K: cin, batch: b, batchA: 0, batchB: h * w * cin },
+    weight,
+    tokens,
     o.bias,
     o.residual,
     outShape,

@@ -109,7 +109,8 @@ export function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: GroupNormO
   return y!;
 }
 
-/** LayerNorm over the last axis with weight/bias [C]. */
+/** LayerNorm over the last axis with weight/bias [C], in one pass: a workgroup per row computes the
+ *  row's mean and 1/sqrt(var + eps) as `rowStats` does (same sums, same order) and normalises it. */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
   assertFloat(x, 'layerNorm');
   const c = x.shape[x.rank - 1];
@@ -117,27 +118,36 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number):
   if (weight.numel !== c || bias.numel !== c) throw new ShapeError(`layerNorm: weight/bias must have ${c} elements, got ${weight.numel} and ${bias.numel}`);
   const rt = runtimeOf(x, weight, bias);
   const rows = x.numel / c;
-  const stats = rowStats(x, rows, c, eps);
-  const n = x.numel;
-  const [y] = runElementwise(
-    rt,
-    'layer_norm_apply',
-    () => ({
-      fields: 'c: u32',
-      bindings: ['var<storage, read> x: array<f32>', 'var<storage, read> stats: array<vec2<f32>>', 'var<storage, read> w: array<f32>', 'var<storage, read> bias: array<f32>', 'var<storage, read_write> y: array<f32>'],
-      inputs: 4,
+  return rt.run(
+    rt.kernel('layer_norm', () => ({
+      inputs: 3,
       outputs: 1,
-      body: `let ch = i % p.c;
-  let st = stats[i / p.c];
-  y[i] = (x[i] - st.x) * st.y * w[ch] + bias[ch];`,
-    }),
-    n,
-    new Params().u32(c),
-    [x, stats, weight, bias],
-    [{ shape: x.shape }],
-  );
-  stats.dispose();
-  return y!;
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { rows: u32, len: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+${WGSL_WG_SUM}
+@compute @workgroup_size(${RED})
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let lid = lid3.x;
+  let base = row * p.len;
+  var s = 0.0;
+  for (var i = lid; i < p.len; i += ${RED}u) { s += x[base + i]; }
+  let mean = wg_sum(s, lid) / f32(p.len);
+  var q = 0.0;
+  for (var i = lid; i < p.len; i += ${RED}u) { let d = x[base + i] - mean; q += d * d; }
+  let rstd = inverseSqrt(wg_sum(q, lid) / f32(p.len) + p.eps);
+  for (var i = lid; i < p.len; i += ${RED}u) { y[base + i] = (x[base + i] - mean) * rstd * w[i] + bias[i]; }
+}`,
+    })),
+    { params: new Params().u32(rows, c).f32(eps).build(), inputs: [x, weight, bias], outputs: [{ shape: x.shape }], workgroups: rt.grid(rows) },
+  )[0]!;
 }
 
 /** Softmax over the last axis, y = exp(s·x − max)/Σ, with an optional scale s on the logits. */

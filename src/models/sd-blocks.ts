@@ -4,12 +4,13 @@
 // block's intermediates are freed when it returns.
 
 import { tidy, type Tensor } from '../gpu/runtime.js';
-import { add, binary, geglu } from '../kernels/elementwise.js';
+import { binary, geglu } from '../kernels/elementwise.js';
+import { linearSplit } from '../kernels/matmul.js';
 import { attention } from '../kernels/attention.js';
 import { nchwToTokens, resizeNearest, tokensToNchw, upsampleNearest2x } from '../kernels/layout.js';
 import type { ForwardContext } from '../nn/context.js';
 import { Conv2d, GroupNorm, LayerNorm, Linear } from '../nn/modules.js';
-import type { Scope } from '../nn/weights.js';
+import type { FusedParam, Scope } from '../nn/weights.js';
 
 export class ResnetBlock2D {
   readonly norm1: GroupNorm;
@@ -43,12 +44,13 @@ export class ResnetBlock2D {
   /** `tembSilu` is silu(temb) [B, Ct] (shared by all blocks of a pass). */
   forward(x: Tensor, ctx: ForwardContext, tembSilu?: Tensor): Tensor {
     const y = tidy(() => {
-      let h = this.conv1.forward(this.norm1.forward(x, ctx, { silu: true }), ctx);
+      // h = conv1(silu(norm1(x))) + time_emb_proj(silu(temb))[:, :, None, None], the add fused into conv1.
+      let temb: Tensor | undefined;
       if (this.time_emb_proj) {
         if (!tembSilu) throw new Error(`${this.path}: needs a time embedding`);
-        const t = this.time_emb_proj.forward(tembSilu, ctx);
-        h = add(h, t.reshape([t.shape[0]!, t.shape[1]!, 1, 1]));
+        temb = this.time_emb_proj.forward(tembSilu, ctx);
       }
+      let h = this.conv1.forward(this.norm1.forward(x, ctx, { silu: true }), ctx, { batchBias: temb });
       h = this.norm2.forward(h, ctx, { silu: true });
       const shortcut = this.conv_shortcut ? this.conv_shortcut.forward(x, ctx) : x;
       return this.conv2.forward(h, ctx, { residual: shortcut });
@@ -150,6 +152,10 @@ export class Attention {
   readonly to_v: Linear;
   readonly to_out: Linear;
   readonly path: string;
+  /** to_q/to_k/to_v (self-attention) or to_k/to_v (cross-attention) weights [n·inner, K] and biases
+   *  stacked at load, for one GEMM (`linearSplit`) writing the same q, k, v as the three linears. */
+  private readonly fusedWeight: FusedParam | undefined;
+  private readonly fusedBias: FusedParam | undefined;
   constructor(
     scope: Scope,
     queryDim: number,
@@ -158,6 +164,8 @@ export class Attention {
     headDim: number,
     qkvBias: boolean,
     ipTaps = false,
+    /** 'qkv': always self-attention (q, k, v from x); 'kv': always cross-attention (k, v from the context). */
+    readonly fuse: 'qkv' | 'kv' | 'none' = 'none',
   ) {
     this.path = scope.path;
     const inner = heads * headDim;
@@ -165,11 +173,44 @@ export class Attention {
     this.to_k = new Linear(scope.child('to_k'), contextDim, inner, qkvBias);
     this.to_v = new Linear(scope.child('to_v'), contextDim, inner, qkvBias);
     this.to_out = new Linear(scope.child('to_out').child(0), inner, queryDim, true);
+    if (fuse !== 'none') {
+      if (fuse === 'qkv' && queryDim !== contextDim) throw new Error(`${scope.path}: fused q/k/v needs equal query and context dimensions`);
+      const members = fuse === 'qkv' ? [this.to_q, this.to_k, this.to_v] : [this.to_k, this.to_v];
+      const name = fuse === 'qkv' ? 'to_qkv' : 'to_kv';
+      this.fusedWeight = scope.store.fuse(`${scope.path}.${name}.weight`, members.map((l) => l.weight));
+      if (qkvBias) this.fusedBias = scope.store.fuse(`${scope.path}.${name}.bias`, members.map((l) => l.bias!));
+    }
     scope.tap(':out');
     if (ipTaps) {
       for (const name of ['to_k_ip', 'to_v_ip']) for (const t of ['.0:out', '.0.linear:in', '.0.linear:out']) scope.tap(`.processor.${name}${t}`);
     }
     scope.stoppable();
+  }
+
+  /** q = to_q(x), k = to_k(c), v = to_v(c), with the taps and stopping points of the three linears;
+   *  the fused ones in one GEMM. */
+  private projections(x: Tensor, c: Tensor, ctx: ForwardContext, cross: boolean): { q: Tensor; k: Tensor; v: Tensor } {
+    const w = this.fusedWeight?.tensor;
+    const b = this.fusedBias?.tensor ?? undefined;
+    if (!w || (this.fusedBias && !b)) return { q: this.to_q.forward(x, ctx), k: this.to_k.forward(c, ctx), v: this.to_v.forward(c, ctx) };
+    if ((this.fuse === 'qkv') === cross) throw new Error(`${this.path}: built for ${this.fuse === 'qkv' ? 'self' : 'cross'}-attention, called for ${cross ? 'cross' : 'self'}-attention`);
+    const record = (l: Linear, input: Tensor, out: Tensor) => {
+      ctx.record(`${l.path}:in`, input);
+      ctx.record(`${l.path}:out`, out);
+    };
+    let q: Tensor, k: Tensor, v: Tensor;
+    if (this.fuse === 'qkv') {
+      [q, k, v] = linearSplit(x, w, 3, b) as [Tensor, Tensor, Tensor];
+      record(this.to_q, x, q);
+    } else {
+      q = this.to_q.forward(x, ctx);
+      [k, v] = linearSplit(c, w, 2, b) as [Tensor, Tensor];
+    }
+    record(this.to_k, c, k);
+    record(this.to_v, c, v);
+    // Stopping after one of the three: all three exist by then, as the pass asked to stop there.
+    for (const l of this.fuse === 'qkv' ? [this.to_q, this.to_k, this.to_v] : [this.to_k, this.to_v]) ctx.finished(l.path);
+    return { q, k, v };
   }
 
   /** y = to_out(SDPA(q(x), k(c), v(c))) + residual, with c = context ?? x. The residual add is
@@ -179,8 +220,8 @@ export class Attention {
     const recordOutput = o.recordOutput ?? true;
     const y = tidy(() => {
       const c = o.context ?? x;
-      const q = this.to_q.forward(x, ctx);
-      let out = attention(q, this.to_k.forward(c, ctx), this.to_v.forward(c, ctx), { heads: this.heads });
+      const { q, k, v } = this.projections(x, c, ctx, o.context !== undefined);
+      let out = attention(q, k, v, { heads: this.heads });
       const ip = o.ip?.projections.get(this.path);
       if (o.ip && ip) {
         const kip = ip.to_k_ip.forward(o.ip.tokens, ctx);
@@ -218,9 +259,9 @@ export class BasicTransformerBlock {
   ) {
     this.path = scope.path;
     this.norm1 = new LayerNorm(scope.child('norm1'), dim, 1e-5);
-    this.attn1 = new Attention(scope.child('attn1'), dim, dim, heads, headDim, false);
+    this.attn1 = new Attention(scope.child('attn1'), dim, dim, heads, headDim, false, false, 'qkv');
     this.norm2 = new LayerNorm(scope.child('norm2'), dim, 1e-5);
-    this.attn2 = new Attention(scope.child('attn2'), dim, crossDim, heads, headDim, false, true);
+    this.attn2 = new Attention(scope.child('attn2'), dim, crossDim, heads, headDim, false, true, 'kv');
     this.norm3 = new LayerNorm(scope.child('norm3'), dim, 1e-5);
     const net = scope.child('ff').child('net');
     this.ff_proj = new Linear(net.child(0).child('proj'), dim, dim * 4 * 2);
@@ -273,9 +314,10 @@ export class Transformer2DModel {
   forward(x: Tensor, ctx: ForwardContext, cond: Conditioning): Tensor {
     const [, , h, w] = x.shape as [number, number, number, number];
     const y = tidy(() => {
-      let t = nchwToTokens(this.proj_in.forward(this.norm.forward(x, ctx), ctx));
+      // proj_in writes token rows (B, H·W, C) and proj_out reads them: no layout copies.
+      let t = this.proj_in.forward(this.norm.forward(x, ctx), ctx, { tokensOut: true });
       for (const block of this.transformer_blocks) t = block.forward(t, ctx, cond);
-      return this.proj_out.forward(tokensToNchw(t, h, w), ctx, { residual: x });
+      return this.proj_out.forwardTokens(t, h, w, ctx, { residual: x });
     });
     ctx.record(`${this.path}:out`, y);
     ctx.finished(this.path);
@@ -297,7 +339,7 @@ export class SpatialSelfAttention {
   ) {
     this.path = scope.path;
     this.group_norm = new GroupNorm(scope.child('group_norm'), groups, channels, eps);
-    this.attn = new Attention(scope, channels, channels, channels / headDim, headDim, true);
+    this.attn = new Attention(scope, channels, channels, channels / headDim, headDim, true, false, 'qkv');
   }
   forward(x: Tensor, ctx: ForwardContext): Tensor {
     const [b, c, h, w] = x.shape as [number, number, number, number];

@@ -1,7 +1,8 @@
 // Building blocks whose parameter keys mirror PyTorch's (`<path>.weight`, `<path>.bias`).
 
 import type { Tensor } from '../gpu/runtime.js';
-import { conv2d, linear } from '../kernels/matmul.js';
+import { conv1x1FromTokens, conv2d, linear } from '../kernels/matmul.js';
+import { nchwToTokens, tokensToNchw } from '../kernels/layout.js';
 import { groupNorm, layerNorm } from '../kernels/norm.js';
 import { add, unary } from '../kernels/elementwise.js';
 import type { Activation } from '../kernels/common.js';
@@ -73,9 +74,33 @@ export class Conv2d {
     scope.tap(':out');
     scope.stoppable();
   }
-  forward(x: Tensor, ctx?: ForwardContext, o: { residual?: Tensor; act?: Activation } = {}): Tensor {
+  /** conv(x) + bias [+ batchBias [B, Cout]] → act → [+ residual]. `<path>:out` is the conv output
+   *  alone (diffusers' module output): with a batch bias the add stays fused unless that is being
+   *  recorded. With `tokensOut` (1×1 convs) the result is (B, H·W, Cout) token rows. */
+  forward(x: Tensor, ctx?: ForwardContext, o: { residual?: Tensor; act?: Activation; batchBias?: Tensor; tokensOut?: boolean } = {}): Tensor {
     ctx?.record(`${this.path}:in`, x);
-    const y = conv2d(x, this.weight.tensor, { bias: this.bias?.tensor, stride: this.cfg.stride ?? 1, padding: this.cfg.padding ?? 0, residual: o.residual, act: o.act });
+    const conv = { bias: this.bias?.tensor, stride: this.cfg.stride ?? 1, padding: this.cfg.padding ?? 0 };
+    let y: Tensor;
+    if ((o.batchBias || o.tokensOut) && ctx?.wants(`${this.path}:out`)) {
+      // The unfused path, so that the module output can be recorded as diffusers has it (NCHW).
+      if (o.residual || o.act) throw new Error(`${this.path}: a batch bias or token output with a residual or activation is not supported`);
+      const out = conv2d(x, this.weight.tensor, conv);
+      ctx.record(`${this.path}:out`, out);
+      y = o.batchBias ? add(out, o.batchBias.reshape([o.batchBias.shape[0]!, o.batchBias.shape[1]!, 1, 1])) : out;
+      if (o.tokensOut) y = nchwToTokens(y);
+    } else {
+      y = conv2d(x, this.weight.tensor, { ...conv, residual: o.residual, act: o.act, batchBias: o.batchBias, tokensOut: o.tokensOut });
+      if (!o.batchBias && !o.tokensOut) ctx?.record(`${this.path}:out`, y);
+    }
+    ctx?.finished(this.path);
+    return y;
+  }
+
+  /** This 1×1 conv on token rows (B, H·W, Cin) taken as the image [B, Cin, H, W], + residual (NCHW):
+   *  the NCHW result without a layout copy of the input (recorded `<path>:in` is NCHW, copied then). */
+  forwardTokens(tokens: Tensor, h: number, w: number, ctx?: ForwardContext, o: { residual?: Tensor } = {}): Tensor {
+    if (ctx?.wants(`${this.path}:in`)) return this.forward(tokensToNchw(tokens, h, w), ctx, o);
+    const y = conv1x1FromTokens(tokens, this.weight.tensor, h, w, { bias: this.bias?.tensor, residual: o.residual });
     ctx?.record(`${this.path}:out`, y);
     ctx?.finished(this.path);
     return y;

@@ -3,12 +3,14 @@
 // unexpected and mis-shaped key at once. Building without loading lists the exact tensor names and
 // shapes a checkpoint must have.
 
-import { ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { DTYPE_BYTES, ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/safetensors.js';
 import { Vocabulary } from './context.js';
 
 export class Param {
   private value: Tensor | null = null;
+  /** The fused parameter that holds this one's values once the store has fused them. */
+  fusedInto: FusedParam | null = null;
   constructor(
     readonly key: string,
     readonly shape: readonly number[],
@@ -16,11 +18,61 @@ export class Param {
     readonly acceptsF16 = false,
   ) {}
   get tensor(): Tensor {
-    if (!this.value) throw new Error(`parameter "${this.key}" is not loaded`);
+    if (!this.value) {
+      if (this.fusedInto?.loaded) throw new Error(`parameter "${this.key}" is held by the fused "${this.fusedInto.key}" (read that one)`);
+      throw new Error(`parameter "${this.key}" is not loaded`);
+    }
     return this.value;
   }
+  /** Loaded, in its own tensor or in the fused one. */
+  get loaded(): boolean {
+    return this.value !== null || !!this.fusedInto?.loaded;
+  }
+  /** @internal */
+  set(t: Tensor | null): void {
+    this.value?.dispose();
+    this.value = t;
+    if (t) this.fusedInto = null;
+  }
+}
+
+/** Parameters concatenated along their first axis into one tensor after each load (e.g. to_q,
+ *  to_k, to_v weights [C, K] each → [3C, K], read by one GEMM). The members then hold nothing, so
+ *  the GPU keeps one copy. Checkpoints and manifests still list the members. Fusion is skipped
+ *  (the members stay loaded) when a member's bytes are not a multiple of 4 or dtypes differ. */
+export class FusedParam {
+  private value: Tensor | null = null;
+  constructor(
+    readonly key: string,
+    readonly members: readonly Param[],
+  ) {}
   get loaded(): boolean {
     return this.value !== null;
+  }
+  /** The fused tensor, or null when the members were left separate. */
+  get tensor(): Tensor | null {
+    return this.value;
+  }
+  /** @internal */
+  build(rt: Runtime): void {
+    this.set(null);
+    const parts = this.members.map((m) => m.tensor);
+    const dtype = parts[0]!.dtype;
+    const rest = parts[0]!.shape.slice(1);
+    const fits = parts.every((t) => t.dtype === dtype && t.shape.length === rest.length + 1 && t.shape.slice(1).every((d, i) => d === rest[i]) && (t.numel * DTYPE_BYTES[dtype]) % 4 === 0);
+    if (!fits) return;
+    const rows = parts.reduce((n, t) => n + t.shape[0]!, 0);
+    const fused = rt.empty([rows, ...rest], dtype).keep();
+    let offset = 0;
+    for (const t of parts) {
+      rt.copyRegion(t, 0, fused, offset, t.byteLength);
+      offset += t.byteLength;
+    }
+    this.value = fused;
+    for (const m of this.members) {
+      m.set(null);
+      m.fusedInto = this;
+    }
   }
   /** @internal */
   set(t: Tensor | null): void {
@@ -82,6 +134,19 @@ export interface WeightLoadProgress {
 /** All parameters of a model, by full key. */
 export class WeightStore {
   readonly params = new Map<string, Param>();
+  /** Parameter groups fused after each load (see FusedParam). */
+  readonly fusions: FusedParam[] = [];
+
+  /** Declares that `members` are fused into `key` after each load (concatenated along axis 0). */
+  fuse(key: string, members: readonly Param[]): FusedParam {
+    const f = new FusedParam(key, members);
+    this.fusions.push(f);
+    return f;
+  }
+
+  private buildFusions(rt: Runtime): void {
+    for (const f of this.fusions) if (f.members.every((m) => m.fusedInto === null && m.loaded)) f.build(rt);
+  }
 
   declare(key: string, shape: readonly number[], acceptsF16 = false): Param {
     if (this.params.has(key)) throw new Error(`parameter "${key}" declared twice`);
@@ -152,6 +217,7 @@ export class WeightStore {
       bytes += info.end - info.begin;
       opts.onProgress?.({ source: source.name, loaded: ++loaded, total, bytes, totalBytes });
     }
+    this.buildFusions(rt);
   }
 
   /** One checkpoint tensor onto the GPU: as f16 (`half`), else as f32. */
@@ -193,11 +259,13 @@ export class WeightStore {
       else fillUniform(t, 0, 0, k.endsWith('.bias') ? 0 : 1);
       p.set(t);
     }
+    this.buildFusions(rt);
     await rt.sync();
   }
 
   dispose(): void {
     for (const p of this.params.values()) p.set(null);
+    for (const f of this.fusions) f.set(null);
   }
 }
 
