@@ -69,7 +69,8 @@ interface ProcessLike {
   versions?: { node?: string };
 }
 
-function env(name: string): string | undefined {
+/** An environment variable in Node or Deno (undefined in browsers or without Deno's --allow-env). */
+export function env(name: string): string | undefined {
   const proc = (globalThis as { process?: ProcessLike }).process;
   if (proc?.env) return proc.env[name];
   const deno = (globalThis as { Deno?: { env: { get(n: string): string | undefined } } }).Deno;

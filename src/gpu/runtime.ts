@@ -14,7 +14,7 @@
 // `writeTensor`, which submits recorded work before writing. Within one unsubmitted batch a released
 // buffer is never handed out again, so a host write can never overtake a pending reader.
 
-import { acquireDevice, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './device.js';
+import { acquireDevice, env, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './device.js';
 import { f16ArrayToF32, f32ArrayToF16 } from './half.js';
 
 export type DType = 'f32' | 'f16' | 'i32' | 'u32';
@@ -335,14 +335,64 @@ interface Batch {
   dispatches: number;
 }
 
+/** When GEMMs and convolutions run on subgroup matrices (tensor cores) with f16 inputs and f32
+ *  accumulation: `auto` those whose weights are f16, `on` all of them (f32 operands are rounded to
+ *  f16 while staged), `off` none; each only where the adapter offers f16×f16→f32 subgroup
+ *  matrices, the SIMT kernels otherwise. `emulate` runs the same kernels with the subgroup-matrix
+ *  builtins written out in plain WGSL (any adapter with `shader-f16`): it checks the kernels'
+ *  tiling where the feature is absent and is slow. */
+export type TensorCoreMode = 'auto' | 'on' | 'off' | 'emulate';
+export const TENSOR_CORE_MODES: readonly TensorCoreMode[] = ['auto', 'on', 'off', 'emulate'];
+
+/** One f16×f16→f32 subgroup-matrix multiply shape (M×K · K×N), and which spelling of the
+ *  load/store builtins this Dawn accepts (`args`: `subgroupMatrixLoad<T>(p, offset, col_major,
+ *  stride)`; `template`: `subgroupMatrixLoad<T, row_major>(p, offset, stride)`). */
+export interface SubgroupMatrixSupport {
+  M: number;
+  N: number;
+  K: number;
+  subgroupSize: number;
+  syntax: 'args' | 'template' | 'emulated';
+}
+
 export interface RuntimeOptions extends DeviceOptions {
   /** Dispatches recorded before a submit (default 32). */
   dispatchesPerSubmit?: number;
+  /** Default `auto`; also `DIFFSIM_TENSOR_CORES`. */
+  tensorCores?: TensorCoreMode;
 }
 
 const UNIFORM_SLOT = 256;
 /** Cached bind groups before the cache starts over (a U-Net pass uses a few hundred). */
 const MAX_BIND_GROUPS = 8192;
+
+function tensorCoreMode(options: RuntimeOptions): TensorCoreMode {
+  const mode = options.tensorCores ?? env('DIFFSIM_TENSOR_CORES') ?? 'auto';
+  if (!TENSOR_CORE_MODES.includes(mode as TensorCoreMode)) {
+    throw new Error(`tensorCores (DIFFSIM_TENSOR_CORES): expected one of ${TENSOR_CORE_MODES.join(', ')}, got '${mode}'`);
+  }
+  return mode as TensorCoreMode;
+}
+
+function subgroupMatrixProbe(M: number, N: number, K: number, syntax: 'args' | 'template', subgroupSize: number): string {
+  const load = (type: string, arr: string, stride: number) =>
+    syntax === 'template' ? `subgroupMatrixLoad<${type}, row_major>(&${arr}, 0u, ${stride}u)` : `subgroupMatrixLoad<${type}>(&${arr}, 0u, false, ${stride}u)`;
+  const store = syntax === 'template' ? `subgroupMatrixStore<row_major>(&c, 0u, acc, ${N}u)` : `subgroupMatrixStore(&c, 0u, acc, false, ${N}u)`;
+  return `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+var<workgroup> a: array<f16, ${M * K}>;
+var<workgroup> b: array<f16, ${K * N}>;
+@group(0) @binding(0) var<storage, read_write> c: array<f32>;
+@compute @workgroup_size(${subgroupSize})
+fn main() {
+  let l = ${load(`subgroup_matrix_left<f16, ${K}, ${M}>`, 'a', K)};
+  let r = ${load(`subgroup_matrix_right<f16, ${N}, ${K}>`, 'b', N)};
+  var acc = subgroup_matrix_result<f32, ${N}, ${M}>();
+  acc = subgroupMatrixMultiplyAccumulate(l, r, acc);
+  ${store};
+}`;
+}
 
 export class Runtime {
   readonly pool: BufferPool;
@@ -375,6 +425,10 @@ export class Runtime {
   /** Floating-point operations of the GEMMs, convolutions and attention recorded since creation,
    *  counted by their launchers from the shapes (2 per multiply-add; see bench/diffsim.ts). */
   flopCount = 0;
+  /** Which GEMMs use subgroup matrices (see TensorCoreMode). */
+  readonly tensorCores: TensorCoreMode;
+  /** The f16 subgroup-matrix shape the GEMMs use, or null when they use the SIMT kernels only. */
+  subgroupMatrix: SubgroupMatrixSupport | null = null;
 
   private constructor(
     private readonly acquired: AcquiredDevice,
@@ -385,6 +439,7 @@ export class Runtime {
     this.adapterInfo = acquired.adapterInfo;
     this.pool = new BufferPool(this);
     this.dispatchesPerSubmit = options.dispatchesPerSubmit ?? 32;
+    this.tensorCores = tensorCoreMode(options);
     this.uniformData = new Uint8Array(UNIFORM_SLOT * this.dispatchesPerSubmit);
     const device = acquired.device;
     device.addEventListener('uncapturederror', (ev) => {
@@ -396,7 +451,37 @@ export class Runtime {
   }
 
   static async create(options: RuntimeOptions = {}): Promise<Runtime> {
-    return new Runtime(await acquireDevice(options), options);
+    tensorCoreMode(options); // a bad mode fails before a device is acquired
+    const rt = new Runtime(await acquireDevice(options), options);
+    rt.subgroupMatrix = await rt.probeSubgroupMatrix();
+    return rt;
+  }
+
+  /** The f16×f16→f32 configuration the GEMMs will use (16×16×16 first, then 16×8×16, 8×8×8), and
+   *  the builtin spelling this Dawn compiles, tried on a one-multiply shader. Subgroups of one
+   *  fixed size are required: the kernels lay subgroups out over the workgroup by that size. */
+  private async probeSubgroupMatrix(): Promise<SubgroupMatrixSupport | null> {
+    if (this.tensorCores === 'off') return null;
+    if (this.tensorCores === 'emulate') {
+      if (!this.hasShaderF16) return null;
+      const [M, N, K] = (env('DIFFSIM_TC_SHAPE') ?? '16x16x16').split('x').map(Number) as [number, number, number];
+      return { M, N, K, subgroupSize: Number(env('DIFFSIM_TC_SUBGROUP') ?? 32), syntax: 'emulated' };
+    }
+    const info = this.adapterInfo;
+    if (!this.hasSubgroupMatrix || !this.hasShaderF16 || !info.subgroupMaxSize || info.subgroupMinSize !== info.subgroupMaxSize) return null;
+    const f16 = (info.subgroupMatrixConfigs ?? []).filter((c) => c.componentType === 'f16' && c.resultComponentType === 'f32');
+    const pick = [[16, 16, 16], [16, 8, 16], [8, 8, 8]].map(([M, N, K]) => f16.find((c) => c.M === M && c.N === N && c.K === K)).find((c) => c);
+    if (!pick) return null;
+    for (const syntax of ['template', 'args'] as const) {
+      const code = subgroupMatrixProbe(pick.M, pick.N, pick.K, syntax, info.subgroupMaxSize);
+      this.device.pushErrorScope('validation');
+      const module = this.device.createShaderModule({ code, label: `probe subgroup matrix ${syntax}` });
+      this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+      const err = await this.device.popErrorScope();
+      const messages = await module.getCompilationInfo();
+      if (!err && !messages.messages.some((m) => m.type === 'error')) return { M: pick.M, N: pick.N, K: pick.K, subgroupSize: info.subgroupMaxSize, syntax };
+    }
+    return null;
   }
 
   get device(): GPUDevice {

@@ -6,7 +6,8 @@
 // Each workgroup computes a BM×BN tile; each invocation a TM×TN block of it, accumulating in f32
 // over K in steps of BK staged through workgroup memory (A transposed so reads are vec4).
 
-import { ShapeError, numelOf, type DType, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { ShapeError, numelOf, type DType, type Runtime, type SubgroupMatrixSupport, type Tensor } from '../gpu/runtime.js';
+import { SUBGROUP_TILES, subgroupGeometry, subgroupGemmCode, type SubgroupTile } from './matmul-subgroup.js';
 import { binary, unary } from './elementwise.js';
 import { slice } from './layout.js';
 import { Params, WGSL_ACTIVATIONS, assertFloat, ceilDiv, runtimeOf, shapeStr, storageType, type Activation } from './common.js';
@@ -26,17 +27,17 @@ export const TILES = {
   tall: { BM: 64, BN: 32, BK: 16, TM: 4, TN: 2 },
 } as const satisfies Record<string, TileConfig>;
 
-type BLayout = 'nk' | 'kn' | 'im2col';
-type BiasKind = 'none' | 'n' | 'm';
+export type BLayout = 'nk' | 'kn' | 'im2col';
+export type BiasKind = 'none' | 'n' | 'm';
 
 /** Compile-time facts of a convolution (divisions by constants compile to multiplies). */
-interface ConvSpec {
+export interface ConvSpec {
   kh: number;
   kw: number;
   stride: number;
 }
 
-interface GemmVariant {
+export interface GemmVariant {
   tile: TileConfig;
   dtypeA: DType;
   dtypeB: DType;
@@ -57,14 +58,61 @@ interface GemmVariant {
   split?: number;
 }
 
-function variantKey(v: GemmVariant): string {
-  const t = v.tile;
+/** What a variant computes, apart from how it is tiled. */
+function operandsKey(v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>): string {
   const c = v.conv ? `${v.conv.kh}x${v.conv.kw}s${v.conv.stride}` : '';
-  return `gemm:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:${v.dtypeA}${v.vecA ? 'v' : ''}:${v.dtypeB}${v.vecB ? 'v' : ''}:${v.bLayout}${c}:${v.bias}${v.batchBias ? '+bb' : ''}:${v.act}:${v.residual ? 'res' : ''}:${v.storeT ? 'T' : ''}:${v.split ?? 1}`;
+  return `${v.bLayout}${c}:${v.bias}${v.batchBias ? '+bb' : ''}:${v.act}:${v.residual ? 'res' : ''}:${v.storeT ? 'T' : ''}:${v.split ?? 1}`;
 }
 
-function load(name: string, dtype: DType, index: string): string {
+function variantKey(v: GemmVariant): string {
+  const t = v.tile;
+  return `gemm:${t.BM}x${t.BN}x${t.BK}:${t.TM}x${t.TN}:${v.dtypeA}${v.vecA ? 'v' : ''}:${v.dtypeB}${v.vecB ? 'v' : ''}:${operandsKey(v)}`;
+}
+
+export function load(name: string, dtype: DType, index: string): string {
   return dtype === 'f16' ? `unpack2x16float(${name}[(${index}) >> 1u])[(${index}) & 1u]` : `${name}[${index}]`;
+}
+
+/** The uniform block every GEMM variant reads (see gemmOutputs for the values). */
+export const GEMM_PARAMS = /* wgsl */ `struct P {
+  M: u32, N: u32, K: u32, batch_a: u32,
+  batch_b: u32, batch_c: u32, ow: u32, ih: u32,
+  iw: u32, pad_top: u32, pad_left: u32, split_n: u32,
+}
+@group(0) @binding(0) var<uniform> p: P;`;
+
+/** The bindings of a variant and the statement that finishes one output element: `value` is the
+ *  accumulated sum for row `gm`, column `gn` of batch element `bz` (with `c_base = bz * p.batch_c`
+ *  in scope); bias, time-embedding bias, activation and residual are applied, in the order of the
+ *  unfused ops, and the result goes to its output (one of `split` for fused q/k/v). */
+export function gemmEpilogue(v: GemmVariant, aType: string, bType: string, value: string): { bindings: string; store: string } {
+  const bindings: string[] = [
+    `@group(0) @binding(1) var<storage, read> A: array<${aType}>;`,
+    `@group(0) @binding(2) var<storage, read> B: array<${bType}>;`,
+  ];
+  let next = 3;
+  if (v.bias !== 'none') bindings.push(`@group(0) @binding(${next++}) var<storage, read> bias: array<f32>;`);
+  if (v.batchBias) bindings.push(`@group(0) @binding(${next++}) var<storage, read> bb: array<f32>;`);
+  if (v.residual) bindings.push(`@group(0) @binding(${next++}) var<storage, read> res: array<f32>;`);
+  const split = v.split ?? 1;
+  for (let o = 0; o < split; o++) bindings.push(`@group(0) @binding(${next++}) var<storage, read_write> C${split > 1 ? o : ''}: array<f32>;`);
+  // (acc + bias) + bb, in the order of the unfused conv-then-add.
+  const biasExpr = (v.bias === 'n' ? ' + bias[gn]' : v.bias === 'm' ? ' + bias[gm]' : '') + (v.batchBias ? ' + bb[bz * p.M + gm]' : '');
+  const resExpr = v.residual ? ' + res[ci]' : '';
+  const out = `act_${v.act}(${value}${biasExpr})${resExpr}`;
+  let store: string;
+  if (split > 1) {
+    // Column gn goes to output gn / split_n, column gn % split_n there; rows of split_n columns.
+    const writes = Array.from({ length: split }, (_, o) => `${o ? ' else ' : ''}${o < split - 1 ? `if (part == ${o}u) ` : ''}{ C${o}[ci] = val; }`).join('');
+    store = `let part = gn / p.split_n;
+      let ci = bz * p.M * p.split_n + gm * p.split_n + (gn - part * p.split_n);
+      let val = ${out};
+      ${writes}`;
+  } else {
+    store = `let ci = c_base + ${v.storeT ? 'gn * p.M + gm' : 'gm * p.N + gn'};
+      C[ci] = ${out};`;
+  }
+  return { bindings: bindings.join('\n'), store };
 }
 
 function gemmCode(v: GemmVariant): string {
@@ -199,41 +247,10 @@ function gemmCode(v: GemmVariant): string {
     }`;
   }
 
-  const bindings: string[] = [
-    `@group(0) @binding(1) var<storage, read> A: array<${aType}>;`,
-    `@group(0) @binding(2) var<storage, read> B: array<${bType}>;`,
-  ];
-  let next = 3;
-  if (v.bias !== 'none') bindings.push(`@group(0) @binding(${next++}) var<storage, read> bias: array<f32>;`);
-  if (v.batchBias) bindings.push(`@group(0) @binding(${next++}) var<storage, read> bb: array<f32>;`);
-  if (v.residual) bindings.push(`@group(0) @binding(${next++}) var<storage, read> res: array<f32>;`);
-  const split = v.split ?? 1;
-  for (let o = 0; o < split; o++) bindings.push(`@group(0) @binding(${next++}) var<storage, read_write> C${split > 1 ? o : ''}: array<f32>;`);
-  // (acc + bias) + bb, in the order of the unfused conv-then-add.
-  const biasExpr = (v.bias === 'n' ? ' + bias[gn]' : v.bias === 'm' ? ' + bias[gm]' : '') + (v.batchBias ? ' + bb[bz * p.M + gm]' : '');
-  const resExpr = v.residual ? ' + res[ci]' : '';
-  const value = `act_${v.act}(acc[i * ${TN / VN}u + j / ${VN}u][j % ${VN}u]${biasExpr})${resExpr}`;
-  let store: string;
-  if (split > 1) {
-    // Column gn goes to output gn / split_n, column gn % split_n there; rows of split_n columns.
-    const writes = Array.from({ length: split }, (_, o) => `${o ? ' else ' : ''}${o < split - 1 ? `if (part == ${o}u) ` : ''}{ C${o}[ci] = val; }`).join('');
-    store = `let part = gn / p.split_n;
-      let ci = bz * p.M * p.split_n + gm * p.split_n + (gn - part * p.split_n);
-      let val = ${value};
-      ${writes}`;
-  } else {
-    store = `let ci = c_base + ${v.storeT ? 'gn * p.M + gm' : 'gm * p.N + gn'};
-      C[ci] = ${value};`;
-  }
-
+  const { bindings, store } = gemmEpilogue(v, aType, bType, `acc[i * ${TN / VN}u + j / ${VN}u][j % ${VN}u]`);
   return /* wgsl */ `
-struct P {
-  M: u32, N: u32, K: u32, batch_a: u32,
-  batch_b: u32, batch_c: u32, ow: u32, ih: u32,
-  iw: u32, pad_top: u32, pad_left: u32, split_n: u32,
-}
-@group(0) @binding(0) var<uniform> p: P;
-${bindings.join('\n')}
+${GEMM_PARAMS}
+${bindings}
 ${v.act === 'none' ? 'fn act_none(x: f32) -> f32 { return x; }' : WGSL_ACTIVATIONS}
 const BM = ${BM}u;
 const BN = ${BN}u;
@@ -324,6 +341,28 @@ export function chooseTile(rt: Runtime, M: number, N: number, batch: number): Ti
   return TILES.small;
 }
 
+/** The subgroup-matrix tile for this GEMM, or null for the SIMT kernel: only where the runtime
+ *  has subgroup matrices and its mode selects this GEMM (see TensorCoreMode), for problems of at
+ *  least one matrix in each dimension, with the larger tile once it fills the GPU and fits the
+ *  workgroup memory. DIFFSIM_TC_TILE=large|medium forces one (tests, benchmarks). */
+export function chooseSubgroupTile(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: Pick<GemmLaunch, 'M' | 'N' | 'K' | 'batch'>): { tile: SubgroupTile; sm: SubgroupMatrixSupport; name: keyof typeof SUBGROUP_TILES } | null {
+  const sm = rt.subgroupMatrix;
+  if (!sm) return null;
+  const selected = rt.tensorCores === 'on' || rt.tensorCores === 'emulate' || (rt.tensorCores === 'auto' && (v.dtypeA === 'f16' || v.dtypeB === 'f16'));
+  if (!selected || g.M < sm.M || g.N < sm.N || g.K < sm.K) return null;
+  const limit = rt.limits.maxComputeWorkgroupStorageSize ?? 16384;
+  const fits = (name: keyof typeof SUBGROUP_TILES) => subgroupGeometry(SUBGROUP_TILES[name], sm, v.bLayout === 'nk').bytes <= limit;
+  const forced = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.DIFFSIM_TC_TILE;
+  if (forced && forced in SUBGROUP_TILES) {
+    const name = forced as keyof typeof SUBGROUP_TILES;
+    return fits(name) ? { tile: SUBGROUP_TILES[name], sm, name } : null;
+  }
+  const large = subgroupGeometry(SUBGROUP_TILES.large, sm, v.bLayout === 'nk');
+  const tiles = ceilDiv(g.M, large.BM) * ceilDiv(g.N, large.BN) * g.batch;
+  const name = tiles >= 256 && fits('large') ? 'large' : 'medium';
+  return fits(name) ? { tile: SUBGROUP_TILES[name], sm, name } : null;
+}
+
 function gemm(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: GemmLaunch, a: Tensor, b: Tensor, bias: Tensor | undefined, residual: Tensor | undefined, outShape: readonly number[]): Tensor {
   return gemmOutputs(rt, v, g, a, b, bias, undefined, residual, [outShape])[0]!;
 }
@@ -333,6 +372,7 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
   const outShape = outShapes[0]!;
   const split = v.split ?? 1;
   if (g.K === 0 && (split > 1 || v.storeT || batchBias)) throw new ShapeError('gemm: an empty inner dimension with split, transposed or batch-bias outputs is not supported');
+  const sub = chooseSubgroupTile(rt, v, g);
   const tile = chooseTile(rt, g.M, g.N, g.batch);
   const noVec = envFlag('DIFFSIM_GEMM_SCALAR');
   // vec4 loads need 16-byte aligned rows and batch strides.
@@ -362,6 +402,15 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
     return [yr];
   }
   rt.flopCount += 2 * g.M * g.N * g.K * g.batch;
+  if (sub) {
+    const { tile: st, sm, name } = sub;
+    const geo = subgroupGeometry(st, sm, v.bLayout === 'nk');
+    const key = `sgemm:${name}:${sm.M}x${sm.N}x${sm.K}:${sm.syntax}:${sm.subgroupSize}:${v.dtypeA}:${v.dtypeB}:${operandsKey(v)}`;
+    return rt.run(
+      rt.kernel(key, () => ({ code: subgroupGemmCode(variant, st, sm), inputs: inputs.length, outputs: split, uniforms: true })),
+      { params, inputs, outputs: outShapes.map((shape) => ({ shape })), workgroups: [ceilDiv(g.N, geo.BN), ceilDiv(g.M, geo.BM), g.batch] },
+    );
+  }
   return rt.run(
     rt.kernel(variantKey(variant), () => ({ code: gemmCode(variant), inputs: inputs.length, outputs: split, uniforms: true })),
     { params, inputs, outputs: outShapes.map((shape) => ({ shape })), workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
