@@ -30,12 +30,14 @@ environment:
   DIFFSIM_DAWN_TOGGLES            Dawn toggles to enable (Node), e.g. allow_unsafe_apis,disable_robustness
   DIFFSIM_DAWN_DISABLE_TOGGLES    Dawn toggles to disable (Node)
   DIFFSIM_DAWN_BACKEND            Dawn backend (Node), default vulkan on Linux
-  DIFFSIM_DISABLE_FEATURES        optional WebGPU features not to request, e.g. shader-f16,subgroups`;
+  DIFFSIM_DISABLE_FEATURES        optional WebGPU features not to request, e.g. shader-f16,subgroups
+  DIFFSIM_TENSOR_CORES            auto|on|off (as --tensor-cores), or emulate: the subgroup-matrix
+                                  kernels with the builtins written out in WGSL (testing, slow)`;
 
 async function info(json: boolean): Promise<void> {
   const rt = await Runtime.create();
   try {
-    const report = { adapter: rt.adapterInfo, features: [...rt.features].sort(), limits: rt.limits };
+    const report = { adapter: rt.adapterInfo, features: [...rt.features].sort(), limits: rt.limits, tensorCores: { mode: rt.tensorCores, subgroupMatrix: rt.subgroupMatrix } };
     if (json) {
       console.log(JSON.stringify(report, null, 2));
       return;
@@ -46,6 +48,8 @@ async function info(json: boolean): Promise<void> {
     console.log(`host:      ${a.host}${a.backend ? `   backend: ${a.backend}` : ''}`);
     if (a.subgroupMinSize !== undefined) console.log(`subgroups: ${a.subgroupMinSize}..${a.subgroupMaxSize}`);
     if (a.subgroupMatrixConfigs) console.log(`subgroup matrices: ${a.subgroupMatrixConfigs.map((c) => `${c.M}x${c.N}x${c.K} ${c.componentType}→${c.resultComponentType}`).join(', ')}`);
+    const sm = rt.subgroupMatrix;
+    console.log(`tensor cores: ${sm ? `${sm.M}x${sm.N}x${sm.K} f16→f32, subgroups of ${sm.subgroupSize}, ${sm.syntax} builtins` : 'none (SIMT kernels)'}   mode: ${rt.tensorCores}`);
     console.log(`features:  ${report.features.join(', ') || '(none)'}`);
     console.log('limits:');
     for (const [k, v] of Object.entries(rt.limits).sort(([x], [y]) => x.localeCompare(y))) console.log(`  ${k.padEnd(44)} ${v}`);
@@ -80,7 +84,8 @@ async function parity(args: string[]): Promise<number> {
   if (weights !== 'f32' && weights !== 'f16' && weights !== 'auto') throw new UsageError(`parity: --weights must be f32, f16 or auto, got ${weights ?? '(nothing)'}`);
   // The folder and the selection are checked before the GPU is opened.
   await planParity(dir, only);
-  const rt = await Runtime.create();
+  // The fixtures check the f32 kernels (f16 weights widen to f32 in them): no tensor cores.
+  const rt = await Runtime.create({ tensorCores: 'off' });
   try {
     console.log(`adapter: ${rt.adapterInfo.description}`);
     console.log(`${'     tensor'.padEnd(78)} ${'error'.padStart(14)}  tolerance`);

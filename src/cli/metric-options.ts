@@ -3,6 +3,7 @@
 
 import { DiffSimSettingsError, blockOf, type DiffSimSettings } from '../diffsim/settings.js';
 import { createMetrics, DEFAULT_MODELS, METRIC_NAMES, type Metric, type MetricName, type MetricLoadEvent } from '../diffsim/metric.js';
+import type { TensorCoreMode } from '../gpu/runtime.js';
 import type { WeightPrecision } from '../nn/weights.js';
 import { UsageError } from './errors.js';
 
@@ -38,14 +39,15 @@ export interface MetricArgs {
   clipModel: string;
   dinoModel: string;
   weights: WeightPrecision;
+  tensorCores: TensorCoreMode;
   /** The metric options given on the command line. */
   given: Set<string>;
 }
 
-const METRIC_VALUE_OPTIONS = ['metric', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights'] as const;
+const METRIC_VALUE_OPTIONS = ['metric', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights', 'tensor-cores'] as const;
 const METRIC_FLAGS = ['fp16-score'] as const;
 
-const MODEL_OPTIONS = ['metric', 'weights', 'model', 'ip-adapter', 'clip-model', 'dino-model'];
+const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model'];
 /** Which of the other options each metric reads. */
 const DIFFSIM_OPTIONS = ['block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'fp16-score'];
 const APPLIES: Record<CliMetric, readonly string[]> = {
@@ -85,7 +87,9 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --ip-adapter PATH|ID   IP-Adapter Plus for diffsim-c (default ${DEFAULT_MODELS.ipAdapter})
     --clip-model PATH|ID   (default ${DEFAULT_MODELS.clipModel})
     --dino-model PATH|ID   (default ${DEFAULT_MODELS.dinoModel})
-    --weights f32|f16|auto  linear/conv weights on the GPU (default f32)`;
+    --weights f32|f16|auto  linear/conv weights on the GPU (default f32)
+    --tensor-cores auto|on|off  GEMMs/convs on f16 subgroup matrices where the adapter has them:
+                           auto those with f16 weights (default), on all of them, off none`;
 
 export function integer(command: string, name: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!/^[+-]?\d+$/.test(value)) throw new UsageError(`${command}: --${name} must be an integer, got ${JSON.stringify(value)}`);
@@ -153,6 +157,7 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     clipModel: DEFAULT_MODELS.clipModel,
     dinoModel: DEFAULT_MODELS.dinoModel,
     weights: 'f32',
+    tensorCores: 'auto',
     given: new Set(),
   };
   const out: ParsedCommand = { positional: [], metric: m, options: new Map(), flags: new Set() };
@@ -268,6 +273,9 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
       case 'weights':
         m.weights = choice(command, name, value, ['f32', 'f16', 'auto']);
         break;
+      case 'tensor-cores':
+        m.tensorCores = choice(command, name, value, ['auto', 'on', 'off']);
+        break;
     }
   }
   if (m.given.has('step') && m.given.has('timestep')) throw new UsageError(`${command}: give --step or --timestep, not both`);
@@ -319,6 +327,7 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: (
       layer: m.layer,
       clipQkvSource: m.clipQkv,
       weights: m.weights,
+      tensorCores: m.tensorCores,
       ...(onProgress ? { onProgress } : {}),
     });
   } catch (e) {

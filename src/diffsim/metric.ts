@@ -5,7 +5,7 @@
 
 import { join } from 'node:path';
 import { access, stat } from 'node:fs/promises';
-import { Runtime } from '../gpu/runtime.js';
+import { Runtime, type TensorCoreMode } from '../gpu/runtime.js';
 import { resolveModel, type ResolveModelOptions } from '../hub/resolve.js';
 import { loadImage, type RgbImage } from '../io/image.js';
 import type { ImageProcessorConfig } from '../io/preprocess.js';
@@ -26,6 +26,9 @@ export function toRgbImage(input: ImageInput, name = 'image'): Promise<RgbImage>
 export interface CreateMetricOptions extends MetricSettingsOptions {
   /** The runtime to run on; default: a new one, closed by `metric.close()`. */
   runtime?: Runtime;
+  /** For the runtime created when none is given: which GEMMs use tensor cores (default `auto`:
+   *  those with f16 weights, where the adapter offers f16 subgroup matrices). */
+  tensorCores?: TensorCoreMode;
   /** SD1.5 (folder or hub id; default {@link DEFAULT_MODELS}.model). */
   model?: string;
   /** IP-Adapter Plus for diffsim-c: the folder holding ip-adapter-plus_sd15.safetensors (or its
@@ -145,7 +148,7 @@ class Loader implements MetricModelSource {
 export async function createMetrics(names: readonly MetricName[], o: CreateMetricOptions = {}): Promise<Metric[]> {
   for (const n of names) assertName(n);
   if (!names.length) throw new RangeError('createMetrics: no metric named');
-  const rt = o.runtime ?? (await Runtime.create());
+  const rt = o.runtime ?? (await Runtime.create(o.tensorCores ? { tensorCores: o.tensorCores } : {}));
   // On failure buildMetrics frees what it loaded, and the runtime when it is ours.
   return buildMetrics(names, { ...o, runtime: rt, ownsRuntime: !o.runtime, models: new Loader(rt, o), readPath: (path) => loadImage(path) });
 }
