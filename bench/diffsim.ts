@@ -17,26 +17,17 @@
 // merges the PyTorch run of bench/torch_diffsim.py (same shapes) into the JSON and the table.
 //
 //   node build/bench/diffsim.js [--size S] [--weights f32|f16] [--iters N] [--out DIR]
-//                               [--torch-json FILE] [--no-full]
+//                               [--torch-json FILE] [--no-full] [--tensor-cores off|auto|on|emulate]
+// (--tensor-cores default off: the SIMT kernels; the file name gains -tc when subgroup matrices ran.)
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Runtime } from '../src/gpu/runtime.js';
-import { WeightStore, type WeightPrecision } from '../src/nn/weights.js';
-import { UNet2DConditionModel, type UNetConfig } from '../src/models/unet.js';
-import { VaeEncoder, type VaeConfig } from '../src/models/vae.js';
-import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
-import { ClipTokenizer } from '../src/models/clip-tokenizer.js';
-import { PNDMScheduler, type SchedulerConfig } from '../src/models/scheduler.js';
-import { DiffSim } from '../src/diffsim/diffsim.js';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..');
-const manifests = join(root, 'test', 'fixtures', 'manifests');
+import { join } from 'node:path';
+import { Runtime, TENSOR_CORE_MODES, type TensorCoreMode } from '../src/gpu/runtime.js';
+import type { WeightPrecision } from '../src/nn/weights.js';
+import { pixels, randomDiffSim, ROOT as root } from './sd15-random.js';
 
 function parse(argv: string[]) {
-  const a = { size: 512, weights: 'f32' as WeightPrecision, iters: 3, out: join(root, 'bench', 'results'), torchJson: '', full: true };
+  const a = { size: 512, weights: 'f32' as WeightPrecision, iters: 3, out: join(root, 'bench', 'results'), torchJson: '', full: true, tensorCores: 'off' as TensorCoreMode };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--size') a.size = Number(argv[++i]);
@@ -44,6 +35,11 @@ function parse(argv: string[]) {
     else if (k === '--out') a.out = argv[++i]!;
     else if (k === '--torch-json') a.torchJson = argv[++i]!;
     else if (k === '--no-full') a.full = false;
+    else if (k === '--tensor-cores') {
+      const m = argv[++i] as TensorCoreMode;
+      if (!TENSOR_CORE_MODES.includes(m)) throw new Error(`--tensor-cores must be one of ${TENSOR_CORE_MODES.join(', ')}, got ${m}`);
+      a.tensorCores = m;
+    }
     else if (k === '--weights') {
       const w = argv[++i];
       if (w !== 'f32' && w !== 'f16') throw new Error(`--weights must be f32 or f16, got ${w}`);
@@ -54,8 +50,6 @@ function parse(argv: string[]) {
   if (!Number.isInteger(a.iters) || a.iters < 1) throw new Error(`--iters must be ≥ 1, got ${a.iters}`);
   return a;
 }
-
-const config = <T>(name: string) => JSON.parse(readFileSync(join(manifests, `${name}.config.json`), 'utf8')) as T;
 
 interface Stage {
   /** Wall time per run, recording and GPU included (mean over the timed runs). */
@@ -95,17 +89,6 @@ async function measure(rt: Runtime, iters: number, fn: () => Promise<unknown> | 
   return { ms, jsMs: js, dispatches, flops, gflops: flops / ms / 1e6 };
 }
 
-/** Deterministic pixels in [−1, 1] (a processed image). */
-function pixels(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2147483648 - 1;
-  }
-  return out;
-}
-
 interface TorchRun {
   stages?: Record<string, number>;
   pair_ms?: number;
@@ -115,24 +98,15 @@ interface TorchRun {
 
 async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
-  const rt = await Runtime.create();
+  const rt = await Runtime.create({ tensorCores: a.tensorCores });
   const desc = rt.adapterInfo.description || 'adapter';
   const S = a.size;
   const lat = S / 8;
-  console.log(`adapter: ${desc}; DiffSim pair at ${S}×${S} (latent ${lat}×${lat}), weights ${a.weights}, ${a.iters} timed runs per stage`);
+  const sm = rt.subgroupMatrix;
+  const tc = sm ? `tensor cores ${sm.M}x${sm.N}x${sm.K} (${sm.syntax}, mode ${rt.tensorCores})` : 'no tensor cores';
+  console.log(`adapter: ${desc}; DiffSim pair at ${S}×${S} (latent ${lat}×${lat}), weights ${a.weights}, ${tc}, ${a.iters} timed runs per stage`);
 
-  const stores = [new WeightStore(), new WeightStore(), new WeightStore()] as const;
-  const unet = new UNet2DConditionModel(stores[0], config<UNetConfig>('sd15-unet'));
-  const vae = new VaeEncoder(stores[1], config<VaeConfig>('sd15-vae'));
-  const textEncoder = new ClipTextModel(stores[2], config<ClipTextConfig>('sd15-text-encoder'));
-  for (const [i, s] of stores.entries()) await s.initRandom(rt, 11 + i, { weights: a.weights });
-  // Fusing weights at load (q/k/v stacked) leaves the separate copies in the pool: trim them.
-  await rt.trim();
-  const weightsBytes = rt.memory().allocatedBytes;
-  // The tiny tokenizer stands in for CLIP's (only token ids enter the text encoder).
-  const tokenizer = await ClipTokenizer.fromDirectory(join(root, 'weights', 'tiny', 'sd15', 'tokenizer'));
-  const scheduler = new PNDMScheduler(config<SchedulerConfig>('sd15-scheduler'));
-  const metric = new DiffSim(rt, { unet, vae, textEncoder, tokenizer, scheduler }, { imageSize: S });
+  const { metric, unet, vae, textEncoder, tokenizer, weightsBytes, dispose } = await randomDiffSim(rt, S, a.weights);
   const s = metric.settings;
   const pxA = pixels(3 * S * S, 1);
   const pxB = pixels(3 * S * S, 2);
@@ -207,6 +181,7 @@ async function main(): Promise<void> {
     size: S,
     latent: lat,
     weights: a.weights,
+    tensorCores: { mode: rt.tensorCores, subgroupMatrix: sm },
     iters: a.iters,
     module: s.module,
     timestep: s.t,
@@ -237,7 +212,7 @@ async function main(): Promise<void> {
     }
   }
 
-  console.log(`\n| ${desc} | ${S}² ${a.weights} weights |`);
+  console.log(`\n| ${desc} | ${S}² ${a.weights} weights, ${tc} |`);
   console.log('|---|---|');
   console.log(`| pair (2× VAE + 2× U-Net stopped + AAS) | ${stages.pair.ms.toFixed(1)} ms |`);
   console.log(`| dispatches per pair | ${stages.pair.dispatches} |`);
@@ -259,11 +234,10 @@ async function main(): Promise<void> {
   }
   const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
   mkdirSync(a.out, { recursive: true });
-  const file = join(a.out, `diffsim-${slug}-${S}${a.weights === 'f16' ? '-f16' : ''}.json`);
+  const file = join(a.out, `diffsim-${slug}-${S}${a.weights === 'f16' ? '-f16' : ''}${sm ? '-tc' : ''}.json`);
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`wrote ${file}`);
-  metric.dispose();
-  for (const st of stores) st.dispose();
+  dispose();
   await rt.close();
   process.exit(0);
 }

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU (under 10 minutes; results under $OUT): adapter info, parity of the
-# reference fixtures on the GPU, bench/diffsim.ts at 512² with f32 and f16 weights, the same with
-# Dawn's f16-on-NVIDIA toggles (features printed first: do shader-f16 and the f16 subgroup
-# matrices appear?), bench/torch_diffsim.py in fp32 and fp16, and the side-by-side table.
+# reference fixtures on the GPU, bench/torch_diffsim.py in fp32 and fp16, bench/diffsim.ts at 512²
+# with f32 weights; then with Dawn's f16-on-NVIDIA toggles (features printed first: do shader-f16
+# and the f16 subgroup matrices appear?): the subgroup-matrix kernels against their references
+# (test/kernels-subgroup, native and emulated), f16 weights on the SIMT kernels and on tensor cores,
+# the fast path's score and 2AFC agreement with the f32 path (bench/fast-path.ts), and the
+# side-by-side table.
 #
 # Prepare here (no GPU time):
 #   npm run build && npx tsc -p tsconfig.test.json          # dist/ and build/
@@ -19,28 +22,32 @@ mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,clocks.max.sm,power.limit,memory.total --format=csv 2>&1 | tee "$OUT/nvidia-smi.txt"
 node dist/cli/main.js info --json > "$OUT/info.json" 2>&1; head -c 800 "$OUT/info.json"; echo
 echo "== parity"
-timeout 120 node dist/cli/main.js parity --fixtures test/fixtures 2>&1 | grep -v '^Warning' > "$OUT/parity.log"; tail -3 "$OUT/parity.log"
+timeout 60 node dist/cli/main.js parity --fixtures test/fixtures 2>&1 | grep -v '^Warning' > "$OUT/parity.log"; tail -3 "$OUT/parity.log"
 echo "== torch (fp32, fp16)"
 PY=${PYTHON:-python3}
-timeout ${TORCH_TIMEOUT:-240} "$PY" bench/torch_diffsim.py --size 512 --iters 5 --stub-missing --out "$OUT/torch-diffsim.json" 2>&1 | tee "$OUT/torch.log" | tail -20
+timeout ${TORCH_TIMEOUT:-180} "$PY" bench/torch_diffsim.py --size 512 --iters 5 --stub-missing --out "$OUT/torch-diffsim.json" 2>&1 | tee "$OUT/torch.log" | tail -20
 bench() { # name, extra env assignments…, then arguments
   local name=$1; shift
   echo "== ours: $name"
-  timeout ${OURS_TIMEOUT:-120} env "$@" --size 512 --iters 5 --torch-json "$OUT/torch-diffsim.json" --out "$OUT/$name" 2>&1 | grep -v '^Warning' | tee "$OUT/$name.log" | tail -24
+  timeout ${OURS_TIMEOUT:-90} env "$@" --size 512 --iters 3 --torch-json "$OUT/torch-diffsim.json" --out "$OUT/$name" 2>&1 | grep -v '^Warning' | tee "$OUT/$name.log" | tail -24
 }
 bench f32 node build/bench/diffsim.js --weights f32
-bench f16 node build/bench/diffsim.js --weights f16
 echo "== Dawn toggles allow_unsafe_apis,vulkan_enable_f16_on_nvidia"
 export DIFFSIM_DAWN_TOGGLES=allow_unsafe_apis,vulkan_enable_f16_on_nvidia
-node dist/cli/main.js info 2>&1 | grep -v '^Warning' | tee "$OUT/info-toggles.txt" | grep -i -E 'adapter|feature|f16|subgroup' | head -12
-bench f16-toggles node build/bench/diffsim.js --weights f16
+node dist/cli/main.js info 2>&1 | grep -v '^Warning' | tee "$OUT/info-toggles.txt" | grep -i -E 'adapter|feature|f16|subgroup|tensor' | head -12
+echo "== subgroup-matrix kernels vs references"
+timeout 60 node node_modules/uvu/bin.js build/test 'kernels-subgroup.test.js$' 2>&1 | grep -v '^Warning' > "$OUT/kernels-subgroup.log"; grep -E 'Total|Passed|Skipped|FAIL|error' "$OUT/kernels-subgroup.log" | head -12
+bench f16 node build/bench/diffsim.js --weights f16 --tensor-cores off
+bench f16-tc node build/bench/diffsim.js --weights f16 --tensor-cores auto
+echo "== fast path vs f32 path (scores, 2AFC decisions)"
+timeout 90 node build/bench/fast-path.js --size 512 --images 6 --fast on --out "$OUT/fast-path" 2>&1 | grep -v '^Warning' | tee "$OUT/fast-path.log" | tail -8
 unset DIFFSIM_DAWN_TOGGLES
 echo "== side by side (pair ms at 512²)"
 node -e '
 const fs = require("fs"), path = require("path");
 const out = process.argv[1];
 const rows = [];
-for (const name of ["f32", "f16", "f16-toggles"]) {
+for (const name of ["f32", "f16", "f16-tc"]) {
   const dir = path.join(out, name);
   if (!fs.existsSync(dir)) continue;
   for (const f of fs.readdirSync(dir).filter((f) => f.startsWith("diffsim-") && f.endsWith(".json"))) {
