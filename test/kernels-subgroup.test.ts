@@ -13,11 +13,15 @@ import * as assert from 'uvu/assert';
 import { Runtime, tidy, type Tensor } from '../src/gpu/runtime.js';
 import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
 import { conv1x1FromTokens, conv2d, linear, linearSplit, matmul } from '../src/kernels/matmul.js';
+import { attention } from '../src/kernels/attention.js';
 import { assertClose, randn } from './helpers.js';
-import { refConv, refLinear, refMatmul, type ActName, type ConvShape } from './reference.js';
+import { refAttention, refConv, refLinear, refMatmul, refPermute, type ActName, type ConvShape } from './reference.js';
 
 const EMULATED_TOL = 2e-6;
 const NATIVE_TOL = 1e-4;
+// Attention also rounds the normalised probabilities to f16 before P·V (as fp16 attention does):
+// about 2⁻¹¹ relative per probability.
+const ATTENTION_TOL = 2e-3;
 
 const round16 = (x: Float32Array) => f16ArrayToF32(f32ArrayToF16(x));
 
@@ -43,6 +47,49 @@ async function read(rt: Runtime, fn: () => Tensor | Tensor[]): Promise<Float32Ar
   for (const t of list) t.dispose();
   void rt;
   return values;
+}
+
+/** Attention on `rt` against the float64 reference on f16-rounded (scaled) q, k and v: split and
+ *  merged layouts, head sizes of SD1.5 (40, 80, 160) and awkward ones, key counts around the tile,
+ *  and the batch maps of the AAS (O_AA, O_AB, O_BA, O_BB of a stacked pair). */
+async function checkAttention(rt: Runtime, tol: number, label: string, full = true): Promise<void> {
+  let seed = 500;
+  const cases: [number, number, number, number, number][] = full
+    ? [
+        // b, heads, nq, nk, d
+        [1, 2, 70, 37, 40],
+        [2, 1, 33, 64, 80],
+        [1, 1, 20, 17, 160],
+        [1, 3, 16, 77, 24],
+      ]
+    : [[1, 2, 70, 37, 40]];
+  for (const [b, h, nq, nk, d] of cases) {
+    const scale = 1 / Math.sqrt(d);
+    const q = randn(b * h * nq * d, seed++);
+    const k = randn(b * h * nk * d, seed++);
+    const v = randn(b * h * nk * d, seed++);
+    const [y] = await read(rt, () => attention(rt.upload(q, [b, h, nq, d]), rt.upload(k, [b, h, nk, d]), rt.upload(v, [b, h, nk, d]), { heads: h, layout: 'split' }));
+    const qs = round16(q.map((x) => x * scale));
+    assertClose(y!, refAttention(qs, round16(k), round16(v), b, h, nq, nk, d, 1, false), tol, `${label} attention split b${b} h${h} nq${nq} nk${nk} d${d}`);
+  }
+  if (!full) return;
+  // Merged (B, N, H·D) with the AAS batch maps over a stacked pair.
+  const [h, n, d] = [2, 40, 40];
+  const q = randn(2 * n * h * d, seed++);
+  const k = randn(2 * n * h * d, seed++);
+  const v = randn(2 * n * h * d, seed++);
+  const qBatch = [0, 0, 1, 1];
+  const kvBatch = [0, 1, 0, 1];
+  const [y] = await read(rt, () => attention(rt.upload(q, [2, n, h * d]), rt.upload(k, [2, n, h * d]), rt.upload(v, [2, n, h * d]), { heads: h, qBatch, kvBatch }));
+  const split = (x: Float32Array) => Float32Array.from(refPermute(x, [2, n, h, d], [0, 2, 1, 3]));
+  const [qs, ks, vs] = [split(round16(q.map((x) => x / Math.sqrt(d)))), split(round16(k)), split(round16(v))];
+  const per = h * n * d;
+  for (let i = 0; i < 4; i++) {
+    const pick = (x: Float32Array, bi: number) => x.slice(bi * per, (bi + 1) * per);
+    const ref = refAttention(pick(qs, qBatch[i]!), pick(ks, kvBatch[i]!), pick(vs, kvBatch[i]!), 1, h, n, n, d, 1, false);
+    const merged = refPermute(ref, [1, h, n, d], [0, 2, 1, 3]);
+    assertClose(y!.slice(i * per, (i + 1) * per), merged, tol, `${label} attention merged, map ${qBatch[i]}→${kvBatch[i]}`);
+  }
 }
 
 /** Every GEMM form on `rt`, checked against the f16-rounded references with tolerance `tol`. */
@@ -173,6 +220,7 @@ for (const [shape, tile, full] of [
         assert.ok(rt.subgroupMatrix, 'the emulated subgroup matrices need shader-f16');
         assert.equal(rt.subgroupMatrix!.syntax, 'emulated');
         await checkAll(rt, EMULATED_TOL, `emulated ${shape} ${tile}`, full);
+        if (tile === 'medium') await checkAttention(rt, ATTENTION_TOL, `emulated ${shape}`, full);
       } finally {
         rt.destroy();
       }
@@ -180,7 +228,7 @@ for (const [shape, tile, full] of [
   });
 }
 
-test('the emulated path is really taken: its result differs from the f32 kernel by the f16 rounding', async () => {
+test('the emulated GEMM path is really taken: its result differs from the f32 kernel by the f16 rounding', async () => {
   const [m, k, n] = [40, 64, 48];
   const x = randn(m * k, 7);
   const w = randn(n * k, 8, 0.3);
@@ -209,6 +257,7 @@ probe.destroy();
       const rt = await Runtime.create({ tensorCores: 'on' });
       try {
         await checkAll(rt, NATIVE_TOL, `native ${tile}`);
+        if (tile === 'medium') await checkAttention(rt, ATTENTION_TOL, 'native');
       } finally {
         rt.destroy();
       }

@@ -10,6 +10,7 @@
 
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
 import { Params, assertFloat, ceilDiv, runtimeOf, shapeStr } from './common.js';
+import { planSubgroupAttention, subgroupAttentionCode } from './attention-subgroup.js';
 
 const MAX_THREADS = 256;
 
@@ -31,6 +32,9 @@ export interface AttentionOptions {
    *  stacked pair. Either map may be omitted (identity); up to MAX_BATCH_MAP entries. */
   qBatch?: readonly number[];
   kvBatch?: readonly number[];
+  /** q/k/v come from f16 weights: under the runtime's `auto` tensor-core mode the attention then
+   *  runs on f16 subgroup matrices where the adapter has them (always under `on`; never causal). */
+  f16Inputs?: boolean;
 }
 
 /** Longest batch map `attention` takes (the maps travel in the uniform block). */
@@ -67,14 +71,8 @@ function plan(d: number, causal: boolean, smemLimit: number): AttnPlan {
   throw new ShapeError(`attention: head dimension ${d} too large for workgroup memory`);
 }
 
-function attentionCode(pl: AttnPlan, mapped: boolean): string {
-  const { d, rt, bq, dp, bk, causal } = pl;
-  const ds = dp / rt; // vec4s per invocation
-  const threads = bq * rt;
-  const BQ = bq;
-  const split = rt > 1;
-  return /* wgsl */ `
-struct P {
+/** The uniform block of both attention kernels (see the Params in attention()). */
+const ATTENTION_PARAMS = /* wgsl */ `struct P {
   nq: u32, nk: u32, heads: u32, scale: f32,
   qb: u32, qh: u32, qr: u32, _a: u32,
   kb: u32, kh: u32, kr: u32, _b: u32,
@@ -83,7 +81,16 @@ struct P {
   qmap: array<vec4<u32>, ${MAX_BATCH_MAP / 4}>,
   kvmap: array<vec4<u32>, ${MAX_BATCH_MAP / 4}>,
 }
-@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(0) var<uniform> p: P;`;
+
+function attentionCode(pl: AttnPlan, mapped: boolean): string {
+  const { d, rt, bq, dp, bk, causal } = pl;
+  const ds = dp / rt; // vec4s per invocation
+  const threads = bq * rt;
+  const BQ = bq;
+  const split = rt > 1;
+  return /* wgsl */ `
+${ATTENTION_PARAMS}
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
@@ -247,6 +254,17 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
   for (const m of [qMap, kvMap]) for (let i = 0; i < MAX_BATCH_MAP; i++) params.u32(mapped ? (m[i] ?? 0) : 0);
   // Q·Kᵀ and P·V: 2·Nq·Nk·D multiply-adds per (batch, head); causal masking is not discounted.
   rt.flopCount += 4 * b * heads * nq * nk * d;
+  const sm = rt.subgroupMatrix;
+  const selected = sm && !causal && (rt.tensorCores === 'on' || rt.tensorCores === 'emulate' || (rt.tensorCores === 'auto' && !!o.f16Inputs));
+  const spl = selected && nq >= sm.M && nk >= sm.N ? planSubgroupAttention(d, sm, rt.limits.maxComputeWorkgroupStorageSize ?? 16384) : null;
+  if (sm && spl) {
+    const bq = spl.sgq * sm.M;
+    const skey = `sattention:${d}:${spl.sgq}:${spl.bkv}:${sm.M}x${sm.N}x${sm.K}:${sm.syntax}:${sm.subgroupSize}:${mapped ? 'map' : 'direct'}`;
+    return rt.run(
+      rt.kernel(skey, () => ({ code: subgroupAttentionCode(spl, sm, ATTENTION_PARAMS, mapped), inputs: 3, outputs: 1, uniforms: true })),
+      { params: params.build(), inputs: [q, k, v], outputs: [{ shape: outShape }], workgroups: [ceilDiv(nq, bq), b * heads, 1] },
+    )[0]!;
+  }
   const key = `attention:${d}:${pl.rt}:${pl.bq}:${pl.bk}:${causal ? 'causal' : 'full'}:${mapped ? 'map' : 'direct'}`;
   return rt.run(
     rt.kernel(key, () => ({ code: attentionCode(pl, mapped), inputs: 3, outputs: 1, uniforms: true })),

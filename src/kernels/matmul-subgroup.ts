@@ -10,14 +10,11 @@
 // matrix t of every subgroup is stored to a per-subgroup MM×MN f32 scratch, and all invocations
 // finish those elements with the same epilogue as the SIMT kernel (bias, activation, residual,
 // split or transposed outputs).
-//
-// `emulated` writes the builtins out in plain WGSL with the same semantics (a left/right matrix is
-// a reference to the staged tile it was loaded from, which the kernel never rewrites before the
-// multiply; a result matrix is spread over the subgroup's invocations, MM·MN/SG elements each), so
-// the tiling, staging and epilogue are tested on adapters without the feature.
+// With emulated subgroup matrices (subgroup-matrix.ts) the same kernel runs on any adapter.
 
 import type { SubgroupMatrixSupport } from '../gpu/runtime.js';
 import { WGSL_ACTIVATIONS, storageType } from './common.js';
+import { matrixOps } from './subgroup-matrix.js';
 import { GEMM_PARAMS, gemmEpilogue, load, type GemmVariant } from './matmul.js';
 
 export interface SubgroupTile {
@@ -55,98 +52,9 @@ export function subgroupGeometry(t: SubgroupTile, sm: SubgroupMatrixSupport, bLa
   return { BM, BN, threads: t.SGM * t.SGN * sm.subgroupSize, bytes: aBytes + bBytes + cBytes };
 }
 
-/** How the kernel spells the subgroup-matrix types and builtins. */
-interface MatrixOps {
-  prelude: string;
-  left: string;
-  right: string;
-  result: string;
-  /** Extra entry-point parameters and the statements that define `sg` (this invocation's subgroup). */
-  entryArgs: string;
-  setup: string;
-  loadLeft(offset: string, stride: number): string;
-  /** From Bs; colMajor for the [n][k] staging. */
-  loadRight(offset: string, colMajor: boolean, stride: number): string;
-  mma(left: string, right: string, acc: string): string;
-  /** Row-major store into Cs. */
-  store(offset: string, value: string, stride: number): string;
-}
-
-function nativeOps(sm: SubgroupMatrixSupport): MatrixOps {
-  const left = `subgroup_matrix_left<f16, ${sm.K}, ${sm.M}>`;
-  const right = `subgroup_matrix_right<f16, ${sm.N}, ${sm.K}>`;
-  const result = `subgroup_matrix_result<f32, ${sm.N}, ${sm.M}>`;
-  const tmpl = sm.syntax === 'template';
-  const ld = (type: string, arr: string, offset: string, colMajor: boolean, stride: number) =>
-    tmpl
-      ? `subgroupMatrixLoad<${type}, ${colMajor ? 'column_major' : 'row_major'}>(&${arr}, ${offset}, ${stride}u)`
-      : `subgroupMatrixLoad<${type}>(&${arr}, ${offset}, ${colMajor}, ${stride}u)`;
-  return {
-    prelude: `enable f16;
-enable subgroups;
-enable chromium_experimental_subgroup_matrix;
-diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);`,
-    left,
-    right,
-    result,
-    entryArgs: ', @builtin(subgroup_id) sg: u32',
-    setup: '',
-    loadLeft: (offset, stride) => ld(left, 'As', offset, false, stride),
-    loadRight: (offset, colMajor, stride) => ld(right, 'Bs', offset, colMajor, stride),
-    mma: (l, r, acc) => `subgroupMatrixMultiplyAccumulate(${l}, ${r}, ${acc})`,
-    store: (offset, value, stride) => (tmpl ? `subgroupMatrixStore<row_major>(&Cs, ${offset}, ${value}, ${stride}u)` : `subgroupMatrixStore(&Cs, ${offset}, ${value}, false, ${stride}u)`),
-  };
-}
-
-function emulatedOps(sm: SubgroupMatrixSupport): MatrixOps {
-  const SG = sm.subgroupSize;
-  const per = (sm.M * sm.N) / SG;
-  if (!Number.isInteger(per) || per < 1) throw new Error(`emulated subgroup matrices: ${sm.M}×${sm.N} does not spread over ${SG} invocations`);
-  return {
-    prelude: `enable f16;
-// Emulated subgroup matrices: operands are references into the staged tiles, results are spread
-// over the SG invocations of an emulated subgroup (element e of a result lives in lane e % SG).
-struct EmuOperand { off: u32, stride: u32, col_major: bool }
-struct EmuResult { v: array<f32, ${per}> }
-var<private> emu_lane: u32;
-fn emu_mma(l: EmuOperand, r: EmuOperand, acc: EmuResult) -> EmuResult {
-  var out = acc;
-  for (var i = 0u; i < ${per}u; i++) {
-    let e = emu_lane + i * ${SG}u;
-    let row = e / ${sm.N}u;
-    let col = e % ${sm.N}u;
-    var s = out.v[i];
-    for (var k = 0u; k < ${sm.K}u; k++) {
-      let a = As[select(l.off + row * l.stride + k, l.off + k * l.stride + row, l.col_major)];
-      let b = Bs[select(r.off + k * r.stride + col, r.off + col * r.stride + k, r.col_major)];
-      s = fma(f32(a), f32(b), s);
-    }
-    out.v[i] = s;
-  }
-  return out;
-}
-fn emu_store(off: u32, value: EmuResult, stride: u32) {
-  for (var i = 0u; i < ${per}u; i++) {
-    let e = emu_lane + i * ${SG}u;
-    Cs[off + (e / ${sm.N}u) * stride + e % ${sm.N}u] = value.v[i];
-  }
-}`,
-    left: 'EmuOperand',
-    right: 'EmuOperand',
-    result: 'EmuResult',
-    entryArgs: '',
-    setup: `let sg = tid / ${SG}u;
-  emu_lane = tid % ${SG}u;`,
-    loadLeft: (offset, stride) => `EmuOperand(${offset}, ${stride}u, false)`,
-    loadRight: (offset, colMajor, stride) => `EmuOperand(${offset}, ${stride}u, ${colMajor})`,
-    mma: (l, r, acc) => `emu_mma(${l}, ${r}, ${acc})`,
-    store: (offset, value, stride) => `emu_store(${offset}, ${value}, ${stride}u)`,
-  };
-}
-
 /** WGSL for variant `v` (its SIMT tile and vector flags are ignored) on subgroup matrices `sm`. */
 export function subgroupGemmCode(v: GemmVariant, t: SubgroupTile, sm: SubgroupMatrixSupport): string {
-  const ops = sm.syntax === 'emulated' ? emulatedOps(sm) : nativeOps(sm);
+  const ops = matrixOps(sm, ['As', 'Bs']);
   const nk = v.bLayout === 'nk';
   const { BM, BN, threads } = subgroupGeometry(t, sm, nk);
   const { BK, TM, TN, SGM } = t;
@@ -250,8 +158,8 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     for (var kk = 0u; kk < ${BK}u; kk += ${sm.K}u) {
       var a: array<${ops.left}, ${TM}>;
       var b: array<${ops.right}, ${TN}>;
-      for (var i = 0u; i < ${TM}u; i++) { a[i] = ${ops.loadLeft(`(sg_m * ${TM * sm.M}u + i * ${sm.M}u) * ${AS}u + kk`, AS)}; }
-      for (var j = 0u; j < ${TN}u; j++) { b[j] = ${ops.loadRight(rightOffset('j', 'kk'), nk, BS)}; }
+      for (var i = 0u; i < ${TM}u; i++) { a[i] = ${ops.loadLeft('As', `(sg_m * ${TM * sm.M}u + i * ${sm.M}u) * ${AS}u + kk`, AS)}; }
+      for (var j = 0u; j < ${TN}u; j++) { b[j] = ${ops.loadRight('Bs', rightOffset('j', 'kk'), nk, BS)}; }
       for (var i = 0u; i < ${TM}u; i++) {
         for (var j = 0u; j < ${TN}u; j++) { acc[i * ${TN}u + j] = ${ops.mma('a[i]', 'b[j]', `acc[i * ${TN}u + j]`)}; }
       }
@@ -260,7 +168,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   }
   let c_base = bz * p.batch_c;
   for (var t = 0u; t < ${TM * TN}u; t++) {
-    ${ops.store(`sg * ${cElems}u`, 'acc[t]', sm.N)};
+    ${ops.store('Cs', `sg * ${cElems}u`, 'acc[t]', sm.N)};
     workgroupBarrier();
     for (var l = 0u; l < ${cPer}u; l++) {
       let e = tid + l * ${threads}u;

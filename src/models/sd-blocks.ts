@@ -221,7 +221,7 @@ export class Attention {
     const y = tidy(() => {
       const c = o.context ?? x;
       const { q, k, v } = this.projections(x, c, ctx, o.context !== undefined);
-      let out = attention(q, k, v, { heads: this.heads });
+      let out = attention(q, k, v, { heads: this.heads, f16Inputs: this.to_out.weight.tensor.dtype === 'f16' });
       const ip = o.ip?.projections.get(this.path);
       if (o.ip && ip) {
         const kip = ip.to_k_ip.forward(o.ip.tokens, ctx);
