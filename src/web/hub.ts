@@ -2,7 +2,8 @@
 // revision API, the files a model needs (select.ts's rules, the fp16 variant where published),
 // their sizes before anything is downloaded, then each file through its resolve URL
 // (`{endpoint}/{repo}/resolve/{commit}/{path}`), streamed with progress and kept in Cache Storage
-// under that URL, so a reload reads it back instead of downloading it again. Files the user picks
+// under that URL, so a reload reads it back instead of downloading it again; parts of a file (a
+// safetensors header) can be read by Range requests without downloading it. Files the user picks
 // (a folder through `<input webkitdirectory>`) offer the same interface.
 
 import { selectRepoFiles, type ModelSelection } from '../hub/select.js';

@@ -274,7 +274,7 @@ function vitActs(store: WeightStore, prefix: string, H: number, W: number, patch
 function processorInput(cfg: ImageProcessorConfig, images: readonly { width: number; height: number }[]): { H: number; W: number } {
   let H = 0;
   let W = 0;
-  for (const im of images) {
+  for (const im of images.length ? images : [{ width: 512, height: 512 }]) {
     const c = imageProcessorGeometry(im.width, im.height, cfg).crop;
     if (c.width * c.height > H * W) [H, W] = [c.height, c.width];
   }
