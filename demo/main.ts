@@ -1,13 +1,58 @@
 // The demo page: two (or three) images, a metric, models from the hub or a picked folder, the
-// score computed with WebGPU. Everything it shows is also left in `window.diffsimDemo` (tests).
-import { createWebMetric, decodeImage, DEFAULT_MODELS, HubModelFiles, MODEL_SELECTIONS, modelsFor, PickedModelFiles, Runtime, type FileProgress, type Metric, type MetricLoadEvent, type MetricName, type ModelFiles, type ModelRole, type ModelSelection, type RgbImage } from '../src/browser.js';
+// score computed with WebGPU, and for the AAS metrics the agreement map of A against B. Before any
+// weight is downloaded the page checks that the metric's largest GPU buffer fits the adapter.
+// Everything it shows is also left in `window.diffsimDemo` (tests).
+//
+// URL parameters: endpoint, sd, ipAdapter, clip, dino (model repos), revision, metric,
+// diffsim={"…": …} (further DiffSim settings), and, as a testing aid, bufferLimit=BYTES, which
+// lowers both adapter limits the pre-download check compares with (never the device's own limits).
+import {
+  AdapterLimitError,
+  AGREEMENT_METRICS,
+  agreementFromEmbeddings,
+  agreementPixels,
+  checkAdapterLimits,
+  createWebMetric,
+  decodeImage,
+  DEFAULT_MODELS,
+  formatBytes,
+  HubModelFiles,
+  MODEL_SELECTIONS,
+  modelsFor,
+  PickedModelFiles,
+  Runtime,
+  type AgreementMap,
+  type BufferLimits,
+  type FileProgress,
+  type Metric,
+  type MetricLoadEvent,
+  type MetricName,
+  type ModelFiles,
+  type ModelRole,
+  type ModelSelection,
+  type RgbImage,
+  type WeightPrecision,
+} from '../src/browser.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const params = new URLSearchParams(location.search);
 
 interface DemoState {
-  status: 'idle' | 'planning' | 'loading' | 'loaded' | 'scoring' | 'done' | 'error';
+  status: 'idle' | 'planning' | 'checking' | 'loading' | 'loaded' | 'scoring' | 'done' | 'error';
   plan?: { files: number; totalBytes: number; downloadBytes: number };
+  /** The pre-download check: the limits compared with, the largest buffer, or what did not fit. */
+  limits?: {
+    maxBufferSize: number;
+    maxStorageBufferBindingSize: number;
+    /** The weight precision the models load with (f16 linear/conv weights where the adapter has shader-f16). */
+    weights: WeightPrecision;
+    largest?: { kind: string; tensor: string; shape: number[]; bytes: number };
+    over?: { kind: string; tensor: string; shape: number[]; bytes: number; limit: string; value: number };
+  };
+  /** The agreement map of A against B (AAS metrics), or why there is none. */
+  map?: { mean: number; min: number; max: number; grid: number[]; gridWidth: number; gridHeight: number; module: string; halves: number };
+  mapNote?: string;
+  mapMs?: number;
   score?: number;
   scores?: number[];
   pick?: 'B' | 'C';
@@ -21,12 +66,22 @@ interface DemoState {
 const state: DemoState = { status: 'idle', progress: [] };
 (window as unknown as { diffsimDemo: DemoState }).diffsimDemo = state;
 
-const ids: Record<'sd' | 'clip' | 'dino', HTMLInputElement> = { sd: $('model-sd'), clip: $('model-clip'), dino: $('model-dino') };
+const ids: Record<ModelRole, HTMLInputElement> = { sd: $('model-sd'), ipAdapter: $('model-ipAdapter'), clip: $('model-clip'), dino: $('model-dino') };
 $<HTMLInputElement>('endpoint').value = params.get('endpoint') ?? 'https://huggingface.co';
 ids.sd.value = params.get('sd') ?? DEFAULT_MODELS.model;
+ids.ipAdapter.value = params.get('ipAdapter') ?? DEFAULT_MODELS.ipAdapter;
 ids.clip.value = params.get('clip') ?? DEFAULT_MODELS.clipModel;
 ids.dino.value = params.get('dino') ?? DEFAULT_MODELS.dinoModel;
 if (params.get('metric')) $<HTMLSelectElement>('metric').value = params.get('metric')!;
+
+/** The testing aid ?bufferLimit=BYTES: a cap on the limits the pre-download check uses. */
+const bufferLimit = ((): number | undefined => {
+  const raw = params.get('bufferLimit');
+  if (raw === null) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`?bufferLimit=${raw}: expected a positive whole number of bytes`);
+  return n;
+})();
 
 /** Further DiffSim settings from the URL, e.g. ?diffsim={"roundToF16":false} (shown in the settings used). */
 const extraSettings = ((): Record<string, unknown> => {
@@ -66,9 +121,16 @@ function setStatus(s: DemoState['status'], text: string): void {
 
 // ---- models ----
 
-/** Which files each role needs from a repo not in MODEL_SELECTIONS (same layouts as the defaults). */
+/** Which files each role needs from a repo not in MODEL_SELECTIONS (same layouts as the defaults;
+ *  an IP-Adapter repo either as h94/IP-Adapter, under models/, or with the files at its root). */
 function selectionFor(role: ModelRole, repo: string): ModelSelection {
-  const sel = MODEL_SELECTIONS[repo] ?? (role === 'sd' ? { components: ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler', 'feature_extractor'] } : { components: [''] });
+  const fallback: ModelSelection =
+    role === 'sd'
+      ? { components: ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler', 'feature_extractor'] }
+      : role === 'ipAdapter'
+        ? { include: ['models/ip-adapter-plus_sd15.safetensors', 'ip-adapter-plus_sd15.safetensors'], components: ['models/image_encoder', 'image_encoder'] }
+        : { components: [''] };
+  const sel = MODEL_SELECTIONS[repo] ?? fallback;
   // A pipeline's root holds only model_index.json, which the loaders do not read: not downloaded.
   return role === 'sd' && sel.components ? { ...sel, components: sel.components.filter((c) => c !== '') } : sel;
 }
@@ -91,21 +153,27 @@ function showProgress(p: FileProgress): void {
   li.append(bar, ` ${key} — ${mb(p.loaded)} / ${mb(p.total)} (${how})`);
 }
 
+/** A picked folder's files (`<input webkitdirectory>`). */
+function pickedFolder(input: HTMLInputElement): PickedModelFiles | null {
+  const files = Array.from(input.files ?? []);
+  return files.length ? new PickedModelFiles(files[0]!.webkitRelativePath.split('/')[0] || 'picked folder', files.map((f) => ({ path: f.webkitRelativePath || f.name, file: f })), showProgress) : null;
+}
+/** The picked folder of the metric's main model (SD1.5, CLIP or DINOv2), and of the IP-Adapter. */
 let folder: PickedModelFiles | null = null;
-$<HTMLInputElement>('folder').addEventListener('change', (e) => {
-  const files = Array.from((e.target as HTMLInputElement).files ?? []);
-  folder = files.length ? new PickedModelFiles(files[0]!.webkitRelativePath.split('/')[0] || 'picked folder', files.map((f) => ({ path: f.webkitRelativePath || f.name, file: f })), showProgress) : null;
-});
+let folderIp: PickedModelFiles | null = null;
+$<HTMLInputElement>('folder').addEventListener('change', (e) => (folder = pickedFolder(e.target as HTMLInputElement)));
+$<HTMLInputElement>('folder-ip').addEventListener('change', (e) => (folderIp = pickedFolder(e.target as HTMLInputElement)));
 
 async function modelFiles(name: MetricName): Promise<{ files: Partial<Record<ModelRole, ModelFiles>>; hub: HubModelFiles[] }> {
   const files: Partial<Record<ModelRole, ModelFiles>> = {};
   const hub: HubModelFiles[] = [];
   for (const role of modelsFor(name)) {
-    if (folder) {
-      files[role] = folder;
+    const picked = role === 'ipAdapter' ? folderIp : folder;
+    if (picked) {
+      files[role] = picked;
       continue;
     }
-    const repo = ids[role as 'sd' | 'clip' | 'dino'].value.trim();
+    const repo = ids[role].value.trim();
     const h = await HubModelFiles.open(repo, selectionFor(role, repo), { endpoint: $<HTMLInputElement>('endpoint').value.trim(), onProgress: showProgress, ...(params.get('revision') ? { revision: params.get('revision')! } : {}) });
     files[role] = h;
     hub.push(h);
@@ -121,6 +189,52 @@ function showPlan(hub: HubModelFiles[]): void {
   $('plan-info').textContent = hub.length
     ? `${n} files, ${mb(total)} in all: ${dl ? `${mb(dl)} to download` : 'everything is in the browser cache'} (${hub.map((h) => `${h.name}@${h.commit.slice(0, 10)}`).join(', ')})`
     : 'models from the picked folder: nothing to download';
+}
+
+/** The limits the pre-download check compares with: the adapter's, lowered by ?bufferLimit. */
+function checkedLimits(rt: Runtime): BufferLimits {
+  const cap = (v: number | undefined, fallback: number) => Math.min(v ?? fallback, bufferLimit ?? Infinity);
+  return { maxBufferSize: cap(rt.limits.maxBufferSize, 268435456), maxStorageBufferBindingSize: cap(rt.limits.maxStorageBufferBindingSize, 134217728) };
+}
+
+/** The sizes of the chosen images (the ViT processors' crop can depend on them). */
+async function imageSizes(): Promise<{ width: number; height: number }[] | undefined> {
+  if (!images.length) return undefined;
+  return (await Promise.all(images.map(readImage))).map((im) => ({ width: im.width, height: im.height }));
+}
+
+/** Refuses, before any weight is downloaded, a metric whose largest GPU buffer (a weight tensor or
+ *  an activation at the image size it runs at) does not fit the adapter: the configs and the
+ *  safetensors headers are read, nothing else. */
+async function checkLimits(name: MetricName, files: Partial<Record<ModelRole, ModelFiles>>, rt: Runtime): Promise<void> {
+  const limits = checkedLimits(rt);
+  const weights = weightsFor(rt);
+  const report: NonNullable<DemoState['limits']> = { ...limits, weights };
+  state.limits = report;
+  const lowered = bufferLimit !== undefined ? ` (lowered to ${formatBytes(bufferLimit)} by ?bufferLimit, a testing aid)` : '';
+  setStatus('checking', 'reading the model configs and weight headers…');
+  try {
+    const sizes = await imageSizes();
+    const { largest } = await checkAdapterLimits(name, files, limits, { weights, diffsim: diffsimSettings(), ...(sizes ? { images: sizes } : {}) });
+    report.largest = { kind: largest.kind, tensor: largest.tensor, shape: largest.shape, bytes: largest.bytes };
+    $('limits').textContent = `largest GPU buffer: ${largest.kind} "${largest.tensor}" [${largest.shape.join(', ')}], ${formatBytes(largest.bytes)}; this adapter allows ${formatBytes(limits.maxStorageBufferBindingSize)} per binding and ${formatBytes(limits.maxBufferSize)} per buffer${lowered}`;
+  } catch (e) {
+    if (e instanceof AdapterLimitError) {
+      const v = e.violations[0]!;
+      report.over = { kind: v.need.kind, tensor: v.need.tensor, shape: v.need.shape, bytes: v.need.bytes, limit: v.limit, value: v.value };
+      $('limits').textContent = `checked against ${v.limit} ${formatBytes(v.value)}${lowered}: nothing was downloaded`;
+    }
+    throw e;
+  }
+}
+
+/** f16 linear/conv weights where the checkpoint stores F16 and the adapter has shader-f16. */
+function weightsFor(rt: Runtime): WeightPrecision {
+  return rt.features.has('shader-f16') ? 'auto' : 'f32';
+}
+
+function diffsimSettings(): Record<string, unknown> {
+  return { block: $<HTMLSelectElement>('block').value as 'up' | 'mid' | 'down', ...extraSettings };
 }
 
 // ---- GPU ----
@@ -173,13 +287,67 @@ function draw(imgs: RgbImage[], labels: string[], caption: string): void {
   g.fillText(caption, 10, box + 54);
 }
 
+/** The agreement map: agreementPixels' picture (the one `diffsim map` writes as a PNG) magnified
+ *  by a whole factor without smoothing, the colour bar's tick values beside it, the numbers below. */
+function showMap(name: MetricName, map: AgreementMap | undefined, a: RgbImage, b: RgbImage): void {
+  const c = $<HTMLCanvasElement>('map');
+  if (!map) {
+    c.width = 0;
+    c.height = 0;
+    state.mapNote = `${name} has no attention map: the agreement map needs one of the attention metrics (${AGREEMENT_METRICS.join(', ')}).`;
+    $('map-note').textContent = state.mapNote;
+    return;
+  }
+  state.map = { mean: map.mean, min: map.min, max: map.max, grid: Array.from(map.grid), gridWidth: map.gridWidth, gridHeight: map.gridHeight, module: map.module, halves: map.halves };
+  const pic = agreementPixels(map, a, b);
+  const k = Math.max(1, Math.min(4, Math.floor(256 / pic.height)));
+  const lines = [
+    { font: '14px system-ui, sans-serif', text: `mean ${map.mean.toFixed(6)} · min ${map.min.toFixed(6)} · max ${map.max.toFixed(6)}` },
+    { font: '12px system-ui, sans-serif', text: `${name} ${map.module}: ${map.gridWidth}×${map.gridHeight} tokens, ${map.halves} batch element${map.halves > 1 ? 's' : ''} averaged` },
+    { font: '12px system-ui, sans-serif', text: 'colours from the map’s min (bottom of the bar) to its max (top)' },
+  ];
+  const measure = document.createElement('canvas').getContext('2d')!;
+  const textWidth = Math.max(
+    ...lines.map((l) => {
+      measure.font = l.font;
+      return Math.ceil(measure.measureText(l.text).width);
+    }),
+  );
+  const labels = 64;
+  c.width = Math.max(pic.width * k + labels, textWidth + 4);
+  c.height = pic.height * k + 18 * lines.length + 10;
+  c.dataset.scale = String(k);
+  const g = c.getContext('2d')!;
+  g.fillStyle = '#fff';
+  g.fillRect(0, 0, c.width, c.height);
+  const tmp = document.createElement('canvas');
+  tmp.width = pic.width;
+  tmp.height = pic.height;
+  tmp.getContext('2d')!.putImageData(new ImageData(pic.data, pic.width, pic.height), 0, 0);
+  g.imageSmoothingEnabled = false;
+  g.drawImage(tmp, 0, 0, pic.width * k, pic.height * k);
+  g.fillStyle = '#1d2230';
+  g.font = '12px ui-monospace, monospace';
+  g.textBaseline = 'middle';
+  // The tick values beside the bar's ticks (kept inside the picture's height).
+  for (const t of pic.ticks) g.fillText(t.value.toFixed(4), pic.width * k + 4, Math.min(Math.max(t.y * k + k / 2, 7), pic.height * k - 7));
+  g.textBaseline = 'alphabetic';
+  lines.forEach((l, i) => {
+    g.font = l.font;
+    g.fillText(l.text, 0, pic.height * k + 20 + 18 * i);
+  });
+  $('map-note').textContent = `A (${a.width}×${a.height}) with the map, B beside it, magnified ${k}×.`;
+}
+
 // ---- actions ----
 
 async function plan(): Promise<void> {
   try {
     setStatus('planning', 'listing the model files…');
-    const { hub } = await modelFiles($<HTMLSelectElement>('metric').value as MetricName);
+    const name = $<HTMLSelectElement>('metric').value as MetricName;
+    const { files, hub } = await modelFiles(name);
     showPlan(hub);
+    await checkLimits(name, files, await gpu());
     setStatus('idle', '');
   } catch (e) {
     fail(e);
@@ -189,8 +357,7 @@ async function plan(): Promise<void> {
 /** The selected metric, its files listed, downloaded (or read from the cache) and loaded once. */
 async function loadMetric(): Promise<{ metric: Metric; name: MetricName }> {
   const name = $<HTMLSelectElement>('metric').value as MetricName;
-  const block = $<HTMLSelectElement>('block').value as 'up' | 'mid' | 'down';
-  const key = JSON.stringify([name, block, folder?.name, Object.values(ids).map((i) => i.value), $<HTMLInputElement>('endpoint').value]);
+  const key = JSON.stringify([name, diffsimSettings(), folder?.name, folderIp?.name, Object.values(ids).map((i) => i.value), $<HTMLInputElement>('endpoint').value]);
   let metric = metrics.get(key);
   if (metric) return { metric, name };
   const t0 = performance.now();
@@ -198,11 +365,12 @@ async function loadMetric(): Promise<{ metric: Metric; name: MetricName }> {
   const { files, hub } = await modelFiles(name);
   showPlan(hub);
   const rt = await gpu();
+  await checkLimits(name, files, rt);
   setStatus('loading', state.plan?.downloadBytes ? `downloading ${mb(state.plan.downloadBytes)} and loading the weights…` : 'loading the weights…');
   const onProgress = (e: MetricLoadEvent) => {
     if (e.kind === 'weights') $('status').textContent = `weights of ${e.role}: ${e.progress.loaded}/${e.progress.total} tensors on the GPU`;
   };
-  metric = await createWebMetric(name, { files, runtime: rt, weights: rt.features.has('shader-f16') ? 'auto' : 'f32', diffsim: { block, ...extraSettings }, onProgress });
+  metric = await createWebMetric(name, { files, runtime: rt, weights: weightsFor(rt), diffsim: diffsimSettings(), onProgress });
   metrics.set(key, metric);
   state.loadMs = performance.now() - t0;
   state.settings = { ...metric.settings };
@@ -226,14 +394,36 @@ async function score(): Promise<void> {
   state.error = undefined;
   try {
     if (images.length < 2) throw new Error('choose two images (or three to pick)');
+    state.map = undefined;
+    state.mapNote = undefined;
     const { metric, name } = await loadMetric();
     const t1 = performance.now();
     setStatus('scoring', 'scoring…');
     const decoded = await Promise.all(images.map(readImage));
-    const bytes = await Promise.all(images.map(async (f) => new Uint8Array(await f.arrayBuffer())));
+    // A embedded once (role A), each candidate in role B: score(a, b) = compare(embed(a, 'A'),
+    // embed(b, 'B')); the map of A against B comes from the same two embeddings.
     const scores: number[] = [];
-    for (let i = 1; i < bytes.length; i++) scores.push(await metric.score(bytes[0]!, bytes[i]!));
-    const t2 = performance.now();
+    const ea = await metric.embed(decoded[0]!, 'A');
+    let eb1: Awaited<ReturnType<Metric['embed']>> | undefined;
+    let map: AgreementMap | undefined;
+    let t2: number;
+    try {
+      for (let i = 1; i < decoded.length; i++) {
+        const eb = await metric.embed(decoded[i]!, 'B');
+        try {
+          scores.push(await metric.compare(ea, eb));
+        } finally {
+          if (i === 1) eb1 = eb;
+          else eb.dispose();
+        }
+      }
+      t2 = performance.now();
+      if ((AGREEMENT_METRICS as readonly string[]).includes(name)) map = await agreementFromEmbeddings(metric, ea, eb1!, decoded[0]!);
+    } finally {
+      eb1?.dispose();
+      ea.dispose();
+    }
+    state.mapMs = performance.now() - t2;
     state.scoreMs = t2 - t1;
     state.scores = scores;
     state.score = scores[0];
@@ -248,6 +438,7 @@ async function score(): Promise<void> {
     $('result').textContent = caption;
     $('settings').textContent = JSON.stringify({ ...metric.settings, loadMs: Math.round(state.loadMs ?? 0), scoreMs: Math.round(state.scoreMs) }, null, 1);
     draw(decoded, decoded.map((im, i) => `${'ABC'[i]}: ${images[i]!.name} ${im.width}×${im.height}`), caption);
+    showMap(name, map, decoded[0]!, decoded[1]!);
     setStatus('done', `loaded in ${((state.loadMs ?? 0) / 1000).toFixed(2)} s, scored in ${(state.scoreMs / 1000).toFixed(2)} s`);
   } catch (e) {
     fail(e);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { tidy } from '../src/gpu/runtime.js';
 import { rowCosine } from '../src/kernels/reduce.js';
 import { createMetric, createMetrics, type CreateMetricOptions, type Metric, type MetricName } from '../src/diffsim/metric.js';
-import { AGREEMENT_METRICS, agreementMap, agreementTensor, renderAgreement, renderLayout, RENDER_LAYOUT, upsampleGrid, viridis, type AgreementMap } from '../src/eval/map.js';
+import { AGREEMENT_METRICS, agreementFromEmbeddings, agreementMap, agreementPixels, agreementTensor, renderAgreement, renderLayout, RENDER_LAYOUT, upsampleGrid, viridis, type AgreementMap } from '../src/eval/map.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { FileError } from '../src/io/errors.js';
 import { decodeImage, loadImage, type RgbImage } from '../src/io/image.js';
@@ -175,6 +175,30 @@ test('the DiffSim map equals the per-token cosine of attentionOutputs (read back
     for (const [x, y] of [[0, 0], [63, 63], [5, 0], [17, 33], [40, 22], [63, 1]] as const) {
       const want = torchBilinear(map.grid, 8, 8, 64, 64, x, y);
       assert.ok(Math.abs(map.values[y * 64 + x]! - want) < 1e-6, `(${x}, ${y}): ${map.values[y * 64 + x]} vs ${want}`);
+    }
+  } finally {
+    await m.close();
+  }
+});
+
+test('agreementFromEmbeddings on the pair’s embeddings is agreementMap (the page scores and maps from the same two embeddings)', async () => {
+  const rt = await runtime();
+  const m = await createMetric('diffsim', { ...LAYER2, runtime: rt });
+  try {
+    const a = await loadImage(A);
+    const ea = await m.embed(a, 'A');
+    const eb = await m.embed(B, 'B');
+    try {
+      const score = await m.compare(ea, eb);
+      const fromEmb = await agreementFromEmbeddings(m, ea, eb, a);
+      const map = await agreementMap(m, A, B);
+      assert.is(score, await m.score(A, B), 'compare(embed(A, A), embed(B, B)) is the score');
+      assert.equal(Array.from(fromEmb.grid), Array.from(map.grid));
+      assert.equal([fromEmb.mean, fromEmb.min, fromEmb.max, fromEmb.module, fromEmb.halves], [map.mean, map.min, map.max, map.module, map.halves]);
+      assert.equal(Array.from(fromEmb.values), Array.from(map.values));
+    } finally {
+      ea.dispose();
+      eb.dispose();
     }
   } finally {
     await m.close();
@@ -353,6 +377,17 @@ test('the PNG: A with the viridis overlay, B scaled to A’s height (aspect kept
     for (let y = 4; y < 60; y++) for (let x = 4; x < 60; x++) if (pixel(fixed, x, y).some((v, k) => v !== pixel(img, x, y)[k])) changed++;
     assert.ok(changed > 0.5 * 56 * 56, `the range changes the colours: ${changed} pixels`);
     assert.throws(() => renderAgreement(map, a, b, { range: [1, 1] }), /range \[1, 1\] must be two finite numbers, low < high/);
+    // The PNG is agreementPixels' picture (what the browser page draws), alpha dropped; the ticks
+    // mark the range's top, middle and bottom rows.
+    const pic = agreementPixels(map, a, b);
+    assert.equal([pic.width, pic.height], [img.width, img.height]);
+    let same = true;
+    for (let i = 0; i < pic.width * pic.height && same; i++) same = pic.data[4 * i] === img.data[3 * i] && pic.data[4 * i + 1] === img.data[3 * i + 1] && pic.data[4 * i + 2] === img.data[3 * i + 2] && pic.data[4 * i + 3] === 255;
+    assert.ok(same, 'the PNG holds agreementPixels');
+    assert.equal(pic.range, [map.min, map.max]);
+    assert.equal(pic.ticks.map((t) => t.y), [0, 32, 63]);
+    assert.equal([pic.ticks[0]!.value, pic.ticks[2]!.value], [map.max, map.min]);
+    assert.ok(Math.abs(pic.ticks[1]!.value - (map.min + (map.max - map.min) * (1 - 32 / 63))) < 1e-12, 'the middle tick’s value');
     assert.throws(() => renderAgreement(map, b, b), /image A is 40×48, the map 64×64/);
   } finally {
     await m.close();

@@ -2,10 +2,12 @@
 // revision API, the files a model needs (select.ts's rules, the fp16 variant where published),
 // their sizes before anything is downloaded, then each file through its resolve URL
 // (`{endpoint}/{repo}/resolve/{commit}/{path}`), streamed with progress and kept in Cache Storage
-// under that URL, so a reload reads it back instead of downloading it again. Files the user picks
+// under that URL, so a reload reads it back instead of downloading it again; parts of a file (a
+// safetensors header) can be read by Range requests without downloading it. Files the user picks
 // (a folder through `<input webkitdirectory>`) offer the same interface.
 
 import { selectRepoFiles, type ModelSelection } from '../hub/select.js';
+import { blobSource, type ByteSource } from '../io/bytesource.js';
 
 /** Progress of one file, shaped like transformers.js's progress events. */
 export interface FileProgress {
@@ -35,6 +37,9 @@ export interface ModelFiles {
   readonly paths: readonly string[];
   /** A file's contents (downloaded or read from the cache as needed). */
   blob(path: string): Promise<Blob>;
+  /** Positioned reads of a file without fetching it whole (a safetensors header): from the cache or
+   *  the picked file when there, else by HTTP Range requests; nothing is kept. */
+  source(path: string): Promise<ByteSource>;
 }
 
 export interface WebHubOptions {
@@ -151,9 +156,37 @@ export class HubModelFiles implements ModelFiles {
     return new HubModelFiles(repo, info.sha, files, endpoint, o);
   }
 
-  async blob(path: string): Promise<Blob> {
+  private fileOf(path: string): PlannedFile {
     const f = this.files.find((x) => x.path === path);
     if (!f) throw new WebHubError(this.url(path), `not among the files selected from ${this.name} (${this.paths.join(', ')})`);
+    return f;
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return this.o.token ? { authorization: `Bearer ${this.o.token}`, ...extra } : extra;
+  }
+
+  async source(path: string): Promise<ByteSource> {
+    const f = this.fileOf(path);
+    const url = this.url(path);
+    const name = `${this.name}/${path}`;
+    const cache = await openCache(this.o.cacheName);
+    const hit = cache ? await cache.match(url) : undefined;
+    if (hit) {
+      const blob = await hit.blob();
+      if (blob.size === f.size) return blobSource(blob, name);
+    }
+    const doFetch = this.o.fetch ?? globalThis.fetch.bind(globalThis);
+    return {
+      name,
+      size: f.size,
+      read: (offset, length) => readRange(doFetch, url, this.headers(), offset, length, f.size),
+      close: async () => {},
+    };
+  }
+
+  async blob(path: string): Promise<Blob> {
+    const f = this.fileOf(path);
     const url = this.url(path);
     const emit = this.o.onProgress;
     const cache = await openCache(this.o.cacheName);
@@ -171,7 +204,7 @@ export class HubModelFiles implements ModelFiles {
     const doFetch = this.o.fetch ?? globalThis.fetch.bind(globalThis);
     let res: Response;
     try {
-      res = await doFetch(url, { headers: this.o.token ? { authorization: `Bearer ${this.o.token}` } : {} });
+      res = await doFetch(url, { headers: this.headers() });
     } catch (e) {
       throw new WebHubError(url, `download failed (${(e as Error).message})`);
     }
@@ -210,6 +243,41 @@ async function openCache(name: string | null | undefined): Promise<Cache | null>
   return caches.open(name ?? 'diffsim-hub');
 }
 
+/** `length` bytes at `offset` of a file by a Range request; a server that ignores Range (200 with
+ *  the whole body) is read only as far as needed, then the rest of the body is cancelled. */
+async function readRange(doFetch: typeof fetch, url: string, headers: Record<string, string>, offset: number, length: number, size: number): Promise<Uint8Array> {
+  if (offset < 0 || length < 0 || offset + length > size) throw new WebHubError(url, `read of ${length} bytes at ${offset} is past the end of the file (${size} bytes)`);
+  if (length === 0) return new Uint8Array(0);
+  let res: Response;
+  try {
+    res = await doFetch(url, { headers: { ...headers, range: `bytes=${offset}-${offset + length - 1}` } });
+  } catch (e) {
+    throw new WebHubError(url, `range request failed (${(e as Error).message})`);
+  }
+  if ((res.status !== 206 && res.status !== 200) || !res.body) throw new WebHubError(url, `range request failed (HTTP ${res.status})`);
+  const skip = res.status === 206 ? 0 : offset;
+  const out = new Uint8Array(length);
+  let seen = 0;
+  let got = 0;
+  const reader = res.body.getReader();
+  try {
+    while (got < length) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const from = Math.max(0, skip - seen);
+      seen += value.byteLength;
+      if (from >= value.byteLength) continue;
+      const part = value.subarray(from, from + (length - got));
+      out.set(part, got);
+      got += part.byteLength;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  if (got < length) throw new WebHubError(url, `range request gave ${got} of ${length} bytes at ${offset}`);
+  return out;
+}
+
 /** A file's size from a HEAD of its resolve URL: X-Linked-Size (LFS) or Content-Length. */
 async function headSize(doFetch: typeof fetch, url: string, headers: Record<string, string>): Promise<number> {
   const res = await doFetch(url, { method: 'HEAD', headers });
@@ -243,6 +311,11 @@ export class PickedModelFiles implements ModelFiles {
   }
   get paths(): readonly string[] {
     return [...this.byPath.keys()].sort();
+  }
+  async source(path: string): Promise<ByteSource> {
+    const b = this.byPath.get(path);
+    if (!b) throw new Error(`${this.name}: the picked folder has no ${path}`);
+    return blobSource(b, `${this.name}/${path}`);
   }
   async blob(path: string): Promise<Blob> {
     const b = this.byPath.get(path);

@@ -1,0 +1,373 @@
+// Whether a metric's models fit the adapter, decided before any weight is downloaded: from the
+// model configs (small JSON files) and the safetensors headers (read by HTTP Range requests, or
+// from Cache Storage when the file is there), the GPU buffers the metric will create, each
+// compared with the adapter's maxBufferSize (every buffer) and maxStorageBufferBindingSize (every
+// buffer a kernel binds whole).
+//
+// Weights: the models are built on a bare WeightStore (no GPU), so the tensors, their precision on
+// the GPU (f16 for the linear/conv weights the load keeps as f16) and the fused q/k/v stacks are
+// the ones the load will create. Activations: per layer, its input and output at the image size
+// the metric runs at (DiffSim: the S×S image through the VAE encoder and the U-Net, both CFG
+// halves; CLIP/DINOv2: the processor's crop through the encoder); attention never materialises
+// its score matrix, so the largest activations are feature maps and feed-forward projections.
+
+import { DTYPE_BYTES } from '../gpu/runtime.js';
+import { imageProcessorGeometry, type ImageProcessorConfig } from '../io/preprocess.js';
+import { SafetensorsFile, ShardedSafetensors, type TensorSource } from '../io/safetensors.js';
+import { WeightStore, type WeightPrecision } from '../nn/weights.js';
+import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../models/clip-vision.js';
+import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
+import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
+import { IpAdapterPlus } from '../models/ip-adapter.js';
+import { chooseWeights, clipVisionConfigOf, inferResamplerConfig } from '../models/sources.js';
+import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
+import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
+import { CLIP_IMAGE_PROCESSOR } from '../diffsim/core.js';
+import { modelsOf, type MetricName, type ModelRole } from '../diffsim/metric-core.js';
+import { mergeSettings, type DiffSimSettings } from '../diffsim/settings.js';
+import { DINOV2_IMAGE_PROCESSOR } from '../diffsim/vision.js';
+import type { ModelFiles } from './hub.js';
+
+/** One GPU buffer the metric will create. */
+export interface BufferNeed {
+  kind: 'weight' | 'activation';
+  /** The tensor: a checkpoint key (weights; a fused stack's key), or the layer whose input or
+   *  output it is (activations). */
+  tensor: string;
+  /** Where: the file a weight comes from, or the model and image size of an activation. */
+  where: string;
+  shape: number[];
+  dtype: 'f32' | 'f16';
+  bytes: number;
+  /** Bound whole by a kernel (must fit maxStorageBufferBindingSize); the text encoder's token
+   *  table is split into blocks that fit, so only maxBufferSize applies to it. */
+  bound: boolean;
+}
+
+/** The two adapter limits the check compares with. */
+export interface BufferLimits {
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+}
+
+export interface LimitViolation {
+  need: BufferNeed;
+  limit: keyof BufferLimits;
+  value: number;
+}
+
+/** A buffer size for messages: bytes with the unit that reads best (1 MB = 10⁶ bytes). */
+export function formatBytes(n: number): string {
+  if (n < 1e3) return `${n} B`;
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)} kB`;
+  if (n < 1e9) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${(n / 1e9).toFixed(2)} GB`;
+}
+
+/** What a need is, in words: `weight "unet.x.weight" [320, 4, 3, 3] f32 (repo/unet/…safetensors), 46.1 kB`. */
+export function describeNeed(n: BufferNeed): string {
+  return `${n.kind} "${n.tensor}" [${n.shape.join(', ')}] ${n.dtype} (${n.where}), ${formatBytes(n.bytes)} (${n.bytes} bytes)`;
+}
+
+/** The adapter cannot hold a buffer the metric needs. */
+export class AdapterLimitError extends Error {
+  constructor(
+    readonly metric: MetricName,
+    readonly violations: readonly LimitViolation[],
+  ) {
+    const v = violations[0]!;
+    const more = violations.length > 1 ? ` (${violations.length - 1} more buffer${violations.length > 2 ? 's' : ''} over the limits)` : '';
+    super(`${metric} does not fit this GPU: the ${describeNeed(v.need)} is larger than the adapter's ${v.limit} of ${formatBytes(v.value)} (${v.value} bytes)${more}`);
+    this.name = 'AdapterLimitError';
+  }
+}
+
+/** The needs over a limit, largest first (a buffer over both limits is reported for maxBufferSize). */
+export function limitViolations(needs: readonly BufferNeed[], limits: BufferLimits): LimitViolation[] {
+  const out: LimitViolation[] = [];
+  for (const need of needs) {
+    if (need.bytes > limits.maxBufferSize) out.push({ need, limit: 'maxBufferSize', value: limits.maxBufferSize });
+    else if (need.bound && need.bytes > limits.maxStorageBufferBindingSize) out.push({ need, limit: 'maxStorageBufferBindingSize', value: limits.maxStorageBufferBindingSize });
+  }
+  return out.sort((a, b) => b.need.bytes - a.need.bytes);
+}
+
+/** The largest need (weights and activations together). */
+export function largestNeed(needs: readonly BufferNeed[]): BufferNeed | undefined {
+  let best: BufferNeed | undefined;
+  for (const n of needs) if (!best || n.bytes > best.bytes) best = n;
+  return best;
+}
+
+export interface BufferNeedsOptions {
+  /** The weight precision the metric will load with (as createWebMetric's `weights`; default f32). */
+  weights?: WeightPrecision;
+  /** The DiffSim settings (imageSize, cfg) of diffsim / diffsim-c. */
+  diffsim?: Partial<DiffSimSettings>;
+  /** The sizes of the images to score (the ViT processors' output can depend on them); default
+   *  one 512×512 image. */
+  images?: readonly { width: number; height: number }[];
+}
+
+// ---------------------------------------------------------------- reading configs and headers
+
+function join(dir: string, name: string): string {
+  return dir ? `${dir}/${name}` : name;
+}
+
+async function readJson<T>(files: ModelFiles, path: string, what: string): Promise<T> {
+  if (!files.paths.includes(path)) throw new Error(`${files.name}/${path}: no ${what}`);
+  const text = await (await files.blob(path)).text();
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new Error(`${files.name}/${path}: the ${what} is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+async function optionalJson<T>(files: ModelFiles, path: string, what: string): Promise<T | undefined> {
+  return files.paths.includes(path) ? readJson<T>(files, path, what) : undefined;
+}
+
+/** A component folder's weights, headers only (the loaders' choice of file, models/sources.ts). */
+async function headersOf(files: ModelFiles, dir: string): Promise<{ src: TensorSource; file: string }> {
+  const inDir = files.paths.filter((p) => (dir ? p.startsWith(`${dir}/`) && !p.slice(dir.length + 1).includes('/') : !p.includes('/')));
+  const chosen = chooseWeights(inDir.map((p) => p.slice(dir ? dir.length + 1 : 0)));
+  if (!chosen) throw new Error(`${files.name}/${dir || '.'}: no .safetensors weights`);
+  return headersOfFile(files, join(dir, chosen));
+}
+
+async function headersOfFile(files: ModelFiles, path: string): Promise<{ src: TensorSource; file: string }> {
+  const file = `${files.name}/${path}`;
+  if (!path.endsWith('.json')) return { src: await SafetensorsFile.open(await files.source(path)), file };
+  const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '';
+  const bytes = new Uint8Array(await (await files.blob(path)).arrayBuffer());
+  return { src: await ShardedSafetensors.fromIndex(file, bytes, async (shard) => SafetensorsFile.open(await files.source(join(dir, shard)))), file };
+}
+
+async function withHeaders<T>(h: Promise<{ src: TensorSource; file: string }>, fn: (src: TensorSource, file: string) => T | Promise<T>): Promise<T> {
+  const { src, file } = await h;
+  try {
+    return await fn(src, file);
+  } finally {
+    await src.close();
+  }
+}
+
+// ---------------------------------------------------------------- weights
+
+/** The GPU buffers of a model's weights, as WeightStore.load creates them from `src`. */
+function weightNeeds(store: WeightStore, src: TensorSource, file: string, weights: WeightPrecision, rename: (k: string) => string = (k) => k): BufferNeed[] {
+  const byKey = new Map<string, string>();
+  for (const ck of src.names()) byKey.set(rename(ck), ck);
+  const dtypeOf = new Map<string, 'f32' | 'f16'>();
+  const out: BufferNeed[] = [];
+  for (const [key, p] of store.params) {
+    const ck = byKey.get(key);
+    if (ck === undefined) continue; // the load would refuse the file, naming what is missing
+    const stored = src.info(ck).dtype;
+    const half = p.acceptsF16 && ((weights === 'auto' && stored === 'F16') || weights === 'f16');
+    const dtype = half ? 'f16' : 'f32';
+    dtypeOf.set(key, dtype);
+    const numel = p.shape.reduce((a, b) => a * b, 1);
+    out.push({ kind: 'weight', tensor: ck, where: file, shape: [...p.shape], dtype, bytes: numel * DTYPE_BYTES[dtype], bound: !/(^|\.)token_embedding\.weight$/.test(key) });
+  }
+  // Fused stacks (FusedParam.build): members of one dtype and equal trailing dims, concatenated.
+  for (const f of store.fusions) {
+    const dtypes = new Set(f.members.map((m) => dtypeOf.get(m.key)));
+    if (dtypes.size !== 1 || dtypes.has(undefined)) continue;
+    const dtype = [...dtypes][0]!;
+    const rest = f.members[0]!.shape.slice(1);
+    if (!f.members.every((m) => m.shape.length === rest.length + 1 && m.shape.slice(1).every((d, i) => d === rest[i]) && (m.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype]) % 4 === 0)) continue;
+    const shape = [f.members.reduce((n, m) => n + m.shape[0]!, 0), ...rest];
+    out.push({ kind: 'weight', tensor: f.key, where: `stacked at load from ${file}`, shape, dtype, bytes: shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype], bound: true });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- activations
+
+function act(tensor: string, where: string, shape: number[]): BufferNeed {
+  return { kind: 'activation', tensor, where, shape, dtype: 'f32', bytes: shape.reduce((a, b) => a * b, 1) * 4, bound: true };
+}
+
+/** A convolution's input and output maps, a linear layer's output rows. */
+function layerActs(store: WeightStore, where: string, batch: number, place: (key: string) => { rIn: [number, number]; rOut: [number, number]; tokens: number } | undefined): BufferNeed[] {
+  const out: BufferNeed[] = [];
+  for (const [key, p] of store.params) {
+    if (!key.endsWith('.weight')) continue;
+    const at = place(key);
+    if (!at) continue;
+    const layer = key.slice(0, -'.weight'.length);
+    if (p.shape.length === 4) {
+      out.push(act(`input of ${layer}`, where, [batch, p.shape[1]!, ...at.rIn]));
+      out.push(act(`output of ${layer}`, where, [batch, p.shape[0]!, ...at.rOut]));
+    } else if (p.shape.length === 2 && !/(token|position|patch)_embedding$/.test(layer)) out.push(act(`output of ${layer}`, where, [batch, at.tokens, p.shape[0]!]));
+  }
+  for (const f of store.fusions) {
+    const at = place(f.key);
+    if (!at) continue;
+    const rows = f.members.reduce((n, m) => n + m.shape[0]!, 0);
+    out.push(act(`output of ${f.key.slice(0, -'.weight'.length)}`, where, [batch, at.tokens, rows]));
+  }
+  return out;
+}
+
+/** The VAE encoder on one S×S image. */
+function vaeActs(vae: VaeEncoder, S: number, where: string): BufferNeed[] {
+  const L = vae.config.block_out_channels.length;
+  const res = [S];
+  for (let i = 1; i < L; i++) res.push(Math.floor((res[i - 1]! - 2) / 2) + 1);
+  const sq = (r: number): [number, number] => [r, r];
+  const last = res[L - 1]!;
+  return [
+    act('input image', where, [1, 3, S, S]),
+    ...layerActs(vae.store, where, 1, (key) => {
+      if (key.startsWith('encoder.conv_in.')) return { rIn: sq(S), rOut: sq(S), tokens: S * S };
+      let m = /^encoder\.down_blocks\.(\d+)\.downsamplers\./.exec(key);
+      if (m) return { rIn: sq(res[+m[1]!]!), rOut: sq(res[+m[1]! + 1]!), tokens: 0 };
+      m = /^encoder\.down_blocks\.(\d+)\./.exec(key);
+      if (m) return { rIn: sq(res[+m[1]!]!), rOut: sq(res[+m[1]!]!), tokens: res[+m[1]!]! ** 2 };
+      if (/^(encoder\.(mid_block|conv_out|conv_norm_out)|quant_conv)\./.test(key)) return { rIn: sq(last), rOut: sq(last), tokens: last * last };
+      return undefined;
+    }),
+  ];
+}
+
+/** The U-Net on the [batch, C, r, r] latent (both CFG halves), a context of `contextTokens`. */
+function unetActs(unet: UNet2DConditionModel, latent: number, batch: number, contextTokens: number, where: string): BufferNeed[] {
+  const L = unet.config.block_out_channels.length;
+  const res = [latent];
+  for (let j = 1; j < L; j++) res.push(Math.floor((res[j - 1]! - 1) / 2) + 1);
+  const sq = (r: number): [number, number] => [r, r];
+  // Linear layers act on the r² tokens, but cross-attention keys/values on the context and a
+  // ResNet's time projection on one row per batch element.
+  const at = (r: number, key: string) => ({ rIn: sq(r), rOut: sq(r), tokens: /\.attn2\.(to_k|to_v|to_kv)\./.test(key) ? contextTokens : /\.time_emb_proj\./.test(key) ? 1 : r * r });
+  return layerActs(unet.store, where, batch, (key) => {
+    if (/^(conv_in|conv_out|conv_norm_out)\./.test(key)) return at(latent, key);
+    let m = /^down_blocks\.(\d+)\.downsamplers\./.exec(key);
+    if (m) return { rIn: sq(res[+m[1]!]!), rOut: sq(res[+m[1]! + 1]!), tokens: 0 };
+    m = /^down_blocks\.(\d+)\./.exec(key);
+    if (m) return at(res[+m[1]!]!, key);
+    if (key.startsWith('mid_block.')) return at(res[L - 1]!, key);
+    m = /^up_blocks\.(\d+)\.upsamplers\./.exec(key);
+    if (m) return at(res[L - 2 - +m[1]!]!, key);
+    m = /^up_blocks\.(\d+)\./.exec(key);
+    if (m) return at(res[L - 1 - +m[1]!]!, key);
+    return { rIn: [1, 1], rOut: [1, 1], tokens: 1 }; // the time embedding
+  });
+}
+
+/** A ViT-style encoder (CLIP vision, DINOv2) on [1, 3, H, W]: patches + 1 class token. */
+function vitActs(store: WeightStore, prefix: string, H: number, W: number, patch: number, where: string, batch = 1): BufferNeed[] {
+  const gh = Math.floor(H / patch);
+  const gw = Math.floor(W / patch);
+  const tokens = gh * gw + 1;
+  return [
+    act('input image', where, [batch, 3, H, W]),
+    ...layerActs(store, where, batch, (key) => (key.startsWith(prefix) ? { rIn: [H, W], rOut: [gh, gw], tokens } : undefined)),
+    // the patch embedding as a matrix, and (DINOv2) the position table interpolated to the grid
+    ...[...store.params].filter(([k, p]) => k.startsWith(prefix) && /(patch_embedding\.weight|position_embeddings)$/.test(k) && p.shape.length >= 2).map(([k, p]) => act(`output of ${k}`, where, [batch, tokens, p.shape[0] === 1 ? p.shape[p.shape.length - 1]! : p.shape[0]!])),
+  ];
+}
+
+function processorInput(cfg: ImageProcessorConfig, images: readonly { width: number; height: number }[]): { H: number; W: number } {
+  let H = 0;
+  let W = 0;
+  for (const im of images.length ? images : [{ width: 512, height: 512 }]) {
+    const c = imageProcessorGeometry(im.width, im.height, cfg).crop;
+    if (c.width * c.height > H * W) [H, W] = [c.height, c.width];
+  }
+  return { H, W };
+}
+
+// ---------------------------------------------------------------- per role
+
+async function sdNeeds(sd: ModelFiles, ip: ModelFiles | undefined, o: BufferNeedsOptions, variant: 'S' | 'C'): Promise<BufferNeed[]> {
+  const weights = o.weights ?? 'f32';
+  const s = mergeSettings({ ...o.diffsim, variant });
+  const unetConfig = await readJson<UNetConfig & { sample_size?: number }>(sd, 'unet/config.json', 'U-Net config');
+  const vaeConfig = await readJson<VaeConfig>(sd, 'vae/config.json', 'VAE config');
+  const textConfig = await readJson<ClipTextConfig>(sd, 'text_encoder/config.json', 'text encoder config');
+  const factor = 2 ** (vaeConfig.block_out_channels.length - 1);
+  const S = s.imageSize || (unetConfig.sample_size ?? 64) * factor;
+  const batch = s.cfg ? 2 : 1;
+  const unet = new UNet2DConditionModel(new WeightStore(), unetConfig);
+  const vae = new VaeEncoder(new WeightStore(), vaeConfig);
+  const text = new ClipTextModel(new WeightStore(), textConfig);
+  const needs: BufferNeed[] = [];
+  await withHeaders(headersOf(sd, 'unet'), (src, file) => needs.push(...weightNeeds(unet.store, src, file, weights)));
+  await withHeaders(headersOf(sd, 'vae'), (src, file) => needs.push(...weightNeeds(vae.store, src, file, weights, legacyVaeKey)));
+  await withHeaders(headersOf(sd, 'text_encoder'), (src, file) => needs.push(...weightNeeds(text.store, src, file, weights)));
+  const px = `${S}×${S} px`;
+  const vaeA = vaeActs(vae, S, `VAE encoder, ${px}`);
+  let latent = S;
+  for (let i = 1; i < vaeConfig.block_out_channels.length; i++) latent = Math.floor((latent - 2) / 2) + 1;
+  const tokens = textConfig.max_position_embeddings;
+  needs.push(...vaeA, act('output of text_model.embeddings', 'text encoder', [2, tokens, textConfig.hidden_size]));
+  needs.push(...layerActs(text.store, 'text encoder', 2, (key) => (key.includes('token_embedding') || key.includes('position_embedding') ? undefined : { rIn: [1, 1], rOut: [1, 1], tokens })));
+  if (variant === 'C') {
+    if (!ip) throw new RangeError('diffsim-c: no IP-Adapter files');
+    const base = ip.paths.includes('models/ip-adapter-plus_sd15.safetensors') ? 'models' : '';
+    const encConfig = clipVisionConfigOf(await readJson<ClipVisionConfig & { vision_config?: ClipVisionConfig; projection_dim?: number }>(ip, join(join(base, 'image_encoder'), 'config.json'), 'CLIP vision config'));
+    await withHeaders(headersOfFile(ip, join(base, 'ip-adapter-plus_sd15.safetensors')), (src, file) => {
+      const adapter = new IpAdapterPlus(new WeightStore(), { resampler: inferResamplerConfig(src), ip_scale: s.ipScale }, unet);
+      const r = adapter.config.resampler;
+      const imageTokens = Math.floor(encConfig.image_size / encConfig.patch_size) ** 2 + 1;
+      needs.push(...weightNeeds(adapter.store, src, file, weights));
+      // The resampler's layers read the image tokens and the queries together ([2, T + Q, ·]).
+      needs.push(...layerActs(adapter.store, 'IP-Adapter resampler', batch, (key) => (key.startsWith('image_proj.') ? { rIn: [1, 1], rOut: [1, 1], tokens: imageTokens + r.num_queries } : undefined)));
+    });
+    await withHeaders(headersOf(ip, join(base, 'image_encoder')), (src, file) => {
+      const enc = new ClipVisionModel(new WeightStore(), encConfig, { projection: src.has('visual_projection.weight') });
+      needs.push(...weightNeeds(enc.store, src, file, weights));
+      needs.push(...vitActs(enc.store, 'vision_model.', encConfig.image_size, encConfig.image_size, encConfig.patch_size, 'IP image encoder'));
+    });
+  }
+  needs.push(...unetActs(unet, latent, batch, tokens, `U-Net, ${px}`));
+  return needs;
+}
+
+async function clipNeeds(f: ModelFiles, o: BufferNeedsOptions): Promise<BufferNeed[]> {
+  const config = await readJson<ClipModelConfig>(f, 'config.json', 'CLIP config');
+  const processor = (await optionalJson<ImageProcessorConfig>(f, 'preprocessor_config.json', 'preprocessor config')) ?? { ...CLIP_IMAGE_PROCESSOR };
+  const model = new ClipModel(new WeightStore(), config);
+  const needs: BufferNeed[] = [];
+  await withHeaders(headersOf(f, ''), (src, file) => needs.push(...weightNeeds(model.store, src, file, o.weights ?? 'f32')));
+  const { H, W } = processorInput(processor, o.images ?? [{ width: 512, height: 512 }]);
+  needs.push(...vitActs(model.store, 'vision_model.', H, W, config.vision_config.patch_size, `CLIP vision, ${W}×${H} px`));
+  return needs;
+}
+
+async function dinoNeeds(f: ModelFiles, o: BufferNeedsOptions): Promise<BufferNeed[]> {
+  const config = await readJson<Dinov2Config>(f, 'config.json', 'DINOv2 config');
+  const processor = (await optionalJson<ImageProcessorConfig>(f, 'preprocessor_config.json', 'preprocessor config')) ?? { ...DINOV2_IMAGE_PROCESSOR };
+  const model = new Dinov2Model(new WeightStore(), config);
+  const needs: BufferNeed[] = [];
+  await withHeaders(headersOf(f, ''), (src, file) => needs.push(...weightNeeds(model.store, src, file, o.weights ?? 'f32')));
+  const { H, W } = processorInput(processor, o.images ?? [{ width: 512, height: 512 }]);
+  needs.push(...vitActs(model.store, '', H, W, config.patch_size, `DINOv2, ${W}×${H} px`));
+  return needs;
+}
+
+/** Every GPU buffer the metric will create (weights and activations), from the configs and the
+ *  safetensors headers of its model files: nothing but those is read. */
+export async function bufferNeeds(name: MetricName, files: Partial<Record<ModelRole, ModelFiles>>, o: BufferNeedsOptions = {}): Promise<BufferNeed[]> {
+  const of = (role: ModelRole): ModelFiles => {
+    const f = files[role];
+    if (!f) throw new RangeError(`no model files given for the ${role} model`);
+    return f;
+  };
+  const roles = modelsOf(name);
+  if (roles.includes('sd')) return sdNeeds(of('sd'), roles.includes('ipAdapter') ? of('ipAdapter') : undefined, o, name === 'diffsim-c' ? 'C' : 'S');
+  return roles.includes('clip') ? clipNeeds(of('clip'), o) : dinoNeeds(of('dino'), o);
+}
+
+/** Refuses (AdapterLimitError, naming the largest buffer over a limit) a metric whose buffers do
+ *  not fit `limits`; returns the needs and the largest one otherwise. */
+export async function checkAdapterLimits(name: MetricName, files: Partial<Record<ModelRole, ModelFiles>>, limits: BufferLimits, o: BufferNeedsOptions = {}): Promise<{ needs: BufferNeed[]; largest: BufferNeed }> {
+  const needs = await bufferNeeds(name, files, o);
+  const over = limitViolations(needs, limits);
+  if (over.length) throw new AdapterLimitError(name, over);
+  return { needs, largest: largestNeed(needs)! };
+}
