@@ -56,7 +56,7 @@ export function subgroupAttentionCode(pl: SubgroupAttentionPlan, sm: SubgroupMat
   const kSteps = bkv / sm.K;
   const scores = /* wgsl */ `
     for (var j = 0u; j < ${scoreBlocks}u; j++) {
-      var acc_s: ${ops.result};
+      var acc_s = ${ops.result}();
       for (var dk = 0u; dk < ${dSteps}u; dk++) {
         let qm = ${ops.loadLeft('Qs', `sg * ${sm.M * QS}u + dk * ${sm.K}u`, QS)};
         let km = ${ops.loadRight('KVs', `j * ${sm.N * KS}u + dk * ${sm.K}u`, true, KS)};
