@@ -72,6 +72,12 @@ export function subgroupAttentionCode(pl: SubgroupAttentionPlan, sm: SubgroupMat
       if (k0 + r < p.nk && c < ${d}u) { x = ${src}[${src}_base + (k0 + r) * p.${src}r + c]; }
       KVs[r * ${KS}u + c] = f16(x);
     }`;
+  // Both passes open a key tile alike: K staged, S = Q·Kᵀ in workgroup memory, visible to all.
+  const scoreTile = `workgroupBarrier();
+    ${stage('k')}
+    workgroupBarrier();
+    ${scores}
+    workgroupBarrier();`;
   return /* wgsl */ `${ops.prelude}
 ${params}
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -109,11 +115,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   var m = -3.0e38;
   var l = 0.0;
   for (var k0 = 0u; k0 < p.nk; k0 += ${bkv}u) {
-    workgroupBarrier();
-    ${stage('k')}
-    workgroupBarrier();
-    ${scores}
-    workgroupBarrier();
+    ${scoreTile}
     if (tid < ${bq}u) {
       var tile_max = -3.0e38;
       for (var j = 0u; j < ${bkv}u; j++) { if (k0 + j < p.nk) { tile_max = max(tile_max, Ss[tid * ${bkv}u + j]); } }
@@ -131,11 +133,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
   // Pass 2: O = Σ_tiles softmax(S)·V.
   var acc_o: array<${ops.result}, ${outBlocks}>;
   for (var k0 = 0u; k0 < p.nk; k0 += ${bkv}u) {
-    workgroupBarrier();
-    ${stage('k')}
-    workgroupBarrier();
-    ${scores}
-    workgroupBarrier();
+    ${scoreTile}
     for (var e = tid; e < ${bq * bkv}u; e += ${threads}u) {
       let r = e / ${bkv}u;
       let j = e % ${bkv}u;

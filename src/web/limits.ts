@@ -26,6 +26,7 @@ import { CLIP_IMAGE_PROCESSOR } from '../diffsim/core.js';
 import { modelsOf, type MetricName, type ModelRole } from '../diffsim/metric-core.js';
 import { mergeSettings, type DiffSimSettings } from '../diffsim/settings.js';
 import { DINOV2_IMAGE_PROCESSOR } from '../diffsim/vision.js';
+import { join, optionalJson, readJson } from './files.js';
 import type { ModelFiles } from './hub.js';
 
 /** One GPU buffer the metric will create. */
@@ -111,23 +112,6 @@ export interface BufferNeedsOptions {
 
 // ---------------------------------------------------------------- reading configs and headers
 
-function join(dir: string, name: string): string {
-  return dir ? `${dir}/${name}` : name;
-}
-
-async function readJson<T>(files: ModelFiles, path: string, what: string): Promise<T> {
-  if (!files.paths.includes(path)) throw new Error(`${files.name}/${path}: no ${what}`);
-  const text = await (await files.blob(path)).text();
-  try {
-    return JSON.parse(text) as T;
-  } catch (e) {
-    throw new Error(`${files.name}/${path}: the ${what} is not valid JSON (${(e as Error).message})`);
-  }
-}
-
-async function optionalJson<T>(files: ModelFiles, path: string, what: string): Promise<T | undefined> {
-  return files.paths.includes(path) ? readJson<T>(files, path, what) : undefined;
-}
 
 /** A component folder's weights, headers only (the loaders' choice of file, models/sources.ts). */
 async function headersOf(files: ModelFiles, dir: string): Promise<{ src: TensorSource; file: string }> {

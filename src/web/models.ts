@@ -18,32 +18,12 @@ import type { WeightLoadProgress } from '../nn/weights.js';
 import { CLIP_IMAGE_PROCESSOR, type DiffSimModels } from '../diffsim/core.js';
 import { assertName, buildMetrics, modelsOf, type Metric, type MetricLoadEvent, type MetricModelSource, type MetricName, type MetricSettingsOptions, type ModelRole, type ResolvedModel } from '../diffsim/metric-core.js';
 import { ClipMetric, Dinov2Metric, DINOV2_IMAGE_PROCESSOR } from '../diffsim/vision.js';
+import { join, optionalJson, readJson, readText } from './files.js';
 import type { ModelFiles } from './hub.js';
 
 /** The model files of each role a metric needs (sd for diffsim, clip, dino; ipAdapter for diffsim-c). */
 export type ModelFilesByRole = Partial<Record<ModelRole, ModelFiles>>;
 
-function join(dir: string, name: string): string {
-  return dir ? `${dir}/${name}` : name;
-}
-
-async function readText(files: ModelFiles, path: string): Promise<string> {
-  return (await files.blob(path)).text();
-}
-
-async function readJson<T>(files: ModelFiles, path: string, what: string): Promise<T> {
-  if (!files.paths.includes(path)) throw new Error(`${files.name}/${path}: no ${what} (the model has ${files.paths.length} files: ${files.paths.slice(0, 8).join(', ')}${files.paths.length > 8 ? ', …' : ''})`);
-  const text = await readText(files, path);
-  try {
-    return JSON.parse(text) as T;
-  } catch (e) {
-    throw new Error(`${files.name}/${path}: the ${what} is not valid JSON (${(e as Error).message})`);
-  }
-}
-
-async function optionalJson<T>(files: ModelFiles, path: string, what: string): Promise<T | undefined> {
-  return files.paths.includes(path) ? readJson<T>(files, path, what) : undefined;
-}
 
 async function safetensorsOf(files: ModelFiles, path: string): Promise<SafetensorsFile> {
   return SafetensorsFile.open(blobSource(await files.blob(path), `${files.name}/${path}`));
