@@ -322,6 +322,24 @@ function cases(scale: number): Case[] {
       },
     });
   }
+  // GroupNorm's two paths forced on the U-Net's 320 × 64² rows (40 960 elements) and the VAE's
+  // 128 × 512² rows (1 Mi): where one workgroup per row stops paying for its saved dispatch.
+  for (const [hw, c, b, label] of [[64, 320, 2, 'down0'], [512, 128, 1, 'vae']] as const) {
+    const h = side(hw);
+    for (const path of ['single', 'split'] as const) {
+      list.push({
+        op: 'groupnorm',
+        shape: `${b}x${c}x${h}x${h} g32 ${path} (${label})`,
+        bytes: 3 * b * c * h * h * 4,
+        ours: async (rt) => {
+          const x = rt.upload(rand(b * c * h * h, 10), [b, c, h, h]);
+          const w = rt.upload(rand(c, 11), [c]);
+          const bias = rt.upload(rand(c, 12), [c]);
+          return { step: () => groupNorm(x, w, bias, { groups: 32, eps: 1e-5, act: 'silu', path }), free: () => [x, w, bias].forEach((t) => t.dispose()) };
+        },
+      });
+    }
+  }
   for (const n0 of [1024, 2048, 4096]) {
     const n = Math.max(64, Math.round(n0 * Math.cbrt(scale) / 16) * 16);
     list.push({

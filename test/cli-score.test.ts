@@ -2,35 +2,24 @@
 // the package's command with the hub offline and an empty cache, so nothing is downloaded.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FIXTURES, REPO_ROOT, runtime } from './helpers.js';
+import { FIXTURES, REPO_ROOT, offlineHub, runCli, runtime, type CliResult } from './helpers.js';
 import { DiffSim } from '../src/diffsim/diffsim.js';
 import { loadImage } from '../src/io/image.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/gpu/half.js';
 
 const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 
-const CLI = join(REPO_ROOT, (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { bin: { diffsim: string } }).bin.diffsim);
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const A = join(FIXTURES, 'diffsim-tiny', 'image_A.png');
 const B = join(FIXTURES, 'diffsim-tiny', 'image_B.png');
 const MODELS = ['--model', join(TINY, 'sd15'), '--ip-adapter', join(TINY, 'ip-adapter'), '--clip-model', join(TINY, 'clip'), '--dino-model', join(TINY, 'dinov2')];
 const HF_HOME = mkdtempSync(join(tmpdir(), 'diffsim-cli-score-hf-'));
 
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], {
-    encoding: 'utf8',
-    timeout: 120_000,
-    env: { ...process.env, HF_HUB_OFFLINE: '1', HF_HOME, HF_HUB_CACHE: join(HF_HOME, 'hub'), HF_TOKEN: '' },
-  });
-  const stderr = r.stderr
-    .split('\n')
-    .filter((l) => l && !l.startsWith('Warning: maxDynamic'))
-    .join('\n');
-  return { code: r.status, stdout: r.stdout, stderr };
+function cli(...args: string[]): CliResult {
+  return runCli(args, { timeout: 120_000, env: offlineHub(HF_HOME) });
 }
 
 /** The one number a plain `score` prints. */

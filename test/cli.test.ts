@@ -4,12 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FIXTURES, REPO_ROOT } from './helpers.js';
+import { FIXTURES, runCli } from './helpers.js';
 import { header, malformedCorpus } from './corpus.js';
 import { encodeSafetensors, setOwn, type TensorToWrite } from '../src/io/safetensors.js';
 
-// The command as the package declares it (package.json "bin"), built by `tsc -p tsconfig.json`.
-const CLI = join(REPO_ROOT, (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { bin: { diffsim: string } }).bin.diffsim);
 const tmp = mkdtempSync(join(tmpdir(), 'diffsim-cli-'));
 
 function cli(...args: string[]) {
@@ -17,8 +15,7 @@ function cli(...args: string[]) {
 }
 
 function cliWith(env: Record<string, string>, ...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000, maxBuffer: 256 * 2 ** 20, env: { ...process.env, ...env } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l && !l.startsWith('Warning: maxDynamic')).join('\n') };
+  return runCli(args, { env, timeout: 60_000, maxBuffer: 256 * 2 ** 20 });
 }
 
 test('inspect --json reproduces index.json for every fixture file in the repo', () => {
@@ -131,13 +128,13 @@ test('inspect refuses a FIFO at once instead of blocking', () => {
   const fifo = join(tmp, 'pipe.safetensors');
   if (spawnSync('mkfifo', [fifo]).status !== 0) return;
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [CLI, 'inspect', fifo], { encoding: 'utf8', timeout: 10_000 });
+  const r = runCli(['inspect', fifo], { timeout: 10_000 });
   try {
     closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)); // release a blocked reader, if any
   } catch {
     // none
   }
-  assert.is(r.status, 1, `exit code (${r.signal ?? ''}: blocked?)`);
+  assert.is(r.code, 1, `exit code (${r.signal ?? ''}: blocked?)`);
   assert.match(r.stderr, /pipe\.safetensors: not a regular file \(a FIFO\)/);
   assert.ok(Date.now() - t0 < 9000, 'did not wait');
 });

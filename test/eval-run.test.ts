@@ -4,7 +4,6 @@
 // before any model loads, the ensemble's votes.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,10 +12,9 @@ import { createMetrics, type Metric } from '../src/diffsim/metric.js';
 import { listItems, itemPaths } from '../src/eval/protocols.js';
 import { runEval } from '../src/eval/runner.js';
 import { readRows, summarize } from '../src/eval/results.js';
-import { REPO_ROOT, rejects, rng, runtime } from './helpers.js';
+import { REPO_ROOT, rejects, rng, runCli, runtime } from './helpers.js';
 
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
-const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js');
 const MODELS = ['--model', join(TINY, 'sd15'), '--clip-model', join(TINY, 'clip'), '--dino-model', join(TINY, 'dinov2')];
 const TMP = mkdtempSync(join(tmpdir(), 'diffsim-eval-run-'));
 
@@ -55,8 +53,7 @@ const SREF = join(TMP, 'sref');
 for (const g of ['001', '002', '003']) for (const f of ['01', '02', '03']) write(join(SREF, g, `${f}.png`), seed++);
 
 function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, HF_HUB_OFFLINE: '1' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l && !l.startsWith('Warning: maxDynamic')).join('\n') };
+  return runCli(args, { timeout: 300_000, env: { HF_HUB_OFFLINE: '1' } });
 }
 
 function lastJson(r: { code: number | null; stdout: string; stderr: string }, label: string): Record<string, unknown> {
@@ -169,7 +166,7 @@ test('CLI: shards merge to the whole run; --json has accuracy, correct, total; t
   const partial = cli('eval', '--merge', join(TMP, 'shard1.jsonl'), '--json');
   assert.match(partial.stderr, /items are in none of the files/);
   // Slurm: task 1 of an array 0-1 is shard 2/2.
-  const slurm = spawnSync(process.execPath, [CLI, 'eval', 'sref', SREF, '--trials', '5', '--shard', 'auto', '--list'], { encoding: 'utf8', env: { ...process.env, SLURM_ARRAY_TASK_ID: '1', SLURM_ARRAY_TASK_COUNT: '2' } });
+  const slurm = runCli(['eval', 'sref', SREF, '--trials', '5', '--shard', 'auto', '--list'], { env: { SLURM_ARRAY_TASK_ID: '1', SLURM_ARRAY_TASK_COUNT: '2' } });
   assert.equal(slurm.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { item: number }).item), [2, 3, 4]);
 });
 

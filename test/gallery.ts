@@ -1,17 +1,17 @@
 // Small image folders for the retrieval and video tests, and the command run offline on the tiny
 // models (weights/tiny) with an empty hub cache.
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FIXTURES, REPO_ROOT, rng } from './helpers.js';
+import { FIXTURES, REPO_ROOT, offlineHub, rng, runCli, type CliResult } from './helpers.js';
+
+export type { CliResult };
 
 export const TINY = join(REPO_ROOT, 'weights', 'tiny');
 export const IMAGE_A = join(FIXTURES, 'diffsim-tiny', 'image_A.png');
 export const IMAGE_B = join(FIXTURES, 'diffsim-tiny', 'image_B.png');
 export const MODEL_ARGS = ['--model', join(TINY, 'sd15'), '--ip-adapter', join(TINY, 'ip-adapter'), '--clip-model', join(TINY, 'clip'), '--dino-model', join(TINY, 'dinov2')];
-const CLI = join(REPO_ROOT, (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { bin: { diffsim: string } }).bin.diffsim);
 const HF_HOME = mkdtempSync(join(tmpdir(), 'diffsim-eval-hf-'));
 
 /** A 24-bit BMP of w×h seeded noise over a colour ramp: the same size for every seed, so a
@@ -44,23 +44,8 @@ export function writeBmp(path: string, seed: number, w = 16, h = 16): void {
   writeFileSync(path, bmp(w, h, seed));
 }
 
-export interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 export function cli(...args: string[]): CliResult {
-  const r = spawnSync(process.execPath, [CLI, ...args], {
-    encoding: 'utf8',
-    timeout: 300_000,
-    env: { ...process.env, HF_HUB_OFFLINE: '1', HF_HOME, HF_HUB_CACHE: join(HF_HOME, 'hub'), HF_TOKEN: '' },
-  });
-  const stderr = r.stderr
-    .split('\n')
-    .filter((l) => l && !l.startsWith('Warning: maxDynamic'))
-    .join('\n');
-  return { code: r.status, stdout: r.stdout, stderr };
+  return runCli(args, { timeout: 300_000, env: offlineHub(HF_HOME) });
 }
 
 export function lastJson(r: CliResult, label: string): Record<string, unknown> {

@@ -1,6 +1,8 @@
 // Shared test utilities: the runtime, seeded random data, error measures.
 
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getRuntime, tidy, type Runtime, type Tensor } from '../src/gpu/runtime.js';
@@ -9,6 +11,52 @@ import { normalisedError } from '../src/parity/parity.js';
 /** Compiled tests run from build/test; the fixtures stay in the source tree. */
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures');
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** The command as the package declares it (package.json "bin"), built by `tsc -p tsconfig.json`. */
+export const CLI = join(REPO_ROOT, (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { bin: { diffsim: string } }).bin.diffsim);
+
+export interface CliResult {
+  code: number | null;
+  /** Set when the command was killed (its timeout, for one). */
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  /** Without Dawn's `Warning: maxDynamic…` lines and without empty lines. */
+  stderr: string;
+}
+
+export interface CliOptions {
+  /** Variables set on top of this process's environment. */
+  env?: Readonly<Record<string, string>>;
+  /** Milliseconds before the command is killed (default: no limit). */
+  timeout?: number;
+  /** Most bytes read from stdout or stderr (default: Node's, 1 MiB). */
+  maxBuffer?: number;
+}
+
+/** Dawn's adapter warnings (`Warning: maxDynamic…`, printed by some adapters on stderr) and empty
+ *  lines removed, so that tests see only what the command itself says. */
+export function stripDawnWarnings(stderr: string): string {
+  return stderr
+    .split('\n')
+    .filter((l) => l && !l.startsWith('Warning: maxDynamic'))
+    .join('\n');
+}
+
+/** Runs the built command with `args` and waits for it. */
+export function runCli(args: readonly string[], o: CliOptions = {}): CliResult {
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...o.env },
+    ...(o.timeout !== undefined ? { timeout: o.timeout } : {}),
+    ...(o.maxBuffer !== undefined ? { maxBuffer: o.maxBuffer } : {}),
+  });
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: stripDawnWarnings(r.stderr) };
+}
+
+/** The environment of a run with the hub offline and its own hub cache under `hfHome` (no token). */
+export function offlineHub(hfHome: string): Record<string, string> {
+  return { HF_HUB_OFFLINE: '1', HF_HOME: hfHome, HF_HUB_CACHE: join(hfHome, 'hub'), HF_TOKEN: '' };
+}
 
 export function runtime(): Promise<Runtime> {
   return getRuntime();

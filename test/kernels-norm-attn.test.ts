@@ -1,35 +1,127 @@
 // GroupNorm, LayerNorm, softmax and attention against float64 references.
-// Tolerances: norms and softmax ≤ 1e-5, attention ≤ 1e-5 (normalised error, fp32 accumulation).
+// Tolerances: norms and softmax ≤ 1e-5, attention ≤ 1e-5 (normalised error, fp32 accumulation);
+// GroupNorm on data offset by 1000σ ≤ 5e-5 (near the f32 input's own resolution there).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { groupNorm, layerNorm, softmax } from '../src/kernels/norm.js';
+import { GN_SINGLE_MAX, groupNorm, groupNormPlan, layerNorm, softmax, type GroupNormOptions } from '../src/kernels/norm.js';
 import { attention } from '../src/kernels/attention.js';
 import { permute } from '../src/kernels/layout.js';
 import { assertClose, randn, rejects, runtime, block, take } from './helpers.js';
 import { refAttention, refGroupNorm, refLayerNorm, refPermute, refSoftmax } from './reference.js';
 
-test('groupNorm: groups 1, C and in between; spatial 1 and odd; fused SiLU; eps; SD1.5 320×64² shape', async () => {
+// GroupNorm cases: [B, C, spatial shape, groups]. Row = one batch element's group, cpg·H·W long.
+const GN_CASES: [number, number, number[], number][] = [
+  [1, 4, [1, 1], 1], // one group, spatial 1×1
+  [3, 5, [1, 1], 5], // channels per group 1 and spatial 1×1: rows of one element (variance 0)
+  [2, 8, [7], 8], // channels per group 1, one spatial axis
+  [2, 6, [3, 5], 3], // odd sizes
+  [2, 12, [9, 11], 4], // odd sizes, rows of 297
+  [1, 4, [33, 31], 2], // rows of 2 046: split with chunk 5 gives 410 chunks (> one per invocation)
+  [1, 64, [45, 47], 4], // rows of 33 840 > GN_SINGLE_MAX: split by default, 9 chunks, the last partial
+];
+
+test(`groupNorm on single and split paths (forced and auto), with and without SiLU: ${GN_CASES.map(([b, c, sp, g]) => `${b}×${c}×${sp.join('×')} g${g}`).join('; ')}; normalised error ≤ 1e-5 against float64`, async () => {
   const rt = await runtime();
-  const cases: [number, number, number[], number, number][] = [
-    [1, 4, [1, 1], 1, 1e-5],
-    [2, 6, [3, 5], 3, 1e-6],
-    [2, 8, [7], 8, 1e-5],
-    [1, 32, [4, 4], 8, 1e-5],
-    [2, 320, [64, 64], 32, 1e-5],
-  ];
   let seed = 100;
-  for (const [b, c, spatialShape, groups, eps] of cases) {
-    for (const silu of [false, true]) {
-      await block(async () => {
-        const spatial = spatialShape.reduce((a, d) => a * d, 1);
-        // Offset the data so a one-pass variance would lose accuracy.
-        const x = randn(b * c * spatial, seed++).map((v) => v * 3 + 20);
-        const w = randn(c, seed++);
-        const bias = randn(c, seed++);
-        const y = await groupNorm(rt.upload(x, [b, c, ...spatialShape]), rt.upload(w, [c]), rt.upload(bias, [c]), { groups, eps, silu });
-        assertClose((await y.read()) as Float32Array, refGroupNorm(x, b, c, spatial, groups, w, bias, eps, silu), 1e-5, `GN b${b} c${c} ${spatialShape} g${groups} silu=${silu}`);
-      });
+  for (const [b, c, spatialShape, groups] of GN_CASES) {
+    const spatial = spatialShape.reduce((a, d) => a * d, 1);
+    const len = (c / groups) * spatial;
+    // Offset the data so a one-pass variance (E[x²] − E[x]²) would lose accuracy.
+    const x = randn(b * c * spatial, seed++).map((v) => v * 3 + 20);
+    const w = randn(c, seed++);
+    const bias = randn(c, seed++);
+    const eps = seed % 2 ? 1e-5 : 1e-6;
+    const runs: [string, Partial<GroupNormOptions>, 1 | 2][] = [
+      ['auto', {}, len > GN_SINGLE_MAX ? 2 : 1],
+      ['single', { path: 'single' }, 1],
+      ['split', { path: 'split' }, 2],
+      // Chunks that straddle channel boundaries, with a partial last chunk.
+      ['split chunk 97', { path: 'split', chunk: 97 }, 2],
+    ];
+    if (len > 300) runs.push(['split chunk 5', { path: 'split', chunk: 5 }, 2]);
+    for (const [label, opts, dispatches] of runs) {
+      for (const a of ['none', 'silu'] as const) {
+        await block(async () => {
+          const xt = rt.upload(x, [b, c, ...spatialShape]);
+          const wt = rt.upload(w, [c]);
+          const bt = rt.upload(bias, [c]);
+          const d0 = rt.dispatchCount;
+          const y = groupNorm(xt, wt, bt, { groups, eps, act: a, ...opts });
+          const what = `GN ${b}×${c}×${spatialShape.join('×')} g${groups} ${label} act=${a}`;
+          assert.is(rt.dispatchCount - d0, dispatches, `${what}: dispatches`);
+          assertClose(await take(y), refGroupNorm(x, b, c, spatial, groups, w, bias, eps, a), 1e-5, what);
+          [xt, wt, bt].forEach((t) => t.dispose());
+        });
+      }
     }
+  }
+});
+
+test('groupNorm: SD1.5 down_blocks.0 shape 2×320×64² g32 (rows of 40 960: split by default) against the single path and float64', async () => {
+  const rt = await runtime();
+  const [b, c, h, g] = [2, 320, 64, 32];
+  assert.is(groupNormPlan((c / g) * h * h).path, 'split');
+  const x = randn(b * c * h * h, 150).map((v) => v * 3 + 20);
+  const w = randn(c, 151);
+  const bias = randn(c, 152);
+  const ref = refGroupNorm(x, b, c, h * h, g, w, bias, 1e-5, 'silu');
+  for (const path of ['auto', 'single'] as const) {
+    await block(async () => {
+      const y = groupNorm(rt.upload(x, [b, c, h, h]), rt.upload(w, [c]), rt.upload(bias, [c]), { groups: g, eps: 1e-5, act: 'silu', path });
+      assertClose(await take(y), ref, 1e-5, `GN SD1.5 ${path}`);
+    });
+  }
+});
+
+test('groupNorm: a large offset (mean 1000, σ 1: var/mean² = 1e-6) stays accurate on both paths (centred variance)', async () => {
+  const rt = await runtime();
+  const [b, c, h, g] = [2, 8, 40, 2]; // rows of 6 400
+  const x = randn(b * c * h * h, 160).map((v) => v + 1000);
+  const w = randn(c, 161);
+  const bias = randn(c, 162);
+  const ref = refGroupNorm(x, b, c, h * h, g, w, bias, 1e-6);
+  for (const opts of [{ path: 'single' }, { path: 'split', chunk: 300 }] as const) {
+    await block(async () => {
+      const y = groupNorm(rt.upload(x, [b, c, h, h]), rt.upload(w, [c]), rt.upload(bias, [c]), { groups: g, eps: 1e-6, ...opts });
+      // The f32 input resolves 1000 to ulp 6e-5 (in σ units); measured about 1.3e-5 on lavapipe. A
+      // one-pass E[x²] − E[x]² in f32 gives a variance of about 3.6 instead of 1 on these rows.
+      assertClose(await take(y), ref, 5e-5, `GN offset 1000 ${opts.path}`);
+    });
+  }
+});
+
+test('groupNorm rejects groups that do not divide the channels, bad weights and chunks; the plan and DIFFSIM_GROUPNORM', async () => {
+  const rt = await runtime();
+  await block(async () => {
+    const x = rt.upload(randn(2 * 6 * 9, 170), [2, 6, 3, 3]);
+    const w = rt.upload(randn(6, 171), [6]);
+    await rejects(() => groupNorm(x, w, w, { groups: 4, eps: 1e-5 }), /6 channels not divisible by 4 groups/, 'groups 4 of 6');
+    await rejects(() => groupNorm(x, w, w, { groups: 0, eps: 1e-5 }), /not divisible by 0 groups/, 'groups 0');
+    await rejects(() => groupNorm(x, w, w, { groups: 12, eps: 1e-5 }), /not divisible by 12 groups/, 'more groups than channels');
+    const w4 = rt.upload(randn(4, 172), [4]);
+    await rejects(() => groupNorm(x, w4, w, { groups: 3, eps: 1e-5 }), /must have 6 elements, got 4 and 6/, 'weight size');
+    await rejects(() => groupNorm(x.reshape([108]), w, w, { groups: 3, eps: 1e-5 }), /expected \[B, C, \.\.\.\]/, 'rank 1');
+    await rejects(() => groupNorm(x, w, w, { groups: 3, eps: 1e-5, path: 'split', chunk: 0 }), /chunk must be a positive integer/, 'chunk 0');
+    [x, w, w4].forEach((t) => t.dispose());
+  });
+  assert.equal(groupNormPlan(GN_SINGLE_MAX), { path: 'single', chunk: GN_SINGLE_MAX, chunks: 1 });
+  assert.equal(groupNormPlan(GN_SINGLE_MAX + 1), { path: 'split', chunk: 4096, chunks: 5 });
+  // 128 channels / 32 × 512² (the VAE encoder at 512²): 256 chunks of 4 096.
+  assert.equal(groupNormPlan(4 * 512 * 512), { path: 'split', chunk: 4096, chunks: 256 });
+  // Longer rows get longer chunks, never more than 256 of them.
+  assert.equal(groupNormPlan(16 * 512 * 512), { path: 'split', chunk: 16384, chunks: 256 });
+  const saved = process.env.DIFFSIM_GROUPNORM;
+  try {
+    process.env.DIFFSIM_GROUPNORM = 'split:100';
+    assert.equal(groupNormPlan(1000), { path: 'split', chunk: 100, chunks: 10 });
+    assert.equal(groupNormPlan(1000, { path: 'single' }), { path: 'single', chunk: 1000, chunks: 1 }, 'an explicit path wins');
+    process.env.DIFFSIM_GROUPNORM = 'single';
+    assert.equal(groupNormPlan(10 ** 6).path, 'single');
+    process.env.DIFFSIM_GROUPNORM = 'fast';
+    await rejects(() => groupNormPlan(10), /DIFFSIM_GROUPNORM must be single, split or split:<chunk elements>, got "fast"/, 'bad variable');
+  } finally {
+    if (saved === undefined) delete process.env.DIFFSIM_GROUPNORM;
+    else process.env.DIFFSIM_GROUPNORM = saved;
   }
 });
 

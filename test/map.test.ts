@@ -4,7 +4,6 @@
 // rendered PNG, the atomic write and the command line.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +17,7 @@ import { decodeImage, loadImage, type RgbImage } from '../src/io/image.js';
 import { imageProcessor, imageProcessorGeometry } from '../src/io/preprocess.js';
 import { resizeImage } from '../src/io/resample.js';
 import { diffsimSettings, parseCommand } from '../src/cli/metric-options.js';
-import { FIXTURES, REPO_ROOT, randn, rejects, runtime } from './helpers.js';
+import { FIXTURES, REPO_ROOT, offlineHub, randn, rejects, runCli, runtime } from './helpers.js';
 
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const A = join(FIXTURES, 'diffsim-tiny', 'image_A.png');
@@ -419,16 +418,10 @@ test('writeFileAtomic: the whole file or nothing; a failed write leaves neither 
 });
 
 // The command line, run as the package's binary with the hub offline and an empty cache.
-const CLI = join(REPO_ROOT, (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { bin: { diffsim: string } }).bin.diffsim);
 const HF_HOME = mkdtempSync(join(tmpdir(), 'diffsim-map-hf-'));
 
 function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, HF_HUB_OFFLINE: '1', HF_HOME, HF_HUB_CACHE: join(HF_HOME, 'hub'), HF_TOKEN: '' } });
-  const stderr = r.stderr
-    .split('\n')
-    .filter((l) => l && !l.startsWith('Warning: maxDynamic'))
-    .join('\n');
-  return { code: r.status, stdout: r.stdout, stderr };
+  return runCli(args, { timeout: 120_000, env: offlineHub(HF_HOME) });
 }
 
 test('diffsim map writes the PNG and prints "mean min max" equal to the API map; --json; --range with a negative value', async () => {

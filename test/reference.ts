@@ -104,7 +104,8 @@ export function refConv(x: Float32Array, w: Float32Array, s: ConvShape, bias?: F
   return y;
 }
 
-export function refGroupNorm(x: Float32Array, b: number, c: number, spatial: number, groups: number, w: Float32Array, bias: Float32Array, eps: number, silu = false): Float64Array {
+/** PyTorch's F.group_norm (biased variance) over [B, C, spatial], then `a`. */
+export function refGroupNorm(x: Float32Array, b: number, c: number, spatial: number, groups: number, w: Float32Array, bias: Float32Array, eps: number, a: ActName = 'none'): Float64Array {
   const y = new Float64Array(x.length);
   const cpg = c / groups;
   for (let bi = 0; bi < b; bi++) {
@@ -121,7 +122,7 @@ export function refGroupNorm(x: Float32Array, b: number, c: number, spatial: num
       for (let i = 0; i < len; i++) {
         const ch = g * cpg + Math.floor(i / spatial);
         const val = (x[start + i]! - mean) * r * w[ch]! + bias[ch]!;
-        y[start + i] = silu ? act.silu(val) : val;
+        y[start + i] = act[a](val);
       }
     }
   }

@@ -26,6 +26,7 @@ import type { IpAdapterPlus } from '../models/ip-adapter.js';
 import { NormalGenerator, type PNDMScheduler } from '../models/scheduler.js';
 import type { UNet2DConditionModel, UNetConfig } from '../models/unet.js';
 import type { VaeEncoder } from '../models/vae.js';
+import { adoptTap } from '../nn/context.js';
 import { aasOutputs, aasScores, type AasOutputs, type AasScores, type Qkv } from './aas.js';
 import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
 import { resolveHook, type HookPoint } from './hook.js';
@@ -100,14 +101,6 @@ export const CLIP_IMAGE_PROCESSOR: Readonly<ImageProcessorConfig> = Object.freez
 });
 
 const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
-
-/** Takes over a tensor the model kept outside every tidy (a recorded tap): returns a view owned by
- *  the current tidy, with `shape`, and releases the original handle. */
-function adopt(t: Tensor, shape: readonly number[] = t.shape): Tensor {
-  const view = t.reshape(shape);
-  t.dispose();
-  return view;
-}
 
 export class DiffSim {
   readonly settings: Readonly<ResolvedDiffSimSettings>;
@@ -228,7 +221,7 @@ export class DiffSim {
     const layers = enc.layers;
     // hidden_states[-2] is the output of layer L−2: the pass can stop there.
     const opts = { capture: ['penultimate'], ...(this.exec.earlyStop && layers.length >= 2 ? { stopAfter: layers[layers.length - 2]!.path } : {}) };
-    const run = (pixels: Tensor) => adopt(enc.forward(pixels, opts).taps.take('penultimate'));
+    const run = (pixels: Tensor) => adoptTap(enc.forward(pixels, opts).taps.take('penultimate'));
     if (this.settings.cfg && !this.uncondImage) {
       // diffusers' encode_image: the unconditional embedding is the encoder on an all-zeros pixel tensor.
       this.uncondImage = tidy(() => run(this.rt.zeros([1, 3, size, size]))).keep();
@@ -286,7 +279,7 @@ export class DiffSim {
         const take = (name: string) => {
           const t = pass.taps.take(name);
           // IP keys/values are recorded as (B, images, Nip, C): one image, so (B, Nip, C).
-          const x = adopt(t, t.rank === 4 ? [t.shape[0]!, t.shape[2]!, t.shape[3]!] : t.shape);
+          const x = adoptTap(t, t.rank === 4 ? [t.shape[0]!, t.shape[2]!, t.shape[3]!] : t.shape);
           return dedupe ? concat([x, x], 0) : x;
         };
         const qkv = { q: take(q), k: take(k), v: take(v) };

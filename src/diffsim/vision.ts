@@ -18,6 +18,7 @@ import type { RgbImage } from '../io/image.js';
 import { imageProcessor, imageProcessorGeometry, type ImageProcessorConfig } from '../io/preprocess.js';
 import { ClipModel, type ClipVisionModel } from '../models/clip-vision.js';
 import type { Dinov2Model } from '../models/dinov2.js';
+import { adoptTap } from '../nn/context.js';
 import { aasFromSums, aasOutputs, aasSums, pairScore, type AasOutputs, type AasScores, type AttentionLayout, type Qkv } from './aas.js';
 import { CLIP_IMAGE_PROCESSOR } from './core.js';
 
@@ -194,13 +195,6 @@ abstract class VisionMetric {
   }
 }
 
-/** Takes a recorded tap into the current tidy. */
-function adopt(t: Tensor): Tensor {
-  const view = t.reshape(t.shape);
-  t.dispose();
-  return view;
-}
-
 export interface ClipMetricOptions {
   /** Default: CLIPImageProcessor defaults (= openai/clip-vit-base-patch32's). */
   processor?: ImageProcessorConfig;
@@ -244,7 +238,7 @@ export class ClipMetric extends VisionMetric {
     const states = [...new Set(layers.flatMap((l) => (preLn ? [l, l + 1] : [l + 1])))];
     const globalName = v.visual_projection ? 'image_embeds' : 'pooler_output';
     const out = v.forward(pixels, { capture: [...states.map((i) => `hidden_states.${i}`), ...(preLn ? [] : layers.flatMap(projTaps)), globalName] });
-    const get = (name: string) => adopt(out.taps.take(name));
+    const get = (name: string) => adoptTap(out.taps.take(name));
     const hidden = new Map(states.map((i) => [i, get(`hidden_states.${i}`)]));
     const map = new Map<number, VisionLayerEmbedding>();
     for (const l of layers) {
@@ -292,7 +286,7 @@ export class Dinov2Metric extends VisionMetric {
       return [`${x.query.path}:out`, `${x.key.path}:out`, `${x.value.path}:out`, `${x.dense.path}:in`];
     };
     const out = m.forward(pixels, { capture: [...layers.flatMap(names), 'pooler_output'] });
-    const get = (name: string) => adopt(out.taps.take(name));
+    const get = (name: string) => adoptTap(out.taps.take(name));
     const map = new Map<number, VisionLayerEmbedding>();
     for (const l of layers) {
       const [q, k, v, feature] = names(l).map(get) as [Tensor, Tensor, Tensor, Tensor];

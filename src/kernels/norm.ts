@@ -1,8 +1,8 @@
-// GroupNorm (NCHW, optional fused SiLU), LayerNorm over the last axis, softmax over the last axis.
-// Biased variance, computed in two passes over the data (mean, then Σ(x − mean)²) for accuracy.
+// GroupNorm (NCHW, optional fused activation), LayerNorm over the last axis, softmax over the last
+// axis. Biased variance, computed in two passes over the data (mean, then Σ(x − mean)²) for accuracy.
 
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
-import { Params, WGSL_ACTIVATIONS, assertFloat, runElementwise, runtimeOf, shapeStr } from './common.js';
+import { Params, WGSL_ACTIVATIONS, assertFloat, runtimeOf, shapeStr, type Activation } from './common.js';
 
 const RED = 256;
 
@@ -33,20 +33,118 @@ fn wg_max(v: f32, lid: u32) -> f32 {
 }
 `;
 
-/** Per-row mean and 1/sqrt(var + eps) of a [rows, len] view: out [rows, 2]. */
-function rowStats(x: Tensor, rows: number, len: number, eps: number): Tensor {
-  const rt = runtimeOf(x);
-  return rt.run(
-    rt.kernel('row_stats', () => ({
-      inputs: 1,
-      outputs: 1,
-      uniforms: true,
-      code: /* wgsl */ `
-struct P { rows: u32, len: u32, eps: f32 }
+// GroupNorm over NCHW: group g of batch element b is the contiguous run of cpg = C/G channels ×
+// H·W pixels starting at (b·C + g·cpg)·H·W, so a (batch, group) "row" is len = cpg·H·W elements.
+// Two ways to normalise it, chosen by len:
+//
+//  single  (len ≤ GN_SINGLE_MAX): ONE dispatch, one 256-invocation workgroup per row. It reads the
+//          row three times from global memory: Σx → mean, Σ(x − mean)² → variance (centred, so it
+//          cannot go negative or cancel), then writes act((x − mean)·rstd·w[ch] + b[ch]).
+//  split   (len > GN_SINGLE_MAX): TWO dispatches. With only B·G = 32·B workgroups, a single
+//          workgroup per row leaves most of a large GPU idle and walks its row serially: at the
+//          SD1.5 VAE encoder's 512² shapes a row is 128 ch / 32 × 512² = 1 Mi elements, 4096 loads
+//          per invocation per pass on only 32 workgroups. So each row is cut into chunks:
+//            1. partial: a workgroup per (row, chunk) writes the chunk's mean m_k and centred
+//               M2_k = Σ(x − m_k)² (two passes over the chunk, which then sits in cache);
+//            2. apply: a workgroup per (row, chunk) first combines its row's chunk statistics,
+//               mean = Σ n_k·m_k / len and M2 = Σ M2_k + Σ n_k·(m_k − mean)² (every term ≥ 0: no
+//               cancellation), then normalises its chunk.
+//          Every apply workgroup repeats the combine over ≤ GN_MAX_CHUNKS values (one or two loads
+//          per invocation, cache-resident), which is cheaper than a third dispatch.
+//
+// Rows of SD1.5 at 512² (U-Net latent 64², B = 2 with CFG; VAE encoder B = 1, G = 32):
+//   U-Net 1280 ch @ 8²: 2 560 · 1280 @ 16²: 10 240 · 320 @ 32²: 10 240   → single
+//   U-Net 640 @ 32²: 20 480 · 320 @ 64²: 40 960 · 960 @ 64² (up_blocks.3): 122 880 → split
+//   VAE 512 @ 64² (down_blocks.3, mid block): 65 536 · 256 @ 128²: 131 072 · 256 @ 256²: 524 288 ·
+//   128 @ 512² (down_blocks.0): 1 048 576                                      → split
+// At 64² images (the lavapipe benchmark: latent 8², VAE rows ≤ 128 @ 64² = 16 384) every row takes
+// the single path. GN_SINGLE_MAX keeps the single path to ≤ 64 loads per invocation per pass; it is
+// a reasoned default, not a measured crossover (bench/kernels.ts times both paths on a GPU).
+// DIFFSIM_GROUPNORM=single | split | split:<chunk elements> forces a path (tests, benchmarks).
+
+/** Longest row (elements of one batch element's group) normalised by one workgroup in one dispatch. */
+export const GN_SINGLE_MAX = 16384;
+/** Target elements per chunk in the split path (16 per invocation). */
+const GN_CHUNK = 4096;
+/** Most chunks per row in the split path: the combine then reads one chunk per invocation. */
+const GN_MAX_CHUNKS = RED;
+
+export interface GroupNormOptions {
+  groups: number;
+  eps: number;
+  /** Activation applied after the affine transform, in the same pass (SiLU in ResNet blocks). */
+  act?: Activation;
+  /** 'auto' (default): single for rows ≤ GN_SINGLE_MAX elements, else split; see above. */
+  path?: GroupNormPath;
+  /** Elements per chunk in the split path (default: GN_CHUNK, more when a row would need over
+   *  GN_MAX_CHUNKS chunks). */
+  chunk?: number;
+}
+
+export type GroupNormPath = 'auto' | 'single' | 'split';
+
+/** The path and chunk length of a group norm over rows of `len` elements (exported for tests). */
+export function groupNormPlan(len: number, o: Pick<GroupNormOptions, 'path' | 'chunk'> = {}): { path: 'single' | 'split'; chunk: number; chunks: number } {
+  let path = o.path ?? 'auto';
+  let chunk = o.chunk;
+  if (path === 'auto') {
+    const forced = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.DIFFSIM_GROUPNORM;
+    if (forced) {
+      const m = /^(single|split)(?::(\d+))?$/.exec(forced);
+      if (!m) throw new Error(`DIFFSIM_GROUPNORM must be single, split or split:<chunk elements>, got "${forced}"`);
+      path = m[1] as 'single' | 'split';
+      if (m[2] !== undefined && chunk === undefined) chunk = Number(m[2]);
+    } else path = len > GN_SINGLE_MAX ? 'split' : 'single';
+  }
+  if (path === 'single') return { path, chunk: len, chunks: 1 };
+  if (chunk !== undefined && (!Number.isInteger(chunk) || chunk < 1)) throw new RangeError(`groupNorm: chunk must be a positive integer, got ${chunk}`);
+  const c = Math.max(1, chunk ?? Math.max(GN_CHUNK, Math.ceil(len / GN_MAX_CHUNKS)));
+  return { path, chunk: c, chunks: Math.max(1, Math.ceil(len / c)) };
+}
+
+/** GroupNorm over x [B, C, ...spatial] with per-channel weight/bias [C], then `act`: PyTorch's
+ *  F.group_norm (biased variance) in one dispatch, or two for long rows (see above). */
+export function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: GroupNormOptions): Tensor {
+  assertFloat(x, 'groupNorm');
+  if (x.rank < 2) throw new ShapeError(`groupNorm: expected [B, C, ...], got ${shapeStr(x.shape)}`);
+  const [b, c] = x.shape as [number, number];
+  if (!Number.isInteger(o.groups) || o.groups < 1 || c % o.groups !== 0) throw new ShapeError(`groupNorm: ${c} channels not divisible by ${o.groups} groups`);
+  if (weight.numel !== c || bias.numel !== c) throw new ShapeError(`groupNorm: weight/bias must have ${c} elements, got ${weight.numel} and ${bias.numel}`);
+  const rt = runtimeOf(x, weight, bias);
+  const spatial = x.numel / (b * c || 1);
+  const cpg = c / o.groups;
+  const rows = b * o.groups;
+  const len = cpg * spatial;
+  const act = o.act ?? 'none';
+  const plan = groupNormPlan(len, o);
+  // The row's channel for element i of the row: ch0 + i / spatial (ch0 = (row % G)·cpg).
+  const shared = /* wgsl */ `
+struct P { rows: u32, len: u32, spatial: u32, cpg: u32, groups: u32, chunk: u32, chunks: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> stats: array<vec2<f32>>;
 ${WGSL_WG_SUM}
+${WGSL_ACTIVATIONS}
+/** Writes act((x − mean)·rstd·w + b) for elements [start, end) of row \`row\`. */
+fn normalise(row: u32, start: u32, end: u32, mean: f32, rstd: f32, lid: u32) {
+  let base = row * p.len;
+  let ch0 = (row % p.groups) * p.cpg;
+  for (var i = start + lid; i < end; i += ${RED}u) {
+    let ch = ch0 + i / p.spatial;
+    y[base + i] = act_${act}((x[base + i] - mean) * rstd * w[ch] + bias[ch]);
+  }
+}`;
+  const params = new Params().u32(rows, len, spatial, cpg, o.groups, plan.chunk, plan.chunks).f32(o.eps).build();
+  if (plan.path === 'single') {
+    return rt.run(
+      rt.kernel(`group_norm:${act}`, () => ({
+        inputs: 3,
+        outputs: 1,
+        uniforms: true,
+        code: /* wgsl */ `
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+${shared}
 @compute @workgroup_size(${RED})
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
@@ -58,59 +156,88 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   let mean = wg_sum(s, lid) / f32(p.len);
   var q = 0.0;
   for (var i = lid; i < p.len; i += ${RED}u) { let d = x[base + i] - mean; q += d * d; }
-  let v = wg_sum(q, lid) / f32(p.len);
-  if (lid == 0u) { stats[row] = vec2<f32>(mean, inverseSqrt(v + p.eps)); }
+  let rstd = inverseSqrt(wg_sum(q, lid) / f32(p.len) + p.eps);
+  normalise(row, 0u, p.len, mean, rstd, lid);
+}`,
+      })),
+      { params, inputs: [x, weight, bias], outputs: [{ shape: x.shape }], workgroups: rt.grid(rows) },
+    )[0]!;
+  }
+  // Split: partials [rows·chunks] of (m_k, M2_k), then combine + apply.
+  const partial = rt.run(
+    rt.kernel('group_norm_partial', () => ({
+      inputs: 1,
+      outputs: 1,
+      uniforms: true,
+      code: /* wgsl */ `
+struct P { rows: u32, len: u32, spatial: u32, cpg: u32, groups: u32, chunk: u32, chunks: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> part: array<vec2<f32>>;
+${WGSL_WG_SUM}
+@compute @workgroup_size(${RED})
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let id = wid.x + wid.y * nwg.x;
+  if (id >= p.rows * p.chunks) { return; }
+  let lid = lid3.x;
+  let row = id / p.chunks;
+  let start = (id % p.chunks) * p.chunk;
+  let n = min(p.chunk, p.len - start);
+  let base = row * p.len + start;
+  var s = 0.0;
+  for (var i = lid; i < n; i += ${RED}u) { s += x[base + i]; }
+  let m = wg_sum(s, lid) / f32(n);
+  var q = 0.0;
+  for (var i = lid; i < n; i += ${RED}u) { let d = x[base + i] - m; q += d * d; }
+  let m2 = wg_sum(q, lid);
+  if (lid == 0u) { part[id] = vec2<f32>(m, m2); }
 }`,
     })),
-    { params: new Params().u32(rows, len).f32(eps).build(), inputs: [x], outputs: [{ shape: [rows, 2] }], workgroups: rt.grid(rows) },
+    { params, inputs: [x], outputs: [{ shape: [rows * plan.chunks, 2] }], workgroups: rt.grid(rows * plan.chunks) },
   )[0]!;
-}
-
-export interface GroupNormOptions {
-  groups: number;
-  eps: number;
-  /** Apply SiLU after the affine transform (ResNet blocks). */
-  silu?: boolean;
-}
-
-/** GroupNorm over x [B, C, ...spatial] with per-channel weight/bias [C]. */
-export function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: GroupNormOptions): Tensor {
-  assertFloat(x, 'groupNorm');
-  if (x.rank < 2) throw new ShapeError(`groupNorm: expected [B, C, ...], got ${shapeStr(x.shape)}`);
-  const [b, c] = x.shape as [number, number];
-  if (!Number.isInteger(o.groups) || o.groups < 1 || c % o.groups !== 0) throw new ShapeError(`groupNorm: ${c} channels not divisible by ${o.groups} groups`);
-  if (weight.numel !== c || bias.numel !== c) throw new ShapeError(`groupNorm: weight/bias must have ${c} elements, got ${weight.numel} and ${bias.numel}`);
-  const rt = runtimeOf(x, weight, bias);
-  const spatial = x.numel / (b * c || 1);
-  const groupLen = (c / o.groups) * spatial;
-  const stats = rowStats(x, b * o.groups, groupLen, o.eps);
-  const n = x.numel;
-  const act = o.silu ? 'silu' : 'none';
-  const [y] = runElementwise(
-    rt,
-    `group_norm_apply:${act}`,
-    () => ({
-      fields: 'c: u32, spatial: u32, cpg: u32',
-      bindings: ['var<storage, read> x: array<f32>', 'var<storage, read> stats: array<vec2<f32>>', 'var<storage, read> w: array<f32>', 'var<storage, read> bias: array<f32>', 'var<storage, read_write> y: array<f32>'],
+  const y = rt.run(
+    rt.kernel(`group_norm_split:${act}`, () => ({
       inputs: 4,
       outputs: 1,
-      prelude: WGSL_ACTIVATIONS,
-      body: `let bc = i / p.spatial;
-  let ch = bc % p.c;
-  let st = stats[(bc / p.c) * (p.c / p.cpg) + ch / p.cpg];
-  y[i] = act_${act}((x[i] - st.x) * st.y * w[ch] + bias[ch]);`,
-    }),
-    n,
-    new Params().u32(c, spatial, c / o.groups),
-    [x, stats, weight, bias],
-    [{ shape: x.shape }],
-  );
-  stats.dispose();
-  return y!;
+      uniforms: true,
+      code: /* wgsl */ `
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> part: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+${shared}
+@compute @workgroup_size(${RED})
+fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let id = wid.x + wid.y * nwg.x;
+  if (id >= p.rows * p.chunks) { return; }
+  let lid = lid3.x;
+  let row = id / p.chunks;
+  let first = row * p.chunks;
+  // The row's mean from the chunk means weighted by chunk length, then its centred M2.
+  var s = 0.0;
+  for (var k = lid; k < p.chunks; k += ${RED}u) { s += f32(min(p.chunk, p.len - k * p.chunk)) * part[first + k].x; }
+  let mean = wg_sum(s, lid) / f32(p.len);
+  var q = 0.0;
+  for (var k = lid; k < p.chunks; k += ${RED}u) {
+    let pk = part[first + k];
+    let d = pk.x - mean;
+    q += pk.y + f32(min(p.chunk, p.len - k * p.chunk)) * d * d;
+  }
+  let rstd = inverseSqrt(wg_sum(q, lid) / f32(p.len) + p.eps);
+  let start = (id % p.chunks) * p.chunk;
+  normalise(row, start, min(start + p.chunk, p.len), mean, rstd, lid);
+}`,
+    })),
+    { params, inputs: [x, partial, weight, bias], outputs: [{ shape: x.shape }], workgroups: rt.grid(rows * plan.chunks) },
+  )[0]!;
+  partial.dispose();
+  return y;
 }
 
 /** LayerNorm over the last axis with weight/bias [C], in one pass: a workgroup per row computes the
- *  row's mean and 1/sqrt(var + eps) as `rowStats` does (same sums, same order) and normalises it. */
+ *  row's mean and 1/sqrt(var + eps) as groupNorm's single path does (same sums, same order) and
+ *  normalises it. */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
   assertFloat(x, 'layerNorm');
   const c = x.shape[x.rank - 1];

@@ -50,8 +50,8 @@ export class ResnetBlock2D {
         if (!tembSilu) throw new Error(`${this.path}: needs a time embedding`);
         temb = this.time_emb_proj.forward(tembSilu, ctx);
       }
-      let h = this.conv1.forward(this.norm1.forward(x, ctx, { silu: true }), ctx, { batchBias: temb });
-      h = this.norm2.forward(h, ctx, { silu: true });
+      let h = this.conv1.forward(this.norm1.forward(x, ctx, { act: 'silu' }), ctx, { batchBias: temb });
+      h = this.norm2.forward(h, ctx, { act: 'silu' });
       const shortcut = this.conv_shortcut ? this.conv_shortcut.forward(x, ctx) : x;
       return this.conv2.forward(h, ctx, { residual: shortcut });
     });

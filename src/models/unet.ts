@@ -346,7 +346,7 @@ export class UNet2DConditionModel {
         h.dispose();
         h = next;
       }
-      const out = this.conv_out.forward(this.conv_norm_out.forward(h, ctx, { silu: true }), ctx);
+      const out = this.conv_out.forward(this.conv_norm_out.forward(h, ctx, { act: 'silu' }), ctx);
       ctx.record('output.sample', out);
       return out;
     });

@@ -134,7 +134,7 @@ export class VaeEncoder {
       if (this.mid_attention) h = this.mid_attention.forward(h, ctx);
       h = this.mid_resnets[1]!.forward(h, ctx);
       ctx.record('encoder.mid_block:out', h);
-      h = this.conv_out.forward(this.conv_norm_out.forward(h, ctx, { silu: true }), ctx);
+      h = this.conv_out.forward(this.conv_norm_out.forward(h, ctx, { act: 'silu' }), ctx);
       const moments = this.quant_conv.forward(h, ctx);
       const [b, c2, hh, ww] = moments.shape as [number, number, number, number];
       const lc = c2 / 2;

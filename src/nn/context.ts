@@ -98,6 +98,14 @@ export class Taps {
   }
 }
 
+/** Takes over a tensor a pass kept outside every tidy (a tap handed over by `Taps.take`): returns a
+ *  view with `shape` (same elements) owned by the current tidy, and releases the original handle. */
+export function adoptTap(t: Tensor, shape: readonly number[] = t.shape): Tensor {
+  const view = t.reshape(shape);
+  t.dispose();
+  return view;
+}
+
 function listNames(names: readonly string[], max = 8): string {
   if (!names.length) return '(none)';
   return names.length > max ? `${names.slice(0, max).join(', ')}, … (${names.length} in all)` : names.join(', ');

@@ -122,15 +122,15 @@ export class GroupNorm {
     this.bias = scope.param('bias', [channels]);
     scope.tap(':out');
   }
-  /** GroupNorm, optionally followed by SiLU fused into the same pass (unfused when the
-   *  pre-activation output `<path>:out` is being recorded). */
-  forward(x: Tensor, ctx?: ForwardContext, o: { silu?: boolean } = {}): Tensor {
-    const silu = o.silu ?? false;
+  /** GroupNorm, optionally followed by an activation (SiLU in ResNet blocks) fused into the same
+   *  dispatch; unfused when the pre-activation output `<path>:out` is being recorded. */
+  forward(x: Tensor, ctx?: ForwardContext, o: { act?: Activation } = {}): Tensor {
+    const act = o.act ?? 'none';
     const record = ctx?.wants(`${this.path}:out`) ?? false;
-    const y = groupNorm(x, this.weight.tensor, this.bias.tensor, { groups: this.groups, eps: this.eps, silu: silu && !record });
+    const y = groupNorm(x, this.weight.tensor, this.bias.tensor, { groups: this.groups, eps: this.eps, act: record ? 'none' : act });
     if (!record) return y;
     ctx!.record(`${this.path}:out`, y);
-    return silu ? unary(y, 'silu') : y;
+    return act === 'none' ? y : unary(y, act);
   }
 }
 
