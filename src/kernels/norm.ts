@@ -62,6 +62,19 @@ fn wg_max(v: f32, lid: u32) -> f32 {
 // a reasoned default, not a measured crossover (bench/kernels.ts times both paths on a GPU).
 // DIFFSIM_GROUPNORM=single | split | split:<chunk elements> forces a path (tests, benchmarks).
 
+/** The mean and 1/√(var + eps) of x[base, base + len) with the biased variance from the centred
+ *  sum (two reads of the row, never negative), summed over the workgroup (needs `wg_sum` and a
+ *  binding `x`): LayerNorm rows and GroupNorm's one-dispatch rows. */
+const WGSL_ROW_MOMENTS = /* wgsl */ `
+fn row_moments(base: u32, len: u32, eps: f32, lid: u32) -> vec2<f32> {
+  var s = 0.0;
+  for (var i = lid; i < len; i += ${RED}u) { s += x[base + i]; }
+  let mean = wg_sum(s, lid) / f32(len);
+  var q = 0.0;
+  for (var i = lid; i < len; i += ${RED}u) { let d = x[base + i] - mean; q += d * d; }
+  return vec2<f32>(mean, inverseSqrt(wg_sum(q, lid) / f32(len) + eps));
+}`;
+
 /** Longest row (elements of one batch element's group) normalised by one workgroup in one dispatch. */
 export const GN_SINGLE_MAX = 16384;
 /** Target elements per chunk in the split path (16 per invocation). */
@@ -145,18 +158,16 @@ fn normalise(row: u32, start: u32, end: u32, mean: f32, rstd: f32, lid: u32) {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 ${shared}
+${WGSL_ROW_MOMENTS}
 @compute @workgroup_size(${RED})
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.rows) { return; }
   let lid = lid3.x;
   let base = row * p.len;
-  var s = 0.0;
-  for (var i = lid; i < p.len; i += ${RED}u) { s += x[base + i]; }
-  let mean = wg_sum(s, lid) / f32(p.len);
-  var q = 0.0;
-  for (var i = lid; i < p.len; i += ${RED}u) { let d = x[base + i] - mean; q += d * d; }
-  let rstd = inverseSqrt(wg_sum(q, lid) / f32(p.len) + p.eps);
+  let moments = row_moments(base, p.len, p.eps, lid);
+  let mean = moments.x;
+  let rstd = moments.y;
   normalise(row, 0u, p.len, mean, rstd, lid);
 }`,
       })),
@@ -258,18 +269,16 @@ struct P { rows: u32, len: u32, eps: f32 }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 ${WGSL_WG_SUM}
+${WGSL_ROW_MOMENTS}
 @compute @workgroup_size(${RED})
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
   if (row >= p.rows) { return; }
   let lid = lid3.x;
   let base = row * p.len;
-  var s = 0.0;
-  for (var i = lid; i < p.len; i += ${RED}u) { s += x[base + i]; }
-  let mean = wg_sum(s, lid) / f32(p.len);
-  var q = 0.0;
-  for (var i = lid; i < p.len; i += ${RED}u) { let d = x[base + i] - mean; q += d * d; }
-  let rstd = inverseSqrt(wg_sum(q, lid) / f32(p.len) + p.eps);
+  let moments = row_moments(base, p.len, p.eps, lid);
+  let mean = moments.x;
+  let rstd = moments.y;
   for (var i = lid; i < p.len; i += ${RED}u) { y[base + i] = (x[base + i] - mean) * rstd * w[i] + bias[i]; }
 }`,
     })),
