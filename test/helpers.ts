@@ -128,3 +128,19 @@ export function compute(fn: () => Tensor): Promise<Float32Array> {
 export async function block(fn: () => Promise<void>): Promise<void> {
   await fn();
 }
+
+/** Runs `fn` with environment variables set (undefined: removed), restoring them afterwards. */
+export function withEnv<T>(vars: Readonly<Record<string, string | undefined>>, fn: () => Promise<T>): Promise<T> {
+  const prev: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(vars)) {
+    prev[k] = process.env[k];
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  return fn().finally(() => {
+    for (const [k, v] of Object.entries(prev)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+}

@@ -6,20 +6,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { conv1x1FromTokens, conv2d, linear, linearSplit, TILES } from '../src/kernels/matmul.js';
 import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
-import { assertClose, block, randn, rejects, runtime, take } from './helpers.js';
+import { assertClose, block, randn, rejects, runtime, take, withEnv } from './helpers.js';
 import { convOutSize, refConv, refLinear, refPermute, type ConvShape } from './reference.js';
 
 const TOL = 1e-5;
 
-function withTile<T>(tile: string | undefined, fn: () => Promise<T>): Promise<T> {
-  const prev = process.env.DIFFSIM_GEMM_TILE;
-  if (tile) process.env.DIFFSIM_GEMM_TILE = tile;
-  else delete process.env.DIFFSIM_GEMM_TILE;
-  return fn().finally(() => {
-    if (prev === undefined) delete process.env.DIFFSIM_GEMM_TILE;
-    else process.env.DIFFSIM_GEMM_TILE = prev;
-  });
-}
+const withTile = <T>(tile: string | undefined, fn: () => Promise<T>): Promise<T> => withEnv({ DIFFSIM_GEMM_TILE: tile }, fn);
 
 // [M, K, n (per part), parts]
 const SPLIT_CASES: [number, number, number, number][] = [

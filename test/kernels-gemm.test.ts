@@ -4,21 +4,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { conv2d, linear, matmul, TILES } from '../src/kernels/matmul.js';
 import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
-import { assertClose, randn, rejects, rng, runtime, block, compute } from './helpers.js';
+import { assertClose, randn, rejects, rng, runtime, block, compute, withEnv } from './helpers.js';
 import { convOutSize, refConv, refConvAt, refLinear, refMatmul, type ActName, type ConvShape } from './reference.js';
 
 const TOL = 1e-5;
 const TILE_NAMES = Object.keys(TILES) as (keyof typeof TILES)[];
 
-function withTile<T>(tile: string | undefined, fn: () => Promise<T>): Promise<T> {
-  const prev = process.env.DIFFSIM_GEMM_TILE;
-  if (tile) process.env.DIFFSIM_GEMM_TILE = tile;
-  else delete process.env.DIFFSIM_GEMM_TILE;
-  return fn().finally(() => {
-    if (prev === undefined) delete process.env.DIFFSIM_GEMM_TILE;
-    else process.env.DIFFSIM_GEMM_TILE = prev;
-  });
-}
+const withTile = <T>(tile: string | undefined, fn: () => Promise<T>): Promise<T> => withEnv({ DIFFSIM_GEMM_TILE: tile }, fn);
 
 const AWKWARD: [number, number, number][] = [
   [1, 1, 1],

@@ -14,7 +14,7 @@ import { Runtime, tidy, type Tensor } from '../src/gpu/runtime.js';
 import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
 import { conv1x1FromTokens, conv2d, linear, linearSplit, matmul } from '../src/kernels/matmul.js';
 import { attention } from '../src/kernels/attention.js';
-import { assertClose, randn } from './helpers.js';
+import { assertClose, randn, withEnv } from './helpers.js';
 import { refAttention, refConv, refLinear, refMatmul, refPermute, type ActName, type ConvShape } from './reference.js';
 
 const EMULATED_TOL = 2e-6;
@@ -25,27 +25,12 @@ const ATTENTION_TOL = 2e-3;
 
 const round16 = (x: Float32Array) => f16ArrayToF32(f32ArrayToF16(x));
 
-function withEnv<T>(vars: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {
-  const prev: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(vars)) {
-    prev[k] = process.env[k];
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
-  return fn().finally(() => {
-    for (const [k, v] of Object.entries(prev)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  });
-}
 
-async function read(rt: Runtime, fn: () => Tensor | Tensor[]): Promise<Float32Array[]> {
+async function read(fn: () => Tensor | Tensor[]): Promise<Float32Array[]> {
   const out = tidy(fn);
   const list = Array.isArray(out) ? out : [out];
   const values = await Promise.all(list.map((t) => t.read() as Promise<Float32Array>));
   for (const t of list) t.dispose();
-  void rt;
   return values;
 }
 
@@ -68,7 +53,7 @@ async function checkAttention(rt: Runtime, tol: number, label: string, full = tr
     const q = randn(b * h * nq * d, seed++);
     const k = randn(b * h * nk * d, seed++);
     const v = randn(b * h * nk * d, seed++);
-    const [y] = await read(rt, () => attention(rt.upload(q, [b, h, nq, d]), rt.upload(k, [b, h, nk, d]), rt.upload(v, [b, h, nk, d]), { heads: h, layout: 'split' }));
+    const [y] = await read(() => attention(rt.upload(q, [b, h, nq, d]), rt.upload(k, [b, h, nk, d]), rt.upload(v, [b, h, nk, d]), { heads: h, layout: 'split' }));
     const qs = round16(q.map((x) => x * scale));
     assertClose(y!, refAttention(qs, round16(k), round16(v), b, h, nq, nk, d, 1, false), tol, `${label} attention split b${b} h${h} nq${nq} nk${nk} d${d}`);
   }
@@ -80,7 +65,7 @@ async function checkAttention(rt: Runtime, tol: number, label: string, full = tr
   const v = randn(2 * n * h * d, seed++);
   const qBatch = [0, 0, 1, 1];
   const kvBatch = [0, 1, 0, 1];
-  const [y] = await read(rt, () => attention(rt.upload(q, [2, n, h * d]), rt.upload(k, [2, n, h * d]), rt.upload(v, [2, n, h * d]), { heads: h, qBatch, kvBatch }));
+  const [y] = await read(() => attention(rt.upload(q, [2, n, h * d]), rt.upload(k, [2, n, h * d]), rt.upload(v, [2, n, h * d]), { heads: h, qBatch, kvBatch }));
   const split = (x: Float32Array) => Float32Array.from(refPermute(x, [2, n, h, d], [0, 2, 1, 3]));
   const [qs, ks, vs] = [split(round16(q.map((x) => x / Math.sqrt(d)))), split(round16(k)), split(round16(v))];
   const per = h * n * d;
@@ -100,17 +85,17 @@ async function checkAll(rt: Runtime, tol: number, label: string, full = true): P
     const [m, k, n] = [70, 40, 130];
     const x = randn(m * k, seed++);
     const w = randn(n * k, seed++, 0.3);
-    const [y] = await read(rt, () => linear(rt.upload(x, [m, k]), rt.upload(w, [n, k])));
+    const [y] = await read(() => linear(rt.upload(x, [m, k]), rt.upload(w, [n, k])));
     assertClose(y!, refLinear(round16(x), round16(w), m, k, n), tol, `${label} linear ${m}x${k}x${n}`);
     const c: ConvShape = { b: 1, cin: 8, h: 12, w: 10, cout: 17, kh: 3, kw: 3, stride: 2, pad: [0, 1, 0, 1] };
     const xc = randn(c.b * c.cin * c.h * c.w, seed++);
     const wc = randn(c.cout * c.cin * 9, seed++, 0.3);
-    const [yc] = await read(rt, () => conv2d(rt.upload(xc, [c.b, c.cin, c.h, c.w]), rt.upload(wc, [c.cout, c.cin, 3, 3]), { stride: 2, padding: c.pad }));
+    const [yc] = await read(() => conv2d(rt.upload(xc, [c.b, c.cin, c.h, c.w]), rt.upload(wc, [c.cout, c.cin, 3, 3]), { stride: 2, padding: c.pad }));
     assertClose(yc!, refConv(round16(xc), round16(wc), c), tol, `${label} conv 3x3 stride 2`);
     const [batch, mm, kk, nn] = [3, 33, 40, 18];
     const a = randn(batch * mm * kk, seed++);
     const bm = randn(batch * kk * nn, seed++, 0.5);
-    const [ym] = await read(rt, () => matmul(rt.upload(a, [batch, mm, kk]), rt.upload(bm, [batch, nn, kk]), { transposeB: true }));
+    const [ym] = await read(() => matmul(rt.upload(a, [batch, mm, kk]), rt.upload(bm, [batch, nn, kk]), { transposeB: true }));
     assertClose(ym!, refMatmul(round16(a), round16(bm), batch, mm, kk, nn, true, true), tol, `${label} matmul transposeB`);
     return;
   }
@@ -123,9 +108,9 @@ async function checkAll(rt: Runtime, tol: number, label: string, full = true): P
   ] as [number, number, number][]) {
     const x = randn(m * k, seed++);
     const w = randn(n * k, seed++, 0.3);
-    const [y] = await read(rt, () => linear(rt.upload(x, [m, k]), rt.upload(w, [n, k])));
+    const [y] = await read(() => linear(rt.upload(x, [m, k]), rt.upload(w, [n, k])));
     assertClose(y!, refLinear(round16(x), round16(w), m, k, n), tol, `${label} linear ${m}x${k}x${n}`);
-    const [y16] = await read(rt, () => linear(rt.upload(x, [m, k]), rt.upload(f32ArrayToF16(w), [n, k], 'f16')));
+    const [y16] = await read(() => linear(rt.upload(x, [m, k]), rt.upload(f32ArrayToF16(w), [n, k], 'f16')));
     assertClose(y16!, refLinear(round16(x), round16(w), m, k, n), tol, `${label} linear f16 weights ${m}x${k}x${n}`);
   }
   // linear epilogues: bias, activation, residual, leading batch dims.
@@ -136,7 +121,7 @@ async function checkAll(rt: Runtime, tol: number, label: string, full = true): P
     const bias = randn(n, seed++);
     const res = randn(b * t * n, seed++);
     for (const act of ['gelu', 'silu'] as ActName[]) {
-      const [y] = await read(rt, () => linear(rt.upload(x, [b, t, k]), rt.upload(w, [n, k]), { bias: rt.upload(bias, [n]), act, residual: rt.upload(res, [b, t, n]) }));
+      const [y] = await read(() => linear(rt.upload(x, [b, t, k]), rt.upload(w, [n, k]), { bias: rt.upload(bias, [n]), act, residual: rt.upload(res, [b, t, n]) }));
       assertClose(y!, refLinear(round16(x), round16(w), b * t, k, n, bias, act, res), tol, `${label} linear ${act} + bias + residual`);
     }
   }
@@ -146,7 +131,7 @@ async function checkAll(rt: Runtime, tol: number, label: string, full = true): P
     const x = randn(m * k, seed++);
     const w = randn(3 * n * k, seed++, 0.3);
     const bias = randn(3 * n, seed++);
-    const parts = await read(rt, () => linearSplit(rt.upload(x, [m, k]), rt.upload(w, [3 * n, k]), 3, rt.upload(bias, [3 * n])));
+    const parts = await read(() => linearSplit(rt.upload(x, [m, k]), rt.upload(w, [3 * n, k]), 3, rt.upload(bias, [3 * n])));
     const full = refLinear(round16(x), round16(w), m, k, 3 * n, bias);
     for (let p = 0; p < 3; p++) {
       const expect = new Float64Array(m * n);
@@ -159,7 +144,7 @@ async function checkAll(rt: Runtime, tol: number, label: string, full = true): P
     const [batch, m, k, n] = [3, 33, 40, 18];
     const a = randn(batch * m * k, seed++);
     const bm = randn(batch * k * n, seed++, 0.5);
-    const [y] = await read(rt, () => matmul(rt.upload(a, [batch, m, k]), rt.upload(bm, transposeB ? [batch, n, k] : [batch, k, n]), { transposeB }));
+    const [y] = await read(() => matmul(rt.upload(a, [batch, m, k]), rt.upload(bm, transposeB ? [batch, n, k] : [batch, k, n]), { transposeB }));
     assertClose(y!, refMatmul(round16(a), round16(bm), batch, m, k, n, true, transposeB), tol, `${label} matmul transposeB=${transposeB}`);
   }
   // conv2d: 3×3 with padding, stride 2 with the VAE's asymmetric padding, bias + batch bias + residual.
@@ -172,7 +157,7 @@ async function checkAll(rt: Runtime, tol: number, label: string, full = true): P
     const x = randn(c.b * c.cin * c.h * c.w, seed++);
     const w = randn(c.cout * c.cin * c.kh * c.kw, seed++, 0.3);
     const bias = randn(c.cout, seed++);
-    const [y] = await read(rt, () => conv2d(rt.upload(x, [c.b, c.cin, c.h, c.w]), rt.upload(f32ArrayToF16(w), [c.cout, c.cin, c.kh, c.kw], 'f16'), { bias: rt.upload(bias, [c.cout]), stride: c.stride, padding: c.pad }));
+    const [y] = await read(() => conv2d(rt.upload(x, [c.b, c.cin, c.h, c.w]), rt.upload(f32ArrayToF16(w), [c.cout, c.cin, c.kh, c.kw], 'f16'), { bias: rt.upload(bias, [c.cout]), stride: c.stride, padding: c.pad }));
     assertClose(y!, refConv(round16(x), round16(w), c, bias), tol, `${label} conv ${c.name}`);
   }
   {
@@ -183,7 +168,7 @@ async function checkAll(rt: Runtime, tol: number, label: string, full = true): P
     const bias = randn(c.cout, seed++);
     const bb = randn(c.b * c.cout, seed++);
     const res = randn(c.b * c.cout * 36, seed++);
-    const [y] = await read(rt, () => conv2d(rt.upload(x, [2, 16, 6, 6]), rt.upload(w, [24, 16, 3, 3]), { bias: rt.upload(bias, [24]), batchBias: rt.upload(bb, [2, 24]), padding: 1, residual: rt.upload(res, [2, 24, 6, 6]) }));
+    const [y] = await read(() => conv2d(rt.upload(x, [2, 16, 6, 6]), rt.upload(w, [24, 16, 3, 3]), { bias: rt.upload(bias, [24]), batchBias: rt.upload(bb, [2, 24]), padding: 1, residual: rt.upload(res, [2, 24, 6, 6]) }));
     const ref = refConv(round16(x), round16(w), c, bias, res);
     for (let bi = 0; bi < 2; bi++) for (let co = 0; co < 24; co++) for (let i = 0; i < 36; i++) ref[(bi * 24 + co) * 36 + i]! += bb[bi * 24 + co]!;
     assertClose(y!, ref, tol, `${label} conv + batch bias + residual`);
@@ -193,13 +178,13 @@ async function checkAll(rt: Runtime, tol: number, label: string, full = true): P
     const [b, cin, h, w, cout] = [2, 32, 4, 5, 24];
     const x = randn(b * cin * h * w, seed++);
     const wt = randn(cout * cin, seed++, 0.3);
-    const [tok] = await read(rt, () => conv2d(rt.upload(x, [b, cin, h, w]), rt.upload(wt, [cout, cin, 1, 1]), { tokensOut: true }));
+    const [tok] = await read(() => conv2d(rt.upload(x, [b, cin, h, w]), rt.upload(wt, [cout, cin, 1, 1]), { tokensOut: true }));
     const nchw = refConv(round16(x), round16(wt), { b, cin, h, w, cout, kh: 1, kw: 1, stride: 1, pad: [0, 0, 0, 0] });
     const expectTok = new Float64Array(b * h * w * cout);
     for (let bi = 0; bi < b; bi++) for (let co = 0; co < cout; co++) for (let i = 0; i < h * w; i++) expectTok[(bi * h * w + i) * cout + co] = nchw[(bi * cout + co) * h * w + i]!;
     assertClose(tok!, expectTok, tol, `${label} conv 1x1 tokensOut`);
     const tokens = randn(b * h * w * cin, seed++);
-    const [img] = await read(rt, () => conv1x1FromTokens(rt.upload(tokens, [b, h * w, cin]), rt.upload(wt, [cout, cin, 1, 1]), h, w));
+    const [img] = await read(() => conv1x1FromTokens(rt.upload(tokens, [b, h * w, cin]), rt.upload(wt, [cout, cin, 1, 1]), h, w));
     const asImage = new Float32Array(b * cin * h * w);
     for (let bi = 0; bi < b; bi++) for (let i = 0; i < h * w; i++) for (let ci = 0; ci < cin; ci++) asImage[(bi * cin + ci) * h * w + i] = tokens[(bi * h * w + i) * cin + ci]!;
     assertClose(img!, refConv(round16(asImage), round16(wt), { b, cin, h, w, cout, kh: 1, kw: 1, stride: 1, pad: [0, 0, 0, 0] }), tol, `${label} conv1x1FromTokens`);
@@ -235,7 +220,7 @@ test('the emulated GEMM path is really taken: its result differs from the f32 ke
   const run = async (mode: 'emulate' | 'off') => {
     const rt = await Runtime.create({ tensorCores: mode });
     try {
-      return (await read(rt, () => linear(rt.upload(x, [m, k]), rt.upload(w, [n, k]))))[0]!;
+      return (await read(() => linear(rt.upload(x, [m, k]), rt.upload(w, [n, k]))))[0]!;
     } finally {
       rt.destroy();
     }
