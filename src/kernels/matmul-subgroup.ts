@@ -15,7 +15,7 @@
 import type { SubgroupMatrixSupport } from '../gpu/runtime.js';
 import { WGSL_ACTIVATIONS, storageType } from './common.js';
 import { matrixOps } from './subgroup-matrix.js';
-import { GEMM_PARAMS, gemmEpilogue, load, type GemmVariant } from './matmul.js';
+import { GEMM_PARAMS, gemmEpilogue, load, type GemmVariant } from './gemm-code.js';
 
 export interface SubgroupTile {
   /** Subgroups per workgroup along m and n. */

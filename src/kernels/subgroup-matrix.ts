@@ -67,7 +67,6 @@ function emulatedOps(sm: SubgroupMatrixSupport, f16Arrays: readonly string[]): M
     return i;
   };
   const cases = f16Arrays.map((a, i) => `    case ${i}u: { return f32(${a}[idx]); }`).join('\n');
-  const stores = new Set<string>();
   return {
     prelude: `enable f16;
 struct EmuOperand { arr: u32, off: u32, stride: u32, col_major: bool }
@@ -105,7 +104,6 @@ fn emu_mma(l: EmuOperand, r: EmuOperand, acc: EmuResult) -> EmuResult {
     loadRight: (arr, offset, colMajor, stride) => `EmuOperand(${id(arr)}u, ${offset}, ${stride}u, ${colMajor})`,
     mma: (l, r, acc) => `emu_mma(${l}, ${r}, ${acc})`,
     store: (arr, offset, value, stride) => {
-      stores.add(arr);
       return `for (var emu_i = 0u; emu_i < ${per}u; emu_i++) {
       let emu_e = emu_lane + emu_i * ${SG}u;
       ${arr}[${offset} + (emu_e / ${sm.N}u) * ${stride}u + emu_e % ${sm.N}u] = ${value}.v[emu_i];
