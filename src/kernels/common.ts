@@ -68,6 +68,39 @@ export function storageType(dtype: DType): string {
   }
 }
 
+/** WGSL element type of an output binding of `dtype`. f16 tensors are written element by element
+ *  as `f16` (WGSL's `enable f16`, i.e. the adapter's `shader-f16`), so no two invocations share a
+ *  word; they are read anywhere as packed pairs (`storageType`), the same bytes. */
+export function outputType(dtype: DType): string {
+  return dtype === 'f16' ? 'f16' : storageType(dtype);
+}
+
+/** The f32 expression `expr` as a value for an output of `dtype`: f16 saturates to its finite
+ *  range (±65504), since an out-of-range conversion is undefined in WGSL. */
+export function storeValue(dtype: DType, expr: string): string {
+  return dtype === 'f16' ? `f16(clamp(${expr}, -65504.0, 65504.0))` : expr;
+}
+
+/** The `enable f16;` directive a module needs when it writes any tensor of these dtypes (it must
+ *  open the module). */
+export function enableF16(...dtypes: readonly DType[]): string {
+  return dtypes.includes('f16') ? 'enable f16;\n' : '';
+}
+
+/** Activations are f32 or f16; an op's result takes the dtype of its (first) activation input. */
+export type ActivationDType = 'f32' | 'f16';
+
+/** Checks that `t` is an f32 or f16 activation and returns its dtype; f16 activations are written
+ *  as f16 elements, which needs the adapter's `shader-f16`. */
+export function activationDtype(t: Tensor, what: string): ActivationDType {
+  if (t.dtype === 'f32') return 'f32';
+  if (t.dtype === 'f16') {
+    if (!t.runtime.hasShaderF16) throw new TypeError(`${what}: f16 activations need the adapter's shader-f16 feature, which this adapter (${t.runtime.adapterInfo.description}) does not offer`);
+    return 'f16';
+  }
+  throw new TypeError(`${what}: expected an f32 or f16 tensor, got ${t.dtype}`);
+}
+
 /** WGSL expression reading element `index` of buffer `name` as f32. */
 export function loadF32(name: string, dtype: DType, index: string): string {
   if (dtype === 'f16') return `unpack2x16float(${name}[(${index}) >> 1u])[(${index}) & 1u]`;
@@ -113,6 +146,8 @@ export interface ElementwiseKernel {
   outputs: number;
   /** Helper functions placed before `main`. */
   prelude?: string;
+  /** The module writes f16 elements (see `enableF16`). */
+  f16?: boolean;
   /** Statements run for element `i` (already bounds-checked against `p.n`). */
   body: string;
 }
@@ -131,7 +166,7 @@ export function runElementwise(
 ): Tensor[] {
   const kernel = rt.kernel(key, () => {
     const k = build();
-    const code = /* wgsl */ `
+    const code = /* wgsl */ `${k.f16 ? enableF16('f16') : ''}
 struct P { n: u32, ${k.fields ?? ''} }
 @group(0) @binding(0) var<uniform> p: P;
 ${k.bindings.map((b, i) => `@group(0) @binding(${i + 1}) ${b};`).join('\n')}
