@@ -16,7 +16,7 @@
 // Writes a table to stdout and bench/results/diffsim-<adapter>-<S>[-f16].json; `--torch-json FILE`
 // merges the PyTorch run of bench/torch_diffsim.py (same shapes) into the JSON and the table.
 //
-//   node build/bench/diffsim.js [--size S] [--weights f32|f16] [--iters N] [--out DIR]
+//   node build/bench/diffsim.js [--size S] [--weights f32|f16] [--activations f32|f16] [--iters N] [--out DIR]
 //                               [--torch-json FILE] [--no-full] [--tensor-cores off|auto|on|emulate]
 // (--tensor-cores default off: the SIMT kernels; the file name gains -tc when subgroup matrices ran.)
 
@@ -24,10 +24,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Runtime, TENSOR_CORE_MODES, type TensorCoreMode } from '../src/gpu/runtime.js';
 import type { WeightPrecision } from '../src/nn/weights.js';
+import type { ActivationDType } from '../src/kernels/common.js';
 import { pixels, randomDiffSim, ROOT as root } from './sd15-random.js';
 
 function parse(argv: string[]) {
-  const a = { size: 512, weights: 'f32' as WeightPrecision, iters: 3, out: join(root, 'bench', 'results'), torchJson: '', full: true, tensorCores: 'off' as TensorCoreMode };
+  const a = { size: 512, weights: 'f32' as WeightPrecision, iters: 3, out: join(root, 'bench', 'results'), torchJson: '', full: true, tensorCores: 'off' as TensorCoreMode, activations: 'f32' as ActivationDType };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--size') a.size = Number(argv[++i]);
@@ -40,10 +41,11 @@ function parse(argv: string[]) {
       if (!TENSOR_CORE_MODES.includes(m)) throw new Error(`--tensor-cores must be one of ${TENSOR_CORE_MODES.join(', ')}, got ${m}`);
       a.tensorCores = m;
     }
-    else if (k === '--weights') {
+    else if (k === '--weights' || k === '--activations') {
       const w = argv[++i];
-      if (w !== 'f32' && w !== 'f16') throw new Error(`--weights must be f32 or f16, got ${w}`);
-      a.weights = w;
+      if (w !== 'f32' && w !== 'f16') throw new Error(`${k} must be f32 or f16, got ${w}`);
+      if (k === '--weights') a.weights = w;
+      else a.activations = w;
     } else throw new Error(`unknown argument ${k}`);
   }
   if (!Number.isInteger(a.size) || a.size < 8 || a.size % 8 !== 0) throw new Error(`--size must be a multiple of 8, got ${a.size}`);
@@ -104,9 +106,9 @@ async function main(): Promise<void> {
   const lat = S / 8;
   const sm = rt.subgroupMatrix;
   const tc = sm ? `tensor cores ${sm.M}x${sm.N}x${sm.K} (${sm.syntax}, mode ${rt.tensorCores})` : 'no tensor cores';
-  console.log(`adapter: ${desc}; DiffSim pair at ${S}×${S} (latent ${lat}×${lat}), weights ${a.weights}, ${tc}, ${a.iters} timed runs per stage`);
+  console.log(`adapter: ${desc}; DiffSim pair at ${S}×${S} (latent ${lat}×${lat}), weights ${a.weights}, activations ${a.activations}, ${tc}, ${a.iters} timed runs per stage`);
 
-  const { metric, unet, vae, textEncoder, tokenizer, weightsBytes, dispose } = await randomDiffSim(rt, S, a.weights);
+  const { metric, unet, vae, textEncoder, tokenizer, weightsBytes, dispose } = await randomDiffSim(rt, S, a.weights, a.activations);
   const s = metric.settings;
   const pxA = pixels(3 * S * S, 1);
   const pxB = pixels(3 * S * S, 2);
@@ -181,6 +183,7 @@ async function main(): Promise<void> {
     size: S,
     latent: lat,
     weights: a.weights,
+    activations: a.activations,
     tensorCores: { mode: rt.tensorCores, subgroupMatrix: sm },
     iters: a.iters,
     module: s.module,
@@ -212,7 +215,7 @@ async function main(): Promise<void> {
     }
   }
 
-  console.log(`\n| ${desc} | ${S}² ${a.weights} weights, ${tc} |`);
+  console.log(`\n| ${desc} | ${S}² ${a.weights} weights, ${a.activations} activations, ${tc} |`);
   console.log('|---|---|');
   console.log(`| pair (2× VAE + 2× U-Net stopped + AAS) | ${stages.pair.ms.toFixed(1)} ms |`);
   console.log(`| dispatches per pair | ${stages.pair.dispatches} |`);
@@ -234,7 +237,7 @@ async function main(): Promise<void> {
   }
   const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
   mkdirSync(a.out, { recursive: true });
-  const file = join(a.out, `diffsim-${slug}-${S}${a.weights === 'f16' ? '-f16' : ''}${sm ? '-tc' : ''}.json`);
+  const file = join(a.out, `diffsim-${slug}-${S}${a.weights === 'f16' ? '-f16' : ''}${a.activations === 'f16' ? '-f16act' : ''}${sm ? '-tc' : ''}.json`);
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`wrote ${file}`);
   dispose();

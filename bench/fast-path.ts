@@ -1,4 +1,5 @@
-// How far the fast path (f16 weights, GEMMs and convolutions on f16 subgroup matrices) moves the
+// How far the fast path (f16 weights, GEMMs, convolutions and attention on f16 subgroup matrices,
+// f16 activations unless --activations f32) moves the
 // DiffSim score from the f32 path, on SD1.5-shaped models with the same random weights: N seeded
 // images are embedded once per role on each path, every ordered pair is scored, and every triplet
 // (ref, a, b) is decided as the benchmarks decide it (a wins when s(ref, a) > s(ref, b)). Reports
@@ -6,7 +7,7 @@
 // smallest f32 margin |s(ref, a) − s(ref, b)| among the triplets (decisions closer than the
 // score difference can flip legitimately). JSON to bench/results/fastpath-<adapter>-<S>.json.
 //
-//   node build/bench/fast-path.js [--size S] [--images N] [--fast on|emulate] [--out DIR]
+//   node build/bench/fast-path.js [--size S] [--images N] [--fast on|emulate] [--activations f16|f32] [--out DIR]
 //
 // `--fast emulate` runs the subgroup-matrix kernels with the builtins written out in WGSL (an
 // adapter without the feature, slow); `on` needs an adapter that offers f16 subgroup matrices.
@@ -18,7 +19,7 @@ import type { DiffSimEmbedding } from '../src/diffsim/embedding.js';
 import { pixels, randomDiffSim, ROOT } from './sd15-random.js';
 
 function parse(argv: string[]) {
-  const a = { size: 512, images: 6, fast: 'on' as 'on' | 'emulate', out: join(ROOT, 'bench', 'results') };
+  const a = { size: 512, images: 6, fast: 'on' as 'on' | 'emulate', activations: 'f16' as 'f16' | 'f32', out: join(ROOT, 'bench', 'results') };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--size') a.size = Number(argv[++i]);
@@ -28,6 +29,10 @@ function parse(argv: string[]) {
       const f = argv[++i];
       if (f !== 'on' && f !== 'emulate') throw new Error(`--fast must be on or emulate, got ${f}`);
       a.fast = f;
+    } else if (k === '--activations') {
+      const d = argv[++i];
+      if (d !== 'f16' && d !== 'f32') throw new Error(`--activations must be f16 or f32, got ${d}`);
+      a.activations = d;
     } else throw new Error(`unknown argument ${k}`);
   }
   if (!Number.isInteger(a.size) || a.size < 8 || a.size % 8 !== 0) throw new Error(`--size must be a multiple of 8, got ${a.size}`);
@@ -36,8 +41,8 @@ function parse(argv: string[]) {
 }
 
 /** Every ordered pair's score s[i][j] = compare(embed(i, A), embed(j, B)) on one path. */
-async function scores(rt: Runtime, size: number, weights: 'f32' | 'f16', n: number): Promise<{ s: number[][]; ms: number }> {
-  const model = await randomDiffSim(rt, size, weights);
+async function scores(rt: Runtime, size: number, weights: 'f32' | 'f16', activations: 'f32' | 'f16', n: number): Promise<{ s: number[][]; ms: number }> {
+  const model = await randomDiffSim(rt, size, weights, activations);
   const t0 = performance.now();
   const asA: DiffSimEmbedding[] = [];
   const asB: DiffSimEmbedding[] = [];
@@ -65,7 +70,7 @@ async function main(): Promise<void> {
   const exactRt = await Runtime.create({ tensorCores: 'off' });
   const desc = exactRt.adapterInfo.description || 'adapter';
   console.error(`f32 path: ${a.images} images at ${a.size}², f32 weights, SIMT kernels`);
-  const exact = await scores(exactRt, a.size, 'f32', a.images);
+  const exact = await scores(exactRt, a.size, 'f32', 'f32', a.images);
   await exactRt.close();
   const fastRt = await Runtime.create({ tensorCores: a.fast });
   const sm = fastRt.subgroupMatrix;
@@ -73,8 +78,8 @@ async function main(): Promise<void> {
     await fastRt.close();
     throw new Error(`--fast ${a.fast}: this adapter offers no f16 subgroup matrices (${desc})`);
   }
-  console.error(`fast path: f16 weights, subgroup matrices ${sm.M}x${sm.N}x${sm.K} (${sm.syntax})`);
-  const fast = await scores(fastRt, a.size, 'f16', a.images);
+  console.error(`fast path: f16 weights, ${a.activations} activations, subgroup matrices ${sm.M}x${sm.N}x${sm.K} (${sm.syntax})`);
+  const fast = await scores(fastRt, a.size, 'f16', a.activations, a.images);
   await fastRt.close();
 
   let maxAbs = 0;
@@ -108,7 +113,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     size: a.size,
     images: a.images,
-    fast: { weights: 'f16', tensorCores: a.fast, subgroupMatrix: sm },
+    fast: { weights: 'f16', activations: a.activations, tensorCores: a.fast, subgroupMatrix: sm },
     pairs: a.images * (a.images - 1),
     maxAbsScoreDiff: maxAbs,
     maxRelScoreDiff: maxRel,
@@ -123,12 +128,12 @@ async function main(): Promise<void> {
   };
   console.log(`| ${desc} | ${a.size}², ${a.images} images |`);
   console.log('|---|---|');
-  console.log(`| fast path | f16 weights, subgroup matrices ${sm.M}x${sm.N}x${sm.K} (${sm.syntax}) |`);
+  console.log(`| fast path | f16 weights, ${a.activations} activations, subgroup matrices ${sm.M}x${sm.N}x${sm.K} (${sm.syntax}) |`);
   console.log(`| max |Δ score| over ${result.pairs} pairs | ${maxAbs.toExponential(2)} (relative ${maxRel.toExponential(2)}) |`);
   console.log(`| 2AFC decisions that differ | ${flipped} of ${triplets} (smallest f32 margin ${minMargin.toExponential(2)}) |`);
   const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
   mkdirSync(a.out, { recursive: true });
-  const file = join(a.out, `fastpath-${slug}-${a.size}${a.fast === 'emulate' ? '-emulated' : ''}.json`);
+  const file = join(a.out, `fastpath-${slug}-${a.size}${a.activations === 'f32' ? '-f32act' : ''}${a.fast === 'emulate' ? '-emulated' : ''}.json`);
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`wrote ${file}`);
   process.exit(0);

@@ -3,8 +3,8 @@
 # reference fixtures on the GPU, bench/torch_diffsim.py in fp32 and fp16, bench/diffsim.ts at 512²
 # with f32 weights; then with Dawn's f16-on-NVIDIA toggles (features printed first: do shader-f16
 # and the f16 subgroup matrices appear?): the subgroup-matrix kernels against their references
-# (test/kernels-subgroup, native and emulated), f16 weights on the SIMT kernels and on tensor cores,
-# the fast path's score and 2AFC agreement with the f32 path (bench/fast-path.ts), and the
+# (test/kernels-subgroup, native and emulated) and the f16-activation kernels (test/kernels-f16-*),
+# f16 weights on the SIMT kernels and on tensor cores, then with f16 activations too, the fast path's score and 2AFC agreement with the f32 path (bench/fast-path.ts), and the
 # side-by-side table.
 #
 # Prepare here (no GPU time):
@@ -35,10 +35,11 @@ bench f32 node build/bench/diffsim.js --weights f32
 echo "== Dawn toggles allow_unsafe_apis,vulkan_enable_f16_on_nvidia"
 export DIFFSIM_DAWN_TOGGLES=allow_unsafe_apis,vulkan_enable_f16_on_nvidia
 node dist/cli/main.js info 2>&1 | grep -v '^Warning' | tee "$OUT/info-toggles.txt" | grep -i -E 'adapter|feature|f16|subgroup|tensor' | head -12
-echo "== subgroup-matrix kernels vs references"
-timeout 60 node node_modules/uvu/bin.js build/test 'kernels-subgroup.test.js$' 2>&1 | grep -v '^Warning' > "$OUT/kernels-subgroup.log"; grep -E 'Total|Passed|Skipped|FAIL|error' "$OUT/kernels-subgroup.log" | head -12
+echo "== subgroup-matrix and f16-activation kernels vs references"
+timeout 90 node node_modules/uvu/bin.js build/test 'kernels-(subgroup|f16-[a-z]+).test.js$' 2>&1 | grep -v '^Warning' > "$OUT/kernels-subgroup.log"; grep -E 'Total|Passed|Skipped|FAIL|error' "$OUT/kernels-subgroup.log" | head -12
 bench f16 node build/bench/diffsim.js --weights f16 --tensor-cores off
 bench f16-tc node build/bench/diffsim.js --weights f16 --tensor-cores auto
+bench f16-tc-f16act node build/bench/diffsim.js --weights f16 --activations f16 --tensor-cores auto
 echo "== fast path vs f32 path (scores, 2AFC decisions)"
 timeout 90 node build/bench/fast-path.js --size 512 --images 6 --fast on --out "$OUT/fast-path" 2>&1 | grep -v '^Warning' | tee "$OUT/fast-path.log" | tail -8
 unset DIFFSIM_DAWN_TOGGLES
@@ -47,7 +48,7 @@ node -e '
 const fs = require("fs"), path = require("path");
 const out = process.argv[1];
 const rows = [];
-for (const name of ["f32", "f16", "f16-tc"]) {
+for (const name of ["f32", "f16", "f16-tc", "f16-tc-f16act"]) {
   const dir = path.join(out, name);
   if (!fs.existsSync(dir)) continue;
   for (const f of fs.readdirSync(dir).filter((f) => f.startsWith("diffsim-") && f.endsWith(".json"))) {

@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Runtime } from '../src/gpu/runtime.js';
 import { WeightStore, type WeightPrecision } from '../src/nn/weights.js';
+import type { ActivationDType } from '../src/kernels/common.js';
 import { UNet2DConditionModel, type UNetConfig } from '../src/models/unet.js';
 import { VaeEncoder, type VaeConfig } from '../src/models/vae.js';
 import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
@@ -29,10 +30,10 @@ export interface RandomDiffSim {
   dispose(): void;
 }
 
-export async function randomDiffSim(rt: Runtime, size: number, weights: WeightPrecision): Promise<RandomDiffSim> {
+export async function randomDiffSim(rt: Runtime, size: number, weights: WeightPrecision, activations: ActivationDType = 'f32'): Promise<RandomDiffSim> {
   const stores = [new WeightStore(), new WeightStore(), new WeightStore()] as const;
-  const unet = new UNet2DConditionModel(stores[0], config<UNetConfig>('sd15-unet'));
-  const vae = new VaeEncoder(stores[1], config<VaeConfig>('sd15-vae'));
+  const unet = new UNet2DConditionModel(stores[0], config<UNetConfig>('sd15-unet'), { activations });
+  const vae = new VaeEncoder(stores[1], config<VaeConfig>('sd15-vae'), { activations });
   const textEncoder = new ClipTextModel(stores[2], config<ClipTextConfig>('sd15-text-encoder'));
   for (const [i, s] of stores.entries()) await s.initRandom(rt, 11 + i, { weights });
   // Fusing weights at load (q/k/v stacked) leaves the separate copies in the pool: trim them.

@@ -8,7 +8,8 @@ export { f32ToF16Bits, f16BitsToF32, f32ArrayToF16, f16ArrayToF32, bf16ArrayToF3
 export { blobSource, type ByteSource, type BlobLike } from './io/bytesource.js';
 export { SafetensorsFile, ShardedSafetensors, SafetensorsError, encodeSafetensors, type TensorToWrite, parseHeader, rawToFloat32, rawToInt32, SAFETENSORS_DTYPES, MAX_HEADER_BYTES, type SafetensorsDType, type TensorInfo, type RawTensor, type TensorSource } from './io/safetensors.js';
 export * as kernels from './kernels/index.js';
-export { Taps, Vocabulary, TapNameError, type ForwardOptions } from './nn/context.js';
+export { Taps, Vocabulary, TapNameError, type ForwardOptions, type ModelComputeOptions } from './nn/context.js';
+export type { ActivationDType } from './kernels/common.js';
 export { WeightStore, WeightLoadError, Param, Scope, type LoadOptions, type WeightPrecision, type WeightLoadProgress } from './nn/weights.js';
 export { Linear, Conv2d, GroupNorm, LayerNorm } from './nn/modules.js';
 export { UNet2DConditionModel, type UNetConfig, type UNetOutput, type UNetForwardOptions } from './models/unet.js';

@@ -5,6 +5,7 @@ import { DiffSimSettingsError, blockOf, type DiffSimSettings } from '../diffsim/
 import { createMetrics, DEFAULT_MODELS, METRIC_NAMES, type Metric, type MetricName, type MetricLoadEvent } from '../diffsim/metric.js';
 import type { TensorCoreMode } from '../gpu/runtime.js';
 import type { WeightPrecision } from '../nn/weights.js';
+import type { ActivationDType } from '../kernels/common.js';
 import { UsageError } from './errors.js';
 
 export { DEFAULT_MODELS };
@@ -39,17 +40,18 @@ export interface MetricArgs {
   clipModel: string;
   dinoModel: string;
   weights: WeightPrecision;
+  activations: ActivationDType;
   tensorCores: TensorCoreMode;
   /** The metric options given on the command line. */
   given: Set<string>;
 }
 
-const METRIC_VALUE_OPTIONS = ['metric', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights', 'tensor-cores'] as const;
+const METRIC_VALUE_OPTIONS = ['metric', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights', 'activations', 'tensor-cores'] as const;
 const METRIC_FLAGS = ['fp16-score'] as const;
 
 const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model'];
 /** Which of the other options each metric reads. */
-const DIFFSIM_OPTIONS = ['block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'fp16-score'];
+const DIFFSIM_OPTIONS = ['block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'fp16-score', 'activations'];
 const APPLIES: Record<CliMetric, readonly string[]> = {
   diffsim: DIFFSIM_OPTIONS,
   'diffsim-c': [...DIFFSIM_OPTIONS, 'ip-scale'],
@@ -88,6 +90,8 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --clip-model PATH|ID   (default ${DEFAULT_MODELS.clipModel})
     --dino-model PATH|ID   (default ${DEFAULT_MODELS.dinoModel})
     --weights f32|f16|auto  linear/conv weights on the GPU (default f32)
+    --activations f32|f16  the U-Net's and VAE's activations between ops (default f32; f16 halves
+                           their memory traffic, f32 accumulation; needs the adapter's shader-f16)
     --tensor-cores auto|on|off  GEMMs/convs on f16 subgroup matrices where the adapter has them:
                            auto those with f16 weights (default), on all of them, off none`;
 
@@ -157,6 +161,7 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     clipModel: DEFAULT_MODELS.clipModel,
     dinoModel: DEFAULT_MODELS.dinoModel,
     weights: 'f32',
+    activations: 'f32',
     tensorCores: 'auto',
     given: new Set(),
   };
@@ -273,6 +278,9 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
       case 'weights':
         m.weights = choice(command, name, value, ['f32', 'f16', 'auto']);
         break;
+      case 'activations':
+        m.activations = choice(command, name, value, ['f32', 'f16']);
+        break;
       case 'tensor-cores':
         m.tensorCores = choice(command, name, value, ['auto', 'on', 'off']);
         break;
@@ -327,6 +335,7 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: (
       layer: m.layer,
       clipQkvSource: m.clipQkv,
       weights: m.weights,
+      activations: m.activations,
       tensorCores: m.tensorCores,
       ...(onProgress ? { onProgress } : {}),
     });

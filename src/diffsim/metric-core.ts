@@ -15,6 +15,7 @@ import { decodeImage, type RgbImage } from '../io/image.js';
 import { encodeSafetensors, SafetensorsFile } from '../io/safetensors.js';
 import type { DownloadProgress } from '../hub/progress.js';
 import type { WeightLoadProgress, WeightPrecision } from '../nn/weights.js';
+import type { ActivationDType } from '../kernels/common.js';
 import { DiffSim, type DiffSimExecution, type DiffSimModels } from './core.js';
 import type { AasOutputs, AttentionLayout } from './aas.js';
 import { DiffSimEmbedding, type ImageRole } from './embedding.js';
@@ -80,6 +81,9 @@ export interface MetricSettingsOptions {
   layer?: number;
   /** Linear/conv weights on the GPU (default f32). */
   weights?: WeightPrecision;
+  /** The dtype of the U-Net's and VAE's activations (default f32; f16 needs the adapter's
+   *  shader-f16). The text encoder and the CLIP/DINOv2 towers compute in f32. */
+  activations?: ActivationDType;
   execution?: DiffSimExecution;
 }
 
@@ -253,8 +257,8 @@ abstract class BaseMetric<E extends MetricEmbedding> implements Metric {
 }
 
 /** The model identity part of a key: which folder (and commit) the weights came from. */
-function modelKey(models: Record<string, ResolvedModel>, weights: WeightPrecision): string {
-  return JSON.stringify({ models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, m.commit ?? m.path])), weights });
+function modelKey(models: Record<string, ResolvedModel>, weights: WeightPrecision, activations: ActivationDType = 'f32'): string {
+  return JSON.stringify({ models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, m.commit ?? m.path])), weights, ...(activations === 'f32' ? {} : { activations }) });
 }
 
 class DiffSimEmbeddingHandle implements MetricEmbedding {
@@ -621,8 +625,9 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
           return ds;
         };
         const ds = factory(settings.prompt ?? DIFFSIM_DEFAULTS.prompt);
-        const report = { ...common, ...diffsimReport(ds), lowerBetter: ds.lowerBetter };
-        const mk = modelKey(models, weights);
+        const activations = o.activations ?? 'f32';
+        const report = { ...common, activations, ...diffsimReport(ds), lowerBetter: ds.lowerBetter };
+        const mk = modelKey(models, weights, activations);
         out.push(name === 'diffeats' ? new DiffFeatsMetric(rt, owner.retain(), ds, report, mk, factory) : new DiffSimPairMetric(rt, owner.retain(), name, ds, report, mk, factory));
       } else {
         const vision = name.startsWith('clip') ? await source.clipMetric() : await source.dinoMetric();

@@ -101,7 +101,7 @@ class Loader implements MetricModelSource {
 
   weightOptions(role: ModelRole) {
     const emit = this.o.onProgress;
-    return { weights: this.o.weights ?? 'f32', ...(emit ? { onProgress: (progress: WeightLoadProgress) => emit({ kind: 'weights', role, progress }) } : {}) };
+    return { weights: this.o.weights ?? 'f32', activations: this.o.activations ?? 'f32', ...(emit ? { onProgress: (progress: WeightLoadProgress) => emit({ kind: 'weights', role, progress }) } : {}) };
   }
 
   private sd?: Promise<DiffSimModels>;

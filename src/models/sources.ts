@@ -6,6 +6,7 @@
 import type { Runtime } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/safetensors.js';
 import { WeightStore, type WeightLoadProgress, type WeightPrecision } from '../nn/weights.js';
+import type { ModelComputeOptions } from '../nn/context.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from './clip-vision.js';
 import { ClipTextModel, type ClipTextConfig } from './clip-text.js';
 import { Dinov2Model, type Dinov2Config } from './dinov2.js';
@@ -13,8 +14,10 @@ import { IpAdapterPlus, type IpAdapterConfig, type ResamplerConfig } from './ip-
 import { UNet2DConditionModel, type UNetConfig } from './unet.js';
 import { VaeEncoder, legacyVaeKey, type VaeConfig } from './vae.js';
 
-/** How model loaders store weights on the GPU (see LoadOptions.weights). */
-export interface ModelLoadOptions {
+/** How model loaders store weights on the GPU (see LoadOptions.weights) and, for the U-Net and
+ *  the VAE encoder, the dtype of their activations (see ModelComputeOptions; the other models
+ *  compute in f32). */
+export interface ModelLoadOptions extends ModelComputeOptions {
   weights?: WeightPrecision;
   /** Progress of each checkpoint's load (tensors and bytes on the GPU). */
   onProgress?: (p: WeightLoadProgress) => void;
@@ -48,7 +51,7 @@ async function build<M>(make: (store: WeightStore) => M, load: (store: WeightSto
 
 export function unetFromSource(rt: Runtime, src: TensorSource, config: UNetConfig, o: ModelLoadOptions = {}): Promise<UNet2DConditionModel> {
   return build(
-    (store) => new UNet2DConditionModel(store, config),
+    (store) => new UNet2DConditionModel(store, config, { activations: o.activations ?? 'f32' }),
     (store) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }),
   );
 }
@@ -56,7 +59,7 @@ export function unetFromSource(rt: Runtime, src: TensorSource, config: UNetConfi
 export function vaeEncoderFromSource(rt: Runtime, src: TensorSource, config: VaeConfig, o: ModelLoadOptions = {}): Promise<VaeEncoder> {
   // A full AutoencoderKL file also holds the decoder, which the metric does not use.
   return build(
-    (store) => new VaeEncoder(store, config),
+    (store) => new VaeEncoder(store, config, { activations: o.activations ?? 'f32' }),
     (store) => store.load(rt, src, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true, weights: o.weights, onProgress: o.onProgress }),
   );
 }

@@ -4,9 +4,10 @@
 
 import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { concat } from '../kernels/layout.js';
-import { unary } from '../kernels/elementwise.js';
+import { cast, unary } from '../kernels/elementwise.js';
+import type { ActivationDType } from '../kernels/common.js';
 import { timestepEmbedding } from '../kernels/embedding.js';
-import { ForwardContext, type ForwardOptions, type Taps, type Vocabulary } from '../nn/context.js';
+import { ForwardContext, type ForwardOptions, type ModelComputeOptions, type Taps, type Vocabulary } from '../nn/context.js';
 import { Conv2d, GroupNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore } from '../nn/weights.js';
 import { Downsample2D, ResnetBlock2D, Transformer2DModel, Upsample2D, type Attention, type Conditioning, type IpConditioning } from './sd-blocks.js';
@@ -236,12 +237,17 @@ export class UNet2DConditionModel {
   /** Every tap and stopping point of a pass. */
   readonly vocabulary: Vocabulary;
 
+  /** The dtype of the activations between ops (see ModelComputeOptions). */
+  readonly activations: ActivationDType;
+
   constructor(
     readonly store: WeightStore,
     readonly config: UNetConfig,
+    o: ModelComputeOptions = {},
   ) {
     const c = config;
     validate(c);
+    this.activations = o.activations ?? 'f32';
     const root = Scope.root(store);
     this.vocabulary = root.vocabulary;
     root.tap('time_proj:out');
@@ -325,15 +331,16 @@ export class UNet2DConditionModel {
     const list = typeof timesteps === 'number' ? [timesteps] : [...timesteps];
     const ts = list.length === 1 ? new Array<number>(b).fill(list[0]!) : list;
     if (ts.length !== b || ts.some((t) => !Number.isFinite(t))) throw new Error(`UNet: need 1 or ${b} finite timesteps, got [${list.join(', ')}]`);
-    const ctx = new ForwardContext(this.vocabulary, opts, 'UNet');
-    const cond: Conditioning = { text: encoderHiddenStates, ip };
+    const ctx = new ForwardContext(this.vocabulary, opts, 'UNet', this.activations);
     const { result, stoppedAfter } = ctx.run(() => {
+      const cond: Conditioning = { text: ctx.input(encoderHiddenStates), ip: ip && { ...ip, tokens: ctx.input(ip.tokens) } };
       const tproj = timestepEmbedding(rt.upload(ts, [b]), this.timeChannels, { flipSinToCos: this.config.flip_sin_to_cos, downscaleFreqShift: this.config.freq_shift });
       ctx.record('time_proj:out', tproj);
       const emb = this.time_embedding_linear_2.forward(this.time_embedding_linear_1.forward(tproj, ctx, { act: 'silu' }), ctx);
       ctx.record('time_embedding:out', emb);
+      // The time embedding stays f32: it enters the ResNets as a bias.
       const tembSilu = unary(emb, 'silu');
-      let h = this.conv_in.forward(sample, ctx);
+      let h = this.conv_in.forward(ctx.input(sample), ctx);
       const skips: Tensor[] = [h];
       for (const block of this.down_blocks) {
         const states = block.forward(h, ctx, tembSilu, cond);
@@ -346,7 +353,7 @@ export class UNet2DConditionModel {
         h.dispose();
         h = next;
       }
-      const out = this.conv_out.forward(this.conv_norm_out.forward(h, ctx, { act: 'silu' }), ctx);
+      const out = cast(this.conv_out.forward(this.conv_norm_out.forward(h, ctx, { act: 'silu' }), ctx), 'f32');
       ctx.record('output.sample', out);
       return out;
     });

@@ -1,9 +1,10 @@
 // AutoencoderKL encoder + quant_conv (diffusers): image [-1, 1] → posterior moments → latent.
 
 import { tidy, type Tensor } from '../gpu/runtime.js';
-import { binary, unary } from '../kernels/elementwise.js';
+import { binary, cast, unary } from '../kernels/elementwise.js';
 import { slice } from '../kernels/layout.js';
-import { ForwardContext, type ForwardOptions, type Taps, type Vocabulary } from '../nn/context.js';
+import { ForwardContext, type ForwardOptions, type ModelComputeOptions, type Taps, type Vocabulary } from '../nn/context.js';
+import type { ActivationDType } from '../kernels/common.js';
 import { Conv2d, GroupNorm } from '../nn/modules.js';
 import { Scope, WeightStore } from '../nn/weights.js';
 import { Downsample2D, ResnetBlock2D, SpatialSelfAttention } from './sd-blocks.js';
@@ -85,11 +86,16 @@ export class VaeEncoder {
   /** Every tap and stopping point of a pass. */
   readonly vocabulary: Vocabulary;
 
+  /** The dtype of the activations between ops (see ModelComputeOptions). */
+  readonly activations: ActivationDType;
+
   constructor(
     readonly store: WeightStore,
     readonly config: VaeConfig,
+    o: ModelComputeOptions = {},
   ) {
     const c = config;
+    this.activations = o.activations ?? 'f32';
     const where = 'VAE config';
     for (const k of ['block_out_channels', 'down_block_types'] as const) {
       if (!Array.isArray(c[k]) || c[k].length === 0) throw new Error(`${where}: field "${k}" must be a non-empty list, got ${JSON.stringify(c[k])}`);
@@ -126,16 +132,17 @@ export class VaeEncoder {
   /** Encodes images [B, 3, H, W] in [−1, 1] to the posterior (null when the pass stopped early). */
   encode(image: Tensor, opts: ForwardOptions = {}): VaeEncoderOutput {
     if (image.rank !== 4 || image.shape[1] !== this.config.in_channels) throw new Error(`VAE: image must be [B, ${this.config.in_channels}, H, W], got [${image.shape.join(', ')}]`);
-    const ctx = new ForwardContext(this.vocabulary, opts, 'VAE encoder');
+    const ctx = new ForwardContext(this.vocabulary, opts, 'VAE encoder', this.activations);
     const { result, stoppedAfter } = ctx.run(() => {
-      let h = this.conv_in.forward(image, ctx);
+      let h = this.conv_in.forward(ctx.input(image), ctx);
       for (const b of this.down_blocks) h = b.forward(h, ctx);
       h = this.mid_resnets[0]!.forward(h, ctx);
       if (this.mid_attention) h = this.mid_attention.forward(h, ctx);
       h = this.mid_resnets[1]!.forward(h, ctx);
       ctx.record('encoder.mid_block:out', h);
       h = this.conv_out.forward(this.conv_norm_out.forward(h, ctx, { act: 'silu' }), ctx);
-      const moments = this.quant_conv.forward(h, ctx);
+      // The posterior is f32 in either precision (the latents are small).
+      const moments = cast(this.quant_conv.forward(h, ctx), 'f32');
       const [b, c2, hh, ww] = moments.shape as [number, number, number, number];
       const lc = c2 / 2;
       const mean = slice(moments, [0, 0, 0, 0], [b, lc, hh, ww]);

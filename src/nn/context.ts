@@ -9,6 +9,8 @@
 // any work is recorded, and returns what it recorded in a `Taps` object, the one handle to free it.
 
 import { tidy, type Tensor } from '../gpu/runtime.js';
+import { cast } from '../kernels/elementwise.js';
+import type { ActivationDType } from '../kernels/common.js';
 
 /** The taps and stopping points a model declares (in declaration order, which follows the pass). */
 export class Vocabulary {
@@ -49,6 +51,14 @@ export class StopForward extends Error {
 /** A tap or stop name the model does not know. */
 export class TapNameError extends Error {
   override name = 'TapNameError';
+}
+
+/** How a model computes, fixed when it is built. */
+export interface ModelComputeOptions {
+  /** The dtype of the activations between ops (default f32). f16 stores them as f16 — half the
+   *  memory traffic, f32 accumulation inside every kernel — and needs the adapter's shader-f16;
+   *  inputs are cast at the start of a pass and outputs and taps come back as f32. */
+  activations?: ActivationDType;
 }
 
 export interface ForwardOptions {
@@ -132,10 +142,15 @@ export class ForwardContext {
   private readonly requested: readonly string[];
   readonly stopAfter: string | undefined;
 
+  /**
+   * @param activations the dtype of the activations between the pass's ops: its inputs are cast to
+   *   it (`input`), every op's result follows its input, and taps are recorded as f32 either way.
+   */
   constructor(
     readonly vocabulary: Vocabulary,
     opts: ForwardOptions,
     readonly model: string,
+    readonly activations: ActivationDType = 'f32',
   ) {
     const c = opts.capture;
     if (c === 'all') this.want = () => true;
@@ -163,11 +178,17 @@ export class ForwardContext {
     return this.want(name);
   }
 
-  /** Records a view of `t` under `name` if it was asked for (the view keeps the data alive). */
+  /** A pass input (image, latents, conditioning) in the pass's activation dtype. */
+  input(t: Tensor): Tensor {
+    return cast(t, this.activations);
+  }
+
+  /** Records `t` under `name` if it was asked for: a view (which keeps the data alive), or its f32
+   *  copy when the pass runs on f16 activations, so taps read the same in both precisions. */
   record(name: string, t: Tensor): void {
     if (!this.vocabulary.hasTap(name)) throw new Error(`${this.model}: tap "${name}" is recorded but not declared (a bug in the model)`);
     if (!this.want(name) || this.taps.has(name)) return;
-    this.taps.set(name, t.reshape(t.shape).keep());
+    this.taps.set(name, cast(t, 'f32').keep());
   }
 
   /** Marks a module as finished; stops the pass if it is the requested stopping point. */

@@ -101,7 +101,7 @@ export class FilesModelSource implements MetricModelSource {
   constructor(
     readonly rt: Runtime,
     readonly files: ModelFilesByRole,
-    readonly o: { weights?: ModelLoadOptions['weights']; clipQkvSource?: 'pre-ln' | 'post-ln'; onProgress?: (e: MetricLoadEvent) => void } = {},
+    readonly o: { weights?: ModelLoadOptions['weights']; activations?: ModelLoadOptions['activations']; clipQkvSource?: 'pre-ln' | 'post-ln'; onProgress?: (e: MetricLoadEvent) => void } = {},
   ) {}
 
   private filesOf(role: ModelRole): ModelFiles {
@@ -117,7 +117,7 @@ export class FilesModelSource implements MetricModelSource {
 
   private weightOptions(role: ModelRole): ModelLoadOptions {
     const emit = this.o.onProgress;
-    return { weights: this.o.weights ?? 'f32', ...(emit ? { onProgress: (progress: WeightLoadProgress) => emit({ kind: 'weights', role, progress }) } : {}) };
+    return { weights: this.o.weights ?? 'f32', activations: this.o.activations ?? 'f32', ...(emit ? { onProgress: (progress: WeightLoadProgress) => emit({ kind: 'weights', role, progress }) } : {}) };
   }
 
   diffsimModels(withIp: boolean): Promise<DiffSimModels> {
@@ -174,7 +174,7 @@ export async function createWebMetrics(names: readonly MetricName[], o: CreateWe
   for (const n of names) assertName(n);
   if (!names.length) throw new RangeError('createWebMetrics: no metric named');
   const rt = o.runtime ?? (await Runtime.create(o.runtimeOptions));
-  const source = new FilesModelSource(rt, o.files, { ...(o.weights ? { weights: o.weights } : {}), ...(o.clipQkvSource ? { clipQkvSource: o.clipQkvSource } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+  const source = new FilesModelSource(rt, o.files, { ...(o.weights ? { weights: o.weights } : {}), ...(o.activations ? { activations: o.activations } : {}), ...(o.clipQkvSource ? { clipQkvSource: o.clipQkvSource } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
   // On failure buildMetrics frees what it loaded, and the runtime when it is ours.
   return buildMetrics(names, { ...o, runtime: rt, ownsRuntime: !o.runtime, models: source });
 }
