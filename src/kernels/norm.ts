@@ -1,8 +1,13 @@
 // GroupNorm (NCHW, optional fused activation), LayerNorm over the last axis, softmax over the last
 // axis. Biased variance, computed in two passes over the data (mean, then Σ(x − mean)²) for accuracy.
+//
+// Activations may be f32 or f16 (`activationDtype`); the result takes the input's dtype. An f16
+// input is read as packed pairs (`loadF32`) and every sum, the statistics and the affine transform
+// stay in f32: the only f16 rounding is the stored output. Weight and bias are f32. The split
+// GroupNorm's per-chunk statistics are f32 whatever the input.
 
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
-import { Params, WGSL_ACTIVATIONS, assertFloat, runtimeOf, shapeStr, type Activation } from './common.js';
+import { Params, WGSL_ACTIVATIONS, activationDtype, assertFloat, enableF16, loadF32, outputType, runtimeOf, shapeStr, storageType, storeValue, type Activation, type ActivationDType } from './common.js';
 
 const RED = 256;
 
@@ -63,17 +68,23 @@ fn wg_max(v: f32, lid: u32) -> f32 {
 // DIFFSIM_GROUPNORM=single | split | split:<chunk elements> forces a path (tests, benchmarks).
 
 /** The mean and 1/√(var + eps) of x[base, base + len) with the biased variance from the centred
- *  sum (two reads of the row, never negative), summed over the workgroup (needs `wg_sum` and a
- *  binding `x`): LayerNorm rows and GroupNorm's one-dispatch rows. */
-const WGSL_ROW_MOMENTS = /* wgsl */ `
+ *  sum (two reads of the row, never negative), summed over the workgroup in f32 (needs `wg_sum` and
+ *  a binding `x` holding `dtype` elements): LayerNorm rows and GroupNorm's one-dispatch rows. */
+const wgslRowMoments = (dtype: ActivationDType): string => /* wgsl */ `
 fn row_moments(base: u32, len: u32, eps: f32, lid: u32) -> vec2<f32> {
   var s = 0.0;
-  for (var i = lid; i < len; i += ${RED}u) { s += x[base + i]; }
+  for (var i = lid; i < len; i += ${RED}u) { s += ${loadF32('x', dtype, 'base + i')}; }
   let mean = wg_sum(s, lid) / f32(len);
   var q = 0.0;
-  for (var i = lid; i < len; i += ${RED}u) { let d = x[base + i] - mean; q += d * d; }
+  for (var i = lid; i < len; i += ${RED}u) { let d = ${loadF32('x', dtype, 'base + i')} - mean; q += d * d; }
   return vec2<f32>(mean, inverseSqrt(wg_sum(q, lid) / f32(len) + eps));
 }`;
+
+/** Checks that a norm's weight and bias are f32 (the models keep them so). */
+function assertAffine(weight: Tensor, bias: Tensor, op: string): void {
+  assertFloat(weight, `${op} weight`);
+  assertFloat(bias, `${op} bias`);
+}
 
 /** Longest row (elements of one batch element's group) normalised by one workgroup in one dispatch. */
 export const GN_SINGLE_MAX = 16384;
@@ -115,14 +126,16 @@ export function groupNormPlan(len: number, o: Pick<GroupNormOptions, 'path' | 'c
   return { path, chunk: c, chunks: Math.max(1, Math.ceil(len / c)) };
 }
 
-/** GroupNorm over x [B, C, ...spatial] with per-channel weight/bias [C], then `act`: PyTorch's
- *  F.group_norm (biased variance) in one dispatch, or two for long rows (see above). */
+/** GroupNorm over x [B, C, ...spatial] (f32 or f16; the result has x's dtype) with per-channel f32
+ *  weight/bias [C], then `act`: PyTorch's F.group_norm (biased variance) in one dispatch, or two for
+ *  long rows (see above). */
 export function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: GroupNormOptions): Tensor {
-  assertFloat(x, 'groupNorm');
+  const dt = activationDtype(x, 'groupNorm');
   if (x.rank < 2) throw new ShapeError(`groupNorm: expected [B, C, ...], got ${shapeStr(x.shape)}`);
   const [b, c] = x.shape as [number, number];
   if (!Number.isInteger(o.groups) || o.groups < 1 || c % o.groups !== 0) throw new ShapeError(`groupNorm: ${c} channels not divisible by ${o.groups} groups`);
   if (weight.numel !== c || bias.numel !== c) throw new ShapeError(`groupNorm: weight/bias must have ${c} elements, got ${weight.numel} and ${bias.numel}`);
+  assertAffine(weight, bias, 'groupNorm');
   const rt = runtimeOf(x, weight, bias);
   const spatial = x.numel / (b * c || 1);
   const cpg = c / o.groups;
@@ -142,23 +155,23 @@ fn normalise(row: u32, start: u32, end: u32, mean: f32, rstd: f32, lid: u32) {
   let ch0 = (row % p.groups) * p.cpg;
   for (var i = start + lid; i < end; i += ${RED}u) {
     let ch = ch0 + i / p.spatial;
-    y[base + i] = act_${act}((x[base + i] - mean) * rstd * w[ch] + bias[ch]);
+    y[base + i] = ${storeValue(dt, `act_${act}((${loadF32('x', dt, 'base + i')} - mean) * rstd * w[ch] + bias[ch])`)};
   }
 }`;
   const params = new Params().u32(rows, len, spatial, cpg, o.groups, plan.chunk, plan.chunks).f32(o.eps).build();
   if (plan.path === 'single') {
     return rt.run(
-      rt.kernel(`group_norm:${act}`, () => ({
+      rt.kernel(`group_norm:${act}:${dt}`, () => ({
         inputs: 3,
         outputs: 1,
         uniforms: true,
-        code: /* wgsl */ `
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+        code: /* wgsl */ `${enableF16(dt)}
+@group(0) @binding(1) var<storage, read> x: array<${storageType(dt)}>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<${outputType(dt)}>;
 ${shared}
-${WGSL_ROW_MOMENTS}
+${wgslRowMoments(dt)}
 @compute @workgroup_size(${RED})
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
@@ -171,19 +184,19 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   normalise(row, 0u, p.len, mean, rstd, lid);
 }`,
       })),
-      { params, inputs: [x, weight, bias], outputs: [{ shape: x.shape }], workgroups: rt.grid(rows) },
+      { params, inputs: [x, weight, bias], outputs: [{ shape: x.shape, dtype: dt }], workgroups: rt.grid(rows) },
     )[0]!;
   }
-  // Split: partials [rows·chunks] of (m_k, M2_k), then combine + apply.
+  // Split: f32 partials [rows·chunks] of (m_k, M2_k), then combine + apply.
   const partial = rt.run(
-    rt.kernel('group_norm_partial', () => ({
+    rt.kernel(`group_norm_partial:${dt}`, () => ({
       inputs: 1,
       outputs: 1,
       uniforms: true,
       code: /* wgsl */ `
 struct P { rows: u32, len: u32, spatial: u32, cpg: u32, groups: u32, chunk: u32, chunks: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${storageType(dt)}>;
 @group(0) @binding(2) var<storage, read_write> part: array<vec2<f32>>;
 ${WGSL_WG_SUM}
 @compute @workgroup_size(${RED})
@@ -196,10 +209,10 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   let n = min(p.chunk, p.len - start);
   let base = row * p.len + start;
   var s = 0.0;
-  for (var i = lid; i < n; i += ${RED}u) { s += x[base + i]; }
+  for (var i = lid; i < n; i += ${RED}u) { s += ${loadF32('x', dt, 'base + i')}; }
   let m = wg_sum(s, lid) / f32(n);
   var q = 0.0;
-  for (var i = lid; i < n; i += ${RED}u) { let d = x[base + i] - m; q += d * d; }
+  for (var i = lid; i < n; i += ${RED}u) { let d = ${loadF32('x', dt, 'base + i')} - m; q += d * d; }
   let m2 = wg_sum(q, lid);
   if (lid == 0u) { part[id] = vec2<f32>(m, m2); }
 }`,
@@ -207,16 +220,16 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     { params, inputs: [x], outputs: [{ shape: [rows * plan.chunks, 2] }], workgroups: rt.grid(rows * plan.chunks) },
   )[0]!;
   const y = rt.run(
-    rt.kernel(`group_norm_split:${act}`, () => ({
+    rt.kernel(`group_norm_split:${act}:${dt}`, () => ({
       inputs: 4,
       outputs: 1,
       uniforms: true,
-      code: /* wgsl */ `
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+      code: /* wgsl */ `${enableF16(dt)}
+@group(0) @binding(1) var<storage, read> x: array<${storageType(dt)}>;
 @group(0) @binding(2) var<storage, read> part: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<${outputType(dt)}>;
 ${shared}
 @compute @workgroup_size(${RED})
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -240,36 +253,37 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   normalise(row, start, min(start + p.chunk, p.len), mean, rstd, lid);
 }`,
     })),
-    { params, inputs: [x, partial, weight, bias], outputs: [{ shape: x.shape }], workgroups: rt.grid(rows * plan.chunks) },
+    { params, inputs: [x, partial, weight, bias], outputs: [{ shape: x.shape, dtype: dt }], workgroups: rt.grid(rows * plan.chunks) },
   )[0]!;
   partial.dispose();
   return y;
 }
 
-/** LayerNorm over the last axis with weight/bias [C], in one pass: a workgroup per row computes the
- *  row's mean and 1/sqrt(var + eps) as groupNorm's single path does (same sums, same order) and
- *  normalises it. */
+/** LayerNorm over the last axis of x (f32 or f16; the result has x's dtype) with f32 weight/bias
+ *  [C], in one pass: a workgroup per row computes the row's mean and 1/sqrt(var + eps) as
+ *  groupNorm's single path does (same sums, same order) and normalises it. */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
-  assertFloat(x, 'layerNorm');
+  const dt = activationDtype(x, 'layerNorm');
   const c = x.shape[x.rank - 1];
   if (c === undefined || c === 0) throw new ShapeError(`layerNorm: bad shape ${shapeStr(x.shape)}`);
   if (weight.numel !== c || bias.numel !== c) throw new ShapeError(`layerNorm: weight/bias must have ${c} elements, got ${weight.numel} and ${bias.numel}`);
+  assertAffine(weight, bias, 'layerNorm');
   const rt = runtimeOf(x, weight, bias);
   const rows = x.numel / c;
   return rt.run(
-    rt.kernel('layer_norm', () => ({
+    rt.kernel(`layer_norm:${dt}`, () => ({
       inputs: 3,
       outputs: 1,
       uniforms: true,
-      code: /* wgsl */ `
+      code: /* wgsl */ `${enableF16(dt)}
 struct P { rows: u32, len: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${storageType(dt)}>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<${outputType(dt)}>;
 ${WGSL_WG_SUM}
-${WGSL_ROW_MOMENTS}
+${wgslRowMoments(dt)}
 @compute @workgroup_size(${RED})
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let row = wid.x + wid.y * nwg.x;
@@ -279,30 +293,31 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   let moments = row_moments(base, p.len, p.eps, lid);
   let mean = moments.x;
   let rstd = moments.y;
-  for (var i = lid; i < p.len; i += ${RED}u) { y[base + i] = (x[base + i] - mean) * rstd * w[i] + bias[i]; }
+  for (var i = lid; i < p.len; i += ${RED}u) { y[base + i] = ${storeValue(dt, `(${loadF32('x', dt, 'base + i')} - mean) * rstd * w[i] + bias[i]`)}; }
 }`,
     })),
-    { params: new Params().u32(rows, c).f32(eps).build(), inputs: [x, weight, bias], outputs: [{ shape: x.shape }], workgroups: rt.grid(rows) },
+    { params: new Params().u32(rows, c).f32(eps).build(), inputs: [x, weight, bias], outputs: [{ shape: x.shape, dtype: dt }], workgroups: rt.grid(rows) },
   )[0]!;
 }
 
-/** Softmax over the last axis, y = exp(s·x − max)/Σ, with an optional scale s on the logits. */
+/** Softmax over the last axis, y = exp(s·x − max)/Σ, with an optional scale s on the logits; x is
+ *  f32 or f16 and the result has its dtype (max, exp and sum in f32). */
 export function softmax(x: Tensor, scale = 1): Tensor {
-  assertFloat(x, 'softmax');
+  const dt = activationDtype(x, 'softmax');
   const c = x.shape[x.rank - 1];
   if (c === undefined || c === 0) throw new ShapeError(`softmax: bad shape ${shapeStr(x.shape)}`);
   const rt = runtimeOf(x);
   const rows = x.numel / c;
   return rt.run(
-    rt.kernel('softmax', () => ({
+    rt.kernel(`softmax:${dt}`, () => ({
       inputs: 1,
       outputs: 1,
       uniforms: true,
-      code: /* wgsl */ `
+      code: /* wgsl */ `${enableF16(dt)}
 struct P { rows: u32, len: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<${storageType(dt)}>;
+@group(0) @binding(2) var<storage, read_write> y: array<${outputType(dt)}>;
 ${WGSL_WG_SUM}
 @compute @workgroup_size(${RED})
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -311,14 +326,14 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
   let lid = lid3.x;
   let base = row * p.len;
   var m = -3.402823e38;
-  for (var i = lid; i < p.len; i += ${RED}u) { m = max(m, x[base + i] * p.scale); }
+  for (var i = lid; i < p.len; i += ${RED}u) { m = max(m, ${loadF32('x', dt, 'base + i')} * p.scale); }
   m = wg_max(m, lid);
   var s = 0.0;
-  for (var i = lid; i < p.len; i += ${RED}u) { s += exp(x[base + i] * p.scale - m); }
+  for (var i = lid; i < p.len; i += ${RED}u) { s += exp(${loadF32('x', dt, 'base + i')} * p.scale - m); }
   let inv = 1.0 / wg_sum(s, lid);
-  for (var i = lid; i < p.len; i += ${RED}u) { y[base + i] = exp(x[base + i] * p.scale - m) * inv; }
+  for (var i = lid; i < p.len; i += ${RED}u) { y[base + i] = ${storeValue(dt, `exp(${loadF32('x', dt, 'base + i')} * p.scale - m) * inv`)}; }
 }`,
     })),
-    { params: new Params().u32(rows, c).f32(scale).build(), inputs: [x], outputs: [{ shape: x.shape }], workgroups: rt.grid(rows) },
+    { params: new Params().u32(rows, c).f32(scale).build(), inputs: [x], outputs: [{ shape: x.shape, dtype: dt }], workgroups: rt.grid(rows) },
   )[0]!;
 }
