@@ -1,34 +1,83 @@
-// Elementwise kernels: activations, affine maps, broadcasting binary ops, GEGLU.
+// Elementwise kernels: dtype casts, activations, affine maps, broadcasting binary ops, GEGLU.
+//
+// Activations are f32 or f16 (see `activationDtype`); the arithmetic is f32 either way. f16
+// operands are read as packed pairs through `array<u32>` and unpacked; an f16 result is written
+// element by element through `array<f16>` with a saturating conversion. f32 operands give exactly
+// the f32 kernels of before.
 
 import { ShapeError, numelOf, type Tensor } from '../gpu/runtime.js';
-import { Params, WGSL_ACTIVATIONS, assertFloat, runElementwise, runtimeOf, shapeStr, type Activation } from './common.js';
+import {
+  Params,
+  WGSL_ACTIVATIONS,
+  activationDtype,
+  assertFloat,
+  loadF32,
+  outputType,
+  runElementwise,
+  runtimeOf,
+  shapeStr,
+  storageType,
+  storeValue,
+  type Activation,
+  type ActivationDType,
+} from './common.js';
 
 const MAX_RANK = 6;
 
+/** x converted to `dtype`: f32 → f16 rounds each value to the nearest f16 (WGSL's `f16()`
+ *  conversion, round to nearest even) and saturates to ±65504 instead of overflowing; f16 → f32 is
+ *  exact. When x already has `dtype` the result is `x.reshape(x.shape)`: a new handle on the same
+ *  storage (no copy), so the caller may dispose x and the result independently. */
+export function cast(x: Tensor, dtype: ActivationDType): Tensor {
+  assertFloat(x, 'cast: x', true);
+  if (dtype !== 'f32' && dtype !== 'f16') throw new TypeError(`cast: dtype must be 'f32' or 'f16', got '${String(dtype)}'`);
+  if (x.dtype === dtype) return x.reshape(x.shape);
+  const rt = runtimeOf(x);
+  // Writing f16 elements needs shader-f16; reading f16 (unpack2x16float) does not.
+  if (dtype === 'f16' && !rt.hasShaderF16) throw new TypeError(`cast: f16 results need the adapter's shader-f16 feature, which this adapter (${rt.adapterInfo.description}) does not offer`);
+  const from = x.dtype;
+  return runElementwise(
+    rt,
+    `cast:${from}:${dtype}`,
+    () => ({
+      bindings: [`var<storage, read> x: array<${storageType(from)}>`, `var<storage, read_write> y: array<${outputType(dtype)}>`],
+      inputs: 1,
+      outputs: 1,
+      f16: dtype === 'f16',
+      body: `y[i] = ${storeValue(dtype, loadF32('x', from, 'i'))};`,
+    }),
+    x.numel,
+    new Params(),
+    [x],
+    [{ shape: x.shape, dtype }],
+  )[0]!;
+}
+
 export type UnaryOp = Activation | 'exp';
 
-/** y = clamp(op(x · scale + shift), lo, hi), elementwise. */
+/** y = clamp(op(x · scale + shift), lo, hi), elementwise, in f32; y has x's dtype (f32 or f16). */
 export function unary(x: Tensor, op: UnaryOp, scale = 1, shift = 0, clampTo?: readonly [number, number]): Tensor {
-  assertFloat(x, `unary(${op})`);
+  const dtype = activationDtype(x, `unary(${op})`);
   const rt = runtimeOf(x);
   const n = x.numel;
   const [lo, hi] = clampTo ?? [-3.4e38, 3.4e38];
-  const expr = `act_${op}(x[i] * p.scale + p.shift)`;
+  const expr = `act_${op}(${loadF32('x', dtype, 'i')} * p.scale + p.shift)`;
   return runElementwise(
     rt,
-    `unary:${op}${clampTo ? ':clamp' : ''}`,
+    `unary:${op}${clampTo ? ':clamp' : ''}:${dtype}`,
     () => ({
       fields: 'scale: f32, shift: f32, lo: f32, hi: f32',
-      bindings: ['var<storage, read> x: array<f32>', 'var<storage, read_write> y: array<f32>'],
+      bindings: [`var<storage, read> x: array<${storageType(dtype)}>`, `var<storage, read_write> y: array<${outputType(dtype)}>`],
       inputs: 1,
       outputs: 1,
       prelude: `${WGSL_ACTIVATIONS}\nfn act_exp(v: f32) -> f32 { return exp(v); }`,
-      body: `y[i] = ${clampTo ? `clamp(${expr}, p.lo, p.hi)` : expr};`,
+      f16: dtype === 'f16',
+      body: `y[i] = ${storeValue(dtype, clampTo ? `clamp(${expr}, p.lo, p.hi)` : expr)};`,
     }),
     n,
     new Params().f32(scale, shift, lo, hi),
     [x],
-    [{ shape: x.shape }],
+    [{ shape: x.shape, dtype }],
   )[0]!;
 }
 
@@ -71,10 +120,13 @@ function broadcastStrides(shape: readonly number[], outShape: readonly number[])
   return strides;
 }
 
-/** y = (alpha·a) op (beta·b) with NumPy broadcasting. */
+/** y = (alpha·a) op (beta·b) with NumPy broadcasting, in f32. a and b are each f32 or f16; y has
+ *  a's dtype (b is often a bias or a skip branch of either dtype). */
 export function binary(a: Tensor, b: Tensor, op: BinaryOp, alpha = 1, beta = 1): Tensor {
-  assertFloat(a, op);
-  assertFloat(b, op);
+  const da = activationDtype(a, `${op}: a`);
+  // b is only read (unpacked), which needs no shader-f16.
+  assertFloat(b, `${op}: b`, true);
+  const db = b.dtype;
   const rt = runtimeOf(a, b);
   const outShape = broadcastShapes(a.shape, b.shape, op);
   if (outShape.length > MAX_RANK) throw new ShapeError(`${op}: rank ${outShape.length} over ${MAX_RANK}`);
@@ -98,21 +150,22 @@ export function binary(a: Tensor, b: Tensor, op: BinaryOp, alpha = 1, beta = 1):
   for (let d = 0; d < MAX_RANK; d++) prm.u32(dims[d]!, sa[d]!, sb[d]!, 0);
   return runElementwise(
     rt,
-    `binary:${op}:${same ? 'same' : 'bcast'}`,
+    `binary:${op}:${same ? 'same' : 'bcast'}:${da}:${db}`,
     () => ({
       fields: `alpha: f32, beta: f32, _pad: u32, dims: array<vec4<u32>, ${MAX_RANK}>`,
-      bindings: ['var<storage, read> xa: array<f32>', 'var<storage, read> xb: array<f32>', 'var<storage, read_write> y: array<f32>'],
+      bindings: [`var<storage, read> xa: array<${storageType(da)}>`, `var<storage, read> xb: array<${storageType(db)}>`, `var<storage, read_write> y: array<${outputType(da)}>`],
       inputs: 2,
       outputs: 1,
+      f16: da === 'f16',
       body: `${indexCode}
-  let a = p.alpha * xa[ia];
-  let b = p.beta * xb[ib];
-  y[i] = ${BINARY_EXPR[op]};`,
+  let a = p.alpha * ${loadF32('xa', da, 'ia')};
+  let b = p.beta * ${loadF32('xb', db, 'ib')};
+  y[i] = ${storeValue(da, BINARY_EXPR[op])};`,
     }),
     n,
     prm,
     [a, b],
-    [{ shape: outShape }],
+    [{ shape: outShape, dtype: da }],
   )[0]!;
 }
 
@@ -121,9 +174,10 @@ export const sub = (a: Tensor, b: Tensor) => binary(a, b, 'sub');
 export const mul = (a: Tensor, b: Tensor) => binary(a, b, 'mul');
 export const div = (a: Tensor, b: Tensor) => binary(a, b, 'div');
 
-/** GEGLU: x [..., 2C] → [..., C] = x[..., :C] · gelu(x[..., C:]) (diffusers' GEGLU chunk order). */
+/** GEGLU: x [..., 2C] → [..., C] = x[..., :C] · gelu(x[..., C:]) (diffusers' GEGLU chunk order),
+ *  in f32; y has x's dtype (f32 or f16). */
 export function geglu(x: Tensor): Tensor {
-  assertFloat(x, 'geglu');
+  const dtype = activationDtype(x, 'geglu');
   const last = x.shape[x.rank - 1] ?? 0;
   if (x.rank === 0 || last % 2 !== 0) throw new ShapeError(`geglu: last dimension of ${shapeStr(x.shape)} must be even`);
   const rt = runtimeOf(x);
@@ -132,20 +186,21 @@ export function geglu(x: Tensor): Tensor {
   const n = numelOf(outShape);
   return runElementwise(
     rt,
-    'geglu',
+    `geglu:${dtype}`,
     () => ({
       fields: 'c: u32',
-      bindings: ['var<storage, read> x: array<f32>', 'var<storage, read_write> y: array<f32>'],
+      bindings: [`var<storage, read> x: array<${storageType(dtype)}>`, `var<storage, read_write> y: array<${outputType(dtype)}>`],
       inputs: 1,
       outputs: 1,
       prelude: WGSL_ACTIVATIONS,
+      f16: dtype === 'f16',
       body: `let base = (i / p.c) * 2u * p.c;
-  y[i] = x[base + i % p.c] * act_gelu(x[base + p.c + i % p.c]);`,
+  y[i] = ${storeValue(dtype, `${loadF32('x', dtype, 'base + i % p.c')} * act_gelu(${loadF32('x', dtype, 'base + p.c + i % p.c')})`)};`,
     }),
     n,
     new Params().u32(c),
     [x],
-    [{ shape: outShape }],
+    [{ shape: outShape, dtype }],
   )[0]!;
 }
 

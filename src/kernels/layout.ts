@@ -1,9 +1,24 @@
 // Layout kernels: permute, slice, concat, nearest upsampling, NCHW ↔ tokens, head split/merge.
+//
+// They copy elements, so the result has the input's dtype. f16 tensors are read as packed pairs
+// (`array<u32>`) and written element by element (`array<f16>`); the copy reinterprets the bits
+// rather than converting, so it is bit-exact (subnormals, infinities and NaNs included).
 
-import { ShapeError, numelOf, type Tensor } from '../gpu/runtime.js';
-import { Params, runElementwise, runtimeOf, shapeStr } from './common.js';
+import { ShapeError, numelOf, type DType, type Tensor } from '../gpu/runtime.js';
+import { Params, activationDtype, outputType, runElementwise, runtimeOf, shapeStr, storageType } from './common.js';
 
 const MAX_RANK = 6;
+
+/** The bindings of a one-input copy kernel over `dtype`, and the WGSL expression of element
+ *  `index` of `x` as a value to store into `y`: f16 pairs are bitcast, not converted. */
+function copyKernel(dtype: DType): { bindings: string[]; f16: boolean; load: (index: string) => string } {
+  const f16 = dtype === 'f16';
+  return {
+    bindings: [`var<storage, read> x: array<${storageType(dtype)}>`, `var<storage, read_write> y: array<${outputType(dtype)}>`],
+    f16,
+    load: (index) => (f16 ? `bitcast<vec2<f16>>(x[(${index}) >> 1u])[(${index}) & 1u]` : `x[${index}]`),
+  };
+}
 
 function contiguousStrides(shape: readonly number[]): number[] {
   const s = new Array<number>(shape.length);
@@ -15,35 +30,41 @@ function contiguousStrides(shape: readonly number[]): number[] {
   return s;
 }
 
-/** out[i] = x[offset + Σ_d idx_d · stride_d] for the output shape `shape` (rank ≤ 6, 32-bit types). */
+/** out[i] = x[offset + Σ_d idx_d · stride_d] for the output shape `shape` (rank ≤ 6; f32, f16, i32,
+ *  u32). Element indices, offsets and strides count elements, also for f16. */
 function gather(x: Tensor, shape: readonly number[], strides: readonly number[], offset: number, key: string): Tensor {
   const rt = runtimeOf(x);
   if (shape.length > MAX_RANK) throw new ShapeError(`${key}: rank ${shape.length} over ${MAX_RANK}`);
-  if (x.dtype === 'f16') throw new TypeError(`${key}: f16 tensors are not supported by layout kernels`);
+  // Writing f16 elements needs shader-f16.
+  if (x.dtype === 'f16') activationDtype(x, key);
   const n = numelOf(shape);
   const pad = MAX_RANK - shape.length;
   const dims = [...new Array<number>(pad).fill(1), ...shape];
   const st = [...new Array<number>(pad).fill(0), ...strides];
-  const ty = x.dtype === 'f32' ? 'f32' : x.dtype;
+  const ty = x.dtype;
   const prm = new Params().u32(offset, 0, 0);
   for (let d = 0; d < MAX_RANK; d++) prm.u32(dims[d]!, st[d]!, 0, 0);
   return runElementwise(
     rt,
     `gather:${ty}`,
-    () => ({
-      fields: `offset: u32, _a: u32, _b: u32, dims: array<vec4<u32>, ${MAX_RANK}>`,
-      bindings: [`var<storage, read> x: array<${ty}>`, `var<storage, read_write> y: array<${ty}>`],
-      inputs: 1,
-      outputs: 1,
-      body: `var rem = i;
+    () => {
+      const k = copyKernel(ty);
+      return {
+        fields: `offset: u32, _a: u32, _b: u32, dims: array<vec4<u32>, ${MAX_RANK}>`,
+        bindings: k.bindings,
+        inputs: 1,
+        outputs: 1,
+        f16: k.f16,
+        body: `var rem = i;
   var src = p.offset;
   for (var d = ${MAX_RANK - 1}i; d >= 0; d--) {
     let q = rem % p.dims[d].x;
     rem = rem / p.dims[d].x;
     src += q * p.dims[d].y;
   }
-  y[i] = x[src];`,
-    }),
+  y[i] = ${k.load('src')};`,
+      };
+    },
     n,
     prm,
     [x],
@@ -92,19 +113,22 @@ export function slice(x: Tensor, starts: readonly number[], sizes: readonly numb
   return gather(x, outShape, xs, offset, 'slice');
 }
 
-/** Concatenates along `axis` (all other dimensions equal). */
+/** Concatenates along `axis` (all other dimensions equal; all inputs of one dtype, which the result
+ *  has). */
 export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   if (!tensors.length) throw new ShapeError('concat: no tensors');
   const first = tensors[0]!;
   const rank = first.rank;
   if (axis < 0) axis += rank;
   if (axis < 0 || axis >= rank) throw new ShapeError(`concat: axis out of range for ${shapeStr(first.shape)}`);
-  for (const t of tensors) {
-    if (t.rank !== rank || t.dtype !== first.dtype || t.shape.some((d, i) => i !== axis && d !== first.shape[i])) {
-      throw new ShapeError(`concat along ${axis}: ${shapeStr(t.shape)} ${t.dtype} does not match ${shapeStr(first.shape)} ${first.dtype}`);
+  tensors.forEach((t, i) => {
+    if (t.dtype !== first.dtype) throw new TypeError(`concat: input ${i} is ${t.dtype} but input 0 is ${first.dtype} (all inputs must share one dtype)`);
+    if (t.rank !== rank || t.shape.some((d, j) => j !== axis && d !== first.shape[j])) {
+      throw new ShapeError(`concat along ${axis}: input ${i} ${shapeStr(t.shape)} does not match input 0 ${shapeStr(first.shape)}`);
     }
-  }
-  if (first.dtype === 'f16') throw new TypeError('concat: f16 tensors are not supported');
+  });
+  // Writing f16 elements needs shader-f16.
+  if (first.dtype === 'f16') activationDtype(first, 'concat');
   const rt = runtimeOf(...tensors);
   const total = tensors.reduce((s, t) => s + t.shape[axis]!, 0);
   const outShape = [...first.shape];
@@ -117,16 +141,22 @@ export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   for (const t of tensors) {
     const n = t.numel;
     const block = t.shape[axis]! * inner;
+    // Element i of this input lands in output block i / block, `offset` elements into it (f16:
+    // the two halves of an output word may come from different inputs, i.e. dispatches).
     runElementwise(
       rt,
       `concat:${ty}`,
-      () => ({
-        fields: 'block: u32, out_block: u32, offset: u32',
-        bindings: [`var<storage, read> x: array<${ty}>`, `var<storage, read_write> y: array<${ty}>`],
-        inputs: 1,
-        outputs: 1,
-        body: 'y[(i / p.block) * p.out_block + p.offset + i % p.block] = x[i];',
-      }),
+      () => {
+        const k = copyKernel(ty);
+        return {
+          fields: 'block: u32, out_block: u32, offset: u32',
+          bindings: k.bindings,
+          inputs: 1,
+          outputs: 1,
+          f16: k.f16,
+          body: `y[(i / p.block) * p.out_block + p.offset + i % p.block] = ${k.load('i')};`,
+        };
+      },
       n,
       new Params().u32(block, total * inner, offset * inner),
       [t],
@@ -148,34 +178,39 @@ export function upsampleNearest2x(x: Tensor): Tensor {
   return r;
 }
 
-/** Nearest-neighbour resize of NCHW to outH × outW, as torch `interpolate(size=…, mode="nearest")`:
- *  source index min(floor(dst · (in/out)), in − 1) with the scale and product in float32. */
+/** Nearest-neighbour resize of NCHW (f32 or f16) to outH × outW, as torch
+ *  `interpolate(size=…, mode="nearest")`: source index min(floor(dst · (in/out)), in − 1) with the
+ *  scale and product in float32. */
 export function resizeNearest(x: Tensor, outH: number, outW: number): Tensor {
   if (x.rank !== 4) throw new ShapeError(`resizeNearest: expected NCHW, got ${shapeStr(x.shape)}`);
   if (!Number.isInteger(outH) || !Number.isInteger(outW) || outH < 1 || outW < 1) throw new ShapeError(`resizeNearest: bad output size ${outH}×${outW}`);
-  if (x.dtype !== 'f32') throw new TypeError(`resizeNearest: expected an f32 tensor, got ${x.dtype}`);
+  const dtype = activationDtype(x, 'resizeNearest');
   const [b, c, h, w] = x.shape as [number, number, number, number];
   if (outH === 2 * h && outW === 2 * w) return upsampleNearest2x(x);
   const n = b * c * outH * outW;
   return runElementwise(
     runtimeOf(x),
-    'resize_nearest',
-    () => ({
-      fields: 'ih: u32, iw: u32, oh: u32, ow: u32, sy: f32, sx: f32',
-      bindings: ['var<storage, read> x: array<f32>', 'var<storage, read_write> y: array<f32>'],
-      inputs: 1,
-      outputs: 1,
-      body: `let ox = i % p.ow;
+    `resize_nearest:${dtype}`,
+    () => {
+      const k = copyKernel(dtype);
+      return {
+        fields: 'ih: u32, iw: u32, oh: u32, ow: u32, sy: f32, sx: f32',
+        bindings: k.bindings,
+        inputs: 1,
+        outputs: 1,
+        f16: k.f16,
+        body: `let ox = i % p.ow;
   let oy = (i / p.ow) % p.oh;
   let plane = i / (p.ow * p.oh);
   let iy = min(u32(floor(f32(oy) * p.sy)), p.ih - 1u);
   let ix = min(u32(floor(f32(ox) * p.sx)), p.iw - 1u);
-  y[i] = x[(plane * p.ih + iy) * p.iw + ix];`,
-    }),
+  y[i] = ${k.load('(plane * p.ih + iy) * p.iw + ix')};`,
+      };
+    },
     n,
     new Params().u32(h, w, outH, outW).f32(Math.fround(h / outH), Math.fround(w / outW)),
     [x],
-    [{ shape: [b, c, outH, outW] }],
+    [{ shape: [b, c, outH, outW], dtype }],
   )[0]!;
 }
 
