@@ -2,7 +2,7 @@
 // (matmul-subgroup.ts): the variant description, operand reads, the uniform block and the epilogue.
 
 import type { DType } from '../gpu/runtime.js';
-import type { Activation } from './common.js';
+import { outputType, storageType, storeValue, type Activation, type ActivationDType } from './common.js';
 
 export interface TileConfig {
   BM: number;
@@ -26,6 +26,11 @@ export interface GemmVariant {
   tile: TileConfig;
   dtypeA: DType;
   dtypeB: DType;
+  /** The result's dtype: that of the activation operand (A = x for linear and matmul, B = the
+   *  image or tokens for convolutions), f16 written element by element (see outputType). */
+  dtypeC: ActivationDType;
+  /** The residual's dtype, read like the operands (f32 or f16 packed pairs). */
+  dtypeRes: ActivationDType;
   bLayout: BLayout;
   bias: BiasKind;
   act: Activation;
@@ -58,7 +63,8 @@ export const GEMM_PARAMS = /* wgsl */ `struct P {
 /** The bindings of a variant and the statement that finishes one output element: `value` is the
  *  accumulated sum for row `gm`, column `gn` of batch element `bz` (with `c_base = bz * p.batch_c`
  *  in scope); bias, time-embedding bias, activation and residual are applied, in the order of the
- *  unfused ops, and the result goes to its output (one of `split` for fused q/k/v). */
+ *  unfused ops, and the result goes to its output (one of `split` for fused q/k/v). An f16 result
+ *  needs `enable f16;` at the top of the module (enableF16(v.dtypeC)). */
 export function gemmEpilogue(v: GemmVariant, aType: string, bType: string, value: string): { bindings: string; store: string } {
   const bindings: string[] = [
     `@group(0) @binding(1) var<storage, read> A: array<${aType}>;`,
@@ -67,13 +73,14 @@ export function gemmEpilogue(v: GemmVariant, aType: string, bType: string, value
   let next = 3;
   if (v.bias !== 'none') bindings.push(`@group(0) @binding(${next++}) var<storage, read> bias: array<f32>;`);
   if (v.batchBias) bindings.push(`@group(0) @binding(${next++}) var<storage, read> bb: array<f32>;`);
-  if (v.residual) bindings.push(`@group(0) @binding(${next++}) var<storage, read> res: array<f32>;`);
+  if (v.residual) bindings.push(`@group(0) @binding(${next++}) var<storage, read> res: array<${storageType(v.dtypeRes)}>;`);
   const split = v.split ?? 1;
-  for (let o = 0; o < split; o++) bindings.push(`@group(0) @binding(${next++}) var<storage, read_write> C${split > 1 ? o : ''}: array<f32>;`);
+  for (let o = 0; o < split; o++) bindings.push(`@group(0) @binding(${next++}) var<storage, read_write> C${split > 1 ? o : ''}: array<${outputType(v.dtypeC)}>;`);
   // (acc + bias) + bb, in the order of the unfused conv-then-add.
   const biasExpr = (v.bias === 'n' ? ' + bias[gn]' : v.bias === 'm' ? ' + bias[gm]' : '') + (v.batchBias ? ' + bb[bz * p.M + gm]' : '');
-  const resExpr = v.residual ? ' + res[ci]' : '';
-  const out = `act_${v.act}(${value}${biasExpr})${resExpr}`;
+  const resExpr = v.residual ? ` + ${load('res', v.dtypeRes, 'ci')}` : '';
+  // The sum stays f32 up to the store, which rounds it once to the output's dtype.
+  const out = storeValue(v.dtypeC, `act_${v.act}(${value}${biasExpr})${resExpr}`);
   let store: string;
   if (split > 1) {
     // Column gn goes to output gn / split_n, column gn % split_n there; rows of split_n columns.

@@ -6,10 +6,13 @@
 // (read as a column-major right matrix) and as [k][n] otherwise — then each subgroup loads its
 // left/right matrices from there and multiply-accumulates. Rows are padded by 8 halves (16 bytes)
 // so every matrix load starts 16-byte aligned and consecutive rows fall on different banks.
+// f16 operands (weights or activations) are unpacked and staged unchanged (the round trip through
+// f32 is exact); f32 ones are rounded to f16 there.
 // The builtins give no element access, so the epilogue goes through workgroup memory: result
 // matrix t of every subgroup is stored to a per-subgroup MM×MN f32 scratch, and all invocations
 // finish those elements with the same epilogue as the SIMT kernel (bias, activation, residual,
-// split or transposed outputs).
+// split or transposed outputs; an f16 result is rounded once from that f32 value, the module's
+// `enable f16;` being the matrix builtins' own).
 // With emulated subgroup matrices (subgroup-matrix.ts) the same kernel runs on any adapter.
 
 import type { SubgroupMatrixSupport } from '../gpu/runtime.js';

@@ -5,6 +5,9 @@
 //   conv2d  A = weight (Cout × Cin·KH·KW), B = the implicit im2col of the input image (no buffer)
 // Each workgroup computes a BM×BN tile; each invocation a TM×TN block of it, accumulating in f32
 // over K in steps of BK staged through workgroup memory (A transposed so reads are vec4).
+// Activations (x, a, the image, the tokens, the residual) are f32 or f16; the result takes the
+// activation operand's dtype. f16 operands are read as packed pairs (scalar loads, never vec4),
+// and an f16 result is rounded once from the f32 sum of the epilogue.
 
 import { ShapeError, numelOf, type Runtime, type SubgroupMatrixSupport, type Tensor } from '../gpu/runtime.js';
 import { SUBGROUP_TILES, subgroupGeometry, subgroupGemmCode, type SubgroupTile } from './matmul-subgroup.js';
@@ -13,7 +16,7 @@ import { GEMM_PARAMS, gemmEpilogue, load, type GemmVariant, type TileConfig } fr
 export type { TileConfig };
 import { binary, unary } from './elementwise.js';
 import { slice } from './layout.js';
-import { Params, WGSL_ACTIVATIONS, assertFloat, ceilDiv, runtimeOf, shapeStr, storageType, type Activation } from './common.js';
+import { Params, WGSL_ACTIVATIONS, activationDtype, assertFloat, ceilDiv, enableF16, runtimeOf, shapeStr, storageType, type Activation, type ActivationDType } from './common.js';
 
 
 export const TILES = {
@@ -26,7 +29,7 @@ export const TILES = {
 /** What a variant computes, apart from how it is tiled. */
 function operandsKey(v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>): string {
   const c = v.conv ? `${v.conv.kh}x${v.conv.kw}s${v.conv.stride}` : '';
-  return `${v.bLayout}${c}:${v.bias}${v.batchBias ? '+bb' : ''}:${v.act}:${v.residual ? 'res' : ''}:${v.storeT ? 'T' : ''}:${v.split ?? 1}`;
+  return `${v.bLayout}${c}:${v.bias}${v.batchBias ? '+bb' : ''}:${v.act}:${v.residual ? `res.${v.dtypeRes}` : ''}:${v.storeT ? 'T' : ''}:${v.split ?? 1}:${v.dtypeC}`;
 }
 
 function variantKey(v: GemmVariant): string {
@@ -167,7 +170,7 @@ function gemmCode(v: GemmVariant): string {
   }
 
   const { bindings, store } = gemmEpilogue(v, aType, bType, `acc[i * ${TN / VN}u + j / ${VN}u][j % ${VN}u]`);
-  return /* wgsl */ `
+  return /* wgsl */ `${enableF16(v.dtypeC)}
 ${GEMM_PARAMS}
 ${bindings}
 ${v.act === 'none' ? 'fn act_none(x: f32) -> f32 { return x; }' : WGSL_ACTIVATIONS}
@@ -293,7 +296,9 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
   if (g.K === 0 && (split > 1 || v.storeT || batchBias)) throw new ShapeError('gemm: an empty inner dimension with split, transposed or batch-bias outputs is not supported');
   const sub = chooseSubgroupTile(rt, v, g);
   const tile = chooseTile(rt, g.M, g.N, g.batch);
-  const noVec = envFlag('DIFFSIM_GEMM_SCALAR');
+  // With an empty inner dimension (an f16 result runs the kernel, below) the operands are empty
+  // buffers: scalar bindings take them, vec4 ones need 16 bytes.
+  const noVec = envFlag('DIFFSIM_GEMM_SCALAR') || g.K === 0;
   // vec4 loads need 16-byte aligned rows and batch strides.
   const vecA = !noVec && v.dtypeA === 'f32' && g.K % 4 === 0 && g.batchA % 4 === 0 && (tile.BK / 4) <= 256;
   const vecB = !noVec && v.dtypeB === 'f32' && v.bLayout !== 'im2col' && (v.bLayout === 'nk' ? g.K % 4 === 0 : g.N % 4 === 0 && tile.BN / 4 <= 256) && g.batchB % 4 === 0;
@@ -310,8 +315,9 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
   if (bias) inputs.push(bias);
   if (batchBias) inputs.push(batchBias);
   if (residual) inputs.push(residual);
-  if (g.K === 0) {
-    // An empty sum: act(0 + bias) + residual, as PyTorch gives; no GEMM to run.
+  if (g.K === 0 && v.dtypeC === 'f32') {
+    // An empty sum: act(0 + bias) + residual, as PyTorch gives; no GEMM to run. (An f16 result
+    // comes from the kernel itself, whose loads are all out of range: the epilogue sees 0.)
     const y = rt.zeros(outShape);
     if (!bias && !residual) return [y]; // every activation maps 0 to 0
     const yb = bias ? binary(y, bias.reshape(v.bias === 'm' ? [g.M, 1, 1] : [g.N]), 'add') : y;
@@ -327,13 +333,25 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
     const key = `sgemm:${name}:${sm.M}x${sm.N}x${sm.K}:${sm.syntax}:${sm.subgroupSize}:${v.dtypeA}:${v.dtypeB}:${operandsKey(v)}`;
     return rt.run(
       rt.kernel(key, () => ({ code: subgroupGemmCode(variant, st, sm), inputs: inputs.length, outputs: split, uniforms: true })),
-      { params, inputs, outputs: outShapes.map((shape) => ({ shape })), workgroups: [ceilDiv(g.N, geo.BN), ceilDiv(g.M, geo.BM), g.batch] },
+      { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, geo.BN), ceilDiv(g.M, geo.BM), g.batch] },
     );
   }
   return rt.run(
     rt.kernel(variantKey(variant), () => ({ code: gemmCode(variant), inputs: inputs.length, outputs: split, uniforms: true })),
-    { params, inputs, outputs: outShapes.map((shape) => ({ shape })), workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
+    { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
   );
+}
+
+/** The dtype of an optional residual (f32 or f16, read like an operand); f32 when absent. */
+function residualDtype(residual: Tensor | undefined, what: string): ActivationDType {
+  if (!residual) return 'f32';
+  assertFloat(residual, what, true);
+  return residual.dtype as ActivationDType;
+}
+
+/** Biases (per column or per output channel, and the per-batch time embedding) are read as f32. */
+function assertBias(bias: Tensor | undefined, what: string): void {
+  if (bias) assertFloat(bias, what);
 }
 
 function envFlag(name: string): boolean {
@@ -348,10 +366,13 @@ export interface LinearOptions {
   residual?: Tensor | undefined;
 }
 
-/** y[..., N] = act(x[..., K] · Wᵀ + bias) + residual, W in PyTorch's (N, K) layout, f32 or f16. */
+/** y[..., N] = act(x[..., K] · Wᵀ + bias) + residual, W in PyTorch's (N, K) layout, f32 or f16;
+ *  y has x's dtype (f32 or f16). */
 export function linear(x: Tensor, weight: Tensor, o: LinearOptions = {}): Tensor {
-  assertFloat(x, 'linear input');
+  const dtype = activationDtype(x, 'linear input');
   assertFloat(weight, 'linear weight', true);
+  assertBias(o.bias, 'linear bias');
+  const dtypeRes = residualDtype(o.residual, 'linear residual');
   if (weight.rank !== 2) throw new ShapeError(`linear: weight must be (out, in), got ${shapeStr(weight.shape)}`);
   const [n, k] = weight.shape as [number, number];
   if (x.rank < 1 || x.shape[x.rank - 1] !== k) throw new ShapeError(`linear: input ${shapeStr(x.shape)} does not end in ${k} (weight ${shapeStr(weight.shape)})`);
@@ -362,7 +383,7 @@ export function linear(x: Tensor, weight: Tensor, o: LinearOptions = {}): Tensor
   const m = numelOf(outShape) / Math.max(n, 1);
   return gemm(
     rt,
-    { dtypeA: 'f32', dtypeB: weight.dtype, bLayout: 'nk', bias: o.bias ? 'n' : 'none', act: o.act ?? 'none', residual: !!o.residual },
+    { dtypeA: dtype, dtypeB: weight.dtype, dtypeC: dtype, dtypeRes, bLayout: 'nk', bias: o.bias ? 'n' : 'none', act: o.act ?? 'none', residual: !!o.residual },
     { M: m, N: n, K: k, batch: 1, batchA: 0, batchB: 0 },
     x,
     weight,
@@ -374,10 +395,12 @@ export function linear(x: Tensor, weight: Tensor, o: LinearOptions = {}): Tensor
 
 /** Several projections of the same input in one GEMM: `weight` stacks `parts` PyTorch weights
  *  [n, K] into [parts·n, K] (and `bias` their biases), and output i is x·W_iᵀ + b_i [..., n]:
- *  the same values the separate linears give (each column's sum runs over K in the same order). */
+ *  the same values the separate linears give (each column's sum runs over K in the same order),
+ *  all of x's dtype. */
 export function linearSplit(x: Tensor, weight: Tensor, parts: number, bias?: Tensor): Tensor[] {
-  assertFloat(x, 'linearSplit input');
+  const dtype = activationDtype(x, 'linearSplit input');
   assertFloat(weight, 'linearSplit weight', true);
+  assertBias(bias, 'linearSplit bias');
   if (weight.rank !== 2) throw new ShapeError(`linearSplit: weight must be (out, in), got ${shapeStr(weight.shape)}`);
   const [np, k] = weight.shape as [number, number];
   if (!Number.isInteger(parts) || parts < 1 || np % parts !== 0) throw new ShapeError(`linearSplit: ${np} output features do not split into ${parts} parts`);
@@ -393,7 +416,7 @@ export function linearSplit(x: Tensor, weight: Tensor, parts: number, bias?: Ten
   }
   return gemmOutputs(
     rt,
-    { dtypeA: 'f32', dtypeB: weight.dtype, bLayout: 'nk', bias: bias ? 'n' : 'none', act: 'none', residual: false, split: parts },
+    { dtypeA: dtype, dtypeB: weight.dtype, dtypeC: dtype, dtypeRes: 'f32', bLayout: 'nk', bias: bias ? 'n' : 'none', act: 'none', residual: false, split: parts },
     { M: m, N: np, K: k, batch: 1, batchA: 0, batchB: 0 },
     x,
     weight,
@@ -409,10 +432,10 @@ export interface MatmulOptions {
   transposeB?: boolean;
 }
 
-/** Batched matmul a (…, M, K) · b (…, K, N) → (…, M, N). Batch dims must match, or b may have none
- *  (broadcast). */
+/** Batched matmul a (…, M, K) · b (…, K, N) → (…, M, N) of a's dtype (f32 or f16; b is f32 or
+ *  f16 either way). Batch dims must match, or b may have none (broadcast). */
 export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
-  assertFloat(a, 'matmul a');
+  const dtype = activationDtype(a, 'matmul a');
   assertFloat(b, 'matmul b', true);
   if (a.rank < 2 || b.rank < 2) throw new ShapeError(`matmul: operands need rank ≥ 2, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
   const [m, k] = a.shape.slice(-2) as [number, number];
@@ -428,7 +451,7 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
   const rt = runtimeOf(a, b);
   return gemm(
     rt,
-    { dtypeA: 'f32', dtypeB: b.dtype, bLayout: o.transposeB ? 'nk' : 'kn', bias: 'none', act: 'none', residual: false },
+    { dtypeA: dtype, dtypeB: b.dtype, dtypeC: dtype, dtypeRes: 'f32', bLayout: o.transposeB ? 'nk' : 'kn', bias: 'none', act: 'none', residual: false },
     { M: m, N: n, K: k, batch, batchA: m * k, batchB: bBatchN === 1 ? 0 : k * n },
     a,
     b,
@@ -454,10 +477,14 @@ export interface Conv2dOptions {
   tokensOut?: boolean;
 }
 
-/** 2-D convolution of x [B, Cin, H, W] with weight [Cout, Cin, KH, KW] (f32 or f16) as an implicit GEMM. */
+/** 2-D convolution of x [B, Cin, H, W] with weight [Cout, Cin, KH, KW] (f32 or f16) as an implicit
+ *  GEMM; the result has x's dtype (f32 or f16). */
 export function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): Tensor {
-  assertFloat(x, 'conv2d input');
+  const dtype = activationDtype(x, 'conv2d input');
   assertFloat(weight, 'conv2d weight', true);
+  assertBias(o.bias, 'conv2d bias');
+  assertBias(o.batchBias, 'conv2d batchBias');
+  const dtypeRes = residualDtype(o.residual, 'conv2d residual');
   if (x.rank !== 4) throw new ShapeError(`conv2d: input must be NCHW, got ${shapeStr(x.shape)}`);
   if (weight.rank !== 4) throw new ShapeError(`conv2d: weight must be (Cout, Cin, KH, KW), got ${shapeStr(weight.shape)}`);
   const [b, cin, h, w] = x.shape as [number, number, number, number];
@@ -483,7 +510,9 @@ export function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): Tensor
     rt,
     {
       dtypeA: weight.dtype,
-      dtypeB: 'f32',
+      dtypeB: dtype,
+      dtypeC: dtype,
+      dtypeRes,
       bLayout: pointwise ? 'kn' : 'im2col',
       bias: o.bias ? 'm' : 'none',
       act: o.act ?? 'none',
@@ -512,10 +541,12 @@ export function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): Tensor
 
 /** A 1×1 convolution read from token rows: tokens (B, H·W, Cin) as the NCHW image [B, Cin, H, W]
  *  they transpose to, weight [Cout, Cin, 1, 1] → [B, Cout, H, W] (+ bias, + residual NCHW), without
- *  the layout copy (Transformer2DModel's proj_out). */
+ *  the layout copy (Transformer2DModel's proj_out); the result has the tokens' dtype (f32 or f16). */
 export function conv1x1FromTokens(tokens: Tensor, weight: Tensor, h: number, w: number, o: { bias?: Tensor | undefined; residual?: Tensor | undefined } = {}): Tensor {
-  assertFloat(tokens, 'conv1x1FromTokens input');
+  const dtype = activationDtype(tokens, 'conv1x1FromTokens input');
   assertFloat(weight, 'conv1x1FromTokens weight', true);
+  assertBias(o.bias, 'conv1x1FromTokens bias');
+  const dtypeRes = residualDtype(o.residual, 'conv1x1FromTokens residual');
   if (tokens.rank !== 3 || tokens.shape[1] !== h * w) throw new ShapeError(`conv1x1FromTokens: tokens ${shapeStr(tokens.shape)} are not (B, ${h}·${w}, C)`);
   const [b, , cin] = tokens.shape as [number, number, number];
   if (weight.rank !== 4 || weight.shape[1] !== cin || weight.shape[2] !== 1 || weight.shape[3] !== 1) throw new ShapeError(`conv1x1FromTokens: weight ${shapeStr(weight.shape)} is not (Cout, ${cin}, 1, 1)`);
@@ -527,7 +558,7 @@ export function conv1x1FromTokens(tokens: Tensor, weight: Tensor, h: number, w: 
   // C[m = cout][n = pixel] = Σ_k W[m][k] · tokens[n][k]: B in the (N, K) layout, per batch element.
   return gemm(
     rt,
-    { dtypeA: weight.dtype, dtypeB: 'f32', bLayout: 'nk', bias: o.bias ? 'm' : 'none', act: 'none', residual: !!o.residual },
+    { dtypeA: weight.dtype, dtypeB: dtype, dtypeC: dtype, dtypeRes, bLayout: 'nk', bias: o.bias ? 'm' : 'none', act: 'none', residual: !!o.residual },
     { M: cout, N: h * w, K: cin, batch: b, batchA: 0, batchB: h * w * cin },
     weight,
     tokens,
