@@ -6,7 +6,7 @@
 // pass is known once it is recorded (`--record-only` skips waiting for a slow adapter to run it).
 //
 //   node build/bench/sd15.js [--latent S] [--batch B] [--iters N] [--out DIR] [--parts unet,text,vae]
-//                            [--weights f32|f16] [--record-only]
+//                            [--weights f32|f16] [--activations f32|f16] [--record-only]
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Runtime } from '../src/gpu/runtime.js';
 import { fillUniform } from '../src/kernels/elementwise.js';
 import { WeightStore, type WeightPrecision } from '../src/nn/weights.js';
+import type { ActivationDType } from '../src/kernels/common.js';
 import { UNet2DConditionModel, type UNetConfig } from '../src/models/unet.js';
 import { VaeEncoder, type VaeConfig } from '../src/models/vae.js';
 import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
@@ -23,7 +24,7 @@ const manifests = join(here, '..', '..', 'test', 'fixtures', 'manifests');
 const DIFFSIM_LAYER = 'up_blocks.1.attentions.2.transformer_blocks.0.attn1';
 
 function parse(argv: string[]) {
-  const a = { latent: 64, batch: 2, iters: 5, out: join(here, '..', '..', 'bench', 'results'), parts: ['unet', 'text', 'vae'], weights: 'f32' as WeightPrecision, recordOnly: false };
+  const a = { latent: 64, batch: 2, iters: 5, out: join(here, '..', '..', 'bench', 'results'), parts: ['unet', 'text', 'vae'], weights: 'f32' as WeightPrecision, activations: 'f32' as ActivationDType, recordOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--latent') a.latent = Number(argv[++i]);
@@ -31,10 +32,11 @@ function parse(argv: string[]) {
     else if (k === '--iters') a.iters = Number(argv[++i]);
     else if (k === '--out') a.out = argv[++i]!;
     else if (k === '--parts') a.parts = argv[++i]!.split(',');
-    else if (k === '--weights') {
+    else if (k === '--weights' || k === '--activations') {
       const w = argv[++i];
-      if (w !== 'f32' && w !== 'f16') throw new Error(`--weights must be f32 or f16, got ${w}`);
-      a.weights = w;
+      if (w !== 'f32' && w !== 'f16') throw new Error(`${k} must be f32 or f16, got ${w}`);
+      if (k === '--weights') a.weights = w;
+      else a.activations = w;
     } else if (k === '--record-only') a.recordOnly = true;
     else throw new Error(`unknown argument ${k}`);
   }
@@ -59,7 +61,7 @@ async function timeIt(rt: Runtime, iters: number, fn: () => void): Promise<{ ms:
 function writeResults(a: ReturnType<typeof parse>, desc: string, results: Record<string, unknown>): void {
   const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
   mkdirSync(a.out, { recursive: true });
-  const file = join(a.out, `sd15-${slug}-${a.parts.join('-')}-latent${a.latent}${a.weights === 'f16' ? '-f16' : ''}.json`);
+  const file = join(a.out, `sd15-${slug}-${a.parts.join('-')}-latent${a.latent}${a.weights === 'f16' ? '-f16' : ''}${a.activations === 'f16' ? '-f16act' : ''}.json`);
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`wrote ${file}`);
 }
@@ -74,7 +76,7 @@ async function main(): Promise<void> {
 
   if (a.parts.includes('unet')) {
     const store = new WeightStore();
-    const unet = new UNet2DConditionModel(store, config<UNetConfig>('sd15-unet'));
+    const unet = new UNet2DConditionModel(store, config<UNetConfig>('sd15-unet'), { activations: a.activations });
     await store.initRandom(rt, 1, { weights: a.weights });
     await rt.sync();
     const weightsBytes = rt.memory().allocatedBytes;
@@ -101,6 +103,7 @@ async function main(): Promise<void> {
     const unetResult: Record<string, unknown> = {
       parameters: store.parameterCount(),
       weights: a.weights,
+      activations: a.activations,
       weightsMiB: mib(weightsBytes),
       fullDispatches: fullRec.dispatches,
       fullRecordMs: fullRec.recordMs,
@@ -116,19 +119,13 @@ async function main(): Promise<void> {
     }
     results.unet = unetResult;
     console.log(JSON.stringify(results.unet, null, 1));
-    if (a.recordOnly) {
-      // The adapter may need minutes to run what was recorded; the numbers are in.
-      writeResults(a, desc, results);
-      rt.destroy();
-      process.exit(0);
-    }
     store.dispose();
     sample.dispose();
     ehs.dispose();
     await rt.trim();
   }
 
-  if (a.parts.includes('text')) {
+  if (a.parts.includes('text') && !a.recordOnly) {
     const s = new WeightStore();
     const text = new ClipTextModel(s, config<ClipTextConfig>('sd15-text-encoder'));
     await s.initRandom(rt, 2);
@@ -147,22 +144,28 @@ async function main(): Promise<void> {
 
   if (a.parts.includes('vae')) {
     const s = new WeightStore();
-    const vae = new VaeEncoder(s, config<VaeConfig>('sd15-vae'));
+    const vae = new VaeEncoder(s, config<VaeConfig>('sd15-vae'), { activations: a.activations });
     await s.initRandom(rt, 3);
     const img = rt.empty([1, 3, a.latent * 8, a.latent * 8]);
     fillUniform(img, 9, 1);
     rt.resetPeak();
-    const t = await timeIt(rt, a.iters, () => {
+    const encode = () => {
       const o = vae.encode(img);
       for (const x of Object.values(o.posterior!)) x.dispose();
       o.taps.dispose();
-    });
-    results.vaeEncoder = { parameters: s.parameterCount(), image: a.latent * 8, ms: t.ms, firstMs: t.firstMs, peakMiB: mib(rt.memory().peakAllocatedBytes) };
+    };
+    const t = a.recordOnly ? (encode(), null) : await timeIt(rt, a.iters, encode);
+    results.vaeEncoder = { parameters: s.parameterCount(), image: a.latent * 8, activations: a.activations, ...(t ? { ms: t.ms, firstMs: t.firstMs } : {}), peakMiB: mib(rt.memory().peakAllocatedBytes) };
     console.log(JSON.stringify(results.vaeEncoder));
     img.dispose();
     s.dispose();
   }
   writeResults(a, desc, results);
+  if (a.recordOnly) {
+    // The adapter may need minutes to run what was recorded; the numbers are in.
+    rt.destroy();
+    process.exit(0);
+  }
   await rt.close();
   process.exit(0);
 }

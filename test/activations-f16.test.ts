@@ -42,10 +42,10 @@ async function vaeTiny(rt: Runtime, activations: ActivationDType) {
   return { model, store };
 }
 
-// One f16 rounding per op output over ~40 ops (normalised errors measured on lavapipe: output about
-// 1e-3, the DiffSim layer's q/k/v about 1e-3): 1e-2 bounds them with room; the lower bound shows the
-// f16 path really ran (the f32 path is within 1e-4 of the reference).
-const UNET_TOL = 1e-2;
+// One f16 rounding per op output (normalised errors measured on lavapipe: output 1.6e-3 with f32
+// weights, 1.8e-3 with f16 weights; the DiffSim layer's q/k/v 1.7–2.2e-3): 5e-3 bounds them; the
+// lower bound shows the f16 path really ran (the f32 path is within 1e-4 of the reference).
+const UNET_TOL = 5e-3;
 
 test(`U-Net on f16 activations: output and the DiffSim layer's q/k/v taps within ${UNET_TOL} of the reference, as f32; f32 and f16 weights`, async () => {
   const rt = await runtime();
@@ -78,7 +78,7 @@ test(`U-Net on f16 activations: output and the DiffSim layer's q/k/v taps within
   await acts.close();
 });
 
-test('VAE encoder on f16 activations: posterior within 1e-2 of the reference and f32; the pass needs about half the activation memory', async () => {
+test('VAE encoder on f16 activations: posterior within 5e-3 of the reference and f32; the pass needs about half the activation memory', async () => {
   const rt = await runtime();
   const acts = await SafetensorsFile.open(join(FIXTURES, 'vae-encoder-tiny', 'activations.safetensors'));
   const image = await upload(rt, acts, 'input.image');
@@ -94,8 +94,8 @@ test('VAE encoder on f16 activations: posterior within 1e-2 of the reference and
     for (const part of ['mean', 'std'] as const) {
       assert.is(post[part].dtype, 'f32', `posterior.${part} is f32`);
       const e = normErr((await post[part].read()) as Float32Array, (await acts.readFloat32(`posterior.${part}`)).data);
-      // f32: the parity tolerance; f16: one rounding per op (measured about 1e-3).
-      assert.ok(activations === 'f32' ? e <= 2e-4 : e <= 1e-2 && e > 1e-6, `${activations}: posterior.${part} normalised error ${e.toExponential(2)}`);
+      // f32: the parity tolerance; f16: one rounding per op (measured 1.8–2.3e-3).
+      assert.ok(activations === 'f32' ? e <= 2e-4 : e <= 5e-3 && e > 1e-6, `${activations}: posterior.${part} normalised error ${e.toExponential(2)}`);
     }
     for (const x of Object.values(post)) x.dispose();
     store.dispose();
@@ -108,13 +108,13 @@ test('VAE encoder on f16 activations: posterior within 1e-2 of the reference and
 
 const MODELS: CreateMetricOptions = { model: join(TINY, 'sd15') };
 
-test('DiffSim on the tiny models with f16 activations: score within 1e-2 of the f32 score, reported and keyed apart', async () => {
+test('DiffSim on the tiny models with f16 activations: score within 2e-3 of the f32 score (measured 5.7e-5), reported and keyed apart', async () => {
   const rt = await runtime();
   const exact = await createMetric('diffsim', { ...MODELS, runtime: rt });
   const fast = await createMetric('diffsim', { ...MODELS, runtime: rt, activations: 'f16' });
   const s32 = await exact.score(IMAGE_A, IMAGE_B);
   const s16 = await fast.score(IMAGE_A, IMAGE_B);
-  assert.ok(Math.abs(s16 - s32) <= 1e-2 && s16 !== s32, `f16 activations ${s16} vs f32 ${s32}`);
+  assert.ok(Math.abs(s16 - s32) <= 2e-3 && s16 !== s32, `f16 activations ${s16} vs f32 ${s32}`);
   assert.is((fast.settings as { activations?: string }).activations, 'f16');
   assert.is((exact.settings as { activations?: string }).activations, 'f32');
   // Embeddings of the two precisions are not interchangeable.
@@ -143,7 +143,7 @@ test('CLI: --activations f16 scores a pair close to f32; rejected for a metric w
   assert.is(r16.code, 0, r16.stderr);
   const s32 = Number(r32.stdout.trim());
   const s16 = Number(r16.stdout.trim());
-  assert.ok(Number.isFinite(s16) && Math.abs(s16 - s32) <= 1e-2, `${r16.stdout} vs ${r32.stdout}`);
+  assert.ok(Number.isFinite(s16) && Math.abs(s16 - s32) <= 2e-3, `${r16.stdout} vs ${r32.stdout}`);
   const clip = cli('score', IMAGE_A, IMAGE_B, '--metric', 'clip', '--clip-model', join(TINY, 'clip'), '--activations', 'f16');
   assert.is(clip.code, 2, clip.stderr);
   assert.match(clip.stderr, /--activations does not apply to --metric clip/);

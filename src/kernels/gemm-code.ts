@@ -31,6 +31,9 @@ export interface GemmVariant {
   dtypeC: ActivationDType;
   /** The residual's dtype, read like the operands (f32 or f16 packed pairs). */
   dtypeRes: ActivationDType;
+  /** Which operand is a layer's weight (A for convolutions, B for linear layers; none for a
+   *  matmul of two activations): tensor-core mode `auto` goes by its dtype. */
+  weightOperand?: 'A' | 'B' | undefined;
   bLayout: BLayout;
   bias: BiasKind;
   act: Activation;

@@ -270,7 +270,10 @@ export function chooseTile(rt: Runtime, M: number, N: number, batch: number): Ti
 export function chooseSubgroupTile(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: Pick<GemmLaunch, 'M' | 'N' | 'K' | 'batch'>): { tile: SubgroupTile; sm: SubgroupMatrixSupport; name: keyof typeof SUBGROUP_TILES } | null {
   const sm = rt.subgroupMatrix;
   if (!sm) return null;
-  const selected = rt.tensorCores === 'on' || rt.tensorCores === 'emulate' || (rt.tensorCores === 'auto' && (v.dtypeA === 'f16' || v.dtypeB === 'f16'));
+  // auto: where the layer's weights are f16 (f16 activations alone leave f32 weights exact), or
+  // where both activations of a matmul are.
+  const f16Weights = v.weightOperand ? (v.weightOperand === 'A' ? v.dtypeA : v.dtypeB) === 'f16' : v.dtypeA === 'f16' && v.dtypeB === 'f16';
+  const selected = rt.tensorCores === 'on' || rt.tensorCores === 'emulate' || (rt.tensorCores === 'auto' && f16Weights);
   if (!selected || g.M < sm.M || g.N < sm.N || g.K < sm.K) return null;
   const limit = rt.limits.maxComputeWorkgroupStorageSize ?? 16384;
   const fits = (name: keyof typeof SUBGROUP_TILES) => subgroupGeometry(SUBGROUP_TILES[name], sm, v.bLayout === 'nk').bytes <= limit;
@@ -383,7 +386,7 @@ export function linear(x: Tensor, weight: Tensor, o: LinearOptions = {}): Tensor
   const m = numelOf(outShape) / Math.max(n, 1);
   return gemm(
     rt,
-    { dtypeA: dtype, dtypeB: weight.dtype, dtypeC: dtype, dtypeRes, bLayout: 'nk', bias: o.bias ? 'n' : 'none', act: o.act ?? 'none', residual: !!o.residual },
+    { dtypeA: dtype, dtypeB: weight.dtype, dtypeC: dtype, dtypeRes, weightOperand: 'B', bLayout: 'nk', bias: o.bias ? 'n' : 'none', act: o.act ?? 'none', residual: !!o.residual },
     { M: m, N: n, K: k, batch: 1, batchA: 0, batchB: 0 },
     x,
     weight,
@@ -416,7 +419,7 @@ export function linearSplit(x: Tensor, weight: Tensor, parts: number, bias?: Ten
   }
   return gemmOutputs(
     rt,
-    { dtypeA: dtype, dtypeB: weight.dtype, dtypeC: dtype, dtypeRes: 'f32', bLayout: 'nk', bias: bias ? 'n' : 'none', act: 'none', residual: false, split: parts },
+    { dtypeA: dtype, dtypeB: weight.dtype, dtypeC: dtype, dtypeRes: 'f32', weightOperand: 'B', bLayout: 'nk', bias: bias ? 'n' : 'none', act: 'none', residual: false, split: parts },
     { M: m, N: np, K: k, batch: 1, batchA: 0, batchB: 0 },
     x,
     weight,
@@ -513,6 +516,7 @@ export function conv2d(x: Tensor, weight: Tensor, o: Conv2dOptions = {}): Tensor
       dtypeB: dtype,
       dtypeC: dtype,
       dtypeRes,
+      weightOperand: 'A',
       bLayout: pointwise ? 'kn' : 'im2col',
       bias: o.bias ? 'm' : 'none',
       act: o.act ?? 'none',
@@ -558,7 +562,7 @@ export function conv1x1FromTokens(tokens: Tensor, weight: Tensor, h: number, w: 
   // C[m = cout][n = pixel] = Σ_k W[m][k] · tokens[n][k]: B in the (N, K) layout, per batch element.
   return gemm(
     rt,
-    { dtypeA: weight.dtype, dtypeB: dtype, dtypeC: dtype, dtypeRes, bLayout: 'nk', bias: o.bias ? 'm' : 'none', act: 'none', residual: !!o.residual },
+    { dtypeA: weight.dtype, dtypeB: dtype, dtypeC: dtype, dtypeRes, weightOperand: 'A', bLayout: 'nk', bias: o.bias ? 'm' : 'none', act: 'none', residual: !!o.residual },
     { M: cout, N: h * w, K: cin, batch: b, batchA: 0, batchB: h * w * cin },
     weight,
     tokens,

@@ -15,6 +15,7 @@ import { DTYPE_BYTES } from '../gpu/runtime.js';
 import { imageProcessorGeometry, type ImageProcessorConfig } from '../io/preprocess.js';
 import { SafetensorsFile, ShardedSafetensors, type TensorSource } from '../io/safetensors.js';
 import { WeightStore, type WeightPrecision } from '../nn/weights.js';
+import type { ActivationDType } from '../kernels/common.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../models/clip-vision.js';
 import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
 import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
@@ -103,6 +104,8 @@ export function largestNeed(needs: readonly BufferNeed[]): BufferNeed | undefine
 export interface BufferNeedsOptions {
   /** The weight precision the metric will load with (as createWebMetric's `weights`; default f32). */
   weights?: WeightPrecision;
+  /** The U-Net's and VAE's activation dtype (as createWebMetric's `activations`; default f32). */
+  activations?: ActivationDType;
   /** The DiffSim settings (imageSize, cfg) of diffsim / diffsim-c. */
   diffsim?: Partial<DiffSimSettings>;
   /** The sizes of the images to score (the ViT processors' output can depend on them); default
@@ -171,12 +174,12 @@ function weightNeeds(store: WeightStore, src: TensorSource, file: string, weight
 
 // ---------------------------------------------------------------- activations
 
-function act(tensor: string, where: string, shape: number[]): BufferNeed {
-  return { kind: 'activation', tensor, where, shape, dtype: 'f32', bytes: shape.reduce((a, b) => a * b, 1) * 4, bound: true };
+function act(tensor: string, where: string, shape: number[], dtype: ActivationDType = 'f32'): BufferNeed {
+  return { kind: 'activation', tensor, where, shape, dtype, bytes: Math.ceil((shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype]) / 4) * 4, bound: true };
 }
 
 /** A convolution's input and output maps, a linear layer's output rows. */
-function layerActs(store: WeightStore, where: string, batch: number, place: (key: string) => { rIn: [number, number]; rOut: [number, number]; tokens: number } | undefined): BufferNeed[] {
+function layerActs(store: WeightStore, where: string, batch: number, place: (key: string) => { rIn: [number, number]; rOut: [number, number]; tokens: number } | undefined, dtype: ActivationDType = 'f32'): BufferNeed[] {
   const out: BufferNeed[] = [];
   for (const [key, p] of store.params) {
     if (!key.endsWith('.weight')) continue;
@@ -184,21 +187,21 @@ function layerActs(store: WeightStore, where: string, batch: number, place: (key
     if (!at) continue;
     const layer = key.slice(0, -'.weight'.length);
     if (p.shape.length === 4) {
-      out.push(act(`input of ${layer}`, where, [batch, p.shape[1]!, ...at.rIn]));
-      out.push(act(`output of ${layer}`, where, [batch, p.shape[0]!, ...at.rOut]));
-    } else if (p.shape.length === 2 && !/(token|position|patch)_embedding$/.test(layer)) out.push(act(`output of ${layer}`, where, [batch, at.tokens, p.shape[0]!]));
+      out.push(act(`input of ${layer}`, where, [batch, p.shape[1]!, ...at.rIn], dtype));
+      out.push(act(`output of ${layer}`, where, [batch, p.shape[0]!, ...at.rOut], dtype));
+    } else if (p.shape.length === 2 && !/(token|position|patch)_embedding$/.test(layer)) out.push(act(`output of ${layer}`, where, [batch, at.tokens, p.shape[0]!], dtype));
   }
   for (const f of store.fusions) {
     const at = place(f.key);
     if (!at) continue;
     const rows = f.members.reduce((n, m) => n + m.shape[0]!, 0);
-    out.push(act(`output of ${f.key.slice(0, -'.weight'.length)}`, where, [batch, at.tokens, rows]));
+    out.push(act(`output of ${f.key.slice(0, -'.weight'.length)}`, where, [batch, at.tokens, rows], dtype));
   }
   return out;
 }
 
 /** The VAE encoder on one S×S image. */
-function vaeActs(vae: VaeEncoder, S: number, where: string): BufferNeed[] {
+function vaeActs(vae: VaeEncoder, S: number, where: string, dtype: ActivationDType): BufferNeed[] {
   const L = vae.config.block_out_channels.length;
   const res = [S];
   for (let i = 1; i < L; i++) res.push(Math.floor((res[i - 1]! - 2) / 2) + 1);
@@ -214,12 +217,12 @@ function vaeActs(vae: VaeEncoder, S: number, where: string): BufferNeed[] {
       if (m) return { rIn: sq(res[+m[1]!]!), rOut: sq(res[+m[1]!]!), tokens: res[+m[1]!]! ** 2 };
       if (/^(encoder\.(mid_block|conv_out|conv_norm_out)|quant_conv)\./.test(key)) return { rIn: sq(last), rOut: sq(last), tokens: last * last };
       return undefined;
-    }),
+    }, dtype),
   ];
 }
 
 /** The U-Net on the [batch, C, r, r] latent (both CFG halves), a context of `contextTokens`. */
-function unetActs(unet: UNet2DConditionModel, latent: number, batch: number, contextTokens: number, where: string): BufferNeed[] {
+function unetActs(unet: UNet2DConditionModel, latent: number, batch: number, contextTokens: number, where: string, dtype: ActivationDType): BufferNeed[] {
   const L = unet.config.block_out_channels.length;
   const res = [latent];
   for (let j = 1; j < L; j++) res.push(Math.floor((res[j - 1]! - 1) / 2) + 1);
@@ -239,7 +242,7 @@ function unetActs(unet: UNet2DConditionModel, latent: number, batch: number, con
     m = /^up_blocks\.(\d+)\./.exec(key);
     if (m) return at(res[L - 1 - +m[1]!]!, key);
     return { rIn: [1, 1], rOut: [1, 1], tokens: 1 }; // the time embedding
-  });
+  }, dtype);
 }
 
 /** A ViT-style encoder (CLIP vision, DINOv2) on [1, 3, H, W]: patches + 1 class token. */
@@ -284,7 +287,7 @@ async function sdNeeds(sd: ModelFiles, ip: ModelFiles | undefined, o: BufferNeed
   await withHeaders(headersOf(sd, 'vae'), (src, file) => needs.push(...weightNeeds(vae.store, src, file, weights, legacyVaeKey)));
   await withHeaders(headersOf(sd, 'text_encoder'), (src, file) => needs.push(...weightNeeds(text.store, src, file, weights)));
   const px = `${S}×${S} px`;
-  const vaeA = vaeActs(vae, S, `VAE encoder, ${px}`);
+  const vaeA = vaeActs(vae, S, `VAE encoder, ${px}`, o.activations ?? 'f32');
   let latent = S;
   for (let i = 1; i < vaeConfig.block_out_channels.length; i++) latent = Math.floor((latent - 2) / 2) + 1;
   const tokens = textConfig.max_position_embeddings;
@@ -308,7 +311,7 @@ async function sdNeeds(sd: ModelFiles, ip: ModelFiles | undefined, o: BufferNeed
       needs.push(...vitActs(enc.store, 'vision_model.', encConfig.image_size, encConfig.image_size, encConfig.patch_size, 'IP image encoder'));
     });
   }
-  needs.push(...unetActs(unet, latent, batch, tokens, `U-Net, ${px}`));
+  needs.push(...unetActs(unet, latent, batch, tokens, `U-Net, ${px}`, o.activations ?? 'f32'));
   return needs;
 }
 
