@@ -10,10 +10,20 @@
 //           place; O += P·V in result matrices that live across all tiles.
 // Q·Kᵀ is computed twice (1.5× the FLOPs of one pass), in exchange for no per-tile rescale of O.
 // Finally each DP/N block of O goes through workgroup memory to the output, in the layout of the
-// SIMT kernel (attention.ts: strides, batch maps).
+// SIMT kernel (attention.ts: strides, batch maps). f16 q, k and v are read as packed pairs (the
+// staged operands are f16 either way) and an f16 output is written as f16 elements; the prelude of
+// the matrix builtins already enables f16.
 
 import type { SubgroupMatrixSupport } from '../gpu/runtime.js';
+import { loadF32, outputType, storageType, storeValue, type ActivationDType } from './common.js';
 import { matrixOps } from './subgroup-matrix.js';
+
+/** Dtypes of the attention operands; the output has q's. */
+export interface AttentionDtypes {
+  q: ActivationDType;
+  k: ActivationDType;
+  v: ActivationDType;
+}
 
 const PAD = 8;
 
@@ -42,8 +52,8 @@ export function planSubgroupAttention(d: number, sm: SubgroupMatrixSupport, smem
 }
 
 /** WGSL of the kernel; `params` is the uniform block of attention.ts (its struct P, binding 0),
- *  `mapped` whether the batch maps are read. */
-export function subgroupAttentionCode(pl: SubgroupAttentionPlan, sm: SubgroupMatrixSupport, params: string, mapped: boolean): string {
+ *  `mapped` whether the batch maps are read, `dt` the operands' dtypes. */
+export function subgroupAttentionCode(pl: SubgroupAttentionPlan, sm: SubgroupMatrixSupport, params: string, mapped: boolean, dt: AttentionDtypes): string {
   const ops = matrixOps(sm, ['Qs', 'KVs', 'Ps']);
   const { d, dp, sgq, bkv, threads } = pl;
   const bq = sgq * sm.M;
@@ -69,7 +79,7 @@ export function subgroupAttentionCode(pl: SubgroupAttentionPlan, sm: SubgroupMat
       let r = e / ${dp}u;
       let c = e % ${dp}u;
       var x = 0.0;
-      if (k0 + r < p.nk && c < ${d}u) { x = ${src}[${src}_base + (k0 + r) * p.${src}r + c]; }
+      if (k0 + r < p.nk && c < ${d}u) { x = ${loadF32(src, dt[src], `${src}_base + (k0 + r) * p.${src}r + c`)}; }
       KVs[r * ${KS}u + c] = f16(x);
     }`;
   // Both passes open a key tile alike: K staged, S = Q·Kᵀ in workgroup memory, visible to all.
@@ -80,10 +90,10 @@ export function subgroupAttentionCode(pl: SubgroupAttentionPlan, sm: SubgroupMat
     workgroupBarrier();`;
   return /* wgsl */ `${ops.prelude}
 ${params}
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<${storageType(dt.q)}>;
+@group(0) @binding(2) var<storage, read> k: array<${storageType(dt.k)}>;
+@group(0) @binding(3) var<storage, read> v: array<${storageType(dt.v)}>;
+@group(0) @binding(4) var<storage, read_write> o: array<${outputType(dt.q)}>;
 var<workgroup> Qs: array<f16, ${bq * QS}>;
 var<workgroup> KVs: array<f16, ${bkv * KS}>;
 var<workgroup> Ss: array<f32, ${bq * bkv}>;
@@ -107,7 +117,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let r = e / ${dp}u;
     let c = e % ${dp}u;
     var x = 0.0;
-    if (q0 + r < p.nq && c < ${d}u) { x = q[q_base + (q0 + r) * p.qr + c] * p.scale; }
+    if (q0 + r < p.nq && c < ${d}u) { x = ${loadF32('q', dt.q, 'q_base + (q0 + r) * p.qr + c')} * p.scale; }
     Qs[r * ${QS}u + c] = f16(x);
   }
 
@@ -160,7 +170,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     for (var e = tid; e < ${bq * sm.N}u; e += ${threads}u) {
       let r = e / ${sm.N}u;
       let c = dn * ${sm.N}u + e % ${sm.N}u;
-      if (q0 + r < p.nq && c < ${d}u) { o[o_base + (q0 + r) * p.or + c] = Ss[(r / ${sm.M}u) * ${sm.M * bkv}u + (r % ${sm.M}u) * ${bkv}u + e % ${sm.N}u]; }
+      if (q0 + r < p.nq && c < ${d}u) { o[o_base + (q0 + r) * p.or + c] = ${storeValue(dt.q, `Ss[(r / ${sm.M}u) * ${sm.M * bkv}u + (r % ${sm.M}u) * ${bkv}u + e % ${sm.N}u]`)}; }
     }
   }
 }`;

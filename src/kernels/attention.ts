@@ -7,10 +7,13 @@
 // by head size), each holding a contiguous slice of the scaled query and of the output accumulator
 // in registers; K/V tiles of BK keys are staged in workgroup memory as vec4. With RT > 1 the partial
 // scores of a tile are summed through workgroup memory.
+//
+// q, k and v may each be f32 or f16 (read as packed pairs, converted to f32 on load: the K/V tiles,
+// scores, softmax and accumulator are f32 either way); the output takes q's dtype.
 
-import { ShapeError, type Tensor } from '../gpu/runtime.js';
-import { Params, assertFloat, ceilDiv, runtimeOf, shapeStr } from './common.js';
-import { planSubgroupAttention, subgroupAttentionCode } from './attention-subgroup.js';
+import { ShapeError, type Tensor, type TensorCoreMode } from '../gpu/runtime.js';
+import { Params, activationDtype, ceilDiv, enableF16, loadF32, outputType, runtimeOf, shapeStr, storageType, storeValue } from './common.js';
+import { planSubgroupAttention, subgroupAttentionCode, type AttentionDtypes } from './attention-subgroup.js';
 
 const MAX_THREADS = 256;
 
@@ -33,7 +36,8 @@ export interface AttentionOptions {
   qBatch?: readonly number[];
   kvBatch?: readonly number[];
   /** q/k/v come from f16 weights: under the runtime's `auto` tensor-core mode the attention then
-   *  runs on f16 subgroup matrices where the adapter has them (always under `on`; never causal). */
+   *  runs on f16 subgroup matrices where the adapter has them (always under `on`; never causal).
+   *  An f16 q, k or v tensor counts as f16 inputs too. */
   f16Inputs?: boolean;
 }
 
@@ -83,18 +87,25 @@ const ATTENTION_PARAMS = /* wgsl */ `struct P {
 }
 @group(0) @binding(0) var<uniform> p: P;`;
 
-function attentionCode(pl: AttnPlan, mapped: boolean): string {
+/** Whether attention runs on the subgroup-matrix kernel under tensor-core `mode`, where the runtime
+ *  has subgroup matrices and the plan fits: always under `on` and `emulate`, under `auto` only for
+ *  f16 inputs (`f16Inputs`, or an f16 q, k or v: their precision is f16's already); never causal. */
+export function attentionOnTensorCores(mode: TensorCoreMode, f16: boolean, causal: boolean): boolean {
+  return !causal && (mode === 'on' || mode === 'emulate' || (mode === 'auto' && f16));
+}
+
+function attentionCode(pl: AttnPlan, mapped: boolean, dt: AttentionDtypes): string {
   const { d, rt, bq, dp, bk, causal } = pl;
   const ds = dp / rt; // vec4s per invocation
   const threads = bq * rt;
   const BQ = bq;
   const split = rt > 1;
-  return /* wgsl */ `
+  return /* wgsl */ `${enableF16(dt.q)}
 ${ATTENTION_PARAMS}
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<${storageType(dt.q)}>;
+@group(0) @binding(2) var<storage, read> k: array<${storageType(dt.k)}>;
+@group(0) @binding(3) var<storage, read> v: array<${storageType(dt.v)}>;
+@group(0) @binding(4) var<storage, read_write> o: array<${outputType(dt.q)}>;
 const D = ${d}u;
 const DP = ${dp}u;
 const DS = ${ds}u;
@@ -125,7 +136,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     for (var i = 0u; i < DS; i++) {
       let c = (lane * DS + i) * 4u;
       var t = vec4<f32>(0.0);
-      for (var e = 0u; e < 4u; e++) { if (c + e < D) { t[e] = q[q_base + c + e] * p.scale; } }
+      for (var e = 0u; e < 4u; e++) { if (c + e < D) { t[e] = ${loadF32('q', dt.q, 'q_base + c + e')} * p.scale; } }
       qv[i] = t;
     }
   }
@@ -142,8 +153,8 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
       var kv = 0.0;
       var vv = 0.0;
       if (k0 + r < p.nk && c < D) {
-        kv = k[k_base + (k0 + r) * p.kr + c];
-        vv = v[v_base + (k0 + r) * p.vr + c];
+        kv = ${loadF32('k', dt.k, 'k_base + (k0 + r) * p.kr + c')};
+        vv = ${loadF32('v', dt.v, 'v_base + (k0 + r) * p.vr + c')};
       }
       ks[e / 4u][e % 4u] = kv;
       vs[e / 4u][e % 4u] = vv;
@@ -190,7 +201,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let o_base = b * p.ob + h * p.oh + qi * p.or;
     for (var i = 0u; i < DS; i++) {
       let c = (lane * DS + i) * 4u;
-      for (var e = 0u; e < 4u; e++) { if (c + e < D) { o[o_base + c + e] = acc[i][e] * inv; } }
+      for (var e = 0u; e < 4u; e++) { if (c + e < D) { o[o_base + c + e] = ${storeValue(dt.q, 'acc[i][e] * inv')}; } }
     }
   }
 }`;
@@ -198,11 +209,11 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
 
 /** softmax(Q·Kᵀ·scale)·V per (batch, head). Merged layout: q (B, Nq, H·D), k/v (B', Nk, H·D) →
  *  (B, Nq, H·D). Split layout: (B, H, N, D) → (B, H, Nq, D). Default scale 1/√D. With batch maps
- *  the output has one batch element per map entry (see AttentionOptions). */
+ *  the output has one batch element per map entry (see AttentionOptions). q, k and v are each f32
+ *  or f16; the output has q's dtype. */
 export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Tensor {
-  for (const [t, name] of [[q, 'q'], [k, 'k'], [v, 'v']] as const) {
-    assertFloat(t, `attention ${name}`);
-  }
+  const dt: AttentionDtypes = { q: activationDtype(q, 'attention q'), k: activationDtype(k, 'attention k'), v: activationDtype(v, 'attention v') };
+  const dtKey = `${dt.q}${dt.k}${dt.v}`;
   const layout = o.layout ?? 'merged';
   const mismatch = () => new ShapeError(`attention: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} do not match`);
   let bQ: number, bKV: number, nq: number, nk: number, heads: number, d: number;
@@ -255,19 +266,20 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
   // Q·Kᵀ and P·V: 2·Nq·Nk·D multiply-adds per (batch, head); causal masking is not discounted.
   rt.flopCount += 4 * b * heads * nq * nk * d;
   const sm = rt.subgroupMatrix;
-  const selected = sm && !causal && (rt.tensorCores === 'on' || rt.tensorCores === 'emulate' || (rt.tensorCores === 'auto' && !!o.f16Inputs));
+  const f16 = !!o.f16Inputs || dt.q === 'f16' || dt.k === 'f16' || dt.v === 'f16';
+  const selected = sm && attentionOnTensorCores(rt.tensorCores, f16, causal);
   const spl = selected && nq >= sm.M && nk >= sm.N ? planSubgroupAttention(d, sm, rt.limits.maxComputeWorkgroupStorageSize ?? 16384) : null;
   if (sm && spl) {
     const bq = spl.sgq * sm.M;
-    const skey = `sattention:${d}:${spl.sgq}:${spl.bkv}:${sm.M}x${sm.N}x${sm.K}:${sm.syntax}:${sm.subgroupSize}:${mapped ? 'map' : 'direct'}`;
+    const skey = `sattention:${d}:${spl.sgq}:${spl.bkv}:${sm.M}x${sm.N}x${sm.K}:${sm.syntax}:${sm.subgroupSize}:${mapped ? 'map' : 'direct'}:${dtKey}`;
     return rt.run(
-      rt.kernel(skey, () => ({ code: subgroupAttentionCode(spl, sm, ATTENTION_PARAMS, mapped), inputs: 3, outputs: 1, uniforms: true })),
-      { params: params.build(), inputs: [q, k, v], outputs: [{ shape: outShape }], workgroups: [ceilDiv(nq, bq), b * heads, 1] },
+      rt.kernel(skey, () => ({ code: subgroupAttentionCode(spl, sm, ATTENTION_PARAMS, mapped, dt), inputs: 3, outputs: 1, uniforms: true })),
+      { params: params.build(), inputs: [q, k, v], outputs: [{ shape: outShape, dtype: dt.q }], workgroups: [ceilDiv(nq, bq), b * heads, 1] },
     )[0]!;
   }
-  const key = `attention:${d}:${pl.rt}:${pl.bq}:${pl.bk}:${causal ? 'causal' : 'full'}:${mapped ? 'map' : 'direct'}`;
+  const key = `attention:${d}:${pl.rt}:${pl.bq}:${pl.bk}:${causal ? 'causal' : 'full'}:${mapped ? 'map' : 'direct'}:${dtKey}`;
   return rt.run(
-    rt.kernel(key, () => ({ code: attentionCode(pl, mapped), inputs: 3, outputs: 1, uniforms: true })),
-    { params: params.build(), inputs: [q, k, v], outputs: [{ shape: outShape }], workgroups: [ceilDiv(nq, pl.bq), b * heads, 1] },
+    rt.kernel(key, () => ({ code: attentionCode(pl, mapped, dt), inputs: 3, outputs: 1, uniforms: true })),
+    { params: params.build(), inputs: [q, k, v], outputs: [{ shape: outShape, dtype: dt.q }], workgroups: [ceilDiv(nq, pl.bq), b * heads, 1] },
   )[0]!;
 }
