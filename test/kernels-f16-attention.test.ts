@@ -106,15 +106,14 @@ async function checkMaps(rt: Runtime, h: number, n: number, m: number, d: number
 }
 
 // Odd head dims and head counts put rows on odd element offsets, so that each half of a packed pair
-// is read and written; key counts around the tiles (1, 7, 33, 65, 77).
+// is read and written; key counts around the tiles (7, 17, 33). The kernel is generated per head
+// dim and each takes up to a minute to compile on a CPU adapter: the U-Net's 40, an odd one, and
+// 160, whose rows are split (24 and 80 differ from 40 only in their counts of blocks; causal masks
+// are f32-tested and no f16 model runs them).
 const SIMT_CASES: Case[] = [
-  { label: 'single token', b: 1, h: 1, nq: 1, nk: 1, d: 8 },
   { label: 'cross-attention 7 keys, head dim 5', b: 2, h: 3, nq: 37, nk: 7, d: 5 },
-  { label: 'head dim 24, 77 keys', b: 1, h: 3, nq: 16, nk: 77, d: 24 },
   { label: 'head dim 40', b: 1, h: 2, nq: 45, nk: 33, d: 40 },
-  { label: 'head dim 80', b: 1, h: 1, nq: 30, nk: 65, d: 80 },
   { label: 'head dim 160 (split rows)', b: 1, h: 1, nq: 20, nk: 17, d: 160 },
-  { label: 'causal, head dim 8', b: 1, h: 2, nq: 77, nk: 77, d: 8, causal: true },
 ];
 
 test(`SIMT attention, f16 q/k/v → f16 (tolerance 1e-5 + 2⁻¹¹): ${SIMT_CASES.map((c) => c.label).join('; ')}; batch maps`, async () => {
@@ -161,10 +160,9 @@ test('mixed dtypes: the output takes q\'s dtype (f16 q with f32 k/v, f32 q with 
 // The subgroup-matrix kernel with head dims padded to the matrix size (40 → 48, 24 → 32), key
 // counts around its tile, and, in the same mode, the SIMT fallback for key counts under one matrix
 // (7 keys).
-// (Head dims 80 and 160 differ from these only in the number of output blocks; each emulated
-// kernel takes a minute to compile on a CPU adapter.)
+// (Head dims 40, 80 and 160 differ from this one only in the number of output blocks; each
+// emulated kernel takes a minute to compile on a CPU adapter.)
 const SUBGROUP_CASES: Case[] = [
-  { label: 'head dim 40, 37 keys', b: 1, h: 2, nq: 70, nk: 37, d: 40 },
   { label: 'head dim 24, 77 keys, 2 batch elements', b: 2, h: 3, nq: 33, nk: 77, d: 24 },
 ];
 
