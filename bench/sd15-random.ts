@@ -12,7 +12,7 @@ import { VaeEncoder, type VaeConfig } from '../src/models/vae.js';
 import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
 import { ClipTokenizer } from '../src/models/clip-tokenizer.js';
 import { PNDMScheduler, type SchedulerConfig } from '../src/models/scheduler.js';
-import { DiffSim } from '../src/diffsim/diffsim.js';
+import { DiffSim } from '../src/diffsim/core.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const manifests = join(ROOT, 'test', 'fixtures', 'manifests');

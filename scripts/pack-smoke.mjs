@@ -54,7 +54,7 @@ try {
   writeFileSync(
     join(app, 'use.mjs'),
     `import * as d from 'diffsim';
-const want = ['Runtime', 'tidy', 'loadStableDiffusion', 'UNet2DConditionModel', 'ClipVisionModel', 'Dinov2Model', 'IpAdapterPlus', 'loadImage', 'SafetensorsFile', 'kernels'];
+const want = ['Runtime', 'tidy', 'loadSd15', 'UNet2DConditionModel', 'ClipVisionModel', 'Dinov2Model', 'IpAdapterPlus', 'loadImage', 'SafetensorsFile', 'kernels'];
 const missing = want.filter((k) => !(k in d));
 if (missing.length) { console.log('missing exports: ' + missing.join(', ')); process.exit(1); }
 console.log('exports ok');

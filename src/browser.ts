@@ -21,13 +21,13 @@ export { ClipVisionModel, ClipModel, type ClipVisionConfig, type ClipVisionOutpu
 export { Dinov2Model, type Dinov2Config, type Dinov2Output } from './models/dinov2.js';
 export { IpAdapterPlus, RESAMPLER_PATH, type IpAdapterConfig, type ResamplerConfig, type ResamplerOutput } from './models/ip-adapter.js';
 export type { Conditioning, IpConditioning, IpProjection } from './models/sd-blocks.js';
-export { chooseWeights, unetFromSource, vaeEncoderFromSource, textEncoderFromSource, clipVisionFromSource, clipVisionConfigOf, clipModelFromSource, dinov2FromSource, ipAdapterPlusFromSource, inferResamplerConfig, type ModelLoadOptions } from './models/sources.js';
+export { unetFromSource, vaeEncoderFromSource, textEncoderFromSource, clipVisionFromSource, clipVisionConfigOf, clipModelFromSource, dinov2FromSource, ipAdapterPlusFromSource, inferResamplerConfig, type ModelLoadOptions } from './models/sources.js';
 export { decodeImage, decodeImageSamples, applyOrientation, toRgb, jpegOrientation, sniffFormat, ImageDecodeError, MAX_PIXELS, MAX_DIMENSION, type RgbImage, type StoredImage, type PilMode, type DecodeOptions, type ImageFormat } from './io/image.js';
 export { resizeU8, resizeImage, type ResampleFilter } from './io/resample.js';
 export { processImage, imageProcessor, shortEdgeSize, type ImageProcessorConfig } from './io/preprocess.js';
 export { FileError } from './io/errors.js';
 export { selectRepoFiles, shardsOf, MODEL_SELECTIONS, type FileSelection, type ModelSelection } from './hub/select.js';
-export { DiffSim, CLIP_IMAGE_PROCESSOR, type DiffSimModels, type DiffSimExecution, type GivenNoise, type EmbedOptions, type DiffSimScore } from './diffsim/core.js';
+export { DiffSim, CLIP_IMAGE_PROCESSOR, type DiffSimModels, type DiffSimLoadOptions, type DiffSimExecution, type GivenNoise, type EmbedOptions, type DiffSimScore } from './diffsim/core.js';
 export { DiffSimEmbedding, type ImageRole, type NoiseSource, type DiffSimIntermediates } from './diffsim/embedding.js';
 export { DIFFSIM_DEFAULTS, SCORING_SETTINGS, DiffSimSettingsError, mergeSettings, embeddingSettings, settingsKey, settingsDiff, blockOf, type DiffSimSettings, type ResolvedDiffSimSettings, type EmbeddingSettings, type ScoringSetting, type DiffSimBlock, type DiffSimBlockName } from './diffsim/settings.js';
 export { resolveHook, type HookPoint } from './diffsim/hook.js';
@@ -35,6 +35,9 @@ export { aasOutputs, aasSums, aasScores, aasFromSums, pairScore, type Qkv, type 
 export { ClipMetric, Dinov2Metric, VisionEmbedding, DINOV2_IMAGE_PROCESSOR, type ClipMetricOptions, type VisionInput, type VisionLayerEmbedding, type VisionLayerScores, type VisionScores } from './diffsim/vision.js';
 export { buildMetrics, decodeImageInput, lowerBetterOf, minMaxNormalise, cosine64, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type MetricLoadEvent, type ModelRole, type ResolvedModel, type MetricModelSource, type MetricSettingsOptions, type BuildMetricsOptions } from './diffsim/metric-core.js';
 export { AGREEMENT_METRICS, computeAgreementMap as agreementMap, agreementFromEmbeddings, agreementPixels, agreementTensor, tokenGrid, upsampleGrid, renderLayout, RENDER_LAYOUT, viridis, type AgreementMap, type AgreementPicture, type RenderOptions } from './eval/agreement.js';
-export { HubModelFiles, PickedModelFiles, WebHubError, type ModelFiles, type PickedFile, type PlannedFile, type FileProgress, type FileProgressCallback, type WebHubOptions } from './web/hub.js';
+export { type ModelFiles, MemoryModelFiles, chooseWeights } from './io/model-files.js';
+export { loadSd15, loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, sd15Layout, ipAdapterLayout, openSd15Components, processorConfig, latentSide, vaeScaleFactor, SD15_SCHEDULER_CONFIG, type StableDiffusion, type Sd15Part, type Sd15Layout, type Sd15LoadOptions, type Sd15Components, type Sd15Component, type ModelFilesInput, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/load.js';
+export { HubModelFiles, PickedModelFiles, WebHubError, type PickedFile, type PlannedFile, type FileProgress, type FileProgressCallback, type WebHubOptions } from './web/hub.js';
 export { AdapterLimitError, bufferNeeds, checkAdapterLimits, describeNeed, formatBytes, largestNeed, limitViolations, type BufferLimits, type BufferNeed, type BufferNeedsOptions, type LimitViolation } from './web/limits.js';
-export { createWebMetric, createWebMetrics, diffsimModelsFromFiles, FilesModelSource, modelsFor, type CreateWebMetricOptions, type ModelFilesByRole } from './web/models.js';
+export { createWebMetric, createWebMetrics, modelsFor, type CreateWebMetricOptions, type ModelFilesByRole } from './web/models.js';
+export { FilesModelSource } from './diffsim/model-source.js';

@@ -15,9 +15,10 @@ export { VaeEncoder, legacyVaeKey, type VaeConfig, type Posterior, type VaeEncod
 export { ClipTextModel, type ClipTextConfig, type ClipTextOutput, type EncoderForwardOptions } from './models/clip-text.js';
 export { ClipTokenizer, type ClipTokenizerFiles } from './models/clip-tokenizer.js';
 export { PNDMScheduler, NormalGenerator, type SchedulerConfig } from './models/scheduler.js';
-export { loadStableDiffusion, loadUNet, loadVaeEncoder, loadTextEncoder, type StableDiffusion, type Sd15Part, type ModelLoadOptions } from './models/sd15.js';
-export { findWeights } from './models/files.js';
-export { loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, inferResamplerConfig, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/vision-loaders.js';
+export { loadSd15, loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, sd15Layout, ipAdapterLayout, openSd15Components, processorConfig, latentSide, vaeScaleFactor, SD15_SCHEDULER_CONFIG, type StableDiffusion, type Sd15Part, type Sd15Layout, type Sd15LoadOptions, type Sd15Components, type Sd15Component, type ModelFilesInput, type ModelLoadOptions, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/load.js';
+export { inferResamplerConfig } from './models/sources.js';
+export { type ModelFiles, MemoryModelFiles, chooseWeights } from './io/model-files.js';
+export { localModelFiles, FolderModelFiles } from './io/local-files.js';
 export { runParity, type ParityRow } from './parity/parity.js';
 export { ClipVisionModel, ClipModel, type ClipVisionConfig, type ClipVisionOutput, type ClipModelConfig } from './models/clip-vision.js';
 export { Dinov2Model, type Dinov2Config, type Dinov2Output } from './models/dinov2.js';

@@ -6,7 +6,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FIXTURES, REPO_ROOT, offlineHub, runCli, runtime, type CliResult } from './helpers.js';
-import { DiffSim } from '../src/diffsim/diffsim.js';
+import { DiffSim } from '../src/diffsim/core.js';
 import { loadImage } from '../src/io/image.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/gpu/half.js';
 

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createMetric, createMetrics, cosine64, lowerBetterOf, METRIC_NAMES, minMaxNormalise, toRgbImage, type CreateMetricOptions, type MetricLoadEvent } from '../src/diffsim/metric.js';
-import { DiffSim } from '../src/diffsim/diffsim.js';
+import { DiffSim } from '../src/diffsim/core.js';
 import { Ensemble } from '../src/diffsim/ensemble.js';
 import { loadImage } from '../src/io/image.js';
 import { FIXTURES, REPO_ROOT, rejects, runtime } from './helpers.js';

@@ -14,7 +14,8 @@ import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../src/models/clip-vision.js';
 import { Dinov2Model, type Dinov2Config } from '../src/models/dinov2.js';
 import { IpAdapterPlus, type ResamplerConfig } from '../src/models/ip-adapter.js';
-import { inferResamplerConfig, loadDinov2, loadClipVision, loadIpAdapterPlus } from '../src/models/vision-loaders.js';
+import { loadDinov2, loadClipVision, loadIpAdapterPlus } from '../src/models/load.js';
+import { inferResamplerConfig } from '../src/models/sources.js';
 import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safetensors.js';
 import { blobSource } from '../src/io/bytesource.js';
 import { FIXTURES, REPO_ROOT, normErr, rejects, runtime, take } from './helpers.js';
@@ -482,7 +483,7 @@ test('loaders read Hugging Face folder layouts: loadClipVision, loadDinov2, load
     assert.is(dino.store.params.get('encoder.layer.0.mlp.fc1.weight')!.tensor.dtype, 'f16');
     const cv = await loadClipVision(rt, join(modelsDir, 'image_encoder'));
     assert.is(cv.config.hidden_size, 32);
-    await rejects(() => loadDinov2(rt, join(root, 'missing')), /missing: cannot open \(ENOENT\)/, 'missing folder');
+    await rejects(() => loadDinov2(rt, join(root, 'missing')), /missing: cannot open \(no such file or folder\)/, 'missing folder');
     await rejects(() => loadIpAdapterPlus(rt, join(dinoDir, 'model.safetensors'), unet, { imageEncoder: null }), /no tensor "image_proj\.latents" \(not an IP-Adapter Plus checkpoint/, 'wrong file');
     for (const st of [adapter.store, imageEncoder!.store, dino.store, cv.store, unetStore]) st.dispose();
   } finally {

@@ -5,8 +5,9 @@ import * as assert from 'uvu/assert';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadStableDiffusion } from '../src/models/sd15.js';
-import { findWeights } from '../src/models/files.js';
+import { loadSd15 } from '../src/models/load.js';
+import { localModelFiles } from '../src/io/local-files.js';
+import { weightsPath } from '../src/io/model-files.js';
 import { NormalGenerator } from '../src/models/scheduler.js';
 import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safetensors.js';
 import { f32ArrayToF16 } from '../src/gpu/half.js';
@@ -44,7 +45,7 @@ test('a diffusers-layout folder loads (F16 U-Net, legacy-named VAE, text encoder
   copyFileSync(join(FIXTURES, 'manifests', 'sd15-scheduler.config.json'), join(dir, 'scheduler', 'scheduler_config.json'));
   assert.is(legacyVaeKey('encoder.mid_block.attentions.0.proj_attn.weight'), 'encoder.mid_block.attentions.0.to_out.0.weight');
 
-  const sd = await loadStableDiffusion(rt, dir);
+  const sd = await loadSd15(rt, dir);
   assert.ok(sd.unet && sd.vae && sd.textEncoder && sd.tokenizer && sd.scheduler);
   assert.equal(sd.scheduler!.timesteps(1000).slice(0, 3), [1000, 999, 999]);
   assert.equal(sd.tokenizer!.encode('a photo of a cat').slice(0, 3), [624, sd.tokenizer!.encode('a')[1]!, sd.tokenizer!.encode('photo')[1]!]);
@@ -63,7 +64,7 @@ test('a diffusers-layout folder loads (F16 U-Net, legacy-named VAE, text encoder
   const wide = await take(sd.unet!.forward(rt, sample, t, text).sample!);
   assert.ok(normErr(wide, ref) < 5e-3, `F16 checkpoint widened: normalised error ${normErr(wide, ref)}`);
   assert.is(sd.unet!.store.params.get('conv_in.weight')!.tensor.dtype, 'f32');
-  const half = await loadStableDiffusion(rt, dir, ['unet'], { weights: 'auto' });
+  const half = await loadSd15(rt, dir, { parts: ['unet'], weights: 'auto' });
   assert.is(half.unet!.store.params.get('conv_in.weight')!.tensor.dtype, 'f16');
   assert.is(half.unet!.store.params.get('conv_in.bias')!.tensor.dtype, 'f32');
   const kept = await take(half.unet!.forward(rt, sample, t, text).sample!);
@@ -85,16 +86,18 @@ test('a diffusers-layout folder loads (F16 U-Net, legacy-named VAE, text encoder
 
 test('loading errors name the folder or file and the problem', async () => {
   const rt = await runtime();
-  await rejects(() => loadStableDiffusion(rt, join(root, 'nope')), /nope: not a Stable Diffusion folder/, 'missing folder');
+  await rejects(() => loadSd15(rt, join(root, 'nope')), /nope: cannot open \(no such file or folder\)/, 'missing folder');
   const dir = join(root, 'broken');
   mkdirSync(join(dir, 'unet'), { recursive: true });
-  await rejects(() => loadStableDiffusion(rt, dir, ['unet']), /unet: no \.safetensors weights/, 'no weights');
+  await rejects(() => loadSd15(rt, dir, { parts: ['unet'] }), /broken: not a Stable Diffusion model: no unet\/ folder/, 'empty folder');
+  writeFileSync(join(dir, 'unet', 'diffusion_pytorch_model.bin'), '');
+  await rejects(() => loadSd15(rt, dir, { parts: ['unet'] }), /unet: no \.safetensors weights for the U-Net \(found diffusion_pytorch_model\.bin: only \.safetensors is read/, 'no weights');
   writeFileSync(join(dir, 'unet', 'diffusion_pytorch_model.safetensors'), encodeSafetensors({ 'conv_in.weight': { dtype: 'F32', shape: [1], data: new Float32Array(1) } }));
-  await rejects(() => loadStableDiffusion(rt, dir, ['unet']), /config\.json: cannot read the U-Net config/, 'no config');
+  await rejects(() => loadSd15(rt, dir, { parts: ['unet'] }), /unet\/config\.json: no U-Net config/, 'no config');
   writeFileSync(join(dir, 'unet', 'config.json'), JSON.stringify({ in_channels: 4 }));
-  await rejects(() => loadStableDiffusion(rt, dir, ['unet']), /UNet config: field "block_out_channels" must be a list of numbers/, 'incomplete config');
+  await rejects(() => loadSd15(rt, dir, { parts: ['unet'] }), /UNet config: field "block_out_channels" must be a list of numbers/, 'incomplete config');
   writeFileSync(join(dir, 'unet', 'config.json'), '{ nope');
-  await rejects(() => loadStableDiffusion(rt, dir, ['unet']), /config\.json: the U-Net config is not valid JSON/, 'bad JSON');
+  await rejects(() => loadSd15(rt, dir, { parts: ['unet'] }), /config\.json: the U-Net config is not valid JSON/, 'bad JSON');
 });
 
 test('the weights of a component folder: shard index first (also a variant index such as .index.fp16.json), then the plain file', async () => {
@@ -104,13 +107,13 @@ test('the weights of a component folder: shard index first (also a variant index
     put('diffusion_pytorch_model.fp16-00001-of-00002.safetensors');
     put('diffusion_pytorch_model.fp16-00002-of-00002.safetensors');
     put('diffusion_pytorch_model.safetensors.index.fp16.json');
-    assert.is(await findWeights(dir), join(dir, 'diffusion_pytorch_model.safetensors.index.fp16.json'));
+    assert.is(weightsPath(await localModelFiles(dir), '', 'U-Net'), 'diffusion_pytorch_model.safetensors.index.fp16.json');
     put('diffusion_pytorch_model.safetensors.index.json');
-    assert.is(await findWeights(dir), join(dir, 'diffusion_pytorch_model.safetensors.index.json'));
+    assert.is(weightsPath(await localModelFiles(dir), '', 'U-Net'), 'diffusion_pytorch_model.safetensors.index.json');
     const single = mkdtempSync(join(tmpdir(), 'diffsim-weights-'));
     writeFileSync(join(single, 'model.fp16.safetensors'), '');
     writeFileSync(join(single, 'model.safetensors'), '');
-    assert.is(await findWeights(single), join(single, 'model.safetensors'));
+    assert.is(weightsPath(await localModelFiles(single), '', 'model'), 'model.safetensors');
     rmSync(single, { recursive: true, force: true });
   } finally {
     rmSync(dir, { recursive: true, force: true });

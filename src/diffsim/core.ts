@@ -11,7 +11,8 @@
 //   U-Net up to the hooked attention: its to_q/to_k/to_v outputs      [2, N, C] each
 //   (DiffSim-C: Q = attn2.to_q(norm2 out) [2, N, C], K/V = to_k_ip/to_v_ip(tokens) [2, 16, C])
 // The pair's score (`compare`) is the AAS of aas.ts over both CFG halves, all heads and tokens.
-// The models come from any loader (diffsim.ts: diffusers folders; the browser entry: downloads).
+// The models come from the one loader layer (load.ts over models/load.ts): a local folder or file,
+// the hub cache, downloads or picked files.
 
 import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { f16BitsToF32, f32ToF16Bits } from '../gpu/half.js';
@@ -19,31 +20,17 @@ import { unary } from '../kernels/elementwise.js';
 import { concat, slice } from '../kernels/layout.js';
 import type { RgbImage } from '../io/image.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
-import type { ClipTextModel } from '../models/clip-text.js';
-import type { ClipTokenizer } from '../models/clip-tokenizer.js';
-import type { ClipVisionModel } from '../models/clip-vision.js';
-import type { IpAdapterPlus } from '../models/ip-adapter.js';
 import { NormalGenerator, type PNDMScheduler } from '../models/scheduler.js';
-import type { UNet2DConditionModel, UNetConfig } from '../models/unet.js';
-import type { VaeEncoder } from '../models/vae.js';
+import type { UNetConfig } from '../models/unet.js';
+import { latentSide, vaeScaleFactor, type ModelFilesInput } from '../models/load.js';
 import { adoptTap } from '../nn/context.js';
 import { aasOutputs, aasScores, type AasOutputs, type AasScores, type Qkv } from './aas.js';
 import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
 import { resolveHook, type HookPoint } from './hook.js';
+import { loadDiffSimModels, type DiffSimLoadOptions, type DiffSimModels } from './load.js';
 import { blockOf, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimSettings, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
 
-/** The models DiffSim runs. DiffSim-C also needs the IP-Adapter and its image encoder. */
-export interface DiffSimModels {
-  unet: UNet2DConditionModel;
-  vae: VaeEncoder;
-  textEncoder: ClipTextModel;
-  tokenizer: ClipTokenizer;
-  scheduler: PNDMScheduler;
-  ipAdapter?: IpAdapterPlus | undefined;
-  imageEncoder?: ClipVisionModel | undefined;
-  /** SD1.5's feature_extractor (CLIPImageProcessor) config for the IP image; CLIP defaults when absent. */
-  featureExtractor?: ImageProcessorConfig | undefined;
-}
+export type { DiffSimModels, DiffSimLoadOptions } from './load.js';
 
 /** How passes run; never changes a score, so embeddings made with different execution options compare. */
 export interface DiffSimExecution {
@@ -129,7 +116,7 @@ export class DiffSim {
     const layer = s.layerMode === 'official-force-0' ? 0 : s.layer;
     const hook = resolveHook(unet, block, layer, s.variant === 'S' ? 'attn1' : 'attn2');
     const t = DiffSim.timestepFor(scheduler, s);
-    const vaeFactor = 2 ** (vae.config.block_out_channels.length - 1);
+    const vaeFactor = vaeScaleFactor(vae.config);
     const sampleSize = (unet.config as UNetConfig & { sample_size?: number }).sample_size;
     let imageSize = s.imageSize;
     if (imageSize === 0) {
@@ -151,6 +138,17 @@ export class DiffSim {
 
   /** The diffusion timestep of the step setting. Official: timesteps(inferenceSteps)[step]; step 0
    *  maps to t = num_train_timesteps (1000), where the official code crashes: refused. */
+  /** Loads SD1.5 (a diffusers pipeline folder or a single-file checkpoint: a local path, or
+   *  ModelFiles from anywhere) and, for DiffSim-C, IP-Adapter Plus from `o.ipAdapter`. */
+  static async load(rt: Runtime, sd: ModelFilesInput, settings: Partial<DiffSimSettings> = {}, o: DiffSimLoadOptions & { execution?: DiffSimExecution } = {}): Promise<DiffSim> {
+    return new DiffSim(rt, await loadDiffSimModels(rt, sd, o), settings, o.execution);
+  }
+
+  /** The models {@link load} loads, to share between metrics with different settings. */
+  static loadModels(rt: Runtime, sd: ModelFilesInput, o: DiffSimLoadOptions = {}): Promise<DiffSimModels> {
+    return loadDiffSimModels(rt, sd, o);
+  }
+
   static timestepFor(scheduler: PNDMScheduler, s: Pick<DiffSimSettings, 'step' | 'stepMode' | 'inferenceSteps'>): number {
     const n = scheduler.config.num_train_timesteps;
     if (s.stepMode === 'timestep') {
@@ -178,8 +176,7 @@ export class DiffSim {
   /** Latent grid side: the VAE encoder's output for an S×S image (S / 8 when S is a multiple of 8;
    *  each downsampler pads (0, 1, 0, 1) and applies a stride-2 3×3 conv, so odd sizes floor). */
   get latentSize(): number {
-    let side = this.settings.imageSize;
-    for (let i = 1; i < this.models.vae.config.block_out_channels.length; i++) side = Math.floor((side - 2) / 2) + 1;
+    const side = latentSide(this.models.vae.config, this.settings.imageSize);
     return side;
   }
 

@@ -1,5 +1,5 @@
 // The DiffSim metric family: DiffSim-S/C on SD1.5, the CLIP/DINOv2 metrics, the ensemble.
-export { DiffSim, CLIP_IMAGE_PROCESSOR, type DiffSimModels, type DiffSimExecution, type GivenNoise, type EmbedOptions, type DiffSimScore } from './diffsim.js';
+export { DiffSim, CLIP_IMAGE_PROCESSOR, type DiffSimModels, type DiffSimLoadOptions, type DiffSimExecution, type GivenNoise, type EmbedOptions, type DiffSimScore } from './core.js';
 export { DiffSimEmbedding, type ImageRole, type NoiseSource, type DiffSimIntermediates } from './embedding.js';
 export { DIFFSIM_DEFAULTS, SCORING_SETTINGS, DiffSimSettingsError, mergeSettings, embeddingSettings, settingsKey, settingsDiff, blockOf, type DiffSimSettings, type ResolvedDiffSimSettings, type EmbeddingSettings, type ScoringSetting, type DiffSimBlock, type DiffSimBlockName } from './settings.js';
 export { resolveHook, type HookPoint } from './hook.js';

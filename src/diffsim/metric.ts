@@ -3,18 +3,13 @@
 // object that embeds images (paths, encoded bytes or decoded images) and compares embeddings, with
 // `lowerBetter` saying which way the score points (the metrics themselves: metric-core.ts).
 
-import { join } from 'node:path';
-import { access, stat } from 'node:fs/promises';
 import { Runtime, type TensorCoreMode } from '../gpu/runtime.js';
 import { resolveModel, type ResolveModelOptions } from '../hub/resolve.js';
 import { loadImage, type RgbImage } from '../io/image.js';
-import type { ImageProcessorConfig } from '../io/preprocess.js';
-import { readJson } from '../models/files.js';
-import { loadClipModel, loadDinov2 } from '../models/vision-loaders.js';
-import type { WeightLoadProgress } from '../nn/weights.js';
-import { CLIP_IMAGE_PROCESSOR, DiffSim, type DiffSimModels } from './diffsim.js';
-import { assertName, buildMetrics, decodeImageInput, DEFAULT_MODELS, type ImageInput, type Metric, type MetricLoadEvent, type MetricModelSource, type MetricName, type MetricSettingsOptions, type ModelRole, type ResolvedModel } from './metric-core.js';
-import { ClipMetric, Dinov2Metric, DINOV2_IMAGE_PROCESSOR } from './vision.js';
+import { localModelFiles } from '../io/local-files.js';
+import type { ModelFiles } from '../io/model-files.js';
+import { assertName, buildMetrics, decodeImageInput, DEFAULT_MODELS, type ImageInput, type Metric, type MetricLoadEvent, type MetricName, type MetricSettingsOptions, type ModelRole, type ResolvedModel } from './metric-core.js';
+import { FilesModelSource } from './model-source.js';
 
 export * from './metric-core.js';
 
@@ -29,8 +24,14 @@ export interface CreateMetricOptions extends MetricSettingsOptions {
   /** For the runtime created when none is given: which GEMMs use tensor cores (default `auto`:
    *  those with f16 weights, where the adapter offers f16 subgroup matrices). */
   tensorCores?: TensorCoreMode;
-  /** SD1.5 (folder or hub id; default {@link DEFAULT_MODELS}.model). */
+  /** SD1.5: a diffusers pipeline folder, a single-file checkpoint (`.safetensors`) or a hub id
+   *  (default {@link DEFAULT_MODELS}.model). */
   model?: string;
+  /** For a single-file `model`: the tokenizer (a tokenizer folder, a pipeline folder or hub id whose
+   *  tokenizer/ is used; default {@link DEFAULT_MODELS}.model's). */
+  tokenizer?: string;
+  /** For a single-file `model`: the EMA U-Net weights where the file has them (default false). */
+  ema?: boolean;
   /** IP-Adapter Plus for diffsim-c: the folder holding ip-adapter-plus_sd15.safetensors (or its
    *  `models/`), or a hub id (default h94/IP-Adapter). */
   ipAdapter?: string;
@@ -45,102 +46,40 @@ export interface CreateMetricOptions extends MetricSettingsOptions {
   onProgress?: (event: MetricLoadEvent) => void;
 }
 
-async function isFile(path: string): Promise<boolean> {
-  return stat(path).then((s) => s.isFile(), () => false);
+/** A local path or hub id, resolved to model files (hub ids through the Hugging Face cache). */
+async function resolveFiles(spec: string, role: ModelRole, hubOptions: ResolveModelOptions, emit: ((e: MetricLoadEvent) => void) | undefined, select?: ResolveModelOptions['select']): Promise<{ files: ModelFiles; model: ResolvedModel }> {
+  emit?.({ kind: 'resolve', role, spec });
+  const hub: ResolveModelOptions = { ...hubOptions, ...(select ? { select } : {}) };
+  if (emit && hub.onProgress !== false) {
+    const inner = hub.onProgress;
+    hub.onProgress = (p) => {
+      inner?.(p);
+      emit({ kind: 'download', role, progress: p });
+    };
+  }
+  const files = await localModelFiles(await resolveModel(spec, hub));
+  return { files, model: files.commit ? { spec, path: files.name, commit: files.commit } : { spec, path: files.name } };
 }
 
-/** An IP-Adapter folder: the one holding ip-adapter-plus_sd15.safetensors, or h94/IP-Adapter's root (its models/). */
-async function ipAdapterPath(path: string): Promise<string> {
-  if (await isFile(path)) return path;
-  if (await isFile(join(path, 'ip-adapter-plus_sd15.safetensors'))) return path;
-  if (await isFile(join(path, 'models', 'ip-adapter-plus_sd15.safetensors'))) return join(path, 'models');
-  throw new Error(`${path}: no ip-adapter-plus_sd15.safetensors in this folder or its models/`);
+function specOf(role: ModelRole, o: CreateMetricOptions): string {
+  const spec = { sd: o.model ?? DEFAULT_MODELS.model, ipAdapter: o.ipAdapter ?? DEFAULT_MODELS.ipAdapter, clip: o.clipModel ?? DEFAULT_MODELS.clipModel, dino: o.dinoModel ?? DEFAULT_MODELS.dinoModel }[role];
+  if (!spec) throw new RangeError(`createMetric: the ${role} model needs a folder, a file or a hub id`);
+  return spec;
 }
 
-async function processorOf(dir: string, fallback: Readonly<ImageProcessorConfig>): Promise<ImageProcessorConfig> {
-  const file = join(dir, 'preprocessor_config.json');
-  if (await access(file).then(() => true, () => false)) return readJson<ImageProcessorConfig>(file, 'preprocessor config');
-  return { ...fallback };
-}
-
-/** Shared loading state of one `createMetrics` call: models resolved and loaded once. */
-class Loader implements MetricModelSource {
-  readonly resolved = new Map<ModelRole, ResolvedModel>();
-  constructor(
-    readonly rt: Runtime,
-    readonly o: CreateMetricOptions,
-  ) {}
-
-  specOf(role: ModelRole): string {
-    const o = this.o;
-    const spec = { sd: o.model ?? DEFAULT_MODELS.model, ipAdapter: o.ipAdapter ?? DEFAULT_MODELS.ipAdapter, clip: o.clipModel ?? DEFAULT_MODELS.clipModel, dino: o.dinoModel ?? DEFAULT_MODELS.dinoModel }[role];
-    if (!spec) throw new RangeError(`createMetric: the ${role} model needs a folder or a hub id`);
-    return spec;
-  }
-
-  async resolve(role: ModelRole): Promise<ResolvedModel> {
-    const have = this.resolved.get(role);
-    if (have) return have;
-    const spec = this.specOf(role);
-    const emit = this.o.onProgress;
-    emit?.({ kind: 'resolve', role, spec });
-    const hub: ResolveModelOptions = { ...this.o.hub };
-    if (emit && hub.onProgress !== false) {
-      const inner = hub.onProgress;
-      hub.onProgress = (p) => {
-        inner?.(p);
-        emit({ kind: 'download', role, progress: p });
-      };
-    }
-    const path = await resolveModel(spec, hub);
-    const m = /[/\\]snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)/.exec(path);
-    const model: ResolvedModel = m ? { spec, path, commit: m[1]! } : { spec, path };
-    this.resolved.set(role, model);
-    return model;
-  }
-
-  weightOptions(role: ModelRole) {
-    const emit = this.o.onProgress;
-    return { weights: this.o.weights ?? 'f32', activations: this.o.activations ?? 'f32', ...(emit ? { onProgress: (progress: WeightLoadProgress) => emit({ kind: 'weights', role, progress }) } : {}) };
-  }
-
-  private sd?: Promise<DiffSimModels>;
-  private clip?: Promise<ClipMetric>;
-  private dino?: Promise<Dinov2Metric>;
-
-  /** SD1.5, with the IP-Adapter when any metric of the call needs it (DiffSim-S runs on the same
-   *  models: the adapter changes nothing unless a pass is given its conditioning). */
-  diffsimModels(withIp: boolean): Promise<DiffSimModels> {
-    this.sd ??= (async () => {
-      const sd = await this.resolve('sd');
-      const ipDir = withIp ? await ipAdapterPath((await this.resolve('ipAdapter')).path) : undefined;
-      const models = await DiffSim.loadModels(this.rt, sd.path, { ...this.weightOptions('sd'), ...(ipDir ? { ipAdapter: ipDir } : {}) });
-      this.o.onProgress?.({ kind: 'ready', role: 'sd', model: sd });
-      if (withIp) this.o.onProgress?.({ kind: 'ready', role: 'ipAdapter', model: this.resolved.get('ipAdapter')! });
-      return models;
-    })();
-    return this.sd;
-  }
-
-  clipMetric(): Promise<ClipMetric> {
-    this.clip ??= (async () => {
-      const m = await this.resolve('clip');
-      const model = await loadClipModel(this.rt, m.path, this.weightOptions('clip'));
-      this.o.onProgress?.({ kind: 'ready', role: 'clip', model: m });
-      return new ClipMetric(this.rt, model, { processor: await processorOf(m.path, CLIP_IMAGE_PROCESSOR), qkvSource: this.o.clipQkvSource ?? 'pre-ln' });
-    })();
-    return this.clip;
-  }
-
-  dinoMetric(): Promise<Dinov2Metric> {
-    this.dino ??= (async () => {
-      const m = await this.resolve('dino');
-      const model = await loadDinov2(this.rt, m.path, this.weightOptions('dino'));
-      this.o.onProgress?.({ kind: 'ready', role: 'dino', model: m });
-      return new Dinov2Metric(this.rt, model, { processor: await processorOf(m.path, DINOV2_IMAGE_PROCESSOR) });
-    })();
-    return this.dino;
-  }
+/** The model source of a createMetrics call: local paths and hub ids resolved once per role. */
+function nodeModelSource(rt: Runtime, o: CreateMetricOptions): FilesModelSource {
+  const hub = o.hub ?? {};
+  return new FilesModelSource(rt, (role) => resolveFiles(specOf(role, o), role, hub, o.onProgress), {
+    ...(o.weights ? { weights: o.weights } : {}),
+    ...(o.activations ? { activations: o.activations } : {}),
+    ...(o.clipQkvSource ? { clipQkvSource: o.clipQkvSource } : {}),
+    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    ...(o.ema !== undefined ? { ema: o.ema } : {}),
+    // A single-file checkpoint has no tokenizer: the one given, else the default pipeline's (only
+    // its tokenizer/ and scheduler/ are fetched).
+    tokenizer: async () => (await resolveFiles(o.tokenizer ?? DEFAULT_MODELS.model, 'sd', hub, o.onProgress, { components: ['tokenizer', 'scheduler'] })).files,
+  });
 }
 
 /** Several metrics on one runtime, sharing their models (e.g. the ensemble's diffsim, clip, dino).
@@ -150,7 +89,7 @@ export async function createMetrics(names: readonly MetricName[], o: CreateMetri
   if (!names.length) throw new RangeError('createMetrics: no metric named');
   const rt = o.runtime ?? (await Runtime.create(o.tensorCores ? { tensorCores: o.tensorCores } : {}));
   // On failure buildMetrics frees what it loaded, and the runtime when it is ours.
-  return buildMetrics(names, { ...o, runtime: rt, ownsRuntime: !o.runtime, models: new Loader(rt, o), readPath: (path) => loadImage(path) });
+  return buildMetrics(names, { ...o, runtime: rt, ownsRuntime: !o.runtime, models: nodeModelSource(rt, o), readPath: (path) => loadImage(path) });
 }
 
 /** One metric by name (pyiqa's `create_metric`): `lowerBetter` says which way its score points. */

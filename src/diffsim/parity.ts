@@ -25,7 +25,7 @@ import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
 import { WeightStore, type LoadOptions } from '../nn/weights.js';
 import { F16_WEIGHTS_TOLERANCE, normalisedError, type FixtureIndex, type ParityRow, type ParitySettings } from '../parity/parity.js';
-import { DiffSim, type DiffSimModels, type GivenNoise } from './diffsim.js';
+import { DiffSim, type DiffSimModels, type GivenNoise } from './core.js';
 import type { DiffSimEmbedding } from './embedding.js';
 import type { DiffSimSettings } from './settings.js';
 import { ClipMetric, Dinov2Metric, type VisionEmbedding, type VisionInput } from './vision.js';

@@ -3,7 +3,8 @@
 // spaces around CJK ideographs, NFC, lowercasing, accents kept), CLIP's split pattern, byte-level
 // BPE with `</w>` word ends, then <|startoftext|> … <|endoftext|>, truncated and padded to 77.
 
-import { joinPath, nodeFs } from '../io/host.js';
+import { localModelFiles } from '../io/local-files.js';
+import { hasFile, joinRel, optionalJson, readJson, readText, type ModelFiles } from '../io/model-files.js';
 
 export interface ClipTokenizerFiles {
   /** vocab.json contents: token → id. */
@@ -116,30 +117,21 @@ export class ClipTokenizer {
     this.maxLength = typeof max === 'number' && max > 0 && max < 1e6 ? max : 77;
   }
 
-  /** Loads vocab.json, merges.txt and (if present) tokenizer_config.json / special_tokens_map.json. */
-  static async fromDirectory(dir: string): Promise<ClipTokenizer> {
-    const fs = await nodeFs();
-    const read = async (name: string, required: boolean): Promise<string | undefined> => {
-      try {
-        return await fs.readFile(joinPath(dir, name), 'utf8');
-      } catch (e) {
-        if (!required) return undefined;
-        throw new Error(`${joinPath(dir, name)}: cannot read (${(e as { code?: string }).code ?? (e as Error).message})`);
-      }
-    };
-    const parse = (name: string, text: string | undefined): Record<string, unknown> | undefined => {
-      if (text === undefined) return undefined;
-      try {
-        return JSON.parse(text) as Record<string, unknown>;
-      } catch (e) {
-        throw new Error(`${joinPath(dir, name)}: not valid JSON (${(e as Error).message})`);
-      }
-    };
-    const vocab = parse('vocab.json', await read('vocab.json', true)) as Record<string, number>;
-    const merges = (await read('merges.txt', true))!;
-    const config = parse('tokenizer_config.json', await read('tokenizer_config.json', false));
-    const specialTokens = parse('special_tokens_map.json', await read('special_tokens_map.json', false));
+  /** A tokenizer folder's files (vocab.json, merges.txt and, if present, tokenizer_config.json and
+   *  special_tokens_map.json) from a model's files: at their root, or in `tokenizer/` of a pipeline. */
+  static async fromFiles(files: ModelFiles): Promise<ClipTokenizer> {
+    const dir = hasFile(files, 'vocab.json') || !hasFile(files, 'tokenizer/vocab.json') ? '' : 'tokenizer';
+    const at = (name: string) => joinRel(dir, name);
+    const vocab = await readJson<Record<string, number>>(files, at('vocab.json'), 'tokenizer vocabulary');
+    const merges = await readText(files, at('merges.txt'), 'tokenizer merges');
+    const config = await optionalJson<Record<string, unknown>>(files, at('tokenizer_config.json'), 'tokenizer config');
+    const specialTokens = await optionalJson<Record<string, unknown>>(files, at('special_tokens_map.json'), 'special tokens map');
     return new ClipTokenizer({ vocab, merges, ...(config ? { config } : {}), ...(specialTokens ? { specialTokens } : {}) });
+  }
+
+  /** {@link fromFiles} on a local folder. */
+  static async fromDirectory(dir: string): Promise<ClipTokenizer> {
+    return ClipTokenizer.fromFiles(await localModelFiles(dir));
   }
 
   private bpe(token: string): string[] {

@@ -23,16 +23,6 @@ export interface ModelLoadOptions extends ModelComputeOptions {
   onProgress?: (p: WeightLoadProgress) => void;
 }
 
-/** Which of a component folder's file names holds its weights: a shard index
- *  (`*.safetensors.index.json`, or a variant's `*.safetensors.index.fp16.json`) or the single
- *  `*.safetensors`, preferring the non-variant name; `undefined` when there is none. */
-export function chooseWeights(names: readonly string[]): string | undefined {
-  const byVariant = (a: string, b: string) => a.split('.').length - b.split('.').length || a.localeCompare(b);
-  const index = names.filter((n) => /\.safetensors\.index(\.[^.]+)?\.json$/.test(n)).sort(byVariant);
-  if (index.length) return index[0];
-  return names.filter((n) => n.endsWith('.safetensors')).sort(byVariant)[0];
-}
-
 /** Non-persistent buffers some exports carry. */
 const POSITION_IDS = [/position_ids$/];
 

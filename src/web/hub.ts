@@ -8,6 +8,7 @@
 
 import { selectRepoFiles, type ModelSelection } from '../hub/select.js';
 import { blobSource, type ByteSource } from '../io/bytesource.js';
+import type { ModelFiles } from '../io/model-files.js';
 
 /** Progress of one file, shaped like transformers.js's progress events. */
 export interface FileProgress {
@@ -26,21 +27,6 @@ export interface FileProgress {
 }
 
 export type FileProgressCallback = (p: FileProgress) => void;
-
-/** The files of one model, wherever they come from. */
-export interface ModelFiles {
-  /** The repo id, or the picked folder's name. */
-  readonly name: string;
-  /** The commit the files belong to (hub); undefined for picked files. */
-  readonly commit?: string | undefined;
-  /** Repo paths of the files this model offers. */
-  readonly paths: readonly string[];
-  /** A file's contents (downloaded or read from the cache as needed). */
-  blob(path: string): Promise<Blob>;
-  /** Positioned reads of a file without fetching it whole (a safetensors header): from the cache or
-   *  the picked file when there, else by HTTP Range requests; nothing is kept. */
-  source(path: string): Promise<ByteSource>;
-}
 
 export interface WebHubOptions {
   /** Hub endpoint (default https://huggingface.co). */
@@ -166,7 +152,13 @@ export class HubModelFiles implements ModelFiles {
     return this.o.token ? { authorization: `Bearer ${this.o.token}`, ...extra } : extra;
   }
 
-  async source(path: string): Promise<ByteSource> {
+  /** The whole file (downloaded into Cache Storage on first use). */
+  async open(path: string): Promise<ByteSource> {
+    return blobSource(await this.blob(path), `${this.name}/${path}`);
+  }
+
+  /** Range reads of the file: from Cache Storage when it holds it, else over HTTP; nothing is kept. */
+  async peek(path: string): Promise<ByteSource> {
     const f = this.fileOf(path);
     const url = this.url(path);
     const name = `${this.name}/${path}`;
@@ -312,7 +304,10 @@ export class PickedModelFiles implements ModelFiles {
   get paths(): readonly string[] {
     return [...this.byPath.keys()].sort();
   }
-  async source(path: string): Promise<ByteSource> {
+  async open(path: string): Promise<ByteSource> {
+    return blobSource(await this.blob(path), `${this.name}/${path}`);
+  }
+  async peek(path: string): Promise<ByteSource> {
     const b = this.byPath.get(path);
     if (!b) throw new Error(`${this.name}: the picked folder has no ${path}`);
     return blobSource(b, `${this.name}/${path}`);

@@ -13,22 +13,22 @@
 
 import { DTYPE_BYTES } from '../gpu/runtime.js';
 import { imageProcessorGeometry, type ImageProcessorConfig } from '../io/preprocess.js';
-import { SafetensorsFile, ShardedSafetensors, type TensorSource } from '../io/safetensors.js';
+import { describe, joinRel, openWeights, optionalJson, readJson, weightsPath, type ModelFiles } from '../io/model-files.js';
+import type { TensorSource } from '../io/safetensors.js';
 import { WeightStore, type WeightPrecision } from '../nn/weights.js';
 import type { ActivationDType } from '../kernels/common.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../models/clip-vision.js';
 import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
 import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
 import { IpAdapterPlus } from '../models/ip-adapter.js';
-import { chooseWeights, clipVisionConfigOf, inferResamplerConfig } from '../models/sources.js';
+import { ipAdapterLayout, latentSide, openSd15Components, vaeScaleFactor } from '../models/load.js';
+import { clipVisionConfigOf, inferResamplerConfig } from '../models/sources.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
-import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
+import { VaeEncoder, legacyVaeKey } from '../models/vae.js';
 import { CLIP_IMAGE_PROCESSOR } from '../diffsim/core.js';
 import { modelsOf, type MetricName, type ModelRole } from '../diffsim/metric-core.js';
 import { mergeSettings, type DiffSimSettings } from '../diffsim/settings.js';
 import { DINOV2_IMAGE_PROCESSOR } from '../diffsim/vision.js';
-import { join, optionalJson, readJson } from './files.js';
-import type { ModelFiles } from './hub.js';
 
 /** One GPU buffer the metric will create. */
 export interface BufferNeed {
@@ -116,20 +116,9 @@ export interface BufferNeedsOptions {
 // ---------------------------------------------------------------- reading configs and headers
 
 
-/** A component folder's weights, headers only (the loaders' choice of file, models/sources.ts). */
-async function headersOf(files: ModelFiles, dir: string): Promise<{ src: TensorSource; file: string }> {
-  const inDir = files.paths.filter((p) => (dir ? p.startsWith(`${dir}/`) && !p.slice(dir.length + 1).includes('/') : !p.includes('/')));
-  const chosen = chooseWeights(inDir.map((p) => p.slice(dir ? dir.length + 1 : 0)));
-  if (!chosen) throw new Error(`${files.name}/${dir || '.'}: no .safetensors weights`);
-  return headersOfFile(files, join(dir, chosen));
-}
-
-async function headersOfFile(files: ModelFiles, path: string): Promise<{ src: TensorSource; file: string }> {
-  const file = `${files.name}/${path}`;
-  if (!path.endsWith('.json')) return { src: await SafetensorsFile.open(await files.source(path)), file };
-  const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) : '';
-  const bytes = new Uint8Array(await (await files.blob(path)).arrayBuffer());
-  return { src: await ShardedSafetensors.fromIndex(file, bytes, async (shard) => SafetensorsFile.open(await files.source(join(dir, shard)))), file };
+/** A component's weights, headers only (the loaders' choice of file, models/load.ts). */
+async function headersOf(files: ModelFiles, path: string): Promise<{ src: TensorSource; file: string }> {
+  return { src: await openWeights(files, path, { headersOnly: true }), file: describe(files, path) };
 }
 
 async function withHeaders<T>(h: Promise<{ src: TensorSource; file: string }>, fn: (src: TensorSource, file: string) => T | Promise<T>): Promise<T> {
@@ -273,31 +262,35 @@ function processorInput(cfg: ImageProcessorConfig, images: readonly { width: num
 async function sdNeeds(sd: ModelFiles, ip: ModelFiles | undefined, o: BufferNeedsOptions, variant: 'S' | 'C'): Promise<BufferNeed[]> {
   const weights = o.weights ?? 'f32';
   const s = mergeSettings({ ...o.diffsim, variant });
-  const unetConfig = await readJson<UNetConfig & { sample_size?: number }>(sd, 'unet/config.json', 'U-Net config');
-  const vaeConfig = await readJson<VaeConfig>(sd, 'vae/config.json', 'VAE config');
-  const textConfig = await readJson<ClipTextConfig>(sd, 'text_encoder/config.json', 'text encoder config');
-  const factor = 2 ** (vaeConfig.block_out_channels.length - 1);
-  const S = s.imageSize || (unetConfig.sample_size ?? 64) * factor;
-  const batch = s.cfg ? 2 : 1;
-  const unet = new UNet2DConditionModel(new WeightStore(), unetConfig);
-  const vae = new VaeEncoder(new WeightStore(), vaeConfig);
-  const text = new ClipTextModel(new WeightStore(), textConfig);
+  const c = await openSd15Components(sd, { headersOnly: true });
   const needs: BufferNeed[] = [];
-  await withHeaders(headersOf(sd, 'unet'), (src, file) => needs.push(...weightNeeds(unet.store, src, file, weights)));
-  await withHeaders(headersOf(sd, 'vae'), (src, file) => needs.push(...weightNeeds(vae.store, src, file, weights, legacyVaeKey)));
-  await withHeaders(headersOf(sd, 'text_encoder'), (src, file) => needs.push(...weightNeeds(text.store, src, file, weights)));
+  let S: number, unet: UNet2DConditionModel, vae: VaeEncoder, textConfig: ClipTextConfig, text: ClipTextModel;
+  try {
+    const unetConfig = c.unet!.config as UNetConfig & { sample_size?: number };
+    const vaeConfig = c.vae!.config;
+    textConfig = c.textEncoder!.config;
+    S = s.imageSize || (unetConfig.sample_size ?? 64) * vaeScaleFactor(vaeConfig);
+    unet = new UNet2DConditionModel(new WeightStore(), unetConfig);
+    vae = new VaeEncoder(new WeightStore(), vaeConfig);
+    text = new ClipTextModel(new WeightStore(), textConfig);
+    needs.push(...weightNeeds(unet.store, c.unet!.source, c.unet!.file, weights));
+    needs.push(...weightNeeds(vae.store, c.vae!.source, c.vae!.file, weights, legacyVaeKey));
+    needs.push(...weightNeeds(text.store, c.textEncoder!.source, c.textEncoder!.file, weights));
+  } finally {
+    await c.close();
+  }
+  const batch = s.cfg ? 2 : 1;
   const px = `${S}×${S} px`;
   const vaeA = vaeActs(vae, S, `VAE encoder, ${px}`, o.activations ?? 'f32');
-  let latent = S;
-  for (let i = 1; i < vaeConfig.block_out_channels.length; i++) latent = Math.floor((latent - 2) / 2) + 1;
+  const latent = latentSide(vae.config, S);
   const tokens = textConfig.max_position_embeddings;
   needs.push(...vaeA, act('output of text_model.embeddings', 'text encoder', [2, tokens, textConfig.hidden_size]));
   needs.push(...layerActs(text.store, 'text encoder', 2, (key) => (key.includes('token_embedding') || key.includes('position_embedding') ? undefined : { rIn: [1, 1], rOut: [1, 1], tokens })));
   if (variant === 'C') {
     if (!ip) throw new RangeError('diffsim-c: no IP-Adapter files');
-    const base = ip.paths.includes('models/ip-adapter-plus_sd15.safetensors') ? 'models' : '';
-    const encConfig = clipVisionConfigOf(await readJson<ClipVisionConfig & { vision_config?: ClipVisionConfig; projection_dim?: number }>(ip, join(join(base, 'image_encoder'), 'config.json'), 'CLIP vision config'));
-    await withHeaders(headersOfFile(ip, join(base, 'ip-adapter-plus_sd15.safetensors')), (src, file) => {
+    const at = ipAdapterLayout(ip);
+    const encConfig = clipVisionConfigOf(await readJson<ClipVisionConfig & { vision_config?: ClipVisionConfig; projection_dim?: number }>(ip, joinRel(at.imageEncoder, 'config.json'), 'CLIP vision config'));
+    await withHeaders(headersOf(ip, at.adapter), (src, file) => {
       const adapter = new IpAdapterPlus(new WeightStore(), { resampler: inferResamplerConfig(src), ip_scale: s.ipScale }, unet);
       const r = adapter.config.resampler;
       const imageTokens = Math.floor(encConfig.image_size / encConfig.patch_size) ** 2 + 1;
@@ -305,7 +298,7 @@ async function sdNeeds(sd: ModelFiles, ip: ModelFiles | undefined, o: BufferNeed
       // The resampler's layers read the image tokens and the queries together ([2, T + Q, ·]).
       needs.push(...layerActs(adapter.store, 'IP-Adapter resampler', batch, (key) => (key.startsWith('image_proj.') ? { rIn: [1, 1], rOut: [1, 1], tokens: imageTokens + r.num_queries } : undefined)));
     });
-    await withHeaders(headersOf(ip, join(base, 'image_encoder')), (src, file) => {
+    await withHeaders(headersOf(ip, weightsPath(ip, at.imageEncoder, 'IP-Adapter image encoder')), (src, file) => {
       const enc = new ClipVisionModel(new WeightStore(), encConfig, { projection: src.has('visual_projection.weight') });
       needs.push(...weightNeeds(enc.store, src, file, weights));
       needs.push(...vitActs(enc.store, 'vision_model.', encConfig.image_size, encConfig.image_size, encConfig.patch_size, 'IP image encoder'));
@@ -320,7 +313,7 @@ async function clipNeeds(f: ModelFiles, o: BufferNeedsOptions): Promise<BufferNe
   const processor = (await optionalJson<ImageProcessorConfig>(f, 'preprocessor_config.json', 'preprocessor config')) ?? { ...CLIP_IMAGE_PROCESSOR };
   const model = new ClipModel(new WeightStore(), config);
   const needs: BufferNeed[] = [];
-  await withHeaders(headersOf(f, ''), (src, file) => needs.push(...weightNeeds(model.store, src, file, o.weights ?? 'f32')));
+  await withHeaders(headersOf(f, weightsPath(f, '', 'CLIP model')), (src, file) => needs.push(...weightNeeds(model.store, src, file, o.weights ?? 'f32')));
   const { H, W } = processorInput(processor, o.images ?? [{ width: 512, height: 512 }]);
   needs.push(...vitActs(model.store, 'vision_model.', H, W, config.vision_config.patch_size, `CLIP vision, ${W}×${H} px`));
   return needs;
@@ -331,7 +324,7 @@ async function dinoNeeds(f: ModelFiles, o: BufferNeedsOptions): Promise<BufferNe
   const processor = (await optionalJson<ImageProcessorConfig>(f, 'preprocessor_config.json', 'preprocessor config')) ?? { ...DINOV2_IMAGE_PROCESSOR };
   const model = new Dinov2Model(new WeightStore(), config);
   const needs: BufferNeed[] = [];
-  await withHeaders(headersOf(f, ''), (src, file) => needs.push(...weightNeeds(model.store, src, file, o.weights ?? 'f32')));
+  await withHeaders(headersOf(f, weightsPath(f, '', 'DINOv2 model')), (src, file) => needs.push(...weightNeeds(model.store, src, file, o.weights ?? 'f32')));
   const { H, W } = processorInput(processor, o.images ?? [{ width: 512, height: 512 }]);
   needs.push(...vitActs(model.store, '', H, W, config.patch_size, `DINOv2, ${W}×${H} px`));
   return needs;
