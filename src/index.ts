@@ -19,7 +19,6 @@ export { loadSd15, loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus,
 export { inferResamplerConfig } from './models/sources.js';
 export { type ModelFiles, MemoryModelFiles, chooseWeights } from './io/model-files.js';
 export { localModelFiles, FolderModelFiles } from './io/local-files.js';
-export { runParity, type ParityRow } from './parity/parity.js';
 export { ClipVisionModel, ClipModel, type ClipVisionConfig, type ClipVisionOutput, type ClipModelConfig } from './models/clip-vision.js';
 export { Dinov2Model, type Dinov2Config, type Dinov2Output } from './models/dinov2.js';
 export { IpAdapterPlus, RESAMPLER_PATH, type IpAdapterConfig, type ResamplerConfig, type ResamplerOutput } from './models/ip-adapter.js';

@@ -33,6 +33,10 @@ export interface MetricArgs {
   vae: 'sample' | 'mean';
   cfg: 'both' | 'cond' | 'uncond' | 'off';
   fp16Score: boolean;
+  /** --tokenizer: for a single-file --model, where the tokenizer comes from. */
+  tokenizer: string | undefined;
+  /** --ema: a single-file --model's EMA U-Net weights. */
+  ema: boolean;
   ipScale: number;
   clipQkv: 'pre-ln' | 'post-ln';
   model: string;
@@ -46,12 +50,12 @@ export interface MetricArgs {
   given: Set<string>;
 }
 
-const METRIC_VALUE_OPTIONS = ['metric', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights', 'activations', 'tensor-cores'] as const;
-const METRIC_FLAGS = ['fp16-score'] as const;
+const METRIC_VALUE_OPTIONS = ['metric', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
+const METRIC_FLAGS = ['fp16-score', 'ema'] as const;
 
 const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model'];
 /** Which of the other options each metric reads. */
-const DIFFSIM_OPTIONS = ['block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'fp16-score', 'activations'];
+const DIFFSIM_OPTIONS = ['block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'fp16-score', 'activations', 'tokenizer', 'ema'];
 const APPLIES: Record<CliMetric, readonly string[]> = {
   diffsim: DIFFSIM_OPTIONS,
   'diffsim-c': [...DIFFSIM_OPTIONS, 'ip-scale'],
@@ -85,7 +89,11 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --fp16-score           round the score to float16 as the official code returns it (ties occur)
     --ip-scale X           IP-Adapter scale of diffsim-c (default 0.5)
     --clip-qkv pre-ln|post-ln  where CLIP AAS takes q/k/v (official: the layer input before layer_norm1)
-    --model PATH|ID        SD1.5 (default ${DEFAULT_MODELS.model})
+    --model PATH|ID        SD1.5: a diffusers pipeline folder, a single-file checkpoint (.safetensors,
+                           e.g. v1-5-pruned-emaonly.safetensors) or a hub id (default ${DEFAULT_MODELS.model})
+    --tokenizer PATH|ID    for a single-file --model: a tokenizer folder, or a pipeline folder or hub id
+                           whose tokenizer/ is used (default ${DEFAULT_MODELS.model})
+    --ema                  for a single-file --model: its EMA U-Net weights (default the non-EMA ones)
     --ip-adapter PATH|ID   IP-Adapter Plus for diffsim-c (default ${DEFAULT_MODELS.ipAdapter})
     --clip-model PATH|ID   (default ${DEFAULT_MODELS.clipModel})
     --dino-model PATH|ID   (default ${DEFAULT_MODELS.dinoModel})
@@ -154,6 +162,8 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     vae: 'sample',
     cfg: 'both',
     fp16Score: false,
+    tokenizer: undefined,
+    ema: false,
     ipScale: 0.5,
     clipQkv: 'pre-ln',
     model: DEFAULT_MODELS.model,
@@ -188,6 +198,11 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     if (!isFlag && !isValue) throw new UsageError(`${command}: unknown option ${eq < 0 ? a : a.slice(0, eq)}`);
     if (isFlag) {
       if (eq >= 0) throw new UsageError(`${command}: --${name} takes no value`);
+      if (name === 'ema') {
+        m.ema = true;
+        m.given.add(name);
+        continue;
+      }
       if (name === 'fp16-score') {
         m.fp16Score = true;
         m.given.add(name);
@@ -266,6 +281,9 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
       case 'model':
         m.model = nonEmpty(command, name, value);
         break;
+      case 'tokenizer':
+        m.tokenizer = nonEmpty(command, name, value);
+        break;
       case 'ip-adapter':
         m.ipAdapter = nonEmpty(command, name, value);
         break;
@@ -328,6 +346,8 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: (
   try {
     return await createMetrics([...new Set(m.metrics.flatMap(metricNames))], {
       model: m.model,
+      ...(m.tokenizer !== undefined ? { tokenizer: m.tokenizer } : {}),
+      ...(m.ema ? { ema: true } : {}),
       ipAdapter: m.ipAdapter,
       clipModel: m.clipModel,
       dinoModel: m.dinoModel,

@@ -8,12 +8,13 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
-import { SafetensorsFile, rawToInt32, type RawTensor } from '../io/safetensors.js';
+import { SafetensorsFile, rawToInt32, type RawTensor, type TensorSource } from '../io/safetensors.js';
+import { sd15SingleFile } from '../models/single-file.js';
 import { PNDMScheduler, type SchedulerConfig } from '../models/scheduler.js';
 import { ClipTokenizer } from '../models/clip-tokenizer.js';
 import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
 import { Taps, type Vocabulary } from '../nn/context.js';
-import { WeightStore, type WeightPrecision } from '../nn/weights.js';
+import { WeightStore } from '../nn/weights.js';
 import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../models/clip-vision.js';
@@ -23,65 +24,10 @@ import { applyOrientation, loadImage, loadImageSamples, toRgb, type RgbImage, ty
 import { readRegularFile } from '../io/bytesource.js';
 import { FileError } from '../io/errors.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
-import { diffsimMetricParity } from '../diffsim/parity.js';
+import { diffsimMetricParity } from './diffsim.js';
+import { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
-export interface ParityRow {
-  fixture: string;
-  name: string;
-  /** Normalised error (or absolute for scheduler tables; count of mismatches for exact checks). */
-  err: number;
-  tol: number;
-  /** 'skipped': listed but not compared (not counted as passed or failed). */
-  kind: 'normalised' | 'absolute' | 'exact' | 'skipped';
-  pass: boolean;
-  note?: string;
-}
-
-export interface FixtureIndex {
-  files: Record<string, { description?: string; config?: unknown; tensors: Record<string, { shape: number[]; dtype: string }> }>;
-  other_files?: Record<string, string>;
-}
-
-export function normalisedError(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
-  if (ours.length !== ref.length) return Infinity;
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(ours[i]! - ref[i]!);
-    if (!(d <= maxDiff)) maxDiff = Number.isNaN(d) ? Infinity : d;
-    const r = Math.abs(ref[i]!);
-    if (r > maxRef) maxRef = r;
-  }
-  return maxDiff / Math.max(1, maxRef);
-}
-
-export function maxAbsError(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
-  if (ours.length !== ref.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const d = Math.abs(ours[i]! - ref[i]!);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
-}
-
-/** Tolerance class of an activation name (fixtures README table). */
-export function toleranceFor(name: string): number {
-  name = name.replace(/^run\d+\./, '');
-  if (/^(output\.sample|last_hidden_state|pooler_output|image_embeds|posterior\.|latent\.|resampler\.output)/.test(name) || /(final_layer_norm|post_layernorm|^layernorm):out$/.test(name)) return 2e-4;
-  if (/(to_[qkv]|[qkv]_proj|query|key|value|proj_in|conv_in|time_proj|patch_embeddings|embeddings|layer_norm\d?|norm\d?|group_norm|to_k_ip\.\d|to_v_ip\.\d):out$/.test(name)) return 1e-5;
-  return 1e-4;
-}
-
-export interface ParitySettings {
-  /** How linear/conv weights are stored on the GPU ('f16' rounds them: every tolerance becomes F16_WEIGHTS_TOLERANCE). */
-  weights: WeightPrecision;
-}
-
-/** Tolerance of every activation on the f16-weight path: each linear/conv weight rounded to f16
- *  (relative error ≤ 2⁻¹¹) moves activations by up to a few 10⁻³ of their scale after many
- *  layers (2.8e-3 seen on unet-tiny), against 1e-5…2e-4 with f32 weights. */
-export const F16_WEIGHTS_TOLERANCE = 1e-2;
+export { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
 type Handler = (rt: Runtime, dir: string, name: string, index: FixtureIndex, settings: ParitySettings) => Promise<ParityRow[]>;
 
@@ -140,26 +86,27 @@ const scheduler: Handler = async (_rt, dir, fixture, index) => {
   }
 };
 
-const clipText: Handler = (rt, dir, fixture, index, settings) =>
-  withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
-    const model = new ClipTextModel(store, config as ClipTextConfig);
-    await store.load(rt, weights, { ignore: [/position_ids$/], weights: settings.weights });
-    const idsRaw = await acts.readRaw('input_ids');
-    const ids = rawToInt32(idsRaw, 'input_ids');
-    const [batch, n] = idsRaw.shape as [number, number];
-    const rows: ParityRow[] = [];
-    // Tokenizer: the stored prompts must give the stored ids exactly.
-    if (acts.metadata.prompts) {
-      const tok = await ClipTokenizer.fromDirectory(join(dir, fixture, 'tokenizer'));
-      (JSON.parse(acts.metadata.prompts) as string[]).forEach((p, i) => {
-        const ours = tok.encode(p, { maxLength: n });
-        const mismatches = ours.filter((t, j) => t !== ids[i * n + j]).length;
-        rows.push({ fixture, name: `tokenizer.prompt${i}`, err: mismatches, tol: 0, kind: 'exact', pass: mismatches === 0 });
-      });
-    }
-    rows.push(...(await compareRun(fixture, acts, (name) => name === 'input_ids' || name === 'attention_mask', settings, (capture) => [tidy(() => model.forward(rt, ids, batch, { capture: capture(model.vocabulary) }).taps)])));
-    return rows;
-  });
+async function clipTextRows(rt: Runtime, fixture: string, { weights, acts, store, config, folder }: ModelFixture, settings: ParitySettings): Promise<ParityRow[]> {
+  const model = new ClipTextModel(store, config as ClipTextConfig);
+  await store.load(rt, weights, { ignore: [/position_ids$/], weights: settings.weights });
+  const idsRaw = await acts.readRaw('input_ids');
+  const ids = rawToInt32(idsRaw, 'input_ids');
+  const [batch, n] = idsRaw.shape as [number, number];
+  const rows: ParityRow[] = [];
+  // Tokenizer: the stored prompts must give the stored ids exactly.
+  if (acts.metadata.prompts) {
+    const tok = await ClipTokenizer.fromDirectory(join(folder, 'tokenizer'));
+    (JSON.parse(acts.metadata.prompts) as string[]).forEach((p, i) => {
+      const ours = tok.encode(p, { maxLength: n });
+      const mismatches = ours.filter((t, j) => t !== ids[i * n + j]).length;
+      rows.push({ fixture, name: `tokenizer.prompt${i}`, err: mismatches, tol: 0, kind: 'exact', pass: mismatches === 0 });
+    });
+  }
+  rows.push(...(await compareRun(fixture, acts, (name) => name === 'input_ids' || name === 'attention_mask', settings, (capture) => [tidy(() => model.forward(rt, ids, batch, { capture: capture(model.vocabulary) }).taps)])));
+  return rows;
+}
+
+const clipText: Handler = (rt, dir, fixture, index, settings) => withModelFixture(dir, index, fixture, (m) => clipTextRows(rt, fixture, m, settings));
 
 function filesOf(index: FixtureIndex, fixture: string): { weights: string; acts: string } {
   const acts = `${fixture}/activations.safetensors`;
@@ -174,11 +121,13 @@ async function inputTensor(rt: Runtime, acts: SafetensorsFile, name: string): Pr
 }
 
 interface ModelFixture {
-  weights: SafetensorsFile;
+  weights: TensorSource;
   acts: SafetensorsFile;
   store: WeightStore;
   /** The model config from the weights' metadata (or the activations'). */
   config: unknown;
+  /** The fixture folder (its tokenizer/, …). */
+  folder: string;
 }
 
 /** Opens `<fixture>/<weights>.safetensors` and `activations.safetensors`, hands them to `body`
@@ -194,7 +143,7 @@ async function withModelFixture(dir: string, index: FixtureIndex, fixture: strin
   try {
     const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as unknown;
     if (!config) throw new Error(`${f.weights}: no "config" metadata`);
-    return await body({ weights, acts, store, config });
+    return await body({ weights, acts, store, config, folder: join(dir, fixture) });
   } finally {
     store.dispose();
     await weights.close();
@@ -238,59 +187,61 @@ async function compareRun(
   }
 }
 
-const vaeEncoder: Handler = (rt, dir, fixture, index, settings) =>
-  withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
-    const vae = new VaeEncoder(store, config as VaeConfig);
-    // The encoder needs only encoder.* and quant_conv.*; a full AutoencoderKL file also has the decoder.
-    await store.load(rt, weights, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true, weights: settings.weights });
-    const image = await inputTensor(rt, acts, 'input.image');
-    const eps = acts.has('eps') ? await inputTensor(rt, acts, 'eps') : null;
-    try {
-      return await compareRun(fixture, acts, (n) => n === 'input.image' || n === 'eps', settings, (capture) => {
-        const out = vae.encode(image, { capture: capture(vae.vocabulary) });
-        const latent = new Map<string, Tensor>();
-        if (eps && out.posterior) {
-          const { sample, scaled } = vae.sample(out.posterior, eps);
-          latent.set('latent.sample', sample).set('latent.scaled', scaled);
-        }
-        if (out.posterior) for (const t of Object.values(out.posterior)) t.dispose();
-        return [out.taps, latent];
-      });
-    } finally {
-      image.dispose();
-      eps?.dispose();
-    }
-  });
+async function vaeEncoderRows(rt: Runtime, fixture: string, { weights, acts, store, config, folder }: ModelFixture, settings: ParitySettings): Promise<ParityRow[]> {
+  const vae = new VaeEncoder(store, config as VaeConfig);
+  // The encoder needs only encoder.* and quant_conv.*; a full AutoencoderKL file also has the decoder.
+  await store.load(rt, weights, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true, weights: settings.weights });
+  const image = await inputTensor(rt, acts, 'input.image');
+  const eps = acts.has('eps') ? await inputTensor(rt, acts, 'eps') : null;
+  try {
+    return await compareRun(fixture, acts, (n) => n === 'input.image' || n === 'eps', settings, (capture) => {
+      const out = vae.encode(image, { capture: capture(vae.vocabulary) });
+      const latent = new Map<string, Tensor>();
+      if (eps && out.posterior) {
+        const { sample, scaled } = vae.sample(out.posterior, eps);
+        latent.set('latent.sample', sample).set('latent.scaled', scaled);
+      }
+      if (out.posterior) for (const t of Object.values(out.posterior)) t.dispose();
+      return [out.taps, latent];
+    });
+  } finally {
+    image.dispose();
+    eps?.dispose();
+  }
+}
 
-const unet: Handler = (rt, dir, fixture, index, settings) =>
-  withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
-    const model = new UNet2DConditionModel(store, config as UNetConfig);
-    await store.load(rt, weights, { weights: settings.weights });
-    const rows: ParityRow[] = [];
-    // Head counts per attention module, when the fixture lists them.
-    if (acts.metadata.attention_heads) {
-      const heads = JSON.parse(acts.metadata.attention_heads) as Record<string, number>;
-      const ours = model.attentionHeads();
-      const bad = Object.entries(heads).filter(([m, h]) => ours[m] !== h).map(([m]) => m);
-      rows.push({ fixture, name: 'attention_heads', err: bad.length, tol: 0, kind: 'exact', pass: bad.length === 0, ...(bad.length ? { note: bad.slice(0, 3).join(', ') } : {}) });
-    }
-    const t = [...rawToInt32(await acts.readRaw('input.timestep'), 'input.timestep')];
-    const sample = await inputTensor(rt, acts, 'input.sample');
-    const text = await inputTensor(rt, acts, 'input.encoder_hidden_states');
-    try {
-      rows.push(
-        ...(await compareRun(fixture, acts, (n) => n.startsWith('input.'), settings, (capture) => {
-          const out = model.forward(rt, sample, t, text, { capture: capture(model.vocabulary) });
-          out.sample?.dispose();
-          return [out.taps];
-        })),
-      );
-    } finally {
-      sample.dispose();
-      text.dispose();
-    }
-    return rows;
-  });
+const vaeEncoder: Handler = (rt, dir, fixture, index, settings) => withModelFixture(dir, index, fixture, (m) => vaeEncoderRows(rt, fixture, m, settings));
+
+async function unetRows(rt: Runtime, fixture: string, { weights, acts, store, config, folder }: ModelFixture, settings: ParitySettings): Promise<ParityRow[]> {
+  const model = new UNet2DConditionModel(store, config as UNetConfig);
+  await store.load(rt, weights, { weights: settings.weights });
+  const rows: ParityRow[] = [];
+  // Head counts per attention module, when the fixture lists them.
+  if (acts.metadata.attention_heads) {
+    const heads = JSON.parse(acts.metadata.attention_heads) as Record<string, number>;
+    const ours = model.attentionHeads();
+    const bad = Object.entries(heads).filter(([m, h]) => ours[m] !== h).map(([m]) => m);
+    rows.push({ fixture, name: 'attention_heads', err: bad.length, tol: 0, kind: 'exact', pass: bad.length === 0, ...(bad.length ? { note: bad.slice(0, 3).join(', ') } : {}) });
+  }
+  const t = [...rawToInt32(await acts.readRaw('input.timestep'), 'input.timestep')];
+  const sample = await inputTensor(rt, acts, 'input.sample');
+  const text = await inputTensor(rt, acts, 'input.encoder_hidden_states');
+  try {
+    rows.push(
+      ...(await compareRun(fixture, acts, (n) => n.startsWith('input.'), settings, (capture) => {
+        const out = model.forward(rt, sample, t, text, { capture: capture(model.vocabulary) });
+        out.sample?.dispose();
+        return [out.taps];
+      })),
+    );
+  } finally {
+    sample.dispose();
+    text.dispose();
+  }
+  return rows;
+}
+
+const unet: Handler = (rt, dir, fixture, index, settings) => withModelFixture(dir, index, fixture, (m) => unetRows(rt, fixture, m, settings));
 
 const clipVision: Handler = (rt, dir, fixture, index, settings) =>
   withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
@@ -623,6 +574,41 @@ const diffsimVision: Handler = async (rt, dir, fixture, index, settings) => {
  *  scores.json) through the metric API (src/diffsim/parity.ts). */
 const diffsimTiny: Handler = async (rt, dir, fixture, index, settings) => [...(await diffsimVision(rt, dir, fixture, index, settings)), ...(await diffsimMetricParity(rt, dir, fixture, index, settings))];
 
+/** An SD1.5 single-file checkpoint (`<fixture>/*.safetensors`, original layout) loaded through the
+ *  single-file mapping: its U-Net, VAE encoder and text encoder must reproduce the activations of
+ *  the fixture folders they were converted from (the file's `converted_from` metadata; unet-tiny,
+ *  vae-encoder-tiny and clip-text-tiny by default). Configs come from the file as a user's would. */
+const singleFile: Handler = async (rt, dir, fixture, index, settings) => {
+  const files = Object.keys(index.files).filter((f) => f.startsWith(`${fixture}/`) && f.endsWith('.safetensors'));
+  if (files.length !== 1) throw new Error(`${fixture}: expected one single-file checkpoint (.safetensors) in index.json, found ${files.length}`);
+  const file = await SafetensorsFile.open(join(dir, files[0]!));
+  try {
+    const from = (JSON.parse(file.metadata.config ?? '{}') as { converted_from?: Record<string, string> }).converted_from ?? {};
+    const folderOf = (part: string, fallback: string) => (from[part] ?? `${fallback}/`).split('/')[0]!;
+    const c = sd15SingleFile(file);
+    const parts: [string, string, (rt: Runtime, fixture: string, m: ModelFixture, s: ParitySettings) => Promise<ParityRow[]>, { source: TensorSource; config: unknown }][] = [
+      ['unet', folderOf('unet', 'unet-tiny'), unetRows, c.unet],
+      ['vae', folderOf('vae', 'vae-encoder-tiny'), vaeEncoderRows, c.vae],
+      ['text_encoder', folderOf('text_encoder', 'clip-text-tiny'), clipTextRows, c.textEncoder],
+    ];
+    const rows: ParityRow[] = [];
+    for (const [part, target, body, component] of parts) {
+      const acts = await SafetensorsFile.open(join(dir, target, 'activations.safetensors'));
+      const store = new WeightStore();
+      try {
+        const got = await body(rt, `${fixture}:${part}`, { weights: component.source, acts, store, config: component.config, folder: join(dir, target) }, settings);
+        rows.push(...got.map((r) => ({ ...r, fixture })).map((r) => ({ ...r, name: `${part}.${r.name}` })));
+      } finally {
+        store.dispose();
+        await acts.close();
+      }
+    }
+    return rows;
+  } finally {
+    await file.close();
+  }
+};
+
 export const HANDLERS: Record<string, Handler> = {
   'diffsim-tiny': diffsimTiny,
   manifests,
@@ -636,6 +622,7 @@ export const HANDLERS: Record<string, Handler> = {
   'vae-encoder-tiny': vaeEncoder,
   scheduler,
   'clip-text-tiny': clipText,
+  'single-file': singleFile,
 };
 
 export async function loadIndex(dir: string): Promise<FixtureIndex> {

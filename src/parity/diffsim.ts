@@ -24,11 +24,11 @@ import { PNDMScheduler, type SchedulerConfig } from '../models/scheduler.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
 import { WeightStore, type LoadOptions } from '../nn/weights.js';
-import { F16_WEIGHTS_TOLERANCE, normalisedError, type FixtureIndex, type ParityRow, type ParitySettings } from '../parity/parity.js';
-import { DiffSim, type DiffSimModels, type GivenNoise } from './core.js';
-import type { DiffSimEmbedding } from './embedding.js';
-import type { DiffSimSettings } from './settings.js';
-import { ClipMetric, Dinov2Metric, type VisionEmbedding, type VisionInput } from './vision.js';
+import { F16_WEIGHTS_TOLERANCE, normalisedError, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
+import { DiffSim, type DiffSimModels, type GivenNoise } from '../diffsim/core.js';
+import type { DiffSimEmbedding } from '../diffsim/embedding.js';
+import type { DiffSimSettings } from '../diffsim/settings.js';
+import { ClipMetric, Dinov2Metric, type VisionEmbedding, type VisionInput } from '../diffsim/vision.js';
 
 /** The config metadata of diffsim_s / diffsim_c. */
 interface DiffSimFileConfig {
