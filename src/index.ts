@@ -17,6 +17,7 @@ export { ClipTokenizer, type ClipTokenizerFiles } from './models/clip-tokenizer.
 export { PNDMScheduler, NormalGenerator, type SchedulerConfig } from './models/scheduler.js';
 export { loadStableDiffusion, loadUNet, loadVaeEncoder, loadTextEncoder, type StableDiffusion, type Sd15Part, type ModelLoadOptions } from './models/sd15.js';
 export { findWeights } from './models/files.js';
+export { sd15SingleFile, isSd15SingleFile, SingleFileError, unetKeyToDiffusers, vaeKeyToDiffusers, clipKeyToDiffusers, emaKeyOf, type SingleFileComponents, type SingleFileComponent, type SingleFileOptions, type ConfigOrigin } from './models/single-file.js';
 export { loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, inferResamplerConfig, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/vision-loaders.js';
 export { runParity, type ParityRow } from './parity/parity.js';
 export { ClipVisionModel, ClipModel, type ClipVisionConfig, type ClipVisionOutput, type ClipModelConfig } from './models/clip-vision.js';
