@@ -14,6 +14,17 @@
 //                                    front: a view renames keys and forwards each read to the file.
 //                                    Closing a view does nothing: the caller owns (and closes) the file.
 //
+//     const file = await SafetensorsFile.open('v1-5-pruned-emaonly.safetensors');  // or a Blob's source
+//     const sd = sd15SingleFile(file);                      // sd15SingleFile(file, { ema: true }), …
+//     const unet = await unetFromSource(rt, sd.unet.source, sd.unet.config);
+//     const vae = await vaeEncoderFromSource(rt, sd.vae.source, sd.vae.config);
+//     const text = await textEncoderFromSource(rt, sd.textEncoder.source, sd.textEncoder.config);
+//     await file.close();                                  // the weights are on the GPU now
+//
+// The VAE view already has diffusers' names and Linear shapes, so vaeEncoderFromSource's legacy
+// renames (legacyVaeKey) and allowSqueeze find nothing to do; other consumers of the view (a
+// converter writing a diffusers folder, say) get exactly diffusers' state dict.
+//
 // What diffusers does the same (v0.29.2, loaders/single_file_utils.py)
 // --------------------------------------------------------------------
 // - Key names: convert_ldm_unet_checkpoint (input_blocks.{i}.0 → down_blocks.{b}.resnets.{l} with
@@ -33,6 +44,9 @@
 //   U-Net view reads the non-EMA `model.diffusion_model.*`; `{ ema: true }` reads the EMA copies
 //   instead, when the file has them (else, as diffusers, the non-EMA ones: an "emaonly" file stores
 //   its EMA weights as model.diffusion_model.*). `ema` in the result says which were taken.
+//   diffusers counts "more than 100 model_ema* keys"; here any EMA copy of a U-Net key counts, and
+//   then every U-Net key must have one (an error names the first without, where diffusers would
+//   hand the model a None).
 // - `state_dict.` prefix: diffusers unwraps a nested "state_dict" (while "state_dict" in checkpoint);
 //   conversions of such .ckpt files to safetensors carry it as a key prefix, stripped here (repeated
 //   prefixes too).
