@@ -15,10 +15,11 @@ export { VaeEncoder, legacyVaeKey, type VaeConfig, type Posterior, type VaeEncod
 export { ClipTextModel, type ClipTextConfig, type ClipTextOutput, type EncoderForwardOptions } from './models/clip-text.js';
 export { ClipTokenizer, type ClipTokenizerFiles } from './models/clip-tokenizer.js';
 export { PNDMScheduler, NormalGenerator, type SchedulerConfig } from './models/scheduler.js';
-export { loadSd15, loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, sd15Layout, ipAdapterLayout, openSd15Components, processorConfig, latentSide, vaeScaleFactor, SD15_SCHEDULER_CONFIG, type StableDiffusion, type Sd15Part, type Sd15Layout, type Sd15LoadOptions, type Sd15Components, type Sd15Component, type ModelFilesInput, type ModelLoadOptions, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/load.js';
+export { loadSd15, loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, sd15Layout, ipAdapterLayout, openSd15Components, processorConfig, latentSide, vaeScaleFactor, SD15_SCHEDULER_CONFIG, type StableDiffusion, type Sd15Part, type Sd15Layout, type Sd15LoadOptions, type Sd15Components, type Sd15Component, type SingleFileConfigs, type ModelFilesInput, type ModelLoadOptions, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/load.js';
 export { inferResamplerConfig } from './models/sources.js';
 export { type ModelFiles, MemoryModelFiles, chooseWeights } from './io/model-files.js';
 export { localModelFiles, FolderModelFiles } from './io/local-files.js';
+export { sd15SingleFile, isSd15SingleFile, SingleFileError, unetKeyToDiffusers, vaeKeyToDiffusers, clipKeyToDiffusers, emaKeyOf, type SingleFileComponents, type SingleFileComponent, type SingleFileOptions, type ConfigOrigin } from './models/single-file.js';
 export { ClipVisionModel, ClipModel, type ClipVisionConfig, type ClipVisionOutput, type ClipModelConfig } from './models/clip-vision.js';
 export { Dinov2Model, type Dinov2Config, type Dinov2Output } from './models/dinov2.js';
 export { IpAdapterPlus, RESAMPLER_PATH, type IpAdapterConfig, type ResamplerConfig, type ResamplerOutput } from './models/ip-adapter.js';

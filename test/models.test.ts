@@ -20,7 +20,7 @@ import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safete
 import { blobSource } from '../src/io/bytesource.js';
 import { FIXTURES, REPO_ROOT, normErr, rejects, runtime, take } from './helpers.js';
 
-const MODELS = ['scheduler', 'clip-text-tiny', 'vae-encoder-tiny', 'unet-tiny', 'clip-vision-tiny', 'dinov2-tiny', 'ip-adapter-plus-tiny', 'preprocess', 'codecs', 'manifests', 'diffsim-tiny', 'clip-vision-h14-tiny'];
+const MODELS = ['scheduler', 'clip-text-tiny', 'vae-encoder-tiny', 'unet-tiny', 'clip-vision-tiny', 'dinov2-tiny', 'ip-adapter-plus-tiny', 'preprocess', 'codecs', 'manifests', 'diffsim-tiny', 'clip-vision-h14-tiny', 'single-file'];
 
 for (const folder of MODELS) {
   test(`parity: every ${folder} tensor within the fixtures README tolerance`, async () => {

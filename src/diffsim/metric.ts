@@ -78,7 +78,15 @@ function nodeModelSource(rt: Runtime, o: CreateMetricOptions): FilesModelSource 
     ...(o.ema !== undefined ? { ema: o.ema } : {}),
     // A single-file checkpoint has no tokenizer: the one given, else the default pipeline's (only
     // its tokenizer/ and scheduler/ are fetched).
-    tokenizer: async () => (await resolveFiles(o.tokenizer ?? DEFAULT_MODELS.model, 'sd', hub, o.onProgress, { components: ['tokenizer', 'scheduler'] })).files,
+    tokenizer: async () => {
+      const spec = o.tokenizer ?? DEFAULT_MODELS.model;
+      try {
+        return (await resolveFiles(spec, 'sd', hub, o.onProgress, { components: ['tokenizer', 'scheduler'] })).files;
+      } catch (e) {
+        if (o.tokenizer !== undefined) throw e;
+        throw new Error(`${specOf('sd', o)}: a single-file checkpoint holds no tokenizer, and the default one (${spec}'s tokenizer/) could not be had: ${(e as Error).message}. Give a tokenizer folder (--tokenizer DIR; library: the tokenizer option)`, { cause: e });
+      }
+    },
   });
 }
 

@@ -17,7 +17,7 @@ import { ClipTokenizer } from './clip-tokenizer.js';
 import type { Dinov2Config, Dinov2Model } from './dinov2.js';
 import type { IpAdapterPlus } from './ip-adapter.js';
 import { PNDMScheduler, type SchedulerConfig } from './scheduler.js';
-import { isSd15SingleFile, sd15SingleFile, type SingleFileConfigs } from './single-file.js';
+import { isSd15SingleFile, sd15SingleFile, type SingleFileOptions } from './single-file.js';
 import { clipModelFromSource, clipVisionConfigOf, clipVisionFromSource, dinov2FromSource, ipAdapterPlusFromSource, textEncoderFromSource, unetFromSource, vaeEncoderFromSource, type ModelLoadOptions } from './sources.js';
 import type { UNet2DConditionModel, UNetConfig } from './unet.js';
 import type { VaeConfig, VaeEncoder } from './vae.js';
@@ -57,6 +57,9 @@ export function latentSide(vae: Pick<VaeConfig, 'block_out_channels'>, imageSide
 export function vaeScaleFactor(vae: Pick<VaeConfig, 'block_out_channels'>): number {
   return 2 ** (vae.block_out_channels.length - 1);
 }
+
+/** Config fields for a single-file checkpoint's components (what its shapes cannot tell). */
+export type SingleFileConfigs = Pick<SingleFileOptions, 'unet' | 'vae' | 'textEncoder'>;
 
 export type Sd15Part = 'unet' | 'vae' | 'text_encoder' | 'tokenizer' | 'scheduler';
 export const SD15_PARTS: readonly Sd15Part[] = ['unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler'];
@@ -158,7 +161,7 @@ export async function openSd15Components(files: ModelFiles, o: { parts?: readonl
     if (layout.kind === 'single-file') {
       const src = await openWeights(files, layout.file, { headersOnly: o.headersOnly ?? false });
       opened.push(src);
-      const c = sd15SingleFile(src, { ...(o.configs ? { configs: o.configs } : {}), ...(o.ema !== undefined ? { ema: o.ema } : {}) });
+      const c = sd15SingleFile(src, { ...o.configs, ...(o.ema !== undefined ? { ema: o.ema } : {}) });
       const file = describe(files, layout.file);
       if (parts.has('unet')) out.unet = { ...c.unet, file };
       if (parts.has('vae')) out.vae = { ...c.vae, file };
