@@ -30,7 +30,7 @@ import { adoptTap } from '../nn/context.js';
 import { aasOutputs, aasScores, type AasOutputs, type AasScores, type Qkv } from './aas.js';
 import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
 import { resolveHook, type HookPoint } from './hook.js';
-import { blockOf, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimSettings, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
+import { blockOf, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
 
 /** The models DiffSim runs. DiffSim-C also needs the IP-Adapter and its image encoder. */
 export interface DiffSimModels {
@@ -104,6 +104,9 @@ const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 
 export class DiffSim {
   readonly settings: Readonly<ResolvedDiffSimSettings>;
+  /** The preset the settings started from (null: the defaults). A label only: the resolved
+   *  settings say what was run, so it is not part of the embedding key. */
+  readonly preset: DiffSimPresetName | null;
   /** What this metric's embeddings depend on (the settings without the scoring ones). */
   readonly embeddingSettings: Readonly<EmbeddingSettings>;
   /** Identity of the embedding settings (equal for comparable embeddings). */
@@ -116,10 +119,11 @@ export class DiffSim {
   constructor(
     readonly rt: Runtime,
     readonly models: DiffSimModels,
-    settings: Partial<DiffSimSettings> = {},
+    settings: DiffSimSettingsInput = {},
     execution: DiffSimExecution = {},
   ) {
     const s = mergeSettings(settings);
+    this.preset = settings.preset ?? null;
     const { unet, vae, scheduler } = models;
     if (s.variant === 'C' && (!models.ipAdapter || !models.imageEncoder)) {
       throw new DiffSimSettingsError('DiffSim-C (variant C) needs models.ipAdapter and models.imageEncoder');

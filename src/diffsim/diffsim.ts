@@ -9,14 +9,14 @@ import { readJson } from '../models/files.js';
 import { loadStableDiffusion, type ModelLoadOptions } from '../models/sd15.js';
 import { loadIpAdapterPlus } from '../models/vision-loaders.js';
 import { DiffSim as DiffSimCore, type DiffSimExecution, type DiffSimModels } from './core.js';
-import type { DiffSimSettings } from './settings.js';
+import type { DiffSimSettingsInput } from './settings.js';
 
 export * from './core.js';
 
 export class DiffSim extends DiffSimCore {
   /** Loads SD1.5 from a diffusers folder (and, for DiffSim-C, IP-Adapter Plus from
    *  `ipAdapter`: the adapter file or its folder with `image_encoder/` beside it). */
-  static async load(rt: Runtime, sdDir: string, settings: Partial<DiffSimSettings> = {}, o: ModelLoadOptions & { ipAdapter?: string; execution?: DiffSimExecution } = {}): Promise<DiffSim> {
+  static async load(rt: Runtime, sdDir: string, settings: DiffSimSettingsInput = {}, o: ModelLoadOptions & { ipAdapter?: string; execution?: DiffSimExecution } = {}): Promise<DiffSim> {
     return new DiffSim(rt, await DiffSim.loadModels(rt, sdDir, o), settings, o.execution);
   }
 
