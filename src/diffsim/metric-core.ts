@@ -19,7 +19,7 @@ import type { ActivationDType } from '../kernels/common.js';
 import { DiffSim, type DiffSimExecution, type DiffSimModels } from './core.js';
 import type { AasOutputs, AttentionLayout } from './aas.js';
 import { DiffSimEmbedding, type ImageRole } from './embedding.js';
-import { DiffSimSettingsError, mergeSettings, type DiffSimPresetName, type DiffSimSettingsInput } from './settings.js';
+import { DiffSimSettingsError, mergeSettings, presetSettings, type DiffSimPresetName, type DiffSimSettingsInput } from './settings.js';
 import { ClipMetric, type Dinov2Metric, VisionEmbedding } from './vision.js';
 
 /** Every metric `createMetric` builds. */
@@ -605,6 +605,10 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
   const owner = new RuntimeOwner(rt, o.ownsRuntime, o.readPath);
   const out: Metric[] = [];
   try {
+    // The preset is checked before anything is loaded.
+    if (o.preset !== undefined && o.diffsim?.preset !== undefined && o.preset !== o.diffsim.preset) throw new DiffSimSettingsError(`DiffSim: preset given twice, ${JSON.stringify(o.preset)} and diffsim.preset ${JSON.stringify(o.diffsim.preset)}`);
+    const preset = o.preset ?? o.diffsim?.preset;
+    if (preset !== undefined) presetSettings(preset);
     for (const n of names) for (const role of modelsOf(n)) await source.resolve(role);
     const modelsReport = async (roles: readonly ModelRole[]) => {
       const r: Record<string, ResolvedModel> = {};
@@ -618,8 +622,6 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
       const common = { metric: name, lowerBetter: false, weights, models };
       if (name === 'diffsim' || name === 'diffsim-c' || name === 'diffeats') {
         const given = o.diffsim ?? {};
-        if (o.preset !== undefined && given.preset !== undefined && o.preset !== given.preset) throw new DiffSimSettingsError(`DiffSim: preset given twice, ${JSON.stringify(o.preset)} and diffsim.preset ${JSON.stringify(given.preset)}`);
-        const preset = o.preset ?? given.preset;
         // diffeats honours the layer as metrics/diffeats.py does.
         const settings: DiffSimSettingsInput = { ...given, ...(preset !== undefined ? { preset } : {}), variant: name === 'diffsim-c' ? 'C' : 'S', ...(name === 'diffeats' ? { layerMode: 'as-given' as const } : {}) };
         if (name === 'diffeats' && settings.similarity === 'mse') throw new DiffSimSettingsError('diffeats: the score is a cosine (similarity mse does not apply)');

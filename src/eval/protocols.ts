@@ -63,7 +63,7 @@ export interface ProtocolOptions {
 /** The `--prompt` default of argprocess.py (tid_main.py and ipref_main.py also hard-code it): the
  *  DiffSim default prompt. */
 export const DEFAULT_PROMPT = DIFFSIM_DEFAULTS.prompt;
-/** random.seed(args.seed): the DiffSim seed, 2334 in every .sh file. */
+/** random.seed(args.seed): the DiffSim seed, which every .sh file passes as --seed. */
 export const DEFAULT_SEED = DIFFSIM_DEFAULTS.seed;
 
 /** The DiffSim preset of a benchmark: the settings of its official .sh file (DIFFSIM_PRESETS in
