@@ -18,10 +18,13 @@ import type { ActivationDType } from '../src/kernels/common.js';
 import { UNet2DConditionModel, type UNetConfig } from '../src/models/unet.js';
 import { VaeEncoder, type VaeConfig } from '../src/models/vae.js';
 import { ClipTextModel, type ClipTextConfig } from '../src/models/clip-text.js';
+import { PNDMScheduler, type SchedulerConfig } from '../src/models/scheduler.js';
+import { DiffSim } from '../src/diffsim/core.js';
+import { resolveHook } from '../src/diffsim/hook.js';
+import { blockOf, DIFFSIM_DEFAULTS } from '../src/diffsim/settings.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const manifests = join(here, '..', '..', 'test', 'fixtures', 'manifests');
-const DIFFSIM_LAYER = 'up_blocks.1.attentions.2.transformer_blocks.0.attn1';
 
 function parse(argv: string[]) {
   const a = { latent: 64, batch: 2, iters: 5, out: join(here, '..', '..', 'bench', 'results'), parts: ['unet', 'text', 'vae'], weights: 'f32' as WeightPrecision, activations: 'f32' as ActivationDType, recordOnly: false };
@@ -78,6 +81,9 @@ async function main(): Promise<void> {
     const store = new WeightStore();
     const unet = new UNet2DConditionModel(store, config<UNetConfig>('sd15-unet'), { activations: a.activations });
     await store.initRandom(rt, 1, { weights: a.weights });
+    // The default DiffSim hook and timestep (up_blocks.1.attentions.2.transformer_blocks.0.attn1, t = 401).
+    const DIFFSIM_LAYER = resolveHook(unet, blockOf(DIFFSIM_DEFAULTS.block), DIFFSIM_DEFAULTS.layer, 'attn1').module;
+    const t = DiffSim.timestepFor(new PNDMScheduler(config<SchedulerConfig>('sd15-scheduler')), DIFFSIM_DEFAULTS);
     await rt.sync();
     const weightsBytes = rt.memory().allocatedBytes;
     const sample = rt.empty([a.batch, 4, a.latent, a.latent]);
@@ -85,7 +91,7 @@ async function main(): Promise<void> {
     const ehs = rt.empty([a.batch, 77, 768]);
     fillUniform(ehs, 8, 1);
     const pass = (stopAfter?: string) => {
-      const out = unet.forward(rt, sample, 401, ehs, stopAfter ? { stopAfter } : {});
+      const out = unet.forward(rt, sample, t, ehs, stopAfter ? { stopAfter } : {});
       out.sample?.dispose();
       out.taps.dispose();
     };

@@ -3,7 +3,8 @@
 // weight is downloaded the page checks that the metric's largest GPU buffer fits the adapter.
 // Everything it shows is also left in `window.diffsimDemo` (tests).
 //
-// URL parameters: endpoint, sd, ipAdapter, clip, dino (model repos), revision, metric,
+// URL parameters: endpoint, sd, ipAdapter, clip, dino (model repos), revision, metric, preset (the
+// official settings of a benchmark, e.g. nights), block,
 // diffsim={"…": …} (further DiffSim settings), and, as a testing aid, bufferLimit=BYTES, which
 // lowers both adapter limits the pre-download check compares with (never the device's own limits).
 import {
@@ -15,6 +16,9 @@ import {
   createWebMetric,
   decodeImage,
   DEFAULT_MODELS,
+  DIFFSIM_DEFAULTS,
+  DIFFSIM_PRESETS,
+  DIFFSIM_PRESET_NAMES,
   formatBytes,
   HubModelFiles,
   MODEL_SELECTIONS,
@@ -22,6 +26,7 @@ import {
   PickedModelFiles,
   Runtime,
   type AgreementMap,
+  type DiffSimSettingsInput,
   type BufferLimits,
   type FileProgress,
   type Metric,
@@ -73,6 +78,17 @@ ids.ipAdapter.value = params.get('ipAdapter') ?? DEFAULT_MODELS.ipAdapter;
 ids.clip.value = params.get('clip') ?? DEFAULT_MODELS.clipModel;
 ids.dino.value = params.get('dino') ?? DEFAULT_MODELS.dinoModel;
 if (params.get('metric')) $<HTMLSelectElement>('metric').value = params.get('metric')!;
+// The presets and the defaults come from the library's settings module.
+for (const name of DIFFSIM_PRESET_NAMES) {
+  const o = document.createElement('option');
+  o.value = name;
+  o.textContent = `${name} (${Object.entries(DIFFSIM_PRESETS[name]).map(([k, v]) => `${k} ${String(v)}`).join(', ')})`;
+  $<HTMLSelectElement>('preset').append(o);
+}
+const presetParam = params.get('preset');
+if (presetParam && !(DIFFSIM_PRESET_NAMES as readonly string[]).includes(presetParam)) throw new Error(`?preset=${presetParam}: unknown preset (known: ${DIFFSIM_PRESET_NAMES.join(', ')})`);
+$<HTMLSelectElement>('preset').value = presetParam ?? '';
+$<HTMLSelectElement>('block').value = params.get('block') ?? DIFFSIM_DEFAULTS.block;
 
 /** The testing aid ?bufferLimit=BYTES: a cap on the limits the pre-download check uses. */
 const bufferLimit = ((): number | undefined => {
@@ -233,8 +249,10 @@ function weightsFor(rt: Runtime): WeightPrecision {
   return rt.features.has('shader-f16') ? 'auto' : 'f32';
 }
 
-function diffsimSettings(): Record<string, unknown> {
-  return { block: $<HTMLSelectElement>('block').value as 'up' | 'mid' | 'down', ...extraSettings };
+/** The page's DiffSim settings: the preset chosen (if any), the block, then ?diffsim={…}. */
+function diffsimSettings(): DiffSimSettingsInput {
+  const preset = $<HTMLSelectElement>('preset').value;
+  return { ...(preset ? { preset: preset as DiffSimSettingsInput['preset'] } : {}), block: $<HTMLSelectElement>('block').value as 'up' | 'mid' | 'down', ...extraSettings };
 }
 
 // ---- GPU ----

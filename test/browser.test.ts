@@ -36,7 +36,8 @@ import { PickedModelFiles } from '../src/web/hub.js';
 import type { ModelFiles } from '../src/io/model-files.js';
 import { bufferNeeds, largestNeed, limitViolations } from '../src/web/limits.js';
 import { FakeHub, type FakeFile } from './hub-server.js';
-import { FIXTURES, REPO_ROOT } from './helpers.js';
+import { FIXTURES, REPO_ROOT, runCli } from './helpers.js';
+import { DIFFSIM_DEFAULTS } from '../src/diffsim/settings.js';
 
 const CHROMIUM = process.env.DIFFSIM_CHROMIUM ?? '/usr/bin/chromium';
 const SKIP = process.env.DIFFSIM_SKIP_BROWSER === '1';
@@ -173,6 +174,23 @@ test('the demo page scores two images in Chromium as Node does, and a reload dow
       const first = await runPage(page, url, c.metric);
       assert.is(first.error, undefined, `${c.metric}: the page failed: ${first.error}\n${logs.join('\n')}`);
       close(first.score!, expected, `${c.metric} score`);
+      if (c.metric === 'diffsim') {
+        // One set of defaults: the page (no preset; roundToF16 false is the default too), the Node
+        // library and the command line use the same settings. The command runs on lavapipe as the
+        // Node library does (bit for bit); the page on SwiftShader (within REL_TOL, see above).
+        assert.equal([first.settings!.preset, first.settings!.step, first.settings!.t], [null, DIFFSIM_DEFAULTS.step, 401], 'diffsim: the page runs the defaults');
+        const plain = await createMetric('diffsim', { model: join(TINY, 'sd15') });
+        try {
+          assert.is(await plain.score(IMAGE_A, IMAGE_B), expected, 'diffsim: createMetric without options');
+        } finally {
+          await plain.close();
+        }
+        const r = runCli(['score', IMAGE_A, IMAGE_B, '--model', join(TINY, 'sd15'), '--json'], { timeout: 300_000 });
+        assert.is(r.code, 0, r.stderr);
+        const cli = JSON.parse(r.stdout.trim().split('\n').pop()!) as { score: number; step: number };
+        assert.is(cli.score, expected, 'diffsim: `diffsim score` without options = the Node library');
+        close(first.score!, cli.score, 'diffsim: the page vs `diffsim score`');
+      }
       let mapNote = '';
       if (nodeMap) {
         const d = sameMap(first.map, nodeMap, c.metric);

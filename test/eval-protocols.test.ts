@@ -11,7 +11,8 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { REPO_ROOT, rejects } from './helpers.js';
-import { listItems, itemPaths, ProtocolError, BENCHMARK_DEFAULTS, type BenchmarkName, type EvalItem, type ProtocolOptions } from '../src/eval/protocols.js';
+import { DIFFSIM_DEFAULTS, DIFFSIM_PRESETS } from '../src/diffsim/settings.js';
+import { listItems, itemPaths, ProtocolError, BENCHMARK_NAMES, DEFAULT_PROMPT, DEFAULT_SEED, benchmarkPreset, type BenchmarkName, type EvalItem, type ProtocolOptions } from '../src/eval/protocols.js';
 import { compareNames, listdir, walk } from '../src/eval/listing.js';
 import { PyRandom } from '../src/eval/pyrandom.js';
 
@@ -103,7 +104,7 @@ test('nights: val rows only, in file order; anchor ref, cand1 left; truth from l
   assert.equal(items.map((i) => i.item), [0, 1, 2, 3, 4]);
   const filtered = await listItems('nights', NIGHTS, { votesAtLeast: 6 });
   assert.equal(filtered.map((i) => i.anchor), ['ref/000.png', 'ref/005.png', 'ref/006.png']);
-  assert.equal(BENCHMARK_DEFAULTS.nights.step, 500);
+  assert.equal(DIFFSIM_PRESETS[benchmarkPreset('nights')].step, 500);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -530,16 +531,20 @@ test('options are checked against the benchmark', async () => {
   await rejects(() => listItems('nope' as never, TID), /unknown benchmark "nope"/, 'benchmark');
 });
 
-test('BENCHMARK_DEFAULTS: the .sh table', () => {
-  assert.equal(BENCHMARK_DEFAULTS, {
-    nights: { step: 500, imageSize: 512 },
-    tid2013: { step: 900, imageSize: 512, prompt: 'High quality image' },
-    cute: { step: 600, imageSize: 512 },
-    dreambench: { step: 750, imageSize: 512, prompt: 'High quality image' },
-    ipref: { step: 750, imageSize: 512, prompt: 'High quality image' },
-    sref: { step: 900, imageSize: 512, prompt: 'High quality image' },
-    instantstyle: { step: 900, imageSize: 512, prompt: 'High quality image' },
+test('the benchmark presets: the .sh table (target_step; the rest is the defaults: up, layer 0, cosine, seed 2334, SD1.5 size)', () => {
+  assert.equal(Object.fromEntries(BENCHMARK_NAMES.map((b) => [b, DIFFSIM_PRESETS[benchmarkPreset(b)]])), {
+    nights: { step: 500 },
+    tid2013: { step: 900 },
+    cute: { step: 600 },
+    dreambench: { step: 750 },
+    ipref: { step: 750 },
+    sref: { step: 900 },
+    instantstyle: { step: 900 },
   });
+  assert.is(DEFAULT_PROMPT, 'High quality image');
+  assert.is(DEFAULT_SEED, 2334);
+  assert.is(DEFAULT_PROMPT, DIFFSIM_DEFAULTS.prompt);
+  assert.is(DEFAULT_SEED, DIFFSIM_DEFAULTS.seed);
 });
 
 // KEEP_EVAL_TMP=1 keeps the synthetic datasets for a look

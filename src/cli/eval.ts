@@ -6,11 +6,11 @@ import { resolve as resolvePath } from 'node:path';
 import { createHash } from 'node:crypto';
 import { resolveDataset } from '../hub/dataset.js';
 import { directionOf, type DecisionRule } from '../eval/decide.js';
-import { BENCHMARK_DEFAULTS, BENCHMARK_NAMES, listItems, type BenchmarkName, type EvalItem, type ProtocolOptions } from '../eval/protocols.js';
+import { BENCHMARK_NAMES, benchmarkPreset, DEFAULT_PROMPT, listItems, type BenchmarkName, type EvalItem, type ProtocolOptions } from '../eval/protocols.js';
 import { mergeFiles, parseShard, runId, shardRange, type Shard, type Summary } from '../eval/results.js';
 import { runEval } from '../eval/runner.js';
 import type { Metric } from '../diffsim/metric.js';
-import { closeMetrics, integer, choice, openMetrics, parseCommand } from './metric-options.js';
+import { closeMetrics, integer, choice, openMetrics, parseCommand, PRESET_SUMMARY, resolvedDiffSim, wrap } from './metric-options.js';
 import { ItemProgress } from './progress.js';
 import { UsageError } from './errors.js';
 
@@ -32,10 +32,7 @@ export const EVAL_USAGE = `  eval BENCHMARK DIR [options]   a benchmark of the p
     --votes-at-least N     nights: keep rows with at least N votes (DreamSim's filter; the official script has none)
     --max-live N           embeddings kept on the GPU at once (default 48)
     --json                 one JSON object on the last line: accuracy, correct, total, interval, settings
-    Metric options as for score (--metric … also ensemble); --step defaults to the benchmark's official
-    step (nights 500, tid2013 900, cute 600, dreambench 750, ipref 750, sref/instantstyle 900); the
-    prompt is the protocol's per item (nights "An image of a …", cute "The photo of a …", otherwise
-    "High quality image"), --prompt replaces it for every item.
+    ${wrap(`Metric options as for score (--metric … also ensemble); --preset defaults to the benchmark's, the settings of its official script: ${PRESET_SUMMARY} (--step/--timestep override it); the prompt is the protocol's per item (nights "An image of a …", cute "The photo of a …", otherwise ${JSON.stringify(DEFAULT_PROMPT)}), --prompt replaces it for every item.`, 4)}
   eval video DIR [options] the consistency of a frame sequence (see below)`;
 
 const VALUE_OPTIONS = ['originals', 'out', 'shard', 'shards', 'trials', 'listing', 'ties', 'votes-at-least', 'max-live'];
@@ -71,7 +68,8 @@ async function merge(files: string[], json: boolean): Promise<number> {
 /** The settings that identify a run across machines: model specs and commits, not local paths. */
 function portableSettings(metrics: readonly Metric[]): unknown[] {
   return metrics.map((m) => {
-    const { models, ...rest } = m.settings as Record<string, unknown> & { models?: Record<string, { spec: string; commit?: string }> };
+    // The preset is a label (the settings say what ran): runs that differ only in it are one run.
+    const { models, preset: _preset, ...rest } = m.settings as Record<string, unknown> & { models?: Record<string, { spec: string; commit?: string }> };
     const ids = Object.fromEntries(Object.entries(models ?? {}).map(([k, v]) => [k, v.commit ?? v.spec]));
     return { ...rest, models: ids, name: m.name };
   });
@@ -94,7 +92,10 @@ export async function evalCommand(args: string[]): Promise<number> {
   const [benchmark, dirSpec] = p.positional as [string, string];
   if (!isBenchmark(benchmark)) throw new UsageError(`eval: unknown benchmark ${JSON.stringify(benchmark)} (one of ${BENCHMARK_NAMES.join(', ')}, or video)`);
   const opt = (name: string) => p.options.get(name);
-  const protocol: ProtocolOptions = { seed: p.metric.seed };
+  // The benchmark's preset unless --preset names another; explicit options override either.
+  if (p.metric.preset === null) p.metric.preset = benchmarkPreset(benchmark);
+  const diffsim = resolvedDiffSim(p.metric);
+  const protocol: ProtocolOptions = { seed: diffsim.seed };
   if (opt('listing') !== undefined) protocol.listing = choice('eval', 'listing', opt('listing')!, ['sorted', 'given'] as const);
   if (opt('trials') !== undefined) {
     if (benchmark !== 'sref' && benchmark !== 'instantstyle') throw new UsageError(`eval: --trials applies to sref and instantstyle, not ${benchmark}`);
@@ -124,7 +125,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   const all = await listItems(benchmark, dir, { ...protocol, ...(originalsDir !== undefined ? { originals: originalsDir } : {}) });
   const [from, to] = shard ? shardRange(all.length, shard) : [0, all.length];
   const items = all.slice(from, to);
-  const prompt = p.metric.given.has('prompt') ? p.metric.prompt : undefined;
+  const prompt = p.metric.given.has('prompt') ? diffsim.prompt : undefined;
   if (p.flags.has('list')) {
     for (const i of items) console.log(JSON.stringify({ ...i, ...(prompt !== undefined ? { prompt } : {}) }));
     return 0;
@@ -132,8 +133,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (!items.length) throw new Error(`eval ${benchmark}: ${dir}: the protocol forms no items${shard ? ` in shard ${shard.index}/${shard.count}` : ''}`);
 
   const m = p.metric;
-  if (!m.given.has('step') && !m.given.has('timestep')) m.step = BENCHMARK_DEFAULTS[benchmark].step;
-  const rule: DecisionRule = { similarity: m.similarity, metricIsDiffsim: m.metric.startsWith('diff') };
+  const rule: DecisionRule = { similarity: diffsim.similarity, metricIsDiffsim: m.metric.startsWith('diff') };
   const direction = directionOf(benchmark, rule);
   console.error(`diffsim: eval ${benchmark}: ${items.length} of ${all.length} items${shard ? ` (shard ${shard.index}/${shard.count})` : ''}; cand1 counts as more similar when s1 ${direction === 'higher' ? '>' : '<'} s2 (the official script's rule${rule.similarity === 'mse' && direction === 'higher' && m.metric !== 'ensemble' ? ': an mse score read the wrong way round, as there' : ''})`);
   const metrics = await openMetrics('eval', m);

@@ -1,7 +1,11 @@
 // The metric options every command that scores images shares (score, pick, eval, retrieve, map):
 // parsing with one-line errors naming the option, and loading the metrics they describe.
+//
+// The DiffSim options are a thin spelling of the library's settings: DIFFSIM_OPTION_TABLE turns each
+// into settings (values spelled as the library spells them), and what no option gives comes from the
+// preset and the defaults in settings.ts, so the command line and the library score alike.
 
-import { DiffSimSettingsError, blockOf, type DiffSimSettings } from '../diffsim/settings.js';
+import { DiffSimSettingsError, DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
 import { createMetrics, DEFAULT_MODELS, METRIC_NAMES, type Metric, type MetricName, type MetricLoadEvent } from '../diffsim/metric.js';
 import type { TensorCoreMode } from '../gpu/runtime.js';
 import type { WeightPrecision } from '../nn/weights.js';
@@ -11,33 +15,22 @@ import { UsageError } from './errors.js';
 export { DEFAULT_MODELS };
 export type CliMetric = MetricName | 'ensemble';
 
-/** The official README example's settings (the defaults of `score` and `pick`). */
-export const SCORE_DEFAULTS = { block: 'up', layer: 0, step: 600, similarity: 'cosine', seed: 2334, prompt: 'High quality image', noise: 'official' } as const;
-
 export interface MetricArgs {
   metric: CliMetric;
   /** Every metric named (a comma list where the command allows one, ParseSpec.metricList); the
    *  first is \`metric\`. */
   metrics: CliMetric[];
-  block: 'up' | 'down' | 'mid';
-  layer: number;
-  step: number;
-  /** --timestep: t given directly (instead of --step). */
-  timestep: number | null;
-  prompt: string;
-  negativePrompt: string;
-  seed: number;
-  noise: 'official' | 'shared';
-  size: number;
-  similarity: 'cosine' | 'mse';
-  vae: 'sample' | 'mean';
-  cfg: 'both' | 'cond' | 'uncond' | 'off';
-  fp16Score: boolean;
+  /** --preset (eval: the benchmark's when none is given); null: the defaults. */
+  preset: DiffSimPresetName | null;
+  /** The DiffSim settings the options give, in the library's names and values (the rest comes from
+   *  the preset and the defaults: resolvedDiffSim). */
+  diffsim: Partial<DiffSimSettings>;
+  /** --layer, which is also the CLIP/DINOv2 encoder layer (undefined: the metrics' default). */
+  layer: number | undefined;
   /** --tokenizer: for a single-file --model, where the tokenizer comes from. */
   tokenizer: string | undefined;
   /** --ema: a single-file --model's EMA U-Net weights. */
   ema: boolean;
-  ipScale: number;
   clipQkv: 'pre-ln' | 'post-ln';
   model: string;
   ipAdapter: string;
@@ -50,12 +43,56 @@ export interface MetricArgs {
   given: Set<string>;
 }
 
-const METRIC_VALUE_OPTIONS = ['metric', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
+/** A DiffSim option's value → the library settings it stands for. */
+type OptionToSettings = (command: string, name: string, value: string) => Partial<DiffSimSettings>;
+
+/** Older command-line spellings still accepted for a value, mapped to the library's. */
+export const VALUE_ALIASES: Readonly<Record<string, Readonly<Record<string, string>>>> = Object.freeze({
+  noise: Object.freeze({ official: 'official-4-draws' }),
+});
+
+/** --cfg: which CFG halves enter the score, or off (no CFG batch: the library's cfg false). */
+const CFG_VALUES = {
+  both: { cfg: true, cfgHalves: 'both' },
+  cond: { cfg: true, cfgHalves: 'cond' },
+  uncond: { cfg: true, cfgHalves: 'uncond' },
+  off: { cfg: false },
+} as const satisfies Record<string, Partial<DiffSimSettings>>;
+
+/** A string setting whose option takes the library's values as they are. */
+function settingChoice(key: 'similarity' | 'vae' | 'noise'): OptionToSettings {
+  return (command, name, value) => ({ [key]: choice(command, name, VALUE_ALIASES[name]?.[value] ?? value, SETTING_CHOICES[key]) });
+}
+
+/** Every DiffSim option of the command line and the settings it gives: the one mapping between
+ *  the two spellings. --fp16-score takes no value. */
+export const DIFFSIM_OPTION_TABLE: Readonly<Record<string, OptionToSettings>> = Object.freeze({
+  block: (c, n, v) => ({ block: blockOf(choice(c, n, v, SETTING_CHOICES.block)) }),
+  layer: (c, n, v) => ({ layer: integer(c, n, v, 0) }),
+  step: (c, n, v) => ({ step: integer(c, n, v, 1, 1000), stepMode: 'official-index' }),
+  timestep: (c, n, v) => ({ step: integer(c, n, v, 0, 999), stepMode: 'timestep' }),
+  prompt: (_c, _n, v) => ({ prompt: v }),
+  'negative-prompt': (_c, _n, v) => ({ negativePrompt: v }),
+  seed: (c, n, v) => ({ seed: integer(c, n, v, 0) }),
+  noise: settingChoice('noise'),
+  size: (c, n, v) => ({ imageSize: integer(c, n, v, 64, 4096) }),
+  similarity: settingChoice('similarity'),
+  vae: settingChoice('vae'),
+  cfg: (c, n, v) => CFG_VALUES[choice(c, n, v, Object.keys(CFG_VALUES) as (keyof typeof CFG_VALUES)[])],
+  'ip-scale': (c, _n, v) => {
+    const x = Number(v);
+    if (!v.trim() || !Number.isFinite(x)) throw new UsageError(`${c}: --ip-scale must be a number, got ${JSON.stringify(v)}`);
+    return { ipScale: x };
+  },
+  'fp16-score': () => ({ roundToF16: true }),
+});
+
+const METRIC_VALUE_OPTIONS = ['metric', 'preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
 const METRIC_FLAGS = ['fp16-score', 'ema'] as const;
 
 const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model'];
 /** Which of the other options each metric reads. */
-const DIFFSIM_OPTIONS = ['block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'fp16-score', 'activations', 'tokenizer', 'ema'];
+const DIFFSIM_OPTIONS = ['preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'fp16-score', 'activations', 'tokenizer', 'ema'];
 const APPLIES: Record<CliMetric, readonly string[]> = {
   diffsim: DIFFSIM_OPTIONS,
   'diffsim-c': [...DIFFSIM_OPTIONS, 'ip-scale'],
@@ -69,25 +106,46 @@ const APPLIES: Record<CliMetric, readonly string[]> = {
   ensemble: DIFFSIM_OPTIONS.filter((o) => o !== 'layer'),
 };
 
+const D = DIFFSIM_DEFAULTS;
+/** The presets as the usage text lists them: nights (step 500), … */
+export const PRESET_SUMMARY = DIFFSIM_PRESET_NAMES.map((n) => `${n} (${Object.entries(DIFFSIM_PRESETS[n]).map(([k, v]) => `${k} ${String(v)}`).join(', ')})`).join(', ');
+
+/** Text for the usage: words wrapped at 110 columns, continuation lines indented by `indent`
+ *  (the option column by default). */
+export function wrap(text: string, indent = 27): string {
+  const out: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > 110 - indent) {
+      out.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  out.push(line);
+  return out.join(`\n${' '.repeat(indent)}`);
+}
+
 export const METRIC_USAGE = `    --metric M             diffsim (default; self-attention AAS on SD1.5), diffsim-c (IP-Adapter Plus
                            cross-attention), clip-aas, dino-aas, clip (CLIP-I), dino (DINOv2 cosine),
                            clipfeats, dinofeats, diffeats (min–max normalised attn1 output cosine)
-    --block up|down|mid    DiffSim U-Net block (default up)
-    --layer N              DiffSim layer in the block, CLIP/DINOv2 encoder layer (default 0; the official
+    --preset NAME          ${wrap(`the official settings of a benchmark's script: ${PRESET_SUMMARY}; the options given override it (default: the official README example, step ${D.step})`)}
+    --block up|down|mid    DiffSim U-Net block (default ${D.block})
+    --layer N              DiffSim layer in the block, CLIP/DINOv2 encoder layer (default ${D.layer}; the official
                            DiffSim code always hooks 0, here N is honoured)
     --step N               DiffSim step, an index into the 1001-entry PNDM list: t = 1001 − N for N ≥ 2
-                           (1–1000; larger = less noise)
+                           (1–1000; larger = less noise; default ${D.step})
     --timestep T           the diffusion timestep itself (0–999), instead of --step
-    --prompt TEXT          DiffSim prompt (default "High quality image")
-    --negative-prompt TEXT the unconditional CFG half's prompt (default "")
-    --seed N               DiffSim noise seed (default 2334)
-    --noise official|shared  official: A and B get different draws; shared: B uses A's
+    --prompt TEXT          DiffSim prompt (default ${JSON.stringify(D.prompt)})
+    --negative-prompt TEXT the unconditional CFG half's prompt (default ${JSON.stringify(D.negativePrompt)})
+    --seed N               DiffSim noise seed (default ${D.seed})
+    --noise ${SETTING_CHOICES.noise.join('|')}
+                           ${wrap(`${SETTING_CHOICES.noise[0]} (default${D.noise === SETTING_CHOICES.noise[0] ? '' : ` ${D.noise}`}): A and B get different draws, as the official code ("official" is accepted for it); shared: B uses A's`)}
     --size N               DiffSim image side in pixels (default the U-Net's sample_size × 8; 512 for SD1.5)
-    --similarity cosine|mse  DiffSim score (default cosine; mse: lower = more similar)
-    --vae sample|mean      the VAE posterior sample (official) or its mean
+    --similarity cosine|mse  DiffSim score (default ${D.similarity}; mse: lower = more similar)
+    --vae sample|mean      the VAE posterior sample (official, default ${D.vae}) or its mean
     --cfg both|cond|uncond|off  CFG halves in the score (official: both); off: the prompt alone, no CFG batch
     --fp16-score           round the score to float16 as the official code returns it (ties occur)
-    --ip-scale X           IP-Adapter scale of diffsim-c (default 0.5)
+    --ip-scale X           IP-Adapter scale of diffsim-c (default ${D.ipScale})
     --clip-qkv pre-ln|post-ln  where CLIP AAS takes q/k/v (official: the layer input before layer_norm1)
     --model PATH|ID        SD1.5: a diffusers pipeline folder, a single-file checkpoint (.safetensors,
                            e.g. v1-5-pruned-emaonly.safetensors) or a hub id (default ${DEFAULT_MODELS.model})
@@ -132,8 +190,6 @@ export interface ParseSpec {
   metricList?: boolean;
   /** Single-dash spellings of the command's own value options, e.g. { '-k': 'k' }. */
   aliases?: Readonly<Record<string, string>>;
-  /** Defaults that differ from `score`'s (e.g. a benchmark's step). */
-  defaults?: Partial<Pick<MetricArgs, 'step' | 'prompt' | 'size'>>;
 }
 
 export interface ParsedCommand {
@@ -149,22 +205,11 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
   const m: MetricArgs = {
     metric: 'diffsim',
     metrics: ['diffsim'],
-    block: SCORE_DEFAULTS.block,
-    layer: SCORE_DEFAULTS.layer,
-    step: spec.defaults?.step ?? SCORE_DEFAULTS.step,
-    timestep: null,
-    prompt: spec.defaults?.prompt ?? SCORE_DEFAULTS.prompt,
-    negativePrompt: '',
-    seed: SCORE_DEFAULTS.seed,
-    noise: SCORE_DEFAULTS.noise,
-    size: spec.defaults?.size ?? 0,
-    similarity: SCORE_DEFAULTS.similarity,
-    vae: 'sample',
-    cfg: 'both',
-    fp16Score: false,
+    preset: null,
+    diffsim: {},
+    layer: undefined,
     tokenizer: undefined,
     ema: false,
-    ipScale: 0.5,
     clipQkv: 'pre-ln',
     model: DEFAULT_MODELS.model,
     ipAdapter: DEFAULT_MODELS.ipAdapter,
@@ -204,7 +249,7 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
         continue;
       }
       if (name === 'fp16-score') {
-        m.fp16Score = true;
+        Object.assign(m.diffsim, DIFFSIM_OPTION_TABLE[name]!(command, name, ''));
         m.given.add(name);
       } else out.flags.add(name);
       continue;
@@ -221,6 +266,12 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
       continue;
     }
     m.given.add(name);
+    const toSettings = DIFFSIM_OPTION_TABLE[name];
+    if (toSettings) {
+      Object.assign(m.diffsim, toSettings(command, name, value));
+      if (name === 'layer') m.layer = m.diffsim.layer;
+      continue;
+    }
     switch (name) {
       case 'metric': {
         const names: readonly CliMetric[] = spec.ensemble ? [...METRIC_NAMES, 'ensemble'] : METRIC_NAMES;
@@ -233,48 +284,9 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
         m.metric = m.metrics[0]!;
         break;
       }
-      case 'block':
-        m.block = blockOf(choice(command, name, value, ['up', 'down', 'mid', 'up_blocks', 'down_blocks', 'mid_blocks']));
+      case 'preset':
+        m.preset = choice(command, name, value, DIFFSIM_PRESET_NAMES);
         break;
-      case 'layer':
-        m.layer = integer(command, name, value, 0);
-        break;
-      case 'step':
-        m.step = integer(command, name, value, 1, 1000);
-        break;
-      case 'timestep':
-        m.timestep = integer(command, name, value, 0, 999);
-        break;
-      case 'prompt':
-        m.prompt = value;
-        break;
-      case 'negative-prompt':
-        m.negativePrompt = value;
-        break;
-      case 'seed':
-        m.seed = integer(command, name, value, 0);
-        break;
-      case 'noise':
-        m.noise = choice(command, name, value, ['official', 'shared']);
-        break;
-      case 'size':
-        m.size = integer(command, name, value, 64, 4096);
-        break;
-      case 'similarity':
-        m.similarity = choice(command, name, value, ['cosine', 'mse']);
-        break;
-      case 'vae':
-        m.vae = choice(command, name, value, ['sample', 'mean']);
-        break;
-      case 'cfg':
-        m.cfg = choice(command, name, value, ['both', 'cond', 'uncond', 'off']);
-        break;
-      case 'ip-scale': {
-        const x = Number(value);
-        if (!value.trim() || !Number.isFinite(x)) throw new UsageError(`${command}: --ip-scale must be a number, got ${JSON.stringify(value)}`);
-        m.ipScale = x;
-        break;
-      }
       case 'clip-qkv':
         m.clipQkv = choice(command, name, value, ['pre-ln', 'post-ln']);
         break;
@@ -314,25 +326,15 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
   return out;
 }
 
-/** The DiffSim settings of the command line (the layer honoured, as the usage text says). */
-export function diffsimSettings(m: MetricArgs): Partial<DiffSimSettings> {
-  return {
-    block: m.block,
-    layer: m.layer,
-    layerMode: 'as-given',
-    ...(m.timestep !== null ? { step: m.timestep, stepMode: 'timestep' as const } : { step: m.step }),
-    seed: m.seed,
-    prompt: m.prompt,
-    negativePrompt: m.negativePrompt,
-    noise: m.noise === 'shared' ? 'shared' : 'official-4-draws',
-    imageSize: m.size,
-    similarity: m.similarity,
-    vae: m.vae,
-    cfg: m.cfg !== 'off',
-    cfgHalves: m.cfg === 'off' ? 'both' : m.cfg,
-    roundToF16: m.fp16Score,
-    ipScale: m.ipScale,
-  };
+/** The DiffSim settings of the command line, for the library: the preset, the layer honoured (as
+ *  the usage text says), and the settings the options give. */
+export function diffsimSettings(m: MetricArgs): DiffSimSettingsInput {
+  return { ...(m.preset !== null ? { preset: m.preset } : {}), layerMode: 'as-given', ...m.diffsim };
+}
+
+/** Every DiffSim setting the command line stands for (the options over the preset and defaults). */
+export function resolvedDiffSim(m: MetricArgs): DiffSimSettings {
+  return mergeSettings(diffsimSettings(m));
 }
 
 /** The metrics a command-line metric stands for: one, or the ensemble's three. */

@@ -1,8 +1,8 @@
 // `diffsim score A B` and `diffsim pick REF A B`: the DiffSim metric family on two images, or which
 // of two candidates is closer to a reference, with models from local folders or the Hugging Face hub.
 //
-// Defaults are the official README example (up block, layer 0, step 600 = t 401, cosine, seed 2334,
-// "High quality image"). Two departures from the official scripts, both stated in the usage text:
+// The DiffSim settings are the library's defaults (the official README example, DIFFSIM_DEFAULTS in
+// settings.ts) or a named preset. Two departures from the official scripts, both stated in the usage text:
 //   --layer is honoured for DiffSim (the official code hooks layer 0 whatever it is given; layer 0,
 //   the default, is therefore the official result);
 //   pick: a tie in scores goes to B (the strict comparisons of the official single-metric

@@ -28,7 +28,7 @@ import { aasOutputs, aasScores, type AasOutputs, type AasScores, type Qkv } from
 import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
 import { resolveHook, type HookPoint } from './hook.js';
 import { loadDiffSimModels, type DiffSimLoadOptions, type DiffSimModels } from './load.js';
-import { blockOf, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimSettings, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
+import { blockOf, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
 
 export type { DiffSimModels, DiffSimLoadOptions } from './load.js';
 
@@ -91,6 +91,9 @@ const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 
 export class DiffSim {
   readonly settings: Readonly<ResolvedDiffSimSettings>;
+  /** The preset the settings started from (null: the defaults). A label only: the resolved
+   *  settings say what was run, so it is not part of the embedding key. */
+  readonly preset: DiffSimPresetName | null;
   /** What this metric's embeddings depend on (the settings without the scoring ones). */
   readonly embeddingSettings: Readonly<EmbeddingSettings>;
   /** Identity of the embedding settings (equal for comparable embeddings). */
@@ -103,10 +106,11 @@ export class DiffSim {
   constructor(
     readonly rt: Runtime,
     readonly models: DiffSimModels,
-    settings: Partial<DiffSimSettings> = {},
+    settings: DiffSimSettingsInput = {},
     execution: DiffSimExecution = {},
   ) {
     const s = mergeSettings(settings);
+    this.preset = settings.preset ?? null;
     const { unet, vae, scheduler } = models;
     if (s.variant === 'C' && (!models.ipAdapter || !models.imageEncoder)) {
       throw new DiffSimSettingsError('DiffSim-C (variant C) needs models.ipAdapter and models.imageEncoder');
@@ -140,7 +144,7 @@ export class DiffSim {
    *  maps to t = num_train_timesteps (1000), where the official code crashes: refused. */
   /** Loads SD1.5 (a diffusers pipeline folder or a single-file checkpoint: a local path, or
    *  ModelFiles from anywhere) and, for DiffSim-C, IP-Adapter Plus from `o.ipAdapter`. */
-  static async load(rt: Runtime, sd: ModelFilesInput, settings: Partial<DiffSimSettings> = {}, o: DiffSimLoadOptions & { execution?: DiffSimExecution } = {}): Promise<DiffSim> {
+  static async load(rt: Runtime, sd: ModelFilesInput, settings: DiffSimSettingsInput = {}, o: DiffSimLoadOptions & { execution?: DiffSimExecution } = {}): Promise<DiffSim> {
     return new DiffSim(rt, await loadDiffSimModels(rt, sd, o), settings, o.execution);
   }
 

@@ -19,7 +19,7 @@ import type { ActivationDType } from '../kernels/common.js';
 import { DiffSim, type DiffSimExecution, type DiffSimModels } from './core.js';
 import type { AasOutputs, AttentionLayout } from './aas.js';
 import { DiffSimEmbedding, type ImageRole } from './embedding.js';
-import { DIFFSIM_DEFAULTS, DiffSimSettingsError, type DiffSimSettings } from './settings.js';
+import { DiffSimSettingsError, mergeSettings, presetSettings, type DiffSimPresetName, type DiffSimSettingsInput } from './settings.js';
 import { ClipMetric, type Dinov2Metric, VisionEmbedding } from './vision.js';
 
 /** Every metric `createMetric` builds. */
@@ -74,9 +74,12 @@ export type ModelRole = 'sd' | 'ipAdapter' | 'clip' | 'dino';
 
 /** The settings of the metrics a call builds (what does not concern where the models come from). */
 export interface MetricSettingsOptions {
-  /** DiffSim settings (diffsim, diffsim-c, diffeats); the official defaults otherwise
+  /** DiffSim settings (diffsim, diffsim-c, diffeats) over the preset's; the defaults otherwise
    *  ({@link DIFFSIM_DEFAULTS}). */
-  diffsim?: Partial<DiffSimSettings>;
+  diffsim?: DiffSimSettingsInput;
+  /** A named preset of DiffSim settings ({@link DIFFSIM_PRESETS}: the official per-benchmark
+   *  settings, e.g. 'nights' = step 500); `diffsim` settings override it. Same as `diffsim.preset`. */
+  preset?: DiffSimPresetName;
   /** Encoder layer of clip-aas, dino-aas, clipfeats, dinofeats (default 0). */
   layer?: number;
   /** Linear/conv weights on the GPU (default f32). */
@@ -154,8 +157,8 @@ export interface Metric {
 }
 
 /** The lower-is-better flag of a metric under given DiffSim settings, without loading anything. */
-export function lowerBetterOf(name: MetricName, settings: Partial<DiffSimSettings> = {}): boolean {
-  return (name === 'diffsim' || name === 'diffsim-c') && settings.similarity === 'mse';
+export function lowerBetterOf(name: MetricName, settings: DiffSimSettingsInput = {}): boolean {
+  return (name === 'diffsim' || name === 'diffsim-c') && mergeSettings(settings).similarity === 'mse';
 }
 
 export function assertName(name: string): asserts name is MetricName {
@@ -570,6 +573,7 @@ class RuntimeOwner implements MetricOwner {
 function diffsimReport(ds: DiffSim): Record<string, unknown> {
   const s = ds.settings;
   return {
+    preset: ds.preset,
     similarity: s.similarity,
     variant: s.variant,
     block: s.block,
@@ -601,6 +605,10 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
   const owner = new RuntimeOwner(rt, o.ownsRuntime, o.readPath);
   const out: Metric[] = [];
   try {
+    // The preset is checked before anything is loaded.
+    if (o.preset !== undefined && o.diffsim?.preset !== undefined && o.preset !== o.diffsim.preset) throw new DiffSimSettingsError(`DiffSim: preset given twice, ${JSON.stringify(o.preset)} and diffsim.preset ${JSON.stringify(o.diffsim.preset)}`);
+    const preset = o.preset ?? o.diffsim?.preset;
+    if (preset !== undefined) presetSettings(preset);
     for (const n of names) for (const role of modelsOf(n)) await source.resolve(role);
     const modelsReport = async (roles: readonly ModelRole[]) => {
       const r: Record<string, ResolvedModel> = {};
@@ -615,7 +623,7 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
       if (name === 'diffsim' || name === 'diffsim-c' || name === 'diffeats') {
         const given = o.diffsim ?? {};
         // diffeats honours the layer as metrics/diffeats.py does.
-        const settings: Partial<DiffSimSettings> = { ...given, variant: name === 'diffsim-c' ? 'C' : 'S', ...(name === 'diffeats' ? { layerMode: 'as-given' as const } : {}) };
+        const settings: DiffSimSettingsInput = { ...given, ...(preset !== undefined ? { preset } : {}), variant: name === 'diffsim-c' ? 'C' : 'S', ...(name === 'diffeats' ? { layerMode: 'as-given' as const } : {}) };
         if (name === 'diffeats' && settings.similarity === 'mse') throw new DiffSimSettingsError('diffeats: the score is a cosine (similarity mse does not apply)');
         const dm = await source.diffsimModels(names.includes('diffsim-c'));
         for (const m of [dm.unet, dm.vae, dm.textEncoder, dm.ipAdapter, dm.imageEncoder]) if (m) owner.stores.add(m.store);
@@ -624,7 +632,7 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
           owner.metrics.push(ds);
           return ds;
         };
-        const ds = factory(settings.prompt ?? DIFFSIM_DEFAULTS.prompt);
+        const ds = factory(mergeSettings(settings).prompt);
         const activations = o.activations ?? 'f32';
         const report = { ...common, activations, ...diffsimReport(ds), lowerBetter: ds.lowerBetter };
         const mk = modelKey(models, weights, activations);

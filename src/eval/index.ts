@@ -15,7 +15,7 @@ export {
   tidDistortedNames,
   ProtocolError,
   BENCHMARK_NAMES,
-  BENCHMARK_DEFAULTS,
+  benchmarkPreset,
   DEFAULT_PROMPT,
   DEFAULT_SEED,
   STYLE_TRIALS,

@@ -23,6 +23,7 @@ import { isAbsolute, join } from 'node:path';
 import { PyRandom } from './pyrandom.js';
 import { isDirectory, isFile, listdir, walk, type ListingOrder } from './listing.js';
 import { decodeUtf8, parseJsonOrdered, readCsvDicts, type JsonValue } from './pyread.js';
+import { DIFFSIM_DEFAULTS, type DiffSimPresetName } from '../diffsim/settings.js';
 
 export type BenchmarkName = 'nights' | 'tid2013' | 'cute' | 'dreambench' | 'ipref' | 'sref' | 'instantstyle';
 export const BENCHMARK_NAMES: readonly BenchmarkName[] = ['nights', 'tid2013', 'cute', 'dreambench', 'ipref', 'sref', 'instantstyle'];
@@ -45,7 +46,7 @@ export interface EvalItem {
 }
 
 export interface ProtocolOptions {
-  /** random.seed(seed); the .sh files use 2334. */
+  /** random.seed(seed); default DEFAULT_SEED, the .sh files' --seed. */
   seed?: number;
   /** Directory listing order (default 'sorted'; 'given' = readdir order, what os.listdir returns). */
   listing?: ListingOrder;
@@ -59,23 +60,18 @@ export interface ProtocolOptions {
   votesAtLeast?: number;
 }
 
-/** The `--prompt` default of argprocess.py; tid_main.py and ipref_main.py also hard-code it. */
-export const DEFAULT_PROMPT = 'High quality image';
+/** The `--prompt` default of argprocess.py (tid_main.py and ipref_main.py also hard-code it): the
+ *  DiffSim default prompt. */
+export const DEFAULT_PROMPT = DIFFSIM_DEFAULTS.prompt;
+/** random.seed(args.seed): the DiffSim seed, which every .sh file passes as --seed. */
+export const DEFAULT_SEED = DIFFSIM_DEFAULTS.seed;
 
-/** Per benchmark, from the .sh files: --target_step (an index into the 1001-entry timestep list)
- *  and --image_size; `prompt` where one prompt serves every item (nights and cute form one per
- *  item, see EvalItem.prompt). All .sh files use up_blocks, --similarity cosine, --seed 2334. */
-export const BENCHMARK_DEFAULTS: Record<BenchmarkName, { step: number; imageSize: number; prompt?: string }> = {
-  nights: { step: 500, imageSize: 512 }, // "An image of a <csv prompt, lower-cased>"
-  tid2013: { step: 900, imageSize: 512, prompt: DEFAULT_PROMPT }, // hard-coded in the script
-  cute: { step: 600, imageSize: 512 }, // "The photo of a <category>"
-  dreambench: { step: 750, imageSize: 512, prompt: DEFAULT_PROMPT }, // --prompt default; the text/ files are read but unused
-  ipref: { step: 750, imageSize: 512, prompt: DEFAULT_PROMPT }, // hard-coded in the script
-  sref: { step: 900, imageSize: 512, prompt: DEFAULT_PROMPT }, // --prompt default
-  instantstyle: { step: 900, imageSize: 512, prompt: DEFAULT_PROMPT }, // --prompt default
-};
+/** The DiffSim preset of a benchmark: the settings of its official .sh file (DIFFSIM_PRESETS in
+ *  settings.ts; nights and cute form the prompt per item, see EvalItem.prompt). */
+export function benchmarkPreset(benchmark: BenchmarkName): DiffSimPresetName {
+  return benchmark;
+}
 
-export const DEFAULT_SEED = 2334;
 export const STYLE_TRIALS = 2000;
 
 /** The layout each protocol reads, for error messages. */

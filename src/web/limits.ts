@@ -27,7 +27,7 @@ import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 import { VaeEncoder, legacyVaeKey } from '../models/vae.js';
 import { CLIP_IMAGE_PROCESSOR } from '../diffsim/core.js';
 import { modelsOf, type MetricName, type ModelRole } from '../diffsim/metric-core.js';
-import { mergeSettings, type DiffSimSettings } from '../diffsim/settings.js';
+import { mergeSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
 import { DINOV2_IMAGE_PROCESSOR } from '../diffsim/vision.js';
 
 /** One GPU buffer the metric will create. */
@@ -107,7 +107,7 @@ export interface BufferNeedsOptions {
   /** The U-Net's and VAE's activation dtype (as createWebMetric's `activations`; default f32). */
   activations?: ActivationDType;
   /** The DiffSim settings (imageSize, cfg) of diffsim / diffsim-c. */
-  diffsim?: Partial<DiffSimSettings>;
+  diffsim?: DiffSimSettingsInput;
   /** The sizes of the images to score (the ViT processors' output can depend on them); default
    *  one 512×512 image. */
   images?: readonly { width: number; height: number }[];
