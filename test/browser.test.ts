@@ -29,7 +29,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { createMetric, type MetricName } from '../src/diffsim/metric.js';
-import { agreementMap, agreementPixels, type AgreementMap } from '../src/eval/map.js';
+import { agreementMap, agreementPixels, type AgreementMap } from '../src/apps/map.js';
 import { decodeImage, loadImage } from '../src/io/image.js';
 import type { WeightPrecision } from '../src/nn/weights.js';
 import { PickedModelFiles } from '../src/web/hub.js';

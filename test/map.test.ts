@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { tidy } from '../src/gpu/runtime.js';
 import { rowCosine } from '../src/kernels/reduce.js';
 import { createMetric, createMetrics, type CreateMetricOptions, type Metric, type MetricName } from '../src/diffsim/metric.js';
-import { AGREEMENT_METRICS, agreementFromEmbeddings, agreementMap, agreementPixels, agreementTensor, renderAgreement, renderLayout, RENDER_LAYOUT, upsampleGrid, viridis, type AgreementMap } from '../src/eval/map.js';
+import { AGREEMENT_METRICS, agreementFromEmbeddings, agreementMap, agreementPixels, agreementTensor, renderAgreement, renderLayout, RENDER_LAYOUT, upsampleGrid, viridis, type AgreementMap } from '../src/apps/map.js';
 import { writeFileAtomic } from '../src/io/atomic.js';
 import { FileError } from '../src/io/errors.js';
 import { decodeImage, loadImage, type RgbImage } from '../src/io/image.js';

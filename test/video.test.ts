@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createMetrics, type Metric } from '../src/diffsim/metric.js';
 import { diffsimSettings, parseCommand } from '../src/cli/metric-options.js';
-import { naturalCompare } from '../src/eval/images.js';
-import { listFrames, summarise, videoConsistency } from '../src/eval/video.js';
+import { naturalCompare } from '../src/apps/images.js';
+import { listFrames, summarise, videoConsistency } from '../src/apps/video.js';
 import { rejects, runtime } from './helpers.js';
 import { cli, fails, IMAGE_A, IMAGE_B, lastJson, MODEL_ARGS, TINY, writeBmp } from './gallery.js';
 

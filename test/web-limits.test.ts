@@ -9,7 +9,7 @@ import { join, relative } from 'node:path';
 import type { Runtime } from '../src/gpu/runtime.js';
 import { createMetric, type MetricName } from '../src/diffsim/metric.js';
 import type { DiffSimSettings } from '../src/diffsim/settings.js';
-import { agreementMap } from '../src/eval/map.js';
+import { agreementMap } from '../src/apps/map.js';
 import type { WeightPrecision } from '../src/nn/weights.js';
 import { HubModelFiles, PickedModelFiles } from '../src/web/hub.js';
 import type { ModelFiles } from '../src/io/model-files.js';

@@ -5,7 +5,7 @@
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { toRgbImage, type MetricName } from '../diffsim/metric.js';
-import { AGREEMENT_METRICS, agreementMap, renderAgreement } from '../eval/map.js';
+import { AGREEMENT_METRICS, agreementMap, renderAgreement } from '../apps/map.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { FileError } from '../io/errors.js';
 import { closeMetrics, openMetrics, parseCommand } from './metric-options.js';

@@ -2,8 +2,8 @@
 // score `diffsim score QUERY PATH` gives (the query in role A, the gallery image in role B).
 
 import { toRgbImage } from '../diffsim/metric.js';
-import { retrieve } from '../eval/retrieve.js';
-import { CACHE_FOLDER, IMAGE_EXTENSIONS, listImages } from '../eval/images.js';
+import { retrieve } from '../apps/retrieve.js';
+import { CACHE_FOLDER, IMAGE_EXTENSIONS, listImages } from '../apps/images.js';
 import { FileError } from '../io/errors.js';
 import { closeMetrics, openMetrics, parseCommand } from './metric-options.js';
 import { UsageError } from './errors.js';

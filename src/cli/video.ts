@@ -2,10 +2,10 @@
 // under one or more metrics, with the mean, the population variance and the count per metric.
 
 import { writeFileAtomic } from '../io/atomic.js';
-import { listFrames, videoConsistency } from '../eval/video.js';
+import { listFrames, videoConsistency } from '../apps/video.js';
 import { toRgbImage } from '../diffsim/metric.js';
 import { FileError } from '../io/errors.js';
-import { IMAGE_EXTENSIONS } from '../eval/images.js';
+import { IMAGE_EXTENSIONS } from '../apps/images.js';
 import { closeMetrics, openMetrics, parseCommand } from './metric-options.js';
 import { UsageError } from './errors.js';
 import { ItemProgress } from './progress.js';

@@ -12,7 +12,7 @@
 
 import { tidy, type Tensor } from '../gpu/runtime.js';
 import { rowCosine } from '../kernels/reduce.js';
-import type { RgbImage } from '../io/image.js';
+import { loadImage, type RgbImage } from '../io/image.js';
 import { resizeImage } from '../io/resample.js';
 import type { AasOutputs, AttentionLayout } from '../diffsim/aas.js';
 import { decodeImageInput, type ImageInput, type ImagePathReader, type Metric, type MetricEmbedding, type MetricName } from '../diffsim/metric-core.js';
@@ -181,7 +181,13 @@ export async function agreementFromEmbeddings(metric: Metric, a: MetricEmbedding
 
 /** The agreement map of A against B (A embedded in role A, B in role B, as `metric.score(a, b)`).
  *  Images are encoded bytes or pixels; a path needs `readPath` (Node: eval/map.ts's agreementMap). */
-export async function computeAgreementMap(metric: Metric, a: ImageInput, b: ImageInput, readPath?: ImagePathReader): Promise<AgreementMap> {
+/** Image paths are read where the host has a file system (Node, Deno); in browsers images are
+ *  bytes or pixels. */
+const HOST_READS_FILES = typeof (globalThis as { process?: { versions?: { node?: unknown } } }).process?.versions?.node === 'string' || 'Deno' in globalThis;
+
+/** The agreement map of A against B (A embedded in role A, B in role B, as `metric.score(a, b)`);
+ *  images are encoded bytes or pixels, or paths where the host has a file system. */
+export async function agreementMap(metric: Metric, a: ImageInput, b: ImageInput, readPath: ImagePathReader | undefined = HOST_READS_FILES ? (path) => loadImage(path) : undefined): Promise<AgreementMap> {
   aasOf(metric);
   const ia = await decodeImageInput(a, typeof a === 'string' ? a : 'image A', readPath);
   const ib = await decodeImageInput(b, typeof b === 'string' ? b : 'image B', readPath);
