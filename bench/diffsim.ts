@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   // Text: once per metric.
   const ids = Int32Array.from([s.negativePrompt, s.prompt].flatMap((p) => tokenizer.encode(p)));
   stages.text = await measure(rt, a.iters, () => {
-    const o = textEncoder.forward(rt, ids, 2);
+    const o = textEncoder.forward(ids, 2);
     o.lastHiddenState!.dispose();
     o.poolerOutput?.dispose();
     o.taps.dispose();
@@ -138,7 +138,7 @@ async function main(): Promise<void> {
   const sample = rt.upload(pixels(2 * 4 * lat * lat, 3), [2, 4, lat, lat]);
   const capture = [`${s.module}.to_q:out`, `${s.module}.to_k:out`, `${s.module}.to_v:out`];
   const unetPass = (stop: boolean) => () => {
-    const o = unet.forward(rt, sample, s.t, text, { capture, ...(stop ? { stopAfter: s.module } : {}) });
+    const o = unet.forward(sample, s.t, text, { capture, ...(stop ? { stopAfter: s.module } : {}) });
     o.sample?.dispose();
     o.taps.dispose();
   };

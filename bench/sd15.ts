@@ -91,7 +91,7 @@ async function main(): Promise<void> {
     const ehs = rt.empty([a.batch, 77, 768]);
     fillUniform(ehs, 8, 1);
     const pass = (stopAfter?: string) => {
-      const out = unet.forward(rt, sample, t, ehs, stopAfter ? { stopAfter } : {});
+      const out = unet.forward(sample, t, ehs, stopAfter ? { stopAfter } : {});
       out.sample?.dispose();
       out.taps.dispose();
     };
@@ -139,7 +139,7 @@ async function main(): Promise<void> {
     await s.initRandom(rt, 2);
     const ids = Int32Array.from({ length: 2 * 77 }, (_, i) => (i % 77 === 0 ? 49406 : i % 77 < 6 ? 320 + i : 49407));
     const t = await timeIt(rt, a.iters, () => {
-      const o = text.forward(rt, ids, 2);
+      const o = text.forward(ids, 2);
       o.lastHiddenState!.dispose();
       o.poolerOutput!.dispose();
       o.taps.dispose();

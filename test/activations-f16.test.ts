@@ -59,7 +59,7 @@ test(`U-Net on f16 activations: output and the DiffSim layer's q/k/v taps within
     const { model, store } = await unetTiny(rt, 'f16', weights);
     assert.is(model.activations, 'f16');
     const before = rt.memory().liveTensors;
-    const out = model.forward(rt, sample, t, text, { capture: names });
+    const out = model.forward(sample, t, text, { capture: names });
     assert.is(out.sample!.dtype, 'f32', 'the output sample comes back as f32');
     const err = normErr(await take(out.sample!), (await acts.readFloat32('output.sample')).data);
     assert.ok(err <= UNET_TOL && err > 1e-5, `${weights} weights: output.sample normalised error ${err.toExponential(2)}`);

@@ -257,7 +257,7 @@ test('image sizes that are not a multiple of the U-Net factor work, as in diffus
   // The whole U-Net runs at latent 12 (its upsamplers go 2 → 3 → 6 → 12 along the skips).
   const sample = rt.upload(new Float32Array(2 * 4 * 12 * 12).fill(0.1), [2, 4, 12, 12]);
   const text = rt.upload(new Float32Array(2 * 7 * 32).fill(0.2), [2, 7, 32]);
-  const out = models.unet.forward(rt, sample, 401, text, { capture: ['up_blocks.0.upsamplers.0:out', 'up_blocks.1.upsamplers.0:out'] });
+  const out = models.unet.forward(sample, 401, text, { capture: ['up_blocks.0.upsamplers.0:out', 'up_blocks.1.upsamplers.0:out'] });
   assert.equal(out.taps.get('up_blocks.0.upsamplers.0:out').shape.slice(2), [3, 3]);
   assert.equal(out.taps.get('up_blocks.1.upsamplers.0:out').shape.slice(2), [6, 6]);
   assert.equal(out.sample!.shape, [2, 4, 12, 12]);

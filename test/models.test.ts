@@ -194,11 +194,11 @@ test('U-Net fused paths (no taps: conv1 + time embedding, proj_in/proj_out token
   const u = await openUnetTiny();
   const { rt, model, acts, inputs } = u;
   const d0 = rt.dispatchCount;
-  const fused = await take(model.forward(rt, inputs.sample, inputs.t, inputs.text).sample!);
+  const fused = await take(model.forward(inputs.sample, inputs.t, inputs.text).sample!);
   const fusedDispatches = rt.dispatchCount - d0;
   const d1 = rt.dispatchCount;
   // Recording every tap takes the unfused paths (diffusers' module outputs must exist).
-  const all = model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: 'all' });
+  const all = model.forward(inputs.sample, inputs.t, inputs.text, { capture: 'all' });
   const unfusedDispatches = rt.dispatchCount - d1;
   const unfused = await take(all.sample!);
   all.taps.dispose();
@@ -215,7 +215,7 @@ test('U-Net early stop at the DiffSim layer: Q/K/V taps equal the reference, no 
   const target = 'up_blocks.1.attentions.2.transformer_blocks.0.attn1';
   const names = ['to_q:out', 'to_k:out', 'to_v:out', 'to_out.0:in'].map((s) => `${target}.${s}`);
   const before = rt.memory().liveTensors;
-  const out = model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: names, stopAfter: target });
+  const out = model.forward(inputs.sample, inputs.t, inputs.text, { capture: names, stopAfter: target });
   assert.is(out.sample, null);
   assert.is(out.stoppedAfter, target);
   assert.equal(out.taps.names().sort(), [...names].sort());
@@ -227,7 +227,7 @@ test('U-Net early stop at the DiffSim layer: Q/K/V taps equal the reference, no 
   out.taps.dispose();
   assert.is(rt.memory().liveTensors, before, 'Taps.dispose frees every tap');
   // A tap after the stopping point cannot be produced: an error, not a silent absence.
-  assert.throws(() => model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: [...names, 'up_blocks.2:out'], stopAfter: target }), /requested taps not produced: up_blocks\.2:out \(the pass stopped after up_blocks\.1\.attentions\.2\.transformer_blocks\.0\.attn1\)/);
+  assert.throws(() => model.forward(inputs.sample, inputs.t, inputs.text, { capture: [...names, 'up_blocks.2:out'], stopAfter: target }), /requested taps not produced: up_blocks\.2:out \(the pass stopped after up_blocks\.1\.attentions\.2\.transformer_blocks\.0\.attn1\)/);
   assert.is(rt.memory().liveTensors, before, 'the failed pass freed its taps');
   await u.close();
 });
@@ -236,13 +236,13 @@ test('tap and stop names are validated before any work, with the nearest valid n
   const u = await openUnetTiny();
   const { rt, model, inputs } = u;
   const count = rt.dispatchCount;
-  assert.throws(() => model.forward(rt, inputs.sample, inputs.t, inputs.text, { stopAfter: 'up_blocks.1.attentions.2.transformer_blocks.0.atn1' }), /cannot stop after "up_blocks\.1\.attentions\.2\.transformer_blocks\.0\.atn1"; nearest modules that can: up_blocks\.1\.attentions\.2\.transformer_blocks\.0/);
-  assert.throws(() => model.forward(rt, inputs.sample, inputs.t, inputs.text, { stopAfter: 'up_blocks.9' }), /cannot stop after "up_blocks\.9"/);
-  assert.throws(() => model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: ['up_blocks.1.attentions.2.transformer_blocks.0.attn1.to_q.out'] }), /unknown tap "up_blocks\.1\.attentions\.2\.transformer_blocks\.0\.attn1\.to_q\.out"; nearest valid names: .*attn1\.to_q:out/);
+  assert.throws(() => model.forward(inputs.sample, inputs.t, inputs.text, { stopAfter: 'up_blocks.1.attentions.2.transformer_blocks.0.atn1' }), /cannot stop after "up_blocks\.1\.attentions\.2\.transformer_blocks\.0\.atn1"; nearest modules that can: up_blocks\.1\.attentions\.2\.transformer_blocks\.0/);
+  assert.throws(() => model.forward(inputs.sample, inputs.t, inputs.text, { stopAfter: 'up_blocks.9' }), /cannot stop after "up_blocks\.9"/);
+  assert.throws(() => model.forward(inputs.sample, inputs.t, inputs.text, { capture: ['up_blocks.1.attentions.2.transformer_blocks.0.attn1.to_q.out'] }), /unknown tap "up_blocks\.1\.attentions\.2\.transformer_blocks\.0\.attn1\.to_q\.out"; nearest valid names: .*attn1\.to_q:out/);
   assert.is(rt.dispatchCount, count, 'nothing was recorded for invalid names');
   for (const stop of ['conv_in', 'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q', 'time_embedding.linear_2']) {
     const before = rt.dispatchCount;
-    const out = model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: [`${stop}:out`], stopAfter: stop });
+    const out = model.forward(inputs.sample, inputs.t, inputs.text, { capture: [`${stop}:out`], stopAfter: stop });
     assert.is(out.stoppedAfter, stop);
     assert.is(out.sample, null);
     assert.ok(out.taps.has(`${stop}:out`));
@@ -257,7 +257,7 @@ test("capture 'all' returns every tap of the pass in one handle; dispose frees t
   const u = await openUnetTiny();
   const { rt, model, inputs } = u;
   const before = rt.memory().liveTensors;
-  const out = model.forward(rt, inputs.sample, inputs.t, inputs.text, { capture: 'all' });
+  const out = model.forward(inputs.sample, inputs.t, inputs.text, { capture: 'all' });
   assert.ok(out.taps.size > 200, `${out.taps.size} taps`);
   assert.ok(out.taps.names().every((n) => model.vocabulary.hasTap(n)));
   out.taps.dispose();
@@ -279,7 +279,7 @@ test('IP-Adapter conditioning is per call: the U-Net is not modified, scale 0 eq
   const tokens = ip.resample(embeds).tokens!;
   assert.is(tokens.shape[0], inputs.sample.shape[0], 'the adapter fixture has the batch of unet-tiny');
   const tok = tokens;
-  const run = async (o: Parameters<typeof model.forward>[4]) => take(model.forward(rt, inputs.sample, inputs.t, inputs.text, o).sample!);
+  const run = async (o: Parameters<typeof model.forward>[3]) => take(model.forward(inputs.sample, inputs.t, inputs.text, o).sample!);
   const plain = await run({});
   const zero = await run({ ip: ip.conditioning(tok, 0) });
   const half = await run({ ip: ip.conditioning(tok, 0.5) });
@@ -324,7 +324,7 @@ test('weights kept in f16 on the GPU: linear/conv weights f16 (half their bytes)
   };
   const sample = await up('input.sample');
   const text = await up('input.encoder_hidden_states');
-  const out = await take(model.forward(rt, sample, [...rawToInt32(await acts.readRaw('input.timestep'))], text).sample!);
+  const out = await take(model.forward(sample, [...rawToInt32(await acts.readRaw('input.timestep'))], text).sample!);
   const err = normErr(out, (await acts.readFloat32('output.sample')).data);
   assert.ok(err <= 1e-2 && err > 0, `f16 weights: normalised error ${err}`);
   sample.dispose();
@@ -384,11 +384,11 @@ test('every model validates its names and stops early the same way (CLIP text, C
   const text = new ClipTextModel(tStore, JSON.parse(tW.metadata.config!) as ClipTextConfig);
   await tStore.load(rt, tW, { ignore: [/position_ids$/] });
   const ids = Int32Array.from({ length: 7 }, (_, i) => i + 1);
-  const tOut = text.forward(rt, ids, 1, { stopAfter: 'text_model.encoder.layers.0', capture: ['hidden_states.1'] });
+  const tOut = text.forward(ids, 1, { stopAfter: 'text_model.encoder.layers.0', capture: ['hidden_states.1'] });
   assert.is(tOut.stoppedAfter, 'text_model.encoder.layers.0');
   assert.is(tOut.poolerOutput, null);
   tOut.taps.dispose();
-  assert.throws(() => text.forward(rt, ids, 1, { stopAfter: 'text_model.encoder.layer.0' }), /CLIP text: cannot stop after/);
+  assert.throws(() => text.forward(ids, 1, { stopAfter: 'text_model.encoder.layer.0' }), /CLIP text: cannot stop after/);
   // VAE
   const vW = await open('vae-encoder-tiny/vae.safetensors');
   const vStore = new WeightStore();

@@ -61,13 +61,13 @@ test('a diffusers-layout folder loads (F16 U-Net, legacy-named VAE, text encoder
   const text = await up('input.encoder_hidden_states');
   const t = [...rawToInt32(await acts.readRaw('input.timestep'))];
   const ref = (await acts.readFloat32('output.sample')).data;
-  const wide = await take(sd.unet!.forward(rt, sample, t, text).sample!);
+  const wide = await take(sd.unet!.forward(sample, t, text).sample!);
   assert.ok(normErr(wide, ref) < 5e-3, `F16 checkpoint widened: normalised error ${normErr(wide, ref)}`);
   assert.is(sd.unet!.store.params.get('conv_in.weight')!.tensor.dtype, 'f32');
   const half = await loadSd15(rt, dir, { parts: ['unet'], weights: 'auto' });
   assert.is(half.unet!.store.params.get('conv_in.weight')!.tensor.dtype, 'f16');
   assert.is(half.unet!.store.params.get('conv_in.bias')!.tensor.dtype, 'f32');
-  const kept = await take(half.unet!.forward(rt, sample, t, text).sample!);
+  const kept = await take(half.unet!.forward(sample, t, text).sample!);
   assert.ok(normErr(kept, wide) <= 1e-5, `f16 on the GPU vs widened: ${normErr(kept, wide)}`);
   half.unet!.store.dispose();
   sample.dispose();

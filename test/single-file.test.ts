@@ -213,7 +213,7 @@ async function unetParity(rt: Runtime, c: SingleFileComponents, label: string, t
       (n) => n.startsWith('input.'),
       model.vocabulary,
       (capture) => {
-        const out = model.forward(rt, sample, t, text, { capture });
+        const out = model.forward(sample, t, text, { capture });
         out.sample?.dispose();
         return out.taps;
       },
@@ -270,7 +270,7 @@ async function textParity(rt: Runtime, c: SingleFileComponents, label: string, t
   const ids = rawToInt32(raw, 'input_ids');
   const batch = raw.shape[0]!;
   try {
-    return await compareStored(acts, (n) => n === 'input_ids' || n === 'attention_mask', model.vocabulary, (capture) => tidy(() => model.forward(rt, ids, batch, { capture }).taps), label, new Map(), tol);
+    return await compareStored(acts, (n) => n === 'input_ids' || n === 'attention_mask', model.vocabulary, (capture) => tidy(() => model.forward(ids, batch, { capture }).taps), label, new Map(), tol);
   } finally {
     model.store.dispose();
     await acts.close();
@@ -542,7 +542,7 @@ test('the loader layer takes the single file: loadSd15, createMetric and `diffsi
   const sample = await up('input.sample');
   const text = await up('input.encoder_hidden_states');
   const t = [...rawToInt32(await acts.readRaw('input.timestep'))];
-  const out = sd.unet!.forward(rt, sample, t, text).sample!;
+  const out = sd.unet!.forward(sample, t, text).sample!;
   const err = normalisedError((await out.read()) as Float32Array, (await acts.readFloat32('output.sample')).data);
   assert.ok(err <= toleranceFor('output.sample'), `U-Net from the single file: ${err}`);
   for (const x of [out, sample, text]) x.dispose();

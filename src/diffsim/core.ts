@@ -205,7 +205,7 @@ export class DiffSim {
     const s = this.settings;
     const prompts = s.cfg ? [s.negativePrompt, s.prompt] : [s.prompt];
     const ids = Int32Array.from(prompts.flatMap((p) => tokenizer.encode(p)));
-    const states = tidy(() => textEncoder.forward(this.rt, ids, prompts.length).lastHiddenState!).keep();
+    const states = tidy(() => textEncoder.forward(ids, prompts.length).lastHiddenState!).keep();
     this.text = { ids, states };
     return this.text;
   }
@@ -272,7 +272,7 @@ export class DiffSim {
         const sample = s.cfg && !dedupe ? concat([zt, zt], 0) : zt;
         const context = dedupe ? slice(text.states, [1, 0, 0], [1, tokens, dim]) : text.states;
         const ipTokens = ipEmbeds && ipAdapter ? ipAdapter.resample(ipEmbeds).tokens! : null;
-        const pass = unet.forward(this.rt, sample, s.t, context, {
+        const pass = unet.forward(sample, s.t, context, {
           capture: [q, k, v, ...extra],
           ...(stopEarly ? { stopAfter: s.module } : {}),
           ...(ipTokens && ipAdapter ? { ip: ipAdapter.conditioning(ipTokens, s.ipScale) } : {}),

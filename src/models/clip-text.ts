@@ -175,8 +175,10 @@ export class ClipTextModel {
     return this.tableBlocks;
   }
 
-  /** Runs the encoder on token ids [B, N] (N ≤ max_position_embeddings). */
-  forward(rt: Runtime, inputIds: Int32Array, batch: number, opts: EncoderForwardOptions = {}): ClipTextOutput {
+  /** Runs the encoder on token ids [B, N] (N ≤ max_position_embeddings), on the runtime its
+   *  weights were loaded on. */
+  forward(inputIds: Int32Array, batch: number, opts: EncoderForwardOptions = {}): ClipTextOutput {
+    const rt = this.position_embedding.tensor.runtime;
     const n = inputIds.length / batch;
     if (!Number.isInteger(n) || n < 1) throw new ShapeError(`CLIP text: ${inputIds.length} ids do not split into batch ${batch}`);
     if (n > this.config.max_position_embeddings) throw new ShapeError(`CLIP text: ${n} tokens exceed max_position_embeddings ${this.config.max_position_embeddings}`);

@@ -2,7 +2,7 @@
 // CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D / CrossAttnUpBlock2D.
 // A forward can record any module's activations and stop right after a named module.
 
-import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { tidy, type Tensor } from '../gpu/runtime.js';
 import { concat } from '../kernels/layout.js';
 import { cast, unary } from '../kernels/elementwise.js';
 import type { ActivationDType } from '../kernels/common.js';
@@ -317,7 +317,8 @@ export class UNet2DConditionModel {
    * and with an IP-Adapter its conditioning `ip` (image tokens [B, N, D'], scale, projections).
    * With `stopAfter` the pass ends right after that module and `sample` is null.
    */
-  forward(rt: Runtime, sample: Tensor, timesteps: number | readonly number[], encoderHiddenStates: Tensor, opts: UNetForwardOptions = {}): UNetOutput {
+  forward(sample: Tensor, timesteps: number | readonly number[], encoderHiddenStates: Tensor, opts: UNetForwardOptions = {}): UNetOutput {
+    const rt = sample.runtime;
     const [b] = sample.shape as [number];
     if (sample.rank !== 4 || sample.shape[1] !== this.config.in_channels) throw new Error(`UNet: sample must be [B, ${this.config.in_channels}, H, W], got [${sample.shape.join(', ')}]`);
     if (encoderHiddenStates.rank !== 3 || encoderHiddenStates.shape[0] !== b || encoderHiddenStates.shape[2] !== this.config.cross_attention_dim) {

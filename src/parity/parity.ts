@@ -102,7 +102,7 @@ async function clipTextRows(rt: Runtime, fixture: string, { weights, acts, store
       rows.push({ fixture, name: `tokenizer.prompt${i}`, err: mismatches, tol: 0, kind: 'exact', pass: mismatches === 0 });
     });
   }
-  rows.push(...(await compareRun(fixture, acts, (name) => name === 'input_ids' || name === 'attention_mask', settings, (capture) => [tidy(() => model.forward(rt, ids, batch, { capture: capture(model.vocabulary) }).taps)])));
+  rows.push(...(await compareRun(fixture, acts, (name) => name === 'input_ids' || name === 'attention_mask', settings, (capture) => [tidy(() => model.forward(ids, batch, { capture: capture(model.vocabulary) }).taps)])));
   return rows;
 }
 
@@ -229,7 +229,7 @@ async function unetRows(rt: Runtime, fixture: string, { weights, acts, store, co
   try {
     rows.push(
       ...(await compareRun(fixture, acts, (n) => n.startsWith('input.'), settings, (capture) => {
-        const out = model.forward(rt, sample, t, text, { capture: capture(model.vocabulary) });
+        const out = model.forward(sample, t, text, { capture: capture(model.vocabulary) });
         out.sample?.dispose();
         return [out.taps];
       })),
@@ -327,7 +327,7 @@ const ipAdapter: Handler = async (rt, dir, fixture, index, settings) => {
         ...(await compareRun(fixture, actFile, (n) => n.startsWith('input.'), settings, (capture) => {
           const resampled = ip.resample(embeds, { capture: capture(ip.vocabulary) });
           try {
-            const out = unet.forward(rt, sample, t, text, { capture: capture(unet.vocabulary), ip: ip.conditioning(resampled.tokens!, scale) });
+            const out = unet.forward(sample, t, text, { capture: capture(unet.vocabulary), ip: ip.conditioning(resampled.tokens!, scale) });
             out.sample?.dispose();
             return [resampled.taps, out.taps];
           } catch (e) {
