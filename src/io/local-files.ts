@@ -24,6 +24,8 @@ interface FsLike {
   realpath(p: string): Promise<string>;
 }
 
+class TooManyFiles extends FileError {}
+
 /** The Hugging Face cache's snapshot commit in a path (`…/snapshots/<40 hex>/…`). */
 export function snapshotCommitOf(path: string): string | undefined {
   return /[/\\]snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)/.exec(path)?.[1];
@@ -55,7 +57,12 @@ export class FolderModelFiles implements ModelFiles {
     if (!st.isFile()) throw new FileError(path, 'not a regular file or a folder');
     const root = dirnameOf(path);
     const entry = path.slice(root.length).replace(/^[/\\]+/, '');
-    const paths = await list(fs, root, o.depth ?? 2);
+    // What sits beside the file (an adapter's image_encoder/) is listed too, unless the folder is a
+    // large one (a downloads folder): then the file alone.
+    const paths = await list(fs, root, o.depth ?? 2).catch((e: unknown) => {
+      if (e instanceof TooManyFiles) return [entry];
+      throw e;
+    });
     return new FolderModelFiles(path, root, paths.includes(entry) ? paths : [...paths, entry].sort(), entry);
   }
 
@@ -97,7 +104,7 @@ async function list(fs: FsLike, root: string, maxDepth: number): Promise<string[
       }
       if (isFile) {
         out.push(childRel);
-        if (out.length > MAX_LISTED_FILES) throw new FileError(root, `more than ${MAX_LISTED_FILES} files: not a model folder (give the model's own folder or file)`);
+        if (out.length > MAX_LISTED_FILES) throw new TooManyFiles(root, `more than ${MAX_LISTED_FILES} files: not a model folder (give the model's own folder or file)`);
       } else if (isDir && depth < maxDepth) await walk(child, childRel, depth + 1);
     }
   };
