@@ -97,7 +97,8 @@ export class LoadDisplay {
     } else line = this.weights;
     if (line === undefined) return;
     this.lastDraw = now;
-    const width = (this.stream.columns ?? 100) - 1;
+    // A pseudo-terminal may report 0 columns.
+    const width = (this.stream.columns || 100) - 1;
     if (line.length > width) line = `…${line.slice(line.length - width + 1)}`;
     this.stream.write(`\r\x1b[K${line}`);
     this.drawn = true;
