@@ -206,7 +206,7 @@ export class ItemProgress {
       if (now - this.last < 100 && this.done < this.total) return;
       this.last = now;
       let line = this.line();
-      const width = (this.stream.columns ?? 100) - 1;
+      const width = (this.stream.columns || 100) - 1;
       if (line.length > width) line = line.slice(0, width);
       this.stream.write(`\r\x1b[K${line}`);
       this.drawn = true;
