@@ -28,9 +28,8 @@ import {
   type AgreementMap,
   type DiffSimSettingsInput,
   type BufferLimits,
-  type FileProgress,
   type Metric,
-  type MetricLoadEvent,
+  type LoadEvent,
   type MetricName,
   type ModelFiles,
   type ModelRole,
@@ -66,7 +65,8 @@ interface DemoState {
   loadMs?: number;
   scoreMs?: number;
   error?: string;
-  progress: FileProgress[];
+  /** The files' load events (initiate, download, progress, done). */
+  progress: LoadEvent[];
 }
 const state: DemoState = { status: 'idle', progress: [] };
 (window as unknown as { diffsimDemo: DemoState }).diffsimDemo = state;
@@ -151,22 +151,25 @@ function selectionFor(role: ModelRole, repo: string): ModelSelection {
   return role === 'sd' && sel.components ? { ...sel, components: sel.components.filter((c) => c !== '') } : sel;
 }
 
-const rows = new Map<string, HTMLLIElement>();
-function showProgress(p: FileProgress): void {
-  state.progress.push(p);
-  const key = `${p.name}/${p.file}`;
-  let li = rows.get(key);
-  if (!li) {
-    li = document.createElement('li');
-    rows.set(key, li);
-    $('files').append(li);
+const rows = new Map<string, { li: HTMLLIElement; loaded: number; total: number }>();
+function showProgress(e: LoadEvent): void {
+  if (e.status !== 'initiate' && e.status !== 'download' && e.status !== 'progress' && e.status !== 'done') return;
+  state.progress.push(e);
+  const key = `${e.name}/${e.file}`;
+  let row = rows.get(key);
+  if (!row) {
+    row = { li: document.createElement('li'), loaded: 0, total: 0 };
+    rows.set(key, row);
+    $('files').append(row.li);
   }
-  const how = p.cached ? 'from cache' : p.status === 'done' ? 'downloaded' : 'downloading';
-  li.innerHTML = '';
+  if (e.status === 'progress') [row.loaded, row.total] = [e.loaded, e.total];
+  if (e.status === 'done' && e.total !== undefined) [row.loaded, row.total] = [e.total, e.total];
+  const how = e.status === 'done' ? (e.cached ? 'from cache' : 'downloaded') : e.status === 'initiate' ? 'looking in the cache' : 'downloading';
+  row.li.innerHTML = '';
   const bar = document.createElement('progress');
   bar.max = 100;
-  bar.value = p.progress;
-  li.append(bar, ` ${key} — ${mb(p.loaded)} / ${mb(p.total)} (${how})`);
+  bar.value = e.status === 'done' ? 100 : row.total ? (100 * row.loaded) / row.total : 0;
+  row.li.append(bar, ` ${key} — ${mb(row.loaded)} / ${mb(row.total)} (${how})`);
 }
 
 /** A picked folder's files (`<input webkitdirectory>`). */
@@ -385,8 +388,8 @@ async function loadMetric(): Promise<{ metric: Metric; name: MetricName }> {
   const rt = await gpu();
   await checkLimits(name, files, rt);
   setStatus('loading', state.plan?.downloadBytes ? `downloading ${mb(state.plan.downloadBytes)} and loading the weights…` : 'loading the weights…');
-  const onProgress = (e: MetricLoadEvent) => {
-    if (e.kind === 'weights') $('status').textContent = `weights of ${e.role}: ${e.progress.loaded}/${e.progress.total} tensors on the GPU`;
+  const onProgress = (e: LoadEvent) => {
+    if (e.status === 'weights') $('status').textContent = `weights of ${e.role}: ${e.file} ${e.loaded}/${e.total} tensors on the GPU`;
   };
   metric = await createWebMetric(name, { files, runtime: rt, weights: weightsFor(rt), diffsim: diffsimSettings(), onProgress });
   metrics.set(key, metric);

@@ -10,7 +10,8 @@ export { SafetensorsFile, ShardedSafetensors, SafetensorsError, encodeSafetensor
 export * as kernels from './kernels/index.js';
 export { Taps, Vocabulary, TapNameError, type ForwardOptions, type ModelComputeOptions } from './nn/context.js';
 export type { ActivationDType } from './kernels/common.js';
-export { WeightStore, WeightLoadError, Param, Scope, type LoadOptions, type WeightPrecision, type WeightLoadProgress } from './nn/weights.js';
+export { WeightStore, WeightLoadError, Param, Scope, type LoadOptions, type WeightPrecision } from './nn/weights.js';
+export type { LoadEvent, LoadEventCallback, LoadRole, LoadInitiateEvent, LoadDownloadEvent, LoadProgressEvent, LoadDoneEvent, LoadWaitEvent, LoadWeightsEvent, LoadReadyEvent } from './io/events.js';
 export { Linear, Conv2d, GroupNorm, LayerNorm } from './nn/modules.js';
 export { UNet2DConditionModel, type UNetConfig, type UNetOutput, type UNetForwardOptions } from './models/unet.js';
 export { VaeEncoder, legacyVaeKey, type VaeConfig, type Posterior, type VaeEncoderOutput } from './models/vae.js';
@@ -33,12 +34,12 @@ export { DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, presetSettings
 export { resolveHook, type HookPoint } from './diffsim/hook.js';
 export { aasOutputs, aasSums, aasScores, aasFromSums, pairScore, type Qkv, type AasOutputs, type AasOptions, type AasScores, type PairScore } from './diffsim/aas.js';
 export { ClipMetric, Dinov2Metric, VisionEmbedding, DINOV2_IMAGE_PROCESSOR, type ClipMetricOptions, type VisionInput, type VisionLayerEmbedding, type VisionLayerScores, type VisionScores } from './diffsim/vision.js';
-export { buildMetrics, decodeImageInput, lowerBetterOf, minMaxNormalise, cosine64, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type MetricLoadEvent, type ModelRole, type ResolvedModel, type MetricModelSource, type MetricSettingsOptions, type BuildMetricsOptions } from './diffsim/metric-core.js';
+export { buildMetrics, decodeImageInput, lowerBetterOf, minMaxNormalise, cosine64, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type ModelRole, type ResolvedModel, type MetricModelSource, type MetricSettingsOptions, type BuildMetricsOptions } from './diffsim/metric-core.js';
 export { AGREEMENT_METRICS, agreementMap, agreementFromEmbeddings, agreementPixels, agreementTensor, tokenGrid, upsampleGrid, renderLayout, RENDER_LAYOUT, viridis, type AgreementMap, type AgreementPicture, type RenderOptions } from './apps/agreement.js';
 export { type ModelFiles, MemoryModelFiles, chooseWeights } from './io/model-files.js';
 export { loadSd15, loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, sd15Layout, ipAdapterLayout, openSd15Components, processorConfig, latentSide, vaeScaleFactor, SD15_SCHEDULER_CONFIG, type StableDiffusion, type Sd15Part, type Sd15Layout, type Sd15LoadOptions, type Sd15Components, type Sd15Component, type SingleFileConfigs, type ModelFilesInput, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/load.js';
 export { sd15SingleFile, isSd15SingleFile, SingleFileError, unetKeyToDiffusers, vaeKeyToDiffusers, clipKeyToDiffusers, emaKeyOf, type SingleFileComponents, type SingleFileComponent, type SingleFileOptions, type ConfigOrigin } from './models/single-file.js';
-export { HubModelFiles, PickedModelFiles, WebHubError, type PickedFile, type PlannedFile, type FileProgress, type FileProgressCallback, type WebHubOptions } from './web/hub.js';
+export { HubModelFiles, PickedModelFiles, WebHubError, type PickedFile, type PlannedFile, type WebHubOptions } from './web/hub.js';
 export { AdapterLimitError, bufferNeeds, checkAdapterLimits, describeNeed, formatBytes, largestNeed, limitViolations, type BufferLimits, type BufferNeed, type BufferNeedsOptions, type LimitViolation } from './web/limits.js';
 export { createWebMetric, createWebMetrics, modelsFor, type CreateWebMetricOptions, type ModelFilesByRole } from './web/models.js';
 export { FilesModelSource } from './diffsim/model-source.js';

@@ -159,7 +159,7 @@ if (!version) {
   test(`a cache filled by this module is recognised by huggingface_hub ${version}: scan_cache_dir, try_to_load_from_cache, offline and online downloads`, async () => {
     const cache = join(tmp, 'ours');
     mkdirSync(cache);
-    const o = { env: {}, cacheDir: cache, endpoint: hub.url, onProgress: false as const };
+    const o = { env: {}, cacheDir: cache, endpoint: hub.url };
     const folder = await snapshotDownload(REPO, { ...o, select: { components: ['', 'unet', 'tokenizer'] } });
     await resolveModelFile(REPO, 'unet/missing.json', o).catch(() => undefined);
     const r = (await python(SCAN, [cache, REPO, 'unet/config.json', 'unet/missing.json', 'unet/diffusion_pytorch_model.bin'])) as {
@@ -194,7 +194,7 @@ if (!version) {
     const r = (await python(FILL, [cache, REPO, ...SELECTED])) as { folder: string; missing: string };
     assert.is(r.missing, 'EntryNotFound');
     const env = { HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' };
-    const o = { env, onProgress: false as const };
+    const o = { env };
     assert.is(await snapshotDownload(REPO, { ...o, select: { components: ['', 'unet', 'tokenizer'] } }), r.folder);
     const w = await resolveModelFile(REPO, 'unet/diffusion_pytorch_model.safetensors', o);
     assert.is(sha256Hex(readFileSync(w)), sha256Hex(FILES['unet/diffusion_pytorch_model.safetensors']!.content));
@@ -203,13 +203,13 @@ if (!version) {
     assert.ok(tree, "Python's trees/<commit>.json is readable");
     assert.is(tree!.get('unet/diffusion_pytorch_model.safetensors')?.lfs_sha256, sha256Hex(FILES['unet/diffusion_pytorch_model.safetensors']!.content));
     hub.clearLog();
-    await snapshotDownload(REPO, { env: {}, cacheDir: cache, endpoint: hub.url, onProgress: false, select: { components: ['', 'unet', 'tokenizer'] } });
+    await snapshotDownload(REPO, { env: {}, cacheDir: cache, endpoint: hub.url, select: { components: ['', 'unet', 'tokenizer'] } });
     assert.equal(hub.requests.map((q) => `${q.method} ${q.url}`), [`GET /api/models/${REPO}/revision/main`], 'only the revision look-up');
   });
   test(`a dataset cache filled by this module is recognised by huggingface_hub ${version}: scan_cache_dir (repo_type dataset), try_to_load_from_cache(repo_type="dataset"), snapshot_download`, async () => {
     const cache = join(tmp, 'ours-dataset');
     mkdirSync(cache);
-    const folder = await resolveDataset(`hf://datasets/${DATASET}`, { env: {}, cacheDir: cache, endpoint: hub.url, onProgress: false });
+    const folder = await resolveDataset(`hf://datasets/${DATASET}`, { env: {}, cacheDir: cache, endpoint: hub.url });
     const r = (await python(SCAN_DATASET, [cache, DATASET, 'images/a.png', 'images/sub/b.png', 'missing.json'])) as {
       warnings: string[];
       repos: { id: string; type: string; revisions: Record<string, { refs: string[]; files: string[] }> }[];
@@ -243,7 +243,7 @@ if (!version) {
     assert.is(r.folder, join(cache, 'datasets--org--py-bench', 'snapshots', DS_COMMIT));
     hub.clearLog();
     const env = { HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' };
-    const o = { env, onProgress: false as const };
+    const o = { env };
     assert.is(await resolveDataset(`hf://datasets/${DATASET}`, o), r.folder);
     assert.is(await resolveDataset(`hf://datasets/${DATASET}@main/images`, o), join(r.folder, 'images'));
     assert.is(await resolveDataset(`hf://datasets/${DATASET}@${DS_COMMIT}/images/sub`, o), join(r.folder, 'images', 'sub'));

@@ -21,11 +21,11 @@ import {
   resolveModelFile,
   selectRepoFiles,
   snapshotDownload,
-  stderrProgress,
   tryToLoadFromCache,
   type DownloadOptions,
-  type DownloadProgress,
+  type LoadEvent,
 } from '../src/hub/index.js';
+import { LoadDisplay } from '../src/cli/progress.js';
 
 const REPO = 'org/tiny-sd';
 const COMMIT = gitBlobSha1(text('commit 1'));
@@ -96,7 +96,7 @@ function freshCache(): string {
 
 /** Options isolated from the environment of the machine running the tests. */
 function opts(cacheDir: string, extra: DownloadOptions = {}): DownloadOptions {
-  return { env: {}, cacheDir, endpoint: hub.url, onProgress: false, retryDelayMs: 5, ...extra };
+  return { env: {}, cacheDir, endpoint: hub.url, retryDelayMs: 5, ...extra };
 }
 
 function storageOf(cacheDir: string, repoId = REPO, repoType: 'model' | 'dataset' = 'model'): string {
@@ -214,11 +214,11 @@ test('offline (HF_HUB_OFFLINE=1) uses the cache with the server stopped; a faile
   await snapshotDownload(REPO, { ...opts(cache), endpoint, select: SELECT });
   await local.stop();
   const env = { HF_HUB_OFFLINE: '1', HF_HUB_CACHE: cache, HF_ENDPOINT: endpoint };
-  const folder = await snapshotDownload(REPO, { env, onProgress: false, select: SELECT });
+  const folder = await snapshotDownload(REPO, { env, select: SELECT });
   assert.is(folder, join(storageOf(cache), 'snapshots', COMMIT));
-  const file = await resolveModelFile(REPO, 'unet/diffusion_pytorch_model.safetensors', { env, onProgress: false });
+  const file = await resolveModelFile(REPO, 'unet/diffusion_pytorch_model.safetensors', { env });
   assert.ok(same(readFileSync(file), FILES['unet/diffusion_pytorch_model.safetensors']!.content));
-  assert.is(await resolveModel(REPO, { env, onProgress: false, select: SELECT }), folder);
+  assert.is(await resolveModel(REPO, { env, select: SELECT }), folder);
   // Offline means no request at all, even with a hub that answers.
   hub.clearLog();
   const online = { ...opts(cache), env: { HF_HUB_OFFLINE: '1' }, select: SELECT };
@@ -226,11 +226,11 @@ test('offline (HF_HUB_OFFLINE=1) uses the cache with the server stopped; a faile
   assert.is(await resolveModelFile(REPO, 'unet/config.json', { ...opts(cache), env: { HF_HUB_OFFLINE: 'true' } }), join(folder, 'unet', 'config.json'));
   assert.equal(hub.requests, [], 'HF_HUB_OFFLINE: nothing sent');
   // Not offline, but nothing listens: the same answers from the cache.
-  const down = { env: { HF_HUB_CACHE: cache, HF_ENDPOINT: endpoint }, onProgress: false as const };
+  const down = { env: { HF_HUB_CACHE: cache, HF_ENDPOINT: endpoint } };
   assert.is(await snapshotDownload(REPO, { ...down, select: SELECT }), folder);
   assert.is(await resolveModelFile(REPO, 'unet/config.json', down), join(folder, 'unet', 'config.json'));
   // Offline, a selection the cache cannot satisfy is reported, not returned half done.
-  const e = await hubError(() => snapshotDownload(REPO, { env, onProgress: false, select: { ...SELECT, variant: 'fp16' } }), 'fp16 not cached');
+  const e = await hubError(() => snapshotDownload(REPO, { env, select: { ...SELECT, variant: 'fp16' } }), 'fp16 not cached');
   assert.is(e.code, 'incomplete');
   assert.match(e.message, /unet\/diffusion_pytorch_model\.fp16\.safetensors/);
 });
@@ -238,7 +238,7 @@ test('offline (HF_HUB_OFFLINE=1) uses the cache with the server stopped; a faile
 test('offline with an empty cache fails with one clear line naming the repo and the file, and the fix', async () => {
   const cache = freshCache();
   const env = { HF_HUB_OFFLINE: 'yes', HF_HUB_CACHE: cache };
-  const e = await hubError(() => resolveModelFile(REPO, 'unet/config.json', { env, onProgress: false }), 'offline file');
+  const e = await hubError(() => resolveModelFile(REPO, 'unet/config.json', { env }), 'offline file');
   assert.is(e.code, 'offline');
   assert.not.match(e.message, /\n/, 'one line');
   assert.match(e.message, /^org\/tiny-sd: "unet\/config\.json" is not in the Hugging Face cache/);
@@ -246,7 +246,7 @@ test('offline with an empty cache fails with one clear line naming the repo and 
   assert.match(e.message, /local folder/);
   assert.is(e.repoId, REPO);
   assert.is(e.path, 'unet/config.json');
-  const s = await hubError(() => resolveModel(REPO, { env, onProgress: false }), 'offline snapshot');
+  const s = await hubError(() => resolveModel(REPO, { env }), 'offline snapshot');
   assert.is(s.code, 'offline');
   assert.not.match(s.message, /\n/);
   assert.match(s.message, /^org\/tiny-sd: .*HF_HUB_OFFLINE=0.*local folder/);
@@ -254,7 +254,7 @@ test('offline with an empty cache fails with one clear line naming the repo and 
   const dead = new FakeHub({});
   const endpoint = await dead.start();
   await dead.stop();
-  const c = await hubError(() => resolveModelFile(REPO, 'unet/config.json', { env: { HF_HUB_CACHE: cache }, endpoint, onProgress: false }), 'refused');
+  const c = await hubError(() => resolveModelFile(REPO, 'unet/config.json', { env: { HF_HUB_CACHE: cache }, endpoint }), 'refused');
   assert.is(c.code, 'network');
   assert.not.match(c.message, /\n/);
   assert.match(c.message, /^org\/tiny-sd: "unet\/config\.json" is not in the Hugging Face cache .* cannot be reached \(ECONNREFUSED\)/);
@@ -332,18 +332,18 @@ test('a corrupted LFS body fails the sha256 check and leaves no file under the f
 test('HF_ENDPOINT and HF_TOKEN are honoured (also the token file and the explicit options)', async () => {
   const cache = freshCache();
   hub.clearLog();
-  const file = await resolveModelFile(PRIVATE, 'config.json', { env: { HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_secret', HF_HUB_CACHE: cache }, onProgress: false });
+  const file = await resolveModelFile(PRIVATE, 'config.json', { env: { HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_secret', HF_HUB_CACHE: cache } });
   assert.is(readFileSync(file, 'utf8'), '{"private": true}');
   assert.ok(hub.requests.length > 0, 'HF_ENDPOINT used');
   assert.ok(hub.requests.every((r) => r.headers.authorization === 'Bearer hf_secret'), 'every request carries the token');
   // The token goes to the hub, and to a redirect target on the same host, but not to a CDN elsewhere.
   hub.clearLog();
-  await resolveModelFile(PRIVATE, 'model.safetensors', { env: { HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_secret', HF_HUB_CACHE: cache }, onProgress: false });
+  await resolveModelFile(PRIVATE, 'model.safetensors', { env: { HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_secret', HF_HUB_CACHE: cache } });
   assert.is(hub.requestsFor('/cdn/')[0]!.headers.authorization, 'Bearer hf_secret', 'same host: kept');
   hub.cdnHost = 'localhost';
   try {
     hub.clearLog();
-    await resolveModelFile(PRIVATE, 'model.safetensors', { env: { HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_secret' }, cacheDir: freshCache(), onProgress: false });
+    await resolveModelFile(PRIVATE, 'model.safetensors', { env: { HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_secret' }, cacheDir: freshCache() });
     assert.is(hub.requestsFor('/resolve/')[0]!.headers.authorization, 'Bearer hf_secret');
     assert.is(hub.requestsFor('/cdn/').length, 1);
     assert.is(hub.requestsFor('/cdn/')[0]!.headers.authorization, undefined, 'another host: dropped');
@@ -357,11 +357,11 @@ test('HF_ENDPOINT and HF_TOKEN are honoured (also the token file and the explici
   const s = hubSettings({ env: { HF_HOME: home } });
   assert.is(s.token, 'hf_secret');
   assert.is(s.cacheDir, join(home, 'hub'));
-  const viaFile = await resolveModelFile(PRIVATE, 'config.json', { env: { HF_HOME: home, HF_ENDPOINT: hub.url }, onProgress: false, revision: PRIVATE_COMMIT });
+  const viaFile = await resolveModelFile(PRIVATE, 'config.json', { env: { HF_HOME: home, HF_ENDPOINT: hub.url }, revision: PRIVATE_COMMIT });
   assert.is(realpathSync(viaFile), realpathSync(join(home, 'hub', 'models--org--private', 'blobs', gitBlobSha1(text('{"private": true}')))));
   // The options object wins over the environment.
   hub.clearLog();
-  const e = await hubError(() => resolveModelFile(PRIVATE, 'config.json', { env: { HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_secret' }, cacheDir: freshCache(), token: 'hf_wrong', onProgress: false }), 'explicit token');
+  const e = await hubError(() => resolveModelFile(PRIVATE, 'config.json', { env: { HF_ENDPOINT: hub.url, HF_TOKEN: 'hf_secret' }, cacheDir: freshCache(), token: 'hf_wrong' }), 'explicit token');
   assert.is(hub.requests[0]!.headers.authorization, 'Bearer hf_wrong');
   assert.is(e.code, 'repo-not-found');
   assert.is(hubSettings({ env: { HF_ENDPOINT: 'http://a.example/' }, endpoint: 'http://b.example' }).endpoint, 'http://b.example');
@@ -458,16 +458,16 @@ test('a cache laid out exactly as Python writes it is used offline: refs/main, s
   assert.is(await tryToLoadFromCache('facebook/dinov2-small', 'tokenizer.json', 'main', { env }), null);
   assert.is(await tryToLoadFromCache('facebook/dinov2-small', 'config.json', 'v2', { env }), null, 'an unknown revision is not guessed');
   assert.is(await tryToLoadFromCache('facebook/other', 'config.json', 'main', { env }), null);
-  const w = await resolveModelFile('facebook/dinov2-small', 'model.safetensors', { env, onProgress: false });
+  const w = await resolveModelFile('facebook/dinov2-small', 'model.safetensors', { env });
   assert.ok(same(readFileSync(w), weights));
-  const missing = await hubError(() => resolveModelFile('facebook/dinov2-small', 'model.safetensors.index.json', { env, onProgress: false }), '.no_exist');
+  const missing = await hubError(() => resolveModelFile('facebook/dinov2-small', 'model.safetensors.index.json', { env }), '.no_exist');
   assert.is(missing.code, 'entry-not-found');
-  assert.is(await resolveModel('facebook/dinov2-small', { env, onProgress: false }), snap, 'the default selection for DINOv2 is satisfied');
-  assert.is(await snapshotDownload('facebook/dinov2-small', { env, onProgress: false, revision: commit }), snap);
+  assert.is(await resolveModel('facebook/dinov2-small', { env }), snap, 'the default selection for DINOv2 is satisfied');
+  assert.is(await snapshotDownload('facebook/dinov2-small', { env, revision: commit }), snap);
   // On systems without symlinks huggingface_hub copies the files into the snapshot.
   const copies = freshCache();
   writePythonCache(copies, 'openai/clip-vit-base-patch32', commit, [{ path: 'config.json', content: cfg, etag: gitBlobSha1(cfg) }], { revision: 'main', copies: true });
-  const copied = await resolveModelFile('openai/clip-vit-base-patch32', 'config.json', { env: { HF_HUB_CACHE: copies, HF_HUB_OFFLINE: '1' }, onProgress: false });
+  const copied = await resolveModelFile('openai/clip-vit-base-patch32', 'config.json', { env: { HF_HUB_CACHE: copies, HF_HUB_OFFLINE: '1' } });
   assert.not.ok(lstatSync(copied).isSymbolicLink());
   assert.ok(same(readFileSync(copied), cfg));
 });
@@ -498,7 +498,7 @@ test('two processes downloading the same file: one transfer, the other waits on 
   const path = 'unet/diffusion_pytorch_model.safetensors';
   const moduleUrl = new URL('../src/hub/index.js', import.meta.url).href;
   const script = `const { resolveModelFile } = await import(${JSON.stringify(moduleUrl)});
-const f = await resolveModelFile(${JSON.stringify(REPO)}, ${JSON.stringify(path)}, { env: {}, cacheDir: ${JSON.stringify(cache)}, endpoint: ${JSON.stringify(hub.url)}, onProgress: false });
+const f = await resolveModelFile(${JSON.stringify(REPO)}, ${JSON.stringify(path)}, { env: {}, cacheDir: ${JSON.stringify(cache)}, endpoint: ${JSON.stringify(hub.url)} });
 process.stdout.write(f);`;
   const run = (): Promise<{ code: number | null; out: string; err: string }> =>
     new Promise((done) => {
@@ -525,20 +525,29 @@ process.stdout.write(f);`;
   assert.equal(readdirSync(join(cache, '.locks', 'models--org--tiny-sd')), [], 'lock released');
 });
 
-test('progress: rate and ETA through the callback; the default reporter writes one line per file to stderr when not a TTY, nothing to stdout', async () => {
+test('progress: initiate, download, progress with rate and ETA, done through the callback; the CLI display writes one line per downloaded file when not a TTY, nothing to stdout', async () => {
   const cache = freshCache();
-  const events: DownloadProgress[] = [];
-  await resolveModelFile(REPO, 'unet/diffusion_pytorch_model.safetensors', opts(cache, { onProgress: (p) => events.push({ ...p }) }));
-  assert.is(events[0]!.phase, 'start');
-  assert.is(events.at(-1)!.phase, 'done');
-  assert.is(events.at(-1)!.loaded, 300_000);
-  assert.is(events.at(-1)!.total, 300_000);
-  const mid = events.filter((e) => e.phase === 'progress');
+  const events: LoadEvent[] = [];
+  const file = 'unet/diffusion_pytorch_model.safetensors';
+  await resolveModelFile(REPO, file, opts(cache, { onProgress: (e) => events.push({ ...e }) }));
+  assert.equal(events.slice(0, 2).map((e) => e.status), ['initiate', 'download']);
+  assert.ok(events.every((e) => e.status !== 'ready' && e.name === REPO && 'file' in e && e.file === file), 'every event names the repo and the file');
+  const last = events.at(-1)!;
+  assert.is(last.status, 'done');
+  assert.equal(last.status === 'done' && [last.total, last.cached, last.resumedFrom], [300_000, undefined, 0]);
+  const mid = events.flatMap((e) => (e.status === 'progress' ? [e] : []));
+  assert.is(mid.length, events.length - 3, 'only progress between download and done');
   assert.ok(mid.length >= 1);
   assert.ok(mid.every((e, i) => i === 0 || e.loaded >= mid[i - 1]!.loaded), 'monotonic');
-  assert.ok(mid.some((e) => e.rate > 0 && e.etaSeconds !== null), 'rate and ETA reported');
+  assert.ok(mid.every((e) => e.total === 300_000 && Math.abs(e.progress - (100 * e.loaded) / 300_000) < 1e-9), 'progress in percent');
+  assert.is(mid.at(-1)!.progress, 100);
+  assert.ok(mid.some((e) => e.rate! > 0 && e.eta !== undefined), 'rate and ETA reported');
+  // The same file again: cached, initiate then done.
+  const again: LoadEvent[] = [];
+  await resolveModelFile(REPO, file, opts(cache, { onProgress: (e) => again.push(e) }));
+  assert.equal(again, [{ status: 'initiate', name: REPO, file }, { status: 'done', name: REPO, file, total: 300_000, cached: true }]);
   const lines: string[] = [];
-  const report = stderrProgress({ isTTY: false, write: (t: string) => lines.push(t) });
+  const report = new LoadDisplay({ isTTY: false, write: (t: string) => lines.push(t) });
   const stdout = process.stdout.write.bind(process.stdout);
   let wroteStdout = '';
   process.stdout.write = ((chunk: string | Uint8Array) => {
@@ -546,18 +555,21 @@ test('progress: rate and ETA through the callback; the default reporter writes o
     return true;
   }) as typeof process.stdout.write;
   try {
-    await snapshotDownload(REPO, { ...opts(freshCache()), select: { components: ['unet', 'tokenizer'] }, onProgress: report });
+    await snapshotDownload(REPO, { ...opts(freshCache()), select: { components: ['unet', 'tokenizer'] }, onProgress: report.onProgress });
   } finally {
     process.stdout.write = stdout;
   }
+  report.end();
   assert.is(wroteStdout, '', 'nothing on stdout');
   assert.is(lines.length, 4, 'one line per finished file');
   assert.ok(lines.every((l) => l.endsWith('\n') && !l.includes('\r')));
   assert.ok(lines.some((l) => /^org\/tiny-sd: unet\/diffusion_pytorch_model\.safetensors 300 kB in \d+ s/.test(l)));
   const tty: string[] = [];
-  const bar = stderrProgress({ isTTY: true, columns: 80, write: (t: string) => tty.push(t) });
-  await resolveModelFile(REPO, 'unet/diffusion_pytorch_model.safetensors', opts(freshCache(), { onProgress: bar }));
+  const bar = new LoadDisplay({ isTTY: true, columns: 80, write: (t: string) => tty.push(t) });
+  await resolveModelFile(REPO, file, opts(freshCache(), { onProgress: bar.onProgress }));
+  bar.end();
   assert.ok(tty.some((t) => t.startsWith('\r\x1b[K') && / ETA |%/.test(t)), 'a redrawn bar on a terminal');
+  assert.match(tty.join(''), /\r\x1b\[Korg\/tiny-sd: unet\/diffusion_pytorch_model\.safetensors 300 kB in [^\r]*\n$/, 'the bar cleared for the line of the finished file, nothing left drawn');
 });
 
 test('settings: cache folder, offline values and token precedence follow huggingface_hub', () => {
@@ -643,7 +655,7 @@ test('a dataset (hf://datasets/org/name) lands in datasets--org--name as hugging
   const cache = freshCache();
   const lines: string[] = [];
   hub.clearLog();
-  const folder = await resolveDataset(`hf://datasets/${DATASET}`, { ...opts(cache), onProgress: stderrProgress({ isTTY: false, write: (t: string) => lines.push(t) }) });
+  const folder = await resolveDataset(`hf://datasets/${DATASET}`, { ...opts(cache), onProgress: new LoadDisplay({ isTTY: false, write: (t: string) => lines.push(t) }).onProgress });
   const storage = storageOf(cache, DATASET, 'dataset');
   assert.is(folder, join(storage, 'snapshots', DS_COMMIT));
   const all = Object.keys(DS_FILES).sort();
@@ -747,7 +759,7 @@ test('offline: a cached dataset (or folder of it) is used with no request; what 
   await resolveDataset(`hf://datasets/${DATASET}/images`, opts(cache));
   hub.clearLog();
   const env = { HF_HUB_OFFLINE: '1', HF_HUB_CACHE: cache, HF_ENDPOINT: hub.url };
-  const off = { env, onProgress: false as const };
+  const off = { env };
   assert.is(await resolveDataset(`hf://datasets/${DATASET}/images`, off), join(snap, 'images'));
   assert.is(await resolveDataset(`hf://datasets/${DATASET}/images/sub`, off), join(snap, 'images', 'sub'));
   assert.is(await resolveModelFile(DATASET, 'images/a.png', { ...off, repoType: 'dataset' }), join(snap, 'images', 'a.png'));
@@ -763,12 +775,12 @@ test('offline: a cached dataset (or folder of it) is used with no request; what 
   const empty = freshCache();
   await snapshotDownload(REPO, { ...opts(empty), select: { components: ['tokenizer'] } });
   const env2 = { HF_HUB_OFFLINE: '1', HF_HUB_CACHE: empty };
-  const e = await hubError(() => resolveDataset(`hf://datasets/${REPO}/data`, { env: env2, onProgress: false }), 'offline, not cached');
+  const e = await hubError(() => resolveDataset(`hf://datasets/${REPO}/data`, { env: env2 }), 'offline, not cached');
   assert.is(e.code, 'offline');
   assert.is(e.repoId, REPO);
   assert.not.match(e.message, /\n/);
   assert.match(e.message, /^datasets\/org\/tiny-sd: the snapshot is not in the Hugging Face cache \(.*\) and offline mode is on \(HF_HUB_OFFLINE=1\); set HF_HUB_OFFLINE=0 to download, or pass a local folder$/);
-  const f = await hubError(() => resolveModelFile(REPO, 'data.json', { env: env2, onProgress: false, repoType: 'dataset' }), 'offline file');
+  const f = await hubError(() => resolveModelFile(REPO, 'data.json', { env: env2, repoType: 'dataset' }), 'offline file');
   assert.is(f.code, 'offline');
   assert.match(f.message, /^datasets\/org\/tiny-sd: "data\.json" is not in the Hugging Face cache/);
   assert.is(f.path, 'data.json');
@@ -777,7 +789,7 @@ test('offline: a cached dataset (or folder of it) is used with no request; what 
   const png = bytes(3000, 31);
   writePythonCache(py, DATASET, DS_COMMIT, [{ path: 'images/a.png', content: png, etag: sha256Hex(png) }], { revision: 'main', repoType: 'dataset' });
   assert.equal(scanLikePython(py).warnings, []);
-  const pyEnv = { env: { HF_HUB_OFFLINE: '1', HF_HUB_CACHE: py }, onProgress: false as const };
+  const pyEnv = { env: { HF_HUB_OFFLINE: '1', HF_HUB_CACHE: py } };
   assert.is(await resolveDataset(`hf://datasets/${DATASET}/images`, pyEnv), join(storageOf(py, DATASET, 'dataset'), 'snapshots', DS_COMMIT, 'images'));
   const other = await hubError(() => resolveDataset(`hf://datasets/${DATASET}/other`, pyEnv), 'folder not cached, no file list');
   assert.is(other.code, 'offline');

@@ -5,7 +5,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createMetric, createMetrics, cosine64, lowerBetterOf, METRIC_NAMES, minMaxNormalise, toRgbImage, type CreateMetricOptions, type MetricLoadEvent } from '../src/diffsim/metric.js';
+import type { LoadEvent } from '../src/io/events.js';
+import { createMetric, createMetrics, cosine64, lowerBetterOf, METRIC_NAMES, minMaxNormalise, toRgbImage, type CreateMetricOptions } from '../src/diffsim/metric.js';
 import { DiffSim } from '../src/diffsim/core.js';
 import { Ensemble } from '../src/diffsim/ensemble.js';
 import { loadImage } from '../src/io/image.js';
@@ -120,20 +121,22 @@ test('embeddings of another metric, other settings or the same role are refused'
   }
 });
 
-test('progress while loading: resolve, weights (tensors and bytes rising to the total), ready, per model', async () => {
+test('progress while loading: weights (tensors and bytes rising to the total) and ready, per model, naming the model as given', async () => {
   const rt = await runtime();
-  const events: MetricLoadEvent[] = [];
+  const events: LoadEvent[] = [];
   const ms = await createMetrics(['diffsim', 'dino'], { ...MODELS, runtime: rt, onProgress: (e) => events.push(e) });
   for (const m of ms) await m.close();
-  assert.equal(events.filter((e) => e.kind === 'resolve').map((e) => e.role), ['sd', 'dino']);
-  assert.equal(events.filter((e) => e.kind === 'ready').map((e) => e.role), ['sd', 'dino']);
+  // Local folders: nothing to download.
+  assert.equal([...new Set(events.map((e) => e.status))].sort(), ['ready', 'weights']);
+  assert.equal(events.flatMap((e) => (e.status === 'ready' ? [[e.role, e.name, e.path]] : [])), [['sd', MODELS.model, MODELS.model], ['dino', MODELS.dinoModel, MODELS.dinoModel]]);
   for (const role of ['sd', 'dino'] as const) {
-    const w = events.flatMap((e) => (e.kind === 'weights' && e.role === role ? [e.progress] : []));
+    const w = events.flatMap((e) => (e.status === 'weights' && e.role === role ? [e] : []));
+    assert.ok(w.every((e) => e.name === (role === 'sd' ? MODELS.model : MODELS.dinoModel)), `${role}: named by the model`);
     // SD: the U-Net, VAE and text encoder files, each from 0 to all its tensors.
-    const files = [...new Set(w.map((p) => p.source))];
-    assert.is(files.length, role === 'sd' ? 3 : 1, `${role}: files`);
+    const files = [...new Set(w.map((p) => p.file))];
+    assert.equal(files.sort(), role === 'sd' ? ['text_encoder/model.safetensors', 'unet/diffusion_pytorch_model.safetensors', 'vae/diffusion_pytorch_model.safetensors'] : ['model.safetensors'], `${role}: files`);
     for (const f of files) {
-      const ps = w.filter((p) => p.source === f);
+      const ps = w.filter((p) => p.file === f);
       assert.is(ps[0]!.loaded, 0);
       assert.is(ps.at(-1)!.loaded, ps.at(-1)!.total, `${f}: every tensor`);
       assert.is(ps.at(-1)!.bytes, ps.at(-1)!.totalBytes, `${f}: every byte`);

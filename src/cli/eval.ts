@@ -11,7 +11,7 @@ import { mergeFiles, parseShard, runId, shardRange, type Shard, type Summary } f
 import { runEval } from '../eval/runner.js';
 import type { Metric } from '../diffsim/metric.js';
 import { closeMetrics, integer, choice, openMetrics, parseCommand, PRESET_SUMMARY, resolvedDiffSim, wrap } from './metric-options.js';
-import { ItemProgress } from './progress.js';
+import { ItemProgress, loadDisplay } from './progress.js';
 import { UsageError } from './errors.js';
 
 export const EVAL_USAGE = `  eval BENCHMARK DIR [options]   a benchmark of the paper, as its official script runs it: accuracy (%) with
@@ -120,8 +120,16 @@ export async function evalCommand(args: string[]): Promise<number> {
   const maxLive = opt('max-live') === undefined ? 48 : integer('eval', 'max-live', opt('max-live')!, 3);
 
   // The dataset and the protocol's items (every file checked) before any model is loaded.
-  const dir = dirSpec.startsWith('hf://') ? await resolveDataset(dirSpec) : resolvePath(dirSpec);
-  const originalsDir = originals === undefined ? undefined : originals.startsWith('hf://') ? await resolveDataset(originals) : resolvePath(originals);
+  const dataset = async (spec: string): Promise<string> => {
+    const display = loadDisplay(p.metric.progress);
+    try {
+      return await resolveDataset(spec, display ? { onProgress: display.onProgress } : {});
+    } finally {
+      display?.end();
+    }
+  };
+  const dir = dirSpec.startsWith('hf://') ? await dataset(dirSpec) : resolvePath(dirSpec);
+  const originalsDir = originals === undefined ? undefined : originals.startsWith('hf://') ? await dataset(originals) : resolvePath(originals);
   const all = await listItems(benchmark, dir, { ...protocol, ...(originalsDir !== undefined ? { originals: originalsDir } : {}) });
   const [from, to] = shard ? shardRange(all.length, shard) : [0, all.length];
   const items = all.slice(from, to);

@@ -6,11 +6,13 @@
 // preset and the defaults in settings.ts, so the command line and the library score alike.
 
 import { DiffSimSettingsError, DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
-import { createMetrics, DEFAULT_MODELS, METRIC_NAMES, type Metric, type MetricName, type MetricLoadEvent } from '../diffsim/metric.js';
+import { createMetrics, DEFAULT_MODELS, METRIC_NAMES, type Metric, type MetricName } from '../diffsim/metric.js';
+import type { LoadEventCallback } from '../io/events.js';
 import type { TensorCoreMode } from '../gpu/runtime.js';
 import type { WeightPrecision } from '../nn/weights.js';
 import type { ActivationDType } from '../kernels/common.js';
 import { UsageError } from './errors.js';
+import { loadDisplay } from './progress.js';
 
 export { DEFAULT_MODELS };
 export type CliMetric = MetricName | 'ensemble';
@@ -39,6 +41,8 @@ export interface MetricArgs {
   weights: WeightPrecision;
   activations: ActivationDType;
   tensorCores: TensorCoreMode;
+  /** --progress: the load display on stderr even when it is not a terminal. */
+  progress: boolean;
   /** The metric options given on the command line. */
   given: Set<string>;
 }
@@ -88,7 +92,7 @@ export const DIFFSIM_OPTION_TABLE: Readonly<Record<string, OptionToSettings>> = 
 });
 
 const METRIC_VALUE_OPTIONS = ['metric', 'preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
-const METRIC_FLAGS = ['fp16-score', 'ema'] as const;
+const METRIC_FLAGS = ['fp16-score', 'ema', 'progress'] as const;
 
 const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model'];
 /** Which of the other options each metric reads. */
@@ -159,7 +163,9 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --activations f32|f16  the U-Net's and VAE's activations between ops (default f32; f16 halves
                            their memory traffic, f32 accumulation; needs the adapter's shader-f16)
     --tensor-cores auto|on|off  GEMMs/convs on f16 subgroup matrices where the adapter has them:
-                           auto those with f16 weights (default), on all of them, off none`;
+                           auto those with f16 weights (default), on all of them, off none
+    --progress             model downloads and loading on stderr when it is not a terminal too (one
+                           line per downloaded file and per loaded model; a terminal always shows it)`;
 
 export function integer(command: string, name: string, value: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!/^[+-]?\d+$/.test(value)) throw new UsageError(`${command}: --${name} must be an integer, got ${JSON.stringify(value)}`);
@@ -218,6 +224,7 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     weights: 'f32',
     activations: 'f32',
     tensorCores: 'auto',
+    progress: false,
     given: new Set(),
   };
   const out: ParsedCommand = { positional: [], metric: m, options: new Map(), flags: new Set() };
@@ -243,6 +250,11 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     if (!isFlag && !isValue) throw new UsageError(`${command}: unknown option ${eq < 0 ? a : a.slice(0, eq)}`);
     if (isFlag) {
       if (eq >= 0) throw new UsageError(`${command}: --${name} takes no value`);
+      if (name === 'progress') {
+        // Not a metric setting: it applies whatever the metric.
+        m.progress = true;
+        continue;
+      }
       if (name === 'ema') {
         m.ema = true;
         m.given.add(name);
@@ -343,8 +355,11 @@ export function metricNames(metric: CliMetric): MetricName[] {
 }
 
 /** Loads the metrics (every one of a --metric list, on one runtime), turning setting errors into
- *  usage errors that name the option. */
-export async function openMetrics(command: string, m: MetricArgs, onProgress?: (e: MetricLoadEvent) => void): Promise<Metric[]> {
+ *  usage errors that name the option. Load events go to `onProgress`, else to the command's load
+ *  display (on a terminal, or with --progress). */
+export async function openMetrics(command: string, m: MetricArgs, onProgress?: LoadEventCallback): Promise<Metric[]> {
+  const display = onProgress ? undefined : loadDisplay(m.progress);
+  onProgress ??= display?.onProgress;
   try {
     return await createMetrics([...new Set(m.metrics.flatMap(metricNames))], {
       model: m.model,
@@ -373,6 +388,8 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: (
       throw new UsageError(`${command}: ${msg}`);
     }
     throw e;
+  } finally {
+    display?.end();
   }
 }
 

@@ -6,4 +6,4 @@ export { resolveHook, type HookPoint } from './hook.js';
 export { aasOutputs, aasSums, aasScores, aasFromSums, pairScore, type Qkv, type AasOutputs, type AasOptions, type AasScores, type PairScore, type AttentionLayout } from './aas.js';
 export { ClipMetric, Dinov2Metric, VisionEmbedding, DINOV2_IMAGE_PROCESSOR, type ClipMetricOptions, type VisionInput, type VisionLayerEmbedding, type VisionLayerScores, type VisionScores } from './vision.js';
 export { Ensemble, vote, majority, type Votes, type Pick, type EnsembleOptions } from './ensemble.js';
-export { createMetric, createMetrics, toRgbImage, lowerBetterOf, minMaxNormalise, cosine64, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type CreateMetricOptions, type MetricLoadEvent, type ModelRole, type ResolvedModel } from './metric.js';
+export { createMetric, createMetrics, toRgbImage, lowerBetterOf, minMaxNormalise, cosine64, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type CreateMetricOptions, type ModelRole, type ResolvedModel } from './metric.js';

@@ -13,8 +13,8 @@ import type { Runtime } from '../gpu/runtime.js';
 import { blobSource } from '../io/bytesource.js';
 import { decodeImage, type RgbImage } from '../io/image.js';
 import { encodeSafetensors, SafetensorsFile } from '../io/safetensors.js';
-import type { DownloadProgress } from '../hub/progress.js';
-import type { WeightLoadProgress, WeightPrecision } from '../nn/weights.js';
+import type { LoadRole } from '../io/events.js';
+import type { WeightPrecision } from '../nn/weights.js';
 import type { ActivationDType } from '../kernels/common.js';
 import { DiffSim, type DiffSimExecution, type DiffSimModels } from './core.js';
 import type { AasOutputs, AttentionLayout } from './aas.js';
@@ -62,15 +62,8 @@ export interface ResolvedModel {
   commit?: string;
 }
 
-/** What a metric reports while it loads. */
-export type MetricLoadEvent =
-  | { kind: 'resolve'; role: ModelRole; spec: string }
-  | { kind: 'download'; role: ModelRole; progress: DownloadProgress }
-  | { kind: 'weights'; role: ModelRole; progress: WeightLoadProgress }
-  | { kind: 'ready'; role: ModelRole; model: ResolvedModel };
-
-/** Which model of a metric an event is about. */
-export type ModelRole = 'sd' | 'ipAdapter' | 'clip' | 'dino';
+/** Which model of a metric a load event is about. */
+export type ModelRole = LoadRole;
 
 /** The settings of the metrics a call builds (what does not concern where the models come from). */
 export interface MetricSettingsOptions {

@@ -6,9 +6,10 @@
 import { Runtime, type TensorCoreMode } from '../gpu/runtime.js';
 import { resolveModel, type ResolveModelOptions } from '../hub/resolve.js';
 import { loadImage, type RgbImage } from '../io/image.js';
+import type { LoadEventCallback } from '../io/events.js';
 import { localModelFiles } from '../io/local-files.js';
 import type { ModelFiles } from '../io/model-files.js';
-import { assertName, buildMetrics, decodeImageInput, DEFAULT_MODELS, type ImageInput, type Metric, type MetricLoadEvent, type MetricName, type MetricSettingsOptions, type ModelRole, type ResolvedModel } from './metric-core.js';
+import { assertName, buildMetrics, decodeImageInput, DEFAULT_MODELS, type ImageInput, type Metric, type MetricName, type MetricSettingsOptions, type ModelRole, type ResolvedModel } from './metric-core.js';
 import { FilesModelSource } from './model-source.js';
 
 export * from './metric-core.js';
@@ -41,20 +42,19 @@ export interface CreateMetricOptions extends MetricSettingsOptions {
   clipQkvSource?: 'pre-ln' | 'post-ln';
   /** Hub options for ids (offline, endpoint, token, cache folder, download progress). */
   hub?: ResolveModelOptions;
-  /** Load progress: model resolution, downloads, weights on the GPU. Downloads also report on
-   *  stderr unless `hub.onProgress` says otherwise. */
-  onProgress?: (event: MetricLoadEvent) => void;
+  /** Load events, each with the model's `role`: every file of a hub id (`initiate`, `download`,
+   *  `progress`, `done`), `weights` per checkpoint, `ready` per model. Nothing is printed without it. */
+  onProgress?: LoadEventCallback;
 }
 
 /** A local path or hub id, resolved to model files (hub ids through the Hugging Face cache). */
-async function resolveFiles(spec: string, role: ModelRole, hubOptions: ResolveModelOptions, emit: ((e: MetricLoadEvent) => void) | undefined, select?: ResolveModelOptions['select']): Promise<{ files: ModelFiles; model: ResolvedModel }> {
-  emit?.({ kind: 'resolve', role, spec });
+async function resolveFiles(spec: string, role: ModelRole, hubOptions: ResolveModelOptions, emit: LoadEventCallback | undefined, select?: ResolveModelOptions['select']): Promise<{ files: ModelFiles; model: ResolvedModel }> {
   const hub: ResolveModelOptions = { ...hubOptions, ...(select ? { select } : {}) };
-  if (emit && hub.onProgress !== false) {
+  if (emit) {
     const inner = hub.onProgress;
-    hub.onProgress = (p) => {
-      inner?.(p);
-      emit({ kind: 'download', role, progress: p });
+    hub.onProgress = (e) => {
+      inner?.(e);
+      emit({ ...e, role });
     };
   }
   const files = await localModelFiles(await resolveModel(spec, hub));

@@ -3,12 +3,12 @@
 // (browsers) is given hub downloads or picked folders; both load through this one class.
 
 import type { Runtime } from '../gpu/runtime.js';
+import type { LoadEvent, LoadEventCallback } from '../io/events.js';
 import type { ModelFiles } from '../io/model-files.js';
 import { loadClipModel, loadDinov2, processorConfig, type ModelLoadOptions, type Sd15LoadOptions } from '../models/load.js';
-import type { WeightLoadProgress } from '../nn/weights.js';
 import { CLIP_IMAGE_PROCESSOR } from './core.js';
 import { loadDiffSimModels, type DiffSimModels } from './load.js';
-import type { MetricLoadEvent, MetricModelSource, ModelRole, ResolvedModel } from './metric-core.js';
+import type { MetricModelSource, ModelRole, ResolvedModel } from './metric-core.js';
 import { ClipMetric, Dinov2Metric, DINOV2_IMAGE_PROCESSOR } from './vision.js';
 
 /** The model files of each role a metric needs (sd for diffsim, clip, dino; ipAdapter for diffsim-c). */
@@ -22,7 +22,8 @@ export interface FilesModelSourceOptions {
   tokenizer?: () => Promise<ModelFiles>;
   /** Single-file SD1.5 checkpoints: the EMA U-Net weights where the file has them. */
   ema?: boolean;
-  onProgress?: (e: MetricLoadEvent) => void;
+  /** `weights` events of each checkpoint and `ready` per model, with the model's role. */
+  onProgress?: LoadEventCallback;
 }
 
 /** The files of a role: given (browsers), or resolved from a path or hub id on first use (Node). */
@@ -60,22 +61,40 @@ export class FilesModelSource implements MetricModelSource {
     return (await this.filesOf(role)).model;
   }
 
-  private weightOptions(role: ModelRole): ModelLoadOptions {
+  /** Load options whose `weights` events carry the role of the model the file belongs to and the
+   *  model as it was asked for (a repo id rather than the cache folder it resolved to). */
+  private weightOptions(models: readonly Loaded[]): ModelLoadOptions {
     const emit = this.o.onProgress;
-    return { weights: this.o.weights ?? 'f32', activations: this.o.activations ?? 'f32', ...(emit ? { onProgress: (progress: WeightLoadProgress) => emit({ kind: 'weights', role, progress }) } : {}) };
+    const base = { weights: this.o.weights ?? 'f32', activations: this.o.activations ?? 'f32' } as const;
+    if (!emit) return base;
+    return {
+      ...base,
+      onProgress: (e: LoadEvent) => {
+        if (e.status !== 'weights') return emit(e);
+        // The longest root first: a model's files may sit inside another's folder.
+        const m = [...models].sort((a, b) => b.files.name.length - a.files.name.length).find((x) => e.name === x.files.name || e.name.startsWith(`${x.files.name}/`));
+        if (!m) return emit({ ...e, role: models[0]!.role });
+        const sub = e.name.slice(m.files.name.length + 1);
+        emit({ ...e, name: m.model.spec, file: sub ? `${sub}/${e.file}` : e.file, role: m.role });
+      },
+    };
+  }
+
+  private ready(m: Loaded): void {
+    this.o.onProgress?.({ status: 'ready', name: m.model.spec, role: m.role, path: m.model.path, ...(m.model.commit ? { commit: m.model.commit } : {}) });
   }
 
   /** SD1.5, with the IP-Adapter when any metric of the call needs it (DiffSim-S runs on the same
    *  models: the adapter changes nothing unless a pass is given its conditioning). */
   diffsimModels(withIp: boolean): Promise<DiffSimModels> {
     this.sd ??= (async () => {
-      const sd = await this.filesOf('sd');
-      const ip = withIp ? await this.filesOf('ipAdapter') : undefined;
-      const o: Sd15LoadOptions & { ipAdapter?: ModelFiles } = { ...this.weightOptions('sd'), ...(ip ? { ipAdapter: ip.files } : {}), ...(this.o.ema !== undefined ? { ema: this.o.ema } : {}) };
+      const sd = await this.loaded('sd');
+      const ip = withIp ? await this.loaded('ipAdapter') : undefined;
+      const o: Sd15LoadOptions & { ipAdapter?: ModelFiles } = { ...this.weightOptions(ip ? [sd, ip] : [sd]), ...(ip ? { ipAdapter: ip.files } : {}), ...(this.o.ema !== undefined ? { ema: this.o.ema } : {}) };
       if (this.o.tokenizer && !sd.files.paths.includes('tokenizer/vocab.json')) o.tokenizer = await this.o.tokenizer();
       const models = await loadDiffSimModels(this.rt, sd.files, o);
-      this.o.onProgress?.({ kind: 'ready', role: 'sd', model: sd.model });
-      if (ip) this.o.onProgress?.({ kind: 'ready', role: 'ipAdapter', model: ip.model });
+      this.ready(sd);
+      if (ip) this.ready(ip);
       return models;
     })();
     return this.sd;
@@ -83,10 +102,10 @@ export class FilesModelSource implements MetricModelSource {
 
   clipMetric(): Promise<ClipMetric> {
     this.clip ??= (async () => {
-      const { files, model: m } = await this.filesOf('clip');
-      const model = await loadClipModel(this.rt, files, this.weightOptions('clip'));
-      const processor = await processorConfig(files, CLIP_IMAGE_PROCESSOR);
-      this.o.onProgress?.({ kind: 'ready', role: 'clip', model: m });
+      const m = await this.loaded('clip');
+      const model = await loadClipModel(this.rt, m.files, this.weightOptions([m]));
+      const processor = await processorConfig(m.files, CLIP_IMAGE_PROCESSOR);
+      this.ready(m);
       return new ClipMetric(this.rt, model, { processor, qkvSource: this.o.clipQkvSource ?? 'pre-ln' });
     })();
     return this.clip;
@@ -94,12 +113,23 @@ export class FilesModelSource implements MetricModelSource {
 
   dinoMetric(): Promise<Dinov2Metric> {
     this.dino ??= (async () => {
-      const { files, model: m } = await this.filesOf('dino');
-      const model = await loadDinov2(this.rt, files, this.weightOptions('dino'));
-      const processor = await processorConfig(files, DINOV2_IMAGE_PROCESSOR);
-      this.o.onProgress?.({ kind: 'ready', role: 'dino', model: m });
+      const m = await this.loaded('dino');
+      const model = await loadDinov2(this.rt, m.files, this.weightOptions([m]));
+      const processor = await processorConfig(m.files, DINOV2_IMAGE_PROCESSOR);
+      this.ready(m);
       return new Dinov2Metric(this.rt, model, { processor });
     })();
     return this.dino;
   }
+
+  private async loaded(role: ModelRole): Promise<Loaded> {
+    return { role, ...(await this.filesOf(role)) };
+  }
+}
+
+/** A role's files and what they were resolved from. */
+interface Loaded {
+  role: ModelRole;
+  files: ModelFiles;
+  model: ResolvedModel;
 }

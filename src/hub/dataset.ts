@@ -130,7 +130,7 @@ function literalGlob(s: string): string {
 
 /** A local folder for a dataset. `hf://datasets/org/name[@revision][/folder]` is downloaded into the
  *  Hugging Face cache (every file of the dataset, or only those under `folder`, through
- *  {@link snapshotDownload}: resumed, checked, progress on stderr) or found there offline, and the
+ *  {@link snapshotDownload}: resumed, checked, progress through `onProgress`) or found there offline, and the
  *  snapshot folder, or `folder` inside it, is returned. Any other string is a local path and is
  *  returned unchanged (the bare `datasets/org/name` included: it is a relative path as well).
  *

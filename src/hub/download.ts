@@ -7,13 +7,12 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import process from 'node:process';
+import type { LoadEventCallback } from '../io/events.js';
 import { blobPath, createCacheDirTag, isFile, linkBlob, noExistPath, pointerPath, readRef, repoCacheDir, writeNoExist, writeRef } from './cache.js';
 import { HubError, isHubError } from './errors.js';
 import { authHeaders, describeCause, fileMetadata, httpError, hubFetch, type FileMetadata } from './http.js';
 import { acquireLock } from './lock.js';
 import { COMMIT_HASH, repoFolderName, repoUrlName, SHA256, validateRepoPath, validateRepoType, validateRevision, type RepoType } from './paths.js';
-import { stderrProgress, type DownloadProgress, type ProgressCallback } from './progress.js';
 import { hubSettings, type HubOptions, type HubSettings } from './settings.js';
 
 /** Options of the download functions. */
@@ -22,8 +21,9 @@ export interface DownloadOptions extends HubOptions {
   repoType?: RepoType;
   /** Branch, tag or commit hash (default `main`). */
   revision?: string;
-  /** Progress reports; by default {@link stderrProgress} (stderr only), `false` for none. */
-  onProgress?: ProgressCallback | false;
+  /** Load events of each file (`initiate`, `download`, `progress`, `done`; `wait` on another
+   *  process's lock). Nothing is printed without it. */
+  onProgress?: LoadEventCallback;
   /** Times a broken transfer is resumed (Range request) before giving up (default 5; a transfer
    *  that made progress gets its count back). The `.incomplete` file stays for a later call. */
   retries?: number;
@@ -37,7 +37,7 @@ export interface DownloadOptions extends HubOptions {
 export interface CallContext {
   settings: HubSettings;
   repoType: RepoType;
-  progress: ProgressCallback | undefined;
+  progress: LoadEventCallback | undefined;
   retries: number;
   retryDelayMs: number;
   lockStaleMs: number;
@@ -49,7 +49,7 @@ export function callContext(o: DownloadOptions): CallContext {
   return {
     settings: hubSettings(o),
     repoType,
-    progress: o.onProgress === false ? undefined : (o.onProgress ?? stderrProgress()),
+    progress: o.onProgress,
     retries: o.retries ?? 5,
     retryDelayMs: o.retryDelayMs ?? 1000,
     lockStaleMs: o.lockStaleMs ?? 60_000,
@@ -81,9 +81,16 @@ function contentRangeStart(h: string | null): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** What a transfer did, for its `done` event. */
+interface Transferred {
+  total: number;
+  elapsed: number;
+  resumedFrom: number;
+}
+
 /** Downloads `meta.location` into `incomplete` (appending to what is there), verifies it and renames
  *  it to `blob`. */
-async function transfer(ctx: CallContext, repoId: string, path: string, meta: FileMetadata, incomplete: string, blob: string): Promise<void> {
+async function transfer(ctx: CallContext, repoId: string, path: string, meta: FileMetadata, incomplete: string, blob: string): Promise<Transferred> {
   const s = ctx.settings;
   const name = repoUrlName(repoId, ctx.repoType);
   const subject = { repoId, repoType: ctx.repoType, revision: meta.commit, path };
@@ -101,13 +108,8 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
     const resumedFrom = size;
     const started = Date.now();
     let received = 0;
-    const report = (phase: DownloadProgress['phase']): void => {
-      if (!ctx.progress) return;
-      const elapsed = (Date.now() - started) / 1000;
-      const rate = elapsed > 0 ? received / elapsed : 0;
-      ctx.progress({ repoId, repoType: ctx.repoType, path, phase, loaded: size, total: meta.size, resumedFrom, rate, etaSeconds: rate > 0 ? (meta.size - size) / rate : phase === 'done' ? 0 : null, elapsedSeconds: elapsed });
-    };
-    report('start');
+    const emit = ctx.progress;
+    emit?.({ status: 'download', name, file: path });
     // Authorization goes to the hub, not to a CDN on another host (as huggingface_hub drops it).
     const sameHost = new URL(meta.location).host === new URL(s.endpoint).host;
     let left = ctx.retries;
@@ -152,7 +154,11 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
           if (verify) hash.update(chunk);
           size += chunk.byteLength;
           received += chunk.byteLength;
-          report('progress');
+          if (emit) {
+            const elapsed = (Date.now() - started) / 1000;
+            const rate = elapsed > 0 ? received / elapsed : 0;
+            emit({ status: 'progress', name, file: path, loaded: size, total: meta.size, progress: meta.size ? (100 * size) / meta.size : 100, rate, ...(rate > 0 ? { eta: (meta.size - size) / rate } : {}), elapsed, resumedFrom });
+          }
         }
         if (size < meta.size) throw new Error(`the answer ended at ${size} of ${meta.size} bytes`);
       } catch (e) {
@@ -184,20 +190,21 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
       }
     }
     await rename(incomplete, blob);
-    report('done');
+    return { total: meta.size, elapsed: (Date.now() - started) / 1000, resumedFrom };
   } finally {
     if (!closed) await fh.close().catch(() => undefined);
   }
 }
 
-/** Puts the blob of `meta` in the cache (unless there) and the snapshot pointer to it. */
-export async function fetchIntoCache(ctx: CallContext, repoId: string, path: string, revision: string, meta: FileMetadata): Promise<string> {
+/** Puts the blob of `meta` in the cache (unless there) and the snapshot pointer to it; says what
+ *  was transferred (nothing when the blob was there). */
+async function fetchIntoCache(ctx: CallContext, repoId: string, path: string, revision: string, meta: FileMetadata): Promise<{ pointer: string; transferred?: Transferred }> {
   const s = ctx.settings;
   const storage = repoCacheDir(repoId, s.cacheDir, ctx.repoType);
   const pointer = pointerPath(storage, meta.commit, path);
   if (await isFile(pointer)) {
     await writeRef(storage, revision, meta.commit).catch(() => undefined);
-    return pointer;
+    return { pointer };
   }
   const blob = blobPath(storage, meta.etag);
   await mkdir(join(storage, 'blobs'), { recursive: true });
@@ -206,19 +213,16 @@ export async function fetchIntoCache(ctx: CallContext, repoId: string, path: str
   const lock = join(s.cacheDir, '.locks', repoFolderName(repoId, ctx.repoType), `${meta.etag}.lock`);
   const release = await acquireLock(lock, {
     staleMs: ctx.lockStaleMs,
-    onWait: () => ctx.progress && process.stderr.write(`${repoUrlName(repoId, ctx.repoType)}: waiting for another process downloading "${path}" (${lock})\n`),
+    onWait: () => ctx.progress?.({ status: 'wait', name: repoUrlName(repoId, ctx.repoType), file: path, lock }),
   });
+  let transferred: Transferred | undefined;
   try {
-    let newBlob = false;
-    if (!(await isFile(blob))) {
-      await transfer(ctx, repoId, path, meta, `${blob}.incomplete`, blob);
-      newBlob = true;
-    }
-    if (!(await isFile(pointer))) await linkBlob(blob, pointer, { newBlob, disableSymlinks: s.disableSymlinks });
+    if (!(await isFile(blob))) transferred = await transfer(ctx, repoId, path, meta, `${blob}.incomplete`, blob);
+    if (!(await isFile(pointer))) await linkBlob(blob, pointer, { newBlob: transferred !== undefined, disableSymlinks: s.disableSymlinks });
   } finally {
     await release();
   }
-  return pointer;
+  return transferred ? { pointer, transferred } : { pointer };
 }
 
 /** The file from the cache, for when the hub cannot be asked; `undefined` when not there. */
@@ -242,15 +246,29 @@ export async function resolveModelFile(repoId: string, path: string, options: Do
   return downloadFile(callContext(options), repoId, path, options.revision ?? 'main');
 }
 
+/** The file as {@link resolveModelFile} gives it, with its `initiate` and `done` events (`done`
+ *  only once the snapshot pointer is in place). */
 export async function downloadFile(ctx: CallContext, repoId: string, path: string, revision: string): Promise<string> {
   validateRepoPath(repoId, path);
   validateRevision(repoId, revision);
+  const name = repoUrlName(repoId, ctx.repoType);
+  const emit = ctx.progress;
+  emit?.({ status: 'initiate', name, file: path });
+  const { pointer, size, transferred } = await locateFile(ctx, repoId, path, revision);
+  if (emit) {
+    if (transferred) emit({ status: 'done', name, file: path, ...transferred });
+    else emit({ status: 'done', name, file: path, ...(size !== undefined ? { total: size } : {}), cached: true });
+  }
+  return pointer;
+}
+
+async function locateFile(ctx: CallContext, repoId: string, path: string, revision: string): Promise<{ pointer: string; size?: number; transferred?: Transferred }> {
   const s = ctx.settings;
   const name = repoUrlName(repoId, ctx.repoType);
   const storage = repoCacheDir(repoId, s.cacheDir, ctx.repoType);
   if (COMMIT_HASH.test(revision)) {
     const pointer = pointerPath(storage, revision, path);
-    if (await isFile(pointer)) return pointer;
+    if (await isFile(pointer)) return { pointer };
     if (await isFile(noExistPath(storage, revision, path))) {
       throw new HubError('entry-not-found', `${name}: no file "${path}" at revision "${revision}" (known from the cache)`, { repoId, path });
     }
@@ -276,9 +294,9 @@ export async function downloadFile(ctx: CallContext, repoId: string, path: strin
   }
   if (!meta) {
     const cached = await fromCache(storage, revision, path);
-    if (cached.pointer) return cached.pointer;
+    if (cached.pointer) return { pointer: cached.pointer };
     if (cached.noExist) throw new HubError('entry-not-found', `${name}: no file "${path}" at revision "${revision}" (known from the cache)`, { repoId, path });
     throw notCachedError(ctx, repoId, `"${path}"${revision === 'main' ? '' : ` at revision "${revision}"`}`, failure, { path });
   }
-  return fetchIntoCache(ctx, repoId, path, revision, meta);
+  return { ...(await fetchIntoCache(ctx, repoId, path, revision, meta)), size: meta.size };
 }

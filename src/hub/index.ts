@@ -7,5 +7,5 @@ export { resolveModelFile, type DownloadOptions } from './download.js';
 export { snapshotDownload, type SnapshotOptions } from './snapshot.js';
 export { selectRepoFiles, shardsOf, MODEL_SELECTIONS, type FileSelection, type ModelSelection } from './select.js';
 export { resolveModel, parseModelSpec, type ModelSpec, type ResolveModelOptions } from './resolve.js';
-export { stderrProgress, formatBytes, formatSeconds, type DownloadProgress, type ProgressCallback, type ProgressStream } from './progress.js';
+export type { LoadEvent, LoadEventCallback } from '../io/events.js';
 export { resolveDataset, parseDatasetSpec, parseHfUri, type DatasetSpec, type HfUri, type ResolveDatasetOptions } from './dataset.js';

@@ -121,10 +121,15 @@ export async function openWeights(files: ModelFiles, path: string, o: { headersO
     if (!hasFile(files, p)) throw missing(files, p, 'weights file');
     return SafetensorsFile.open(await open(p));
   };
-  if (!path.endsWith('.json')) return openOne(path);
-  const bytes = await readBytes(files, path, 'shard index');
-  const dir = dirOfRel(path);
-  return ShardedSafetensors.fromIndex(describe(files, path), bytes, (shard) => openOne(joinRel(dir, shard)));
+  let src: TensorSource;
+  if (!path.endsWith('.json')) src = await openOne(path);
+  else {
+    const bytes = await readBytes(files, path, 'shard index');
+    const dir = dirOfRel(path);
+    src = await ShardedSafetensors.fromIndex(describe(files, path), bytes, (shard) => openOne(joinRel(dir, shard)));
+  }
+  src.origin = { name: files.name, file: path };
+  return src;
 }
 
 /** Runs `fn` on opened weights and closes them whatever happens. */

@@ -5,6 +5,7 @@
 // block; offsets are relative to the start of the data block. Tensors are read one at a time with
 // positioned reads.
 
+import type { LoadOrigin } from './events.js';
 import { FileError } from './errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../gpu/half.js';
 import { openFile, type ByteSource } from './bytesource.js';
@@ -49,6 +50,8 @@ export interface RawTensor {
 /** The read side shared by single files and sharded checkpoints. */
 export interface TensorSource {
   readonly name: string;
+  /** The model files and path it was opened from (set by `openWeights`): how load events name it. */
+  origin?: LoadOrigin;
   readonly metadata: Readonly<Record<string, string>>;
   names(): string[];
   has(name: string): boolean;
@@ -204,6 +207,7 @@ export function parseHeader(file: string, headerBytes: Uint8Array, fileSize: num
 }
 
 export class SafetensorsFile implements TensorSource {
+  origin?: LoadOrigin;
   private constructor(
     private readonly source: ByteSource,
     private readonly tensors: Map<string, TensorInfo>,
@@ -349,6 +353,7 @@ export function rawToInt32(raw: RawTensor, tensorName = 'tensor'): Int32Array {
 
 /** A checkpoint split over several files, described by `*.safetensors.index.json`. */
 export class ShardedSafetensors implements TensorSource {
+  origin?: LoadOrigin;
   private constructor(
     readonly name: string,
     private readonly shards: Map<string, SafetensorsFile>,

@@ -5,7 +5,8 @@
 
 import type { Runtime } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/safetensors.js';
-import { WeightStore, type WeightLoadProgress, type WeightPrecision } from '../nn/weights.js';
+import type { LoadEventCallback } from '../io/events.js';
+import { WeightStore, type WeightPrecision } from '../nn/weights.js';
 import type { ModelComputeOptions } from '../nn/context.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from './clip-vision.js';
 import { ClipTextModel, type ClipTextConfig } from './clip-text.js';
@@ -19,8 +20,8 @@ import { VaeEncoder, legacyVaeKey, type VaeConfig } from './vae.js';
  *  compute in f32). */
 export interface ModelLoadOptions extends ModelComputeOptions {
   weights?: WeightPrecision;
-  /** Progress of each checkpoint's load (tensors and bytes on the GPU). */
-  onProgress?: (p: WeightLoadProgress) => void;
+  /** `weights` events of each checkpoint's load (tensors and bytes on the GPU). */
+  onProgress?: LoadEventCallback;
 }
 
 /** Non-persistent buffers some exports carry. */

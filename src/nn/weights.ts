@@ -5,6 +5,7 @@
 
 import { DTYPE_BYTES, ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/safetensors.js';
+import type { LoadEventCallback } from '../io/events.js';
 import { Vocabulary } from './context.js';
 
 export class Param {
@@ -115,20 +116,8 @@ export interface LoadOptions {
    *  checkpoint stores F16 (half the memory, the checkpoint's own values); 'f16' rounds every such
    *  weight to f16. Norms, biases and embeddings stay f32. */
   weights?: WeightPrecision;
-  /** Called after each tensor is on the GPU (and once before the first, with loaded 0). */
-  onProgress?: (p: WeightLoadProgress) => void;
-}
-
-/** Progress of one checkpoint's load. */
-export interface WeightLoadProgress {
-  /** The checkpoint (file name as the source names it). */
-  source: string;
-  /** Tensors on the GPU so far, of `total`. */
-  loaded: number;
-  total: number;
-  /** Checkpoint bytes read so far, of `totalBytes`. */
-  bytes: number;
-  totalBytes: number;
+  /** `weights` events: once before the first tensor (loaded 0), then after each is on the GPU. */
+  onProgress?: LoadEventCallback;
 }
 
 /** All parameters of a model, by full key. */
@@ -201,7 +190,10 @@ export class WeightStore {
     for (const ck of byKey.values()) totalBytes += source.info(ck).end - source.info(ck).begin;
     let loaded = 0;
     let bytes = 0;
-    opts.onProgress?.({ source: source.name, loaded, total, bytes, totalBytes });
+    // The model files and path where known, so these events name the file as its download did.
+    const at = source.origin ?? { name: source.name, file: source.name };
+    const emit = opts.onProgress;
+    emit?.({ status: 'weights', name: at.name, file: at.file, loaded, total, bytes, totalBytes });
     for (const [k, p] of this.params) {
       const ck = byKey.get(k)!;
       const info = source.info(ck);
@@ -215,7 +207,8 @@ export class WeightStore {
         throw e;
       }
       bytes += info.end - info.begin;
-      opts.onProgress?.({ source: source.name, loaded: ++loaded, total, bytes, totalBytes });
+      loaded++;
+      emit?.({ status: 'weights', name: at.name, file: at.file, loaded, total, bytes, totalBytes });
     }
     this.buildFusions(rt);
   }

@@ -8,25 +8,8 @@
 
 import { selectRepoFiles, type ModelSelection } from '../hub/select.js';
 import { blobSource, type ByteSource } from '../io/bytesource.js';
+import type { LoadEventCallback } from '../io/events.js';
 import type { ModelFiles } from '../io/model-files.js';
-
-/** Progress of one file, shaped like transformers.js's progress events. */
-export interface FileProgress {
-  status: 'initiate' | 'progress' | 'done';
-  /** The repo id (or the picked folder's name). */
-  name: string;
-  /** The path inside the repo. */
-  file: string;
-  /** Bytes so far and in all (`done`: both the file size). */
-  loaded: number;
-  total: number;
-  /** Percent, 0–100. */
-  progress: number;
-  /** Whether the bytes came from Cache Storage (or a picked file) rather than the network. */
-  cached?: boolean;
-}
-
-export type FileProgressCallback = (p: FileProgress) => void;
 
 export interface WebHubOptions {
   /** Hub endpoint (default https://huggingface.co). */
@@ -37,7 +20,9 @@ export interface WebHubOptions {
   token?: string;
   /** Cache Storage name (default `diffsim-hub`); `null` downloads without caching. */
   cacheName?: string | null;
-  onProgress?: FileProgressCallback;
+  /** Load events of each file, as the Node hub cache emits them: `initiate`, then `done` (cached)
+   *  or `download`, `progress`… and `done`. */
+  onProgress?: LoadEventCallback;
   /** The fetch to use (default globalThis.fetch). */
   fetch?: typeof fetch;
 }
@@ -181,18 +166,18 @@ export class HubModelFiles implements ModelFiles {
     const f = this.fileOf(path);
     const url = this.url(path);
     const emit = this.o.onProgress;
+    const name = this.name;
+    emit?.({ status: 'initiate', name, file: path });
     const cache = await openCache(this.o.cacheName);
     const hit = cache ? await cache.match(url) : undefined;
     if (hit) {
       const blob = await hit.blob();
       if (blob.size === f.size) {
-        emit?.({ status: 'initiate', name: this.name, file: path, loaded: 0, total: f.size, progress: 0, cached: true });
-        emit?.({ status: 'done', name: this.name, file: path, loaded: f.size, total: f.size, progress: 100, cached: true });
+        emit?.({ status: 'done', name, file: path, total: f.size, cached: true });
         return blob;
       }
       await cache!.delete(url);
     }
-    emit?.({ status: 'initiate', name: this.name, file: path, loaded: 0, total: f.size, progress: 0 });
     const doFetch = this.o.fetch ?? globalThis.fetch.bind(globalThis);
     let res: Response;
     try {
@@ -201,13 +186,18 @@ export class HubModelFiles implements ModelFiles {
       throw new WebHubError(url, `download failed (${(e as Error).message})`);
     }
     if (!res.ok || !res.body) throw new WebHubError(url, `download failed (HTTP ${res.status})`);
+    emit?.({ status: 'download', name, file: path });
     let loaded = 0;
-    const name = this.name;
+    const started = Date.now();
     const counted = res.body.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
         transform(chunk, controller) {
           loaded += chunk.byteLength;
-          emit?.({ status: 'progress', name, file: path, loaded, total: f.size, progress: f.size ? (100 * loaded) / f.size : 100 });
+          if (emit) {
+            const elapsed = (Date.now() - started) / 1000;
+            const rate = elapsed > 0 ? loaded / elapsed : 0;
+            emit({ status: 'progress', name, file: path, loaded, total: f.size, progress: f.size ? (100 * loaded) / f.size : 100, rate, ...(rate > 0 ? { eta: Math.max(0, f.size - loaded) / rate } : {}), elapsed });
+          }
           controller.enqueue(chunk);
         },
       }),
@@ -223,7 +213,7 @@ export class HubModelFiles implements ModelFiles {
       throw new WebHubError(url, `got ${blob.size} bytes, the hub lists ${f.size} (interrupted download?)`);
     }
     f.cached = cache !== null;
-    emit?.({ status: 'done', name: this.name, file: path, loaded: f.size, total: f.size, progress: 100 });
+    emit?.({ status: 'done', name, file: path, total: f.size, elapsed: (Date.now() - started) / 1000 });
     return blob;
   }
 }
@@ -295,7 +285,7 @@ export class PickedModelFiles implements ModelFiles {
   constructor(
     readonly name: string,
     files: readonly PickedFile[],
-    private readonly onProgress?: FileProgressCallback,
+    private readonly onProgress?: LoadEventCallback,
   ) {
     const first = new Set(files.map((f) => f.path.split('/')[0]));
     const strip = first.size === 1 && files.every((f) => f.path.includes('/'));
@@ -315,8 +305,8 @@ export class PickedModelFiles implements ModelFiles {
   async blob(path: string): Promise<Blob> {
     const b = this.byPath.get(path);
     if (!b) throw new Error(`${this.name}: the picked folder has no ${path}`);
-    this.onProgress?.({ status: 'initiate', name: this.name, file: path, loaded: 0, total: b.size, progress: 0, cached: true });
-    this.onProgress?.({ status: 'done', name: this.name, file: path, loaded: b.size, total: b.size, progress: 100, cached: true });
+    this.onProgress?.({ status: 'initiate', name: this.name, file: path });
+    this.onProgress?.({ status: 'done', name: this.name, file: path, total: b.size, cached: true });
     return b;
   }
 }

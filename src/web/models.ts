@@ -2,8 +2,9 @@
 // model files of each role (hub downloads kept in Cache Storage, or folders the user picked).
 
 import { Runtime, type RuntimeOptions } from '../gpu/runtime.js';
+import type { LoadEventCallback } from '../io/events.js';
 import type { ModelFiles } from '../io/model-files.js';
-import { assertName, buildMetrics, modelsOf, type Metric, type MetricLoadEvent, type MetricName, type MetricSettingsOptions, type ModelRole } from '../diffsim/metric-core.js';
+import { assertName, buildMetrics, modelsOf, type Metric, type MetricName, type MetricSettingsOptions, type ModelRole } from '../diffsim/metric-core.js';
 import { FilesModelSource, type ModelFilesByRole } from '../diffsim/model-source.js';
 
 export type { ModelFilesByRole } from '../diffsim/model-source.js';
@@ -16,7 +17,9 @@ export interface CreateWebMetricOptions extends MetricSettingsOptions {
   runtime?: Runtime;
   runtimeOptions?: RuntimeOptions;
   clipQkvSource?: 'pre-ln' | 'post-ln';
-  onProgress?: (event: MetricLoadEvent) => void;
+  /** `weights` events per checkpoint and `ready` per model, with the model's `role` (the files'
+   *  own downloads report through their `onProgress`). */
+  onProgress?: LoadEventCallback;
 }
 
 /** The model roles a metric needs (which ModelFiles to give). */
