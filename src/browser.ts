@@ -34,7 +34,9 @@ export { DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, presetSettings
 export { resolveHook, type HookPoint } from './diffsim/hook.js';
 export { aasOutputs, aasSums, aasScores, aasFromSums, pairScore, type Qkv, type AasOutputs, type AasOptions, type AasScores, type PairScore } from './diffsim/aas.js';
 export { ClipMetric, Dinov2Metric, VisionEmbedding, DINOV2_IMAGE_PROCESSOR, type ClipMetricOptions, type VisionInput, type VisionLayerEmbedding, type VisionLayerScores, type VisionScores } from './diffsim/vision.js';
-export { buildMetrics, decodeImageInput, lowerBetterOf, minMaxNormalise, cosine64, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type ModelRole, type ResolvedModel, type MetricModelSource, type MetricSettingsOptions, type BuildMetricsOptions } from './diffsim/metric-core.js';
+export { minMaxNormalise, cosine64 } from './diffsim/metrics.js';
+export { buildMetrics } from './diffsim/build-metrics.js';
+export { decodeImageInput, lowerBetterOf, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type ModelRole, type ResolvedModel, type MetricModelSource, type MetricSettingsOptions, type BuildMetricsOptions } from './diffsim/metric-api.js';
 export { AGREEMENT_METRICS, agreementMap, agreementFromEmbeddings, agreementPixels, agreementTensor, tokenGrid, upsampleGrid, renderLayout, RENDER_LAYOUT, viridis, type AgreementMap, type AgreementPicture, type RenderOptions } from './apps/agreement.js';
 export { type ModelFiles, MemoryModelFiles, chooseWeights } from './io/model-files.js';
 export { loadSd15, loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, sd15Layout, ipAdapterLayout, openSd15Components, processorConfig, latentSide, vaeScaleFactor, SD15_SCHEDULER_CONFIG, type StableDiffusion, type Sd15Part, type Sd15Layout, type Sd15LoadOptions, type Sd15Components, type Sd15Component, type SingleFileConfigs, type ModelFilesInput, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/load.js';

@@ -15,7 +15,7 @@ import { rowCosine } from '../kernels/reduce.js';
 import { loadImage, type RgbImage } from '../io/image.js';
 import { resizeImage } from '../io/resample.js';
 import type { AasOutputs, AttentionLayout } from '../diffsim/aas.js';
-import { decodeImageInput, type ImageInput, type ImagePathReader, type Metric, type MetricEmbedding, type MetricName } from '../diffsim/metric-core.js';
+import { decodeImageInput, type ImageInput, type ImagePathReader, type Metric, type MetricEmbedding, type MetricName } from '../diffsim/metric-api.js';
 
 /** The metrics with attention outputs, the ones that have an agreement map. */
 export const AGREEMENT_METRICS = Object.freeze(['diffsim', 'diffsim-c', 'clip-aas', 'dino-aas'] as const);

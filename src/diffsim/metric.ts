@@ -1,7 +1,7 @@
 // One interface over the whole metric family, pyiqa-style: `createMetric('diffsim', options)` loads
 // what the metric needs (local folders or hub ids, into the Hugging Face cache) and returns an
 // object that embeds images (paths, encoded bytes or decoded images) and compares embeddings, with
-// `lowerBetter` saying which way the score points (the metrics themselves: metric-core.ts).
+// `lowerBetter` saying which way the score points (the interface: metric-api.ts; the metrics: metrics.ts).
 
 import { Runtime, type TensorCoreMode } from '../gpu/runtime.js';
 import { resolveModel, type ResolveModelOptions } from '../hub/resolve.js';
@@ -9,10 +9,13 @@ import { loadImage, type RgbImage } from '../io/image.js';
 import type { LoadEventCallback } from '../io/events.js';
 import { localModelFiles } from '../io/local-files.js';
 import type { ModelFiles } from '../io/model-files.js';
-import { assertName, buildMetrics, decodeImageInput, DEFAULT_MODELS, type ImageInput, type Metric, type MetricName, type MetricSettingsOptions, type ModelRole, type ResolvedModel } from './metric-core.js';
+import { buildMetrics } from './build-metrics.js';
+import { assertName, decodeImageInput, DEFAULT_MODELS, type ImageInput, type Metric, type MetricName, type MetricSettingsOptions, type ModelRole, type ResolvedModel } from './metric-api.js';
 import { FilesModelSource } from './model-source.js';
 
-export * from './metric-core.js';
+export * from './metric-api.js';
+export { buildMetrics } from './build-metrics.js';
+export { minMaxNormalise, cosine64 } from './metrics.js';
 
 /** Decodes an image input (a path is read, bytes are decoded, pixels pass through). */
 export function toRgbImage(input: ImageInput, name = 'image'): Promise<RgbImage> {

@@ -8,7 +8,7 @@ import type { ModelFiles } from '../io/model-files.js';
 import { loadClipModel, loadDinov2, processorConfig, type ModelLoadOptions, type Sd15LoadOptions } from '../models/load.js';
 import { CLIP_IMAGE_PROCESSOR } from './core.js';
 import { loadDiffSimModels, type DiffSimModels } from './load.js';
-import type { MetricModelSource, ModelRole, ResolvedModel } from './metric-core.js';
+import type { MetricModelSource, ModelRole, ResolvedModel } from './metric-api.js';
 import { ClipMetric, Dinov2Metric, DINOV2_IMAGE_PROCESSOR } from './vision.js';
 
 /** The model files of each role a metric needs (sd for diffsim, clip, dino; ipAdapter for diffsim-c). */

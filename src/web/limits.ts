@@ -26,7 +26,7 @@ import { clipVisionConfigOf, inferResamplerConfig } from '../models/sources.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 import { VaeEncoder, legacyVaeKey } from '../models/vae.js';
 import { CLIP_IMAGE_PROCESSOR } from '../diffsim/core.js';
-import { modelsOf, type MetricName, type ModelRole } from '../diffsim/metric-core.js';
+import { modelsOf, type MetricName, type ModelRole } from '../diffsim/metric-api.js';
 import { mergeSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
 import { DINOV2_IMAGE_PROCESSOR } from '../diffsim/vision.js';
 

@@ -4,7 +4,8 @@
 import { Runtime, type RuntimeOptions } from '../gpu/runtime.js';
 import type { LoadEventCallback } from '../io/events.js';
 import type { ModelFiles } from '../io/model-files.js';
-import { assertName, buildMetrics, modelsOf, type Metric, type MetricName, type MetricSettingsOptions, type ModelRole } from '../diffsim/metric-core.js';
+import { buildMetrics } from '../diffsim/build-metrics.js';
+import { assertName, modelsOf, type Metric, type MetricName, type MetricSettingsOptions, type ModelRole } from '../diffsim/metric-api.js';
 import { FilesModelSource, type ModelFilesByRole } from '../diffsim/model-source.js';
 
 export type { ModelFilesByRole } from '../diffsim/model-source.js';
