@@ -59,6 +59,9 @@ export interface ResolvedModel {
   spec: string;
   path: string;
   commit?: string;
+  /** Which weights of the files were taken where they hold more than one set ('ema': a single-file
+   *  checkpoint's EMA U-Net). */
+  variant?: string;
 }
 
 /** Which model of a metric a load event is about. */

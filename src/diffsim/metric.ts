@@ -73,7 +73,12 @@ function specOf(role: ModelRole, o: CreateMetricOptions): string {
 /** The model source of a createMetrics call: local paths and hub ids resolved once per role. */
 function nodeModelSource(rt: Runtime, o: CreateMetricOptions): FilesModelSource {
   const hub = o.hub ?? {};
-  return new FilesModelSource(rt, (role) => resolveFiles(specOf(role, o), role, hub, o.onProgress), {
+  const resolveRole = async (role: ModelRole) => {
+    const r = await resolveFiles(specOf(role, o), role, hub, o.onProgress);
+    // EMA weights are other weights of the same file: embeddings made from them must not compare.
+    return role === 'sd' && o.ema ? { ...r, model: { ...r.model, variant: 'ema' } } : r;
+  };
+  return new FilesModelSource(rt, resolveRole, {
     ...(o.weights ? { weights: o.weights } : {}),
     ...(o.activations ? { activations: o.activations } : {}),
     ...(o.clipQkvSource ? { clipQkvSource: o.clipQkvSource } : {}),

@@ -103,7 +103,7 @@ abstract class BaseMetric<E extends MetricEmbedding> implements Metric {
 
 /** The model identity part of a key: which folder (and commit) the weights came from. */
 export function modelKey(models: Record<string, ResolvedModel>, weights: WeightPrecision, activations: ActivationDType = 'f32'): string {
-  return JSON.stringify({ models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, m.commit ?? m.path])), weights, ...(activations === 'f32' ? {} : { activations }) });
+  return JSON.stringify({ models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, m.variant ? `${m.commit ?? m.path}#${m.variant}` : (m.commit ?? m.path)])), weights, ...(activations === 'f32' ? {} : { activations }) });
 }
 
 class DiffSimEmbeddingHandle implements MetricEmbedding {
