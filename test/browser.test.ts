@@ -11,8 +11,9 @@
 //
 // Tolerance: SwiftShader and lavapipe both compute in f32 but order reductions (matmul tiles,
 // softmax and norm sums, subgroup operations) differently, so results differ in the last bits;
-// over the few hundred accumulations of a tiny model's pass that stays below 1e-5 relative to the
-// score (cosines near 1). The f16 rounding of DiffSim's score is turned off for the comparison
+// over the few hundred accumulations of a tiny model's pass that stays within 3e-5 relative to the
+// score (seen: 1.5e-6 for DiffSim at step 500, 1.3e-5 at the default step 600, whose less noisy
+// latents give the hooked layer other magnitudes; CLIP, DINOv2 AAS and DiffSim-C below 1e-6). The f16 rounding of DiffSim's score is turned off for the comparison
 // (?diffsim={"roundToF16":false}), since one f32 ulp may flip an f16 rounding. The map's values are
 // cosines in [−1, 1] from the same passes, each over one token's C channels only (32 in the tiny
 // U-Net), so one value carries more of the rounding than the pair's score over all tokens (seen:
@@ -44,7 +45,7 @@ const SKIP = process.env.DIFFSIM_SKIP_BROWSER === '1';
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const IMAGE_A = join(FIXTURES, 'diffsim-tiny', 'image_A.png');
 const IMAGE_B = join(FIXTURES, 'diffsim-tiny', 'image_B.png');
-const REL_TOL = 1e-5;
+const REL_TOL = 3e-5;
 const MAP_TOL = 1e-5;
 const GRID_TOL = 5e-5;
 const PIXEL_TOL = 2;
