@@ -11,7 +11,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime, tidy, type DType, type Tensor } from '../src/gpu/runtime.js';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
 import { attention, attentionOnTensorCores, type AttentionOptions } from '../src/kernels/attention.js';
 import { assertClose, normErr, randn, rejects, withEnv } from './helpers.js';
 import { refAttention, refPermute } from './reference.js';

@@ -14,7 +14,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime, tidy, type DType, type Tensor } from '../src/gpu/runtime.js';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
 import { conv1x1FromTokens, conv2d, linear, linearSplit, matmul } from '../src/kernels/matmul.js';
 import { assertClose, randn, rejects, withEnv } from './helpers.js';
 import { act, convOutSize, refConv, refLinear, refMatmul, refPermute, type ConvShape } from './reference.js';

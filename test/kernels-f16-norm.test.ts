@@ -6,7 +6,7 @@
 // the wrong half of a packed pair, or writing an element to the wrong index, gives errors of O(1).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
 import { tidy, type Tensor } from '../src/gpu/runtime.js';
 import { GN_SINGLE_MAX, groupNorm, layerNorm, softmax, type GroupNormOptions } from '../src/kernels/norm.js';
 import { assertClose, block, randn, rejects, runtime, take, withEnv } from './helpers.js';

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { conv1x1FromTokens, conv2d, linear, linearSplit, TILES } from '../src/kernels/matmul.js';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
 import { assertClose, block, randn, rejects, runtime, take, withEnv } from './helpers.js';
 import { convOutSize, refConv, refLinear, refPermute, type ConvShape } from './reference.js';
 

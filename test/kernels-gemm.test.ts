@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { conv2d, linear, matmul, TILES } from '../src/kernels/matmul.js';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
 import { assertClose, randn, rejects, rng, runtime, block, compute, withEnv } from './helpers.js';
 import { convOutSize, refConv, refConvAt, refLinear, refMatmul, type ActName, type ConvShape } from './reference.js';
 

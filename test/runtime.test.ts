@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime, sizeClass, tidy, type KernelSource, type Tensor } from '../src/gpu/runtime.js';
-import { f16BitsToF32, f32ToF16Bits } from '../src/gpu/half.js';
+import { f16BitsToF32, f32ToF16Bits } from '../src/platform/half.js';
 import { affine, add, unary } from '../src/kernels/elementwise.js';
 import { randn, rejects, runtime, take } from './helpers.js';
 

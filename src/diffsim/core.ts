@@ -14,7 +14,7 @@
 // The models come from any loader (diffsim.ts: diffusers folders; the browser entry: downloads).
 
 import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
-import { f16BitsToF32, f32ToF16Bits } from '../gpu/half.js';
+import { f16BitsToF32, f32ToF16Bits } from '../platform/half.js';
 import { unary } from '../kernels/elementwise.js';
 import { concat, slice } from '../kernels/layout.js';
 import type { RgbImage } from '../io/image.js';

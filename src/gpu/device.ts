@@ -1,6 +1,6 @@
 // Acquiring a GPUDevice in Node (dawn.node via the `webgpu` package), Deno and browsers.
 
-import { hostPackage } from '../io/host.js';
+import { hostPackage } from '../platform/host.js';
 
 /** Optional features we request whenever the adapter offers them. */
 export const OPTIONAL_FEATURES = [

@@ -15,7 +15,7 @@
 // buffer is never handed out again, so a host write can never overtake a pending reader.
 
 import { acquireDevice, env, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './device.js';
-import { f16ArrayToF32, f32ArrayToF16 } from './half.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../platform/half.js';
 
 export type DType = 'f32' | 'f16' | 'i32' | 'u32';
 export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };

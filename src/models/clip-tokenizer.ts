@@ -3,7 +3,7 @@
 // spaces around CJK ideographs, NFC, lowercasing, accents kept), CLIP's split pattern, byte-level
 // BPE with `</w>` word ends, then <|startoftext|> … <|endoftext|>, truncated and padded to 77.
 
-import { joinPath, nodeFs } from '../io/host.js';
+import { joinPath, nodeFs } from '../platform/host.js';
 
 export interface ClipTokenizerFiles {
   /** vocab.json contents: token → id. */
