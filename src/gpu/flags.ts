@@ -42,8 +42,8 @@ function intChoice(envName: string, choices: readonly number[], def: number, doc
 }
 
 function bool(envName: string, doc: string): FlagSpec<boolean> {
-  const texts: Record<string, boolean> = { '1': true, true: true, '0': false, false: false };
-  return { env: envName, values: '1 | true | 0 | false', default: false, doc, accepts: (v) => typeof v === 'boolean', parse: (t) => texts[t.toLowerCase()] };
+  const texts = new Map([['1', true], ['true', true], ['0', false], ['false', false]]);
+  return { env: envName, values: '1 | true | 0 | false', default: false, doc, accepts: (v) => typeof v === 'boolean', parse: (t) => texts.get(t.toLowerCase()) };
 }
 
 /** A comma-separated list (blanks dropped). */
@@ -101,15 +101,15 @@ export class FlagError extends Error {
  *  variable counts as unset. */
 export function resolveFlag<K extends FlagName>(name: K, option?: Flags[K], read: (name: string) => string | undefined = env): { value: Flags[K]; source: FlagSource } {
   const spec = FLAGS[name] as FlagSpec<Flags[K]>;
-  const allowed = spec.values.split(' | ').join(', ');
+  const allowed = spec.values.includes(' | ') ? `one of ${spec.values.split(' | ').join(', ')}` : spec.values;
   if (option !== undefined) {
-    if (!spec.accepts(option)) throw new FlagError(`${name} (${spec.env}): expected one of ${allowed}, got '${String(option)}'`);
+    if (!spec.accepts(option)) throw new FlagError(`${name} (${spec.env}): expected ${allowed}, got '${String(option)}'`);
     return { value: option, source: 'option' };
   }
   const raw = read(spec.env);
   if (raw === undefined || raw === '') return { value: spec.default, source: 'default' };
   const value = spec.parse(raw);
-  if (value === undefined) throw new FlagError(`${spec.env}=${raw} in the environment: ${name} expects one of ${allowed}`);
+  if (value === undefined) throw new FlagError(`${spec.env}=${raw} in the environment: ${name} expects ${allowed}`);
   return { value, source: 'env' };
 }
 
