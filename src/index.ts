@@ -2,7 +2,8 @@
 // The public API of the diffsim package.
 export { acquireDevice, NoAdapterError, OPTIONAL_FEATURES, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './gpu/device.js';
 export { Runtime, Tensor, Storage, Params, ShapeError, tidy, getRuntime, releaseRuntime, sizeClass, numelOf, DTYPE_BYTES, type DType, type Kernel, type KernelSource, type OutputSpec, type DispatchArgs, type MemoryStats, type RuntimeOptions } from './gpu/runtime.js';
-export { f32ToF16Bits, f16BitsToF32, f32ArrayToF16, f16ArrayToF32, bf16ArrayToF32 } from './gpu/half.js';
+export { FLAGS, FlagError, resolveFlag, resolveFlags, formatFlag, TENSOR_CORE_MODES, type Flags, type FlagOptions, type FlagName, type FlagSource, type FlagSpec, type GroupNormFlag, type TensorCoreMode } from './gpu/flags.js';
+export { f32ToF16Bits, f16BitsToF32, f32ArrayToF16, f16ArrayToF32, bf16ArrayToF32 } from './platform/half.js';
 export { openFile, blobSource, type ByteSource, type BlobLike } from './io/bytesource.js';
 export { SafetensorsFile, ShardedSafetensors, SafetensorsError, openSafetensors, encodeSafetensors, type TensorToWrite, parseHeader, rawToFloat32, rawToInt32, SAFETENSORS_DTYPES, MAX_HEADER_BYTES, type SafetensorsDType, type TensorInfo, type RawTensor, type TensorSource } from './io/safetensors.js';
 export * as kernels from './kernels/index.js';

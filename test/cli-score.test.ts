@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { FIXTURES, REPO_ROOT, offlineHub, runCli, runtime, type CliResult } from './helpers.js';
 import { DiffSim } from '../src/diffsim/core.js';
 import { loadImage } from '../src/io/image.js';
-import { f16BitsToF32, f32ToF16Bits } from '../src/gpu/half.js';
+import { f16BitsToF32, f32ToF16Bits } from '../src/platform/half.js';
 
 const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 

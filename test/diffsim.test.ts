@@ -15,7 +15,7 @@ import { PNDMScheduler, type SchedulerConfig } from '../src/models/scheduler.js'
 import { IpAdapterPlus, type IpAdapterConfig } from '../src/models/ip-adapter.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../src/models/clip-vision.js';
 import { Dinov2Model, type Dinov2Config } from '../src/models/dinov2.js';
-import { f16BitsToF32, f32ToF16Bits } from '../src/gpu/half.js';
+import { f16BitsToF32, f32ToF16Bits } from '../src/platform/half.js';
 import { DiffSim, type DiffSimModels, type GivenNoise } from '../src/diffsim/core.js';
 import { DiffSimEmbedding } from '../src/diffsim/embedding.js';
 import { ClipMetric, Dinov2Metric } from '../src/diffsim/vision.js';

@@ -5,7 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { getRuntime, tidy, type Runtime, type Tensor } from '../src/gpu/runtime.js';
+import { getRuntime, Runtime, tidy, type Tensor } from '../src/gpu/runtime.js';
+import type { FlagOptions } from '../src/gpu/flags.js';
 import { normalisedError } from '../src/parity/parity.js';
 
 /** Compiled tests run from build/test; the fixtures stay in the source tree. */
@@ -129,18 +130,18 @@ export async function block(fn: () => Promise<void>): Promise<void> {
   await fn();
 }
 
-/** Runs `fn` with environment variables set (undefined: removed), restoring them afterwards. */
-export function withEnv<T>(vars: Readonly<Record<string, string | undefined>>, fn: () => Promise<T>): Promise<T> {
-  const prev: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(vars)) {
-    prev[k] = process.env[k];
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
+const flagged = new Map<string, Promise<Runtime>>();
+
+/** A runtime created with these flags (src/gpu/flags.ts; the others from the environment), one per
+ *  distinct set, kept for the rest of the suite: a runtime compiles its own pipelines, so sharing it
+ *  saves the compiles on a CPU adapter. */
+export function runtimeWith(flags: FlagOptions): Promise<Runtime> {
+  const key = JSON.stringify(Object.entries(flags).sort(([x], [y]) => x.localeCompare(y)));
+  let rt = flagged.get(key);
+  if (!rt) {
+    rt = Runtime.create({ flags });
+    flagged.set(key, rt);
+    rt.catch(() => flagged.delete(key));
   }
-  return fn().finally(() => {
-    for (const [k, v] of Object.entries(prev)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  });
+  return rt;
 }

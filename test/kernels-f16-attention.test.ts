@@ -11,9 +11,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime, tidy, type DType, type Tensor } from '../src/gpu/runtime.js';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
 import { attention, attentionOnTensorCores, type AttentionOptions } from '../src/kernels/attention.js';
-import { assertClose, normErr, randn, rejects, withEnv } from './helpers.js';
+import { assertClose, normErr, randn, rejects } from './helpers.js';
 import { refAttention, refPermute } from './reference.js';
 
 const HALF_ROUNDING = 2 ** -11;
@@ -162,23 +162,24 @@ test('mixed dtypes: the output takes q\'s dtype (f16 q with f32 k/v, f32 q with 
 // (7 keys).
 // (Head dims 40, 80 and 160 differ from this one only in the number of output blocks; each
 // emulated kernel takes a minute to compile on a CPU adapter.)
+/** The emulated shape these tests expect, whatever the environment says. */
+const EMULATED_16 = { tcShape: '16x16x16', tcSubgroup: 32 } as const;
+
 const SUBGROUP_CASES: Case[] = [
   { label: 'head dim 24, 77 keys, 2 batch elements', b: 2, h: 3, nq: 33, nk: 77, d: 24 },
 ];
 
 test(`emulated subgroup-matrix attention 16x16x16, f16 q/k/v → f16 (tolerance 2e-3 + 2⁻¹¹): ${SUBGROUP_CASES.map((c) => c.label).join('; ')}; AAS batch maps; SIMT fallback under 16 keys`, async () => {
-  await withEnv({ DIFFSIM_TC_SHAPE: '16x16x16', DIFFSIM_TC_SUBGROUP: undefined }, async () => {
-    const rt = await Runtime.create({ tensorCores: 'emulate' });
-    try {
-      assert.ok(rt.subgroupMatrix, 'the emulated subgroup matrices need shader-f16');
-      let seed = 300;
-      for (const c of SUBGROUP_CASES) await checkSplit(rt, c, (seed += 3), SUBGROUP_TOL, 'subgroup');
-      await checkMaps(rt, 2, 40, 40, 40, [0, 0, 1, 1], [0, 1, 0, 1], SUBGROUP_TOL, 'subgroup');
-      await checkSplit(rt, { label: 'SIMT fallback, 7 keys', b: 1, h: 2, nq: 40, nk: 7, d: 40 }, 400, SIMT_TOL, 'subgroup mode');
-    } finally {
-      rt.destroy();
-    }
-  });
+  const rt = await Runtime.create({ tensorCores: 'emulate', flags: EMULATED_16 });
+  try {
+    assert.ok(rt.subgroupMatrix, 'the emulated subgroup matrices need shader-f16');
+    let seed = 300;
+    for (const c of SUBGROUP_CASES) await checkSplit(rt, c, (seed += 3), SUBGROUP_TOL, 'subgroup');
+    await checkMaps(rt, 2, 40, 40, 40, [0, 0, 1, 1], [0, 1, 0, 1], SUBGROUP_TOL, 'subgroup');
+    await checkSplit(rt, { label: 'SIMT fallback, 7 keys', b: 1, h: 2, nq: 40, nk: 7, d: 40 }, 400, SIMT_TOL, 'subgroup mode');
+  } finally {
+    rt.destroy();
+  }
 });
 
 /** The key of the kernel `attention` asks `rt` for, without compiling it (the emulated kernels take
@@ -225,16 +226,15 @@ test('tensor-core choice: under auto, f16 q, k or v (or f16Inputs) select the su
       causal: key('f16', 'f16', 'f16', { causal: true }),
     };
   };
-  const withRuntime = (mode: 'auto' | 'emulate') =>
-    withEnv({ DIFFSIM_TC_SHAPE: '16x16x16', DIFFSIM_TC_SUBGROUP: undefined }, async () => {
-      const rt = await Runtime.create({ tensorCores: mode });
-      try {
-        if (mode === 'auto') rt.subgroupMatrix = { M: 16, N: 16, K: 16, subgroupSize: 32, syntax: 'emulated' };
-        return keys(rt);
-      } finally {
-        rt.destroy();
-      }
-    });
+  const withRuntime = async (mode: 'auto' | 'emulate') => {
+    const rt = await Runtime.create({ tensorCores: mode, flags: EMULATED_16 });
+    try {
+      if (mode === 'auto') rt.subgroupMatrix = { M: 16, N: 16, K: 16, subgroupSize: 32, syntax: 'emulated' };
+      return keys(rt);
+    } finally {
+      rt.destroy();
+    }
+  };
   const auto = await withRuntime('auto');
   const emulate = await withRuntime('emulate');
   const tc = /^sattention:40:.*:f16f16f16$/;

@@ -12,7 +12,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { tidy, type Tensor } from '../src/gpu/runtime.js';
-import { f16BitsToF32, f32ToF16Bits } from '../src/gpu/half.js';
+import { f16BitsToF32, f32ToF16Bits } from '../src/platform/half.js';
 import { binary, broadcastShapes, cast, geglu, unary, type BinaryOp, type UnaryOp } from '../src/kernels/elementwise.js';
 import { broadcastTo, concat, mergeHeads, nchwToTokens, permute, resizeNearest, slice, splitHeads, tokensToNchw, upsampleNearest2x } from '../src/kernels/layout.js';
 import { normErr, randn, rejects, rng, runtime } from './helpers.js';

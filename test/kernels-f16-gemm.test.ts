@@ -14,9 +14,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime, tidy, type DType, type Tensor } from '../src/gpu/runtime.js';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
 import { conv1x1FromTokens, conv2d, linear, linearSplit, matmul } from '../src/kernels/matmul.js';
-import { assertClose, randn, rejects, withEnv } from './helpers.js';
+import { assertClose, randn, rejects } from './helpers.js';
 import { act, convOutSize, refConv, refLinear, refMatmul, refPermute, type ConvShape } from './reference.js';
 
 const TOL16 = 1e-3;
@@ -48,6 +48,26 @@ function makePath(name: string, rt: Runtime, prefix: Path['prefix'], stage: Path
     return kernel(key, build);
   };
   return { name, rt, prefix, stage, tol32, keys };
+}
+
+type SimtTile = 'small' | 'medium' | 'large';
+const simtPaths = new Map<SimtTile, Promise<Path>>();
+
+/** The SIMT path over a runtime whose `gemmTile` flag forces `tile` (one runtime per tile). */
+function simtPath(tile: SimtTile): Promise<Path> {
+  let p = simtPaths.get(tile);
+  if (!p) {
+    p = Runtime.create({ tensorCores: 'off', flags: { gemmTile: tile } }).then((rt) => makePath('SIMT', rt, 'gemm:', (x) => x, 1e-5));
+    simtPaths.set(tile, p);
+  }
+  return p;
+}
+
+/** `fn` on path `p` with the SIMT GEMM tile `tile`. A subgroup-matrix path runs no SIMT GEMM (run()
+ *  checks that), so it keeps its runtime. */
+async function onTile(p: Path, tile: SimtTile, fn: (p: Path, rt: Runtime) => Promise<void>): Promise<void> {
+  const q = p.prefix === 'gemm:' && p.rt.flags.gemmTile !== tile ? await simtPath(tile) : p;
+  await fn(q, q.rt);
 }
 
 interface Out {
@@ -114,7 +134,7 @@ async function checkForms(p: Path, full: boolean): Promise<void> {
   }
   // f32 weights (K % 4 == 0 and the medium tile: their vec4 path next to the f16 activations'
   // scalar one), bias, SiLU and an f32 residual; tiles ragged in M and N.
-  if (full) await withEnv({ DIFFSIM_GEMM_TILE: 'medium' }, async () => {
+  if (full) await onTile(p, 'medium', async (p, rt) => {
     const [m, k, n] = [70, 36, 130];
     const x = randn16(m * k, seed++);
     const w = weightData(p, n * k, seed++, 0.3, 'f32');
@@ -194,7 +214,7 @@ async function checkForms(p: Path, full: boolean): Promise<void> {
   }
   // 1×1: the image as a (K, N) operand next to f32 weights read as vec4 (medium tile), bias and an
   // f32 residual.
-  if (full) await withEnv({ DIFFSIM_GEMM_TILE: 'medium' }, async () => {
+  if (full) await onTile(p, 'medium', async (p, rt) => {
     const c: ConvShape = { b: 2, cin: 24, h: 5, w: 7, cout: 33, kh: 1, kw: 1, stride: 1, pad: [0, 0, 0, 0] };
     const x = randn16(c.b * c.cin * c.h * c.w, seed++);
     const w = weightData(p, c.cout * c.cin, seed++, 0.3, 'f32');
@@ -264,7 +284,7 @@ async function checkForms(p: Path, full: boolean): Promise<void> {
     assert.equal(Array.from(big!.values), [65504, -65504], `${p.name} saturating f16 store`);
   }
   // The large SIMT tile (the one big GPUs take): ragged linear with an f16 residual.
-  await withEnv({ DIFFSIM_GEMM_TILE: 'large' }, async () => {
+  await onTile(p, 'large', async (p, rt) => {
     const [m, k, n] = [130, 41, 70];
     const x = randn16(m * k, seed++);
     const w = randn16(n * k, seed++, 0.3);
@@ -276,25 +296,25 @@ async function checkForms(p: Path, full: boolean): Promise<void> {
 
 const simtRuntime = await Runtime.create({ tensorCores: 'off' });
 const f16 = simtRuntime.hasShaderF16;
-const simt = makePath('SIMT', simtRuntime, 'gemm:', (x) => x, 1e-5);
-test.after(() => simtRuntime.destroy());
+test.after(async () => {
+  simtRuntime.destroy();
+  for (const p of simtPaths.values()) (await p).rt.destroy();
+});
 
 (f16 ? test : test.skip)(`f16 activations on the SIMT GEMM: every form, f16 and f32 weights, epilogues, edge tiles, the large tile (tolerance ${TOL16})`, async () => {
   // The small tile unless a case asks for another: the quickest to compile, and the tile does not
   // change how f16 operands are read or results written.
-  await withEnv({ DIFFSIM_GEMM_TILE: 'small' }, () => checkForms(simt, true));
+  await checkForms(await simtPath('small'), true);
 });
 
 (f16 ? test : test.skip)(`f16 activations on the subgroup-matrix GEMM (emulated 8x8x8, medium tile): every form (tolerance ${TOL16})`, async () => {
-  await withEnv({ DIFFSIM_TC_SHAPE: '8x8x8', DIFFSIM_TC_TILE: 'medium' }, async () => {
-    const rt = await Runtime.create({ tensorCores: 'emulate' });
-    try {
-      assert.equal(rt.subgroupMatrix?.syntax, 'emulated');
-      await checkForms(makePath('emulated', rt, 'sgemm:', round16, 2e-6), false);
-    } finally {
-      rt.destroy();
-    }
-  });
+  const rt = await Runtime.create({ tensorCores: 'emulate', flags: { tcShape: '8x8x8', tcTile: 'medium' } });
+  try {
+    assert.equal(rt.subgroupMatrix?.syntax, 'emulated');
+    await checkForms(makePath('emulated', rt, 'sgemm:', round16, 2e-6), false);
+  } finally {
+    rt.destroy();
+  }
 });
 
 (f16 ? test : test.skip)('f16 activation errors name the operand', async () => {

@@ -6,10 +6,11 @@
 // the wrong half of a packed pair, or writing an element to the wrong index, gives errors of O(1).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
 import { tidy, type Tensor } from '../src/gpu/runtime.js';
 import { GN_SINGLE_MAX, groupNorm, layerNorm, softmax, type GroupNormOptions } from '../src/kernels/norm.js';
-import { assertClose, block, randn, rejects, runtime, take, withEnv } from './helpers.js';
+import type { GroupNormFlag } from '../src/gpu/flags.js';
+import { assertClose, block, randn, rejects, runtime, runtimeWith, take } from './helpers.js';
 import { refGroupNorm, refLayerNorm, refSoftmax } from './reference.js';
 
 const TOL16 = 1e-3;
@@ -43,8 +44,8 @@ const GN_CASES: [number, number, number[], number][] = [
   [1, 3, [73, 77], 1], // rows of 16 863 > GN_SINGLE_MAX: split by default (5 chunks, the last partial); odd numel
 ];
 
-test(`groupNorm f16 → f16 on single and split paths (forced, by DIFFSIM_GROUPNORM and auto), with and without SiLU: ${GN_CASES.map(([b, c, sp, g]) => `${b}×${c}×${sp.join('×')} g${g}`).join('; ')}; normalised error ≤ ${TOL16} against float64`, async () => {
-  const rt = await runtime();
+test(`groupNorm f16 → f16 on single and split paths (forced by options and by the groupNorm flag, and auto), with and without SiLU: ${GN_CASES.map(([b, c, sp, g]) => `${b}×${c}×${sp.join('×')} g${g}`).join('; ')}; normalised error ≤ ${TOL16} against float64`, async () => {
+  const shared = await runtime();
   let seed = 1100;
   for (const [b, c, spatialShape, groups] of GN_CASES) {
     const spatial = spatialShape.reduce((a, d) => a * d, 1);
@@ -54,18 +55,19 @@ test(`groupNorm f16 → f16 on single and split paths (forced, by DIFFSIM_GROUPN
     const w = randn(c, seed++);
     const bias = randn(c, seed++);
     const eps = 1e-5;
-    const runs: [string, Partial<GroupNormOptions>, string | undefined, 1 | 2][] = [
+    const runs: [string, Partial<GroupNormOptions>, GroupNormFlag | undefined, 1 | 2][] = [
       ['auto', {}, undefined, len > GN_SINGLE_MAX ? 2 : 1],
       ['single', { path: 'single' }, undefined, 1],
       ['split', { path: 'split' }, undefined, 2],
       // Chunks that straddle channel boundaries and start on either half of a word.
       ['split chunk 97', { path: 'split', chunk: 97 }, undefined, 2],
-      ['DIFFSIM_GROUPNORM=split:33', {}, 'split:33', 2],
+      ['groupNorm flag split:33', {}, 'split:33', 2],
     ];
     if (len > 300) runs.push(['split chunk 5', { path: 'split', chunk: 5 }, undefined, 2]);
-    for (const [label, opts, env, dispatches] of runs) {
+    for (const [label, opts, flag, dispatches] of runs) {
+      const rt = flag ? await runtimeWith({ groupNorm: flag }) : shared;
       for (const a of ['none', 'silu'] as const) {
-        await withEnv({ DIFFSIM_GROUPNORM: env }, async () => {
+        await block(async () => {
           const xt = rt.upload(x, [b, c, ...spatialShape], 'f16');
           const wt = rt.upload(w, [c]);
           const bt = rt.upload(bias, [c]);

@@ -5,13 +5,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { conv1x1FromTokens, conv2d, linear, linearSplit, TILES } from '../src/kernels/matmul.js';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
-import { assertClose, block, randn, rejects, runtime, take, withEnv } from './helpers.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
+import type { Runtime } from '../src/gpu/runtime.js';
+import { assertClose, block, randn, rejects, runtime, take, runtimeWith } from './helpers.js';
 import { convOutSize, refConv, refLinear, refPermute, type ConvShape } from './reference.js';
 
 const TOL = 1e-5;
 
-const withTile = <T>(tile: string | undefined, fn: () => Promise<T>): Promise<T> => withEnv({ DIFFSIM_GEMM_TILE: tile }, fn);
+/** `fn` on a runtime with the tile forced by its flag, or on the shared one (tile chosen by size). */
+const withTile = async <T>(tile: keyof typeof TILES | undefined, fn: (rt: Runtime) => Promise<T>): Promise<T> => fn(tile ? await runtimeWith({ gemmTile: tile }) : await runtime());
 
 // [M, K, n (per part), parts]
 const SPLIT_CASES: [number, number, number, number][] = [
@@ -23,10 +25,9 @@ const SPLIT_CASES: [number, number, number, number][] = [
   [70, 320, 32, 3],
 ];
 
-for (const tile of [undefined, ...Object.keys(TILES)]) {
+for (const tile of [undefined, ...(Object.keys(TILES) as (keyof typeof TILES)[])]) {
   test(`linearSplit: parts of x·Wᵀ + b equal the reference linears, tile ${tile ?? 'auto'}`, async () => {
-    const rt = await runtime();
-    await withTile(tile, async () => {
+    await withTile(tile, async (rt) => {
       let seed = 300;
       for (const [m, k, n, parts] of SPLIT_CASES) {
         for (const withBias of [false, true]) {

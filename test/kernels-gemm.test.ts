@@ -3,14 +3,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { conv2d, linear, matmul, TILES } from '../src/kernels/matmul.js';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
-import { assertClose, randn, rejects, rng, runtime, block, compute, withEnv } from './helpers.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
+import type { Runtime } from '../src/gpu/runtime.js';
+import { assertClose, randn, rejects, rng, runtime, block, compute, runtimeWith } from './helpers.js';
 import { convOutSize, refConv, refConvAt, refLinear, refMatmul, type ActName, type ConvShape } from './reference.js';
 
 const TOL = 1e-5;
 const TILE_NAMES = Object.keys(TILES) as (keyof typeof TILES)[];
 
-const withTile = <T>(tile: string | undefined, fn: () => Promise<T>): Promise<T> => withEnv({ DIFFSIM_GEMM_TILE: tile }, fn);
+/** `fn` on a runtime with the tile forced by its flag, or on the shared one (tile chosen by size). */
+const withTile = async <T>(tile: keyof typeof TILES | undefined, fn: (rt: Runtime) => Promise<T>): Promise<T> => fn(tile ? await runtimeWith({ gemmTile: tile }) : await runtime());
 
 const AWKWARD: [number, number, number][] = [
   [1, 1, 1],
@@ -30,8 +32,7 @@ const AWKWARD: [number, number, number][] = [
 
 for (const tile of TILE_NAMES) {
   test(`linear on awkward shapes, tile ${tile}`, async () => {
-    const rt = await runtime();
-    await withTile(tile, async () => {
+    await withTile(tile, async (rt) => {
       let seed = 1;
       for (const [m, k, n] of AWKWARD) {
         await block(async () => {
@@ -133,8 +134,7 @@ const CONV_CASES: (ConvShape & { label: string })[] = [
 
 for (const tile of [undefined, ...TILE_NAMES]) {
   test(`conv2d: kernels 1/3/14, strides 1/2/14, symmetric and asymmetric padding, tile ${tile ?? 'auto'}`, async () => {
-    const rt = await runtime();
-    await withTile(tile, async () => {
+    await withTile(tile, async (rt) => {
       let seed = 50;
       for (const c of CONV_CASES) {
         await block(async () => {

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { GN_SINGLE_MAX, groupNorm, groupNormPlan, layerNorm, softmax, type GroupNormOptions } from '../src/kernels/norm.js';
 import { attention } from '../src/kernels/attention.js';
 import { permute } from '../src/kernels/layout.js';
-import { assertClose, randn, rejects, runtime, block, take } from './helpers.js';
+import { assertClose, randn, rejects, runtime, runtimeWith, block, take } from './helpers.js';
 import { refAttention, refGroupNorm, refLayerNorm, refPermute, refSoftmax } from './reference.js';
 
 // GroupNorm cases: [B, C, spatial shape, groups]. Row = one batch element's group, cpg·H·W long.
@@ -90,7 +90,7 @@ test('groupNorm: a large offset (mean 1000, σ 1: var/mean² = 1e-6) stays accur
   }
 });
 
-test('groupNorm rejects groups that do not divide the channels, bad weights and chunks; the plan and DIFFSIM_GROUPNORM', async () => {
+test('groupNorm rejects groups that do not divide the channels, bad weights and chunks; the plan and the groupNorm flag', async () => {
   const rt = await runtime();
   await block(async () => {
     const x = rt.upload(randn(2 * 6 * 9, 170), [2, 6, 3, 3]);
@@ -110,19 +110,19 @@ test('groupNorm rejects groups that do not divide the channels, bad weights and 
   assert.equal(groupNormPlan(4 * 512 * 512), { path: 'split', chunk: 4096, chunks: 256 });
   // Longer rows get longer chunks, never more than 256 of them.
   assert.equal(groupNormPlan(16 * 512 * 512), { path: 'split', chunk: 16384, chunks: 256 });
-  const saved = process.env.DIFFSIM_GROUPNORM;
-  try {
-    process.env.DIFFSIM_GROUPNORM = 'split:100';
-    assert.equal(groupNormPlan(1000), { path: 'split', chunk: 100, chunks: 10 });
-    assert.equal(groupNormPlan(1000, { path: 'single' }), { path: 'single', chunk: 1000, chunks: 1 }, 'an explicit path wins');
-    process.env.DIFFSIM_GROUPNORM = 'single';
-    assert.equal(groupNormPlan(10 ** 6).path, 'single');
-    process.env.DIFFSIM_GROUPNORM = 'fast';
-    await rejects(() => groupNormPlan(10), /DIFFSIM_GROUPNORM must be single, split or split:<chunk elements>, got "fast"/, 'bad variable');
-  } finally {
-    if (saved === undefined) delete process.env.DIFFSIM_GROUPNORM;
-    else process.env.DIFFSIM_GROUPNORM = saved;
-  }
+  // The runtime's groupNorm flag forces a path where the call leaves it at auto.
+  assert.equal(groupNormPlan(1000, {}, 'split:100'), { path: 'split', chunk: 100, chunks: 10 });
+  assert.equal(groupNormPlan(1000, { path: 'single' }, 'split:100'), { path: 'single', chunk: 1000, chunks: 1 }, 'an explicit path wins');
+  assert.equal(groupNormPlan(1000, { chunk: 250 }, 'split:100'), { path: 'split', chunk: 250, chunks: 4 }, 'an explicit chunk wins');
+  assert.equal(groupNormPlan(10 ** 6, {}, 'single').path, 'single');
+  assert.equal(groupNormPlan(10, {}, 'split'), { path: 'split', chunk: 4096, chunks: 1 });
+  const forced = await runtimeWith({ groupNorm: 'split:4' });
+  const x = forced.upload(randn(2 * 6 * 9, 173), [2, 6, 3, 3]);
+  const w = forced.upload(randn(6, 174), [6]);
+  const d0 = forced.dispatchCount;
+  const y = groupNorm(x, w, w, { groups: 3, eps: 1e-5 });
+  assert.is(forced.dispatchCount - d0, 2, 'rt.flags.groupNorm split: two dispatches');
+  [x, w, y].forEach((t) => t.dispose());
 });
 
 test('layerNorm: C = 1, 7, 32, 320, 1280; rows 1..154', async () => {

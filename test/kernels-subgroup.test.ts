@@ -11,10 +11,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime, tidy, type Tensor } from '../src/gpu/runtime.js';
-import { f16ArrayToF32, f32ArrayToF16 } from '../src/gpu/half.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../src/platform/half.js';
 import { conv1x1FromTokens, conv2d, linear, linearSplit, matmul } from '../src/kernels/matmul.js';
 import { attention } from '../src/kernels/attention.js';
-import { assertClose, randn, withEnv } from './helpers.js';
+import { assertClose, randn } from './helpers.js';
 import { refAttention, refConv, refLinear, refMatmul, refPermute, type ActName, type ConvShape } from './reference.js';
 
 const EMULATED_TOL = 2e-6;
@@ -199,17 +199,15 @@ for (const [shape, tile, full] of [
   ['8x8x8', 'medium', false],
 ] as const) {
   test(`emulated subgroup matrices ${shape}, tile ${tile}: ${full ? 'every GEMM form' : 'linear, strided conv, transposed matmul'}`, async () => {
-    await withEnv({ DIFFSIM_TC_SHAPE: shape, DIFFSIM_TC_TILE: tile }, async () => {
-      const rt = await Runtime.create({ tensorCores: 'emulate' });
-      try {
-        assert.ok(rt.subgroupMatrix, 'the emulated subgroup matrices need shader-f16');
-        assert.equal(rt.subgroupMatrix!.syntax, 'emulated');
-        await checkAll(rt, EMULATED_TOL, `emulated ${shape} ${tile}`, full);
-        if (tile === 'medium') await checkAttention(rt, ATTENTION_TOL, `emulated ${shape}`, full);
-      } finally {
-        rt.destroy();
-      }
-    });
+    const rt = await Runtime.create({ tensorCores: 'emulate', flags: { tcShape: shape, tcTile: tile } });
+    try {
+      assert.ok(rt.subgroupMatrix, 'the emulated subgroup matrices need shader-f16');
+      assert.equal(rt.subgroupMatrix!.syntax, 'emulated');
+      await checkAll(rt, EMULATED_TOL, `emulated ${shape} ${tile}`, full);
+      if (tile === 'medium') await checkAttention(rt, ATTENTION_TOL, `emulated ${shape}`, full);
+    } finally {
+      rt.destroy();
+    }
   });
 }
 
@@ -237,16 +235,14 @@ const probe = await Runtime.create({ tensorCores: 'on' });
 const native = probe.subgroupMatrix;
 probe.destroy();
 (native ? test : test.skip)(`native subgroup matrices (${native ? `${native.M}x${native.N}x${native.K}, ${native.syntax} syntax` : 'absent on this adapter'}), both tiles: every GEMM form`, async () => {
-  for (const tile of ['medium', 'large']) {
-    await withEnv({ DIFFSIM_TC_TILE: tile }, async () => {
-      const rt = await Runtime.create({ tensorCores: 'on' });
-      try {
-        await checkAll(rt, NATIVE_TOL, `native ${tile}`);
-        if (tile === 'medium') await checkAttention(rt, ATTENTION_TOL, 'native');
-      } finally {
-        rt.destroy();
-      }
-    });
+  for (const tile of ['medium', 'large'] as const) {
+    const rt = await Runtime.create({ tensorCores: 'on', flags: { tcTile: tile } });
+    try {
+      await checkAll(rt, NATIVE_TOL, `native ${tile}`);
+      if (tile === 'medium') await checkAttention(rt, ATTENTION_TOL, 'native');
+    } finally {
+      rt.destroy();
+    }
   }
 });
 

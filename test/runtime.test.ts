@@ -1,9 +1,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Runtime, sizeClass, tidy, type KernelSource, type Tensor } from '../src/gpu/runtime.js';
-import { f16BitsToF32, f32ToF16Bits } from '../src/gpu/half.js';
+import { f16BitsToF32, f32ToF16Bits } from '../src/platform/half.js';
 import { affine, add, unary } from '../src/kernels/elementwise.js';
-import { randn, rejects, runtime, take } from './helpers.js';
+import { FLAGS, FlagError, resolveFlag, resolveFlags, type FlagName } from '../src/gpu/flags.js';
+import { env } from '../src/platform/env.js';
+import { TILES } from '../src/kernels/matmul.js';
+import { SUBGROUP_TILES } from '../src/kernels/matmul-subgroup.js';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { randn, rejects, REPO_ROOT, runCli, runtime, take } from './helpers.js';
 
 const COPY_KERNEL: KernelSource = {
   code: `@group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -334,6 +340,113 @@ test('a second runtime can be created and closed independently; memory() reads z
   assert.is(m.liveBytes, 0);
   assert.is(m.liveTensors, 0);
   assert.throws(() => rt2.empty([1]), /destroyed/);
+});
+
+test('flags: an option wins over the variable, the variable over the default; each says where it came from', () => {
+  const vars: Record<string, string> = { DIFFSIM_GEMM_TILE: 'small', DIFFSIM_GROUPNORM: 'split:64', DIFFSIM_DAWN_TOGGLES: ' a, b ,,', DIFFSIM_GEMM_SCALAR: 'TRUE', DIFFSIM_TC_SUBGROUP: '' };
+  const { flags, sources } = resolveFlags({ groupNorm: 'single', tcShape: '8x8x8' }, (n) => vars[n]);
+  assert.is(flags.gemmTile, 'small');
+  assert.is(sources.gemmTile, 'env');
+  assert.is(flags.groupNorm, 'single');
+  assert.is(sources.groupNorm, 'option');
+  assert.is(flags.tcShape, '8x8x8');
+  assert.equal(flags.dawnToggles, ['a', 'b']);
+  assert.is(flags.gemmScalar, true);
+  assert.is(flags.tcSubgroup, 32, 'an empty variable counts as unset');
+  assert.is(sources.tcSubgroup, 'default');
+  assert.is(flags.tensorCores, 'auto');
+  assert.ok(Object.isFrozen(flags));
+  for (const name of Object.keys(FLAGS) as FlagName[]) {
+    const spec = FLAGS[name];
+    assert.ok(spec.env.startsWith('DIFFSIM_') && spec.doc.length > 0, name);
+    assert.ok(spec.accepts(spec.default), `${name}: its default is allowed`);
+  }
+});
+
+test('flags: a value that is not allowed names the flag, its variable and the allowed values', () => {
+  const throwsWith = (fn: () => unknown, re: RegExp) => {
+    try {
+      fn();
+    } catch (e) {
+      assert.instance(e, FlagError);
+      assert.match((e as Error).message, re);
+      return;
+    }
+    assert.unreachable(`no error for ${re}`);
+  };
+  throwsWith(() => resolveFlag('groupNorm', undefined, () => 'fast'), /^DIFFSIM_GROUPNORM=fast in the environment: groupNorm expects one of auto, single, split, split:<chunk elements>$/);
+  throwsWith(() => resolveFlag('groupNorm', undefined, () => 'split:0'), /DIFFSIM_GROUPNORM=split:0/);
+  throwsWith(() => resolveFlag('gemmTile', undefined, () => 'huge'), /DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall/);
+  throwsWith(() => resolveFlag('tcSubgroup', undefined, () => '33'), /DIFFSIM_TC_SUBGROUP=33 .*4, 8, 16, 32, 64, 128/);
+  throwsWith(() => resolveFlag('gemmScalar', undefined, () => 'yes'), /DIFFSIM_GEMM_SCALAR=yes/);
+  throwsWith(() => resolveFlag('gemmScalar', undefined, () => 'constructor'), /DIFFSIM_GEMM_SCALAR=constructor/);
+  throwsWith(() => resolveFlags({ dawnToggles: 'a,b' as never }, () => undefined), /^dawnToggles \(DIFFSIM_DAWN_TOGGLES\): expected comma-separated names, got 'a,b'$/);
+  throwsWith(() => resolveFlags({ gemmTile: 'huge' as 'large' }, () => undefined), /^gemmTile \(DIFFSIM_GEMM_TILE\): expected one of auto, large, medium, small, tall, got 'huge'$/);
+  throwsWith(() => resolveFlags({ gemmTiles: 'large' } as never, () => undefined), /unknown flag 'gemmTiles'/);
+});
+
+test('the tile flags name the kernels\' tiles', () => {
+  assert.equal(FLAGS.gemmTile.values.split(' | '), ['auto', ...Object.keys(TILES)]);
+  assert.equal(FLAGS.tcTile.values.split(' | '), ['auto', ...Object.keys(SUBGROUP_TILES)]);
+});
+
+test('every DIFFSIM_ variable src mentions is in the registry, and only src/platform/env.ts reads the environment', () => {
+  const known = new Set(Object.values(FLAGS).map((f) => f.env));
+  const identifiers = new Set(['DIFFSIM_DEFAULTS', 'DIFFSIM_OPTIONS']);
+  const unknown: string[] = [];
+  const readers: string[] = [];
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (name.endsWith('.ts')) {
+        const text = readFileSync(p, 'utf8');
+        const rel = p.slice(REPO_ROOT.length + 1);
+        for (const m of text.matchAll(/\bDIFFSIM_[A-Z0-9_]+/g)) if (!known.has(m[0]) && !identifiers.has(m[0])) unknown.push(`${rel}: ${m[0]}`);
+        // The Hugging Face variables (src/hub) and the shard variables of `diffsim eval` are read
+        // by their own modules, from an env record a caller may replace.
+        if (/\bDeno\.env\b|process\??\.env\?*\.DIFFSIM|globalThis as \{ process\?: \{ env/.test(text) && rel !== join('src', 'platform', 'env.ts')) readers.push(rel);
+      }
+    }
+  };
+  walk(join(REPO_ROOT, 'src'));
+  assert.equal(unknown, []);
+  assert.equal(readers, []);
+});
+
+test('env() reads the process environment; unset is undefined', () => {
+  assert.is(env('PATH'), process.env.PATH);
+  assert.is(env('DIFFSIM_NO_SUCH_VARIABLE'), undefined);
+});
+
+test('Runtime.create({ flags }) fixes rt.flags; tensorCores is the same flag; a bad flag fails before a device is acquired', async () => {
+  const rt = await Runtime.create({ tensorCores: 'off', flags: { gemmTile: 'tall', groupNorm: 'split:8' } });
+  try {
+    assert.is(rt.flags.gemmTile, 'tall');
+    assert.is(rt.flagSources.gemmTile, 'option');
+    assert.is(rt.flags.groupNorm, 'split:8');
+    assert.is(rt.tensorCores, 'off');
+    assert.is(rt.flags.tensorCores, 'off');
+    assert.is(rt.flagSources.tensorCores, 'option');
+    assert.is(rt.subgroupMatrix, null);
+  } finally {
+    rt.destroy();
+  }
+  await rejects(() => Runtime.create({ flags: { groupNorm: 'twice' as 'split' } }), /^groupNorm \(DIFFSIM_GROUPNORM\): expected one of auto, single, split, split:<chunk elements>, got 'twice'$/, 'bad flag option');
+});
+
+test('the environment variables reach rt.flags (diffsim info); a bad one is an error naming it', () => {
+  const ok = runCli(['info', '--json'], { env: { DIFFSIM_GEMM_TILE: 'medium', DIFFSIM_GROUPNORM: 'split:33', DIFFSIM_TC_TILE: '' } });
+  assert.is(ok.code, 0, ok.stderr);
+  const flags = (JSON.parse(ok.stdout) as { flags: Record<string, { value: unknown; source: string; env: string }> }).flags;
+  assert.equal(flags.gemmTile, { value: 'medium', source: 'env', env: 'DIFFSIM_GEMM_TILE' });
+  assert.equal(flags.groupNorm, { value: 'split:33', source: 'env', env: 'DIFFSIM_GROUPNORM' });
+  assert.equal(flags.tcTile, { value: 'auto', source: 'default', env: 'DIFFSIM_TC_TILE' });
+  const text = runCli(['info'], { env: { DIFFSIM_GEMM_TILE: 'medium' } });
+  assert.match(text.stdout, /^ {2}gemmTile +medium +env DIFFSIM_GEMM_TILE$/m);
+  const bad = runCli(['info'], { env: { DIFFSIM_GEMM_TILE: 'huge' } });
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /^diffsim: DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall$/m);
 });
 
 test.run();

@@ -10,7 +10,7 @@ import { localModelFiles } from '../src/io/local-files.js';
 import { weightsPath } from '../src/io/model-files.js';
 import { NormalGenerator } from '../src/models/scheduler.js';
 import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safetensors.js';
-import { f32ArrayToF16 } from '../src/gpu/half.js';
+import { f32ArrayToF16 } from '../src/platform/half.js';
 import { legacyVaeKey } from '../src/models/vae.js';
 import { FIXTURES, normErr, rejects, runtime, take } from './helpers.js';
 

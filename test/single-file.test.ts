@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tidy, type Runtime, type Tensor } from '../src/gpu/runtime.js';
-import { f32ArrayToF16 } from '../src/gpu/half.js';
+import { f32ArrayToF16 } from '../src/platform/half.js';
 import { blobSource } from '../src/io/bytesource.js';
 import { SafetensorsFile, encodeSafetensors, rawToInt32, type RawTensor, type TensorInfo, type TensorSource, type TensorToWrite } from '../src/io/safetensors.js';
 import { isSd15SingleFile, sd15SingleFile, emaKeyOf, SingleFileError, type SingleFileComponents } from '../src/models/single-file.js';

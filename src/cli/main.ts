@@ -3,6 +3,7 @@
 
 import { escapeControls, formatInspect, inspectFile, terminalJson } from './inspect.js';
 import { Runtime } from '../gpu/runtime.js';
+import { FLAGS, formatFlag, resolveFlag, type FlagName } from '../gpu/flags.js';
 import { F16_WEIGHTS_TOLERANCE, planParity, runParity, type ParityRow } from '../parity/parity.js';
 import { UsageError } from './errors.js';
 import { pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
@@ -26,18 +27,14 @@ ${VIDEO_USAGE}
                            stored activation; prints one row per tensor and "N passed, M failed"
                            (--weights f16: linear/conv weights stored as f16, tolerance ${F16_WEIGHTS_TOLERANCE})
 
-environment:
-  DIFFSIM_DAWN_TOGGLES            Dawn toggles to enable (Node), e.g. allow_unsafe_apis,disable_robustness
-  DIFFSIM_DAWN_DISABLE_TOGGLES    Dawn toggles to disable (Node)
-  DIFFSIM_DAWN_BACKEND            Dawn backend (Node), default vulkan on Linux
-  DIFFSIM_DISABLE_FEATURES        optional WebGPU features not to request, e.g. shader-f16,subgroups
-  DIFFSIM_TENSOR_CORES            auto|on|off (as --tensor-cores), or emulate: the subgroup-matrix
-                                  kernels with the builtins written out in WGSL (testing, slow)`;
+environment (diffsim info shows the values in use):
+${Object.values(FLAGS).map((f) => `  ${f.env.padEnd(30)}  ${f.values}\n  ${''.padEnd(30)}  ${f.doc}`).join('\n')}`;
 
 async function info(json: boolean): Promise<void> {
   const rt = await Runtime.create();
   try {
-    const report = { adapter: rt.adapterInfo, features: [...rt.features].sort(), limits: rt.limits, tensorCores: { mode: rt.tensorCores, subgroupMatrix: rt.subgroupMatrix } };
+    const flags = Object.fromEntries((Object.keys(FLAGS) as FlagName[]).map((n) => [n, { value: rt.flags[n], source: rt.flagSources[n], env: FLAGS[n].env }]));
+    const report = { adapter: rt.adapterInfo, features: [...rt.features].sort(), limits: rt.limits, tensorCores: { mode: rt.tensorCores, subgroupMatrix: rt.subgroupMatrix }, flags };
     if (json) {
       console.log(JSON.stringify(report, null, 2));
       return;
@@ -51,6 +48,8 @@ async function info(json: boolean): Promise<void> {
     const sm = rt.subgroupMatrix;
     console.log(`tensor cores: ${sm ? `${sm.M}x${sm.N}x${sm.K} f16→f32, subgroups of ${sm.subgroupSize}, ${sm.syntax} builtins` : 'none (SIMT kernels)'}   mode: ${rt.tensorCores}`);
     console.log(`features:  ${report.features.join(', ') || '(none)'}`);
+    console.log('flags:');
+    for (const [n, f] of Object.entries(flags)) console.log(`  ${n.padEnd(20)} ${(formatFlag(f.value) || "''").padEnd(10)} ${f.source === 'env' ? `env ${f.env}` : f.source}`);
     console.log('limits:');
     for (const [k, v] of Object.entries(rt.limits).sort(([x], [y]) => x.localeCompare(y))) console.log(`  ${k.padEnd(44)} ${v}`);
   } finally {
@@ -107,6 +106,7 @@ async function parity(args: string[]): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  resolveFlag('debug'); // a bad DIFFSIM_DEBUG is reported like any other error
   const [command, ...rest] = argv;
   if (command === 'parity') return parity(rest);
   if (command === 'score') return scoreCommand(rest);
@@ -141,6 +141,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+function debug(): boolean {
+  try {
+    return resolveFlag('debug').value;
+  } catch {
+    return false;
+  }
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
@@ -150,7 +158,7 @@ main(process.argv.slice(2)).then(
     // One line, no stack: the message names the argument or file (DIFFSIM_DEBUG=1 adds the stack).
     const hint = err instanceof UsageError ? ' (diffsim --help lists the commands and options)' : '';
     console.error(`diffsim: ${escapeControls(message.split('\n')[0]!)}${hint}`);
-    if (process.env.DIFFSIM_DEBUG && err instanceof Error) console.error(err.stack);
+    if (debug() && err instanceof Error) console.error(err.stack);
     process.exitCode = err instanceof UsageError ? 2 : 1;
   },
 );

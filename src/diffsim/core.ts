@@ -15,7 +15,7 @@
 // the hub cache, downloads or picked files.
 
 import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
-import { f16BitsToF32, f32ToF16Bits } from '../gpu/half.js';
+import { f16BitsToF32, f32ToF16Bits } from '../platform/half.js';
 import { unary } from '../kernels/elementwise.js';
 import { concat, slice } from '../kernels/layout.js';
 import type { RgbImage } from '../io/image.js';

@@ -1,6 +1,7 @@
 // Acquiring a GPUDevice in Node (dawn.node via the `webgpu` package), Deno and browsers.
 
-import { hostPackage } from '../io/host.js';
+import { hostPackage } from '../platform/host.js';
+import { resolveFlags, type Flags } from './flags.js';
 
 /** Optional features we request whenever the adapter offers them. */
 export const OPTIONAL_FEATURES = [
@@ -11,16 +12,16 @@ export const OPTIONAL_FEATURES = [
 ] as const;
 
 export interface DeviceOptions {
-  /** Dawn toggles to enable (Node only), e.g. `allow_unsafe_apis`, `disable_robustness`.
-   *  Also read from the environment variable `DIFFSIM_DAWN_TOGGLES` (comma separated). */
+  /** Dawn toggles to enable (Node only), e.g. `allow_unsafe_apis`, `disable_robustness`, besides
+   *  the `dawnToggles` flag (`DIFFSIM_DAWN_TOGGLES`). */
   enableToggles?: string[];
-  /** Dawn toggles to disable (Node only). Also read from `DIFFSIM_DAWN_DISABLE_TOGGLES`. */
+  /** Dawn toggles to disable (Node only), besides the `dawnDisableToggles` flag. */
   disableToggles?: string[];
-  /** Dawn backend name (Node only): `vulkan`, `metal`, `d3d12`, … Also `DIFFSIM_DAWN_BACKEND`. */
+  /** Dawn backend name (Node only): `vulkan`, `metal`, `d3d12`, …; wins over the `dawnBackend` flag. */
   backend?: string;
   /** Adapter power preference; default `high-performance`. */
   powerPreference?: GPUPowerPreference;
-  /** Features to leave out even if present (e.g. to test fallbacks); also `DIFFSIM_DISABLE_FEATURES`. */
+  /** Features to leave out even if present (e.g. to test fallbacks), besides the `disableFeatures` flag. */
   disableFeatures?: string[];
 }
 
@@ -65,28 +66,11 @@ export class NoAdapterError extends Error {
 }
 
 interface ProcessLike {
-  env?: Record<string, string | undefined>;
   versions?: { node?: string };
 }
 
-/** An environment variable in Node or Deno (undefined in browsers or without Deno's --allow-env). */
-export function env(name: string): string | undefined {
-  const proc = (globalThis as { process?: ProcessLike }).process;
-  if (proc?.env) return proc.env[name];
-  const deno = (globalThis as { Deno?: { env: { get(n: string): string | undefined } } }).Deno;
-  try {
-    return deno?.env.get(name);
-  } catch {
-    return undefined; // no --allow-env
-  }
-}
-
-function listFromEnv(name: string): string[] {
-  return (env(name) ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-}
+/** The flags the device is acquired with. */
+export type DeviceFlags = Pick<Flags, 'dawnToggles' | 'dawnDisableToggles' | 'dawnBackend' | 'disableFeatures'>;
 
 function isNode(): boolean {
   const proc = (globalThis as { process?: ProcessLike }).process;
@@ -108,8 +92,9 @@ const LIMITS_TO_MAXIMISE = [
 ] as const;
 
 /** Returns a ready GPUDevice with the adapter's maximum buffer and workgroup limits and every
- *  optional feature from OPTIONAL_FEATURES the adapter has. */
-export async function acquireDevice(options: DeviceOptions = {}): Promise<AcquiredDevice> {
+ *  optional feature from OPTIONAL_FEATURES the adapter has. `flags` (see flags.ts) default to the
+ *  environment's. */
+export async function acquireDevice(options: DeviceOptions = {}, flags: DeviceFlags = resolveFlags().flags): Promise<AcquiredDevice> {
   let gpu: GPU | undefined;
   let host: string;
   let backend = '';
@@ -126,9 +111,9 @@ export async function acquireDevice(options: DeviceOptions = {}): Promise<Acquir
     for (const [k, v] of Object.entries(mod.globals)) {
       if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
     }
-    const enable = [...(options.enableToggles ?? []), ...listFromEnv('DIFFSIM_DAWN_TOGGLES')];
-    const disable = [...(options.disableToggles ?? []), ...listFromEnv('DIFFSIM_DAWN_DISABLE_TOGGLES')];
-    backend = options.backend ?? env('DIFFSIM_DAWN_BACKEND') ?? (detectPlatform() === 'linux' ? 'vulkan' : '');
+    const enable = [...(options.enableToggles ?? []), ...flags.dawnToggles];
+    const disable = [...(options.disableToggles ?? []), ...flags.dawnDisableToggles];
+    backend = options.backend ?? (flags.dawnBackend || (detectPlatform() === 'linux' ? 'vulkan' : ''));
     const args: string[] = [];
     if (enable.length) args.push(`enable-dawn-features=${[...new Set(enable)].join(',')}`);
     if (disable.length) args.push(`disable-dawn-features=${[...new Set(disable)].join(',')}`);
@@ -153,7 +138,7 @@ export async function acquireDevice(options: DeviceOptions = {}): Promise<Acquir
   }
   if (!adapter) throw new NoAdapterError(`requestAdapter returned null on ${host}${backend ? ` (${backend})` : ''}`);
 
-  const disabled = new Set([...(options.disableFeatures ?? []), ...listFromEnv('DIFFSIM_DISABLE_FEATURES')]);
+  const disabled = new Set([...(options.disableFeatures ?? []), ...flags.disableFeatures]);
   const requiredFeatures = OPTIONAL_FEATURES.filter(
     (f) => adapter!.features.has(f) && !disabled.has(f),
   ) as unknown as GPUFeatureName[];

@@ -14,8 +14,11 @@
 // `writeTensor`, which submits recorded work before writing. Within one unsubmitted batch a released
 // buffer is never handed out again, so a host write can never overtake a pending reader.
 
-import { acquireDevice, env, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './device.js';
-import { f16ArrayToF32, f32ArrayToF16 } from './half.js';
+import { acquireDevice, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './device.js';
+import { resolveFlags, type FlagOptions, type Flags, type FlagSource, type FlagName, type TensorCoreMode } from './flags.js';
+import { f16ArrayToF32, f32ArrayToF16 } from '../platform/half.js';
+
+export { TENSOR_CORE_MODES, type TensorCoreMode } from './flags.js';
 
 export type DType = 'f32' | 'f16' | 'i32' | 'u32';
 export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
@@ -335,15 +338,6 @@ interface Batch {
   dispatches: number;
 }
 
-/** When GEMMs and convolutions run on subgroup matrices (tensor cores) with f16 inputs and f32
- *  accumulation: `auto` those whose weights are f16, `on` all of them (f32 operands are rounded to
- *  f16 while staged), `off` none; each only where the adapter offers f16×f16→f32 subgroup
- *  matrices, the SIMT kernels otherwise. `emulate` runs the same kernels with the subgroup-matrix
- *  builtins written out in plain WGSL (any adapter with `shader-f16`): it checks the kernels'
- *  tiling where the feature is absent and is slow. */
-export type TensorCoreMode = 'auto' | 'on' | 'off' | 'emulate';
-export const TENSOR_CORE_MODES: readonly TensorCoreMode[] = ['auto', 'on', 'off', 'emulate'];
-
 /** One f16×f16→f32 subgroup-matrix multiply shape (M×K · K×N), and which spelling of the
  *  load/store builtins this Dawn accepts (`args`: `subgroupMatrixLoad<T>(p, offset, col_major,
  *  stride)`; `template`: `subgroupMatrixLoad<T, row_major>(p, offset, stride)`). */
@@ -358,20 +352,18 @@ export interface SubgroupMatrixSupport {
 export interface RuntimeOptions extends DeviceOptions {
   /** Dispatches recorded before a submit (default 32). */
   dispatchesPerSubmit?: number;
-  /** Default `auto`; also `DIFFSIM_TENSOR_CORES`. */
+  /** The `tensorCores` flag (see TensorCoreMode); wins over `flags.tensorCores`. */
   tensorCores?: TensorCoreMode;
+  /** Tuning flags (src/gpu/flags.ts); each wins over its environment variable. */
+  flags?: FlagOptions;
 }
 
 const UNIFORM_SLOT = 256;
 /** Cached bind groups before the cache starts over (a U-Net pass uses a few hundred). */
 const MAX_BIND_GROUPS = 8192;
 
-function tensorCoreMode(options: RuntimeOptions): TensorCoreMode {
-  const mode = options.tensorCores ?? env('DIFFSIM_TENSOR_CORES') ?? 'auto';
-  if (!TENSOR_CORE_MODES.includes(mode as TensorCoreMode)) {
-    throw new Error(`tensorCores (DIFFSIM_TENSOR_CORES): expected one of ${TENSOR_CORE_MODES.join(', ')}, got '${mode}'`);
-  }
-  return mode as TensorCoreMode;
+function runtimeFlags(options: RuntimeOptions): { flags: Flags; sources: Record<FlagName, FlagSource> } {
+  return resolveFlags(options.tensorCores !== undefined ? { ...options.flags, tensorCores: options.tensorCores } : options.flags);
 }
 
 function subgroupMatrixProbe(M: number, N: number, K: number, syntax: 'args' | 'template', subgroupSize: number): string {
@@ -425,21 +417,25 @@ export class Runtime {
   /** Floating-point operations of the GEMMs, convolutions and attention recorded since creation,
    *  counted by their launchers from the shapes (2 per multiply-add; see bench/diffsim.ts). */
   flopCount = 0;
-  /** Which GEMMs use subgroup matrices (see TensorCoreMode). */
-  readonly tensorCores: TensorCoreMode;
+  /** The tuning flags, read once at creation (src/gpu/flags.ts). */
+  readonly flags: Flags;
+  /** Where each flag's value came from. */
+  readonly flagSources: Readonly<Record<FlagName, FlagSource>>;
   /** The f16 subgroup-matrix shape the GEMMs use, or null when they use the SIMT kernels only. */
   subgroupMatrix: SubgroupMatrixSupport | null = null;
 
   private constructor(
     private readonly acquired: AcquiredDevice,
     options: RuntimeOptions,
+    resolved: { flags: Flags; sources: Record<FlagName, FlagSource> },
   ) {
+    this.flags = resolved.flags;
+    this.flagSources = Object.freeze({ ...resolved.sources });
     this.limits = acquired.limits;
     this.features = new Set(acquired.features);
     this.adapterInfo = acquired.adapterInfo;
     this.pool = new BufferPool(this);
     this.dispatchesPerSubmit = options.dispatchesPerSubmit ?? 32;
-    this.tensorCores = tensorCoreMode(options);
     this.uniformData = new Uint8Array(UNIFORM_SLOT * this.dispatchesPerSubmit);
     const device = acquired.device;
     device.addEventListener('uncapturederror', (ev) => {
@@ -451,8 +447,8 @@ export class Runtime {
   }
 
   static async create(options: RuntimeOptions = {}): Promise<Runtime> {
-    tensorCoreMode(options); // a bad mode fails before a device is acquired
-    const rt = new Runtime(await acquireDevice(options), options);
+    const resolved = runtimeFlags(options); // a bad flag fails before a device is acquired
+    const rt = new Runtime(await acquireDevice(options, resolved.flags), options, resolved);
     rt.subgroupMatrix = await rt.probeSubgroupMatrix();
     return rt;
   }
@@ -464,8 +460,8 @@ export class Runtime {
     if (this.tensorCores === 'off') return null;
     if (this.tensorCores === 'emulate') {
       if (!this.hasShaderF16) return null;
-      const [M, N, K] = (env('DIFFSIM_TC_SHAPE') ?? '16x16x16').split('x').map(Number) as [number, number, number];
-      return { M, N, K, subgroupSize: Number(env('DIFFSIM_TC_SUBGROUP') ?? 32), syntax: 'emulated' };
+      const [M, N, K] = this.flags.tcShape.split('x').map(Number) as [number, number, number];
+      return { M, N, K, subgroupSize: this.flags.tcSubgroup, syntax: 'emulated' };
     }
     const info = this.adapterInfo;
     if (!this.hasSubgroupMatrix || !this.hasShaderF16 || !info.subgroupMaxSize || info.subgroupMinSize !== info.subgroupMaxSize) return null;
@@ -486,6 +482,10 @@ export class Runtime {
 
   get device(): GPUDevice {
     return this.acquired.device;
+  }
+  /** Which GEMMs use subgroup matrices (see TensorCoreMode). */
+  get tensorCores(): TensorCoreMode {
+    return this.flags.tensorCores;
   }
   get hasShaderF16(): boolean {
     return this.features.has('shader-f16');

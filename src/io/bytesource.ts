@@ -2,7 +2,7 @@
 // multi-GB checkpoint is never held in memory as a whole.
 
 import { FileError } from './errors.js';
-import { nodeFs } from './host.js';
+import { nodeFs } from '../platform/host.js';
 
 export interface ByteSource {
   /** A name for error messages (the file path). */

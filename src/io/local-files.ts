@@ -4,7 +4,7 @@
 
 import { openFile, type ByteSource } from './bytesource.js';
 import { FileError } from './errors.js';
-import { dirnameOf, joinPath, nodeFs } from './host.js';
+import { dirnameOf, joinPath, nodeFs } from '../platform/host.js';
 import type { ModelFiles } from './model-files.js';
 
 /** At most this many files are listed under a model folder, this many folders deep. */

@@ -7,9 +7,9 @@
 
 import type { LoadOrigin } from './events.js';
 import { FileError } from './errors.js';
-import { bf16ArrayToF32, f16ArrayToF32 } from '../gpu/half.js';
+import { bf16ArrayToF32, f16ArrayToF32 } from '../platform/half.js';
 import { openFile, type ByteSource } from './bytesource.js';
-import { dirnameOf, isAbsolutePath, joinPath } from './host.js';
+import { dirnameOf, isAbsolutePath, joinPath } from '../platform/host.js';
 
 export const SAFETENSORS_DTYPES = {
   F64: 8,

@@ -249,11 +249,11 @@ interface GemmLaunch {
   conv?: { ow: number; ih: number; iw: number; padTop: number; padLeft: number };
 }
 
-/** Picks a tile for the problem: big tiles only when they fill the GPU. Override with
- *  DIFFSIM_GEMM_TILE=large|medium|small|tall (benchmarks). */
+/** Picks a tile for the problem: big tiles only when they fill the GPU. The `gemmTile` flag
+ *  (DIFFSIM_GEMM_TILE) forces one (tests, benchmarks). */
 export function chooseTile(rt: Runtime, M: number, N: number, batch: number): TileConfig {
-  const forced = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.DIFFSIM_GEMM_TILE;
-  if (forced && forced in TILES) return TILES[forced as keyof typeof TILES];
+  const forced = rt.flags.gemmTile;
+  if (forced !== 'auto') return TILES[forced];
   const software = rt.adapterInfo.isFallbackAdapter;
   const tiles = (t: TileConfig) => ceilDiv(M, t.BM) * ceilDiv(N, t.BN) * batch;
   // On the H200 the 64×64 tile beat the 128×128 one until about 512 large tiles (bench/results).
@@ -266,7 +266,7 @@ export function chooseTile(rt: Runtime, M: number, N: number, batch: number): Ti
 /** The subgroup-matrix tile for this GEMM, or null for the SIMT kernel: only where the runtime
  *  has subgroup matrices and its mode selects this GEMM (see TensorCoreMode), for problems of at
  *  least one matrix in each dimension, with the larger tile once it fills the GPU and fits the
- *  workgroup memory. DIFFSIM_TC_TILE=large|medium forces one (tests, benchmarks). */
+ *  workgroup memory. The `tcTile` flag (DIFFSIM_TC_TILE) forces one (tests, benchmarks). */
 export function chooseSubgroupTile(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, g: Pick<GemmLaunch, 'M' | 'N' | 'K' | 'batch'>): { tile: SubgroupTile; sm: SubgroupMatrixSupport; name: keyof typeof SUBGROUP_TILES } | null {
   const sm = rt.subgroupMatrix;
   if (!sm) return null;
@@ -277,11 +277,8 @@ export function chooseSubgroupTile(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'v
   if (!selected || g.M < sm.M || g.N < sm.N || g.K < sm.K) return null;
   const limit = rt.limits.maxComputeWorkgroupStorageSize ?? 16384;
   const fits = (name: keyof typeof SUBGROUP_TILES) => subgroupGeometry(SUBGROUP_TILES[name], sm, v.bLayout === 'nk').bytes <= limit;
-  const forced = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.DIFFSIM_TC_TILE;
-  if (forced && forced in SUBGROUP_TILES) {
-    const name = forced as keyof typeof SUBGROUP_TILES;
-    return fits(name) ? { tile: SUBGROUP_TILES[name], sm, name } : null;
-  }
+  const forced = rt.flags.tcTile;
+  if (forced !== 'auto') return fits(forced) ? { tile: SUBGROUP_TILES[forced], sm, name: forced } : null;
   const large = subgroupGeometry(SUBGROUP_TILES.large, sm, v.bLayout === 'nk');
   const tiles = ceilDiv(g.M, large.BM) * ceilDiv(g.N, large.BN) * g.batch;
   const name = tiles >= 256 && fits('large') ? 'large' : 'medium';
@@ -301,7 +298,7 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
   const tile = chooseTile(rt, g.M, g.N, g.batch);
   // With an empty inner dimension (an f16 result runs the kernel, below) the operands are empty
   // buffers: scalar bindings take them, vec4 ones need 16 bytes.
-  const noVec = envFlag('DIFFSIM_GEMM_SCALAR') || g.K === 0;
+  const noVec = rt.flags.gemmScalar || g.K === 0;
   // vec4 loads need 16-byte aligned rows and batch strides.
   const vecA = !noVec && v.dtypeA === 'f32' && g.K % 4 === 0 && g.batchA % 4 === 0 && (tile.BK / 4) <= 256;
   const vecB = !noVec && v.dtypeB === 'f32' && v.bLayout !== 'im2col' && (v.bLayout === 'nk' ? g.K % 4 === 0 : g.N % 4 === 0 && tile.BN / 4 <= 256) && g.batchB % 4 === 0;
@@ -355,11 +352,6 @@ function residualDtype(residual: Tensor | undefined, what: string): ActivationDT
 /** Biases (per column or per output channel, and the per-batch time embedding) are read as f32. */
 function assertBias(bias: Tensor | undefined, what: string): void {
   if (bias) assertFloat(bias, what);
-}
-
-function envFlag(name: string): boolean {
-  const v = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
-  return v === '1' || v === 'true';
 }
 
 export interface LinearOptions {

@@ -7,6 +7,7 @@
 // GroupNorm's per-chunk statistics are f32 whatever the input.
 
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
+import type { GroupNormFlag } from '../gpu/flags.js';
 import { Params, WGSL_ACTIVATIONS, activationDtype, assertFloat, enableF16, loadF32, outputType, runtimeOf, shapeStr, storageType, storeValue, type Activation, type ActivationDType } from './common.js';
 
 const RED = 256;
@@ -65,7 +66,8 @@ fn wg_max(v: f32, lid: u32) -> f32 {
 // At 64² images (the lavapipe benchmark: latent 8², VAE rows ≤ 128 @ 64² = 16 384) every row takes
 // the single path. GN_SINGLE_MAX keeps the single path to ≤ 64 loads per invocation per pass; it is
 // a reasoned default, not a measured crossover (bench/kernels.ts times both paths on a GPU).
-// DIFFSIM_GROUPNORM=single | split | split:<chunk elements> forces a path (tests, benchmarks).
+// The runtime's `groupNorm` flag (DIFFSIM_GROUPNORM: single | split | split:<chunk elements>)
+// forces a path where the caller leaves it at auto (tests, benchmarks).
 
 /** The mean and 1/√(var + eps) of x[base, base + len) with the biased variance from the centred
  *  sum (two reads of the row, never negative), summed over the workgroup in f32 (needs `wg_sum` and
@@ -107,17 +109,16 @@ export interface GroupNormOptions {
 
 export type GroupNormPath = 'auto' | 'single' | 'split';
 
-/** The path and chunk length of a group norm over rows of `len` elements (exported for tests). */
-export function groupNormPlan(len: number, o: Pick<GroupNormOptions, 'path' | 'chunk'> = {}): { path: 'single' | 'split'; chunk: number; chunks: number } {
+/** The path and chunk length of a group norm over rows of `len` elements, `forced` being the
+ *  runtime's `groupNorm` flag (exported for tests). */
+export function groupNormPlan(len: number, o: Pick<GroupNormOptions, 'path' | 'chunk'> = {}, forced: GroupNormFlag = 'auto'): { path: 'single' | 'split'; chunk: number; chunks: number } {
   let path = o.path ?? 'auto';
   let chunk = o.chunk;
   if (path === 'auto') {
-    const forced = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.DIFFSIM_GROUPNORM;
-    if (forced) {
-      const m = /^(single|split)(?::(\d+))?$/.exec(forced);
-      if (!m) throw new Error(`DIFFSIM_GROUPNORM must be single, split or split:<chunk elements>, got "${forced}"`);
-      path = m[1] as 'single' | 'split';
-      if (m[2] !== undefined && chunk === undefined) chunk = Number(m[2]);
+    if (forced !== 'auto') {
+      const [p, c] = forced.split(':') as ['single' | 'split', string | undefined];
+      path = p;
+      if (c !== undefined && chunk === undefined) chunk = Number(c);
     } else path = len > GN_SINGLE_MAX ? 'split' : 'single';
   }
   if (path === 'single') return { path, chunk: len, chunks: 1 };
@@ -142,7 +143,7 @@ export function groupNorm(x: Tensor, weight: Tensor, bias: Tensor, o: GroupNormO
   const rows = b * o.groups;
   const len = cpg * spatial;
   const act = o.act ?? 'none';
-  const plan = groupNormPlan(len, o);
+  const plan = groupNormPlan(len, o, rt.flags.groupNorm);
   // The row's channel for element i of the row: ch0 + i / spatial (ch0 = (row % G)·cpg).
   const shared = /* wgsl */ `
 struct P { rows: u32, len: u32, spatial: u32, cpg: u32, groups: u32, chunk: u32, chunks: u32, eps: f32 }
