@@ -22,7 +22,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['src/parity', 'src/eval', 'src/apps'], // fixture parity, benchmark protocols, retrieval/video/agreement map
   ['src/web'], // browser loaders
   ['src/cli'],
-  ['src/index.ts', 'src/browser.ts'], // the entry files
+  ['src/index.ts', 'src/browser.ts', 'src/api.ts'], // the entry files and the API they share
 ];
 
 /** Imports tolerated for now, as `importer -> imported`. */
