@@ -117,8 +117,9 @@ export function inferResamplerConfig(src: TensorSource, dimHead = 64): Resampler
 
 /** IP-Adapter Plus for `unet` from `ip-adapter-plus_sd15.safetensors` (its resampler config
  *  inferred from the tensor shapes). The U-Net is not modified. */
-export function ipAdapterPlusFromSource(rt: Runtime, src: TensorSource, unet: UNet2DConditionModel, o: ModelLoadOptions & { scale?: number; dimHead?: number } = {}): Promise<IpAdapterPlus> {
-  const config: IpAdapterConfig = { resampler: inferResamplerConfig(src, o.dimHead), ip_scale: o.scale ?? 1 };
+export function ipAdapterPlusFromSource(rt: Runtime, src: TensorSource, unet: UNet2DConditionModel, o: ModelLoadOptions & { scale?: number; dimHead?: number; config?: IpAdapterConfig } = {}): Promise<IpAdapterPlus> {
+  // A given config (a reference fixture's) is used as it is; the released files carry none.
+  const config: IpAdapterConfig = o.config ?? { resampler: inferResamplerConfig(src, o.dimHead), ip_scale: o.scale ?? 1 };
   return build(
     (store) => new IpAdapterPlus(store, config, unet),
     (store) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }),

@@ -15,15 +15,16 @@ import type { Runtime, Tensor } from '../gpu/runtime.js';
 import { loadImage, type RgbImage } from '../io/image.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
 import { SafetensorsFile, rawToInt32 } from '../io/safetensors.js';
-import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../models/clip-vision.js';
-import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
+import type { ClipModelConfig, ClipVisionConfig } from '../models/clip-vision.js';
+import type { ClipTextConfig } from '../models/clip-text.js';
 import { ClipTokenizer } from '../models/clip-tokenizer.js';
-import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
-import { IpAdapterPlus, type IpAdapterConfig } from '../models/ip-adapter.js';
+import type { Dinov2Config } from '../models/dinov2.js';
+import type { IpAdapterConfig } from '../models/ip-adapter.js';
 import { PNDMScheduler, type SchedulerConfig } from '../models/scheduler.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
-import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
-import { WeightStore, type LoadOptions } from '../nn/weights.js';
+import type { VaeConfig } from '../models/vae.js';
+import { clipModelFromSource, clipVisionFromSource, dinov2FromSource, ipAdapterPlusFromSource, textEncoderFromSource, unetFromSource, vaeEncoderFromSource, type ModelLoadOptions } from '../models/sources.js';
+import type { WeightStore } from '../nn/weights.js';
 import { F16_WEIGHTS_TOLERANCE, normalisedError, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 import { DiffSim, type DiffSimModels, type GivenNoise } from '../diffsim/core.js';
 import type { DiffSimEmbedding } from '../diffsim/embedding.js';
@@ -134,29 +135,28 @@ function weightsOf(index: FixtureIndex, folder: string, exclude: RegExp = /activ
 
 /** Models opened for the run, freed together. */
 class Models {
-  private readonly stores: WeightStore[] = [];
+  private readonly made: { store: WeightStore }[] = [];
   constructor(
     readonly rt: Runtime,
     readonly dir: string,
     readonly settings: ParitySettings,
   ) {}
-  /** Opens `rel`, builds the model from its config metadata (or `config`), loads the weights. */
-  async load<T>(rel: string, build: (store: WeightStore, config: unknown, file: SafetensorsFile) => T, o: LoadOptions = {}, config?: unknown): Promise<T> {
+  /** Opens `rel` and builds its model with the loaders' builder (models/sources.ts), from the
+   *  file's config metadata (or `config`). */
+  async load<M extends { store: WeightStore }>(rel: string, build: (src: SafetensorsFile, config: unknown, o: ModelLoadOptions) => Promise<M>, config?: unknown): Promise<M> {
     const file = await SafetensorsFile.open(join(this.dir, rel));
     try {
       const cfg = config ?? JSON.parse(file.metadata.config ?? 'null');
       if (!cfg) throw new Error(`${rel}: no "config" metadata`);
-      const store = new WeightStore();
-      this.stores.push(store);
-      const model = build(store, cfg, file);
-      await store.load(this.rt, file, { ...o, weights: this.settings.weights });
+      const model = await build(file, cfg, { weights: this.settings.weights });
+      this.made.push(model);
       return model;
     } finally {
       await file.close();
     }
   }
   dispose(): void {
-    for (const s of this.stores) s.dispose();
+    for (const m of this.made) m.store.dispose();
   }
 }
 
@@ -179,9 +179,9 @@ async function loadSd(m: Models, index: FixtureIndex): Promise<Omit<DiffSimModel
   const manifest = join(m.dir, 'manifests', 'sd15-scheduler.config.json');
   if (!schedulerConfig && (await exists(manifest))) schedulerConfig = JSON.parse(await readFile(manifest, 'utf8')) as SchedulerConfig;
   if (!schedulerConfig) return 'needs a scheduler config (scheduler/ or manifests/sd15-scheduler.config.json)';
-  const unet = await m.load(unetRel!, (s, c) => new UNet2DConditionModel(s, c as UNetConfig));
-  const vae = await m.load(vaeRel!, (s, c) => new VaeEncoder(s, c as VaeConfig), { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true });
-  const textEncoder = await m.load(textRel!, (s, c) => new ClipTextModel(s, c as ClipTextConfig), { ignore: [/position_ids$/] });
+  const unet = await m.load(unetRel!, (src, c, o) => unetFromSource(m.rt, src, c as UNetConfig, o));
+  const vae = await m.load(vaeRel!, (src, c, o) => vaeEncoderFromSource(m.rt, src, c as VaeConfig, o));
+  const textEncoder = await m.load(textRel!, (src, c, o) => textEncoderFromSource(m.rt, src, c as ClipTextConfig, o));
   return { unet, vae, textEncoder, tokenizer: await ClipTokenizer.fromDirectory(tokDir), scheduler: new PNDMScheduler(schedulerConfig) };
 }
 
@@ -190,8 +190,8 @@ async function loadIp(m: Models, index: FixtureIndex, unet: UNet2DConditionModel
   const ipRel = weightsOf(index, 'ip-adapter-plus-tiny');
   const encRel = weightsOf(index, 'clip-vision-h14-tiny');
   if (!ipRel || !encRel) return `needs ${[!ipRel && 'ip-adapter-plus-tiny', !encRel && 'clip-vision-h14-tiny'].filter(Boolean).join(' and ')} weights`;
-  const ipAdapter = await m.load(ipRel, (s, c) => new IpAdapterPlus(s, c as IpAdapterConfig, unet));
-  const imageEncoder = await m.load(encRel, (s, c, f) => new ClipVisionModel(s, c as ClipVisionConfig, { projection: f.has('visual_projection.weight') }), { ignore: [/position_ids$/] });
+  const ipAdapter = await m.load(ipRel, (src, c, o) => ipAdapterPlusFromSource(m.rt, src, unet, { ...o, config: c as IpAdapterConfig }));
+  const imageEncoder = await m.load(encRel, (src, c, o) => clipVisionFromSource(m.rt, src, c as ClipVisionConfig, o));
   const fe = join(m.dir, 'manifests', 'sd15-feature-extractor.config.json');
   const featureExtractor = (await exists(fe)) ? (JSON.parse(await readFile(fe, 'utf8')) as ImageProcessorConfig) : undefined;
   return { ipAdapter, imageEncoder, featureExtractor };
@@ -383,11 +383,11 @@ async function clipDinoFile(rt: Runtime, r: Rows, ref: SafetensorsFile, m: Model
   const dinoRel = weightsOf(index, 'dinov2-tiny');
   const parts: { prefix: 'clip' | 'dino'; metric: ClipMetric | Dinov2Metric; proc: ImageProcessorConfig | undefined }[] = [];
   if (index.files[clipRel]) {
-    const clip = await m.load(clipRel, (s, c) => new ClipModel(s, c as ClipModelConfig), { ignore: [/position_ids$/] });
+    const clip = await m.load(clipRel, (src, c, o) => clipModelFromSource(rt, src, c as ClipModelConfig, o, clipRel));
     parts.push({ prefix: 'clip', metric: new ClipMetric(rt, clip, cfg.clip_processor ? { processor: cfg.clip_processor } : {}), proc: cfg.clip_processor });
   } else r.skip(p('clip.*'), `needs ${clipRel}`);
   if (dinoRel) {
-    const dino = await m.load(dinoRel, (s, c) => new Dinov2Model(s, c as Dinov2Config), {}, cfg.dino_model);
+    const dino = await m.load(dinoRel, (src, c, o) => dinov2FromSource(rt, src, c as Dinov2Config, o), cfg.dino_model);
     parts.push({ prefix: 'dino', metric: new Dinov2Metric(rt, dino, cfg.dino_processor ? { processor: cfg.dino_processor } : {}), proc: cfg.dino_processor });
   } else r.skip(p('dino.*'), 'needs the dinov2-tiny weights');
   for (const { prefix, metric, proc } of parts) {

@@ -15,7 +15,8 @@ import { ClipTokenizer } from '../models/clip-tokenizer.js';
 import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
 import { Taps, type Vocabulary } from '../nn/context.js';
 import { WeightStore } from '../nn/weights.js';
-import { VaeEncoder, legacyVaeKey, type VaeConfig } from '../models/vae.js';
+import { VaeEncoder, type VaeConfig } from '../models/vae.js';
+import { clipVisionFromSource, dinov2FromSource, textEncoderFromSource, unetFromSource, vaeEncoderFromSource } from '../models/sources.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig } from '../models/clip-vision.js';
 import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
@@ -86,9 +87,8 @@ const scheduler: Handler = async (_rt, dir, fixture, index) => {
   }
 };
 
-async function clipTextRows(rt: Runtime, fixture: string, { weights, acts, store, config, folder }: ModelFixture, settings: ParitySettings): Promise<ParityRow[]> {
-  const model = new ClipTextModel(store, config as ClipTextConfig);
-  await store.load(rt, weights, { ignore: [/position_ids$/], weights: settings.weights });
+async function clipTextRows(rt: Runtime, fixture: string, { weights, acts, own, config, folder }: ModelFixture, settings: ParitySettings): Promise<ParityRow[]> {
+  const model = own(await textEncoderFromSource(rt, weights, config as ClipTextConfig, { weights: settings.weights }));
   const idsRaw = await acts.readRaw('input_ids');
   const ids = rawToInt32(idsRaw, 'input_ids');
   const [batch, n] = idsRaw.shape as [number, number];
@@ -123,15 +123,30 @@ async function inputTensor(rt: Runtime, acts: SafetensorsFile, name: string): Pr
 interface ModelFixture {
   weights: TensorSource;
   acts: SafetensorsFile;
-  store: WeightStore;
+  /** Registers a model built from `weights`, to be freed when the fixture is done. */
+  own: <M extends { store: { dispose(): void } }>(model: M) => M;
   /** The model config from the weights' metadata (or the activations'). */
   config: unknown;
   /** The fixture folder (its tokenizer/, …). */
   folder: string;
 }
 
-/** Opens `<fixture>/<weights>.safetensors` and `activations.safetensors`, hands them to `body`
- *  with a fresh WeightStore, and closes everything afterwards. */
+/** Models registered through `own`, freed together. */
+function owner(): { own: ModelFixture['own']; dispose(): void } {
+  const made: { store: { dispose(): void } }[] = [];
+  return {
+    own: (m) => {
+      made.push(m);
+      return m;
+    },
+    dispose: () => {
+      for (const m of made.splice(0)) m.store.dispose();
+    },
+  };
+}
+
+/** Opens `<fixture>/<weights>.safetensors` and `activations.safetensors`, hands them to `body`,
+ *  and frees the models it built and closes everything afterwards. */
 async function withModelFixture(dir: string, index: FixtureIndex, fixture: string, body: (m: ModelFixture) => Promise<ParityRow[]>): Promise<ParityRow[]> {
   const f = filesOf(index, fixture);
   const weights = await SafetensorsFile.open(join(dir, f.weights));
@@ -139,13 +154,13 @@ async function withModelFixture(dir: string, index: FixtureIndex, fixture: strin
     await weights.close();
     throw e;
   });
-  const store = new WeightStore();
+  const models = owner();
   try {
     const config = JSON.parse(weights.metadata.config ?? acts.metadata.config ?? 'null') as unknown;
     if (!config) throw new Error(`${f.weights}: no "config" metadata`);
-    return await body({ weights, acts, store, config, folder: join(dir, fixture) });
+    return await body({ weights, acts, own: models.own, config, folder: join(dir, fixture) });
   } finally {
-    store.dispose();
+    models.dispose();
     await weights.close();
     await acts.close();
   }
@@ -187,10 +202,9 @@ async function compareRun(
   }
 }
 
-async function vaeEncoderRows(rt: Runtime, fixture: string, { weights, acts, store, config, folder }: ModelFixture, settings: ParitySettings): Promise<ParityRow[]> {
-  const vae = new VaeEncoder(store, config as VaeConfig);
+async function vaeEncoderRows(rt: Runtime, fixture: string, { weights, acts, own, config, folder }: ModelFixture, settings: ParitySettings): Promise<ParityRow[]> {
+  const vae = own(await vaeEncoderFromSource(rt, weights, config as VaeConfig, { weights: settings.weights }));
   // The encoder needs only encoder.* and quant_conv.*; a full AutoencoderKL file also has the decoder.
-  await store.load(rt, weights, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true, weights: settings.weights });
   const image = await inputTensor(rt, acts, 'input.image');
   const eps = acts.has('eps') ? await inputTensor(rt, acts, 'eps') : null;
   try {
@@ -212,9 +226,8 @@ async function vaeEncoderRows(rt: Runtime, fixture: string, { weights, acts, sto
 
 const vaeEncoder: Handler = (rt, dir, fixture, index, settings) => withModelFixture(dir, index, fixture, (m) => vaeEncoderRows(rt, fixture, m, settings));
 
-async function unetRows(rt: Runtime, fixture: string, { weights, acts, store, config, folder }: ModelFixture, settings: ParitySettings): Promise<ParityRow[]> {
-  const model = new UNet2DConditionModel(store, config as UNetConfig);
-  await store.load(rt, weights, { weights: settings.weights });
+async function unetRows(rt: Runtime, fixture: string, { weights, acts, own, config, folder }: ModelFixture, settings: ParitySettings): Promise<ParityRow[]> {
+  const model = own(await unetFromSource(rt, weights, config as UNetConfig, { weights: settings.weights }));
   const rows: ParityRow[] = [];
   // Head counts per attention module, when the fixture lists them.
   if (acts.metadata.attention_heads) {
@@ -244,9 +257,8 @@ async function unetRows(rt: Runtime, fixture: string, { weights, acts, store, co
 const unet: Handler = (rt, dir, fixture, index, settings) => withModelFixture(dir, index, fixture, (m) => unetRows(rt, fixture, m, settings));
 
 const clipVision: Handler = (rt, dir, fixture, index, settings) =>
-  withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
-    const model = new ClipVisionModel(store, config as ClipVisionConfig, { projection: weights.has('visual_projection.weight') });
-    await store.load(rt, weights, { ignore: [/position_ids$/], weights: settings.weights });
+  withModelFixture(dir, index, fixture, async ({ weights, acts, own, config }) => {
+    const model = own(await clipVisionFromSource(rt, weights, config as ClipVisionConfig, { weights: settings.weights }));
     const pixels = await inputTensor(rt, acts, 'input.pixel_values');
     try {
       return await compareRun(fixture, acts, (n) => n.startsWith('input.'), settings, (capture) => [tidy(() => model.forward(pixels, { capture: capture(model.vocabulary) }).taps)]);
@@ -256,9 +268,8 @@ const clipVision: Handler = (rt, dir, fixture, index, settings) =>
   });
 
 const dinov2: Handler = (rt, dir, fixture, index, settings) =>
-  withModelFixture(dir, index, fixture, async ({ weights, acts, store, config }) => {
-    const model = new Dinov2Model(store, config as Dinov2Config);
-    await store.load(rt, weights, { weights: settings.weights });
+  withModelFixture(dir, index, fixture, async ({ weights, acts, own, config }) => {
+    const model = own(await dinov2FromSource(rt, weights, config as Dinov2Config, { weights: settings.weights }));
     // One pass per stored run (runN.input.pixel_values), or a single unprefixed run.
     const runs = [...new Set(acts.names().filter((n) => /^(run\d+\.)?input\.pixel_values$/.test(n)).map((n) => n.slice(0, n.length - 'input.pixel_values'.length)))];
     const rows: ParityRow[] = [];
@@ -594,12 +605,12 @@ const singleFile: Handler = async (rt, dir, fixture, index, settings) => {
     const rows: ParityRow[] = [];
     for (const [part, target, body, component] of parts) {
       const acts = await SafetensorsFile.open(join(dir, target, 'activations.safetensors'));
-      const store = new WeightStore();
+      const models = owner();
       try {
-        const got = await body(rt, `${fixture}:${part}`, { weights: component.source, acts, store, config: component.config, folder: join(dir, target) }, settings);
+        const got = await body(rt, `${fixture}:${part}`, { weights: component.source, acts, own: models.own, config: component.config, folder: join(dir, target) }, settings);
         rows.push(...got.map((r) => ({ ...r, fixture })).map((r) => ({ ...r, name: `${part}.${r.name}` })));
       } finally {
-        store.dispose();
+        models.dispose();
         await acts.close();
       }
     }
