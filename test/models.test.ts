@@ -57,6 +57,17 @@ test('diffsim parity CLI: rows, summary line, exit codes', () => {
   assert.match(noDir.stderr, /index\.json: cannot read/);
 });
 
+test('parity on manifests: a single-file manifest is mapped and checked against the diffusers manifests; a model family not built here (SDXL) is listed as skipped, not a crash', async () => {
+  const rt = await runtime();
+  const { rows } = await runParity(rt, FIXTURES, ['manifests']);
+  const single = rows.filter((r) => r.name.startsWith('sd15-single-file.'));
+  assert.equal(single.map((r) => [r.name, r.pass]), [['sd15-single-file.unet', true], ['sd15-single-file.vae', true], ['sd15-single-file.text-encoder', true]]);
+  assert.match(single[0]!.note!, /against sd15-unet\.json, config from the shapes against sd15-unet\.config\.json$/);
+  const sdxl = rows.find((r) => r.name === 'sdxl-unet');
+  assert.is(sdxl?.kind, 'skipped');
+  assert.match(sdxl!.note!, /not supported: use_linear_projection/);
+});
+
 test('parity knows which fixture folders it supports', async () => {
   const folders = fixtureFolders(await loadIndex(FIXTURES), FIXTURES, ['codecs']);
   for (const m of MODELS) assert.ok(folders.includes(m), m);

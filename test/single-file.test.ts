@@ -323,7 +323,7 @@ test('(c) configs from the shapes alone equal the metadata configs on every fiel
 });
 
 test('(c) the full-size SD1.5 single file (shapes of v1-5-pruned-emaonly): configs from shapes are the official ones, views hold the diffusers manifests exactly', () => {
-  const m = readJson<{ tensors: Record<string, { shape: number[]; dtype: string }> }>(DIR, 'sd15-single-file.json');
+  const m = readJson<{ tensors: Record<string, { shape: number[]; dtype: string }> }>(FIXTURES, 'manifests', 'sd15-single-file.json');
   const src = shapesOnly('v1-5-pruned-emaonly.safetensors', m.tensors);
   assert.ok(isSd15SingleFile(src));
   const c = sd15SingleFile(src);
