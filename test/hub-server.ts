@@ -3,7 +3,8 @@
 // the repo-info and tree APIs, HEAD/GET on resolve/ (regular files with their git blob sha1 as ETag; LFS files answered with a 302 to a
 // /cdn/ URL on the same server, with X-Linked-Etag = sha256 and X-Linked-Size), Range requests,
 // tokens, gated repos, hub error codes, and faults on demand (a connection cut after N bytes, a
-// corrupted body, a server that ignores Range). Every request is logged.
+// corrupted body, a server that ignores Range; hostile headers and listings: an ETag or commit
+// that is a path, file names leaving the repo, a redirect loop). Every request is logged.
 
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -82,6 +83,18 @@ export class FakeHub {
   /** Answer cross-origin requests as the hub does for pages on other origins (browsers): CORS
    *  headers on every answer, its metadata headers exposed, preflights answered. */
   cors = false;
+  /** Headers that replace the hub's own on the resolve answers (HEAD and GET) of a repo path
+   *  (`org/name:path`): a hostile hub or mirror (an ETag or commit that is a path, a non-sha256
+   *  X-Linked-Etag); `null` removes a header. */
+  readonly resolveHeaders = new Map<string, Record<string, string | null>>();
+  /** More entries for a repo's tree listing and repo info (`org/name`, `datasets/org/name`), as a
+   *  hostile listing would send them: tree entries as written, sibling names as `rfilename`s. */
+  readonly extraTree = new Map<string, unknown[]>();
+  readonly extraSiblings = new Map<string, unknown[]>();
+  /** The revision API's `sha` for a repo (`org/name`), instead of its commit. */
+  readonly shaOverride = new Map<string, unknown>();
+  /** Answers a request before the fake hub does, when it returns true (a redirect loop, …). */
+  intercept: ((req: IncomingMessage, res: ServerResponse, url: URL) => boolean) | undefined;
   private server: Server | undefined;
   private sockets = new Set<Socket>();
   url = '';
@@ -163,6 +176,7 @@ export class FakeHub {
       }
     }
     const u = new URL(req.url ?? '/', this.url);
+    if (this.intercept?.(req, res, u)) return;
     const parts = u.pathname.split('/').slice(1).map(decodeURIComponent);
     if (parts[0] === 'api' && parts[1] === 'models') return this.api(req, res, 'model', parts.slice(2), u);
     if (parts[0] === 'api' && parts[1] === 'datasets') return this.api(req, res, 'dataset', parts.slice(2), u);
@@ -189,7 +203,9 @@ export class FakeHub {
       const siblings = Object.entries(repo.files).map(([rfilename, f]) =>
         blobs ? { rfilename, size: f.content.byteLength, ...(f.lfs ? { lfs: { sha256: sha256Hex(f.content), size: f.content.byteLength, pointerSize: lfsPointer(f.content).byteLength } } : {}) } : { rfilename },
       );
-      res.end(JSON.stringify({ id: repoId, sha: commit, siblings }));
+      const key = type === 'dataset' ? `datasets/${repoId}` : repoId;
+      siblings.push(...((this.extraSiblings.get(key) ?? []).map((rfilename) => ({ rfilename, size: 1 })) as typeof siblings));
+      res.end(JSON.stringify({ id: repoId, sha: this.shaOverride.has(key) ? this.shaOverride.get(key) : commit, siblings }));
       return;
     }
     const dirs = new Set<string>();
@@ -203,6 +219,7 @@ export class FakeHub {
       if (f.lfs) e.lfs = { oid: sha256Hex(f.content), size: f.content.byteLength, pointerSize: lfsPointer(f.content).byteLength };
       entries.push(e);
     }
+    entries.push(...(this.extraTree.get(type === 'dataset' ? `datasets/${repoId}` : repoId) ?? []));
     const cursor = Number(u.searchParams.get('cursor') ?? '0');
     const page = entries.slice(cursor, cursor + this.treePageSize);
     if (cursor + this.treePageSize < entries.length) {
@@ -229,19 +246,29 @@ export class FakeHub {
         res.end();
         return;
       }
-      res.writeHead(302, {
+      res.writeHead(302, this.hostile({
         location,
         'x-repo-commit': commit,
         'x-linked-etag': `"${sha}"`,
         'x-linked-size': String(f.content.byteLength),
         etag: `"${gitBlobSha1(lfsPointer(f.content))}"`,
         'content-length': '0',
-      });
+      }, key, path));
       res.end();
       return;
     }
     const etag = `"${gitBlobSha1(f.content)}"`;
-    this.body(req, res, this.served(key, path, f.content), { 'x-repo-commit': commit, etag: f.weakEtag ? `W/${etag}` : etag }, undefined);
+    this.body(req, res, this.served(key, path, f.content), this.hostile({ 'x-repo-commit': commit, etag: f.weakEtag ? `W/${etag}` : etag }, key, path), undefined);
+  }
+
+  /** `headers` with the {@link resolveHeaders} of `key:path` applied. */
+  private hostile(headers: Record<string, string>, key: string, path: string): Record<string, string> {
+    const out = { ...headers };
+    for (const [k, v] of Object.entries(this.resolveHeaders.get(`${key}:${path}`) ?? {})) {
+      if (v === null) delete out[k];
+      else out[k] = v;
+    }
+    return out;
   }
 
   private cdn(req: IncomingMessage, res: ServerResponse, sha: string): void {

@@ -26,6 +26,9 @@ import {
   type LoadEvent,
 } from '../src/hub/index.js';
 import { LoadDisplay } from '../src/cli/progress.js';
+import { blobWriter } from '../src/hub/download.js';
+import { MemoryModelFiles, openWeights } from '../src/io/model-files.js';
+import { SafetensorsError } from '../src/io/safetensors.js';
 
 const REPO = 'org/tiny-sd';
 const COMMIT = gitBlobSha1(text('commit 1'));
@@ -838,6 +841,240 @@ test('hf:// dataset URIs: the parts as huggingface_hub parses them; malformed on
     assert.is(await resolveDataset(local, { ...opts(freshCache()) }), local);
   }
   assert.equal(hub.requests, []);
+});
+
+// Hostile answers: a hub, or a mirror or proxy behind HF_ENDPOINT, whose headers and listings carry
+// paths where names belong. Each test's cache sits in a folder of its own, so that anything written
+// outside the cache shows up beside it.
+const HOSTILE = 'org/hostile';
+const HOSTILE_COMMIT = gitBlobSha1(text('hostile commit'));
+const HOSTILE_FILES: Record<string, FakeFile> = {
+  'config.json': { content: text('{"hostile": true}\n') },
+  'weights.safetensors': { content: bytes(70_000, 31), lfs: true },
+};
+
+function hostileRepo(extra: Record<string, FakeFile> = {}): void {
+  hub.repos[HOSTILE] = { commit: HOSTILE_COMMIT, files: { ...HOSTILE_FILES, ...extra } };
+  hub.resolveHeaders.clear();
+  hub.extraTree.clear();
+  hub.extraSiblings.clear();
+  hub.shaOverride.clear();
+  hub.intercept = undefined;
+}
+
+/** A cache folder alone in a folder of its own: `outside()` lists what appeared beside it. */
+function isolatedCache(): { cache: string; root: string; outside: () => string[] } {
+  const root = join(tmp, `isolated-${n++}`);
+  const cache = join(root, 'cache');
+  mkdirSync(cache, { recursive: true });
+  return { cache, root, outside: () => readdirSync(root).filter((x) => x !== 'cache') };
+}
+
+test('a hostile ETag or commit from the HEAD never becomes a path: refused naming the header, nothing written outside the cache', async () => {
+  const lfs = 'weights.safetensors';
+  const sha = sha256Hex(HOSTILE_FILES[lfs]!.content);
+  const cases: [string, Record<string, string | null>, RegExp][] = [
+    // The reported case: X-Linked-Etag climbing out of blobs/ (here to the folder beside the cache).
+    [lfs, { 'x-linked-etag': '"../../../x/PWNED"' }, /the X-Linked-Etag header of the answer to the HEAD for "weights\.safetensors" \(http:\/\/127\.0\.0\.1:\d+\/org\/hostile\/resolve\/main\/weights\.safetensors\) is "\.\.\/\.\.\/\.\.\/x\/PWNED", not the sha256 of an LFS file/],
+    [lfs, { 'x-linked-etag': 'W/"../../../../tmp/x/PWNED"' }, /X-Linked-Etag header .* is "\.\.\/\.\.\/\.\.\/\.\.\/tmp\/x\/PWNED", not the sha256/],
+    // An LFS file whose ETag is not its sha256 cannot be checked: refused, not trusted.
+    [lfs, { 'x-linked-etag': `"${gitBlobSha1(HOSTILE_FILES[lfs]!.content)}"` }, /X-Linked-Etag header .* is "[0-9a-f]{40}", not the sha256 of an LFS file \(expected 64 lowercase hex digits\); the file is not downloaded/],
+    [lfs, { 'x-linked-etag': `"${sha.toUpperCase()}"` }, /not the sha256 of an LFS file/],
+    [lfs, { 'x-linked-etag': null }, /X-Linked-Etag|ETag header .* not the sha256 of an LFS file/],
+    [lfs, { 'x-repo-commit': '../../../x' }, /the X-Repo-Commit header of the answer to the HEAD for "weights\.safetensors" .* is "\.\.\/\.\.\/\.\.\/x", not a commit hash \(expected 40 lowercase hex digits\)/],
+    ['config.json', { etag: '"../../../x/PWNED"' }, /the ETag header of the answer to the HEAD for "config\.json" .* is "\.\.\/\.\.\/\.\.\/x\/PWNED", not an ETag usable as a blob name in the cache/],
+    ['config.json', { etag: '"..\\\\..\\\\x"' }, /ETag header .* not an ETag usable as a blob name/],
+    ['config.json', { etag: '".."' }, /ETag header .* is "\.\.", not an ETag usable/],
+    ['config.json', { etag: `"${'a'.repeat(40)}.incomplete"` }, /ETag header .* not an ETag usable/],
+    ['config.json', { 'x-repo-commit': 'main' }, /X-Repo-Commit header .* is "main", not a commit hash/],
+  ];
+  for (const [path, headers, why] of cases) {
+    hostileRepo();
+    hub.resolveHeaders.set(`${HOSTILE}:${path}`, headers);
+    const { cache, outside } = isolatedCache();
+    const label = `${path} ${JSON.stringify(headers)}`;
+    const e = await hubError(() => resolveModelFile(HOSTILE, path, opts(cache)), label);
+    assert.is(e.code, 'protocol', label);
+    assert.match(e.message, why, `${label}: ${e.message}`);
+    assert.ok(e.message.startsWith('org/hostile: '), e.message);
+    assert.not.match(e.message, /\n/);
+    assert.equal(outside(), [], `${label}: nothing beside the cache`);
+    const blobs = join(storageOf(cache, HOSTILE), 'blobs');
+    assert.equal(existsSync(blobs) ? readdirSync(blobs) : [], [], `${label}: no blob, no .incomplete`);
+    assert.not.ok(existsSync(join(cache, '.locks')), `${label}: no lock taken`);
+  }
+  // The same repo with honest headers downloads.
+  hostileRepo();
+  const { cache } = isolatedCache();
+  assert.is(sha256Hex(readFileSync(await resolveModelFile(HOSTILE, lfs, opts(cache)))), sha);
+});
+
+test('an LFS file of the tree listing whose HEAD gives another ETag is refused, not downloaded unchecked', async () => {
+  hostileRepo();
+  // A mirror answering the HEAD of an LFS file directly (no redirect, no X-Linked-*), with a git ETag.
+  hub.intercept = (req, res, u) => {
+    if (req.method !== 'HEAD' || !u.pathname.endsWith('/org/hostile/resolve/' + HOSTILE_COMMIT + '/weights.safetensors')) return false;
+    res.writeHead(200, { 'x-repo-commit': HOSTILE_COMMIT, etag: `"${gitBlobSha1(text('other'))}"`, 'content-length': '70000' });
+    res.end();
+    return true;
+  };
+  const { cache, outside } = isolatedCache();
+  try {
+    const e = await hubError(() => snapshotDownload(HOSTILE, opts(cache)), 'lfs etag');
+    assert.is(e.code, 'protocol');
+    assert.match(e.message, new RegExp(`org/hostile: the HEAD for "weights\\.safetensors" at ${HOSTILE_COMMIT} gave the ETag "[0-9a-f]{40}", but the tree listing gives the file's LFS sha256 as "${sha256Hex(HOSTILE_FILES['weights.safetensors']!.content)}"; the file is not downloaded`));
+    assert.equal(outside(), []);
+    assert.not.ok(existsSync(join(storageOf(cache, HOSTILE), 'snapshots', HOSTILE_COMMIT, 'weights.safetensors')));
+  } finally {
+    hub.intercept = undefined;
+  }
+});
+
+test('file names from listings (tree, siblings), the revision sha and shard names never leave the repo: refused naming the listing or index', async () => {
+  const treeCases: [unknown, RegExp][] = [
+    [{ type: 'file', path: '../../../x/PWNED.json', size: 1, oid: 'a'.repeat(40) }, /"\.\.\/\.\.\/\.\.\/x\/PWNED\.json" is not a relative file path inside the repository \(it has a '\.\.' segment\)/],
+    [{ type: 'file', path: '/etc/PWNED.json', size: 1, oid: 'a'.repeat(40) }, /"\/etc\/PWNED\.json" is not a relative file path .*\(it is absolute\)/],
+    [{ type: 'file', path: 'unet\\..\\..\\PWNED.json', size: 1, oid: 'a'.repeat(40) }, /\(it contains a backslash/],
+    [{ type: 'file', path: 'C:PWNED.json', size: 1, oid: 'a'.repeat(40) }, /\(it starts with a drive letter\)/],
+    [{ type: 'file', path: 'a\u0000.json', size: 1, oid: 'a'.repeat(40) }, /\(it contains a NUL or another control character\)/],
+    [{ type: 'file', path: 'a//b.json', size: 1, oid: 'a'.repeat(40) }, /\(it has empty or '\.' segments\)/],
+    [{ type: 'file', path: 'b.safetensors', size: 1, oid: 'a'.repeat(40), lfs: { oid: '../x', size: 1 } }, /the LFS oid of "b\.safetensors" is "\.\.\/x", not a sha256/],
+  ];
+  for (const [entry, why] of treeCases) {
+    hostileRepo();
+    hub.extraTree.set(HOSTILE, [entry]);
+    const { cache, outside } = isolatedCache();
+    const e = await hubError(() => snapshotDownload(HOSTILE, opts(cache)), JSON.stringify(entry));
+    assert.is(e.code, 'protocol');
+    assert.match(e.message, /^org\/hostile: the snapshot is not in the Hugging Face cache \(.*\) and the hub answered: the tree listing http:\/\/127\.0\.0\.1:\d+\/api\/models\/org\/hostile\/tree\/[0-9a-f]{40}\?recursive=true/, e.message);
+    assert.match(e.message, why, e.message);
+    assert.equal(outside(), []);
+    assert.not.ok(existsSync(join(storageOf(cache, HOSTILE), 'blobs')), 'nothing downloaded from a hostile listing');
+  }
+  hostileRepo();
+  hub.extraSiblings.set(HOSTILE, ['../../../x/PWNED.json']);
+  let e = await hubError(() => snapshotDownload(HOSTILE, opts(isolatedCache().cache)), 'siblings');
+  assert.match(e.message, /the hub answered: a "siblings" entry of the repo info http:.*\/api\/models\/org\/hostile\/revision\/main: "\.\.\/\.\.\/\.\.\/x\/PWNED\.json" is not a relative file path/);
+  hostileRepo();
+  hub.shaOverride.set(HOSTILE, '../../../x');
+  e = await hubError(() => snapshotDownload(HOSTILE, opts(isolatedCache().cache)), 'sha');
+  assert.match(e.message, /the hub answered: the "sha" of the repo info for revision "main" \(http:.*\) is "\.\.\/\.\.\/\.\.\/x", not a commit hash/);
+
+  // A shard index naming a shard outside its folder: refused before any shard is fetched.
+  for (const shard of ['../../../../x/PWNED.safetensors', '/etc/PWNED.safetensors', '..\\PWNED.safetensors']) {
+    const idx = { metadata: {}, weight_map: { 'w': shard } };
+    hostileRepo({ 'unet/model.safetensors.index.json': { content: text(JSON.stringify(idx)) } });
+    const { cache, outside } = isolatedCache();
+    e = await hubError(() => snapshotDownload(HOSTILE, opts(cache, { select: { components: ['unet'] } } as DownloadOptions)), shard);
+    assert.is(e.code, 'protocol');
+    assert.match(e.message, /unet\/model\.safetensors\.index\.json: weight_map\["w"\] is ".*", not a shard file in the index's folder \(/, e.message);
+    assert.equal(outside(), []);
+  }
+  hostileRepo();
+  // The loader's side: openWeights on any model files refuses the same names.
+  for (const shard of ['../x.safetensors', 'sub/../../x.safetensors', '/x.safetensors', '..\\x.safetensors', 'x\u0000.safetensors', 'C:x.safetensors']) {
+    const files = new MemoryModelFiles('m', { 'unet/model.safetensors.index.json': JSON.stringify({ weight_map: { w: shard } }) });
+    try {
+      await openWeights(files, 'unet/model.safetensors.index.json');
+      assert.unreachable(shard);
+    } catch (err) {
+      assert.instance(err, SafetensorsError, `${shard}: ${(err as Error).message}`);
+      assert.match((err as Error).message, /m\/unet\/model\.safetensors\.index\.json: weight_map\["w"\] = ".*" is not a shard file name in this folder \(/);
+    }
+  }
+});
+
+test('cache files are read with the same care: a refs/ file or a trees/ listing naming paths outside the repo is refused, naming the file', async () => {
+  hostileRepo();
+  const { cache, outside } = isolatedCache();
+  await snapshotDownload(HOSTILE, opts(cache));
+  const storage = storageOf(cache, HOSTILE);
+  writeFileSync(join(storage, 'refs', 'main'), '../../../x');
+  let e = await hubError(() => snapshotDownload(HOSTILE, opts(cache, { offline: true })), 'ref');
+  assert.is(e.code, 'filesystem');
+  assert.match(e.message, /the cache file .*refs[/\\]main is "\.\.\/\.\.\/\.\.\/x", not a commit hash/);
+  e = await hubError(() => resolveModelFile(HOSTILE, 'config.json', opts(cache, { offline: true })), 'ref, one file');
+  assert.is(e.code, 'filesystem');
+  writeFileSync(join(storage, 'refs', 'main'), HOSTILE_COMMIT);
+  const tree = join(storage, 'trees', `${HOSTILE_COMMIT}.json`);
+  writeFileSync(tree, JSON.stringify({ format_version: 1, files: { '../../../x/PWNED.json': { size: 1, blob_id: 'a'.repeat(40) } } }));
+  e = await hubError(() => snapshotDownload(HOSTILE, opts(cache, { offline: true })), 'tree');
+  assert.is(e.code, 'filesystem');
+  assert.match(e.message, /the cache file .*\.json lists a file: "\.\.\/\.\.\/\.\.\/x\/PWNED\.json" is not a relative file path/);
+  assert.equal(outside(), []);
+});
+
+test('a full disk fails at once, not retried as a broken connection: "no space left in <cache>" (EDQUOT, EROFS alike), the partial download deleted', async () => {
+  const path = 'unet/diffusion_pytorch_model.safetensors';
+  const sha = etagOf(path);
+  const write = blobWriter.write;
+  const reasons: [string, string][] = [
+    ['ENOSPC', 'no space left'],
+    ['EDQUOT', 'disk quota exceeded'],
+    ['EROFS', 'read-only file system'],
+  ];
+  try {
+    for (const [code, reason] of reasons) {
+      const cache = freshCache();
+      let written = 0;
+      blobWriter.write = async (fh, chunk) => {
+        if (written > 100_000) throw Object.assign(new Error(`${code}: simulated, write`), { code, errno: -28, syscall: 'write' });
+        written += chunk.byteLength;
+        return fh.write(chunk);
+      };
+      hub.clearLog();
+      const started = Date.now();
+      const e = await hubError(() => resolveModelFile(REPO, path, opts(cache, { retryDelayMs: 2000 })), code);
+      assert.is(e.code, 'filesystem', code);
+      assert.ok(e.message.startsWith(`org/tiny-sd: cannot download "${path}": ${reason} in ${cache} (${code} on `), e.message);
+      assert.match(e.message, /; the partial download was deleted; /);
+      assert.not.match(e.message, /broke off|resume|\n/);
+      assert.ok(Date.now() - started < 2000, `${code}: no pause for a retry`);
+      assert.is(hub.requestsFor(`/cdn/${sha}`).length, 1, `${code}: one GET, no retry`);
+      assert.equal(readdirSync(join(storageOf(cache), 'blobs')), [], `${code}: neither the blob nor its .incomplete`);
+      assert.not.ok(existsSync(join(storageOf(cache), 'snapshots', COMMIT, 'unet', 'diffusion_pytorch_model.safetensors')));
+      assert.equal(readdirSync(join(cache, '.locks', 'models--org--tiny-sd')), [], `${code}: the lock released`);
+    }
+  } finally {
+    blobWriter.write = write;
+  }
+  // Space again: the same call downloads.
+  const cache = freshCache();
+  assert.is(sha256Hex(readFileSync(await resolveModelFile(REPO, path, opts(cache)))), sha);
+});
+
+test('a redirect loop ends with "too many redirects" and the last URL, on the HEAD and on the download', async () => {
+  hostileRepo();
+  hub.intercept = (req, res, u) => {
+    if (req.method === 'HEAD' && u.pathname.endsWith('/resolve/main/config.json')) {
+      res.writeHead(302, { location: u.pathname });
+      res.end();
+      return true;
+    }
+    if (u.pathname === '/cdn/loop') {
+      res.writeHead(302, { location: '/cdn/loop' });
+      res.end();
+      return true;
+    }
+    return false;
+  };
+  try {
+    hub.clearLog();
+    let e = await hubError(() => resolveModelFile(HOSTILE, 'config.json', opts(freshCache())), 'HEAD loop');
+    assert.is(e.code, 'protocol');
+    assert.match(e.message, /^org\/hostile: "config\.json" is not in the Hugging Face cache \(.*\) and the hub answered: too many redirects \(more than 10\) on the HEAD for "config\.json"; the last one, from http:\/\/127\.0\.0\.1:\d+\/org\/hostile\/resolve\/main\/config\.json, went to http:\/\/127\.0\.0\.1:\d+\/org\/hostile\/resolve\/main\/config\.json/);
+    assert.not.match(e.message, /X-Repo-Commit/);
+    assert.is(hub.requestsFor('/org/hostile/resolve/main/config.json').length, 11);
+    // The GET of an LFS file from a CDN that redirects to itself.
+    hub.resolveHeaders.set(`${HOSTILE}:weights.safetensors`, { location: `${hub.url.replace('127.0.0.1', 'localhost')}/cdn/loop` });
+    hub.clearLog();
+    e = await hubError(() => resolveModelFile(HOSTILE, 'weights.safetensors', opts(freshCache())), 'GET loop');
+    assert.is(e.code, 'protocol');
+    assert.match(e.message, /too many redirects from http:\/\/localhost:\d+\/cdn\/loop for "weights\.safetensors"/);
+    assert.is(hub.requests.filter((r) => r.url === '/cdn/loop').length, 21, 'one fetch (20 redirects), not retried');
+  } finally {
+    hostileRepo();
+  }
 });
 
 test.run();

@@ -11,7 +11,7 @@ import { createMetric, type MetricName } from '../src/diffsim/metric.js';
 import type { DiffSimSettings } from '../src/diffsim/settings.js';
 import { agreementMap } from '../src/apps/map.js';
 import type { WeightPrecision } from '../src/nn/weights.js';
-import { HubModelFiles, PickedModelFiles } from '../src/web/hub.js';
+import { HubModelFiles, PickedModelFiles, WebHubError } from '../src/web/hub.js';
 import type { ModelFiles } from '../src/io/model-files.js';
 import { AdapterLimitError, bufferNeeds, checkAdapterLimits, largestNeed, limitViolations, type BufferNeed } from '../src/web/limits.js';
 import { FakeHub, type FakeFile } from './hub-server.js';
@@ -152,6 +152,33 @@ test('hub files: the check reads configs whole and safetensors headers by Range 
     }
   } finally {
     await hub.stop();
+  }
+});
+
+test('browser hub: sibling names from the revision API are checked before they become resolve URLs or Cache Storage keys', async () => {
+  const sha = 'c'.repeat(40);
+  for (const [bad, why] of [
+    ['../../x/PWNED.json', /it has a '\.\.' segment/],
+    ['/abs.json', /it is absolute/],
+    ['unet\\..\\x.json', /backslash/],
+    ['C:x.json', /drive letter/],
+    ['a//config.json', /empty or '\.' segments/],
+    [7, /it is not a string/],
+  ] as const) {
+    const urls: string[] = [];
+    const fakeFetch = (async (input: RequestInfo | URL) => {
+      urls.push(String(input));
+      return new Response(JSON.stringify({ sha, siblings: [{ rfilename: 'config.json', size: 2 }, { rfilename: bad, size: 2 }] }), { headers: { 'content-type': 'application/json' } });
+    }) as typeof fetch;
+    try {
+      await HubModelFiles.open('org/name', {}, { endpoint: 'https://hub.example', cacheName: null, fetch: fakeFetch });
+      assert.unreachable(String(bad));
+    } catch (e) {
+      assert.instance(e, WebHubError, String(e));
+      assert.match((e as Error).message, /^https:\/\/hub\.example\/api\/models\/org\/name\/revision\/main\?blobs=true: the "siblings" entry .* is not a relative file path inside the repository \(/);
+      assert.match((e as Error).message, why);
+    }
+    assert.equal(urls, ['https://hub.example/api/models/org/name/revision/main?blobs=true'], 'nothing requested after the listing');
   }
 });
 

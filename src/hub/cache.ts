@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, lstat, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { HubError } from './errors.js';
-import { COMMIT_HASH, repoFolderName, validateRepoPath, validateRevision, type RepoType } from './paths.js';
+import { COMMIT_HASH, repoFolderName, validateCommit, validateEtag, validateRepoFilePath, validateRepoPath, validateRevision, type RepoType } from './paths.js';
 import { hubCacheDir, type HubOptions } from './settings.js';
 
 /** What {@link tryToLoadFromCache} returns when the cache records that the file does not exist at
@@ -27,8 +27,14 @@ export function repoCacheDir(repoId: string, cacheDir: string, repoType: RepoTyp
   return join(cacheDir, repoFolderName(repoId, repoType));
 }
 
+// The path builders below are where names become file-system paths: each checks its names again
+// (commit, ETag, repo path), whatever its caller did, so that no value from a server or a file can
+// name a place outside the repo's cache folder.
+
 /** `<storage>/snapshots/<commit>/<path>`, refusing paths that would leave the snapshot folder. */
 export function pointerPath(storage: string, commit: string, path: string): string {
+  validateCommit(commit, `the snapshot folder name for "${path}"`, { path }, 'invalid');
+  validateRepoFilePath(path, `the snapshot file at ${commit}`, { path }, 'invalid');
   const snapshots = resolve(storage, 'snapshots');
   const p = resolve(snapshots, commit, ...path.split('/'));
   if (!p.startsWith(snapshots + sep)) throw new HubError('invalid', `"${path}" at "${commit}" would leave the snapshot folder ${snapshots}`, { path });
@@ -36,11 +42,13 @@ export function pointerPath(storage: string, commit: string, path: string): stri
 }
 
 export function noExistPath(storage: string, commit: string, path: string): string {
+  validateCommit(commit, `the .no_exist folder name for "${path}"`, { path }, 'invalid');
+  validateRepoFilePath(path, `the .no_exist marker at ${commit}`, { path }, 'invalid');
   return join(storage, '.no_exist', commit, ...path.split('/'));
 }
 
 export function blobPath(storage: string, etag: string): string {
-  return join(storage, 'blobs', etag);
+  return join(storage, 'blobs', validateEtag(etag, `the blob name in ${join(storage, 'blobs')}`));
 }
 
 async function isFile(p: string): Promise<boolean> {
@@ -61,21 +69,26 @@ async function isDir(p: string): Promise<boolean> {
 
 export { isDir as isDirectory, isFile };
 
-/** The commit `refs/<revision>` records, if any (a commit hash is its own answer). */
+/** The commit `refs/<revision>` records, if any (a commit hash is its own answer). A ref file that
+ *  holds anything but a commit hash is refused (it would name the snapshot folder). */
 export async function readRef(storage: string, revision: string): Promise<string | undefined> {
   if (COMMIT_HASH.test(revision)) return revision;
+  const ref = join(storage, 'refs', ...revision.split('/'));
+  let text: string;
   try {
-    const text = (await readFile(join(storage, 'refs', ...revision.split('/')), 'utf8')).trim();
-    return text || undefined;
+    text = (await readFile(ref, 'utf8')).trim();
   } catch {
     return undefined;
   }
+  return text ? validateCommit(text, `the cache file ${ref}`, {}, 'filesystem') : undefined;
 }
 
 /** Writes `refs/<revision>` = `commit` (no newline, atomically, only when it changes) unless the
  *  revision is the commit itself, and makes sure `snapshots/<commit>/` exists so that the cache
  *  never holds a ref to a missing snapshot (which `scan_cache_dir` reports as corrupted). */
 export async function writeRef(storage: string, revision: string, commit: string): Promise<void> {
+  validateCommit(commit, `the commit for refs/${revision}`, {}, 'invalid');
+  validateRevision(storage, revision);
   await mkdir(join(storage, 'snapshots', commit), { recursive: true });
   if (revision === commit) return;
   const ref = join(storage, 'refs', ...revision.split('/'));
@@ -160,7 +173,7 @@ export interface TreeEntry {
 const TREE_FORMAT_VERSION = 1;
 
 /** `trees/<commit>.json` as huggingface_hub ≥ 1.x writes it, or `undefined` when absent or unreadable. */
-export async function readTreeCache(storage: string, commit: string): Promise<Map<string, TreeEntry> | undefined> {
+async function parseTreeCache(storage: string, commit: string): Promise<Map<string, TreeEntry> | undefined> {
   try {
     const data = JSON.parse(await readFile(join(storage, 'trees', `${commit}.json`), 'utf8')) as { format_version?: unknown; files?: Record<string, TreeEntry> };
     if (data.format_version !== TREE_FORMAT_VERSION || typeof data.files !== 'object' || data.files === null) return undefined;
@@ -175,7 +188,17 @@ export async function readTreeCache(storage: string, commit: string): Promise<Ma
   }
 }
 
+/** `trees/<commit>.json` as {@link readTreeCache} reads it, its file names checked: a name that
+ *  would leave the snapshot folder fails naming the cache file. */
+export async function readTreeCache(storage: string, commit: string): Promise<Map<string, TreeEntry> | undefined> {
+  validateCommit(commit, 'the commit of a cached file list', {}, 'invalid');
+  const tree = await parseTreeCache(storage, commit);
+  if (tree) for (const p of tree.keys()) validateRepoFilePath(p, `the cache file ${join(storage, 'trees', `${commit}.json`)} lists a file`, {}, 'filesystem');
+  return tree;
+}
+
 export async function writeTreeCache(storage: string, commit: string, entries: ReadonlyMap<string, TreeEntry>): Promise<void> {
+  validateCommit(commit, 'the commit of a file list to cache', {}, 'invalid');
   const files: Record<string, TreeEntry> = {};
   for (const p of [...entries.keys()].sort()) {
     const e = entries.get(p)!;
@@ -229,6 +252,7 @@ export async function tryToLoadFromCache(repoId: string, path: string, revision 
   const storage = repoCacheDir(repoId, hubCacheDir(options), options.repoType ?? 'model');
   if (!(await isDir(storage))) return null;
   const commit = (await readRef(storage, revision)) ?? revision;
+  if (!COMMIT_HASH.test(commit)) return null; // a branch or tag the cache has no ref for
   if (await isFile(noExistPath(storage, commit, path))) return CACHED_NO_EXIST;
   let shas: string[];
   try {

@@ -5,10 +5,11 @@
 
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadEventCallback } from '../io/events.js';
-import { blobPath, createCacheDirTag, isFile, linkBlob, noExistPath, pointerPath, readRef, repoCacheDir, writeNoExist, writeRef } from './cache.js';
+import { quoteValue } from '../io/relpath.js';
+import { blobPath, createCacheDirTag, isFile, linkBlob, noExistPath, pointerPath, readRef, repoCacheDir, writeNoExist, writeRef, type TreeEntry } from './cache.js';
 import { HubError, isHubError } from './errors.js';
 import { authHeaders, describeCause, fileMetadata, httpError, hubFetch, type FileMetadata } from './http.js';
 import { acquireLock } from './lock.js';
@@ -69,7 +70,48 @@ export function notCachedError(ctx: CallContext, repoId: string, what: string, c
     return new HubError(o.code ?? 'offline', `${name}: ${what} ${is} not in the Hugging Face cache (${s.cacheDir}) and offline mode is on (HF_HUB_OFFLINE=1); set HF_HUB_OFFLINE=0 to download, or pass a local folder`, { repoId, path: o.path });
   }
   const reason = cause.code === 'network' ? `${s.endpoint} cannot be reached (${describeCause(cause.cause)})` : `the hub answered: ${cause.message.startsWith(`${name}: `) ? cause.message.slice(name.length + 2) : cause.message}`;
-  return new HubError(o.code ?? 'network', `${name}: ${what} ${is} not in the Hugging Face cache (${s.cacheDir}) and ${reason}; check the connection or HF_ENDPOINT, or pass a local folder`, { repoId, path: o.path, status: cause.status, cause });
+  // A refused answer (a hostile or broken hub: a path for an ETag, a redirect loop) stays a
+  // `protocol` error; anything else that kept the hub from answering is a `network` one.
+  const code = o.code ?? (cause.code === 'protocol' ? 'protocol' : 'network');
+  return new HubError(code, `${name}: ${what} ${is} not in the Hugging Face cache (${s.cacheDir}) and ${reason}; ${code === 'protocol' ? 'check HF_ENDPOINT and any proxy in between' : 'check the connection or HF_ENDPOINT'}, or pass a local folder`, { repoId, path: o.path, status: cause.status, cause });
+}
+
+/** How a transfer writes each piece of a blob: the one place bytes go to disk, replaced by tests to
+ *  simulate a full disk. */
+export const blobWriter = {
+  write: (fh: FileHandle, chunk: Uint8Array): Promise<unknown> => fh.write(chunk),
+};
+
+/** System errors that mean the cache cannot take the file: no retry helps, the user must act. */
+const NO_ROOM: Readonly<Record<string, string>> = { ENOSPC: 'no space left', EDQUOT: 'disk quota exceeded', EROFS: 'read-only file system' };
+
+function errnoCode(e: unknown): string | undefined {
+  const c = (e as { code?: unknown } | null)?.code;
+  return typeof c === 'string' && /^E[A-Z0-9]+$/.test(c) ? c : undefined;
+}
+
+/** The `filesystem` HubError for a system error while writing `file` into the cache (the disk is
+ *  full, over quota, read-only, or another errno); `undefined` when `e` is not a system error. */
+function storageError(ctx: CallContext, repoId: string, path: string, e: unknown, file: string, partialDeleted: boolean): HubError | undefined {
+  const code = errnoCode(e);
+  if (!code) return undefined;
+  const name = repoUrlName(repoId, ctx.repoType);
+  const dir = ctx.settings.cacheDir;
+  const reason = NO_ROOM[code];
+  if (reason) {
+    const fix = code === 'EROFS' ? 'set HF_HUB_CACHE to a writable folder, or HF_HUB_OFFLINE=1 to use only what is cached' : 'free space there, or set HF_HUB_CACHE to a folder on a larger disk';
+    return new HubError('filesystem', `${name}: cannot download "${path}": ${reason} in ${dir} (${code} on ${file})${partialDeleted ? '; the partial download was deleted' : ''}; ${fix}`, { repoId, path, cause: e });
+  }
+  const msg = e instanceof Error && e.message.startsWith(code) ? e.message : `${code} on ${file}`;
+  return new HubError('filesystem', `${name}: cannot write "${path}" into the cache ${dir} (${msg})`, { repoId, path, cause: e });
+}
+
+/** A system error met while writing into the cache, kept apart from network failures so that the
+ *  retry loop of a transfer does not take a full disk for a broken connection. */
+class StorageFailure extends Error {
+  constructor(readonly error: unknown) {
+    super('storage failure');
+  }
 }
 
 async function hashFile(path: string, hash: Hash): Promise<void> {
@@ -150,7 +192,11 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
           if (size + chunk.byteLength > meta.size) {
             throw new HubError('checksum', `${name}: "${path}" is larger than the ${meta.size} bytes the hub announced`, { repoId, path });
           }
-          await fh.write(chunk);
+          try {
+            await blobWriter.write(fh, chunk);
+          } catch (e) {
+            throw new StorageFailure(e);
+          }
           if (verify) hash.update(chunk);
           size += chunk.byteLength;
           received += chunk.byteLength;
@@ -162,6 +208,7 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
         }
         if (size < meta.size) throw new Error(`the answer ended at ${size} of ${meta.size} bytes`);
       } catch (e) {
+        if (e instanceof StorageFailure) throw e.error;
         if (isHubError(e) && e.code === 'checksum') await rm(incomplete, { force: true });
         if (isHubError(e) && e.code !== 'network') throw e;
         if (size > before) left = ctx.retries;
@@ -197,7 +244,14 @@ async function transfer(ctx: CallContext, repoId: string, path: string, meta: Fi
 }
 
 /** Puts the blob of `meta` in the cache (unless there) and the snapshot pointer to it; says what
- *  was transferred (nothing when the blob was there). */
+ *  was transferred (nothing when the blob was there).
+ *
+ *  A system error on the way (the disk full while the blob is written, a read-only cache) is one
+ *  `filesystem` HubError at once, never retried as a broken connection. On ENOSPC, EDQUOT and
+ *  EROFS the `.incomplete` file is deleted (best effort), under the lock: it holds the space that
+ *  ran out, and keeping it for a resume would keep the disk full; huggingface_hub likewise keeps no
+ *  partial file after a failed write (its temporary file is unlinked on any failure). A broken
+ *  connection keeps it, to be resumed by a Range request. */
 async function fetchIntoCache(ctx: CallContext, repoId: string, path: string, revision: string, meta: FileMetadata): Promise<{ pointer: string; transferred?: Transferred }> {
   const s = ctx.settings;
   const storage = repoCacheDir(repoId, s.cacheDir, ctx.repoType);
@@ -207,18 +261,33 @@ async function fetchIntoCache(ctx: CallContext, repoId: string, path: string, re
     return { pointer };
   }
   const blob = blobPath(storage, meta.etag);
-  await mkdir(join(storage, 'blobs'), { recursive: true });
-  await createCacheDirTag(s.cacheDir);
-  await writeRef(storage, revision, meta.commit);
-  const lock = join(s.cacheDir, '.locks', repoFolderName(repoId, ctx.repoType), `${meta.etag}.lock`);
-  const release = await acquireLock(lock, {
-    staleMs: ctx.lockStaleMs,
-    onWait: () => ctx.progress?.({ status: 'wait', name: repoUrlName(repoId, ctx.repoType), file: path, lock }),
-  });
+  const incomplete = `${blob}.incomplete`;
+  const failed = (e: unknown, deleted = false): unknown => {
+    if (isHubError(e)) return e;
+    const file = typeof (e as { path?: unknown } | null)?.path === 'string' ? (e as { path: string }).path : incomplete;
+    return storageError(ctx, repoId, path, e, file, deleted) ?? e;
+  };
+  let release: () => Promise<void>;
+  try {
+    await mkdir(join(storage, 'blobs'), { recursive: true });
+    await createCacheDirTag(s.cacheDir);
+    await writeRef(storage, revision, meta.commit);
+    const lock = join(s.cacheDir, '.locks', repoFolderName(repoId, ctx.repoType), `${meta.etag}.lock`);
+    release = await acquireLock(lock, {
+      staleMs: ctx.lockStaleMs,
+      onWait: () => ctx.progress?.({ status: 'wait', name: repoUrlName(repoId, ctx.repoType), file: path, lock }),
+    });
+  } catch (e) {
+    throw failed(e);
+  }
   let transferred: Transferred | undefined;
   try {
-    if (!(await isFile(blob))) transferred = await transfer(ctx, repoId, path, meta, `${blob}.incomplete`, blob);
+    if (!(await isFile(blob))) transferred = await transfer(ctx, repoId, path, meta, incomplete, blob);
     if (!(await isFile(pointer))) await linkBlob(blob, pointer, { newBlob: transferred !== undefined, disableSymlinks: s.disableSymlinks });
+  } catch (e) {
+    const code = isHubError(e) ? undefined : errnoCode(e);
+    const deleted = code !== undefined && code in NO_ROOM && (await isFile(incomplete)) && (await rm(incomplete, { force: true }).then(() => true, () => false));
+    throw failed(e, deleted);
   } finally {
     await release();
   }
@@ -248,13 +317,13 @@ export async function resolveModelFile(repoId: string, path: string, options: Do
 
 /** The file as {@link resolveModelFile} gives it, with its `initiate` and `done` events (`done`
  *  only once the snapshot pointer is in place). */
-export async function downloadFile(ctx: CallContext, repoId: string, path: string, revision: string): Promise<string> {
+export async function downloadFile(ctx: CallContext, repoId: string, path: string, revision: string, listed?: TreeEntry): Promise<string> {
   validateRepoPath(repoId, path);
   validateRevision(repoId, revision);
   const name = repoUrlName(repoId, ctx.repoType);
   const emit = ctx.progress;
   emit?.({ status: 'initiate', name, file: path });
-  const { pointer, size, transferred } = await locateFile(ctx, repoId, path, revision);
+  const { pointer, size, transferred } = await locateFile(ctx, repoId, path, revision, listed);
   if (emit) {
     if (transferred) emit({ status: 'done', name, file: path, ...transferred });
     else emit({ status: 'done', name, file: path, ...(size !== undefined ? { total: size } : {}), cached: true });
@@ -262,7 +331,7 @@ export async function downloadFile(ctx: CallContext, repoId: string, path: strin
   return pointer;
 }
 
-async function locateFile(ctx: CallContext, repoId: string, path: string, revision: string): Promise<{ pointer: string; size?: number; transferred?: Transferred }> {
+async function locateFile(ctx: CallContext, repoId: string, path: string, revision: string, listed: TreeEntry | undefined): Promise<{ pointer: string; size?: number; transferred?: Transferred }> {
   const s = ctx.settings;
   const name = repoUrlName(repoId, ctx.repoType);
   const storage = repoCacheDir(repoId, s.cacheDir, ctx.repoType);
@@ -297,6 +366,10 @@ async function locateFile(ctx: CallContext, repoId: string, path: string, revisi
     if (cached.pointer) return { pointer: cached.pointer };
     if (cached.noExist) throw new HubError('entry-not-found', `${name}: no file "${path}" at revision "${revision}" (known from the cache)`, { repoId, path });
     throw notCachedError(ctx, repoId, `"${path}"${revision === 'main' ? '' : ` at revision "${revision}"`}`, failure, { path });
+  }
+  if (listed?.lfs_sha256 !== undefined && meta.etag !== listed.lfs_sha256) {
+    // The listing says LFS: the ETag must be that sha256, or the download could not be checked.
+    throw new HubError('protocol', `${name}: the HEAD for "${path}" at ${meta.commit} gave the ETag ${quoteValue(meta.etag)}, but the tree listing gives the file's LFS sha256 as "${listed.lfs_sha256}"; the file is not downloaded`, { repoId, path });
   }
   return { ...(await fetchIntoCache(ctx, repoId, path, revision, meta)), size: meta.size };
 }

@@ -4,8 +4,9 @@
 
 import process from 'node:process';
 import type { TreeEntry } from './cache.js';
+import { quoteValue } from '../io/relpath.js';
 import { HubError } from './errors.js';
-import { apiUrl, normalizeEtag, quote, repoUrlName, resolveUrl, type RepoType } from './paths.js';
+import { apiUrl, normalizeEtag, quote, repoUrlName, resolveUrl, SHA256, validateCommit, validateEtag, validateRepoFilePath, type RepoType } from './paths.js';
 import type { HubSettings } from './settings.js';
 
 const USER_AGENT = `diffsim-hub; node/${process.versions?.node ?? 'unknown'}`;
@@ -61,7 +62,12 @@ export async function hubFetch(url: string, init: RequestInit, s: HubSettings, s
   try {
     return await fetch(url, init);
   } catch (e) {
-    throw new HubError('network', `${subjectName(subject)}: cannot reach ${s.endpoint} (${describeCause(e)})${subject.path ? ` for "${subject.path}"` : ''}`, { repoId: subject.repoId, path: subject.path, cause: e });
+    const why = describeCause(e);
+    if (/redirect count exceeded/i.test(why)) {
+      // fetch's own limit (20) on a GET that follows redirects: a loop, not a broken connection.
+      throw new HubError('protocol', `${subjectName(subject)}: too many redirects from ${url}${subject.path ? ` for "${subject.path}"` : ''} (a redirect loop at ${s.endpoint}, a proxy or the CDN?)`, { repoId: subject.repoId, path: subject.path, cause: e });
+    }
+    throw new HubError('network', `${subjectName(subject)}: cannot reach ${s.endpoint} (${why})${subject.path ? ` for "${subject.path}"` : ''}`, { repoId: subject.repoId, path: subject.path, cause: e });
   }
 }
 
@@ -101,39 +107,53 @@ function isRelativeLocation(loc: string): boolean {
   return !/^[a-z][a-z0-9+.-]*:/i.test(loc) && !loc.startsWith('//');
 }
 
+/** Redirects a HEAD follows before it gives up (huggingface_hub and browsers stop around there). */
+export const MAX_REDIRECTS = 10;
+
 /** HEAD on the resolve URL. Relative redirects (a renamed repo) are followed; an absolute one (a CDN)
- *  is not: its headers are the answer and its Location is where the GET goes, as in huggingface_hub. */
+ *  is not: its headers are the answer and its Location is where the GET goes, as in huggingface_hub.
+ *  The commit and ETag are checked here, before they name anything in the cache. */
 export async function fileMetadata(s: HubSettings, subject: RequestSubject & { path: string }): Promise<FileMetadata> {
   let url = resolveUrl(s.endpoint, subject.repoId, subject.revision, subject.path, subject.repoType ?? 'model');
   const headers = { ...authHeaders(s), 'accept-encoding': 'identity' };
+  const details = { repoId: subject.repoId, path: subject.path };
   for (let hops = 0; ; hops++) {
     const res = await hubFetch(url, { method: 'HEAD', headers, redirect: 'manual', signal: AbortSignal.timeout(s.etagTimeout * 1000) }, s, subject);
     const location = res.headers.get('location');
     const redirect = res.status >= 300 && res.status < 400;
     if (!redirect && !res.ok) throw httpError(res, s, subject);
-    if (redirect && location && isRelativeLocation(location) && hops < 10) {
+    const commit = res.headers.get('x-repo-commit');
+    let follow: string | undefined;
+    if (redirect && location && isRelativeLocation(location)) {
       const u = new URL(url);
       u.pathname = new URL(location, url).pathname;
-      url = u.toString();
-      continue;
-    }
-    const commit = res.headers.get('x-repo-commit');
-    if (redirect && location && hops < 10 && !(commit && (res.headers.get('x-linked-etag') ?? res.headers.get('etag')))) {
+      follow = u.toString();
+    } else if (redirect && location && !(commit && (res.headers.get('x-linked-etag') ?? res.headers.get('etag')))) {
       // A redirect that does not carry the metadata: follow it when it stays on the hub's host name
       // (huggingface_hub >= 2 follows those), never to a CDN elsewhere.
       const target = new URL(location, url);
-      if (target.hostname === new URL(url).hostname || target.hostname === new URL(s.endpoint).hostname) {
-        url = target.toString();
-        continue;
-      }
+      if (target.hostname === new URL(url).hostname || target.hostname === new URL(s.endpoint).hostname) follow = target.toString();
     }
-    const etag = normalizeEtag(res.headers.get('x-linked-etag') ?? res.headers.get('etag'));
+    if (follow !== undefined) {
+      if (hops >= MAX_REDIRECTS) {
+        throw new HubError('protocol', `${subjectName(subject)}: too many redirects (more than ${MAX_REDIRECTS}) on the HEAD for "${subject.path}"; the last one, from ${url}, went to ${follow} (a redirect loop at ${s.endpoint} or a proxy?)`, details);
+      }
+      url = follow;
+      continue;
+    }
+    const linked = res.headers.get('x-linked-etag');
+    const etagHeader = linked !== null ? 'X-Linked-Etag' : 'ETag';
+    const etag = normalizeEtag(linked ?? res.headers.get('etag'));
     const sizeText = res.headers.get('x-linked-size') ?? (redirect ? null : res.headers.get('content-length'));
     const size = sizeText === null ? NaN : Number(sizeText);
     const where = `${subjectName(subject)}: ${s.endpoint} answered the HEAD for "${subject.path}" without`;
-    if (!commit) throw new HubError('protocol', `${where} X-Repo-Commit (is HF_ENDPOINT a Hugging Face hub? check proxy and firewall settings)`, { repoId: subject.repoId, path: subject.path });
-    if (!etag) throw new HubError('protocol', `${where} an ETag`, { repoId: subject.repoId, path: subject.path });
-    if (!Number.isInteger(size) || size < 0) throw new HubError('protocol', `${where} a size (X-Linked-Size or Content-Length)`, { repoId: subject.repoId, path: subject.path });
+    if (!commit) throw new HubError('protocol', `${where} X-Repo-Commit (is HF_ENDPOINT a Hugging Face hub? check proxy and firewall settings)`, details);
+    if (!etag) throw new HubError('protocol', `${where} an ETag`, details);
+    if (!Number.isInteger(size) || size < 0) throw new HubError('protocol', `${where} a size (X-Linked-Size or Content-Length)`, details);
+    const header = (name: string) => `${subjectName(subject)}: the ${name} header of the answer to the HEAD for "${subject.path}" (${url})`;
+    validateCommit(commit, header('X-Repo-Commit'), details);
+    // X-Linked-Etag (or X-Linked-Size) marks an LFS file: its ETag must be its sha256.
+    validateEtag(etag, header(etagHeader), details, { lfs: linked !== null || res.headers.get('x-linked-size') !== null });
     return { commit, etag, location: redirect && location ? new URL(location, url).toString() : url, size };
   }
 }
@@ -154,9 +174,10 @@ export async function repoInfo(s: HubSettings, subject: RequestSubject): Promise
   const url = `${apiUrl(s.endpoint, subject.repoId, subject.repoType ?? 'model')}/revision/${quote(subject.revision, '')}`;
   const { body } = await getJson(url, s, subject);
   const b = body as { sha?: unknown; siblings?: { rfilename?: unknown }[] };
-  if (typeof b?.sha !== 'string' || !/^[0-9a-f]{40}$/.test(b.sha)) throw new HubError('protocol', `${subjectName(subject)}: the repo info for revision "${subject.revision}" has no commit sha`, { repoId: subject.repoId });
-  const siblings = Array.isArray(b.siblings) ? b.siblings.map((x) => x?.rfilename).filter((x): x is string => typeof x === 'string') : [];
-  return { sha: b.sha, siblings };
+  if (b?.sha === undefined) throw new HubError('protocol', `${subjectName(subject)}: the repo info for revision "${subject.revision}" (${url}) has no commit sha`, { repoId: subject.repoId });
+  const sha = validateCommit(b.sha, `${subjectName(subject)}: the "sha" of the repo info for revision "${subject.revision}" (${url})`, { repoId: subject.repoId });
+  const siblings = Array.isArray(b.siblings) ? b.siblings.map((x) => validateRepoFilePath(x?.rfilename, `${subjectName(subject)}: a "siblings" entry of the repo info ${url}`, { repoId: subject.repoId })) : [];
+  return { sha, siblings };
 }
 
 function nextLink(res: Response): string | undefined {
@@ -178,14 +199,19 @@ export async function listTree(s: HubSettings, subject: RequestSubject): Promise
     const { body, res } = await getJson(url, s, subject);
     if (!Array.isArray(body)) throw new HubError('protocol', `${subjectName(subject)}: the tree listing of "${subject.revision}" is not a list`, { repoId: subject.repoId });
     for (const e of body as { type?: unknown; path?: unknown; size?: unknown; oid?: unknown; lfs?: { oid?: unknown; size?: unknown }; xetHash?: unknown }[]) {
-      if (e?.type !== 'file' || typeof e.path !== 'string') continue;
+      if (e?.type !== 'file') continue;
+      const source = `${subjectName(subject)}: the tree listing ${url}`;
+      const path = validateRepoFilePath(e.path, `${source} names the file`, { repoId: subject.repoId });
+      if (e.lfs && !(typeof e.lfs.oid === 'string' && SHA256.test(e.lfs.oid))) {
+        throw new HubError('protocol', `${source}: the LFS oid of "${path}" is ${quoteValue(e.lfs.oid)}, not a sha256 (expected 64 lowercase hex digits)`, { repoId: subject.repoId, path });
+      }
       const entry: TreeEntry = { size: typeof e.size === 'number' ? e.size : 0, blob_id: typeof e.oid === 'string' ? e.oid : '' };
       if (e.lfs && typeof e.lfs.oid === 'string') {
         entry.lfs_sha256 = e.lfs.oid;
         entry.lfs_size = typeof e.lfs.size === 'number' ? e.lfs.size : entry.size;
       }
       if (typeof e.xetHash === 'string') entry.xet_hash = e.xetHash;
-      out.set(e.path, entry);
+      out.set(path, entry);
     }
     const next = nextLink(res);
     url = next ? new URL(next, url).toString() : undefined;

@@ -1,7 +1,8 @@
 // Names: repo ids, revisions, file paths in a repo, URL quoting and glob patterns, each as
 // huggingface_hub spells them.
 
-import { HubError } from './errors.js';
+import { checkRelativePath, quoteValue } from '../io/relpath.js';
+import { HubError, type HubErrorCode } from './errors.js';
 
 /** A 40-hex-digit commit hash (huggingface_hub's REGEX_COMMIT_HASH). */
 export const COMMIT_HASH = /^[0-9a-f]{40}$/;
@@ -46,12 +47,60 @@ export function repoFolderName(repoId: string, repoType: RepoType = 'model'): st
   return [`${repoType}s`, ...repoId.split('/')].join('--');
 }
 
-/** Checks a path inside a repo: relative, `/`-separated, no `.`/`..`/empty segments. */
-export function validateRepoPath(repoId: string, path: string): void {
-  const parts = path.split('/');
-  if (!path || path.startsWith('/') || path.includes('\\') || /^[A-Za-z]:/.test(path) || parts.some((p) => p === '' || p === '.' || p === '..') || path.includes('\0')) {
-    throw new HubError('invalid', `${repoId}: "${path}" is not a relative file path inside the repository`, { repoId, path });
+/** What a validation error names besides its message. */
+export interface NameDetails {
+  repoId?: string;
+  path?: string;
+}
+
+/** A path inside a repository that came from outside (a tree listing, `siblings`, a shard index, a
+ *  cache file): relative, `/`-separated, in canonical form (no empty, `.` or `..` segments), no
+ *  backslash, NUL or drive letter. `source` says where it came from ("the tree listing <url>");
+ *  returns the path. Every repo path goes through here before it is joined to a cache folder. */
+export function validateRepoFilePath(path: unknown, source: string, details: NameDetails = {}, code: HubErrorCode = 'protocol'): string {
+  const r = typeof path === 'string' ? checkRelativePath(path) : { problem: 'it is not a string' };
+  const problem = 'problem' in r ? r.problem : r.path !== path ? "it has empty or '.' segments" : undefined;
+  if (problem !== undefined) {
+    throw new HubError(code, `${source}: ${quoteValue(path)} is not a relative file path inside the repository (${problem})`, { ...details, path: typeof path === 'string' ? path : undefined });
   }
+  return path as string;
+}
+
+/** Checks a path inside a repo given by the caller: relative, `/`-separated, no `.`/`..`/empty segments. */
+export function validateRepoPath(repoId: string, path: string): void {
+  validateRepoFilePath(path, repoId, { repoId }, 'invalid');
+}
+
+/** A commit hash that came from outside (`X-Repo-Commit`, the revision API's `sha`, a `refs/` file):
+ *  40 lowercase hex digits, as huggingface_hub's REGEX_COMMIT_HASH; it names `snapshots/<commit>/`.
+ *  `source` names the header, URL or file. Returns the commit. */
+export function validateCommit(commit: unknown, source: string, details: NameDetails = {}, code: HubErrorCode = 'protocol'): string {
+  if (typeof commit !== 'string' || !COMMIT_HASH.test(commit)) {
+    throw new HubError(code, `${source} is ${quoteValue(commit)}, not a commit hash (expected 40 lowercase hex digits)`, details);
+  }
+  return commit;
+}
+
+/** Characters an ETag may keep as a blob file name: the ETag's own (RFC 9110 etagc: visible ASCII
+ *  but '"'), less the separators and the characters Windows refuses in a file name. */
+const ETAG_CHARS = /^[!#-~]+$/;
+const ETAG_UNSAFE = /[/\\:*?<>|]/;
+
+/** An ETag (already without `W/` and quotes, see {@link normalizeEtag}) that came from a server:
+ *  it names `blobs/<etag>` and `.locks/…/<etag>.lock`, so it must be one file name: the ETag's own
+ *  characters, no '/', '\\' or ':', no '..', not ending in `.incomplete` (the partial download's
+ *  name). An LFS file's ETag (`lfs`, sent as X-Linked-Etag) must be its sha256 (64 lowercase hex
+ *  digits): that is what its download is checked against, so anything else is refused rather than
+ *  trusted. `source` names the header and URL. Returns the ETag. */
+export function validateEtag(etag: unknown, source: string, details: NameDetails = {}, o: { lfs?: boolean } = {}): string {
+  if (typeof etag !== 'string' || !etag) throw new HubError('protocol', `${source} is empty, expected an ETag`, details);
+  if (o.lfs && !SHA256.test(etag)) {
+    throw new HubError('protocol', `${source} is ${quoteValue(etag)}, not the sha256 of an LFS file (expected 64 lowercase hex digits); the file is not downloaded`, details);
+  }
+  if (etag.length > 255 || !ETAG_CHARS.test(etag) || ETAG_UNSAFE.test(etag) || etag.includes('..') || etag === '.' || etag.endsWith('.incomplete')) {
+    throw new HubError('protocol', `${source} is ${quoteValue(etag)}, not an ETag usable as a blob name in the cache (expected up to 255 visible characters without '/', '\\', ':' or '..')`, details);
+  }
+  return etag;
 }
 
 /** Checks a revision: a branch, tag or commit hash; refs such as `refs/pr/1` may contain `/`. */

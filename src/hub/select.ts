@@ -2,26 +2,14 @@
 // safetensors weights (the requested variant such as fp16 when published, else the plain one;
 // sharded checkpoints through their index), never .bin/.ckpt/.pt/.onnx/.msgpack/.h5 weights.
 
+import { checkRelativePath, quoteValue } from '../io/relpath.js';
+import { HubError } from './errors.js';
 import { filterRepoPaths } from './paths.js';
 
 // Repo paths are POSIX paths; these helpers keep the module free of node:path (browsers use it).
 const posix = {
   basename: (p: string): string => p.slice(p.lastIndexOf('/') + 1),
   dirname: (p: string): string => (p.lastIndexOf('/') < 0 ? '.' : p.lastIndexOf('/') === 0 ? '/' : p.slice(0, p.lastIndexOf('/'))),
-  /** Resolves '.' and '..' segments and repeated slashes, as node:path's posix.normalize. */
-  normalize(p: string): string {
-    const abs = p.startsWith('/');
-    const out: string[] = [];
-    for (const seg of p.split('/')) {
-      if (seg === '' || seg === '.') continue;
-      if (seg === '..') {
-        if (out.length && out[out.length - 1] !== '..') out.pop();
-        else if (!abs) out.push('..');
-      } else out.push(seg);
-    }
-    const joined = out.join('/');
-    return abs ? `/${joined}` : joined || '.';
-  },
 };
 
 /** What to take from a repo. */
@@ -108,17 +96,20 @@ export function selectRepoFiles(files: readonly string[], selection: FileSelecti
   return [...out].sort();
 }
 
-/** The shard paths (repo paths) a `*.safetensors.index*.json` names in its `weight_map`. */
+/** The shard paths (repo paths) a `*.safetensors.index*.json` names in its `weight_map`. Each name
+ *  is a path relative to the index's folder that stays in it (no `..` segment, not absolute, no
+ *  backslash or NUL); any other is refused with a `protocol` HubError naming the index and the
+ *  entry, before it names a file to download. */
 export function shardsOf(indexPath: string, index: unknown): string[] {
   const map = (index as { weight_map?: unknown } | null)?.weight_map;
   if (!map || typeof map !== 'object') return [];
   const dir = posix.dirname(indexPath);
   const out = new Set<string>();
-  for (const v of Object.values(map as Record<string, unknown>)) {
+  for (const [k, v] of Object.entries(map as Record<string, unknown>)) {
     if (typeof v !== 'string') continue;
-    const p = posix.normalize(dir === '.' ? v : `${dir}/${v}`);
-    if (p.startsWith('../') || p.startsWith('/') || p === '..') continue;
-    out.add(p);
+    const r = checkRelativePath(v);
+    if ('problem' in r) throw new HubError('protocol', `${indexPath}: weight_map[${quoteValue(k)}] is ${quoteValue(v)}, not a shard file in the index's folder (${r.problem})`, { path: indexPath });
+    out.add(dir === '.' ? r.path : `${dir}/${r.path}`);
   }
   return [...out].sort();
 }

@@ -124,7 +124,7 @@ export async function snapshotDownload(repoId: string, options: SnapshotOptions 
   const get = async (p: string): Promise<void> => {
     if (done.has(p)) return;
     done.add(p);
-    const local = await downloadFile(ctx, repoId, p, commit!);
+    const local = await downloadFile(ctx, repoId, p, commit!, tree!.get(p));
     if (isSafetensorsIndex(p)) {
       const shards = shardsOf(p, await readIndex(local, repoId, name, p));
       const unknown = shards.find((sh) => !tree!.has(sh));

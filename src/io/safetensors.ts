@@ -9,7 +9,8 @@ import type { LoadOrigin } from './events.js';
 import { FileError } from './errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../platform/half.js';
 import { openFile, type ByteSource } from './bytesource.js';
-import { dirnameOf, isAbsolutePath, joinPath } from '../platform/host.js';
+import { dirnameOf, joinPath } from '../platform/host.js';
+import { checkRelativePath, quoteValue } from './relpath.js';
 
 export const SAFETENSORS_DTYPES = {
   F64: 8,
@@ -405,8 +406,10 @@ export class ShardedSafetensors implements TensorSource {
     }
     const map = new Map<string, string>();
     for (const [k, v] of Object.entries(weightMap as Record<string, unknown>)) {
-      if (typeof v !== 'string' || v.includes('..') || isAbsolutePath(v)) throw new SafetensorsError(indexPath, `weight_map[${q(k)}] is not a shard file name in this folder`);
-      map.set(k, v);
+      // The shard name becomes a path beside the index: checked before anything is opened.
+      const r = typeof v === 'string' ? checkRelativePath(v) : { problem: `it is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v}, not a string` };
+      if ('problem' in r) throw new SafetensorsError(indexPath, `weight_map[${q(k)}] = ${quoteValue(v)} is not a shard file name in this folder (${r.problem})`);
+      map.set(k, r.path);
     }
     const shards = new Map<string, SafetensorsFile>();
     try {

@@ -7,6 +7,7 @@
 // (a folder through `<input webkitdirectory>`) offer the same interface.
 
 import { selectRepoFiles, type ModelSelection } from '../hub/select.js';
+import { checkRelativePath, quoteValue } from '../io/relpath.js';
 import { blobSource, type ByteSource } from '../io/bytesource.js';
 import type { LoadEventCallback } from '../io/events.js';
 import type { ModelFiles } from '../io/model-files.js';
@@ -107,14 +108,20 @@ export class HubModelFiles implements ModelFiles {
       const why = res.status === 401 || code === 'RepoNotFound' ? 'no such repo, or it is private (a token is needed)' : res.status === 403 || code === 'GatedRepo' ? 'the repo is gated: accept its terms on the hub and give a token' : code === 'RevisionNotFound' ? `no revision ${JSON.stringify(revision)}` : `HTTP ${res.status}`;
       throw new WebHubError(api, why);
     }
-    const info = (await res.json()) as { sha?: unknown; siblings?: { rfilename: string; size?: number; lfs?: { size?: number } }[] };
+    const info = (await res.json()) as { sha?: unknown; siblings?: { rfilename?: unknown; size?: number; lfs?: { size?: number } }[] };
     if (typeof info.sha !== 'string' || !/^[0-9a-f]{40}$/.test(info.sha)) throw new WebHubError(api, 'the answer has no commit sha');
-    const siblings = info.siblings ?? [];
-    const names = siblings.map((s) => s.rfilename);
+    const siblings = Array.isArray(info.siblings) ? info.siblings : [];
+    // Each name becomes a resolve URL and a Cache Storage key: checked before any is used.
+    for (const s of siblings) {
+      const r = typeof s?.rfilename === 'string' ? checkRelativePath(s.rfilename) : { problem: 'it is not a string' };
+      const problem = 'problem' in r ? r.problem : r.path !== s.rfilename ? "it has empty or '.' segments" : undefined;
+      if (problem !== undefined) throw new WebHubError(api, `the "siblings" entry ${quoteValue(s?.rfilename)} is not a relative file path inside the repository (${problem})`);
+    }
+    const names = siblings.map((s) => s.rfilename as string);
     const variant = selection.variant ?? variantOf(names);
     const wanted = selectRepoFiles(names, { ...selection, ...(variant ? { variant } : {}) });
     if (!wanted.length) throw new WebHubError(api, `none of the repo's ${names.length} files is a config or safetensors weights of the selected folders`);
-    const sizeOf = new Map(siblings.map((s) => [s.rfilename, s.lfs?.size ?? s.size]));
+    const sizeOf = new Map(siblings.map((s) => [s.rfilename as string, s.lfs?.size ?? s.size]));
     const partial = new HubModelFiles(repo, info.sha, [], endpoint, o);
     const cache = await openCache(o.cacheName);
     const files: PlannedFile[] = [];
