@@ -8,7 +8,7 @@
 // regular file, line by line (a line is at most MAX_ROW_BYTES); a run holds `<file>.lock` while it
 // appends, so that a second run on the same file is refused instead of computing everything again.
 
-import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { dirname } from 'node:path';
 import { acquireLock } from '../hub/lock.js';
@@ -223,7 +223,9 @@ export async function lockResults(file: string): Promise<() => Promise<void>> {
     throw new ResultsError((e as Error).message);
   }
   if (target.kind === 'stream') return async () => undefined;
-  if (!existsSync(dirname(target.path))) throw new ResultsError(`${file}: cannot open for appending (the folder ${dirname(target.path)} does not exist)`);
+  const folder = dirname(target.path);
+  if (!existsSync(folder)) throw new ResultsError(`${file}: cannot open for appending (the folder ${folder} does not exist)`);
+  if (!statSync(folder).isDirectory()) throw new ResultsError(`${file}: cannot open for appending (${folder} is not a folder)`);
   const lock = `${target.path}.lock`;
   return acquireLock(lock, {
     onWait: () => {

@@ -91,7 +91,8 @@ export function outputTarget(path: string): OutputTarget {
       st = lstatSync(p);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return { path: p, kind: 'missing' };
+      // Nothing there (ENOTDIR: a file where a folder of the path would be; writing reports it).
+      if (code === 'ENOENT' || code === 'ENOTDIR') return { path: p, kind: 'missing' };
       throw new FileError(path, `cannot write: ${problem(e)}`);
     }
     if (st.isSymbolicLink()) {
