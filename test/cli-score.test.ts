@@ -64,7 +64,10 @@ test('score --json: the settings used (step 600 → t 401, the hooked module, mo
   assert.is(j.imageSize, 64);
   assert.is(j.similarity, 'cosine');
   assert.is(j.lowerBetter, false);
-  assert.equal(j.models, { sd: { spec: join(TINY, 'sd15'), path: join(TINY, 'sd15') } });
+  // A local folder: its absolute path and the stamp of its files' sizes and mtimes (in the metric key).
+  const stamp = (j.models as { sd: { stamp?: string } }).sd.stamp;
+  assert.match(String(stamp), /^[0-9a-f]{32}$/);
+  assert.equal(j.models, { sd: { spec: join(TINY, 'sd15'), path: join(TINY, 'sd15'), stamp } });
 
   const mse = lastJson(cli('score', A, B, '--json', '--similarity', 'mse', '--block', 'down', '--step', '900', '--seed', '7', '--prompt', 'a photo', ...MODELS), 'mse');
   assert.is(mse.lowerBetter, true);

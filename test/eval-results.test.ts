@@ -3,10 +3,12 @@
 // merged summaries, and the Wilson score interval.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, lstatSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mergeFiles, parseShard, readRows, resumeRows, RowWriter, runId, shardRange, summarize, wilson, type ResultRow } from '../src/eval/results.js';
+import { lockResults, mergeFiles, parseShard, readRows, resumeRows, RowWriter, runId, shardRange, summarize, wilson, type ResultRow } from '../src/eval/results.js';
+import { REPO_ROOT } from './helpers.js';
 
 const TMP = mkdtempSync(join(tmpdir(), 'diffsim-eval-results-'));
 
@@ -67,6 +69,118 @@ test('rows: appended one line each; a cut-off last line is reported, and repaire
   assert.throws(() => readRows(join(TMP, 'bad.jsonl')), /bad\.jsonl:1: not a diffsim eval row \(missing anchor/);
   assert.throws(() => readRows(join(TMP, 'nope.jsonl')), /nope\.jsonl: cannot read \(no such file\)/);
   assert.equal(resumeRows(join(TMP, 'fresh.jsonl'), 'r1', new Set([0])).size, 0, 'no file: nothing to resume');
+});
+
+/** Runs `code` (an ES module body with `results` the results module) in a child node, for what
+ *  could hang this process: killed after `ms`. */
+function child(code: string, ms = 10_000) {
+  const mod = join(REPO_ROOT, 'build', 'src', 'eval', 'results.js');
+  return spawnSync(process.execPath, ['--input-type=module', '-e', `const results = await import(${JSON.stringify(mod)});\n${code}`], { encoding: 'utf8', timeout: ms });
+}
+
+test('resume reads only regular files: a FIFO, /dev/stdout and a device start fresh without reading; a symlink is read and repaired through', () => {
+  const fifo = join(TMP, 'rows.fifo');
+  execFileSync('mkfifo', [fifo]);
+  // Reading a FIFO with no writer would block for ever, /dev/zero would fill the memory.
+  for (const path of [fifo, '/dev/stdout', '/dev/zero']) {
+    const r = child(`const m = results.resumeRows(${JSON.stringify(path)}, 'r1', new Set([0])); console.log('rows ' + m.size);`);
+    assert.is(r.signal, null, `${path}: not killed (${r.stderr})`);
+    assert.is(r.status, 0, `${path}: ${r.stderr}`);
+    assert.match(r.stdout, /^rows 0\n$/, path);
+  }
+  assert.ok(statSync(fifo).isFIFO(), 'the FIFO is still one');
+  // A symlink to a results file: read, its cut-off last line repaired in the target, the link kept.
+  const target = join(TMP, 'target.jsonl');
+  writeFileSync(target, `${JSON.stringify(row(0, true))}\n${JSON.stringify(row(1, true)).slice(0, 30)}`);
+  const link = join(TMP, 'link.jsonl');
+  symlinkSync(target, link);
+  assert.equal([...resumeRows(link, 'r1', new Set([0, 1])).keys()], [0]);
+  assert.ok(lstatSync(link).isSymbolicLink(), 'still a link');
+  assert.is(readFileSync(target, 'utf8'), `${JSON.stringify(row(0, true))}\n`, 'the target repaired');
+});
+
+test('resume reads line by line with a bound: a line over MAX_ROW_BYTES is refused, not held', () => {
+  const big = join(TMP, 'big.jsonl');
+  writeFileSync(big, `${JSON.stringify(row(0, true))}\n${'x'.repeat(3 << 20)}`);
+  assert.throws(() => resumeRows(big, 'r1', new Set([0])), /big\.jsonl:2: a line over 1048576 bytes: not a diffsim results file/);
+  assert.throws(() => readRows(big), /big\.jsonl:2: a line over/);
+});
+
+test('rows to a FIFO and a character device are written directly (no fdatasync on them); a symlink is appended through', () => {
+  const fifo = join(TMP, 'out.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const got = join(TMP, 'from-fifo.jsonl');
+  const reader = spawn('sh', ['-c', `cat "$0" > "$1"`, fifo, got]);
+  const done = new Promise<void>((resolve) => reader.on('exit', () => resolve()));
+  const w = new RowWriter(fifo);
+  w.write(row(0, true));
+  w.write(row(1, false));
+  w.close();
+  return done.then(() => {
+    assert.equal(readRows(got).map((r) => r.item), [0, 1], 'the reader got both rows');
+    assert.ok(statSync(fifo).isFIFO(), 'still a FIFO');
+    const target = join(TMP, 'appended.jsonl');
+    writeFileSync(target, `${JSON.stringify(row(0, true))}\n`);
+    const link = join(TMP, 'appended-link.jsonl');
+    symlinkSync(target, link);
+    const l = new RowWriter(link);
+    l.write(row(1, true));
+    l.close();
+    assert.ok(lstatSync(link).isSymbolicLink());
+    assert.equal(readRows(target).map((r) => r.item), [0, 1]);
+    // A character device of our own (root only: mknod), never turned into a regular file.
+    const dev = join(TMP, 'null-device');
+    if (spawnSync('mknod', [dev, 'c', '1', '3']).status === 0) {
+      const d = new RowWriter(dev);
+      d.write(row(0, true));
+      d.close();
+      assert.ok(statSync(dev).isCharacterDevice(), 'still a character device');
+      assert.equal(resumeRows(dev, 'r1', new Set([0])).size, 0, 'nothing resumed from a device');
+    }
+  });
+});
+
+test('resume applies merge\'s rule: an item twice with different scores is refused, twice the same is one row', () => {
+  const dup = join(TMP, 'dup.jsonl');
+  writeFileSync(dup, [row(0, true), row(1, true), row(1, false)].map((r) => `${JSON.stringify(r)}\n`).join(''));
+  assert.throws(() => resumeRows(dup, 'r1', new Set([0, 1])), /dup\.jsonl: item 1 appears twice with different scores/);
+  assert.throws(() => mergeFiles([dup]), /item 1 appears twice with different scores/);
+  const same = join(TMP, 'same.jsonl');
+  writeFileSync(same, [row(0, true), row(1, true), row(1, true)].map((r) => `${JSON.stringify(r)}\n`).join(''));
+  assert.is(resumeRows(same, 'r1', new Set([0, 1])).size, 2);
+});
+
+test('resume checks each row\'s origin: rows made from other data or models are refused', () => {
+  const file = join(TMP, 'origin.jsonl');
+  writeFileSync(file, [row(0, true, { origin: 'o1' }), row(1, true, { origin: 'o2' })].map((r) => `${JSON.stringify(r)}\n`).join(''));
+  assert.throws(() => resumeRows(file, 'r1', new Set([0, 1]), 'o1'), /origin\.jsonl:2: item 1 was made from other data or models/);
+  assert.throws(() => resumeRows(file, 'r1', new Set([0, 1]), 'o3'), /origin\.jsonl:1: item 0 was made from other data or models/);
+  writeFileSync(file, `${JSON.stringify(row(0, true, { origin: 'o1' }))}\n`);
+  assert.is(resumeRows(file, 'r1', new Set([0, 1]), 'o1').size, 1);
+});
+
+test('the lock of a results file: a second taker is refused, naming the process that holds it; released, it can be taken again', async () => {
+  const file = join(TMP, 'locked.jsonl');
+  const release = await lockResults(file);
+  assert.ok(existsSync(`${file}.lock`));
+  let err: unknown;
+  try {
+    await lockResults(file);
+  } catch (e) {
+    err = e;
+  }
+  assert.match(String((err as Error | undefined)?.message), new RegExp(`locked\\.jsonl: in use by process ${process.pid} on \\S+ since \\S+, which is writing it`));
+  // Another process too.
+  const r = child(`try { await results.lockResults(${JSON.stringify(file)}); console.log('taken'); } catch (e) { console.log(e.message); }`);
+  assert.match(r.stdout, new RegExp(`in use by process ${process.pid} `));
+  await release();
+  assert.not.ok(existsSync(`${file}.lock`), 'released');
+  await (await lockResults(file))();
+  // A lock through a symlink is the target's; a FIFO is not locked.
+  const fifo = join(TMP, 'lock.fifo');
+  execFileSync('mkfifo', [fifo]);
+  await (await lockResults(fifo))();
+  assert.not.ok(existsSync(`${fifo}.lock`));
 });
 
 test('summary: accuracy over unique items, ties, missing items, the 2x accuracy; merge of shard files', () => {

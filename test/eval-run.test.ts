@@ -4,14 +4,16 @@
 // before any model loads, the ensemble's votes.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { createMetrics, type Metric } from '../src/diffsim/metric.js';
 import { listItems, itemPaths } from '../src/eval/protocols.js';
 import { runEval } from '../src/eval/runner.js';
-import { readRows, summarize } from '../src/eval/results.js';
+import { lockResults, readRows, summarize } from '../src/eval/results.js';
+import { datasetIdentity } from '../src/eval/identity.js';
 import { REPO_ROOT, rejects, rng, runCli, runtime } from './helpers.js';
 
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
@@ -149,6 +151,97 @@ test('CLI: --list needs no model; a missing file is named before any model loads
   assert.match(bad.stderr, /--originals DIR .* is required/);
   assert.match(cli('eval', 'imagenet', IPREF).stderr, /unknown benchmark "imagenet"/);
   assert.match(cli('eval', 'ipref', IPREF, '--originals', ORIG, '--trials', '5').stderr, /--trials applies to sref and instantstyle/);
+});
+
+test('library: the dataset\'s identity: a copy elsewhere or a touched image changes the local one (resume refuses the rows), not the portable listing', async () => {
+  const m = await diffsim();
+  const items = await listItems('sref', SREF, { trials: 2 });
+  const copy = join(TMP, 'sref-copy');
+  cpSync(SREF, copy, { recursive: true });
+  const here = await datasetIdentity(items, SREF);
+  const there = await datasetIdentity(items, copy);
+  assert.is(there.listing, here.listing, 'the same files and sizes');
+  assert.is.not(there.local, here.local, 'another folder');
+  const file = join(TMP, 'origin.jsonl');
+  const common = { benchmark: 'sref' as const, items, of: items.length, metrics: [m], rule: { similarity: 'cosine' as const, metricIsDiffsim: true }, run: 'r', metricName: 'diffsim', out: file };
+  const first = await runEval({ ...common, dir: SREF, origin: here.local });
+  assert.ok(readRows(file).every((r) => r.origin === here.local), 'each row names its origin');
+  await rejects(() => runEval({ ...common, dir: copy, origin: there.local }), /origin\.jsonl:1: item 0 was made from other data or models/, 'rows made on another folder');
+  const again = await runEval({ ...common, dir: SREF, origin: here.local });
+  assert.is(again.resumed, first.computed, 'the same data resumes');
+  // An image changed in place (a new mtime at the same size): another local identity.
+  const img = join(copy, items[0]!.anchor);
+  utimesSync(img, new Date(statSync(img).mtimeMs + 5000), new Date(statSync(img).mtimeMs + 5000));
+  const touched = await datasetIdentity(items, copy);
+  assert.is.not(touched.local, there.local);
+  assert.is(touched.listing, there.listing);
+  writeFileSync(img, png(999));
+  assert.is.not((await datasetIdentity(items, copy)).listing, there.listing, 'other bytes of another size');
+});
+
+test('library: a results file another run holds is refused, naming the process; nothing is computed', async () => {
+  const m = await diffsim();
+  const items = await listItems('sref', SREF, { trials: 2 });
+  const file = join(TMP, 'held.jsonl');
+  const release = await lockResults(file);
+  try {
+    await rejects(() => runEval({ benchmark: 'sref', items, of: items.length, dir: SREF, metrics: [m], rule: { similarity: 'cosine', metricIsDiffsim: true }, run: 'r', metricName: 'diffsim', out: file }), new RegExp(`held\\.jsonl: in use by process ${process.pid} on `), 'held');
+  } finally {
+    await release();
+  }
+  assert.not.ok(existsSync(file) && readFileSync(file, 'utf8').length > 0, 'no row written');
+});
+
+const CLIP = ['--metric', 'clip', '--clip-model'];
+
+test('CLI: --out on a FIFO and on /dev/stdout: rows written there, nothing read back (no hang); the FIFO stays one', async () => {
+  const fifo = join(TMP, 'rows.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const got = join(TMP, 'fifo-rows.jsonl');
+  const reader = spawn('sh', ['-c', 'cat "$0" > "$1"', fifo, got]);
+  const read = new Promise<void>((resolve) => reader.on('exit', () => resolve()));
+  const args = ['eval', 'sref', SREF, '--trials', '3', ...CLIP, join(TINY, 'clip'), '--json'];
+  const viaFifo = lastJson(runCli([...args, '--out', fifo], { timeout: 120_000 }), 'fifo');
+  await read;
+  assert.is(viaFifo.total, 3);
+  assert.is(readRows(got).length, 3, 'the rows reached the reader');
+  assert.ok(statSync(fifo).isFIFO(), 'still a FIFO');
+  const out = runCli([...args, '--out', '/dev/stdout'], { timeout: 120_000 });
+  assert.is(out.signal, null, 'not killed: /dev/stdout is not read');
+  assert.is(out.code, 0, out.stderr);
+  const lines = out.stdout.trim().split('\n');
+  assert.is(lines.length, 4, 'three rows and the summary on stdout');
+  assert.equal(lines.slice(0, 3).map((l) => (JSON.parse(l) as { item: number }).item), [0, 1, 2]);
+  assert.is((JSON.parse(lines[3]!) as { resumed: number }).resumed, 0);
+});
+
+test('CLI: resume refuses rows made on another dataset folder or with model files changed in place; a held --out names its holder', async () => {
+  const clip = join(TMP, 'clip-copy');
+  cpSync(join(TINY, 'clip'), clip, { recursive: true });
+  const copy = join(TMP, 'sref-cli-copy');
+  cpSync(SREF, copy, { recursive: true });
+  const file = join(TMP, 'cli-origin.jsonl');
+  const args = (dir: string) => ['eval', 'sref', dir, '--trials', '3', ...CLIP, clip, '--json', '--out', file];
+  assert.is(lastJson(runCli(args(SREF), { timeout: 120_000 }), 'first').computed, 3);
+  assert.is(lastJson(runCli(args(SREF), { timeout: 120_000 }), 'resumed').resumed, 3);
+  const other = runCli(args(copy), { timeout: 120_000 });
+  assert.is(other.code, 1, other.stderr);
+  assert.match(other.stderr, /cli-origin\.jsonl:1: item 0 was made from other data or models/);
+  const weights = join(clip, 'model.safetensors');
+  const t = statSync(weights).mtimeMs + 5000;
+  utimesSync(weights, new Date(t), new Date(t));
+  const changed = runCli(args(SREF), { timeout: 120_000 });
+  assert.is(changed.code, 1, changed.stderr);
+  assert.match(changed.stderr, /cli-origin\.jsonl:1: item 0 was made from other data or models/);
+  assert.is(readRows(file).length, 3, 'nothing appended');
+  const release = await lockResults(join(TMP, 'cli-held.jsonl'));
+  try {
+    const held = runCli(['eval', 'sref', SREF, '--trials', '3', ...CLIP, clip, '--out', join(TMP, 'cli-held.jsonl')], { timeout: 120_000 });
+    assert.is(held.code, 1, held.stderr);
+    assert.match(held.stderr, new RegExp(`cli-held\\.jsonl: in use by process ${process.pid} on \\S+ since \\S+, which is writing it`));
+  } finally {
+    await release();
+  }
 });
 
 test('CLI: shards merge to the whole run; --json has accuracy, correct, total; the step is the benchmark\'s', () => {

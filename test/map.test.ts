@@ -4,14 +4,16 @@
 // rendered PNG, the atomic write and the command line.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tidy } from '../src/gpu/runtime.js';
 import { rowCosine } from '../src/kernels/reduce.js';
 import { createMetric, createMetrics, type CreateMetricOptions, type Metric, type MetricName } from '../src/diffsim/metric.js';
 import { AGREEMENT_METRICS, agreementFromEmbeddings, agreementMap, agreementPixels, agreementTensor, renderAgreement, renderLayout, RENDER_LAYOUT, upsampleGrid, viridis, type AgreementMap } from '../src/apps/map.js';
-import { writeFileAtomic } from '../src/io/atomic.js';
+import { outputTarget, writeFileAtomic } from '../src/io/atomic.js';
 import { FileError } from '../src/io/errors.js';
 import { decodeImage, loadImage, type RgbImage } from '../src/io/image.js';
 import { imageProcessor, imageProcessorGeometry } from '../src/io/preprocess.js';
@@ -417,6 +419,61 @@ test('writeFileAtomic: the whole file or nothing; a failed write leaves neither 
   }
 });
 
+/** Starts `cat FIFO > file`; resolves with the bytes it read once the writer closes the FIFO. */
+function fifoReader(fifo: string, file: string): Promise<Buffer> {
+  const reader = spawn('sh', ['-c', 'cat "$0" > "$1"', fifo, file]);
+  return new Promise((resolve) => reader.on('exit', () => resolve(readFileSync(file))));
+}
+
+test('writeFileAtomic never replaces what is not a regular file: a symlink\'s target is written, a FIFO and a device directly; a socket is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'diffsim-atomic-kinds-'));
+  try {
+    // A symlink (relative, through a second link): the final target replaced, the links kept.
+    writeFileSync(join(dir, 'real.png'), 'old');
+    symlinkSync('real.png', join(dir, 'link1'));
+    symlinkSync(join(dir, 'link1'), join(dir, 'link2'));
+    await writeFileAtomic(join(dir, 'link2'), new Uint8Array([7, 8]));
+    assert.ok(lstatSync(join(dir, 'link1')).isSymbolicLink() && lstatSync(join(dir, 'link2')).isSymbolicLink(), 'the links stay');
+    assert.equal(Array.from(readFileSync(join(dir, 'real.png'))), [7, 8], 'the target written');
+    // A dangling link: the file it names is created.
+    symlinkSync('made.png', join(dir, 'dangling'));
+    await writeFileAtomic(join(dir, 'dangling'), 'x');
+    assert.ok(lstatSync(join(dir, 'dangling')).isSymbolicLink());
+    assert.is(readFileSync(join(dir, 'made.png'), 'utf8'), 'x');
+    // A FIFO: written to the reader, still a FIFO after.
+    const fifo = join(dir, 'out.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const got = fifoReader(fifo, join(dir, 'got'));
+    await writeFileAtomic(fifo, new Uint8Array(20_000).fill(3));
+    assert.is((await got).length, 20_000, 'the reader got every byte');
+    assert.ok(statSync(fifo).isFIFO(), 'still a FIFO');
+    // /dev/stdout is this process's descriptor 1.
+    assert.is(outputTarget('/dev/stdout').fd, 1);
+    // Character devices of our own (root only: mknod), as /dev/null and /dev/full.
+    const nul = join(dir, 'null');
+    const full = join(dir, 'full');
+    if (spawnSync('mknod', [nul, 'c', '1', '3']).status === 0 && spawnSync('mknod', [full, 'c', '1', '7']).status === 0) {
+      await writeFileAtomic(nul, new Uint8Array(16_384));
+      assert.ok(statSync(nul).isCharacterDevice(), 'null: still a character device');
+      await rejects(() => writeFileAtomic(full, new Uint8Array(16_384)), /full: cannot write: no space left on the device$/, '/dev/full');
+      assert.ok(statSync(full).isCharacterDevice(), 'full: still a character device');
+    }
+    // A socket: refused, left alone.
+    const sock = join(dir, 'sock');
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      await rejects(() => writeFileAtomic(sock, 'x'), /sock: cannot write: it is a socket, not a regular file$/, 'socket');
+      assert.ok(lstatSync(sock).isSocket());
+    } finally {
+      server.close();
+    }
+    assert.not.ok(readdirSync(dir).some((f) => f.includes('.tmp-')), 'no temporary file');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // The command line, run as the package's binary with the hub offline and an empty cache.
 const HF_HOME = mkdtempSync(join(tmpdir(), 'diffsim-map-hf-'));
 
@@ -462,6 +519,30 @@ test('diffsim map writes the PNG and prints "mean min max" equal to the API map;
     assert.is(s.metric, 'clip-aas');
     assert.is(s.layer, 0);
     assert.is(s.qkvSource, 'pre-ln');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('diffsim map -o through a symlink writes its target; -o a FIFO writes to its reader and leaves the FIFO', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'diffsim-map-kinds-'));
+  try {
+    const args = [A, B, '--metric', 'clip-aas', ...MODEL_ARGS];
+    writeFileSync(join(dir, 'real.png'), 'older');
+    symlinkSync('real.png', join(dir, 'link.png'));
+    const r = cli('map', ...args, '-o', join(dir, 'link.png'));
+    assert.is(r.code, 0, r.stderr);
+    assert.ok(lstatSync(join(dir, 'link.png')).isSymbolicLink(), 'still a link');
+    const png = readFileSync(join(dir, 'real.png'));
+    assert.is(decodeImage(new Uint8Array(png), 'real.png').height, 64, 'the PNG in the target');
+    const fifo = join(dir, 'map.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const got = fifoReader(fifo, join(dir, 'from-fifo.png'));
+    const f = cli('map', ...args, '-o', fifo);
+    assert.is(f.code, 0, f.stderr);
+    assert.equal(await got, png, 'the same PNG through the FIFO');
+    assert.ok(statSync(fifo).isFIFO(), 'still a FIFO');
+    assert.equal(readdirSync(dir).sort(), ['from-fifo.png', 'link.png', 'map.fifo', 'real.png'], 'no temporary file');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -63,7 +63,10 @@ test('the DiffSim metric equals the DiffSim class on the same models and setting
     assert.is(await m.score(A, B), await ds.score(a, b));
     assert.is(m.settings.t, 401);
     assert.is(m.settings.module, ds.settings.module);
-    assert.equal(m.settings.models, { sd: { spec: join(TINY, 'sd15'), path: join(TINY, 'sd15') } });
+    // A local folder: its absolute path and the stamp of its files' sizes and mtimes (in the metric key).
+    const stamp = (m.settings.models as { sd: { stamp?: string } }).sd.stamp;
+    assert.match(String(stamp), /^[0-9a-f]{32}$/);
+    assert.equal(m.settings.models, { sd: { spec: join(TINY, 'sd15'), path: join(TINY, 'sd15'), stamp } });
   } finally {
     await m.close();
     ds.dispose();

@@ -5,9 +5,9 @@
 // the progress lines.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { createMetric, type Metric, type MetricEmbedding } from '../src/diffsim/metric.js';
 import { diffsimSettings, parseCommand } from '../src/cli/metric-options.js';
 import { EmbeddingCache } from '../src/apps/embedding-cache.js';
@@ -240,6 +240,67 @@ test('a corrupt or truncated entry: one warning naming it, re-embedded, rewritte
   const again: string[] = [];
   assert.is((await retrieve(cosine, IMAGE_A, g, { k: 100, onWarning: (m) => again.push(m) })).embedded, 0, 'rewritten');
   assert.equal(again, []);
+});
+
+test('an entry whose tensor data was damaged (100 bytes flipped, header intact): one warning, re-embedded, the right scores', async () => {
+  const g = await warmGallery();
+  const cache = await EmbeddingCache.open(g, cosine);
+  const entry = cache.entryPath(join(g, 'c.png'), 'B');
+  const bytes = readFileSync(entry);
+  const header = 8 + Number(bytes.readBigUInt64LE(0));
+  assert.ok(bytes.length - header > 200, 'data to damage');
+  for (let i = 0; i < 100; i++) bytes[header + 50 + i] ^= 0xff;
+  writeFileSync(entry, bytes);
+  const warnings: string[] = [];
+  const r = await retrieve(cosine, IMAGE_A, g, { k: 100, onWarning: (m) => warnings.push(m) });
+  assert.is(r.embedded, 1);
+  assert.equal(warnings.length, 1, warnings.join('\n'));
+  assert.match(warnings[0]!, /ignoring a corrupt cache entry \(its tensor data does not match its sha256/);
+  assert.ok(warnings[0]!.startsWith(`${entry}: `));
+  assert.equal(r.results.map((x) => [x.rel, x.score]), warm!.results.map((x) => [x.rel, x.score]), 'the same ranking and scores as before');
+  assert.is((await retrieve(cosine, IMAGE_A, g, { k: 100 })).embedded, 0, 'rewritten');
+});
+
+test('a local model is known by its absolute path and its files\' sizes and mtimes: weights changed in place find no cached entry', async () => {
+  const clip = join(ROOT, 'clip-model');
+  cpSync(join(TINY, 'clip'), clip, { recursive: true });
+  const g = makeGallery();
+  const open = async (path: string) => createMetric('clip', { clipModel: path, runtime: await runtime() });
+  const a = await open(clip);
+  const rel = await open(relative(process.cwd(), clip));
+  let b: Metric | undefined;
+  try {
+    assert.is(rel.key, a.key, 'a relative path is the same model');
+    assert.ok(a.key.includes(clip), 'the absolute path in the key');
+    assert.is((await retrieve(a, IMAGE_A, g, { k: 100 })).embedded, 7);
+    assert.is((await retrieve(rel, IMAGE_A, g, { k: 100 })).embedded, 0, 'cached');
+    const weights = join(clip, 'model.safetensors');
+    const t = statSync(weights).mtimeMs + 5000;
+    utimesSync(weights, new Date(t), new Date(t));
+    b = await open(clip);
+    assert.is.not(b.key, a.key, 'the weights changed');
+    assert.is((await retrieve(b, IMAGE_A, g, { k: 100 })).embedded, 7, 'nothing from the old weights\' cache');
+  } finally {
+    await a.close();
+    await rel.close();
+    await b?.close();
+  }
+});
+
+test('cache entries through a symlink: the link\'s target is written, the link kept', async () => {
+  const g = await warmGallery();
+  const cache = await EmbeddingCache.open(g, cosine);
+  const entry = cache.entryPath(join(g, 'a.bmp'), 'B');
+  const elsewhere = join(ROOT, `entry-target-${galleries}.safetensors`);
+  writeFileSync(elsewhere, 'stale');
+  rmSync(entry);
+  symlinkSync(elsewhere, entry);
+  const warnings: string[] = [];
+  const r = await retrieve(cosine, IMAGE_A, g, { k: 100, onWarning: (m) => warnings.push(m) });
+  assert.is(r.embedded, 1, warnings.join('\n'));
+  assert.ok(lstatSync(entry).isSymbolicLink(), 'still a link');
+  assert.is.not(readFileSync(elsewhere, 'utf8'), 'stale', 'the target rewritten');
+  assert.is((await retrieve(cosine, IMAGE_A, g, { k: 100 })).embedded, 0, 'read through the link');
 });
 
 test('EmbeddingCache: roles kept apart; a copied gallery keeps its cache; an outside cache keys by absolute path', async () => {

@@ -3,7 +3,8 @@
 // several metrics at once, and the command (`diffsim eval video`) with its errors.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createMetrics, type Metric } from '../src/diffsim/metric.js';
@@ -140,6 +141,29 @@ test('diffsim eval video: a DiffSim option with a metric list applies to the met
   assert.is(s.clip!.step, undefined);
 });
 
+test('diffsim eval video --out: a symlink\'s target is written, the link kept; a FIFO is written to its reader and stays a FIFO', async () => {
+  const d = makeFrames();
+  const real = join(ROOT, `real-${Math.random().toString(36).slice(2, 8)}.jsonl`);
+  writeFileSync(real, 'older');
+  const link = `${real}.link`;
+  symlinkSync(real, link);
+  const r = cli('eval', 'video', d, '--metric', 'clip', '--out', link, ...MODEL_ARGS);
+  assert.is(r.code, 0, r.stderr);
+  assert.ok(lstatSync(link).isSymbolicLink(), 'still a link');
+  const rows = readFileSync(real, 'utf8');
+  assert.is(rows.trim().split('\n').length, 3, 'the rows in the target');
+  const fifo = join(ROOT, `rows-${Math.random().toString(36).slice(2, 8)}.fifo`);
+  execFileSync('mkfifo', [fifo]);
+  const got = `${fifo}.got`;
+  const reader = spawn('sh', ['-c', 'cat "$0" > "$1"', fifo, got]);
+  const read = new Promise<void>((resolve) => reader.on('exit', () => resolve()));
+  const f = cli('eval', 'video', d, '--metric', 'clip', '--out', fifo, ...MODEL_ARGS);
+  assert.is(f.code, 0, f.stderr);
+  await read;
+  assert.is(readFileSync(got, 'utf8'), rows, 'the same rows through the FIFO');
+  assert.ok(statSync(fifo).isFIFO(), 'still a FIFO');
+});
+
 test('diffsim eval video errors: one line naming the folder or option; exit 2 for the command line, 1 otherwise', () => {
   const d = makeFrames();
   fails(cli('eval', 'video', join(d, 'nope'), ...MODEL_ARGS), 1, /nope: no such folder/, 'missing');
@@ -153,6 +177,7 @@ test('diffsim eval video errors: one line naming the folder or option; exit 2 fo
   fails(cli('eval', 'video', d, '--metric', 'diffsim,dino', '--clip-qkv', 'post-ln'), 2, /eval video: --clip-qkv does not apply to --metric diffsim,dino/, 'option fits none');
   fails(cli('eval', 'video'), 2, /eval video: expected one DIR of frames, got 0 arguments/, 'no DIR');
   fails(cli('eval', 'video', d, '--out'), 2, /eval video: --out needs a value/, '--out without a value');
+  fails(cli('eval', 'video', d, '--out', ROOT, ...MODEL_ARGS), 1, /: cannot write: it is a folder$/, '--out a folder');
   writeFileSync(join(d, 'frame50.png'), 'broken');
   fails(cli('eval', 'video', d, '--metric', 'clip', ...MODEL_ARGS), 1, /frame50\.png: /, 'unreadable frame');
 });

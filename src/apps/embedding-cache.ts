@@ -9,7 +9,8 @@
 // and re-embeds, while the old entries stay valid for that setting. An entry is `saveEmbedding`'s
 // bytes (the metric, its key and the role are in the safetensors metadata and checked by
 // `loadEmbedding`) with the image's identity added to the metadata: its source path, size and
-// mtimeMs. A changed file is noticed by its size or modification time, as make and rsync notice
+// mtimeMs, and the sha256 of the tensor data (`dataSha256`), checked on every read: damaged data is
+// a corrupt entry, never a wrong score. A changed file is noticed by its size or modification time, as make and rsync notice
 // one (no content hash: a cached run reads no image); a file rewritten with the same size and
 // mtime (e.g. `touch -r`) is not noticed, and `--no-cache` or deleting the folder is the remedy.
 // The source path is the path relative to the gallery when the cache lies in it (moving or copying
@@ -140,8 +141,14 @@ export class EmbeddingCache {
       this.corrupt(entry, (e as Error).message.replace(`${entry}: `, ''));
       return undefined;
     }
-    if (meta.source !== src.id || meta.sourceSize !== String(src.size) || meta.sourceMtimeMs !== String(src.mtimeMs) || meta.role !== role) {
+    // An entry without a digest (an older version's) is rewritten like a stale one.
+    if (meta.source !== src.id || meta.sourceSize !== String(src.size) || meta.sourceMtimeMs !== String(src.mtimeMs) || meta.role !== role || meta.dataSha256 === undefined) {
       this.stats.misses++;
+      return undefined;
+    }
+    const digest = dataDigest(bytes);
+    if (meta.dataSha256 !== digest) {
+      this.corrupt(entry, `its tensor data does not match its sha256 (${meta.dataSha256.slice(0, 12)}…, the data's ${digest.slice(0, 12)}…)`);
       return undefined;
     }
     try {
@@ -166,7 +173,8 @@ export class EmbeddingCache {
     if (embedding.role !== role) throw new RangeError(`EmbeddingCache.put: the embedding has role ${embedding.role}, not ${role}`);
     try {
       const src = file ? { id: this.sourceId(path), size: file.size, mtimeMs: file.mtimeMs } : await this.source(path);
-      const bytes = withMetadata(await this.metric.saveEmbedding(embedding), { source: src.id, sourceSize: String(src.size), sourceMtimeMs: String(src.mtimeMs) });
+      const saved = await this.metric.saveEmbedding(embedding);
+      const bytes = withMetadata(saved, { source: src.id, sourceSize: String(src.size), sourceMtimeMs: String(src.mtimeMs), dataSha256: dataDigest(saved) });
       await this.writeMeta();
       const entry = this.entryPath(path, role);
       await mkdir(dirname(entry), { recursive: true });
@@ -197,6 +205,12 @@ export class EmbeddingCache {
     this.stats.corrupt++;
     this.warn(`${entry}: ignoring a corrupt cache entry (${why}); it is re-embedded and rewritten`);
   }
+}
+
+/** The sha256 (hex) of a safetensors file's tensor data (what follows the header). */
+export function dataDigest(bytes: Uint8Array): string {
+  const n = Number(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true));
+  return createHash('sha256').update(bytes.subarray(8 + n)).digest('hex');
 }
 
 /** Safetensors bytes with entries added to their `__metadata__` (tensor data untouched: its

@@ -9,6 +9,7 @@ import { directionOf, type DecisionRule } from '../eval/decide.js';
 import { BENCHMARK_NAMES, benchmarkPreset, DEFAULT_PROMPT, listItems, type BenchmarkName, type EvalItem, type ProtocolOptions } from '../eval/protocols.js';
 import { mergeFiles, parseShard, runId, shardRange, type Shard, type Summary } from '../eval/results.js';
 import { runEval } from '../eval/runner.js';
+import { datasetIdentity } from '../eval/identity.js';
 import type { Metric } from '../diffsim/metric.js';
 import { closeMetrics, integer, choice, openMetrics, parseCommand, PRESET_SUMMARY, resolvedDiffSim, wrap } from './metric-options.js';
 import { ItemProgress, loadDisplay } from './progress.js';
@@ -144,9 +145,12 @@ export async function evalCommand(args: string[]): Promise<number> {
   const rule: DecisionRule = { similarity: diffsim.similarity, metricIsDiffsim: m.metric.startsWith('diff') };
   const direction = directionOf(benchmark, rule);
   console.error(`diffsim: eval ${benchmark}: ${items.length} of ${all.length} items${shard ? ` (shard ${shard.index}/${shard.count})` : ''}; cand1 counts as more similar when s1 ${direction === 'higher' ? '>' : '<'} s2 (the official script's rule${rule.similarity === 'mse' && direction === 'higher' && m.metric !== 'ensemble' ? ': an mse score read the wrong way round, as there' : ''})`);
+  const data = await datasetIdentity(all, dir, originalsDir);
   const metrics = await openMetrics('eval', m);
   try {
-    const run = runId({ benchmark, items: itemsHash(all), metrics: portableSettings(metrics), ties, prompt: prompt ?? null, metric: m.metric });
+    const run = runId({ benchmark, items: itemsHash(all), data: data.listing, metrics: portableSettings(metrics), ties, prompt: prompt ?? null, metric: m.metric });
+    // This machine's: the dataset's folder and files as they are, the models' files (in the keys).
+    const origin = runId({ data: data.local, keys: metrics.map((x) => x.key) });
     const progress = new ItemProgress(items.length, `eval ${benchmark}`);
     const out = opt('out');
     const r = await runEval({
@@ -161,6 +165,7 @@ export async function evalCommand(args: string[]): Promise<number> {
       ties,
       ...(prompt !== undefined ? { prompt } : {}),
       run,
+      origin,
       metricName: m.metric,
       ...(out !== undefined ? { out } : {}),
       maxLive,

@@ -1,12 +1,13 @@
 // `diffsim map A B -o OUT.png`: where A's queries find agreement in B under an AAS metric (the
 // per-token cosine of O_AB and O_AA, see eval/map.ts), drawn over A beside B with a colour bar.
-// The picture is written atomically: OUT is either untouched or the whole new PNG.
+// The picture is written atomically: OUT is either untouched or the whole new PNG (a symlink's
+// target is; a device or FIFO such as /dev/stdout is written directly, never replaced).
 
 import { stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { toRgbImage, type MetricName } from '../diffsim/metric.js';
 import { AGREEMENT_METRICS, agreementMap, renderAgreement } from '../apps/map.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { outputTarget, writeFileAtomic } from '../io/atomic.js';
 import { FileError } from '../io/errors.js';
 import { closeMetrics, openMetrics, parseCommand } from './metric-options.js';
 import { UsageError } from './errors.js';
@@ -49,14 +50,15 @@ function parseRange(value: string): [number, number] {
   return [nums[0]!, nums[1]!];
 }
 
-/** Refuses an output that cannot be written before any model is loaded: its folder must exist. */
+/** Refuses an output that cannot be written before any model is loaded: a folder, a block device
+ *  or a socket (io/atomic.ts's rules), or a new file in a folder that does not exist. */
 async function checkOutput(out: string): Promise<void> {
-  const dir = dirname(resolve(out));
+  const target = outputTarget(out);
+  if (target.kind === 'stream') return;
+  const dir = dirname(target.path);
   const d = await stat(dir).catch(() => null);
   if (!d) throw new FileError(out, `cannot write: the folder ${dir} does not exist`);
   if (!d.isDirectory()) throw new FileError(out, `cannot write: ${dir} is not a folder`);
-  const o = await stat(out).catch(() => null);
-  if (o?.isDirectory()) throw new FileError(out, 'cannot write: it is a folder');
 }
 
 export async function mapCommand(args: string[]): Promise<number> {

@@ -1,7 +1,7 @@
 // `diffsim eval video DIR`: the consistency of a frame sequence (first frame against every other one)
 // under one or more metrics, with the mean, the population variance and the count per metric.
 
-import { writeFileAtomic } from '../io/atomic.js';
+import { outputTarget, writeFileAtomic } from '../io/atomic.js';
 import { listFrames, videoConsistency } from '../apps/video.js';
 import { toRgbImage } from '../diffsim/metric.js';
 import { FileError } from '../io/errors.js';
@@ -27,6 +27,8 @@ export async function videoCommand(args: string[]): Promise<number> {
   const dir = p.positional[0]!;
   const out = p.options.get('out');
   if (out === '') throw new UsageError('eval video: --out needs a file name');
+  // A folder, block device or socket is refused before any model is loaded (io/atomic.ts's rules).
+  if (out !== undefined) outputTarget(out);
 
   // The frames are listed and the anchor decoded before any model is loaded.
   const frames = await listFrames(dir);

@@ -59,6 +59,9 @@ export interface ResolvedModel {
   spec: string;
   path: string;
   commit?: string;
+  /** A local model (no commit): a digest of its files' paths, sizes and mtimes, so that weights
+   *  changed in place give another metric key. */
+  stamp?: string;
   /** Which weights of the files were taken where they hold more than one set ('ema': a single-file
    *  checkpoint's EMA U-Net). */
   variant?: string;

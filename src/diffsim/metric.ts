@@ -3,6 +3,7 @@
 // object that embeds images (paths, encoded bytes or decoded images) and compares embeddings, with
 // `lowerBetter` saying which way the score points (the interface: metric-api.ts; the metrics: metrics.ts).
 
+import { resolve as resolvePath } from 'node:path';
 import { Runtime, type TensorCoreMode } from '../gpu/runtime.js';
 import { resolveModel, type ResolveModelOptions } from '../hub/resolve.js';
 import { loadImage, type RgbImage } from '../io/image.js';
@@ -61,7 +62,10 @@ async function resolveFiles(spec: string, role: ModelRole, hubOptions: ResolveMo
     };
   }
   const files = await localModelFiles(await resolveModel(spec, hub));
-  return { files, model: files.commit ? { spec, path: files.name, commit: files.commit } : { spec, path: files.name } };
+  if (files.commit) return { files, model: { spec, path: files.name, commit: files.commit } };
+  // A local folder or file: known by its absolute path and its files' sizes and mtimes (the key of
+  // cached embeddings and eval rows changes when a weight file is changed in place).
+  return { files, model: { spec, path: resolvePath(files.name), stamp: await files.stamp() } };
 }
 
 function specOf(role: ModelRole, o: CreateMetricOptions): string {

@@ -101,9 +101,11 @@ abstract class BaseMetric<E extends MetricEmbedding> implements Metric {
   }
 }
 
-/** The model identity part of a key: which folder (and commit) the weights came from. */
+/** The model identity part of a key: which weights — a hub commit, or a local folder's path with
+ *  its files' stamp (sizes and mtimes) — and which set of them. */
 export function modelKey(models: Record<string, ResolvedModel>, weights: WeightPrecision, activations: ActivationDType = 'f32'): string {
-  return JSON.stringify({ models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, m.variant ? `${m.commit ?? m.path}#${m.variant}` : (m.commit ?? m.path)])), weights, ...(activations === 'f32' ? {} : { activations }) });
+  const id = (m: ResolvedModel) => m.commit ?? (m.stamp ? `${m.path}@${m.stamp}` : m.path);
+  return JSON.stringify({ models: Object.fromEntries(Object.entries(models).map(([k, m]) => [k, m.variant ? `${id(m)}#${m.variant}` : id(m)])), weights, ...(activations === 'f32' ? {} : { activations }) });
 }
 
 class DiffSimEmbeddingHandle implements MetricEmbedding {

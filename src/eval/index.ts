@@ -28,4 +28,5 @@ export {
 export { decide, decideEnsemble, decide2x, directionOf, type Decision, type DecisionRule, type TieRule } from './decide.js';
 export { parseCsv, readCsvDicts, parseJsonOrdered, decodeUtf8, type CsvRecord, type CsvRow, type JsonValue } from './pyread.js';
 export { runEval, type EvalRunOptions, type EvalRunResult } from './runner.js';
-export { readRows, resumeRows, RowWriter, summarize, mergeFiles, parseShard, shardRange, wilson, runId, ResultsError, type ResultRow, type Shard, type Summary } from './results.js';
+export { datasetIdentity, type DatasetIdentity } from './identity.js';
+export { readRows, resumeRows, lockResults, RowWriter, summarize, mergeFiles, parseShard, shardRange, wilson, runId, ResultsError, type ResultRow, type Shard, type Summary } from './results.js';

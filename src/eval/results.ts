@@ -4,10 +4,15 @@
 //
 // A row is written with one write(2) of the whole line on a file opened for appending, then
 // flushed (fdatasync). A run killed mid-write can leave only a final line without its newline;
-// resuming cuts it off (it is recomputed), so no row is ever read half-written.
+// resuming cuts it off (it is recomputed), so no row is ever read half-written. Resume reads only a
+// regular file, line by line (a line is at most MAX_ROW_BYTES); a run holds `<file>.lock` while it
+// appends, so that a second run on the same file is refused instead of computing everything again.
 
-import { closeSync, existsSync, fdatasyncSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { dirname } from 'node:path';
+import { acquireLock } from '../hub/lock.js';
+import { Appender, outputTarget } from '../io/atomic.js';
 
 /** One evaluated item as stored in the JSONL file. */
 export interface ResultRow {
@@ -37,8 +42,12 @@ export interface ResultRow {
   /** Ensemble: each metric's scores and votes (1 = cand1). */
   scores?: Record<string, [number, number]>;
   votes?: Record<string, 1 | 2>;
-  /** Identity of the run (benchmark, dataset, metric settings, protocol options): rows of other runs are refused. */
+  /** Identity of the run (benchmark, the dataset's items and file sizes, metric settings, protocol
+   *  options), the same on every machine: rows of other runs are refused by resume and merge. */
   run: string;
+  /** What this machine's run was made from (the dataset's resolved folder and its files' sizes and
+   *  mtimes, the metrics' keys with their model files): checked row by row on resume, not by merge. */
+  origin?: string;
   /** Items in the whole protocol (all shards). */
   of: number;
 }
@@ -78,66 +87,163 @@ function parseRow(line: string, file: string, lineNo: number): ResultRow {
   return r;
 }
 
-/** The complete rows of a results file; with `repair`, a final line cut off by a crash is removed
- *  from the file (it is recomputed), otherwise it is reported. */
-export function readRows(file: string, o: { repair?: boolean } = {}): ResultRow[] {
-  let text: string;
+/** Lines longer than this are not rows (a results file holds rows of a few hundred bytes). */
+export const MAX_ROW_BYTES = 1 << 20;
+
+/** Reads `path` line by line in chunks, never holding more than one line (at most MAX_ROW_BYTES):
+ *  each complete line to `onLine`; returns the byte length of the complete lines and whether an
+ *  unterminated final line followed them. */
+function scanLines(file: string, path: string, onLine: (line: string, lineNo: number) => void): { complete: number; partial: boolean } {
+  let fd: number;
   try {
-    text = readFileSync(file, 'utf8');
+    fd = openSync(path, 'r');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new ResultsError(`${file}: cannot read (${code === 'ENOENT' ? 'no such file' : code ?? (e as Error).message})`);
   }
-  const complete = text.lastIndexOf('\n') + 1;
-  if (complete < text.length) {
-    if (!o.repair) throw new ResultsError(`${file}: the last line is incomplete (an interrupted run; resume it with the same --out to repair)`);
-    const fd = openSync(file, 'r+');
+  try {
+    const chunk = Buffer.alloc(1 << 16);
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let complete = 0;
+    let lineNo = 0;
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(fd, chunk, 0, chunk.length, null);
+      } catch (e) {
+        throw new ResultsError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      }
+      if (n === 0) break;
+      let start = 0;
+      for (let nl = chunk.indexOf(10, 0); nl !== -1 && nl < n; nl = chunk.indexOf(10, start)) {
+        const part = chunk.subarray(start, nl);
+        const line = pendingBytes ? Buffer.concat([...pending, part]) : part;
+        if (line.length > MAX_ROW_BYTES) throw new ResultsError(`${file}:${lineNo + 1}: a line over ${MAX_ROW_BYTES} bytes: not a diffsim results file`);
+        complete += line.length + 1;
+        pending = [];
+        pendingBytes = 0;
+        onLine(line.toString('utf8'), ++lineNo);
+        start = nl + 1;
+      }
+      if (start < n) {
+        pending.push(Buffer.from(chunk.subarray(start, n)));
+        pendingBytes += n - start;
+        if (pendingBytes > MAX_ROW_BYTES) throw new ResultsError(`${file}:${lineNo + 1}: a line over ${MAX_ROW_BYTES} bytes: not a diffsim results file`);
+      }
+    }
+    return { complete, partial: pendingBytes > 0 };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The complete rows of a results file, read line by line; a final line cut off by a crash is
+ *  reported (`resumeRows` repairs it). */
+export function readRows(file: string): ResultRow[] {
+  const rows: ResultRow[] = [];
+  const { partial } = scanLines(file, file, (line, no) => {
+    if (line.trim()) rows.push(parseRow(line, file, no));
+  });
+  if (partial) throw new ResultsError(`${file}: the last line is incomplete (an interrupted run; resume it with the same --out to repair)`);
+  return rows;
+}
+
+/** Appends rows, one atomic line each, flushed to disk (a regular file; a device or FIFO is written
+ *  directly, a symlink's target appended to: io/atomic.ts's rules). */
+export class RowWriter {
+  private readonly out: Appender;
+  constructor(readonly file: string) {
     try {
-      ftruncateSync(fd, Buffer.byteLength(text.slice(0, complete)));
+      this.out = Appender.open(file);
+    } catch (e) {
+      throw new ResultsError((e as Error).message);
+    }
+  }
+  write(row: ResultRow): void {
+    try {
+      this.out.write(Buffer.from(`${JSON.stringify(row)}\n`));
+    } catch (e) {
+      throw new ResultsError((e as Error).message);
+    }
+  }
+  close(): void {
+    this.out.close();
+  }
+}
+
+/** Adds `r` to rows by item: the same item twice must have the same scores (resume and merge alike). */
+function addRow(byItem: Map<number, ResultRow>, r: ResultRow, source: string): void {
+  const seen = byItem.get(r.item);
+  if (seen && (seen.s1 !== r.s1 || seen.s2 !== r.s2)) throw new ResultsError(`${source}: item ${r.item} appears twice with different scores`);
+  byItem.set(r.item, r);
+}
+
+/** Rows already in `file` for this run (resume). Only a regular file (or a symlink to one) is read,
+ *  line by line: anything else (nothing there, /dev/null, a FIFO, /dev/stdout) starts fresh. Refuses
+ *  a file written by another run, a row made from other data or models than `origin` (when given),
+ *  rows for items outside this run's selection and an item twice with different scores; a final line
+ *  cut off by a crash is removed from the file (it is recomputed). */
+export function resumeRows(file: string, run: string, selection: ReadonlySet<number>, origin?: string): Map<number, ResultRow> {
+  const done = new Map<number, ResultRow>();
+  let target;
+  try {
+    target = outputTarget(file);
+  } catch (e) {
+    throw new ResultsError((e as Error).message);
+  }
+  if (target.kind !== 'file') return done;
+  const { complete, partial } = scanLines(file, target.path, (line, no) => {
+    if (!line.trim()) return;
+    const r = parseRow(line, file, no);
+    if (r.run !== run) throw new ResultsError(`${file}: written by another run (other benchmark, dataset or settings: run ${r.run}, this one ${run}); give another --out`);
+    if (origin !== undefined && r.origin !== origin) throw new ResultsError(`${file}:${no}: item ${r.item} was made from other data or models (another dataset folder, changed images or changed model files: origin ${r.origin ?? 'none'}, this run's ${origin}); give another --out`);
+    if (!selection.has(r.item)) throw new ResultsError(`${file}: holds item ${r.item}, which is not in this run's selection (another --shard?); give another --out`);
+    addRow(done, r, file);
+  });
+  if (partial) {
+    const fd = openSync(target.path, 'r+');
+    try {
+      ftruncateSync(fd, complete);
     } finally {
       closeSync(fd);
     }
   }
-  const rows: ResultRow[] = [];
-  const lines = text.slice(0, complete).split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    if (lines[i]!.trim()) rows.push(parseRow(lines[i]!, file, i + 1));
-  }
-  return rows;
-}
-
-/** Appends rows, one atomic line each, flushed to disk. */
-export class RowWriter {
-  private fd: number;
-  constructor(readonly file: string) {
-    try {
-      this.fd = openSync(file, 'a');
-    } catch (e) {
-      throw new ResultsError(`${file}: cannot open for appending (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
-  }
-  write(row: ResultRow): void {
-    const buf = Buffer.from(`${JSON.stringify(row)}\n`);
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
-    fdatasyncSync(this.fd);
-  }
-  close(): void {
-    closeSync(this.fd);
-  }
-}
-
-/** Rows already in `file` for this run (resume): refuses a file written by another run, and rows
- *  for items outside this run's selection. */
-export function resumeRows(file: string, run: string, selection: ReadonlySet<number>): Map<number, ResultRow> {
-  const done = new Map<number, ResultRow>();
-  if (!existsSync(file)) return done;
-  for (const r of readRows(file, { repair: true })) {
-    if (r.run !== run) throw new ResultsError(`${file}: written by another run (other benchmark, dataset or settings: run ${r.run}, this one ${run}); give another --out`);
-    if (!selection.has(r.item)) throw new ResultsError(`${file}: holds item ${r.item}, which is not in this run's selection (another --shard?); give another --out`);
-    done.set(r.item, r);
-  }
   return done;
+}
+
+/** Takes the lock of a results file (`<file>.lock` beside the file a symlink names), so that two
+ *  runs never append to one file at once; refuses, naming the process that holds it, when another
+ *  live one does. Outputs that are not regular files (a device, a FIFO) are not locked. */
+export async function lockResults(file: string): Promise<() => Promise<void>> {
+  let target;
+  try {
+    target = outputTarget(file);
+  } catch (e) {
+    throw new ResultsError((e as Error).message);
+  }
+  if (target.kind === 'stream') return async () => undefined;
+  const folder = dirname(target.path);
+  if (!existsSync(folder)) throw new ResultsError(`${file}: cannot open for appending (the folder ${folder} does not exist)`);
+  if (!statSync(folder).isDirectory()) throw new ResultsError(`${file}: cannot open for appending (${folder} is not a folder)`);
+  const lock = `${target.path}.lock`;
+  return acquireLock(lock, {
+    onWait: () => {
+      throw new ResultsError(`${file}: in use by ${lockHolder(lock)}, which is writing it (lock ${lock}); wait for it to end or give another --out`);
+    },
+  });
+}
+
+/** Who holds a lock file: `process <pid> on <host> since <time>`. */
+function lockHolder(lock: string): string {
+  let text = '';
+  try {
+    text = readFileSync(lock, 'utf8');
+  } catch {
+    // released in the meantime
+  }
+  const m = /^(\d+) (\S+) (\d+)$/.exec(text.trim());
+  return m ? `process ${m[1]} on ${m[2]} since ${new Date(Number(m[3])).toISOString()}` : 'another process';
 }
 
 /** A shard i of n (1-based). */
@@ -226,9 +332,7 @@ export function summarize(rows: readonly ResultRow[], source = 'rows'): Summary 
     run ??= r.run;
     if (r.run !== run) throw new ResultsError(`${source}: rows of different runs (${run} and ${r.run}): the files were made with other benchmarks, datasets or settings`);
     of ??= r.of;
-    const seen = byItem.get(r.item);
-    if (seen && (seen.s1 !== r.s1 || seen.s2 !== r.s2)) throw new ResultsError(`${source}: item ${r.item} appears twice with different scores`);
-    byItem.set(r.item, r);
+    addRow(byItem, r, source);
   }
   const all = [...byItem.values()];
   const total = all.length;

@@ -13,7 +13,7 @@ import type { ImageRole } from '../diffsim/embedding.js';
 import type { RgbImage } from '../io/image.js';
 import { decide, decide2x, decideEnsemble, type DecisionRule, type TieRule } from './decide.js';
 import { itemPaths, type BenchmarkName, type EvalItem } from './protocols.js';
-import { resumeRows, RowWriter, summarize, type ResultRow, type Summary } from './results.js';
+import { lockResults, resumeRows, RowWriter, summarize, type ResultRow, type Summary } from './results.js';
 
 export interface EvalRunOptions {
   benchmark: BenchmarkName;
@@ -34,9 +34,14 @@ export interface EvalRunOptions {
   prompt?: string;
   /** The run's identity (results.runId of its settings). */
   run: string;
+  /** What the run is made from on this machine (see ResultRow.origin; e.g. runId of the dataset's
+   *  `datasetIdentity().local` and the metrics' keys): written in each row, and rows of the results
+   *  file made from anything else are refused on resume. */
+  origin?: string;
   /** The metric name written in rows ('ensemble' for the ensemble). */
   metricName: string;
-  /** Results file (JSONL): appended to, resumed from. */
+  /** Results file (JSONL): appended to, resumed from (a regular file only: a device or FIFO is
+   *  written, never read), locked while the run appends (`<out>.lock`; a second run is refused). */
   out?: string;
   /** Embeddings kept on the GPU at once (default 48). */
   maxLive?: number;
@@ -188,7 +193,16 @@ export async function runEval(o: EvalRunOptions): Promise<EvalRunResult> {
   if (o.ensemble && o.metrics.length !== 3) throw new RangeError(`runEval: the ensemble needs three metrics (diffsim, clip, dino), got ${o.metrics.length}`);
   if (!o.ensemble && o.metrics.length !== 1) throw new RangeError(`runEval: one metric expected, got ${o.metrics.length}`);
   const selection = new Set(o.items.map((i) => i.item));
-  const done = o.out ? resumeRows(o.out, o.run, selection) : new Map<number, ResultRow>();
+  const unlock = o.out ? await lockResults(o.out) : undefined;
+  try {
+    return await runLocked(o, selection, started);
+  } finally {
+    await unlock?.();
+  }
+}
+
+async function runLocked(o: EvalRunOptions, selection: ReadonlySet<number>, started: number): Promise<EvalRunResult> {
+  const done = o.out ? resumeRows(o.out, o.run, selection, o.origin) : new Map<number, ResultRow>();
   const todo = o.items.filter((i) => !done.has(i.item));
   const plan = new EmbeddingPlan(o.maxLive ?? 48, o.hostBytes ?? 4 * 2 ** 30);
   const uses = todo.map((item) => {
@@ -242,12 +256,12 @@ export async function runEval(o: EvalRunOptions): Promise<EvalRunResult> {
           if (v === 1) forCand1++;
         });
         const d = decideEnsemble(item, forCand1);
-        row = { ...base, s1: forCand1, s2: 3 - forCand1, ...d, scores: Object.fromEntries(names.map((n, i) => [n, scores[i]!])), votes, run: o.run, of: o.of };
+        row = { ...base, s1: forCand1, s2: 3 - forCand1, ...d, scores: Object.fromEntries(names.map((n, i) => [n, scores[i]!])), votes, run: o.run, ...(o.origin !== undefined ? { origin: o.origin } : {}), of: o.of };
       } else {
         const [s1, s2] = scores[0]!;
         const d = decide(o.benchmark, o.rule, item, s1, s2, o.ties ?? 'strict');
         const twice = o.benchmark === 'cute' || o.benchmark === 'sref' || o.benchmark === 'instantstyle' ? { twice: decide2x(o.benchmark, o.rule, s1, s2) } : {};
-        row = { ...base, s1, s2, ...d, ...twice, run: o.run, of: o.of };
+        row = { ...base, s1, s2, ...d, ...twice, run: o.run, ...(o.origin !== undefined ? { origin: o.origin } : {}), of: o.of };
       }
       writer?.write(row);
       computed.push(row);

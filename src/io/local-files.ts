@@ -19,7 +19,7 @@ interface DirentLike {
 }
 
 interface FsLike {
-  stat(p: string): Promise<{ isFile(): boolean; isDirectory(): boolean }>;
+  stat(p: string): Promise<{ isFile(): boolean; isDirectory(): boolean; size: number; mtimeMs: number }>;
   readdir(p: string, o: { withFileTypes: true }): Promise<DirentLike[]>;
   realpath(p: string): Promise<string>;
 }
@@ -64,6 +64,28 @@ export class FolderModelFiles implements ModelFiles {
       throw e;
     });
     return new FolderModelFiles(path, root, paths.includes(entry) ? paths : [...paths, entry].sort(), entry);
+  }
+
+  /** The identity of the files as they are now, by the make rule: a digest (sha256, 32 hex) of each
+   *  file's relative path, size and mtime — all the files of a folder; of a file, it and the files in
+   *  the folders beside it (an adapter's image encoder), not its sibling files. A file changed in
+   *  place changes it; computed once per call (a stat per file, nothing read). */
+  async stamp(): Promise<string> {
+    const fs = (await nodeFs()) as unknown as FsLike;
+    const paths = this.entry === undefined ? this.paths : this.paths.filter((p) => p === this.entry || p.includes('/'));
+    const lines: string[] = [];
+    for (const p of paths) {
+      const full = joinPath(this.root, p);
+      let st: { size: number; mtimeMs: number };
+      try {
+        st = await fs.stat(full);
+      } catch (e) {
+        throw new FileError(full, `cannot read (${(e as { code?: string }).code ?? (e as Error).message})`);
+      }
+      lines.push(`${JSON.stringify([p, st.size, st.mtimeMs])}\n`);
+    }
+    const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(lines.join('')));
+    return [...new Uint8Array(digest).subarray(0, 16)].map((b) => b.toString(16).padStart(2, '0')).join('');
   }
 
   private full(path: string): string {
