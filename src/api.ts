@@ -12,8 +12,9 @@ export { type ModelFiles, MemoryModelFiles, chooseWeights } from './io/model-fil
 export type { LoadEvent, LoadEventCallback, LoadRole, LoadInitiateEvent, LoadDownloadEvent, LoadProgressEvent, LoadDoneEvent, LoadWaitEvent, LoadWeightsEvent, LoadReadyEvent } from './io/events.js';
 export { decodeImage, decodeImageSamples, applyOrientation, toRgb, jpegOrientation, sniffFormat, ImageDecodeError, MAX_PIXELS, MAX_DIMENSION, type RgbImage, type StoredImage, type PilMode, type DecodeOptions, type ImageFormat } from './io/image.js';
 export { resizeU8, resizeImage, type ResampleFilter } from './io/resample.js';
-export { processImage, imageProcessor, imageProcessorGeometry, shortEdgeSize, type ImageProcessorConfig, type ProcessorGeometry } from './io/preprocess.js';
+export { processImage, imageProcessor, imageProcessorGeometry, shortEdgeSize, validateImageProcessorConfig, type ImageProcessorConfig, type ProcessorGeometry } from './io/preprocess.js';
 export { FileError } from './io/errors.js';
+export { ConfigError } from './io/config-check.js';
 export { selectRepoFiles, shardsOf, MODEL_SELECTIONS, type FileSelection, type ModelSelection } from './hub/select.js';
 export * as kernels from './kernels/index.js';
 export type { ActivationDType } from './kernels/common.js';

@@ -21,11 +21,11 @@ import { concat, slice } from '../kernels/layout.js';
 import type { RgbImage } from '../io/image.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
 import { NormalGenerator, type PNDMScheduler } from '../models/scheduler.js';
-import type { UNetConfig } from '../models/unet.js';
 import { latentSide, vaeScaleFactor, type ModelFilesInput } from '../models/load.js';
 import { adoptTap } from '../nn/context.js';
 import { aasOutputs, aasScores, type AasOutputs, type AasScores, type Qkv } from './aas.js';
 import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
+import { ConfigError } from '../io/config-check.js';
 import { resolveHook, type HookPoint } from './hook.js';
 import { loadDiffSimModels, type DiffSimLoadOptions, type DiffSimModels } from './load.js';
 import { blockOf, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
@@ -89,6 +89,9 @@ export const CLIP_IMAGE_PROCESSOR: Readonly<ImageProcessorConfig> = Object.freez
 
 const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 
+/** The image sides a model's sample_size may give as the default (those --size accepts). */
+export const DEFAULT_IMAGE_SIZE_RANGE = [64, 4096] as const;
+
 export class DiffSim {
   readonly settings: Readonly<ResolvedDiffSimSettings>;
   /** The preset the settings started from (null: the defaults). A label only: the resolved
@@ -121,11 +124,15 @@ export class DiffSim {
     const hook = resolveHook(unet, block, layer, s.variant === 'S' ? 'attn1' : 'attn2');
     const t = DiffSim.timestepFor(scheduler, s);
     const vaeFactor = vaeScaleFactor(vae.config);
-    const sampleSize = (unet.config as UNetConfig & { sample_size?: number }).sample_size;
+    const sampleSize = unet.config.sample_size;
     let imageSize = s.imageSize;
     if (imageSize === 0) {
-      if (typeof sampleSize !== 'number') throw new DiffSimSettingsError('DiffSim: imageSize is 0 (the model default) but the U-Net config has no sample_size');
+      if (typeof sampleSize !== 'number') throw new ConfigError(unet.where, 'sample_size', 'is missing: give the image size (imageSize, --size)');
       imageSize = sampleSize * vaeFactor;
+      // The model's default size is bounded like an image size given on the command line.
+      if (!Number.isInteger(imageSize) || imageSize < DEFAULT_IMAGE_SIZE_RANGE[0] || imageSize > DEFAULT_IMAGE_SIZE_RANGE[1]) {
+        throw new ConfigError(unet.where, 'sample_size', `${sampleSize} gives a default image size of ${imageSize} (× the VAE factor ${vaeFactor}), outside ${DEFAULT_IMAGE_SIZE_RANGE[0]}–${DEFAULT_IMAGE_SIZE_RANGE[1]}: fix the config or give the image size (imageSize, --size)`);
+      }
     }
     // Any size works, as in diffusers: the VAE floors, and the U-Net's upsamplers follow the skips
     // when the latent is not a multiple of its overall factor.
