@@ -12,8 +12,9 @@ export { type ModelFiles, MemoryModelFiles, chooseWeights } from './io/model-fil
 export type { LoadEvent, LoadEventCallback, LoadRole, LoadInitiateEvent, LoadDownloadEvent, LoadProgressEvent, LoadDoneEvent, LoadWaitEvent, LoadWeightsEvent, LoadReadyEvent } from './io/events.js';
 export { decodeImage, decodeImageSamples, applyOrientation, toRgb, jpegOrientation, sniffFormat, ImageDecodeError, MAX_PIXELS, MAX_DIMENSION, type RgbImage, type StoredImage, type PilMode, type DecodeOptions, type ImageFormat } from './io/image.js';
 export { resizeU8, resizeImage, type ResampleFilter } from './io/resample.js';
-export { processImage, imageProcessor, imageProcessorGeometry, shortEdgeSize, type ImageProcessorConfig, type ProcessorGeometry } from './io/preprocess.js';
+export { processImage, imageProcessor, imageProcessorGeometry, shortEdgeSize, validateImageProcessorConfig, type ImageProcessorConfig, type ProcessorGeometry } from './io/preprocess.js';
 export { FileError } from './io/errors.js';
+export { ConfigError } from './io/config-check.js';
 export { selectRepoFiles, shardsOf, MODEL_SELECTIONS, type FileSelection, type ModelSelection } from './hub/select.js';
 export * as kernels from './kernels/index.js';
 export type { ActivationDType } from './kernels/common.js';
@@ -36,6 +37,7 @@ export { DiffSim, CLIP_IMAGE_PROCESSOR, type DiffSimModels, type DiffSimLoadOpti
 export { DiffSimEmbedding, type ImageRole, type NoiseSource, type DiffSimIntermediates } from './diffsim/embedding.js';
 export { DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, presetSettings, SCORING_SETTINGS, DiffSimSettingsError, mergeSettings, embeddingSettings, settingsKey, settingsDiff, blockOf, type DiffSimSettings, type DiffSimSettingsInput, type DiffSimPresetName, type ResolvedDiffSimSettings, type EmbeddingSettings, type ScoringSetting, type DiffSimBlock, type DiffSimBlockName } from './diffsim/settings.js';
 export { resolveHook, type HookPoint } from './diffsim/hook.js';
+export { NonFiniteScoreError } from './diffsim/finite.js';
 export { aasOutputs, aasSums, aasScores, aasFromSums, pairScore, type Qkv, type AasOutputs, type AasOptions, type AasScores, type PairScore, type AttentionLayout } from './diffsim/aas.js';
 export { ClipMetric, Dinov2Metric, VisionEmbedding, DINOV2_IMAGE_PROCESSOR, type ClipMetricOptions, type VisionInput, type VisionLayerEmbedding, type VisionLayerScores, type VisionScores } from './diffsim/vision.js';
 export { lowerBetterOf, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type ModelRole, type ResolvedModel, type MetricSettingsOptions } from './diffsim/metric-api.js';

@@ -95,7 +95,7 @@ test('loading errors name the folder or file and the problem', async () => {
   writeFileSync(join(dir, 'unet', 'diffusion_pytorch_model.safetensors'), encodeSafetensors({ 'conv_in.weight': { dtype: 'F32', shape: [1], data: new Float32Array(1) } }));
   await rejects(() => loadSd15(rt, dir, { parts: ['unet'] }), /unet\/config\.json: no U-Net config/, 'no config');
   writeFileSync(join(dir, 'unet', 'config.json'), JSON.stringify({ in_channels: 4 }));
-  await rejects(() => loadSd15(rt, dir, { parts: ['unet'] }), /UNet config: field "block_out_channels" must be a list of numbers/, 'incomplete config');
+  await rejects(() => loadSd15(rt, dir, { parts: ['unet'] }), /broken\/unet\/config\.json: field "block_out_channels" must be a list of numbers/, 'incomplete config');
   writeFileSync(join(dir, 'unet', 'config.json'), '{ nope');
   await rejects(() => loadSd15(rt, dir, { parts: ['unet'] }), /config\.json: the U-Net config is not valid JSON/, 'bad JSON');
 });

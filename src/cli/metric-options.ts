@@ -11,6 +11,7 @@ import type { LoadEventCallback } from '../io/events.js';
 import type { TensorCoreMode } from '../gpu/runtime.js';
 import type { WeightPrecision } from '../nn/weights.js';
 import type { ActivationDType } from '../kernels/common.js';
+import { IP_SCALE_LIMIT } from '../models/ip-adapter.js';
 import { UsageError } from './errors.js';
 import { loadDisplay } from './progress.js';
 
@@ -86,6 +87,7 @@ export const DIFFSIM_OPTION_TABLE: Readonly<Record<string, OptionToSettings>> = 
   'ip-scale': (c, _n, v) => {
     const x = Number(v);
     if (!v.trim() || !Number.isFinite(x)) throw new UsageError(`${c}: --ip-scale must be a number, got ${JSON.stringify(v)}`);
+    if (Math.abs(x) > IP_SCALE_LIMIT) throw new UsageError(`${c}: --ip-scale must be within ±${IP_SCALE_LIMIT}, got ${v}`);
     return { ipScale: x };
   },
   'fp16-score': () => ({ roundToF16: true }),

@@ -78,6 +78,10 @@ export interface PairScore {
   cos: number;
   /** mean squared difference. */
   mse: number;
+  /** The sums were finite and neither tensor was all zeros. Otherwise the values compared were
+   *  not finite, or the GPU turned them into zeros (WGSL lets an implementation assume finite
+   *  math: its attention can map NaN inputs to zero rows): the pair has no meaningful score. */
+  sound: boolean;
 }
 
 export interface AasScores {
@@ -89,6 +93,8 @@ export interface AasScores {
   cosine: number;
   /** ½(ab.mse + ba.mse). */
   mse: number;
+  /** ab.sound and ba.sound. */
+  sound: boolean;
 }
 
 const f = Math.fround;
@@ -98,14 +104,16 @@ export function pairScore(sums: ArrayLike<number>, offset: number, count: number
   const dot = sums[offset]!;
   const na = Math.max(Math.sqrt(sums[offset + 1]!), eps);
   const nb = Math.max(Math.sqrt(sums[offset + 2]!), eps);
-  return { cos: f(dot / (na * nb)), mse: f(sums[offset + 3]! / count) };
+  const sq = [sums[offset]!, sums[offset + 1]!, sums[offset + 2]!, sums[offset + 3]!];
+  const sound = sq.every(Number.isFinite) && sq[1]! > 0 && sq[2]! > 0;
+  return { cos: f(dot / (na * nb)), mse: f(sums[offset + 3]! / count), sound };
 }
 
 /** AAS from the [8] sums of `aasSums` (read back), `count` = elements of one attention output. */
 export function aasFromSums(sums: ArrayLike<number>, count: number, offset = 0): AasScores {
   const ab = pairScore(sums, offset, count);
   const ba = pairScore(sums, offset + 4, count);
-  return { ab, ba, cosine: f(f(ab.cos + ba.cos) / 2), mse: f(f(ab.mse + ba.mse) / 2) };
+  return { ab, ba, cosine: f(f(ab.cos + ba.cos) / 2), mse: f(f(ab.mse + ba.mse) / 2), sound: ab.sound && ba.sound };
 }
 
 /** Computes the AAS of a pair with one read-back. */

@@ -21,11 +21,12 @@ import { concat, slice } from '../kernels/layout.js';
 import type { RgbImage } from '../io/image.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
 import { NormalGenerator, type PNDMScheduler } from '../models/scheduler.js';
-import type { UNetConfig } from '../models/unet.js';
 import { latentSide, vaeScaleFactor, type ModelFilesInput } from '../models/load.js';
 import { adoptTap } from '../nn/context.js';
 import { aasOutputs, aasScores, type AasOutputs, type AasScores, type Qkv } from './aas.js';
 import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
+import { ConfigError } from '../io/config-check.js';
+import { firstBadStage, folderOf, nonFiniteError, type BadStage, type Stage } from './finite.js';
 import { resolveHook, type HookPoint } from './hook.js';
 import { loadDiffSimModels, type DiffSimLoadOptions, type DiffSimModels } from './load.js';
 import { blockOf, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
@@ -89,6 +90,9 @@ export const CLIP_IMAGE_PROCESSOR: Readonly<ImageProcessorConfig> = Object.freez
 
 const f16 = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 
+/** The image sides a model's sample_size may give as the default (those --size accepts). */
+export const DEFAULT_IMAGE_SIZE_RANGE = [64, 4096] as const;
+
 export class DiffSim {
   readonly settings: Readonly<ResolvedDiffSimSettings>;
   /** The preset the settings started from (null: the defaults). A label only: the resolved
@@ -102,6 +106,8 @@ export class DiffSim {
   private readonly exec: Required<DiffSimExecution>;
   private text: { ids: Int32Array; states: Tensor } | null = null;
   private uncondImage: Tensor | null = null;
+  /** Whether the text states were read back and found finite. */
+  private textChecked = false;
 
   constructor(
     readonly rt: Runtime,
@@ -121,11 +127,15 @@ export class DiffSim {
     const hook = resolveHook(unet, block, layer, s.variant === 'S' ? 'attn1' : 'attn2');
     const t = DiffSim.timestepFor(scheduler, s);
     const vaeFactor = vaeScaleFactor(vae.config);
-    const sampleSize = (unet.config as UNetConfig & { sample_size?: number }).sample_size;
+    const sampleSize = unet.config.sample_size;
     let imageSize = s.imageSize;
     if (imageSize === 0) {
-      if (typeof sampleSize !== 'number') throw new DiffSimSettingsError('DiffSim: imageSize is 0 (the model default) but the U-Net config has no sample_size');
+      if (typeof sampleSize !== 'number') throw new ConfigError(unet.where, 'sample_size', 'is missing: give the image size (imageSize, --size)');
       imageSize = sampleSize * vaeFactor;
+      // The model's default size is bounded like an image size given on the command line.
+      if (!Number.isInteger(imageSize) || imageSize < DEFAULT_IMAGE_SIZE_RANGE[0] || imageSize > DEFAULT_IMAGE_SIZE_RANGE[1]) {
+        throw new ConfigError(unet.where, 'sample_size', `${sampleSize} gives a default image size of ${imageSize} (× the VAE factor ${vaeFactor}), outside ${DEFAULT_IMAGE_SIZE_RANGE[0]}–${DEFAULT_IMAGE_SIZE_RANGE[1]}: fix the config or give the image size (imageSize, --size)`);
+      }
     }
     // Any size works, as in diffusers: the VAE floors, and the U-Net's upsamplers follow the skips
     // when the latent is not a multiple of its overall factor.
@@ -325,6 +335,84 @@ export class DiffSim {
 
   /** The score of an embedded pair with its parts (one read-back). */
   async compareDetailed(a: DiffSimEmbedding, b: DiffSimEmbedding): Promise<DiffSimScore> {
+    return this.compareChecked(a, b);
+  }
+
+  /** The score with its parts; when the sums read back are not sound, the failure path: reads the
+   *  pass's tensors (re-running the images' passes with their intermediates when `images` are
+   *  given) and refuses the pair if a non-finite value is found or the score is not finite. */
+  private async compareChecked(a: DiffSimEmbedding, b: DiffSimEmbedding, images?: readonly [RgbImage, RgbImage]): Promise<DiffSimScore> {
+    const r = await this.compareUnchecked(a, b);
+    if (!this.textChecked && this.text) {
+      // The prompt's states are kept for every pass and only enter through cross-attention, whose
+      // kernel may turn non-finite keys into finite outputs: read back once per metric.
+      const bad = await firstBadStage(this.textStage());
+      if (bad) throw nonFiniteError(this.metricName, r.score, bad, this.modelName);
+      this.textChecked = true;
+    }
+    if (r.sound && Number.isFinite(r.score)) return r;
+    const found = await this.locate(a, b, images);
+    if (found || !Number.isFinite(r.score)) throw nonFiniteError(this.metricName, r.score, found, this.modelName);
+    // Finite but degenerate (an attention output of zeros): the score is what the formula gives.
+    return r;
+  }
+
+  private get metricName(): string {
+    return this.settings.variant === 'C' ? 'DiffSim-C' : 'DiffSim';
+  }
+
+  /** The SD model's folder (or file), for messages. */
+  get modelName(): string {
+    return folderOf(this.models.unet.store, this.models.unet.where);
+  }
+
+  /** What the text encoder gave (checked first: every pass depends on it). */
+  private textStage(): Stage[] {
+    const text = this.text;
+    return text ? [{ what: "the text encoder's output", store: this.models.textEncoder.store, tensor: text.states }] : [];
+  }
+
+  private qkvStages(e: DiffSimEmbedding, name: string): Stage[] {
+    const at = `${this.settings.module} for image ${name}`;
+    return [
+      { what: `the hooked queries at ${at}`, store: this.models.unet.store, tensor: e.q },
+      { what: `the hooked keys at ${at}`, store: this.settings.variant === 'C' ? this.models.ipAdapter?.store : this.models.unet.store, tensor: e.k },
+      { what: `the hooked values at ${at}`, store: this.settings.variant === 'C' ? this.models.ipAdapter?.store : this.models.unet.store, tensor: e.v },
+    ];
+  }
+
+  private intermediateStages(i: DiffSimIntermediates | undefined, name: string): Stage[] {
+    if (!i) return [];
+    const m = this.models;
+    return [
+      ...(i.imageEmbeds ? [{ what: `the IP image encoder's output for image ${name}`, store: m.imageEncoder?.store, tensor: i.imageEmbeds }] : []),
+      ...(i.ipTokens ? [{ what: `the IP-Adapter's image tokens for image ${name}`, store: m.ipAdapter?.store, tensor: i.ipTokens }] : []),
+      { what: `the VAE latent of image ${name}`, store: m.vae.store, tensor: i.latents },
+      { what: `the noisy latent of image ${name}`, config: m.scheduler.where, tensor: i.noisyLatents },
+    ];
+  }
+
+  /** The first non-finite stage: of the embeddings (the earlier stages only where they kept their
+   *  intermediates), or with `images` of both images' passes re-run with their intermediates. */
+  private async locate(a: DiffSimEmbedding, b: DiffSimEmbedding, images?: readonly [RgbImage, RgbImage]): Promise<BadStage | undefined> {
+    const text = await firstBadStage(this.textStage());
+    if (text) return text;
+    if (!images) return firstBadStage([...this.intermediateStages(a.intermediates, a.role), ...this.qkvStages(a, a.role), ...this.intermediateStages(b.intermediates, b.role), ...this.qkvStages(b, b.role)]);
+    return (await this.firstNonFiniteStage(images[0], a.role)) ?? (await this.firstNonFiniteStage(images[1], b.role));
+  }
+
+  /** The failure path of a metric built on this one: the first stage of `image`'s pass (re-run
+   *  with its intermediates) that holds a non-finite value, the text encoder's output first. */
+  async firstNonFiniteStage(image: RgbImage, role: ImageRole): Promise<BadStage | undefined> {
+    const e = this.embed(image, role, { keepIntermediates: true });
+    try {
+      return await firstBadStage([...this.textStage(), ...this.intermediateStages(e.intermediates, role), ...this.qkvStages(e, role)]);
+    } finally {
+      e.dispose();
+    }
+  }
+
+  private async compareUnchecked(a: DiffSimEmbedding, b: DiffSimEmbedding): Promise<DiffSimScore> {
     this.check(a, b);
     const s = this.settings;
     const batch = this.halves(s);
@@ -349,7 +437,8 @@ export class DiffSim {
     try {
       const eb = this.embed(b, 'B');
       try {
-        return await this.compare(ea, eb);
+        // With the images at hand, a failure can be traced to its first stage (the VAE latent, …).
+        return (await this.compareChecked(ea, eb, [a, b])).score;
       } finally {
         eb.dispose();
       }
@@ -413,6 +502,7 @@ export class DiffSim {
   dispose(): void {
     this.text?.states.dispose();
     this.text = null;
+    this.textChecked = false;
     this.uncondImage?.dispose();
     this.uncondImage = null;
   }

@@ -2,15 +2,18 @@
 // either noise), the min–max normalised attn1-output cosine (diffeats) and the CLIP/DINOv2 pair
 // metrics; embeddings that can be saved and loaded, owners that free the models with the last metric.
 
-import type { Runtime } from '../gpu/runtime.js';
+import { tidy, type Runtime } from '../gpu/runtime.js';
+import { concat } from '../kernels/layout.js';
+import { pairSums } from '../kernels/reduce.js';
 import { blobSource } from '../io/bytesource.js';
 import type { RgbImage } from '../io/image.js';
 import { encodeSafetensors, SafetensorsFile } from '../io/safetensors.js';
 import type { WeightPrecision } from '../nn/weights.js';
 import type { ActivationDType } from '../kernels/common.js';
 import type { DiffSim } from './core.js';
-import type { AasOutputs, AttentionLayout } from './aas.js';
+import { pairScore, type AasOutputs, type AttentionLayout } from './aas.js';
 import { DiffSimEmbedding, type ImageRole } from './embedding.js';
+import { firstNonFinite, nonFiniteError } from './finite.js';
 import { DiffSimSettingsError } from './settings.js';
 import { ClipMetric, type Dinov2Metric, VisionEmbedding } from './vision.js';
 import { decodeImageInput, type ImageInput, type ImagePathReader, type Metric, type MetricEmbedding, type MetricName, type ResolvedModel } from './metric-api.js';
@@ -62,6 +65,11 @@ abstract class BaseMetric<E extends MetricEmbedding> implements Metric {
   async score(a: ImageInput, b: ImageInput): Promise<number> {
     // Both decoded first: an unreadable second image is reported before any pass runs.
     const [ia, ib] = [await decodeImageInput(a, typeof a === 'string' ? a : 'image A', this.owner.readPath), await decodeImageInput(b, typeof b === 'string' ? b : 'image B', this.owner.readPath)];
+    return this.scorePair(ia, ib);
+  }
+
+  /** The score of two decoded images; the score is checked by compareOwn (never a non-finite result). */
+  protected async scorePair(ia: RgbImage, ib: RgbImage): Promise<number> {
     const ea = await this.embedImage(ia, 'A');
     try {
       const eb = await this.embedImage(ib, 'B');
@@ -167,6 +175,11 @@ export class DiffSimPairMetric extends BaseMetric<DiffSimEmbeddingHandle> {
   }
   protected compareOwn(a: DiffSimEmbeddingHandle, b: DiffSimEmbeddingHandle): Promise<number> {
     return this.diffsim.compare(a.inner, b.inner);
+  }
+  /** DiffSim's own pair score: the same passes and score, and a failure traced to its first stage
+   *  (the VAE latent, …) since the images are at hand. */
+  protected override scorePair(ia: RgbImage, ib: RgbImage): Promise<number> {
+    return this.diffsim.score(ia, ib);
   }
   attentionOutputs(a: MetricEmbedding, b: MetricEmbedding): AasOutputs {
     if (!this.isOwn(a) || !this.isOwn(b)) throw new DiffSimSettingsError(`${this.name}: attentionOutputs needs two embeddings of this metric`);
@@ -275,14 +288,34 @@ export class DiffFeatsMetric extends BaseMetric<DiffFeatsEmbedding> {
     const e = this.diffsim.embed(image, role, { taps: [this.tap] });
     try {
       const t = e.taps.get(this.tap)!;
-      return new DiffFeatsEmbedding(this.key, role, t.shape, minMaxNormalise((await t.read()) as Float32Array));
+      // The feature and, in the same read-back, the sums of the hooked q/k/v: a GPU's attention
+      // may turn non-finite inputs into a finite output (WGSL assumes finite math), and the
+      // normalisation would hide a non-finite value of the feature itself.
+      const both = tidy(() => concat([t.reshape([t.numel]), pairSums(e.q, e.q), pairSums(e.k, e.v)], 0));
+      let read: Float32Array;
+      try {
+        read = (await both.read()) as Float32Array;
+      } finally {
+        both.dispose();
+      }
+      const raw = read.subarray(0, t.numel);
+      const qkv = read.subarray(t.numel);
+      const bad = firstNonFinite(raw) ?? (pairScore(qkv, 0, 1).sound && pairScore(qkv, 4, 1).sound ? undefined : 'not finite or all zeros');
+      if (bad !== undefined) {
+        const ds = this.diffsim;
+        const found = (await ds.firstNonFiniteStage(image, role)) ?? { stage: { what: `the attention output at ${ds.settings.module} for image ${role}`, store: ds.models.unet.store, tensor: t }, value: bad };
+        throw nonFiniteError('diffeats', Number.NaN, found, ds.modelName);
+      }
+      return new DiffFeatsEmbedding(this.key, role, t.shape, minMaxNormalise(raw.slice()));
     } finally {
       e.dispose();
     }
   }
   protected async compareOwn(a: DiffFeatsEmbedding, b: DiffFeatsEmbedding): Promise<number> {
     if (a.role === b.role && this.roleDependent) throw new DiffSimSettingsError(`diffeats: both embeddings have role ${a.role}; with the official noise an image pair is (A, B)`);
-    return cosine64(a.feature, b.feature);
+    const score = cosine64(a.feature, b.feature);
+    if (!Number.isFinite(score)) throw nonFiniteError('diffeats', score, undefined, this.diffsim.modelName);
+    return score;
   }
   protected async tensorsOf(e: DiffFeatsEmbedding) {
     return { feature: { shape: e.shape, data: e.feature } };

@@ -5,6 +5,8 @@
 // hooked module, the diffusion timestep, the image size), and every embedding carries the resolved
 // settings so that embeddings made differently are never compared.
 
+import { ipScaleProblem } from '../models/ip-adapter.js';
+
 /** Which U-Net block the hook sits in. The official names (`up_blocks`, …) are accepted too. */
 export type DiffSimBlock = 'down' | 'mid' | 'up';
 export type DiffSimBlockName = DiffSimBlock | 'down_blocks' | 'mid_blocks' | 'up_blocks';
@@ -179,6 +181,8 @@ export function mergeSettings(given: DiffSimSettingsInput = {}): DiffSimSettings
   }
   if (s.layer < 0) throw new DiffSimSettingsError(`DiffSim: layer must be ≥ 0, got ${s.layer}`);
   if (s.imageSize < 0) throw new DiffSimSettingsError(`DiffSim: imageSize must be ≥ 0 (0 = the model's size), got ${s.imageSize}`);
+  const ipScale = ipScaleProblem(s.ipScale);
+  if (ipScale) throw new DiffSimSettingsError(`DiffSim: ipScale ${ipScale}`);
   if (!s.cfg && s.cfgHalves === 'uncond') throw new DiffSimSettingsError("DiffSim: cfgHalves 'uncond' needs cfg (without classifier-free guidance there is no unconditional half)");
   return s;
 }

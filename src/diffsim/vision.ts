@@ -21,6 +21,8 @@ import type { Dinov2Model } from '../models/dinov2.js';
 import { adoptTap } from '../nn/context.js';
 import { aasFromSums, aasOutputs, aasSums, pairScore, type AasOutputs, type AasScores, type AttentionLayout, type Qkv } from './aas.js';
 import { CLIP_IMAGE_PROCESSOR } from './core.js';
+import { firstBadStage, folderOf, nonFiniteError, type Stage } from './finite.js';
+import type { WeightStore } from '../nn/weights.js';
 
 /** An image, or pixel values already preprocessed ([1, 3, H, W] float32, as imageProcessor gives). */
 export type VisionInput = RgbImage | { data: Float32Array; width: number; height: number };
@@ -160,8 +162,37 @@ abstract class VisionMetric {
     } finally {
       sums.dispose();
     }
-    const global = Math.fround(100 * pairScore(v, 0, a.global.numel).cos);
-    return { global, layers: layers.map((layer, i) => ({ layer, aas: aasFromSums(v, counts[i]!, 4 + 12 * i), feature: pairScore(v, 12 + 12 * i, 1).cos })) };
+    const g = pairScore(v, 0, a.global.numel);
+    const global = Math.fround(100 * g.cos);
+    const scores = { global, layers: layers.map((layer, i) => ({ layer, aas: aasFromSums(v, counts[i]!, 4 + 12 * i), feature: pairScore(v, 12 + 12 * i, 1) })) };
+    const sound = g.sound && Number.isFinite(global) && scores.layers.every((l) => l.aas.sound && l.feature.sound && Number.isFinite(l.aas.cosine) && Number.isFinite(l.feature.cos));
+    if (!sound) {
+      const values = [global, ...scores.layers.flatMap((l) => [l.aas.cosine, l.feature.cos])];
+      await this.refuseNonFinite(a, b, layers, values.find((x) => !Number.isFinite(x)) ?? values[values.length > 1 ? 1 : 0]!);
+    }
+    return { global, layers: scores.layers.map((l) => ({ layer: l.layer, aas: l.aas, feature: l.feature.cos })) };
+  }
+
+  /** The model's folder (or file), for messages. */
+  protected abstract modelStore(): WeightStore;
+  /** What the metric is called in messages. */
+  protected abstract readonly label: string;
+
+  /** The failure path of `compare`: the first of the pair's tensors that holds a non-finite value
+   *  (each layer's q/k/v and feature in layer order, then the global feature) is an error, and so
+   *  is a score that is not finite; a finite score of degenerate (all-zero) tensors stands. */
+  private async refuseNonFinite(a: VisionEmbedding, b: VisionEmbedding, layers: readonly number[], score: number): Promise<void> {
+    const store = this.modelStore();
+    const stages: Stage[] = [];
+    for (const l of layers) {
+      for (const [e, name] of [[a, 'A'], [b, 'B']] as const) {
+        const t = e.layers.get(l)!;
+        for (const [k, x] of [['queries', t.q], ['keys', t.k], ['values', t.v], ['features', t.feature]] as const) stages.push({ what: `layer ${l}'s ${k} for image ${name}`, store, tensor: x });
+      }
+    }
+    stages.push({ what: 'the global feature of image A', store, tensor: a.global }, { what: 'the global feature of image B', store, tensor: b.global });
+    const found = await firstBadStage(stages);
+    if (found || !Number.isFinite(score)) throw nonFiniteError(this.label, score, found, folderOf(store, this.kind));
   }
 
   /** Embeds both images (only what `layers` needs) and compares them. */
@@ -216,6 +247,10 @@ export class ClipMetric extends VisionMetric {
     this.kind = `clip (${this.qkvSource})`;
     this.numLayers = this.vision.layers.length;
   }
+  protected readonly label = 'CLIP';
+  protected modelStore(): WeightStore {
+    return this.vision.store;
+  }
   protected heads(): number {
     return this.vision.config.num_attention_heads;
   }
@@ -269,6 +304,10 @@ export class Dinov2Metric extends VisionMetric {
   ) {
     super(rt, o.processor ?? DINOV2_IMAGE_PROCESSOR);
     this.numLayers = model.layers.length;
+  }
+  protected readonly label = 'DINOv2';
+  protected modelStore(): WeightStore {
+    return this.model.store;
   }
   protected heads(): number {
     return this.model.config.num_attention_heads;

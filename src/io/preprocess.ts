@@ -4,6 +4,7 @@
 //    preprocessor_config.json: short-side resize (PIL filter), center crop, rescale (computed in
 //    float64, stored as float32), normalise in float32.
 
+import { ConfigError, configNumber, configNumbers, numberProblem } from './config-check.js';
 import { resizeU8, type ResampleFilter } from './resample.js';
 import type { RgbImage } from './image.js';
 
@@ -44,6 +45,37 @@ export interface ImageProcessorConfig {
 }
 
 const PIL_FILTERS: Record<number, ResampleFilter> = { 1: 'lanczos', 2: 'bilinear', 3: 'bicubic' };
+
+/** The largest side an image processor may resize or crop to. */
+const MAX_PROCESSOR_SIDE = 8192;
+
+/** Refuses an image processor config whose values would give non-finite or meaningless pixels:
+ *  image_mean / image_std not three finite numbers (std > 0), a non-finite or non-positive
+ *  rescale_factor, sizes that are not positive integers, an unknown resample filter. Errors name
+ *  `where` (the preprocessor_config.json) and the key. */
+export function validateImageProcessorConfig(cfg: ImageProcessorConfig, where: string): void {
+  for (const key of ['image_mean', 'image_std'] as const) {
+    const v = cfg[key] as unknown;
+    if (v === undefined || v === null) continue;
+    if (!Array.isArray(v) || v.length !== 3) throw new ConfigError(where, key, `must be a list of 3 numbers (one per RGB channel), got ${JSON.stringify(v)}`);
+    configNumbers(cfg, key, where, key === 'image_std' ? { above: 0, max: 1e6 } : { min: -1e6, max: 1e6 });
+  }
+  configNumber(cfg, 'rescale_factor', where, { optional: true, above: 0, max: 1e6 });
+  const side = { integer: true, min: 1, max: MAX_PROCESSOR_SIDE };
+  for (const key of ['size', 'crop_size'] as const) {
+    const v = cfg[key] as unknown;
+    if (v === undefined || v === null) continue;
+    if (typeof v === 'number') configNumber(cfg, key, where, side);
+    else if (typeof v === 'object' && !Array.isArray(v)) {
+      for (const [k, x] of Object.entries(v as object)) {
+        const problem = numberProblem(x, side);
+        if (problem) throw new ConfigError(where, `${key}.${k}`, problem);
+      }
+    }
+    else throw new ConfigError(where, key, `must be a number or {shortest_edge} / {height, width}, got ${JSON.stringify(v)}`);
+  }
+  if (cfg.resample !== undefined && cfg.resample !== null && !PIL_FILTERS[cfg.resample]) throw new ConfigError(where, 'resample', `${JSON.stringify(cfg.resample)} is not supported (1 lanczos, 2 bilinear, 3 bicubic)`);
+}
 
 /** The output size of transformers' get_resize_output_image_size for {shortest_edge}. */
 export function shortEdgeSize(w: number, h: number, shortest: number): [number, number] {
@@ -91,6 +123,7 @@ export function imageProcessorGeometry(width: number, height: number, cfg: Image
 /** A Hugging Face image processor: [1, 3, H, W] float32 NCHW. */
 export function imageProcessor(img: RgbImage, cfg: ImageProcessorConfig): { data: Float32Array; width: number; height: number } {
   checkImage('imageProcessor', img);
+  validateImageProcessorConfig(cfg, 'image processor config');
   const g = imageProcessorGeometry(img.width, img.height, cfg);
   let { width: w, height: h, data } = img;
   if (g.filter) data = resizeU8(data, w, h, 3, g.resized.width, g.resized.height, g.filter);

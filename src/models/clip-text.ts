@@ -1,6 +1,7 @@
 // transformers' CLIPTextModel: token + position embeddings, pre-LN causal transformer layers
 // (quick_gelu or gelu MLP), final LayerNorm, and the pooled output at the end-of-text token.
 
+import { CONFIG_LIMITS, ConfigError, configNumber, requireConfigNumber } from '../io/config-check.js';
 import { ShapeError, tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { add } from '../kernels/elementwise.js';
 import { attention } from '../kernels/attention.js';
@@ -27,6 +28,27 @@ export function activationOf(name: string, where: string): Activation {
   if (name === 'gelu') return 'gelu';
   if (name === 'silu' || name === 'swish') return 'silu';
   throw new Error(`${where}: activation "${name}" is not supported (quick_gelu, gelu, silu)`);
+}
+
+/** The sizes of a transformer encoder's config (ViT, CLIP text): positive integers within
+ *  bounds, heads that divide the width, a positive LayerNorm eps; an image encoder's patch no
+ *  larger than its image. Errors name `where` (the config file) and the key. */
+export function checkEncoderSizes(config: object, where: string, kind: 'text' | 'image'): void {
+  const int = (k: string, max: number) => requireConfigNumber(config, k, where, { integer: true, min: 1, max });
+  const width = int('hidden_size', CONFIG_LIMITS.channels);
+  int('num_hidden_layers', CONFIG_LIMITS.layers);
+  const heads = int('num_attention_heads', CONFIG_LIMITS.channels);
+  if (width % heads !== 0) throw new ConfigError(where, 'num_attention_heads', `${heads} does not divide hidden_size ${width}`);
+  requireConfigNumber(config, 'layer_norm_eps', where, { above: 0, below: 1 });
+  if (kind === 'text') {
+    int('vocab_size', CONFIG_LIMITS.tokens);
+    int('max_position_embeddings', CONFIG_LIMITS.tokens);
+  } else {
+    const image = int('image_size', CONFIG_LIMITS.imageSide);
+    const patch = int('patch_size', CONFIG_LIMITS.imageSide);
+    if (patch > image) throw new ConfigError(where, 'patch_size', `${patch} is larger than image_size ${image}`);
+    configNumber(config, 'num_channels', where, { optional: true, integer: true, min: 1, max: 64 });
+  }
 }
 
 function requireNumber(cfg: object, key: string, where: string): number {
@@ -132,9 +154,12 @@ export class ClipTextModel {
     readonly store: WeightStore,
     readonly config: ClipTextConfig,
     prefix = 'text_model',
+    /** What errors about the config name (its file where it came from one). */
+    where = 'CLIP text config',
   ) {
-    const where = 'CLIP text config';
     for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings', 'layer_norm_eps']) requireNumber(config, k, where);
+    checkEncoderSizes(config, where, 'text');
+    requireConfigNumber(config, 'intermediate_size', where, { integer: true, min: 1, max: CONFIG_LIMITS.channels * 8 });
     const root = Scope.root(store, prefix);
     this.vocabulary = root.vocabulary;
     const d = config.hidden_size;

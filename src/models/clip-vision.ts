@@ -10,7 +10,8 @@ import { conv2d } from '../kernels/matmul.js';
 import { ForwardContext, runLayerStack, type Taps, type Vocabulary } from '../nn/context.js';
 import { LayerNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore, type Param } from '../nn/weights.js';
-import { ClipEncoderLayer, ClipTextModel, activationOf, type ClipTextConfig, type EncoderForwardOptions } from './clip-text.js';
+import { CONFIG_LIMITS, configNumber, requireConfigNumber } from '../io/config-check.js';
+import { ClipEncoderLayer, ClipTextModel, activationOf, checkEncoderSizes, type ClipTextConfig, type EncoderForwardOptions } from './clip-text.js';
 
 export interface ClipVisionConfig {
   hidden_size: number;
@@ -53,12 +54,15 @@ export class ClipVisionModel {
   constructor(
     readonly store: WeightStore,
     readonly config: ClipVisionConfig,
-    opts: { projection?: boolean; prefix?: string } = {},
+    opts: { projection?: boolean; prefix?: string; where?: string } = {},
   ) {
-    const where = 'CLIP vision config';
+    const where = opts.where ?? 'CLIP vision config';
     for (const k of ['hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'image_size', 'patch_size', 'layer_norm_eps'] as const) {
       if (typeof config[k] !== 'number') throw new Error(`${where}: field "${k}" must be a number, got ${JSON.stringify(config[k])}`);
     }
+    checkEncoderSizes(config, where, 'image');
+    requireConfigNumber(config, 'intermediate_size', where, { integer: true, min: 1, max: CONFIG_LIMITS.channels * 8 });
+    configNumber(config, 'projection_dim', where, { optional: true, integer: true, min: 1, max: CONFIG_LIMITS.channels });
     const d = config.hidden_size;
     const root = Scope.root(store, opts.prefix ?? 'vision_model');
     this.vocabulary = root.vocabulary;
@@ -139,9 +143,12 @@ export class ClipModel {
   constructor(
     readonly store: WeightStore,
     readonly config: ClipModelConfig,
+    /** What errors about the config name (its file where it came from one). */
+    where = 'CLIP config',
   ) {
-    this.text = new ClipTextModel(store, config.text_config, 'text_model');
-    this.vision = new ClipVisionModel(store, { ...config.vision_config, projection_dim: config.projection_dim }, { projection: true });
+    requireConfigNumber(config, 'projection_dim', where, { integer: true, min: 1, max: CONFIG_LIMITS.channels });
+    this.text = new ClipTextModel(store, config.text_config, 'text_model', `${where} (text_config)`);
+    this.vision = new ClipVisionModel(store, { ...config.vision_config, projection_dim: config.projection_dim }, { projection: true, where: `${where} (vision_config)` });
     this.text_projection = new Linear(Scope.root(store, 'text_projection'), config.text_config.hidden_size, config.projection_dim, false);
     this.logit_scale = Scope.root(store).param('logit_scale', []);
   }

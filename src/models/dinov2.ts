@@ -10,7 +10,8 @@ import { resizeBicubic } from '../kernels/resize.js';
 import { ForwardContext, runLayerStack, type Taps, type Vocabulary } from '../nn/context.js';
 import { Conv2d, LayerNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore, type Param } from '../nn/weights.js';
-import { activationOf, type EncoderForwardOptions } from './clip-text.js';
+import { configNumber, requireConfigNumber } from '../io/config-check.js';
+import { activationOf, checkEncoderSizes, type EncoderForwardOptions } from './clip-text.js';
 
 export interface Dinov2Config {
   hidden_size: number;
@@ -111,11 +112,15 @@ export class Dinov2Model {
     readonly store: WeightStore,
     readonly config: Dinov2Config,
     prefix = '',
+    /** What errors about the config name (its file where it came from one). */
+    where = 'DINOv2 config',
   ) {
-    const where = 'DINOv2 config';
     for (const k of ['hidden_size', 'num_hidden_layers', 'num_attention_heads', 'mlp_ratio', 'image_size', 'patch_size', 'layer_norm_eps'] as const) {
       if (typeof config[k] !== 'number') throw new Error(`${where}: field "${k}" must be a number, got ${JSON.stringify(config[k])}`);
     }
+    checkEncoderSizes(config, where, 'image');
+    requireConfigNumber(config, 'mlp_ratio', where, { above: 0, max: 64 });
+    configNumber(config, 'layerscale_value', where, { optional: true });
     if (config.use_swiglu_ffn) throw new Error(`${where}: use_swiglu_ffn is not supported`);
     const d = config.hidden_size;
     const root = Scope.root(store, prefix);

@@ -5,6 +5,7 @@
 // (N = 1, 3, 5, … over down, up, then mid blocks). Activations are recorded under diffusers' module
 // names (`encoder_hid_proj.image_projection_layers.0.layers.i.ln0:out`, …).
 
+import { ConfigError } from '../io/config-check.js';
 import { ShapeError, tidy, type Tensor } from '../gpu/runtime.js';
 import { add } from '../kernels/elementwise.js';
 import { attention } from '../kernels/attention.js';
@@ -30,6 +31,16 @@ export interface IpAdapterConfig {
   resampler: ResamplerConfig;
   /** Default adapter scale (DiffSim uses 0.5). */
   ip_scale?: number;
+}
+
+/** The largest |scale| accepted (the released adapters are used at 0–1; a scale far beyond only
+ *  overflows the attention it is added to). */
+export const IP_SCALE_LIMIT = 100;
+
+/** Why `scale` is not an IP-Adapter scale, or undefined when it is one. */
+export function ipScaleProblem(scale: unknown): string | undefined {
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) return `must be a finite number, got ${JSON.stringify(scale) ?? String(scale)}`;
+  return Math.abs(scale) > IP_SCALE_LIMIT ? `must be within ±${IP_SCALE_LIMIT}, got ${scale}` : undefined;
 }
 
 /** diffusers' name of the resampler module, used for recorded activations. */
@@ -103,8 +114,14 @@ export class IpAdapterPlus {
     readonly store: WeightStore,
     readonly config: IpAdapterConfig,
     readonly unet: UNet2DConditionModel,
+    /** What errors about the config name (the adapter file, whose tensor shapes give the config). */
+    where = 'IP-Adapter config',
   ) {
     const c = config.resampler;
+    if (config.ip_scale !== undefined) {
+      const bad = ipScaleProblem(config.ip_scale);
+      if (bad) throw new ConfigError(where, 'ip_scale', bad);
+    }
     for (const k of ['embed_dims', 'output_dims', 'hidden_dims', 'depth', 'dim_head', 'heads', 'num_queries', 'ffn_ratio'] as const) {
       if (typeof c?.[k] !== 'number') throw new Error(`IP-Adapter config: resampler.${k} must be a number, got ${JSON.stringify(c?.[k])}`);
     }
@@ -141,7 +158,8 @@ export class IpAdapterPlus {
   /** What a U-Net pass needs to apply the adapter (`unet.forward(…, { ip })`): the image tokens
    *  from `resample` and the scale (default: the config's), for that call only. */
   conditioning(tokens: Tensor, scale = this.config.ip_scale ?? 1): IpConditioning {
-    if (!Number.isFinite(scale)) throw new RangeError(`IP-Adapter: scale must be a finite number, got ${scale}`);
+    const bad = ipScaleProblem(scale);
+    if (bad) throw new RangeError(`IP-Adapter: scale ${bad}`);
     if (tokens.rank !== 3 || tokens.shape[2] !== this.config.resampler.output_dims) {
       throw new ShapeError(`IP-Adapter: tokens must be [B, N, ${this.config.resampler.output_dims}], got [${tokens.shape.join(', ')}]`);
     }

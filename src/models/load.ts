@@ -9,7 +9,7 @@ import type { Runtime } from '../gpu/runtime.js';
 import { FileError } from '../io/errors.js';
 import { localModelFiles } from '../io/local-files.js';
 import { describe, dirOfRel, hasFile, joinRel, namesIn, openWeights, optionalJson, readJson, subFiles, weightsPath, withWeights, type ModelFiles } from '../io/model-files.js';
-import type { ImageProcessorConfig } from '../io/preprocess.js';
+import { validateImageProcessorConfig, type ImageProcessorConfig } from '../io/preprocess.js';
 import type { TensorSource } from '../io/safetensors.js';
 import type { ClipModel, ClipModelConfig, ClipVisionConfig, ClipVisionModel } from './clip-vision.js';
 import type { ClipTextConfig, ClipTextModel } from './clip-text.js';
@@ -67,6 +67,9 @@ export const SD15_PARTS: readonly Sd15Part[] = ['unet', 'vae', 'text_encoder', '
 /** Where an SD1.5 model's parts are: a diffusers pipeline folder, or one single-file checkpoint
  *  (the original `model.diffusion_model.*` / `first_stage_model.*` / `cond_stage_model.*` layout). */
 export type Sd15Layout = { kind: 'diffusers' } | { kind: 'single-file'; file: string };
+
+const SCHEDULER_CONFIG = 'scheduler/scheduler_config.json';
+const FEATURE_EXTRACTOR_CONFIG = 'feature_extractor/preprocessor_config.json';
 
 /** Which layout `files` holds (a single file is recognised by its tensor names). */
 export async function sd15Layout(files: ModelFiles): Promise<Sd15Layout> {
@@ -133,6 +136,8 @@ export interface Sd15Component<C> {
   source: TensorSource;
   config: C;
   file: string;
+  /** What errors about the config name: its config.json, or the single file it came from. */
+  configFile: string;
 }
 
 export interface Sd15Components {
@@ -163,9 +168,9 @@ export async function openSd15Components(files: ModelFiles, o: { parts?: readonl
       opened.push(src);
       const c = sd15SingleFile(src, { ...o.configs, ...(o.ema !== undefined ? { ema: o.ema } : {}) });
       const file = describe(files, layout.file);
-      if (parts.has('unet')) out.unet = { ...c.unet, file };
-      if (parts.has('vae')) out.vae = { ...c.vae, file };
-      if (parts.has('text_encoder')) out.textEncoder = { ...c.textEncoder, file };
+      if (parts.has('unet')) out.unet = { ...c.unet, file, configFile: `${file} (U-Net config)` };
+      if (parts.has('vae')) out.vae = { ...c.vae, file, configFile: `${file} (VAE config)` };
+      if (parts.has('text_encoder')) out.textEncoder = { ...c.textEncoder, file, configFile: `${file} (text encoder config)` };
       return out;
     }
     const part = async <C>(dir: string, what: string): Promise<Sd15Component<C>> => {
@@ -173,7 +178,7 @@ export async function openSd15Components(files: ModelFiles, o: { parts?: readonl
       const config = await readJson<C>(files, `${dir}/config.json`, `${what} config`);
       const source = await openWeights(files, path, { headersOnly: o.headersOnly ?? false });
       opened.push(source);
-      return { source, config, file: describe(files, path) };
+      return { source, config, file: describe(files, path), configFile: describe(files, `${dir}/config.json`) };
     };
     if (parts.has('unet')) out.unet = await part<UNetConfig>('unet', 'U-Net');
     if (parts.has('vae')) out.vae = await part<VaeConfig>('vae', 'VAE');
@@ -192,9 +197,9 @@ export async function loadSd15(rt: Runtime, input: ModelFilesInput, o: Sd15LoadO
   const c = await openSd15Components(files, { parts: [...parts], ...(o.configs ? { configs: o.configs } : {}), ...(o.ema !== undefined ? { ema: o.ema } : {}) });
   const out: StableDiffusion = { layout: c.layout };
   try {
-    if (c.unet) out.unet = await unetFromSource(rt, c.unet.source, c.unet.config, o);
-    if (c.vae) out.vae = await vaeEncoderFromSource(rt, c.vae.source, c.vae.config, o);
-    if (c.textEncoder) out.textEncoder = await textEncoderFromSource(rt, c.textEncoder.source, c.textEncoder.config, o);
+    if (c.unet) out.unet = await unetFromSource(rt, c.unet.source, c.unet.config, o, c.unet.configFile);
+    if (c.vae) out.vae = await vaeEncoderFromSource(rt, c.vae.source, c.vae.config, o, c.vae.configFile);
+    if (c.textEncoder) out.textEncoder = await textEncoderFromSource(rt, c.textEncoder.source, c.textEncoder.config, o, c.textEncoder.configFile);
     await c.close();
     if (c.layout.kind === 'single-file') {
       const tok = o.tokenizer;
@@ -203,15 +208,18 @@ export async function loadSd15(rt: Runtime, input: ModelFilesInput, o: Sd15LoadO
         out.tokenizer = await ClipTokenizer.fromFiles(tok);
       }
       if (parts.has('scheduler')) {
-        const own = tok ? await optionalJson<SchedulerConfig>(tok, 'scheduler/scheduler_config.json', 'scheduler config') : undefined;
-        out.scheduler = new PNDMScheduler(own ?? { ...SD15_SCHEDULER_CONFIG });
+        const own = tok ? await optionalJson<SchedulerConfig>(tok, SCHEDULER_CONFIG, 'scheduler config') : undefined;
+        out.scheduler = own && tok ? new PNDMScheduler(own, describe(tok, SCHEDULER_CONFIG)) : new PNDMScheduler({ ...SD15_SCHEDULER_CONFIG });
       }
       return out;
     }
     if (parts.has('tokenizer')) out.tokenizer = await ClipTokenizer.fromFiles(o.tokenizer ?? subFiles(files, 'tokenizer'));
-    if (parts.has('scheduler')) out.scheduler = new PNDMScheduler(await readJson<SchedulerConfig>(files, 'scheduler/scheduler_config.json', 'scheduler config'));
-    const fe = await optionalJson<ImageProcessorConfig>(files, 'feature_extractor/preprocessor_config.json', 'feature extractor config');
-    if (fe) out.featureExtractor = fe;
+    if (parts.has('scheduler')) out.scheduler = new PNDMScheduler(await readJson<SchedulerConfig>(files, SCHEDULER_CONFIG, 'scheduler config'), describe(files, SCHEDULER_CONFIG));
+    const fe = await optionalJson<ImageProcessorConfig>(files, FEATURE_EXTRACTOR_CONFIG, 'feature extractor config');
+    if (fe) {
+      validateImageProcessorConfig(fe, describe(files, FEATURE_EXTRACTOR_CONFIG));
+      out.featureExtractor = fe;
+    }
     return out;
   } catch (e) {
     await c.close();
@@ -225,7 +233,7 @@ export async function loadSd15(rt: Runtime, input: ModelFilesInput, o: Sd15LoadO
 export async function loadClipVision(rt: Runtime, input: ModelFilesInput, o: ModelLoadOptions = {}): Promise<ClipVisionModel> {
   const files = await asModelFiles(input);
   const config = clipVisionConfigOf(await readJson<ClipVisionConfig & { vision_config?: ClipVisionConfig; projection_dim?: number }>(files, 'config.json', 'CLIP vision config'));
-  return withWeights(files, weightsPath(files, '', 'CLIP vision model'), (src) => clipVisionFromSource(rt, src, config, o));
+  return withWeights(files, weightsPath(files, '', 'CLIP vision model'), (src) => clipVisionFromSource(rt, src, config, o, describe(files, 'config.json')));
 }
 
 /** transformers' CLIPModel (both towers) from a folder with a CLIPConfig `config.json`. */
@@ -239,13 +247,15 @@ export async function loadClipModel(rt: Runtime, input: ModelFilesInput, o: Mode
 export async function loadDinov2(rt: Runtime, input: ModelFilesInput, o: ModelLoadOptions = {}): Promise<Dinov2Model> {
   const files = await asModelFiles(input);
   const config = await readJson<Dinov2Config>(files, 'config.json', 'DINOv2 config');
-  return withWeights(files, weightsPath(files, '', 'DINOv2 model'), (src) => dinov2FromSource(rt, src, config, o));
+  return withWeights(files, weightsPath(files, '', 'DINOv2 model'), (src) => dinov2FromSource(rt, src, config, o, describe(files, 'config.json')));
 }
 
 /** A vision model's preprocessor_config.json, or `fallback` where the folder has none. */
 export async function processorConfig(input: ModelFilesInput, fallback: Readonly<ImageProcessorConfig>): Promise<ImageProcessorConfig> {
   const files = await asModelFiles(input);
-  return (await optionalJson<ImageProcessorConfig>(files, 'preprocessor_config.json', 'preprocessor config')) ?? { ...fallback };
+  const own = await optionalJson<ImageProcessorConfig>(files, 'preprocessor_config.json', 'preprocessor config');
+  if (own) validateImageProcessorConfig(own, describe(files, 'preprocessor_config.json'));
+  return own ?? { ...fallback };
 }
 
 export const IP_ADAPTER_PLUS_FILE = 'ip-adapter-plus_sd15.safetensors';

@@ -3,6 +3,7 @@
 
 import { binary } from '../kernels/elementwise.js';
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
+import { ConfigError, configNumber, configNumbers, requireConfigNumber } from '../io/config-check.js';
 
 export interface SchedulerConfig {
   num_train_timesteps: number;
@@ -36,25 +37,55 @@ export function linspaceF32(start: number, end: number, steps: number): Float32A
   return out;
 }
 
+const BETA_SCHEDULES = ['linear', 'scaled_linear'];
+const TIMESTEP_SPACINGS = ['leading', 'linspace', 'trailing'];
+/** The largest num_train_timesteps accepted (diffusers' schedules use 1000). */
+const MAX_TRAIN_TIMESTEPS = 100_000;
+
+/** Refuses schedules that would give non-finite or meaningless noise levels: betas outside (0, 1),
+ *  beta_start > beta_end, a step count that is not a positive integer, unknown schedules. */
+export function validateSchedulerConfig(config: SchedulerConfig, where: string): void {
+  const c = config as unknown as Record<string, unknown>;
+  const n = requireConfigNumber(config, 'num_train_timesteps', where, { integer: true, min: 1, max: MAX_TRAIN_TIMESTEPS });
+  const trained = c.trained_betas;
+  if (trained !== undefined && trained !== null) {
+    if (!Array.isArray(trained)) throw new ConfigError(where, 'trained_betas', `must be a list of numbers, got ${JSON.stringify(trained).slice(0, 40)}`);
+    if (trained.length !== n) throw new ConfigError(where, 'trained_betas', `has ${trained.length} entries, expected num_train_timesteps = ${n}`);
+    configNumbers(config, 'trained_betas', where, { above: 0, below: 1 });
+  } else {
+    if (typeof c.beta_schedule !== 'string' || !BETA_SCHEDULES.includes(c.beta_schedule)) {
+      throw new ConfigError(where, 'beta_schedule', `${JSON.stringify(c.beta_schedule)} is not supported (${BETA_SCHEDULES.join(', ')})`);
+    }
+    const start = requireConfigNumber(config, 'beta_start', where, { above: 0, below: 1 });
+    const end = requireConfigNumber(config, 'beta_end', where, { above: 0, below: 1 });
+    if (start > end) throw new ConfigError(where, 'beta_start', `${start} must be ≤ beta_end ${end}`);
+  }
+  configNumber(config, 'steps_offset', where, { optional: true, integer: true, min: 0, max: n - 1 });
+  if (c.timestep_spacing !== undefined && c.timestep_spacing !== null && !TIMESTEP_SPACINGS.includes(c.timestep_spacing as string)) {
+    throw new ConfigError(where, 'timestep_spacing', `${JSON.stringify(c.timestep_spacing)} is not supported (${TIMESTEP_SPACINGS.join(', ')})`);
+  }
+}
+
 export class PNDMScheduler {
   readonly betas: Float32Array;
   readonly alphas: Float32Array;
   readonly alphasCumprod: Float32Array;
   readonly finalAlphaCumprod: number;
 
-  constructor(readonly config: SchedulerConfig) {
+  /** `where` names the config (its file) in errors. */
+  constructor(
+    readonly config: SchedulerConfig,
+    readonly where = 'scheduler config',
+  ) {
+    validateSchedulerConfig(config, where);
     const n = config.num_train_timesteps;
-    if (!Number.isInteger(n) || n < 1) throw new Error(`scheduler config: num_train_timesteps ${n} must be a positive integer`);
     if (config.trained_betas) {
-      if (config.trained_betas.length !== n) throw new Error(`scheduler config: trained_betas has ${config.trained_betas.length} entries, expected ${n}`);
       this.betas = Float32Array.from(config.trained_betas);
     } else if (config.beta_schedule === 'linear') {
       this.betas = linspaceF32(config.beta_start, config.beta_end, n);
-    } else if (config.beta_schedule === 'scaled_linear') {
+    } else {
       const root = linspaceF32(Math.sqrt(f(config.beta_start)), Math.sqrt(f(config.beta_end)), n);
       this.betas = root.map((v) => f(v * v));
-    } else {
-      throw new Error(`scheduler config: beta_schedule "${config.beta_schedule}" is not supported (linear, scaled_linear)`);
     }
     this.alphas = this.betas.map((b) => f(1 - b));
     this.alphasCumprod = new Float32Array(n);
@@ -82,7 +113,7 @@ export class PNDMScheduler {
       for (let t = n; t > 0; t -= ratio) desc.push(Math.round(t));
       base = desc.reverse().map((t) => t - 1);
     } else {
-      throw new Error(`scheduler config: timestep_spacing "${spacing}" is not supported`);
+      throw new Error(`${this.where}: timestep_spacing "${spacing}" is not supported`);
     }
     if (c.skip_prk_steps === false) {
       // PRK warm-up steps (pndm_order 4), as diffusers builds them.

@@ -40,25 +40,26 @@ async function build<M>(make: (store: WeightStore) => M, load: (store: WeightSto
   return model;
 }
 
-export function unetFromSource(rt: Runtime, src: TensorSource, config: UNetConfig, o: ModelLoadOptions = {}): Promise<UNet2DConditionModel> {
+/** `where` names the config (its file) in errors, as in the other builders. */
+export function unetFromSource(rt: Runtime, src: TensorSource, config: UNetConfig, o: ModelLoadOptions = {}, where?: string): Promise<UNet2DConditionModel> {
   return build(
-    (store) => new UNet2DConditionModel(store, config, { activations: o.activations ?? 'f32' }),
+    (store) => new UNet2DConditionModel(store, config, { activations: o.activations ?? 'f32', ...(where ? { where } : {}) }),
     (store) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }),
   );
 }
 
-export function vaeEncoderFromSource(rt: Runtime, src: TensorSource, config: VaeConfig, o: ModelLoadOptions = {}): Promise<VaeEncoder> {
+export function vaeEncoderFromSource(rt: Runtime, src: TensorSource, config: VaeConfig, o: ModelLoadOptions = {}, where?: string): Promise<VaeEncoder> {
   // A full AutoencoderKL file also holds the decoder, which the metric does not use.
   return build(
-    (store) => new VaeEncoder(store, config, { activations: o.activations ?? 'f32' }),
+    (store) => new VaeEncoder(store, config, { activations: o.activations ?? 'f32', ...(where ? { where } : {}) }),
     (store) => store.load(rt, src, { rename: legacyVaeKey, ignore: [/^decoder\./, /^post_quant_conv\./], allowSqueeze: true, weights: o.weights, onProgress: o.onProgress }),
   );
 }
 
-export function textEncoderFromSource(rt: Runtime, src: TensorSource, config: ClipTextConfig, o: ModelLoadOptions = {}): Promise<ClipTextModel> {
+export function textEncoderFromSource(rt: Runtime, src: TensorSource, config: ClipTextConfig, o: ModelLoadOptions = {}, where?: string): Promise<ClipTextModel> {
   // Older files carry the non-persistent position_ids buffer.
   return build(
-    (store) => new ClipTextModel(store, config),
+    (store) => new ClipTextModel(store, config, 'text_model', where),
     (store) => store.load(rt, src, { ignore: [/embeddings\.position_ids$/], weights: o.weights, onProgress: o.onProgress }),
   );
 }
@@ -69,10 +70,10 @@ export function clipVisionConfigOf(raw: ClipVisionConfig & { vision_config?: Cli
 }
 
 /** CLIPVisionModelWithProjection (the projection when the file has `visual_projection.weight`). */
-export function clipVisionFromSource(rt: Runtime, src: TensorSource, config: ClipVisionConfig, o: ModelLoadOptions = {}): Promise<ClipVisionModel> {
+export function clipVisionFromSource(rt: Runtime, src: TensorSource, config: ClipVisionConfig, o: ModelLoadOptions = {}, where?: string): Promise<ClipVisionModel> {
   // A full CLIPModel file also holds the text tower.
   return build(
-    (store) => new ClipVisionModel(store, config, { projection: src.has('visual_projection.weight') }),
+    (store) => new ClipVisionModel(store, config, { projection: src.has('visual_projection.weight'), ...(where ? { where } : {}) }),
     (store) => store.load(rt, src, { ignore: [...POSITION_IDS, /^text_model\./, /^text_projection\./, /^logit_scale$/], weights: o.weights, onProgress: o.onProgress }),
   );
 }
@@ -81,14 +82,14 @@ export function clipVisionFromSource(rt: Runtime, src: TensorSource, config: Cli
 export function clipModelFromSource(rt: Runtime, src: TensorSource, config: ClipModelConfig, o: ModelLoadOptions = {}, where = 'CLIP config'): Promise<ClipModel> {
   if (!config.text_config || !config.vision_config) throw new Error(`${where}: a CLIPModel config needs text_config and vision_config`);
   return build(
-    (store) => new ClipModel(store, config),
+    (store) => new ClipModel(store, config, where),
     (store) => store.load(rt, src, { ignore: POSITION_IDS, weights: o.weights, onProgress: o.onProgress }),
   );
 }
 
-export function dinov2FromSource(rt: Runtime, src: TensorSource, config: Dinov2Config, o: ModelLoadOptions = {}): Promise<Dinov2Model> {
+export function dinov2FromSource(rt: Runtime, src: TensorSource, config: Dinov2Config, o: ModelLoadOptions = {}, where?: string): Promise<Dinov2Model> {
   return build(
-    (store) => new Dinov2Model(store, config),
+    (store) => new Dinov2Model(store, config, '', where),
     (store) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }),
   );
 }
@@ -121,7 +122,7 @@ export function ipAdapterPlusFromSource(rt: Runtime, src: TensorSource, unet: UN
   // A given config (a reference fixture's) is used as it is; the released files carry none.
   const config: IpAdapterConfig = o.config ?? { resampler: inferResamplerConfig(src, o.dimHead), ip_scale: o.scale ?? 1 };
   return build(
-    (store) => new IpAdapterPlus(store, config, unet),
+    (store) => new IpAdapterPlus(store, config, unet, src.name),
     (store) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }),
   );
 }

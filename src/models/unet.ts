@@ -10,6 +10,7 @@ import { timestepEmbedding } from '../kernels/embedding.js';
 import { ForwardContext, type ForwardOptions, type ModelComputeOptions, type Taps, type Vocabulary } from '../nn/context.js';
 import { Conv2d, GroupNorm, Linear } from '../nn/modules.js';
 import { Scope, WeightStore } from '../nn/weights.js';
+import { CONFIG_LIMITS, ConfigError, checkDivides, configNumber, configNumbers, requireConfigNumber } from '../io/config-check.js';
 import { Downsample2D, ResnetBlock2D, Transformer2DModel, Upsample2D, type Attention, type Conditioning, type IpConditioning } from './sd-blocks.js';
 
 export interface UNetConfig {
@@ -41,18 +42,22 @@ export interface UNetConfig {
   upcast_attention?: boolean;
   resnet_time_scale_shift?: string;
   dual_cross_attention?: boolean;
+  /** The latent side the model was trained at (SD1.5: 64): the default image size. */
+  sample_size?: number;
 }
 
-function perBlock<T>(v: T | T[], n: number, name: string): T[] {
+function perBlock<T>(v: T | T[], n: number, name: string, where = 'UNet config'): T[] {
   if (Array.isArray(v)) {
-    if (v.length !== n) throw new Error(`UNet config: ${name} has ${v.length} entries for ${n} blocks`);
+    if (v.length !== n) throw new Error(`${where}: ${name} has ${v.length} entries for ${n} blocks`);
     return v;
   }
   return new Array<T>(n).fill(v);
 }
 
-function validate(c: UNetConfig): void {
-  const where = 'UNet config';
+/** The largest sample_size accepted (a latent side; SD1.5's is 64). */
+const MAX_SAMPLE_SIZE = 4096;
+
+function validate(c: UNetConfig, where: string): void {
   const num = (k: keyof UNetConfig) => {
     if (typeof c[k] !== 'number' || !Number.isFinite(c[k] as number)) throw new Error(`${where}: field "${k}" must be a number, got ${JSON.stringify(c[k])}`);
   };
@@ -79,10 +84,29 @@ function validate(c: UNetConfig): void {
   if (c.dual_cross_attention) unsupported.push('dual_cross_attention');
   if (c.only_cross_attention === true || (Array.isArray(c.only_cross_attention) && c.only_cross_attention.some(Boolean))) unsupported.push('only_cross_attention');
   if ((c.mid_block_scale_factor ?? 1) !== 1) unsupported.push(`mid_block_scale_factor ${c.mid_block_scale_factor}`);
-  if (unsupported.length) throw new Error(`UNet config: not supported: ${unsupported.join(', ')}`);
+  if (unsupported.length) throw new Error(`${where}: not supported: ${unsupported.join(', ')}`);
   if (c.down_block_types.length !== c.block_out_channels.length || c.up_block_types.length !== c.block_out_channels.length) {
-    throw new Error('UNet config: down_block_types, up_block_types and block_out_channels must have equal lengths');
+    throw new Error(`${where}: down_block_types, up_block_types and block_out_channels must have equal lengths`);
   }
+  // Sizes and their consistency, checked here so that a broken config is reported by its key
+  // rather than by the kernel or allocation it would break.
+  const n = c.block_out_channels.length;
+  const channels = configNumbers(c, 'block_out_channels', where, { integer: true, min: 1, max: CONFIG_LIMITS.channels })!;
+  for (const k of ['in_channels', 'out_channels', 'cross_attention_dim'] as const) requireConfigNumber(c, k, where, { integer: true, min: 1, max: CONFIG_LIMITS.channels });
+  requireConfigNumber(c, 'layers_per_block', where, { integer: true, min: 1, max: CONFIG_LIMITS.layers });
+  requireConfigNumber(c, 'norm_eps', where, { above: 0, below: 1 });
+  configNumber(c, 'sample_size', where, { optional: true, integer: true, min: 1, max: MAX_SAMPLE_SIZE });
+  const groups = requireConfigNumber(c, 'norm_num_groups', where, { integer: true, min: 1 });
+  checkDivides(where, 'norm_num_groups', groups, channels, 'block_out_channels');
+  // SD1.5's config names the head count "attention_head_dim"; num_attention_heads wins when set.
+  const headsKey = c.num_attention_heads != null ? 'num_attention_heads' : 'attention_head_dim';
+  configNumbers(c, headsKey, where, { integer: true, min: 1, max: CONFIG_LIMITS.channels });
+  const heads = perBlock(c[headsKey] as number | number[], n, headsKey, where);
+  const single = !Array.isArray(c[headsKey]);
+  heads.forEach((h, i) => {
+    if (channels[i]! % h !== 0) throw new ConfigError(where, single ? headsKey : `${headsKey}[${i}]`, `${h} (attention heads) does not divide block_out_channels[${i}] = ${channels[i]}`);
+  });
+  configNumbers(c, 'transformer_layers_per_block', where, { optional: true, integer: true, min: 1, max: CONFIG_LIMITS.layers });
 }
 
 class DownBlock {
@@ -239,14 +263,17 @@ export class UNet2DConditionModel {
 
   /** The dtype of the activations between ops (see ModelComputeOptions). */
   readonly activations: ActivationDType;
+  /** What errors about the config name: its file where it came from one, else "UNet config". */
+  readonly where: string;
 
   constructor(
     readonly store: WeightStore,
     readonly config: UNetConfig,
-    o: ModelComputeOptions = {},
+    o: ModelComputeOptions & { where?: string } = {},
   ) {
     const c = config;
-    validate(c);
+    this.where = o.where ?? 'UNet config';
+    validate(c, this.where);
     this.activations = o.activations ?? 'f32';
     const root = Scope.root(store);
     this.vocabulary = root.vocabulary;
@@ -255,8 +282,8 @@ export class UNet2DConditionModel {
     const ch = c.block_out_channels;
     const nBlocks = ch.length;
     // SD1.5's config names the head count "attention_head_dim" (8 heads); num_attention_heads wins when set.
-    const heads = perBlock(c.num_attention_heads ?? c.attention_head_dim, nBlocks, 'attention heads');
-    const layers = perBlock(c.transformer_layers_per_block ?? 1, nBlocks, 'transformer_layers_per_block');
+    const heads = perBlock(c.num_attention_heads ?? c.attention_head_dim, nBlocks, 'attention heads', this.where);
+    const layers = perBlock(c.transformer_layers_per_block ?? 1, nBlocks, 'transformer_layers_per_block', this.where);
     this.timeChannels = ch[0]!;
     const tembDim = ch[0]! * 4;
     const te = root.child('time_embedding');

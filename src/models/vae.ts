@@ -1,5 +1,6 @@
 // AutoencoderKL encoder + quant_conv (diffusers): image [-1, 1] → posterior moments → latent.
 
+import { CONFIG_LIMITS, checkDivides, configNumber, configNumbers, requireConfigNumber } from '../io/config-check.js';
 import { tidy, type Tensor } from '../gpu/runtime.js';
 import { binary, cast, unary } from '../kernels/elementwise.js';
 import { slice } from '../kernels/layout.js';
@@ -88,15 +89,17 @@ export class VaeEncoder {
 
   /** The dtype of the activations between ops (see ModelComputeOptions). */
   readonly activations: ActivationDType;
+  /** What errors about the config name: its file where it came from one, else "VAE config". */
+  readonly where: string;
 
   constructor(
     readonly store: WeightStore,
     readonly config: VaeConfig,
-    o: ModelComputeOptions = {},
+    o: ModelComputeOptions & { where?: string } = {},
   ) {
     const c = config;
     this.activations = o.activations ?? 'f32';
-    const where = 'VAE config';
+    const where = (this.where = o.where ?? 'VAE config');
     for (const k of ['block_out_channels', 'down_block_types'] as const) {
       if (!Array.isArray(c[k]) || c[k].length === 0) throw new Error(`${where}: field "${k}" must be a non-empty list, got ${JSON.stringify(c[k])}`);
     }
@@ -104,13 +107,19 @@ export class VaeEncoder {
       if (typeof c[k] !== 'number') throw new Error(`${where}: field "${k}" must be a number, got ${JSON.stringify(c[k])}`);
     }
     if (c.block_out_channels.length !== c.down_block_types.length) throw new Error(`${where}: block_out_channels and down_block_types differ in length`);
-    for (const t of c.down_block_types) if (t !== 'DownEncoderBlock2D') throw new Error(`VAE config: down block type "${t}" is not supported`);
-    if (c.act_fn && c.act_fn !== 'silu') throw new Error(`VAE config: act_fn "${c.act_fn}" is not supported`);
+    for (const t of c.down_block_types) if (t !== 'DownEncoderBlock2D') throw new Error(`${where}: down block type "${t}" is not supported`);
+    if (c.act_fn && c.act_fn !== 'silu') throw new Error(`${where}: act_fn "${c.act_fn}" is not supported`);
+    const channels = configNumbers(c, 'block_out_channels', where, { integer: true, min: 1, max: CONFIG_LIMITS.channels })!;
+    for (const k of ['in_channels', 'latent_channels'] as const) requireConfigNumber(c, k, where, { integer: true, min: 1, max: CONFIG_LIMITS.channels });
+    requireConfigNumber(c, 'layers_per_block', where, { integer: true, min: 1, max: CONFIG_LIMITS.layers });
+    const groups = requireConfigNumber(c, 'norm_num_groups', where, { integer: true, min: 1 });
+    checkDivides(where, 'norm_num_groups', groups, channels, 'block_out_channels');
+    // The latents are multiplied by it: a zero, negative or non-finite factor makes every score meaningless.
+    configNumber(c, 'scaling_factor', where, { optional: true, above: 0, max: 1e6 });
     const root = Scope.root(store);
     this.vocabulary = root.vocabulary;
     const enc = root.child('encoder');
     const ch = c.block_out_channels;
-    const groups = c.norm_num_groups;
     this.conv_in = new Conv2d(enc.child('conv_in'), c.in_channels, ch[0]!, { kernel: 3, padding: 1 });
     let prev = ch[0]!;
     ch.forEach((out, i) => {

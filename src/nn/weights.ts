@@ -5,7 +5,7 @@
 
 import { DTYPE_BYTES, ShapeError, type Runtime, type Tensor } from '../gpu/runtime.js';
 import type { TensorSource } from '../io/safetensors.js';
-import type { LoadEventCallback } from '../io/events.js';
+import type { LoadEventCallback, LoadOrigin } from '../io/events.js';
 import { Vocabulary } from './context.js';
 
 export class Param {
@@ -125,6 +125,9 @@ export class WeightStore {
   readonly params = new Map<string, Param>();
   /** Parameter groups fused after each load (see FusedParam). */
   readonly fusions: FusedParam[] = [];
+  /** Where the last load's weights came from (the model files' name and the file in them), for
+   *  messages about the model. */
+  source: LoadOrigin | undefined;
 
   /** Declares that `members` are fused into `key` after each load (concatenated along axis 0). */
   fuse(key: string, members: readonly Param[]): FusedParam {
@@ -192,6 +195,7 @@ export class WeightStore {
     let bytes = 0;
     // The model files and path where known, so these events name the file as its download did.
     const at = source.origin ?? { name: source.name, file: source.name };
+    this.source = at;
     const emit = opts.onProgress;
     emit?.({ status: 'weights', name: at.name, file: at.file, loaded, total, bytes, totalBytes });
     for (const [k, p] of this.params) {
