@@ -5,7 +5,7 @@
 
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadEventCallback } from '../io/events.js';
 import { quoteValue } from '../io/relpath.js';
@@ -76,10 +76,16 @@ export function notCachedError(ctx: CallContext, repoId: string, what: string, c
   return new HubError(code, `${name}: ${what} ${is} not in the Hugging Face cache (${s.cacheDir}) and ${reason}; ${code === 'protocol' ? 'check HF_ENDPOINT and any proxy in between' : 'check the connection or HF_ENDPOINT'}, or pass a local folder`, { repoId, path: o.path, status: cause.status, cause });
 }
 
+/** What a transfer writes a blob's pieces to (a `node:fs/promises` FileHandle), described here so
+ *  the package's declarations need no Node types. */
+export interface BlobHandle {
+  write(chunk: Uint8Array): Promise<unknown>;
+}
+
 /** How a transfer writes each piece of a blob: the one place bytes go to disk, replaced by tests to
  *  simulate a full disk. */
 export const blobWriter = {
-  write: (fh: FileHandle, chunk: Uint8Array): Promise<unknown> => fh.write(chunk),
+  write: (fh: BlobHandle, chunk: Uint8Array): Promise<unknown> => fh.write(chunk),
 };
 
 /** System errors that mean the cache cannot take the file: no retry helps, the user must act. */
