@@ -18,6 +18,15 @@ function cliWith(env: Record<string, string>, ...args: string[]) {
   return runCli(args, { env, timeout: 60_000, maxBuffer: 256 * 2 ** 20 });
 }
 
+test('--version and -V print the package version alone on stdout', () => {
+  const version = (JSON.parse(readFileSync(join(FIXTURES, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+  for (const flag of ['--version', '-V']) {
+    const r = runCli([flag]);
+    assert.is(r.code, 0, r.stderr);
+    assert.is(r.stdout, `diffsim ${version}\n`, flag);
+  }
+});
+
 test('inspect --json reproduces index.json for every fixture file in the repo', () => {
   const index = JSON.parse(readFileSync(join(FIXTURES, 'index.json'), 'utf8')) as { files: Record<string, { tensors: Record<string, { shape: number[]; dtype: string }>; config?: unknown }> };
   for (const [rel, entry] of Object.entries(index.files)) {

@@ -26,6 +26,7 @@ ${VIDEO_USAGE}
                            rebuild the models of a reference fixture folder and compare every
                            stored activation; prints one row per tensor and "N passed, M failed"
                            (--weights f16: linear/conv weights stored as f16, tolerance ${F16_WEIGHTS_TOLERANCE})
+  --version, -V            print the package version
 
 environment (diffsim info shows the values in use):
 ${Object.values(FLAGS).map((f) => `  ${f.env.padEnd(30)}  ${f.values}\n  ${''.padEnd(30)}  ${f.doc}`).join('\n')}`;
@@ -130,6 +131,10 @@ async function main(argv: string[]): Promise<number> {
       else console.log(formatInspect(path, report));
       return 0;
     }
+    case '--version':
+    case '-V':
+      console.log(`diffsim ${await packageVersion()}`);
+      return 0;
     case undefined:
     case 'help':
     case '--help':
@@ -139,6 +144,14 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command '${command}'`);
   }
+}
+
+/** The version in the package's own package.json (dist/cli/main.js → ../../package.json). */
+async function packageVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  if (typeof pkg.version !== 'string') throw new Error('package.json: no "version"');
+  return pkg.version;
 }
 
 function debug(): boolean {
