@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { getRuntime, Runtime, tidy, type Tensor } from '../src/gpu/runtime.js';
 import type { FlagOptions } from '../src/gpu/flags.js';
 import { normalisedError } from '../src/parity/parity.js';
+import { SafetensorsFile, rawToInt32 } from '../src/io/safetensors.js';
 
 /** Compiled tests run from build/test; the fixtures stay in the source tree. */
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'fixtures');
@@ -144,4 +145,29 @@ export function runtimeWith(flags: FlagOptions): Promise<Runtime> {
     rt.catch(() => flagged.delete(key));
   }
   return rt;
+}
+
+/** unet-tiny's stored inputs on the GPU (sample, timesteps, text states) and its reference output;
+ *  `dispose` frees the tensors and closes the file. */
+export async function unetTinyInputs(rt: Runtime): Promise<{ sample: Tensor; t: number[]; text: Tensor; ref: Float32Array; dispose(): Promise<void> }> {
+  const acts = await SafetensorsFile.open(join(FIXTURES, 'unet-tiny', 'activations.safetensors'));
+  const up = async (n: string) => {
+    const { shape, data } = await acts.readFloat32(n);
+    return rt.upload(data, shape);
+  };
+  const sample = await up('input.sample');
+  const text = await up('input.encoder_hidden_states');
+  const t = [...rawToInt32(await acts.readRaw('input.timestep'))];
+  const ref = (await acts.readFloat32('output.sample')).data;
+  return {
+    sample,
+    t,
+    text,
+    ref,
+    dispose: async () => {
+      sample.dispose();
+      text.dispose();
+      await acts.close();
+    },
+  };
 }

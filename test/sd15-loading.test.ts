@@ -9,10 +9,10 @@ import { loadSd15 } from '../src/models/load.js';
 import { localModelFiles } from '../src/io/local-files.js';
 import { weightsPath } from '../src/io/model-files.js';
 import { NormalGenerator } from '../src/models/scheduler.js';
-import { SafetensorsFile, encodeSafetensors, rawToInt32 } from '../src/io/safetensors.js';
+import { SafetensorsFile, encodeSafetensors } from '../src/io/safetensors.js';
 import { f32ArrayToF16 } from '../src/platform/half.js';
 import { legacyVaeKey } from '../src/models/vae.js';
-import { FIXTURES, normErr, rejects, runtime, take } from './helpers.js';
+import { FIXTURES, normErr, rejects, runtime, take, unetTinyInputs } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'diffsim-sd15-'));
 
@@ -52,15 +52,7 @@ test('a diffusers-layout folder loads (F16 U-Net, legacy-named VAE, text encoder
   // The F16 U-Net reproduces the reference output to within half-precision weight rounding.
   // The F16 U-Net reproduces the reference output to within half-precision weight rounding, widened
   // to f32 (the default) or kept in f16 on the GPU ('auto': the checkpoint's own halves, same result).
-  const acts = await SafetensorsFile.open(join(FIXTURES, 'unet-tiny', 'activations.safetensors'));
-  const up = async (n: string) => {
-    const { shape, data } = await acts.readFloat32(n);
-    return rt.upload(data, shape);
-  };
-  const sample = await up('input.sample');
-  const text = await up('input.encoder_hidden_states');
-  const t = [...rawToInt32(await acts.readRaw('input.timestep'))];
-  const ref = (await acts.readFloat32('output.sample')).data;
+  const { sample, t, text, ref, dispose } = await unetTinyInputs(rt);
   const wide = await take(sd.unet!.forward(sample, t, text).sample!);
   assert.ok(normErr(wide, ref) < 5e-3, `F16 checkpoint widened: normalised error ${normErr(wide, ref)}`);
   assert.is(sd.unet!.store.params.get('conv_in.weight')!.tensor.dtype, 'f32');
@@ -70,9 +62,7 @@ test('a diffusers-layout folder loads (F16 U-Net, legacy-named VAE, text encoder
   const kept = await take(half.unet!.forward(sample, t, text).sample!);
   assert.ok(normErr(kept, wide) <= 1e-5, `f16 on the GPU vs widened: ${normErr(kept, wide)}`);
   half.unet!.store.dispose();
-  sample.dispose();
-  text.dispose();
-  await acts.close();
+  await dispose();
   // The legacy-named VAE loads and matches the reference posterior.
   const vacts = await SafetensorsFile.open(join(FIXTURES, 'vae-encoder-tiny', 'activations.safetensors'));
   const { shape, data } = await vacts.readFloat32('input.image');

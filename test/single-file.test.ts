@@ -18,7 +18,7 @@ import type { Taps, Vocabulary } from '../src/nn/context.js';
 import { loadSd15 } from '../src/models/load.js';
 import { localModelFiles } from '../src/io/local-files.js';
 import { createMetric } from '../src/diffsim/metric.js';
-import { FIXTURES, rejects, runCli, runtime } from './helpers.js';
+import { FIXTURES, rejects, runCli, runtime, take, unetTinyInputs } from './helpers.js';
 
 const DIR = join(FIXTURES, 'single-file');
 const FILE = join(DIR, 'sd15-tiny-single-file.safetensors');
@@ -534,19 +534,11 @@ test('the loader layer takes the single file: loadSd15, createMetric and `diffsi
   const sd = await loadSd15(rt, FILE, { tokenizer: await localModelFiles(tokenizer) });
   assert.equal(sd.layout, { kind: 'single-file', file: 'sd15-tiny-single-file.safetensors' });
   assert.equal(sd.scheduler!.timesteps(1000).slice(0, 3), [1000, 999, 999]);
-  const acts = await SafetensorsFile.open(join(FIXTURES, 'unet-tiny', 'activations.safetensors'));
-  const up = async (n: string) => {
-    const { shape, data } = await acts.readFloat32(n);
-    return rt.upload(data, shape);
-  };
-  const sample = await up('input.sample');
-  const text = await up('input.encoder_hidden_states');
-  const t = [...rawToInt32(await acts.readRaw('input.timestep'))];
-  const out = sd.unet!.forward(sample, t, text).sample!;
-  const err = normalisedError((await out.read()) as Float32Array, (await acts.readFloat32('output.sample')).data);
+  const inputs = await unetTinyInputs(rt);
+  const out = await take(sd.unet!.forward(inputs.sample, inputs.t, inputs.text).sample!);
+  const err = normalisedError(out, inputs.ref);
   assert.ok(err <= toleranceFor('output.sample'), `U-Net from the single file: ${err}`);
-  for (const x of [out, sample, text]) x.dispose();
-  await acts.close();
+  await inputs.dispose();
   for (const m of [sd.unet!, sd.vae!, sd.textEncoder!]) m.store.dispose();
 
   const dir = pipelineFolder();
