@@ -72,6 +72,25 @@ test('docs/environment.md is generated from the flags registry and up to date', 
   assert.is(r.status, 0, `${r.stdout}${r.stderr}`);
 });
 
+test('docs/architecture.md names every layer of the import rule, in order', () => {
+  const doc = readFileSync(join(REPO_ROOT, 'docs', 'architecture.md'), 'utf8');
+  // The LAYERS list of test/layers.test.ts, read from its source (importing it would run that suite).
+  const source = readFileSync(join(REPO_ROOT, 'test', 'layers.test.ts'), 'utf8');
+  const block = /export const LAYERS[^=]*= \[([\s\S]*?)\n\];/.exec(source);
+  assert.ok(block, 'LAYERS not found in test/layers.test.ts');
+  const LAYERS = [...block![1]!.matchAll(/^\s*\[([^\]]*)\]/gm)].map((m) => [...m[1]!.matchAll(/'([^']+)'/g)].map((q) => q[1]!));
+  assert.ok(LAYERS.length >= 8, `parsed ${LAYERS.length} layers`);
+  let last = -1;
+  for (const layer of LAYERS) {
+    for (const folder of layer) {
+      const at = doc.indexOf(`\`${folder}\``);
+      assert.ok(at >= 0, `docs/architecture.md does not name ${folder}`);
+      assert.ok(at > last || layer.length > 1, `docs/architecture.md names ${folder} out of the layer order`);
+    }
+    last = Math.max(...layer.map((f) => doc.indexOf(`\`${f}\``)));
+  }
+});
+
 test('the docs link only to files that exist and name nothing outside the repository', () => {
   const files = [...docFiles(REPO_ROOT), 'bench/README.md', 'test/README.md'];
   for (const f of files) {
