@@ -20,7 +20,7 @@ ${EVAL_USAGE}
 ${MAP_USAGE}
 ${RETRIEVE_USAGE}
 ${VIDEO_USAGE}
-  info                     print the WebGPU adapter, backend, limits and features
+  info [--json]            print the WebGPU adapter, backend, limits, features and flags (--json: one object)
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
   parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto]
                            rebuild the models of a reference fixture folder and compare every
@@ -120,6 +120,8 @@ async function main(argv: string[]): Promise<number> {
   const positional = rest.filter((a) => !a.startsWith('--'));
   switch (command) {
     case 'info':
+      for (const f of flags) if (f !== '--json') throw new UsageError(`info: unknown option ${f}`);
+      if (positional.length) throw new UsageError(`info: unexpected argument ${positional[0]}`);
       await info(flags.has('--json'));
       return 0;
     case 'inspect': {
