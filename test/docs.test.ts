@@ -14,6 +14,11 @@ import { REPO_ROOT, runCli } from './helpers.js';
 
 const examples = allExamples(REPO_ROOT);
 const started = performance.now();
+const durations: [string, number][] = [];
+
+test('the package is built (the examples run dist/)', () => {
+  assert.ok(existsSync(join(REPO_ROOT, 'dist', 'cli', 'main.js')) && existsSync(join(REPO_ROOT, 'dist', 'index.js')), 'dist/ is missing: run `npm run build` (npm test does) before the docs test');
+});
 
 test('the harness: fences, kinds, output blocks and the number rule', () => {
   const md = ['text', '```sh example', 'diffsim score a.png b.png # c', '```', '', '```text output', '0.5', '```', '```js', 'x', '```', '````js example', 'console.log(1)', '````'].join('\n');
@@ -45,7 +50,9 @@ test('every Markdown file under docs/ is scanned (files added later included)', 
 
 for (const ex of examples) {
   test(`${ex.file}:${ex.line} (${ex.kind} example) runs${ex.expected !== undefined ? ' and prints its text output' : ''}`, () => {
+    const t0 = performance.now();
     const r = runExample(REPO_ROOT, ex);
+    durations.push([`${ex.file}:${ex.line}`, performance.now() - t0]);
     assert.ok(r.ok, `${ex.file}:${ex.line}: ${r.error}`);
     if (ex.expected !== undefined) {
       const diff = matchOutput(r.stdout, ex.expected);
@@ -106,7 +113,7 @@ test('the docs link only to files that exist and name nothing outside the reposi
 });
 
 test.after(() => {
-  console.log(`docs: ${examples.length} example blocks (${['sh', 'js', 'deno'].map((k) => `${examples.filter((e) => e.kind === k).length} ${k}`).join(', ')}), ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`docs: ${examples.length} example blocks (${['sh', 'js', 'deno'].map((k) => `${examples.filter((e) => e.kind === k).length} ${k}`).join(', ')}), ${((performance.now() - started) / 1000).toFixed(1)} s; slowest: ${[...durations].sort((x, y) => y[1] - x[1]).slice(0, 4).map(([n, ms]) => `${n} ${(ms / 1000).toFixed(1)} s`).join(', ')}`);
 });
 
 test.run();
