@@ -11,6 +11,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { allExamples, docFiles, examplesOf, matchOutput, shCommands, denoFlags, runExample } from './doc-examples.js';
 import { REPO_ROOT, runCli } from './helpers.js';
+import { METRIC_FLAGS, METRIC_VALUE_OPTIONS } from '../src/cli/metric-options.js';
+import { FLAGS as EVAL_FLAGS, VALUE_OPTIONS as EVAL_VALUE_OPTIONS } from '../src/cli/eval.js';
 
 const examples = allExamples(REPO_ROOT);
 const started = performance.now();
@@ -72,6 +74,13 @@ test('docs/cli.md documents every command and option of diffsim --help', () => {
   assert.equal(missing, [], `options of diffsim --help missing from docs/cli.md (write them in backticks): ${missing.join(' ')}`);
   const noHeading = [...commands].filter((c) => !new RegExp(`^#+ .*\`diffsim ${c}\\b`, 'm').test(doc));
   assert.equal(noHeading, [], `commands without a "## \`diffsim NAME …\`" heading in docs/cli.md: ${noHeading.join(', ')}`);
+});
+
+test('docs/cli.md documents every option the shared parser accepts (metric options, eval), in --help or not', () => {
+  const doc = readFileSync(join(REPO_ROOT, 'docs', 'cli.md'), 'utf8');
+  const names = [...METRIC_VALUE_OPTIONS, ...METRIC_FLAGS, ...EVAL_VALUE_OPTIONS, ...EVAL_FLAGS];
+  const missing = names.filter((n) => !doc.includes(`\`--${n}`));
+  assert.equal(missing, [], `options missing from docs/cli.md: ${missing.map((n) => `--${n}`).join(' ')}`);
 });
 
 test('docs/environment.md is generated from the flags registry and up to date', () => {

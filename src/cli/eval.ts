@@ -36,8 +36,8 @@ export const EVAL_USAGE = `  eval BENCHMARK DIR [options]   a benchmark of the p
     ${wrap(`Metric options as for score (--metric … also ensemble); --preset defaults to the benchmark's, the settings of its official script: ${PRESET_SUMMARY} (--step/--timestep override it); the prompt is the protocol's per item (nights "An image of a …", cute "The photo of a …", otherwise ${JSON.stringify(DEFAULT_PROMPT)}), --prompt replaces it for every item.`, 4)}
   eval video DIR [options] the consistency of a frame sequence (see below)`;
 
-const VALUE_OPTIONS = ['originals', 'out', 'shard', 'shards', 'trials', 'listing', 'ties', 'votes-at-least', 'max-live'];
-const FLAGS = ['list', 'json', 'merge'];
+export const VALUE_OPTIONS = ['originals', 'out', 'shard', 'shards', 'trials', 'listing', 'ties', 'votes-at-least', 'max-live'];
+export const FLAGS = ['list', 'json', 'merge'];
 
 function isBenchmark(x: string): x is BenchmarkName {
   return (BENCHMARK_NAMES as readonly string[]).includes(x);
