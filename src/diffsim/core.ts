@@ -65,6 +65,20 @@ export interface EmbedOptions {
    *  `up_blocks.1.attentions.2.transformer_blocks.0.attn1:out`), kept in `embedding.taps`. The
    *  pass still stops early when they all belong to the hooked module. */
   taps?: readonly string[];
+  /** The caller knows that every tap of `taps` is recorded before the hooked module ends (e.g. the
+   *  q/k/v of shallower hooks, as a layer sweep asks for): the pass still stops right after the
+   *  hooked module. A tap that is not reached by then is reported missing, never left out. */
+  tapsBeforeHook?: boolean;
+}
+
+/** The names of the q, k and v taps DiffSim reads at a hooked attention module: attn1's own
+ *  projections (DiffSim-S), or attn2's queries with the IP-Adapter's image keys/values (DiffSim-C). */
+export function hookTaps(variant: 'S' | 'C', module: string): { q: string; k: string; v: string } {
+  return {
+    q: `${module}.to_q:out`,
+    k: variant === 'S' ? `${module}.to_k:out` : `${module}.processor.to_k_ip.0:out`,
+    v: variant === 'S' ? `${module}.to_v:out` : `${module}.processor.to_v_ip.0:out`,
+  };
 }
 
 /** A pair's score with its parts. */
@@ -265,12 +279,10 @@ export class DiffSim {
     // Both CFG halves are the same computation when the two prompts are equal (DiffSim-S only).
     const dedupe = s.variant === 'S' && s.cfg && this.exec.dedupeCfg && s.prompt === s.negativePrompt;
     const ipEmbeds = s.variant === 'C' ? this.ipImageEmbeds(image) : null;
-    const q = `${s.module}.to_q:out`;
-    const k = s.variant === 'S' ? `${s.module}.to_k:out` : `${s.module}.processor.to_k_ip.0:out`;
-    const v = s.variant === 'S' ? `${s.module}.to_v:out` : `${s.module}.processor.to_v_ip.0:out`;
+    const { q, k, v } = hookTaps(s.variant, s.module);
     const extra = [...new Set(o.taps ?? [])].filter((n) => n !== q && n !== k && n !== v);
     // A tap past the hooked module needs the pass to go on.
-    const stopEarly = this.exec.earlyStop && extra.every((n) => n.startsWith(`${s.module}.`) || n.startsWith(`${s.module}:`));
+    const stopEarly = this.exec.earlyStop && (o.tapsBeforeHook === true || extra.every((n) => n.startsWith(`${s.module}.`) || n.startsWith(`${s.module}:`)));
     try {
       const out = tidy(() => {
         const encode = (px: Float32Array) => {
