@@ -23,7 +23,7 @@ import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/p
 import { NormalGenerator, type PNDMScheduler } from '../models/scheduler.js';
 import { latentSide, vaeScaleFactor, type ModelFilesInput } from '../models/load.js';
 import { adoptTap } from '../nn/context.js';
-import { aasOutputs, aasScores, type AasOutputs, type AasScores, type Qkv } from './aas.js';
+import { aasFromSums, aasOutputs, aasScores, aasSums, type AasOutputs, type AasScores, type Qkv } from './aas.js';
 import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
 import { ConfigError } from '../io/config-check.js';
 import { firstBadStage, folderOf, nonFiniteError, type BadStage, type Stage } from './finite.js';
@@ -428,7 +428,12 @@ export class DiffSim {
     this.check(a, b);
     const s = this.settings;
     const batch = this.halves(s);
-    const parts = await aasScores(a as Qkv, b as Qkv, { heads: s.heads, ...(batch ? { batch } : {}) });
+    return this.scoreOf(await aasScores(a as Qkv, b as Qkv, { heads: s.heads, ...(batch ? { batch } : {}) }));
+  }
+
+  /** The score the settings ask for from the AAS parts. */
+  private scoreOf(parts: AasScores): DiffSimScore {
+    const s = this.settings;
     let score: number;
     if (s.roundToF16) {
       // The official code computes in float16: each cosine (or mse) is a float16, their sum too.
@@ -436,6 +441,39 @@ export class DiffSim {
       score = f16(f16(f16(x) + f16(y)) / 2);
     } else score = s.similarity === 'cosine' ? parts.cosine : parts.mse;
     return { ...parts, score };
+  }
+
+  /** The scores of several pairs, each under its own metric (the cells of a layer sweep), from one
+   *  read-back: each equal to `metric.compare(a, b)` (the same kernels; the sums are only gathered
+   *  before they are read). A pair whose sums are not sound goes through `compare` on its own, which
+   *  refuses a non-finite score as it does there. */
+  static async compareBatch(pairs: readonly { metric: DiffSim; a: DiffSimEmbedding; b: DiffSimEmbedding }[]): Promise<number[]> {
+    if (!pairs.length) return [];
+    const { sums, counts } = tidy(() => {
+      const parts: Tensor[] = [];
+      const counts: number[] = [];
+      for (const { metric, a, b } of pairs) {
+        metric.check(a, b);
+        const batch = metric.halves(metric.settings);
+        const out = aasOutputs(a, b, { heads: metric.settings.heads, ...(batch ? { batch } : {}) });
+        counts.push(out.ab.numel);
+        parts.push(aasSums(out));
+      }
+      return { sums: concat(parts, 0), counts };
+    });
+    let v: Float32Array;
+    try {
+      v = (await sums.read()) as Float32Array;
+    } finally {
+      sums.dispose();
+    }
+    const scores: number[] = [];
+    for (const [i, { metric, a, b }] of pairs.entries()) {
+      const r = metric.scoreOf(aasFromSums(v, counts[i]!, 8 * i));
+      const textPending = !metric.textChecked && metric.text !== null;
+      scores.push(r.sound && Number.isFinite(r.score) && !textPending ? r.score : await metric.compare(a, b));
+    }
+    return scores;
   }
 
   /** The score of an embedded pair: cosine AAS (higher = more similar) or mse (lower). */

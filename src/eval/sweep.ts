@@ -64,8 +64,9 @@ export interface SweepGroup {
   readonly passes: number;
   /** One pass over the image: what every cell of the group compares. */
   embed(image: RgbImage, role: ImageRole, prompt: string): Promise<SweepTensors>;
-  /** Every cell's score of the pair (anchor as a, candidate as b), in `cells` order. */
-  compare(a: SweepTensors, b: SweepTensors, roles: readonly [ImageRole, ImageRole], prompt: string): Promise<number[]>;
+  /** Every cell's score of each pair (a, b) of `bs` (the anchor as a, in role A; the candidates
+   *  in role B): per b, the scores in `cells` order. */
+  compare(a: SweepTensors, bs: readonly SweepTensors[], prompt: string): Promise<number[][]>;
   dispose(): void;
 }
 
@@ -191,15 +192,16 @@ class DiffSimGroup implements SweepGroup {
     return out;
   }
 
-  async compare(a: SweepTensors, b: SweepTensors, roles: readonly [ImageRole, ImageRole], prompt: string): Promise<number[]> {
+  async compare(a: SweepTensors, bs: readonly SweepTensors[], prompt: string): Promise<number[][]> {
     const m = this.metricsFor(prompt);
-    const scores: number[] = [];
-    for (let i = 0; i < m.cells.length; i++) {
+    const wrap = (x: SweepTensors, i: number, role: ImageRole) => {
       const d = m.cells[i]!;
-      const wrap = (x: SweepTensors, role: ImageRole) => new DiffSimEmbedding(role, d.embeddingSettings, d.key, x[`${i}.q`]!, x[`${i}.k`]!, x[`${i}.v`]!, 'generator');
-      scores.push(await d.compare(wrap(a, roles[0]), wrap(b, roles[1])));
-    }
-    return scores;
+      return new DiffSimEmbedding(role, d.embeddingSettings, d.key, x[`${i}.q`]!, x[`${i}.k`]!, x[`${i}.v`]!, 'generator');
+    };
+    // Every cell and candidate in one read-back; each score is the cell's DiffSim.compare.
+    const pairs = bs.flatMap((b) => m.cells.map((metric, i) => ({ metric, a: wrap(a, i, 'A'), b: wrap(b, i, 'B') })));
+    const flat = await DiffSim.compareBatch(pairs);
+    return bs.map((_, j) => flat.slice(j * m.cells.length, (j + 1) * m.cells.length));
   }
 
   dispose(): void {
@@ -258,9 +260,13 @@ class VisionGroup implements SweepGroup {
     const layers = new Map<number, VisionLayerEmbedding>(this.layers.map((l) => [l, { q: x[`${l}.q`]!, k: x[`${l}.k`]!, v: x[`${l}.v`]!, feature: x[`${l}.feature`]! }]));
     return new VisionEmbedding(this.m.vision.kind, x.global!, layers);
   }
-  async compare(a: SweepTensors, b: SweepTensors): Promise<number[]> {
-    const s = await this.m.vision.compare(this.wrap(a), this.wrap(b));
-    return this.layers.map((l) => s.layers.find((x) => x.layer === l)!.aas.cosine);
+  async compare(a: SweepTensors, bs: readonly SweepTensors[]): Promise<number[][]> {
+    const out: number[][] = [];
+    for (const b of bs) {
+      const s = await this.m.vision.compare(this.wrap(a), this.wrap(b));
+      out.push(this.layers.map((l) => s.layers.find((x) => x.layer === l)!.aas.cosine));
+    }
+    return out;
   }
   dispose(): void {}
 }
@@ -554,9 +560,8 @@ async function runLocked(o: SweepRunOptions, started: number): Promise<SweepRunR
           const u = uses[pos]!;
           const ea = await plan.get(pos, u.anchor);
           const e1 = await plan.get(pos, u.cand1);
-          const s1 = await group.compare(ea, e1, ['A', 'B'], u.anchor.prompt);
           const e2 = await plan.get(pos, u.cand2);
-          const s2 = await group.compare(ea, e2, ['A', 'B'], u.anchor.prompt);
+          const [s1, s2] = (await group.compare(ea, [e1, e2], u.anchor.prompt)) as [number[], number[]];
           plan.release(pos);
           group.cells.forEach((c, ci) => {
             if (done.has(`${c.key}\u0000${item.item}`)) return;
