@@ -51,12 +51,12 @@ write(join(ORIG, 'cat.JPG'), seed++);
 // Sref: three style folders of three images.
 const SREF = join(TMP, 'sref');
 for (const g of ['001', '002', '003']) for (const f of ['01', '02', '03']) write(join(SREF, g, `${f}.png`), seed++);
-// NIGHTS: three val rows, two prompts; the first two share their reference.
+// NIGHTS: three val rows sharing their reference, two prompts (the reference is embedded once per prompt).
 const NIGHTS = join(TMP, 'nights');
 for (const f of ['r0', 'a0', 'b0', 'r1', 'a1', 'b1', 'a2', 'b2']) write(join(NIGHTS, 'img', `${f}.png`), seed++);
 writeFileSync(
   join(NIGHTS, 'data.csv'),
-  'split,ref_path,left_path,right_path,left_vote,prompt\nval,img/r0.png,img/a0.png,img/b0.png,1,Cat\nval,img/r0.png,img/a2.png,img/b2.png,0,Dog\ntrain,img/r1.png,img/a1.png,img/b1.png,1,Cat\nval,img/r1.png,img/a1.png,img/b1.png,0,Cat\n',
+  'split,ref_path,left_path,right_path,left_vote,prompt\nval,img/r0.png,img/a0.png,img/b0.png,1,Cat\nval,img/r0.png,img/a2.png,img/b2.png,0,Dog\ntrain,img/r1.png,img/a1.png,img/b1.png,1,Cat\nval,img/r0.png,img/a1.png,img/b1.png,0,Cat\n',
 );
 
 let base: Metric[] | null = null;
@@ -83,6 +83,8 @@ function units(items: readonly EvalItem[], dir: string, originals?: string, byPr
 }
 
 const rule = { similarity: 'cosine' as const, metricIsDiffsim: true };
+/** The library tests' image side: 32 px (a 4×4 latent) keeps the passes cheap. */
+const SIZE = 32;
 
 async function sweepOf(benchmark: BenchmarkName, dir: string, items: EvalItem[], metric: Metric, grid: SweepGrid, extra: { originals?: string; out?: string; maxLive?: number; spillDir?: string } = {}) {
   return runSweep({ benchmark, items, of: items.length, dir, source: sweepSource(metric, grid), rule: { ...rule, metricIsDiffsim: metric.name.startsWith('diff') }, sweep: 's', ...extra });
@@ -100,7 +102,7 @@ test('ipref: 3 steps × every layer of mid and up = separate eval runs item by i
   assert.is(items.length, 5);
   const steps = [300, 600, 900];
   const sweepStarted = performance.now();
-  const sweep = await sweepOf('ipref', IPREF, items, ds!, { blocks: ['mid', 'up'], steps }, { originals: ORIG });
+  const sweep = await sweepOf('ipref', IPREF, items, ds!, { blocks: ['mid', 'up'], steps, sizes: [SIZE] }, { originals: ORIG });
   const sweepSeconds = (performance.now() - sweepStarted) / 1000;
   const perStep = units(items, IPREF, ORIG);
   assert.is(perStep, 8, 'one anchor (role A), seven candidates (role B)');
@@ -110,7 +112,7 @@ test('ipref: 3 steps × every layer of mid and up = separate eval runs item by i
   let evalPasses = 0;
   let evalSeconds = 0;
   for (const c of sweep.cells) {
-    const m = await cellMetric('diffsim', { preset: 'ipref', block: c.block as 'mid' | 'up', layer: c.layer, step: c.step! });
+    const m = await cellMetric('diffsim', { preset: 'ipref', block: c.block as 'mid' | 'up', layer: c.layer, step: c.step!, imageSize: SIZE });
     try {
       const e = await runEval({ benchmark: 'ipref', items, of: items.length, dir: IPREF, originals: ORIG, metrics: [m], rule, run: 'r', metricName: 'diffsim' });
       evalPasses += e.embedded;
@@ -134,12 +136,12 @@ test('nights: the prompt of each item (embeddings per prompt), and a memory cap 
   const [ds] = await models();
   const items = await listItems('nights', NIGHTS);
   assert.equal(items.map((i) => i.prompt), ['An image of a cat', 'An image of a dog', 'An image of a cat']);
-  const grid: SweepGrid = { blocks: ['up'], layers: [0, 2], steps: [500] };
+  const grid: SweepGrid = { blocks: ['up'], layers: [0, 2], steps: [500], sizes: [SIZE] };
   const whole = await sweepOf('nights', NIGHTS, items, ds!, grid);
   assert.is(whole.passes, units(items, NIGHTS), 'r0 is embedded once per prompt');
-  assert.is(units(items, NIGHTS), 9);
+  assert.is(units(items, NIGHTS), 8);
   for (const c of whole.cells) {
-    const m = await cellMetric('diffsim', { preset: 'nights', block: 'up', layer: c.layer, step: 500 });
+    const m = await cellMetric('diffsim', { preset: 'nights', block: 'up', layer: c.layer, step: 500, imageSize: SIZE });
     try {
       const e = await runEval({ benchmark: 'nights', items, of: items.length, dir: NIGHTS, metrics: [m], rule, run: 'r', metricName: 'diffsim' });
       assert.equal(byCell(whole.rows).get(c.cell)!.map((r) => [r.s1, r.s2, r.correct]), e.rows.map((r) => [r.s1, r.s2, r.correct]), c.cell);
@@ -188,17 +190,17 @@ type CellJson = { cell: string; accuracy: number; correct: number; total: number
 const cellsOf = (j: Record<string, unknown>) => (j.cells as CellJson[]).map((c) => [c.cell, c.accuracy, c.correct, c.total, c.interval]);
 
 test('CLI: a cell equals `diffsim eval` with its options; resume and shards give the same rows; --merge; --plot writes a PNG', () => {
-  const args = ['sweep', 'sref', SREF, '--trials', '4', '--model', SD, '--blocks', 'up', '--layers', '0,1', '--steps', '300,900', '--json'];
+  const args = ['sweep', 'sref', SREF, '--trials', '3', '--model', SD, '--blocks', 'up', '--layers', '0,1', '--steps', '900', '--json'];
   const wholeFile = join(TMP, 'whole.jsonl');
   const plotFile = join(TMP, 'sweep.png');
   const whole = lastJson(cli(...args, '--out', wholeFile, '--plot', plotFile), 'whole');
-  assert.is((whole.cells as unknown[]).length, 4);
-  assert.is(readRows(wholeFile).length, 4 * 4, 'a row per item and cell');
+  assert.is((whole.cells as unknown[]).length, 2);
+  assert.is(readRows(wholeFile).length, 3 * 2, 'a row per item and cell');
   const decoded = PNG.sync.read(readFileSync(plotFile));
   assert.ok(decoded.width > 200 && decoded.height > 100, `${decoded.width}×${decoded.height}`);
   // eval with the cell's options: the same rows.
   const evalFile = join(TMP, 'eval.jsonl');
-  const ev = lastJson(cli('eval', 'sref', SREF, '--trials', '4', '--model', SD, '--block', 'up', '--layer', '1', '--step', '900', '--json', '--out', evalFile), 'eval');
+  const ev = lastJson(cli('eval', 'sref', SREF, '--trials', '3', '--model', SD, '--block', 'up', '--layer', '1', '--step', '900', '--json', '--out', evalFile), 'eval');
   const cell = (whole.cells as CellJson[]).find((c) => c.cell === 'size 64 · step 900 · up 1')!;
   assert.equal([cell.accuracy, cell.correct, cell.interval], [ev.accuracy, ev.correct, ev.interval]);
   assert.equal(
@@ -208,9 +210,9 @@ test('CLI: a cell equals `diffsim eval` with its options; resume and shards give
   // Resume: a file cut mid-line completes to the same rows.
   const cut = join(TMP, 'cut.jsonl');
   const lines = readFileSync(wholeFile, 'utf8').split('\n');
-  writeFileSync(cut, `${lines.slice(0, 5).join('\n')}\n${lines[5]!.slice(0, 40)}`);
+  writeFileSync(cut, `${lines.slice(0, 3).join('\n')}\n${lines[3]!.slice(0, 40)}`);
   const resumed = lastJson(cli(...args, '--out', cut), 'resumed');
-  assert.is(resumed.resumed, 5);
+  assert.is(resumed.resumed, 3);
   assert.equal(cellsOf(resumed), cellsOf(whole));
   const key = (r: SweepRow) => `${r.cell} ${r.item}`;
   const sorted = (f: string) => (readRows(f) as SweepRow[]).sort((a, b) => (key(a) < key(b) ? -1 : 1)).map((r) => [key(r), r.s1, r.s2]);

@@ -248,7 +248,7 @@ export function renderSweepPlot(cells: readonly SweepPlotCell[], o: SweepPlotOpt
   const yMax = Math.min(100, Math.max(yMin + 10, Math.ceil(hi / 10) * 10));
 
   const margin = 2 * fw;
-  const chartW = Math.max(steps.length * 5 * fw, 48 * k * 3);
+  const chartW = Math.max(steps.length * 5 * fw, 24 * fw);
   const chartH = 100 * k;
   const legendW = Math.max(...layerKeys.map((l) => layerLabel(l).length)) * fw + 4 * fw;
   const rowLabelW = Math.max(...layerKeys.map((l) => layerLabel(l).length)) * fw + fw;
@@ -256,7 +256,7 @@ export function renderSweepPlot(cells: readonly SweepPlotCell[], o: SweepPlotOpt
   const cellH = Math.max(fh + 4 * k, 14 * k);
   const heatW = rowLabelW + steps.length * cellW;
   const heatH = layerKeys.length * cellH;
-  const panelH = Math.max(chartH, heatH) + 5 * fh;
+  const panelH = Math.max(chartH, heatH) + 6 * fh;
   const leftW = 6 * fw + chartW + legendW;
   const width = margin + leftW + 2 * margin + heatW + margin;
   const titleH = (o.subtitle ? 3 : 2) * fh;
@@ -287,7 +287,19 @@ export function renderSweepPlot(cells: readonly SweepPlotCell[], o: SweepPlotOpt
       const label = xLabel(s);
       cv.text(px(i) - (label.length * fw) / 2, y0 + chartH + 5 * k, label, [0, 0, 0], k);
     });
-    cv.text(x0 + chartW / 2 - (10 * fw) / 2, y0 + chartH + 5 * k + fh, steps[0]! < 0 ? 'encoder' : 'step index', [0, 0, 0], k);
+    // The timestep t under each step (grey), when known.
+    const tOf = (s: number) => cells.find((c) => (c.step ?? -1) === s && c.t !== undefined)?.t;
+    const hasT = steps.some((s) => tOf(s) !== undefined);
+    if (hasT) {
+      steps.forEach((s, i) => {
+        const t = tOf(s);
+        if (t === undefined) return;
+        const label = `t${t}`;
+        cv.text(px(i) - (label.length * fw) / 2, y0 + chartH + 5 * k + fh, label, [120, 120, 120], k);
+      });
+    }
+    const axis = steps[0]! < 0 ? 'encoder' : hasT ? 'step index (timestep t)' : 'step index';
+    cv.text(x0 + chartW / 2 - (axis.length * fw) / 2, y0 + chartH + 5 * k + (hasT ? 2 : 1) * fh, axis, [0, 0, 0], k);
     cv.textUp(margin - fw, y0 + chartH / 2 + (10 * fw) / 2, 'accuracy %', [0, 0, 0], k);
     layerKeys.forEach((l, li) => {
       const colour = PALETTE[li % PALETTE.length]!;
@@ -311,6 +323,7 @@ export function renderSweepPlot(cells: readonly SweepPlotCell[], o: SweepPlotOpt
     // Heatmap: rows = layers, columns = steps; the colour scale spans all cells.
     const hx = margin + leftW + 2 * margin;
     const hy = y0;
+    cv.text(hx, hy - fh, steps[0]! < 0 ? 'layer' : 'layer × step', [0, 0, 0], k);
     layerKeys.forEach((l, li) => {
       const label = layerLabel(l);
       cv.text(hx + rowLabelW - (label.length + 1) * fw, hy + li * cellH + (cellH - 7 * k) / 2, label, [0, 0, 0], k);
