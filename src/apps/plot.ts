@@ -254,7 +254,8 @@ export function renderSweepPlot(cells: readonly SweepPlotCell[], o: SweepPlotOpt
   const rowLabelW = Math.max(...layerKeys.map((l) => layerLabel(l).length)) * fw + fw;
   const cellW = Math.max(5 * fw, 24 * k);
   const cellH = Math.max(fh + 4 * k, 14 * k);
-  const heatW = rowLabelW + steps.length * cellW;
+  const heatFooter = steps[0]! < 0 ? 'best framed' : 'step index · best framed';
+  const heatW = Math.max(rowLabelW + steps.length * cellW, rowLabelW + heatFooter.length * fw);
   const heatH = layerKeys.length * cellH;
   const panelH = Math.max(chartH, heatH) + 6 * fh;
   const leftW = 6 * fw + chartW + legendW;
@@ -350,7 +351,7 @@ export function renderSweepPlot(cells: readonly SweepPlotCell[], o: SweepPlotOpt
       const label = xLabel(s);
       cv.text(hx + rowLabelW + i * cellW + (cellW - label.length * fw) / 2, hy + heatH + 3 * k, label, [0, 0, 0], k);
     });
-    cv.text(hx + rowLabelW, hy + heatH + 3 * k + fh, steps[0]! < 0 ? 'best framed' : 'step index · best framed', [0, 0, 0], k);
+    cv.text(hx + rowLabelW, hy + heatH + 3 * k + fh, heatFooter, [0, 0, 0], k);
   });
   return cv.png();
 }

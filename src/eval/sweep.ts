@@ -603,6 +603,8 @@ async function runLocked(o: SweepRunOptions, started: number): Promise<SweepRunR
     }
   } finally {
     writer?.close();
+    // Groups not reached (an error ended the run) free their metrics' text states too.
+    for (const g of o.source.groups) g.dispose();
   }
   const rows = [...done.values(), ...computed];
   return { cells: summarizeCells(cells, rows), rows, passes, computed: computed.length, resumed, memory, seconds: (performance.now() - started) / 1000 };
