@@ -15,7 +15,7 @@ import { bestCell, DEFAULT_SWEEP_STEPS, mergeSweepFiles, runSweep, sweepSource, 
 import type { DiffSimBlock } from '../diffsim/settings.js';
 import { DiffSimSettingsError } from '../diffsim/settings.js';
 import { benchmarkInputs, isBenchmark, itemsHash, portableSettings } from './eval.js';
-import { closeMetrics, integer, openMetrics, parseCommand } from './metric-options.js';
+import { closeMetrics, integer, openMetrics, parseCommand, resolvedDiffSim } from './metric-options.js';
 import { ItemProgress } from './progress.js';
 import { UsageError } from './errors.js';
 
@@ -145,8 +145,8 @@ export async function sweepCommand(args: string[]): Promise<number> {
   const b = await benchmarkInputs('sweep', benchmark, dirSpec, p);
   const { dir, originalsDir, all, items, shard, ties, maxLive, prompt } = b;
   if (!items.length) throw new Error(`sweep ${benchmark}: ${dir}: the protocol forms no items${shard ? ` in shard ${shard.index}/${shard.count}` : ''}`);
-  const similarity = isDiffsim ? (m.diffsim.similarity ?? 'cosine') : 'cosine';
-  const rule: DecisionRule = { similarity, metricIsDiffsim: isDiffsim };
+  // As eval: the resolved setting (the preset's and the defaults' under the options).
+  const rule: DecisionRule = { similarity: resolvedDiffSim(m).similarity, metricIsDiffsim: isDiffsim };
   const direction = directionOf(benchmark, rule);
   const data = await datasetIdentity(all, dir, originalsDir);
   const metrics = await openMetrics('sweep', m);
