@@ -4,3 +4,4 @@ export { retrieve, rankResults, type RetrieveOptions, type Retrieval, type Retri
 export { EmbeddingCache, type EmbeddingCacheOptions, type EmbeddingCacheStats } from './embedding-cache.js';
 export { videoConsistency, listFrames, summarise, type VideoOptions, type VideoConsistency, type MetricConsistency, type ScoreSummary } from './video.js';
 export { listImages, naturalCompare, isImageName as isGalleryImageName, IMAGE_EXTENSIONS, CACHE_FOLDER, type ListedImage, type ListImagesOptions } from './images.js';
+export { renderSweepPlot, renderRetrievalGrid, Canvas, FONT_WIDTH, FONT_HEIGHT, type SweepPlotCell, type SweepPlotOptions, type RetrievalGridRow, type RetrievalGridOptions } from './plot.js';

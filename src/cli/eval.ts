@@ -39,11 +39,11 @@ export const EVAL_USAGE = `  eval BENCHMARK DIR [options]   a benchmark of the p
 export const VALUE_OPTIONS = ['originals', 'out', 'shard', 'shards', 'trials', 'listing', 'ties', 'votes-at-least', 'max-live'];
 export const FLAGS = ['list', 'json', 'merge'];
 
-function isBenchmark(x: string): x is BenchmarkName {
+export function isBenchmark(x: string): x is BenchmarkName {
   return (BENCHMARK_NAMES as readonly string[]).includes(x);
 }
 
-function formatSummary(s: Summary): string[] {
+export function formatSummary(s: Summary): string[] {
   const pct = (x: number) => `${x.toFixed(2)} %`;
   const lines = [
     `accuracy  ${pct(s.accuracy)}  (95% Wilson score interval ${s.interval[0].toFixed(2)}–${s.interval[1].toFixed(2)} %)`,
@@ -67,7 +67,7 @@ async function merge(files: string[], json: boolean): Promise<number> {
 }
 
 /** The settings that identify a run across machines: model specs and commits, not local paths. */
-function portableSettings(metrics: readonly Metric[]): unknown[] {
+export function portableSettings(metrics: readonly Metric[]): unknown[] {
   return metrics.map((m) => {
     // The preset is a label (the settings say what ran): runs that differ only in it are one run.
     const { models, preset: _preset, ...rest } = m.settings as Record<string, unknown> & { models?: Record<string, { spec: string; commit?: string }> };
@@ -76,49 +76,54 @@ function portableSettings(metrics: readonly Metric[]): unknown[] {
   });
 }
 
-function itemsHash(items: readonly EvalItem[]): string {
+export function itemsHash(items: readonly EvalItem[]): string {
   const h = createHash('sha256');
   for (const i of items) h.update(`${JSON.stringify([i.item, i.anchorRoot ?? '', i.anchor, i.cand1, i.cand2, i.prompt, i.truth, i.label ?? null])}\n`);
   return h.digest('hex');
 }
 
-export async function evalCommand(args: string[]): Promise<number> {
-  const p = parseCommand('eval', args, { valueOptions: VALUE_OPTIONS, flags: FLAGS, ensemble: true });
-  const json = p.flags.has('json');
-  if (p.flags.has('merge')) {
-    if (p.options.size || p.metric.given.size || p.flags.has('list')) throw new UsageError('eval --merge takes only the results files (and --json)');
-    return merge(p.positional, json);
-  }
-  if (p.positional.length !== 2) throw new UsageError(`eval: expected BENCHMARK DIR, got ${p.positional.length} argument${p.positional.length === 1 ? '' : 's'}`);
-  const [benchmark, dirSpec] = p.positional as [string, string];
-  if (!isBenchmark(benchmark)) throw new UsageError(`eval: unknown benchmark ${JSON.stringify(benchmark)} (one of ${BENCHMARK_NAMES.join(', ')}, or video)`);
+/** What a benchmark command (eval, sweep) reads before any model: the dataset folder (a hub
+ *  dataset resolved), the protocol's items (every file checked) and the shard's slice of them, and
+ *  the options that shape them. */
+export interface BenchmarkInputs {
+  dir: string;
+  originalsDir: string | undefined;
+  all: EvalItem[];
+  items: EvalItem[];
+  shard: Shard | undefined;
+  protocol: ProtocolOptions;
+  ties: 'strict' | 'half';
+  maxLive: number;
+  /** --prompt for every item, or undefined: the protocol's per item. */
+  prompt: string | undefined;
+}
+
+export async function benchmarkInputs(command: string, benchmark: BenchmarkName, dirSpec: string, p: ReturnType<typeof parseCommand>): Promise<BenchmarkInputs> {
   const opt = (name: string) => p.options.get(name);
-  // The benchmark's preset unless --preset names another; explicit options override either.
-  if (p.metric.preset === null) p.metric.preset = benchmarkPreset(benchmark);
   const diffsim = resolvedDiffSim(p.metric);
   const protocol: ProtocolOptions = { seed: diffsim.seed };
-  if (opt('listing') !== undefined) protocol.listing = choice('eval', 'listing', opt('listing')!, ['sorted', 'given'] as const);
+  if (opt('listing') !== undefined) protocol.listing = choice(command, 'listing', opt('listing')!, ['sorted', 'given'] as const);
   if (opt('trials') !== undefined) {
-    if (benchmark !== 'sref' && benchmark !== 'instantstyle') throw new UsageError(`eval: --trials applies to sref and instantstyle, not ${benchmark}`);
-    protocol.trials = integer('eval', 'trials', opt('trials')!, 1);
+    if (benchmark !== 'sref' && benchmark !== 'instantstyle') throw new UsageError(`${command}: --trials applies to sref and instantstyle, not ${benchmark}`);
+    protocol.trials = integer(command, 'trials', opt('trials')!, 1);
   }
   if (opt('votes-at-least') !== undefined) {
-    if (benchmark !== 'nights') throw new UsageError(`eval: --votes-at-least applies to nights, not ${benchmark}`);
-    protocol.votesAtLeast = integer('eval', 'votes-at-least', opt('votes-at-least')!, 0);
+    if (benchmark !== 'nights') throw new UsageError(`${command}: --votes-at-least applies to nights, not ${benchmark}`);
+    protocol.votesAtLeast = integer(command, 'votes-at-least', opt('votes-at-least')!, 0);
   }
   const originals = opt('originals');
-  if (benchmark === 'ipref' && originals === undefined) throw new UsageError('eval ipref: --originals DIR (the IPA-bench folder of reference images) is required');
-  if (benchmark !== 'ipref' && originals !== undefined) throw new UsageError(`eval: --originals applies to ipref, not ${benchmark}`);
-  const ties = opt('ties') === undefined ? 'strict' : choice('eval', 'ties', opt('ties')!, ['strict', 'half']);
-  const shards = opt('shards') === undefined ? undefined : integer('eval', 'shards', opt('shards')!, 1);
-  if (shards !== undefined && opt('shard') !== 'auto') throw new UsageError('eval: --shards goes with --shard auto (Kubernetes Indexed Jobs)');
+  if (benchmark === 'ipref' && originals === undefined) throw new UsageError(`${command} ipref: --originals DIR (the IPA-bench folder of reference images) is required`);
+  if (benchmark !== 'ipref' && originals !== undefined) throw new UsageError(`${command}: --originals applies to ipref, not ${benchmark}`);
+  const ties = opt('ties') === undefined ? 'strict' : choice(command, 'ties', opt('ties')!, ['strict', 'half'] as const);
+  const shards = opt('shards') === undefined ? undefined : integer(command, 'shards', opt('shards')!, 1);
+  if (shards !== undefined && opt('shard') !== 'auto') throw new UsageError(`${command}: --shards goes with --shard auto (Kubernetes Indexed Jobs)`);
   let shard: Shard | undefined;
   try {
     shard = opt('shard') === undefined ? undefined : parseShard(opt('shard')!, process.env, shards);
   } catch (e) {
-    throw new UsageError(`eval: ${(e as Error).message}`);
+    throw new UsageError(`${command}: ${(e as Error).message}`);
   }
-  const maxLive = opt('max-live') === undefined ? 48 : integer('eval', 'max-live', opt('max-live')!, 3);
+  const maxLive = opt('max-live') === undefined ? 48 : integer(command, 'max-live', opt('max-live')!, 3);
 
   // The dataset and the protocol's items (every file checked) before any model is loaded.
   const dataset = async (spec: string): Promise<string> => {
@@ -135,6 +140,25 @@ export async function evalCommand(args: string[]): Promise<number> {
   const [from, to] = shard ? shardRange(all.length, shard) : [0, all.length];
   const items = all.slice(from, to);
   const prompt = p.metric.given.has('prompt') ? diffsim.prompt : undefined;
+  return { dir, originalsDir, all, items, shard, protocol, ties, maxLive, prompt };
+}
+
+export async function evalCommand(args: string[]): Promise<number> {
+  const p = parseCommand('eval', args, { valueOptions: VALUE_OPTIONS, flags: FLAGS, ensemble: true });
+  const json = p.flags.has('json');
+  if (p.flags.has('merge')) {
+    if (p.options.size || p.metric.given.size || p.flags.has('list')) throw new UsageError('eval --merge takes only the results files (and --json)');
+    return merge(p.positional, json);
+  }
+  if (p.positional.length !== 2) throw new UsageError(`eval: expected BENCHMARK DIR, got ${p.positional.length} argument${p.positional.length === 1 ? '' : 's'}`);
+  const [benchmark, dirSpec] = p.positional as [string, string];
+  if (!isBenchmark(benchmark)) throw new UsageError(`eval: unknown benchmark ${JSON.stringify(benchmark)} (one of ${BENCHMARK_NAMES.join(', ')}, or video)`);
+  // The benchmark's preset unless --preset names another; explicit options override either.
+  if (p.metric.preset === null) p.metric.preset = benchmarkPreset(benchmark);
+  const b = await benchmarkInputs('eval', benchmark, dirSpec, p);
+  const { dir, originalsDir, all, items, shard, protocol, ties, maxLive, prompt } = b;
+  const diffsim = resolvedDiffSim(p.metric);
+  const opt = (name: string) => p.options.get(name);
   if (p.flags.has('list')) {
     for (const i of items) console.log(JSON.stringify({ ...i, ...(prompt !== undefined ? { prompt } : {}) }));
     return 0;

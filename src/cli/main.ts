@@ -8,6 +8,7 @@ import { F16_WEIGHTS_TOLERANCE, planParity, runParity, type ParityRow } from '..
 import { UsageError } from './errors.js';
 import { pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
 import { evalCommand, EVAL_USAGE } from './eval.js';
+import { sweepCommand, SWEEP_USAGE } from './sweep.js';
 import { mapCommand, MAP_USAGE } from './map.js';
 import { retrieveCommand, RETRIEVE_USAGE } from './retrieve.js';
 import { videoCommand, VIDEO_USAGE } from './video.js';
@@ -17,6 +18,7 @@ const USAGE = `usage: diffsim <command> [options]
 commands:
 ${SCORE_USAGE}
 ${EVAL_USAGE}
+${SWEEP_USAGE}
 ${MAP_USAGE}
 ${RETRIEVE_USAGE}
 ${VIDEO_USAGE}
@@ -115,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'retrieve') return retrieveCommand(rest);
   if (command === 'eval' && rest[0] === 'video') return videoCommand(rest.slice(1));
   if (command === 'eval') return evalCommand(rest);
+  if (command === 'sweep') return sweepCommand(rest);
   if (command === 'map') return mapCommand(rest);
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
   const positional = rest.filter((a) => !a.startsWith('--'));

@@ -23,7 +23,7 @@ import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/p
 import { NormalGenerator, type PNDMScheduler } from '../models/scheduler.js';
 import { latentSide, vaeScaleFactor, type ModelFilesInput } from '../models/load.js';
 import { adoptTap } from '../nn/context.js';
-import { aasOutputs, aasScores, type AasOutputs, type AasScores, type Qkv } from './aas.js';
+import { aasFromSums, aasOutputs, aasScores, aasSums, type AasOutputs, type AasScores, type Qkv } from './aas.js';
 import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
 import { ConfigError } from '../io/config-check.js';
 import { firstBadStage, folderOf, nonFiniteError, type BadStage, type Stage } from './finite.js';
@@ -65,6 +65,20 @@ export interface EmbedOptions {
    *  `up_blocks.1.attentions.2.transformer_blocks.0.attn1:out`), kept in `embedding.taps`. The
    *  pass still stops early when they all belong to the hooked module. */
   taps?: readonly string[];
+  /** The caller knows that every tap of `taps` is recorded before the hooked module ends (e.g. the
+   *  q/k/v of shallower hooks, as a layer sweep asks for): the pass still stops right after the
+   *  hooked module. A tap that is not reached by then is reported missing, never left out. */
+  tapsBeforeHook?: boolean;
+}
+
+/** The names of the q, k and v taps DiffSim reads at a hooked attention module: attn1's own
+ *  projections (DiffSim-S), or attn2's queries with the IP-Adapter's image keys/values (DiffSim-C). */
+export function hookTaps(variant: 'S' | 'C', module: string): { q: string; k: string; v: string } {
+  return {
+    q: `${module}.to_q:out`,
+    k: variant === 'S' ? `${module}.to_k:out` : `${module}.processor.to_k_ip.0:out`,
+    v: variant === 'S' ? `${module}.to_v:out` : `${module}.processor.to_v_ip.0:out`,
+  };
 }
 
 /** A pair's score with its parts. */
@@ -265,12 +279,10 @@ export class DiffSim {
     // Both CFG halves are the same computation when the two prompts are equal (DiffSim-S only).
     const dedupe = s.variant === 'S' && s.cfg && this.exec.dedupeCfg && s.prompt === s.negativePrompt;
     const ipEmbeds = s.variant === 'C' ? this.ipImageEmbeds(image) : null;
-    const q = `${s.module}.to_q:out`;
-    const k = s.variant === 'S' ? `${s.module}.to_k:out` : `${s.module}.processor.to_k_ip.0:out`;
-    const v = s.variant === 'S' ? `${s.module}.to_v:out` : `${s.module}.processor.to_v_ip.0:out`;
+    const { q, k, v } = hookTaps(s.variant, s.module);
     const extra = [...new Set(o.taps ?? [])].filter((n) => n !== q && n !== k && n !== v);
     // A tap past the hooked module needs the pass to go on.
-    const stopEarly = this.exec.earlyStop && extra.every((n) => n.startsWith(`${s.module}.`) || n.startsWith(`${s.module}:`));
+    const stopEarly = this.exec.earlyStop && (o.tapsBeforeHook === true || extra.every((n) => n.startsWith(`${s.module}.`) || n.startsWith(`${s.module}:`)));
     try {
       const out = tidy(() => {
         const encode = (px: Float32Array) => {
@@ -416,7 +428,12 @@ export class DiffSim {
     this.check(a, b);
     const s = this.settings;
     const batch = this.halves(s);
-    const parts = await aasScores(a as Qkv, b as Qkv, { heads: s.heads, ...(batch ? { batch } : {}) });
+    return this.scoreOf(await aasScores(a as Qkv, b as Qkv, { heads: s.heads, ...(batch ? { batch } : {}) }));
+  }
+
+  /** The score the settings ask for from the AAS parts. */
+  private scoreOf(parts: AasScores): DiffSimScore {
+    const s = this.settings;
     let score: number;
     if (s.roundToF16) {
       // The official code computes in float16: each cosine (or mse) is a float16, their sum too.
@@ -424,6 +441,39 @@ export class DiffSim {
       score = f16(f16(f16(x) + f16(y)) / 2);
     } else score = s.similarity === 'cosine' ? parts.cosine : parts.mse;
     return { ...parts, score };
+  }
+
+  /** The scores of several pairs, each under its own metric (the cells of a layer sweep), from one
+   *  read-back: each equal to `metric.compare(a, b)` (the same kernels; the sums are only gathered
+   *  before they are read). A pair whose sums are not sound goes through `compare` on its own, which
+   *  refuses a non-finite score as it does there. */
+  static async compareBatch(pairs: readonly { metric: DiffSim; a: DiffSimEmbedding; b: DiffSimEmbedding }[]): Promise<number[]> {
+    if (!pairs.length) return [];
+    const { sums, counts } = tidy(() => {
+      const parts: Tensor[] = [];
+      const counts: number[] = [];
+      for (const { metric, a, b } of pairs) {
+        metric.check(a, b);
+        const batch = metric.halves(metric.settings);
+        const out = aasOutputs(a, b, { heads: metric.settings.heads, ...(batch ? { batch } : {}) });
+        counts.push(out.ab.numel);
+        parts.push(aasSums(out));
+      }
+      return { sums: concat(parts, 0), counts };
+    });
+    let v: Float32Array;
+    try {
+      v = (await sums.read()) as Float32Array;
+    } finally {
+      sums.dispose();
+    }
+    const scores: number[] = [];
+    for (const [i, { metric, a, b }] of pairs.entries()) {
+      const r = metric.scoreOf(aasFromSums(v, counts[i]!, 8 * i));
+      const textPending = !metric.textChecked && metric.text !== null;
+      scores.push(r.sound && Number.isFinite(r.score) && !textPending ? r.score : await metric.compare(a, b));
+    }
+    return scores;
   }
 
   /** The score of an embedded pair: cosine AAS (higher = more similar) or mse (lower). */

@@ -30,3 +30,4 @@ export { parseCsv, readCsvDicts, parseJsonOrdered, decodeUtf8, type CsvRecord, t
 export { runEval, type EvalRunOptions, type EvalRunResult } from './runner.js';
 export { datasetIdentity, type DatasetIdentity } from './identity.js';
 export { readRows, resumeRows, lockResults, RowWriter, summarize, mergeFiles, parseShard, shardRange, wilson, runId, ResultsError, type ResultRow, type Shard, type Summary } from './results.js';
+export { runSweep, sweepSource, registerSweepMetric, SWEEP_METRICS, DEFAULT_SWEEP_STEPS, summarizeCells, mergeSweepFiles, bestCell, cellRunId, type SweepCell, type SweepGroup, type SweepSource, type SweepSourceFactory, type SweepGrid, type SweepTensors, type SweepRow, type SweepCellResult, type SweepRunOptions, type SweepRunResult, type SweepMemory } from './sweep.js';

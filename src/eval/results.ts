@@ -186,20 +186,30 @@ function addRow(byItem: Map<number, ResultRow>, r: ResultRow, source: string): v
  *  cut off by a crash is removed from the file (it is recomputed). */
 export function resumeRows(file: string, run: string, selection: ReadonlySet<number>, origin?: string): Map<number, ResultRow> {
   const done = new Map<number, ResultRow>();
+  resumeRowsWith(file, (r, no) => {
+    if (r.run !== run) throw new ResultsError(`${file}: written by another run (other benchmark, dataset or settings: run ${r.run}, this one ${run}); give another --out`);
+    if (origin !== undefined && r.origin !== origin) throw new ResultsError(`${file}:${no}: item ${r.item} was made from other data or models (another dataset folder, changed images or changed model files: origin ${r.origin ?? 'none'}, this run's ${origin}); give another --out`);
+    if (!selection.has(r.item)) throw new ResultsError(`${file}: holds item ${r.item}, which is not in this run's selection (another --shard?); give another --out`);
+    addRow(done, r, file);
+  });
+  return done;
+}
+
+/** The resume scan itself, for callers with their own rules (a sweep's rows belong to several
+ *  cells): each complete row of a regular file (or a symlink to one) to `accept`, which throws to
+ *  refuse the file; anything else (nothing there, a device, a FIFO) has no rows. A final line cut
+ *  off by a crash is removed from the file (it is recomputed). */
+export function resumeRowsWith(file: string, accept: (row: ResultRow, lineNo: number) => void): void {
   let target;
   try {
     target = outputTarget(file);
   } catch (e) {
     throw new ResultsError((e as Error).message);
   }
-  if (target.kind !== 'file') return done;
+  if (target.kind !== 'file') return;
   const { complete, partial } = scanLines(file, target.path, (line, no) => {
     if (!line.trim()) return;
-    const r = parseRow(line, file, no);
-    if (r.run !== run) throw new ResultsError(`${file}: written by another run (other benchmark, dataset or settings: run ${r.run}, this one ${run}); give another --out`);
-    if (origin !== undefined && r.origin !== origin) throw new ResultsError(`${file}:${no}: item ${r.item} was made from other data or models (another dataset folder, changed images or changed model files: origin ${r.origin ?? 'none'}, this run's ${origin}); give another --out`);
-    if (!selection.has(r.item)) throw new ResultsError(`${file}: holds item ${r.item}, which is not in this run's selection (another --shard?); give another --out`);
-    addRow(done, r, file);
+    accept(parseRow(line, file, no), no);
   });
   if (partial) {
     const fd = openSync(target.path, 'r+');
@@ -209,7 +219,6 @@ export function resumeRows(file: string, run: string, selection: ReadonlySet<num
       closeSync(fd);
     }
   }
-  return done;
 }
 
 /** Takes the lock of a results file (`<file>.lock` beside the file a symlink names), so that two
