@@ -26,6 +26,7 @@ import { readRegularFile } from '../io/bytesource.js';
 import { FileError } from '../io/errors.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
 import { diffsimMetricParity } from './diffsim.js';
+import { gramParity, lpipsParity } from './perceptual.js';
 import { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
 export { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
@@ -701,6 +702,8 @@ export const HANDLERS: Record<string, Handler> = {
   scheduler,
   'clip-text-tiny': clipText,
   'single-file': singleFile,
+  'lpips-tiny': lpipsParity,
+  'vgg-gram-tiny': gramParity,
 };
 
 export async function loadIndex(dir: string): Promise<FixtureIndex> {

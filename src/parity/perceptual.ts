@@ -1,0 +1,181 @@
+// `diffsim parity` for the perceptual baselines: lpips-tiny (LPIPS v0.1 on tiny VGG16 and AlexNet
+// backbones, as the lpips package computes it) and vgg-gram-tiny (metrics/vgg_gram.py on a tiny
+// VGG19). Every stored tensor is compared — the preprocessing from the stored PNGs, every
+// activation of a pass run on the stored inputs, the per-layer distances and scores — and a stored
+// name this handler does not know is a failing row, never a skipped one.
+
+import { join } from 'node:path';
+import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
+import { loadImage, loadImageSamples, toRgb } from '../io/image.js';
+import { processImage, processImageUnit, vggGramImage } from '../io/preprocess.js';
+import { SafetensorsFile } from '../io/safetensors.js';
+import { gramForward, LPIPS_ARCH, LpipsModel, lpipsHeadsFromSource, torchvisionFeaturesFromSource, type LpipsNet } from '../models/vgg.js';
+import { cosine64 } from '../diffsim/metrics.js';
+import { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
+
+/** Preprocessing from the stored PNG: float32 rounding only (the resamplers are PIL-exact). */
+const INPUT_TOL = 1e-6;
+/** Scores and per-layer distances (fixtures README: abs ≤ 1e-5 for cosines and scores). */
+const SCORE_TOL = 1e-5;
+
+async function opened<T>(paths: string[], body: (files: SafetensorsFile[]) => Promise<T>): Promise<T> {
+  const files: SafetensorsFile[] = [];
+  try {
+    for (const p of paths) files.push(await SafetensorsFile.open(p));
+    return await body(files);
+  } finally {
+    for (const f of files) await f.close();
+  }
+}
+
+/** Compares every stored name through `produce` (name → our values, or undefined when unknown). */
+async function compareAll(fixture: string, prefix: string, acts: SafetensorsFile, produce: (name: string) => Promise<{ ours: Float32Array; shape?: readonly number[]; tol: number; kind: 'normalised' | 'absolute' } | undefined>): Promise<ParityRow[]> {
+  const rows: ParityRow[] = [];
+  for (const name of acts.names()) {
+    const label = `${prefix}${name}`;
+    const got = await produce(name);
+    if (!got) {
+      rows.push({ fixture, name: label, err: Infinity, tol: 0, kind: 'normalised', pass: false, note: 'stored, but not produced by this check' });
+      continue;
+    }
+    const { shape, data } = await acts.readFloat32(name);
+    const shapeOk = !got.shape || (got.shape.length === shape.length && got.shape.every((d, i) => d === shape[i]));
+    const err = !shapeOk ? Infinity : got.kind === 'absolute' ? maxAbsError(got.ours, data) : normalisedError(got.ours, data);
+    const row: ParityRow = { fixture, name: label, err, tol: got.tol, kind: got.kind, pass: err <= got.tol };
+    if (!shapeOk) row.note = `shape [${got.shape!.join(', ')}] vs [${shape.join(', ')}]`;
+    rows.push(row);
+  }
+  return rows;
+}
+
+async function readAll(tensors: Map<string, Tensor>): Promise<Map<string, { data: Float32Array; shape: readonly number[] }>> {
+  const out = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+  for (const [k, t] of tensors) out.set(k, { data: (await t.read()) as Float32Array, shape: t.shape });
+  return out;
+}
+
+async function lpipsNetRows(rt: Runtime, dir: string, fixture: string, net: LpipsNet, settings: ParitySettings): Promise<ParityRow[]> {
+  const folder = join(dir, fixture);
+  const arch = LPIPS_ARCH[net];
+  const featFile = arch === 'vgg16' ? 'vgg16_features.safetensors' : 'alexnet_features.safetensors';
+  return opened([join(folder, featFile), join(folder, `lpips_${net}_v0.1.safetensors`), join(folder, `activations_${net}.safetensors`)], async ([fw, hw, acts]) => {
+    const f16 = settings.weights === 'f16';
+    const features = await torchvisionFeaturesFromSource(rt, fw!, { weights: settings.weights, archs: [arch] });
+    let model: LpipsModel | undefined;
+    try {
+      const heads = await lpipsHeadsFromSource(rt, hw!, { weights: settings.weights }).catch((e: unknown) => {
+        features.store.dispose();
+        throw e;
+      });
+      model = new LpipsModel(rt, net, features, heads);
+      const config = JSON.parse(acts!.metadata.config ?? '{}') as { img_size?: number };
+      const size = config.img_size;
+      if (!size) throw new Error(`${fixture}/activations_${net}.safetensors: no img_size in the config metadata`);
+      const images = [await loadImage(join(folder, 'image_A.png')), await loadImage(join(folder, 'image_B.png'))];
+      // One pass per stored input pair (normalize=False, and normalize=True on its own inputs).
+      const values = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+      for (const [prefix, normalize] of [['', false], ['normalize_true.', true]] as const) {
+        const inputs: Tensor[] = [];
+        for (const i of [0, 1]) {
+          const { shape, data } = await acts!.readFloat32(`${prefix}input.in${i}`);
+          inputs.push(rt.upload(data, shape));
+        }
+        const m = model;
+        const tensors = tidy(() => {
+          const out = new Map<string, Tensor>();
+          const f = inputs.map((x) => m.forward(x, normalize));
+          f.forEach((r, i) => {
+            out.set(`${prefix}scaling_layer.in${i}`, r.scaled);
+            r.slices.forEach((t, k) => out.set(`${prefix}slice${k + 1}.in${i}`, t));
+            r.normed.forEach((t, k) => out.set(`${prefix}feat_norm${k + 1}.in${i}`, t));
+          });
+          const l = m.layers(f[0]!.normed, f[1]!.normed);
+          l.diffs.forEach((t, k) => out.set(`${prefix}diff${k + 1}`, t));
+          l.lins.forEach((t, k) => out.set(`${prefix}lin${k}.out`, t));
+          return out;
+        });
+        try {
+          for (const [k, v] of await readAll(tensors)) values.set(k, v);
+        } finally {
+          for (const t of [...tensors.values(), ...inputs]) t.dispose();
+        }
+        let total = 0;
+        for (let k = 0; k < 5; k++) {
+          const lin = values.get(`${prefix}lin${k}.out`)!.data;
+          let s = 0;
+          for (const v of lin) s += v;
+          const mean = s / lin.length;
+          total += mean;
+          values.set(`${prefix}res.layer${k}`, { data: new Float32Array([mean]), shape: [1, 1, 1, 1] });
+        }
+        values.set(`${prefix}distance`, { data: new Float32Array([total]), shape: [1, 1, 1, 1] });
+        images.forEach((img, i) => values.set(`${prefix}input.in${i}`, { data: normalize ? processImageUnit(img, size) : processImage(img, size), shape: [1, 3, size, size] }));
+      }
+      return compareAll(fixture, `${net}: `, acts!, async (name) => {
+        const v = values.get(name);
+        if (!v) return undefined;
+        const bare = name.replace(/^normalize_true\./, '');
+        if (bare.startsWith('input.')) return { ours: v.data, shape: v.shape, tol: INPUT_TOL, kind: 'normalised' };
+        if (bare.startsWith('res.') || bare === 'distance') return { ours: v.data, shape: v.shape, tol: f16 ? F16_WEIGHTS_TOLERANCE : SCORE_TOL, kind: 'absolute' };
+        // The scaling layer is one affine op; the rest are conv stacks and what follows them.
+        return { ours: v.data, shape: v.shape, tol: f16 ? F16_WEIGHTS_TOLERANCE : bare.startsWith('scaling_layer.') ? 1e-5 : 1e-4, kind: 'normalised' };
+      });
+    } finally {
+      if (model) model.dispose();
+      else features.store.dispose();
+    }
+  });
+}
+
+/** lpips-tiny: both backbones whose activations are listed in the index. */
+export async function lpipsParity(rt: Runtime, dir: string, fixture: string, index: FixtureIndex, settings: ParitySettings): Promise<ParityRow[]> {
+  const nets = (['vgg', 'alex'] as const).filter((n) => index.files[`${fixture}/activations_${n}.safetensors`]);
+  if (!nets.length) throw new Error(`${fixture}: index.json lists no activations_vgg.safetensors or activations_alex.safetensors`);
+  const rows: ParityRow[] = [];
+  for (const net of nets) rows.push(...(await lpipsNetRows(rt, dir, fixture, net, settings)));
+  return rows;
+}
+
+/** vgg-gram-tiny: vgg_gram.py's loader, conv5_1 (pre-ReLU), Gram matrices and both scores. */
+export async function gramParity(rt: Runtime, dir: string, fixture: string, _index: FixtureIndex, settings: ParitySettings): Promise<ParityRow[]> {
+  const folder = join(dir, fixture);
+  return opened([join(folder, 'vgg19_features.safetensors'), join(folder, 'activations.safetensors')], async ([fw, acts]) => {
+    const f16 = settings.weights === 'f16';
+    const features = await torchvisionFeaturesFromSource(rt, fw!, { weights: settings.weights, archs: ['vgg19'], upTo: 28 });
+    try {
+      const config = JSON.parse(acts!.metadata.config ?? '{}') as { img_size?: number };
+      const size = config.img_size;
+      if (!size) throw new Error(`${fixture}/activations.safetensors: no img_size in the config metadata`);
+      const values = new Map<string, { data: Float32Array; shape: readonly number[] }>();
+      for (const ab of ['A', 'B'] as const) {
+        // vgg_gram.py's loader: Image.open().convert('RGB'), no EXIF transpose.
+        const img = toRgb(await loadImageSamples(join(folder, `image_${ab}.png`)));
+        const x = vggGramImage(img, size);
+        values.set(`input.${ab}`, { data: x.data, shape: [1, 3, x.height, x.width] });
+        const { shape, data } = await acts!.readFloat32(`input.${ab}`);
+        const input = rt.upload(data, shape);
+        const r = tidy(() => gramForward(features, input));
+        try {
+          values.set(`conv5_1.${ab}`, { data: (await r.feature.read()) as Float32Array, shape: r.feature.shape });
+          values.set(`gram.${ab}`, { data: (await r.gram.read()) as Float32Array, shape: r.gram.shape });
+        } finally {
+          for (const t of [input, r.feature, r.gram]) t.dispose();
+        }
+      }
+      const ga = values.get('gram.A')!;
+      const gb = values.get('gram.B')!;
+      const c = ga.shape[0]!;
+      values.set('score_last_row', { data: new Float32Array([cosine64(ga.data.subarray((c - 1) * c), gb.data.subarray((c - 1) * c))]), shape: [1] });
+      values.set('score_full_matrix', { data: new Float32Array([cosine64(ga.data, gb.data)]), shape: [1] });
+      return compareAll(fixture, '', acts!, async (name) => {
+        const v = values.get(name);
+        if (!v) return undefined;
+        if (name.startsWith('input.')) return { ours: v.data, shape: v.shape, tol: INPUT_TOL, kind: 'normalised' };
+        if (name.startsWith('score_')) return { ours: v.data, shape: v.shape, tol: f16 ? F16_WEIGHTS_TOLERANCE : SCORE_TOL, kind: 'absolute' };
+        return { ours: v.data, shape: v.shape, tol: f16 ? F16_WEIGHTS_TOLERANCE : 1e-4, kind: 'normalised' };
+      });
+    } finally {
+      features.store.dispose();
+    }
+  });
+}
