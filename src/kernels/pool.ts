@@ -33,15 +33,16 @@ export function maxPool2d(x: Tensor, kernel: number, stride = kernel): Tensor {
   let base = (i / (p.ow * p.oh)) * p.ih * p.iw;
   var m = x[base + oy * p.s * p.iw + ox * p.s];
   var nan = false;
+  var nanv = 0.0;
   for (var r = 0u; r < p.k; r++) {
     for (var q = 0u; q < p.k; q++) {
       let v = x[base + (oy * p.s + r) * p.iw + ox * p.s + q];
       // NaN ≠ NaN: WGSL's max may drop a NaN, torch's max pool keeps it.
-      if (v != v) { nan = true; }
+      if (v != v) { nan = true; nanv = v; }
       m = max(m, v);
     }
   }
-  y[i] = select(m, bitcast<f32>(0x7fc00000u), nan);`,
+  y[i] = select(m, nanv, nan);`,
     }),
     b * c * oh * ow,
     new Params().u32(h, w, oh, ow, kernel, stride),

@@ -29,7 +29,16 @@ async function opened<T>(paths: string[], body: (files: SafetensorsFile[]) => Pr
 }
 
 /** Compares every stored name through `produce` (name → our values, or undefined when unknown). */
-async function compareAll(fixture: string, prefix: string, acts: SafetensorsFile, produce: (name: string) => Promise<{ ours: Float32Array; shape?: readonly number[]; tol: number; kind: 'normalised' | 'absolute' } | undefined>): Promise<ParityRow[]> {
+interface Produced {
+  ours: Float32Array;
+  shape?: readonly number[];
+  tol: number;
+  kind: 'normalised' | 'absolute';
+  /** Pixels (of an [1, C, h, w] map, index y·w + x) left out of the comparison, with why. */
+  mask?: { pixels: Uint8Array; why: string };
+}
+
+async function compareAll(fixture: string, prefix: string, acts: SafetensorsFile, produce: (name: string) => Promise<Produced | undefined>): Promise<ParityRow[]> {
   const rows: ParityRow[] = [];
   for (const name of acts.names()) {
     const label = `${prefix}${name}`;
@@ -40,9 +49,19 @@ async function compareAll(fixture: string, prefix: string, acts: SafetensorsFile
     }
     const { shape, data } = await acts.readFloat32(name);
     const shapeOk = !got.shape || (got.shape.length === shape.length && got.shape.every((d, i) => d === shape[i]));
-    const err = !shapeOk ? Infinity : got.kind === 'absolute' ? maxAbsError(got.ours, data) : normalisedError(got.ours, data);
+    let [ours, ref] = [got.ours, data];
+    let left = 0;
+    if (got.mask && shapeOk && got.ours.length === data.length) {
+      const plane = got.mask.pixels.length;
+      ours = ours.slice();
+      ref = ref.slice();
+      for (let i = 0; i < ref.length; i++) if (got.mask.pixels[i % plane]) ours[i] = ref[i] = 0;
+      left = got.mask.pixels.reduce((n, v) => n + v, 0);
+    }
+    const err = !shapeOk ? Infinity : got.kind === 'absolute' ? maxAbsError(ours, ref) : normalisedError(ours, ref);
     const row: ParityRow = { fixture, name: label, err, tol: got.tol, kind: got.kind, pass: err <= got.tol };
     if (!shapeOk) row.note = `shape [${got.shape!.join(', ')}] vs [${shape.join(', ')}]`;
+    else if (left) row.note = `${left} of ${got.mask!.pixels.length} pixels left out: ${got.mask!.why}`;
     rows.push(row);
   }
   return rows;
@@ -111,10 +130,37 @@ async function lpipsNetRows(rt: Runtime, dir: string, fixture: string, net: Lpip
         values.set(`${prefix}distance`, { data: new Float32Array([total]), shape: [1, 1, 1, 1] });
         images.forEach((img, i) => values.set(`${prefix}input.in${i}`, { data: normalize ? processImageUnit(img, size) : processImage(img, size), shape: [1, 3, size, size] }));
       }
+      // With f16 weights, a pixel whose reference feature is almost zero in every channel (a few
+      // ReLUs barely above 0) can come out exactly 0: its unit normalisation x/(‖x‖ + 1e-10) is then
+      // 0 instead of a unit vector. That is the normalisation's conditioning, not the weights'
+      // error: such pixels (‖x‖ below F16_WEIGHTS_TOLERANCE × the map's largest ‖x‖) are left out
+      // of the f16 comparison of feat_norm, diff and lin, and counted in the row's note. f32
+      // compares every pixel.
+      const illConditioned = async (k: number, which: readonly number[]): Promise<Produced['mask']> => {
+        if (!f16) return undefined;
+        let pixels: Uint8Array | undefined;
+        for (const i of which) {
+          const { shape, data } = await acts!.readFloat32(`slice${k}.in${i}`);
+          const [, c, h, w] = shape as [number, number, number, number];
+          const plane = h * w;
+          const norm = new Float64Array(plane);
+          for (let ch = 0; ch < c; ch++) for (let p = 0; p < plane; p++) norm[p]! += data[ch * plane + p]! ** 2;
+          const max = Math.sqrt(Math.max(...norm));
+          pixels ??= new Uint8Array(plane);
+          norm.forEach((v, p) => {
+            if (Math.sqrt(v) < F16_WEIGHTS_TOLERANCE * max) pixels![p] = 1;
+          });
+        }
+        return pixels && { pixels, why: 'near-zero features, whose unit normalisation is ill-conditioned' };
+      };
       return compareAll(fixture, `${net}: `, acts!, async (name) => {
         const v = values.get(name);
         if (!v) return undefined;
         const bare = name.replace(/^normalize_true\./, '');
+        const norm = /^feat_norm(\d)\.in(\d)$/.exec(bare);
+        const layer = /^diff(\d)$/.exec(bare) ?? /^lin(\d)\.out$/.exec(bare);
+        const mask = norm ? await illConditioned(Number(norm[1]), [Number(norm[2])]) : layer ? await illConditioned(Number(layer[1]) + (bare.startsWith('lin') ? 1 : 0), [0, 1]) : undefined;
+        if (mask) return { ours: v.data, shape: v.shape, tol: F16_WEIGHTS_TOLERANCE, kind: 'normalised', mask };
         if (bare.startsWith('input.')) return { ours: v.data, shape: v.shape, tol: INPUT_TOL, kind: 'normalised' };
         if (bare.startsWith('res.') || bare === 'distance') return { ours: v.data, shape: v.shape, tol: f16 ? F16_WEIGHTS_TOLERANCE : SCORE_TOL, kind: 'absolute' };
         // The scaling layer is one affine op; the rest are conv stacks and what follows them.
