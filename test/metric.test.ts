@@ -15,7 +15,7 @@ import { FIXTURES, REPO_ROOT, rejects, runtime } from './helpers.js';
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const A = join(FIXTURES, 'diffsim-tiny', 'image_A.png');
 const B = join(FIXTURES, 'diffsim-tiny', 'image_B.png');
-const MODELS: CreateMetricOptions = { model: join(TINY, 'sd15'), ipAdapter: join(TINY, 'ip-adapter'), clipModel: join(TINY, 'clip'), dinoModel: join(TINY, 'dinov2') };
+const MODELS: CreateMetricOptions = { model: join(TINY, 'sd15'), ipAdapter: join(TINY, 'ip-adapter'), clipModel: join(TINY, 'clip'), dinoModel: join(TINY, 'dinov2'), lpipsModel: join(TINY, 'lpips-vgg'), vggModel: join(TINY, 'vgg19'), lpips: { imageSize: 64 }, gram: { imageSize: 64 } };
 
 test('every metric by name: one finite score for paths, bytes and decoded images alike; lowerBetter', async () => {
   const rt = await runtime();
@@ -27,7 +27,7 @@ test('every metric by name: one finite score for paths, bytes and decoded images
     const m = await createMetric(name, { ...MODELS, runtime: rt });
     try {
       assert.is(m.name, name);
-      assert.is(m.lowerBetter, false, `${name}: cosine by default`);
+      assert.is(m.lowerBetter, name === 'lpips', `${name}: cosine by default (lpips: a distance)`);
       const fromPaths = await m.score(A, B);
       assert.ok(Number.isFinite(fromPaths), `${name}: finite score`);
       assert.is(await m.score(bytesA, bytesB), fromPaths, `${name}: bytes = paths`);

@@ -26,7 +26,7 @@ import { readRegularFile } from '../io/bytesource.js';
 import { FileError } from '../io/errors.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
 import { diffsimMetricParity } from './diffsim.js';
-import { gramParity, lpipsParity } from './perceptual.js';
+import { gramParity, lpipsParity, perceptualManifestRow } from './perceptual.js';
 import { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
 export { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
@@ -532,6 +532,11 @@ const manifests: Handler = async (_rt, dir, fixture) => {
     const shapes = shapesOnly(`${name}.json`, m.tensors);
     if (isSd15SingleFile(shapes)) {
       rows.push(...(await singleFileManifest(fixture, name, shapes, json, names)));
+      continue;
+    }
+    const perceptual = perceptualManifestRow(fixture, name, m.tensors);
+    if (perceptual) {
+      rows.push(perceptual);
       continue;
     }
     let config: unknown;

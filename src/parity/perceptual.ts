@@ -9,7 +9,8 @@ import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { loadImage, loadImageSamples, toRgb } from '../io/image.js';
 import { processImage, processImageUnit, vggGramImage } from '../io/preprocess.js';
 import { SafetensorsFile } from '../io/safetensors.js';
-import { gramForward, LPIPS_ARCH, LpipsModel, lpipsHeadsFromSource, torchvisionFeaturesFromSource, type LpipsNet } from '../models/vgg.js';
+import { convIndices, featureOps, gramForward, LPIPS_ARCH, LpipsHeads, LpipsModel, lpipsHeadsFromSource, TorchvisionFeatures, torchvisionFeaturesFromSource, type LpipsNet, type TorchvisionArch } from '../models/vgg.js';
+import { WeightStore } from '../nn/weights.js';
 import { cosine64 } from '../diffsim/metrics.js';
 import { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
@@ -224,4 +225,30 @@ export async function gramParity(rt: Runtime, dir: string, fixture: string, _ind
       features.store.dispose();
     }
   });
+}
+
+/** The manifests of the real checkpoints (`torchvision-{vgg16,vgg19,alexnet}-features`,
+ *  `lpips-v0.1-{vgg,alex}`): the modules built with the manifest's widths must declare exactly its
+ *  tensor names and shapes (count of mismatches). */
+export function perceptualManifestRow(fixture: string, name: string, tensors: Record<string, { shape: number[] }>): ParityRow | undefined {
+  const tv = /^torchvision-(vgg16|vgg19|alexnet)-features$/.exec(name);
+  const lp = /^lpips-v0\.1-(vgg|alex)$/.exec(name);
+  if (!tv && !lp) return undefined;
+  let declared: Record<string, number[]>;
+  if (tv) {
+    const arch = tv[1] as TorchvisionArch;
+    const widths = convIndices(arch).map((i) => tensors[`features.${i}.weight`]?.shape[0] ?? 0);
+    declared = new TorchvisionFeatures(new WeightStore(), arch, widths, featureOps(arch).length - 1).store.manifest();
+  } else {
+    const channels = [0, 1, 2, 3, 4].map((k) => tensors[`lin${k}.model.1.weight`]?.shape[1] ?? 0);
+    declared = new LpipsHeads(channels).store.manifest();
+  }
+  const keys = new Set([...Object.keys(declared), ...Object.keys(tensors)]);
+  let mismatches = 0;
+  for (const k of keys) {
+    const a = declared[k];
+    const b = tensors[k]?.shape;
+    if (!a || !b || a.length !== b.length || a.some((d, i) => d !== b[i])) mismatches++;
+  }
+  return { fixture, name, err: mismatches, tol: 0, kind: 'exact', pass: mismatches === 0, note: `${Object.keys(tensors).length} tensors` };
 }
