@@ -37,8 +37,10 @@ export function maxPool2d(x: Tensor, kernel: number, stride = kernel): Tensor {
   for (var r = 0u; r < p.k; r++) {
     for (var q = 0u; q < p.k; q++) {
       let v = x[base + (oy * p.s + r) * p.iw + ox * p.s + q];
-      // NaN ≠ NaN: WGSL's max may drop a NaN, torch's max pool keeps it.
-      if (v != v) { nan = true; nanv = v; }
+      // WGSL's max may drop a NaN (and a compiler may fold v != v away); torch's max pool keeps
+      // it: NaN is found by its bits (exponent all ones, mantissa not zero).
+      let bits = bitcast<u32>(v);
+      if ((bits & 0x7f800000u) == 0x7f800000u && (bits & 0x007fffffu) != 0u) { nan = true; nanv = v; }
       m = max(m, v);
     }
   }
