@@ -20,7 +20,6 @@ import type { AasOutputs, AttentionLayout } from './aas.js';
 import type { ImageRole } from './embedding.js';
 import { mergeSettings, type DiffSimPresetName, type DiffSimSettingsInput } from './settings.js';
 import type { ClipMetric, Dinov2Metric } from './vision.js';
-import type { GramOptions, LpipsOptions } from './perceptual.js';
 import type { LpipsModel, LpipsNet, TorchvisionFeatures } from '../models/vgg.js';
 
 /** Every metric `createMetric` builds. */
@@ -75,6 +74,26 @@ export interface ResolvedModel {
 
 /** Which model of a metric a load event is about. */
 export type ModelRole = LoadRole;
+
+/** LPIPS settings (createMetric's `lpips` option). */
+export interface LpipsOptions {
+  /** The backbone: 'vgg' (VGG16, DiffSim's and the default) or 'alex' (AlexNet, the package's default). */
+  net?: 'vgg' | 'alex';
+  /** false (default, as DiffSim): inputs are process_image's [−1, 1]; true: [0, 1] inputs, mapped
+   *  by 2x − 1 inside (lpips(…, normalize=True)). The distance is the same up to rounding. */
+  normalize?: boolean;
+  /** The side images are squashed to (process_image, LANCZOS; default 512). */
+  imageSize?: number;
+}
+
+/** Gram baseline settings (createMetric's `gram` option). */
+export interface GramOptions {
+  /** 'last' (default, official): cosine of the Gram matrices' last rows G[-1]; 'all': of the whole
+   *  matrices. */
+  rows?: 'last' | 'all';
+  /** The shorter image side after the resize (default 512, vgg_gram.py's img_size). */
+  imageSize?: number;
+}
 
 /** The settings of the metrics a call builds (what does not concern where the models come from). */
 export interface MetricSettingsOptions {

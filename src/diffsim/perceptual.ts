@@ -17,27 +17,7 @@ import type { ImageRole } from './embedding.js';
 import { firstNonFinite, NonFiniteScoreError } from './finite.js';
 import { DiffSimSettingsError } from './settings.js';
 import { BaseMetric, cosine64, type MetricOwner } from './metrics.js';
-import { decodeImageInput, type ImageInput, type MetricEmbedding } from './metric-api.js';
-
-/** LPIPS settings (createMetric's `lpips` option). */
-export interface LpipsOptions {
-  /** The backbone: 'vgg' (VGG16, DiffSim's and the default) or 'alex' (AlexNet, the package's default). */
-  net?: 'vgg' | 'alex';
-  /** false (default, as DiffSim): inputs are process_image's [−1, 1]; true: [0, 1] inputs, mapped
-   *  by 2x − 1 inside (lpips(…, normalize=True)). The distance is the same up to rounding. */
-  normalize?: boolean;
-  /** The side images are squashed to (process_image, LANCZOS; default 512). */
-  imageSize?: number;
-}
-
-/** Gram baseline settings (createMetric's `gram` option). */
-export interface GramOptions {
-  /** 'last' (default, official): cosine of the Gram matrices' last rows G[-1]; 'all': of the whole
-   *  matrices. */
-  rows?: 'last' | 'all';
-  /** The shorter image side after the resize (default 512, vgg_gram.py's img_size). */
-  imageSize?: number;
-}
+import { decodeImageInput, type GramOptions, type ImageInput, type LpipsOptions, type MetricEmbedding } from './metric-api.js';
 
 export const LPIPS_DEFAULT_SIZE = 512;
 export const GRAM_DEFAULT_SIZE = 512;
