@@ -5,7 +5,10 @@
 // the fixtures' scores.json; options, errors, the eval decision rules and the CLI spelling.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { PNG } from 'pngjs';
+import { listItems, itemPaths } from '../src/eval/protocols.js';
+import { runEval } from '../src/eval/runner.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tidy } from '../src/gpu/runtime.js';
@@ -21,7 +24,7 @@ import { parseCommand } from '../src/cli/metric-options.js';
 import { detectArch, featureOps } from '../src/models/vgg.js';
 import { bufferNeeds } from '../src/web/limits.js';
 import { localModelFiles } from '../src/io/local-files.js';
-import { FIXTURES, REPO_ROOT, rejects, randn, runtime, take } from './helpers.js';
+import { FIXTURES, REPO_ROOT, rejects, randn, rng, runCli, runtime, take } from './helpers.js';
 
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const LPIPS_DIR = join(FIXTURES, 'lpips-tiny');
@@ -274,6 +277,75 @@ test('architectures and buffer estimates: torchvision indices, arch detection, l
   const gn = await bufferNeeds('gram', { vgg: vgg }, { imageSize: 64, images: [{ width: 80, height: 64 }] });
   assert.is(gn.filter((n) => n.kind === 'weight').length, 26, 'VGG19 up to conv5_1: 13 convs');
   assert.ok(gn.some((n) => n.tensor === 'features.28:out' && n.shape.join() === '1,16,4,5'));
+});
+
+/** A 24×24 PNG: a smooth gradient per seed (images differ, scores are not tied). */
+function png(seed: number): Buffer {
+  const r = rng(seed);
+  const img = new PNG({ width: 24, height: 24 });
+  const [a, b, c] = [r() * 255, r() * 255, r() * 255];
+  for (let y = 0; y < 24; y++) {
+    for (let x = 0; x < 24; x++) {
+      const i = (y * 24 + x) * 4;
+      img.data[i] = (a + x * 7) % 256;
+      img.data[i + 1] = (b + y * 5) % 256;
+      img.data[i + 2] = (c + (x + y) * 3 + r() * 20) % 256;
+      img.data[i + 3] = 255;
+    }
+  }
+  return PNG.sync.write(img);
+}
+
+test('eval on synthetic ipref and sref: lpips rows follow s1 < s2, gram rows s1 > s2; the CLI runs both', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'diffsim-lpips-eval-'));
+  try {
+    const write = (path: string, seed: number) => {
+      mkdirSync(join(path, '..'), { recursive: true });
+      writeFileSync(path, png(seed));
+    };
+    const ipref = join(tmp, 'ipref');
+    const orig = join(tmp, 'ipa-bench');
+    let seed = 1;
+    for (const cls of ['cat', 'dog']) {
+      for (const w of ['1.0', '0.8', '0.6', '0.4', '0.35', '0.3', '0.2']) write(join(ipref, cls, `${w}.png`), seed++);
+      write(join(orig, `${cls}.JPG`), seed++);
+    }
+    const sref = join(tmp, 'sref');
+    for (const g of ['001', '002', '003']) for (const f of ['01', '02', '03']) write(join(sref, g, `${f}.png`), seed++);
+    const rt = await runtime();
+    const [lpips, gram] = await createMetrics(['lpips', 'gram'], { runtime: rt, lpipsModel: join(TINY, 'lpips-vgg'), vggModel: join(TINY, 'vgg19'), lpips: { imageSize: 64 }, gram: { imageSize: 64 } });
+    try {
+      const items = await listItems('ipref', ipref, { originals: orig });
+      const r = await runEval({ benchmark: 'ipref', items, of: items.length, dir: ipref, originals: orig, metrics: [lpips!], rule: { similarity: 'cosine', metricIsDiffsim: false, metricIsLpips: true }, run: 'r', metricName: 'lpips' });
+      assert.is(r.rows.length, 10);
+      for (const row of r.rows) {
+        const p = itemPaths(items[row.item]!, ipref, { originals: orig });
+        assert.is(row.s1, await lpips!.score(p.anchor, p.cand1), 's1 = lpips(anchor, cand1)');
+        assert.is(row.predicted, row.s1 < row.s2 ? 1 : 2, 'ipref, lpips: s1 < s2 → cand1');
+      }
+      const sItems = await listItems('sref', sref, { trials: 6 });
+      const g = await runEval({ benchmark: 'sref', items: sItems, of: sItems.length, dir: sref, metrics: [gram!], rule: { similarity: 'cosine', metricIsDiffsim: false }, run: 'g', metricName: 'gram' });
+      for (const row of g.rows) {
+        assert.is(row.predicted, row.s1 > row.s2 ? 1 : 2, 'sref, gram: s1 > s2 → cand1');
+        assert.is(row.twice, row.s1 > 2 * row.s2, 'gram 2x: s1 > 2·s2');
+      }
+    } finally {
+      await lpips!.close();
+      await gram!.close();
+    }
+    const cli = (...args: string[]) => runCli(args, { timeout: 300_000, env: { HF_HUB_OFFLINE: '1' } });
+    const e = cli('eval', 'sref', sref, '--trials', '4', '--metric', 'lpips', '--lpips-model', join(TINY, 'lpips-vgg'), '--size', '64', '--json');
+    assert.is(e.code, 0, e.stderr);
+    assert.match(e.stderr, /cand1 counts as more similar when s1 < s2/);
+    const out = JSON.parse(e.stdout.trim().split('\n').at(-1)!) as { total: number; settings: Record<string, unknown> };
+    assert.is(out.total, 4);
+    assert.is(out.settings.net, 'vgg');
+    const t = cli('eval', 'sref', sref, '--trials', '4', '--metric', 'gram', '--vgg-model', join(TINY, 'vgg19'), '--size', '64', '--json');
+    assert.is(t.code, 0, t.stderr);
+    assert.match(t.stderr, /cand1 counts as more similar when s1 > s2/);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 test.run();

@@ -116,7 +116,7 @@ test('embeddings of another metric, other settings or the same role are refused'
     await rejects(() => d!.embed(A, 'C' as 'A'), /role must be 'A' or 'B'/, 'role');
     await rejects(() => d!.score(A, join(REPO_ROOT, 'package.json')), /package\.json: not a PNG, JPEG or BMP image/, 'not an image');
     await rejects(() => d!.score(A, { width: 2, height: 2, data: new Uint8Array(5) }), /2×2 RGB pixels need 12 bytes, got 5/, 'bad pixels');
-    await rejects(() => createMetric('lpips' as 'clip', { ...MODELS, runtime: rt }), /unknown metric "lpips"/, 'unknown name');
+    await rejects(() => createMetric('dists' as 'clip', { ...MODELS, runtime: rt }), /unknown metric "dists"/, 'unknown name');
     await rejects(() => createMetric('clip-aas', { ...MODELS, runtime: rt, layer: 9 }), /layer 9: the CLIP encoder has 3 layers/, 'CLIP layer');
     for (const e of [ed, ed2, ec, eo]) e.dispose();
   } finally {
