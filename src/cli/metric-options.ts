@@ -5,7 +5,7 @@
 // into settings (values spelled as the library spells them), and what no option gives comes from the
 // preset and the defaults in settings.ts, so the command line and the library score alike.
 
-import { DiffSimSettingsError, DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
+import { DiffSimSettingsError, DIFFSIM_DEFAULTS, PERCEPTUAL_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
 import { createMetrics, DEFAULT_MODELS, METRIC_NAMES, type Metric, type MetricName } from '../diffsim/metric.js';
 import type { LoadEventCallback } from '../io/events.js';
 import type { TensorCoreMode } from '../gpu/runtime.js';
@@ -159,7 +159,7 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --noise ${SETTING_CHOICES.noise.join('|')}
                            ${wrap(`${SETTING_CHOICES.noise[0]} (default${D.noise === SETTING_CHOICES.noise[0] ? '' : ` ${D.noise}`}): A and B get different draws, as the official code ("official" is accepted for it); shared: B uses A's`)}
     --size N               DiffSim image side in pixels (default the U-Net's sample_size × 8; 512 for SD1.5);
-                           lpips: the squashed side, gram: the shorter side (default 512)
+                           lpips: the squashed side, gram: the shorter side (default ${PERCEPTUAL_DEFAULTS.lpips.imageSize})
     --similarity cosine|mse  DiffSim score (default ${D.similarity}; mse: lower = more similar)
     --vae sample|mean      the VAE posterior sample (official, default ${D.vae}) or its mean
     --cfg both|cond|uncond|off  CFG halves in the score (official: both); off: the prompt alone, no CFG batch
@@ -174,14 +174,14 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --ip-adapter PATH|ID   IP-Adapter Plus for diffsim-c (default ${DEFAULT_MODELS.ipAdapter})
     --clip-model PATH|ID   (default ${DEFAULT_MODELS.clipModel})
     --dino-model PATH|ID   (default ${DEFAULT_MODELS.dinoModel})
-    --lpips-net vgg|alex   LPIPS backbone: VGG16 (default, as DiffSim) or AlexNet
+    --lpips-net vgg|alex   LPIPS backbone: VGG16 (vgg, as DiffSim) or AlexNet (default ${PERCEPTUAL_DEFAULTS.lpips.net})
     --lpips-model PATH|ID  LPIPS backbone: torchvision features weights, a folder (model.safetensors), a
                            .safetensors file or a hub id (default ${DEFAULT_MODELS.lpipsModel}; alex: none)
     --lpips-heads PATH|ID  LPIPS v0.1 linear heads (default: lpips_<net>_v0.1.safetensors or <net>.safetensors
                            beside the backbone)
     --lpips-normalize      LPIPS inputs in [0, 1] (normalize=True) instead of process_image's [−1, 1]
     --vgg-model PATH|ID    the Gram baseline's VGG19 features (default ${DEFAULT_MODELS.vggModel})
-    --gram-rows last|all   Gram cosine of the last row (official, default) or of the whole matrix
+    --gram-rows last|all   Gram cosine of the last row (official) or of the whole matrix (default ${PERCEPTUAL_DEFAULTS.gram.rows})
     --weights f32|f16|auto  linear/conv weights on the GPU (default f32)
     --activations f32|f16  the U-Net's and VAE's activations between ops (default f32; f16 halves
                            their memory traffic, f32 accumulation; needs the adapter's shader-f16)
@@ -247,9 +247,9 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     lpipsModel: undefined,
     lpipsHeads: undefined,
     vggModel: DEFAULT_MODELS.vggModel,
-    lpipsNet: 'vgg',
-    lpipsNormalize: false,
-    gramRows: 'last',
+    lpipsNet: PERCEPTUAL_DEFAULTS.lpips.net,
+    lpipsNormalize: PERCEPTUAL_DEFAULTS.lpips.normalize,
+    gramRows: PERCEPTUAL_DEFAULTS.gram.rows,
     weights: 'f32',
     activations: 'f32',
     tensorCores: 'auto',

@@ -3,10 +3,10 @@
 
 import type { Runtime } from '../gpu/runtime.js';
 import { DiffSim } from './core.js';
-import { DiffSimSettingsError, mergeSettings, presetSettings, type DiffSimSettingsInput } from './settings.js';
+import { DiffSimSettingsError, mergeSettings, PERCEPTUAL_DEFAULTS, presetSettings, type DiffSimSettingsInput } from './settings.js';
 import { ClipMetric } from './vision.js';
 import { assertName, modelsOf, type BuildMetricsOptions, type ImagePathReader, type Metric, type MetricName, type ModelRole, type ResolvedModel } from './metric-api.js';
-import { GRAM_DEFAULT_SIZE, GramMetric, LPIPS_DEFAULT_SIZE, LpipsMetric } from './perceptual.js';
+import { GRAM_SCORE, GramMetric, LpipsMetric } from './perceptual.js';
 import { DiffFeatsMetric, DiffSimPairMetric, modelKey, VisionPairMetric, type DiffSimFactory, type MetricOwner } from './metrics.js';
 
 /** When the last metric of a `createMetrics` call closes: frees the models' weights and what the
@@ -108,17 +108,17 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
         out.push(name === 'diffeats' ? new DiffFeatsMetric(rt, owner.retain(), ds, report, mk, factory) : new DiffSimPairMetric(rt, owner.retain(), name, ds, report, mk, factory));
       } else if (name === 'lpips') {
         const lo = o.lpips ?? {};
-        const net = lo.net ?? 'vgg';
+        const net = lo.net ?? PERCEPTUAL_DEFAULTS.lpips.net;
         if (net !== 'vgg' && net !== 'alex') throw new DiffSimSettingsError(`lpips: net must be 'vgg' or 'alex', got ${JSON.stringify(net)}`);
         const model = await source.lpipsModel(net);
         for (const s of model.stores) owner.stores.add(s);
-        const report = { ...common, lowerBetter: true, similarity: 'lpips', net, normalize: lo.normalize ?? false, imageSize: lo.imageSize ?? LPIPS_DEFAULT_SIZE, version: '0.1' };
+        const report = { ...common, lowerBetter: true, similarity: 'lpips', net, normalize: lo.normalize ?? PERCEPTUAL_DEFAULTS.lpips.normalize, imageSize: lo.imageSize ?? PERCEPTUAL_DEFAULTS.lpips.imageSize, version: '0.1' };
         out.push(new LpipsMetric(rt, owner.retain(), model, lo, report, modelKey(models, weights)));
       } else if (name === 'gram') {
         const features = await source.vggFeatures();
         owner.stores.add(features.store);
         const go = o.gram ?? {};
-        const report = { ...common, similarity: 'cosine', layer: 'features.28 (conv5_1, pre-ReLU)', rows: go.rows ?? 'last', imageSize: go.imageSize ?? GRAM_DEFAULT_SIZE };
+        const report = { ...common, similarity: GRAM_SCORE, layer: 'features.28 (conv5_1, pre-ReLU)', rows: go.rows ?? PERCEPTUAL_DEFAULTS.gram.rows, imageSize: go.imageSize ?? PERCEPTUAL_DEFAULTS.gram.imageSize };
         out.push(new GramMetric(rt, owner.retain(), features, go, report, modelKey(models, weights)));
       } else {
         const vision = name.startsWith('clip') ? await source.clipMetric() : await source.dinoMetric();

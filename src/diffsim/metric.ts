@@ -13,6 +13,7 @@ import type { ModelFiles } from '../io/model-files.js';
 import { buildMetrics } from './build-metrics.js';
 import { assertName, decodeImageInput, DEFAULT_MODELS, type ImageInput, type Metric, type MetricName, type MetricSettingsOptions, type ModelRole, type ResolvedModel } from './metric-api.js';
 import { FilesModelSource } from './model-source.js';
+import { PERCEPTUAL_DEFAULTS } from './settings.js';
 
 export * from './metric-api.js';
 export { buildMetrics } from './build-metrics.js';
@@ -79,7 +80,7 @@ async function resolveFiles(spec: string, role: ModelRole, hubOptions: ResolveMo
 
 function specOf(role: ModelRole, o: CreateMetricOptions): string {
   // LPIPS on AlexNet has no default backbone: no hub repo known here holds torchvision's AlexNet.
-  const lpips = o.lpipsModel ?? ((o.lpips?.net ?? 'vgg') === 'vgg' ? DEFAULT_MODELS.lpipsModel : undefined);
+  const lpips = o.lpipsModel ?? ((o.lpips?.net ?? PERCEPTUAL_DEFAULTS.lpips.net) === 'vgg' ? DEFAULT_MODELS.lpipsModel : undefined);
   if ((role === 'lpips' || role === 'lpipsHeads') && lpips === undefined && (role === 'lpips' || o.lpipsHeads === undefined)) {
     throw new RangeError("createMetric: lpips with net 'alex' needs the AlexNet features (the lpipsModel option, --lpips-model: a folder, a .safetensors file or a hub id); there is no default");
   }

@@ -15,13 +15,13 @@ import type { SafetensorsFile } from '../io/safetensors.js';
 import { gramForward, GRAM_LAYER, type LpipsModel, type TorchvisionFeatures } from '../models/vgg.js';
 import type { ImageRole } from './embedding.js';
 import { firstNonFinite, NonFiniteScoreError } from './finite.js';
-import { DiffSimSettingsError } from './settings.js';
+import { DiffSimSettingsError, PERCEPTUAL_DEFAULTS } from './settings.js';
 import { BaseMetric, cosine64, type MetricOwner } from './metrics.js';
 import { decodeImageInput, type GramOptions, type ImageInput, type LpipsOptions, type MetricEmbedding } from './metric-api.js';
 
-export const LPIPS_DEFAULT_SIZE = 512;
-export const GRAM_DEFAULT_SIZE = 512;
 export const GRAM_ROWS = ['last', 'all'] as const;
+/** What the Gram score is (a fact of the metric, not a setting). */
+export const GRAM_SCORE = 'cosine';
 
 function checkSize(metric: string, size: number): number {
   if (!Number.isInteger(size) || size < 16 || size > 4096) throw new DiffSimSettingsError(`${metric}: imageSize ${size} must be an integer within 16–4096`);
@@ -63,8 +63,8 @@ export class LpipsMetric extends BaseMetric<LpipsEmbedding> {
     models: string,
   ) {
     super(rt, owner);
-    this.normalize = o.normalize ?? false;
-    this.imageSize = checkSize('lpips', o.imageSize ?? LPIPS_DEFAULT_SIZE);
+    this.normalize = o.normalize ?? PERCEPTUAL_DEFAULTS.lpips.normalize;
+    this.imageSize = checkSize('lpips', o.imageSize ?? PERCEPTUAL_DEFAULTS.lpips.imageSize);
     this.key = `lpips ${JSON.stringify({ net: model.net, imageSize: this.imageSize, normalize: this.normalize })} ${models}`;
   }
   protected isOwn(e: MetricEmbedding): e is LpipsEmbedding {
@@ -143,10 +143,10 @@ export class GramMetric extends BaseMetric<GramEmbedding> {
     models: string,
   ) {
     super(rt, owner);
-    const rows = o.rows ?? 'last';
+    const rows = o.rows ?? PERCEPTUAL_DEFAULTS.gram.rows;
     if (!(GRAM_ROWS as readonly string[]).includes(rows)) throw new DiffSimSettingsError(`gram: rows must be 'last' or 'all', got ${JSON.stringify(rows)}`);
     this.rows = rows;
-    this.imageSize = checkSize('gram', o.imageSize ?? GRAM_DEFAULT_SIZE);
+    this.imageSize = checkSize('gram', o.imageSize ?? PERCEPTUAL_DEFAULTS.gram.imageSize);
     // The rows compared are not part of the embedding (the Gram matrix): either option compares it.
     this.key = `gram ${JSON.stringify({ layer: GRAM_LAYER, imageSize: this.imageSize })} ${models}`;
   }

@@ -29,7 +29,7 @@ import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 import { VaeEncoder, legacyVaeKey } from '../models/vae.js';
 import { CLIP_IMAGE_PROCESSOR } from '../diffsim/core.js';
 import { modelsOf, type MetricName, type ModelRole } from '../diffsim/metric-api.js';
-import { mergeSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
+import { mergeSettings, PERCEPTUAL_DEFAULTS, type DiffSimSettingsInput } from '../diffsim/settings.js';
 import { DINOV2_IMAGE_PROCESSOR } from '../diffsim/vision.js';
 
 /** One GPU buffer the metric will create. */
@@ -369,7 +369,7 @@ export async function bufferNeeds(name: MetricName, files: Partial<Record<ModelR
     return f;
   };
   const roles = modelsOf(name);
-  const side = o.imageSize ?? 512;
+  const side = o.imageSize ?? (name === 'gram' ? PERCEPTUAL_DEFAULTS.gram.imageSize : PERCEPTUAL_DEFAULTS.lpips.imageSize);
   if (name === 'lpips') {
     const needs = await featuresNeeds(of('lpips'), ['vgg16', 'alexnet'], undefined, side, side, o);
     const heads = of('lpipsHeads');
