@@ -339,7 +339,7 @@ export async function loadTorchvisionFeatures(rt: Runtime, input: ModelFilesInpu
 export function lpipsHeadsLayout(files: ModelFiles, net: LpipsNet): string {
   if (files.entry) return files.entry;
   const found = lpipsHeadsCandidates(net).find((p) => hasFile(files, p));
-  if (!found) throw new FileError(files.name, `no LPIPS v0.1 linear heads for net '${net}' (looked for ${lpipsHeadsCandidates(net).join(', ')}; the heads hold lin0.model.1.weight … lin4.model.1.weight)`);
+  if (!found) throw new FileError(files.name, `no LPIPS v0.1 linear heads for net '${net}' (looked for ${lpipsHeadsCandidates(net).join(', ')}; the heads hold lin0.model.1.weight … lin4.model.1.weight): give them with --lpips-heads (library: the lpipsHeads option)`);
   return found;
 }
 
