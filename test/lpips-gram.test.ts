@@ -15,7 +15,8 @@ import { tidy } from '../src/gpu/runtime.js';
 import { channelUnitNorm, maxPool2d } from '../src/kernels/pool.js';
 import { runParity } from '../src/parity/parity.js';
 import { F16_WEIGHTS_TOLERANCE } from '../src/parity/common.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
+import { encodeSafetensors, SafetensorsFile } from '../src/io/safetensors.js';
+import { FakeHub } from './hub-server.js';
 import { createMetric, createMetrics, lowerBetterOf, METRIC_NAMES } from '../src/diffsim/metric.js';
 import { DiffSimSettingsError } from '../src/diffsim/settings.js';
 import { decide, decide2x, directionOf, type DecisionRule } from '../src/eval/decide.js';
@@ -277,6 +278,59 @@ test('architectures and buffer estimates: torchvision indices, arch detection, l
   const gn = await bufferNeeds('gram', { vgg: vgg }, { imageSize: 64, images: [{ width: 80, height: 64 }] });
   assert.is(gn.filter((n) => n.kind === 'weight').length, 26, 'VGG19 up to conv5_1: 13 convs');
   assert.ok(gn.some((n) => n.tensor === 'features.28:out' && n.shape.join() === '1,16,4,5'));
+});
+
+test("the default hub ids: timm's vgg16.tv_in1k / vgg19.tv_in1k layout (features.N kept, pre_logits and head ignored, .bin never fetched)", async () => {
+  // The tiny backbones as timm publishes the real ones: model.safetensors with torchvision's
+  // features.N keys plus its classifier (pre_logits.fc1/fc2, head.fc), a config, a pickle twin.
+  const timmFile = async (src: string, convs: number) => {
+    const f = await SafetensorsFile.open(src);
+    const tensors: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
+    for (const n of f.names()) tensors[n] = { dtype: 'F32', ...(await f.readFloat32(n)) };
+    await f.close();
+    tensors['pre_logits.fc1.weight'] = { dtype: 'F32', shape: [8, convs, 7, 7], data: new Float32Array(8 * convs * 49) };
+    tensors['pre_logits.fc1.bias'] = { dtype: 'F32', shape: [8], data: new Float32Array(8) };
+    tensors['pre_logits.fc2.weight'] = { dtype: 'F32', shape: [8, 8, 1, 1], data: new Float32Array(64) };
+    tensors['head.fc.weight'] = { dtype: 'F32', shape: [10, 8], data: new Float32Array(80) };
+    tensors['head.fc.bias'] = { dtype: 'F32', shape: [10], data: new Float32Array(10) };
+    return encodeSafetensors(tensors, { format: 'pt' });
+  };
+  const repo = async (src: string, arch: string) => ({
+    commit: arch === 'vgg16' ? 'a'.repeat(40) : 'b'.repeat(40),
+    files: {
+      'config.json': { content: new TextEncoder().encode(JSON.stringify({ architecture: arch, num_classes: 10 })) },
+      'model.safetensors': { content: await timmFile(src, 16), lfs: true },
+      'pytorch_model.bin': { content: new Uint8Array(64), lfs: true },
+    },
+  });
+  const hub = new FakeHub({ 'timm/vgg16.tv_in1k': await repo(join(TINY, 'lpips-vgg', 'model.safetensors'), 'vgg16'), 'timm/vgg19.tv_in1k': await repo(join(TINY, 'vgg19', 'model.safetensors'), 'vgg19') });
+  const endpoint = await hub.start();
+  const cacheDir = mkdtempSync(join(tmpdir(), 'diffsim-lpips-hub-'));
+  try {
+    const rt = await runtime();
+    const hubOpts = { env: {}, cacheDir, endpoint };
+    const lpips = await createMetric('lpips', { runtime: rt, hub: hubOpts, lpipsHeads: join(TINY, 'lpips-vgg', 'lpips_vgg_v0.1.safetensors'), lpips: { imageSize: LPIPS_SCORES.img_size } });
+    try {
+      assert.is((lpips.settings.models as Record<string, { spec: string }>).lpips!.spec, 'timm/vgg16.tv_in1k');
+      const d = await lpips.score(join(LPIPS_DIR, 'image_A.png'), join(LPIPS_DIR, 'image_B.png'));
+      assert.ok(Math.abs(d - LPIPS_SCORES.vgg.distance[0]!) <= 1e-5, `timm layout: ${d}`);
+    } finally {
+      await lpips.close();
+    }
+    const gram = await createMetric('gram', { runtime: rt, hub: hubOpts, gram: { imageSize: GRAM_SCORES.img_size } });
+    try {
+      const s = await gram.score(join(GRAM_DIR, 'image_A.png'), join(GRAM_DIR, 'image_B.png'));
+      assert.ok(Math.abs(s - GRAM_SCORES.score_last_row) <= 1e-5, `timm layout: ${s}`);
+    } finally {
+      await gram.close();
+    }
+    assert.ok(!hub.requests.some((r) => r.url.includes('pytorch_model.bin')), 'the pickle is never fetched');
+    // Without heads beside timm's backbone: the error says how to give them.
+    await rejects(() => createMetric('lpips', { runtime: rt, hub: hubOpts, lpips: { imageSize: 64 } }), /no LPIPS v0\.1 linear heads for net 'vgg'.*--lpips-heads/, 'no heads in the timm repo');
+  } finally {
+    await hub.stop();
+    rmSync(cacheDir, { recursive: true, force: true });
+  }
 });
 
 /** A 24×24 PNG: a smooth gradient per seed (images differ, scores are not tied). */
