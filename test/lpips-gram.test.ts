@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tidy } from '../src/gpu/runtime.js';
 import { channelUnitNorm, maxPool2d } from '../src/kernels/pool.js';
+import { unary } from '../src/kernels/elementwise.js';
+import { conv2d } from '../src/kernels/matmul.js';
 import { runParity } from '../src/parity/parity.js';
 import { F16_WEIGHTS_TOLERANCE } from '../src/parity/common.js';
 import { encodeSafetensors, SafetensorsFile } from '../src/io/safetensors.js';
@@ -91,6 +93,36 @@ test('maxPool2d = torch MaxPool2d (floor mode): kernel 2/s2 and 3/s2 on odd, non
   assert.ok(got.slice(1).every(Number.isFinite));
   await rejects(() => tidy(() => maxPool2d(rt.upload(new Float32Array(4), [1, 1, 2, 2]), 3, 2)), /smaller than the 3×3 window/, 'window over the map');
   await rejects(() => tidy(() => maxPool2d(rt.upload(new Float32Array(4), [4]), 2, 2)), /expected NCHW/, 'rank');
+});
+
+test('relu keeps NaN as torch does (fused in a conv and alone); a backbone with an infinite weight gives a clear error, not a number', async () => {
+  const rt = await runtime();
+  const x = new Float32Array([NaN, -1, 2, -Infinity, Infinity, -0]);
+  const y = await take(tidy(() => unary(rt.upload(x, [6]), 'relu')));
+  assert.ok(Number.isNaN(y[0]!), 'relu(NaN) = NaN');
+  assert.equal([...y.slice(1)], [0, 2, 0, Infinity, 0]);
+  const c = await take(tidy(() => conv2d(rt.upload(new Float32Array([NaN, 1, 1, 1]), [1, 1, 2, 2]), rt.upload(new Float32Array([1]), [1, 1, 1, 1]), { act: 'relu' })));
+  assert.ok(Number.isNaN(c[0]!), 'conv + fused relu keeps NaN');
+  const dir = mkdtempSync(join(tmpdir(), 'diffsim-lpips-inf-'));
+  try {
+    const f = await SafetensorsFile.open(join(TINY, 'vgg19', 'model.safetensors'));
+    const t: Record<string, { dtype: 'F32'; shape: readonly number[]; data: Float32Array }> = {};
+    for (const n of f.names()) {
+      const r = await f.readFloat32(n);
+      if (n === 'features.5.weight') r.data[3] = Infinity;
+      t[n] = { dtype: 'F32', ...r };
+    }
+    await f.close();
+    writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(t, { format: 'pt' }));
+    const g = await createMetric('gram', { runtime: rt, vggModel: dir, gram: { imageSize: 64 } });
+    try {
+      await rejects(() => g.score(join(GRAM_DIR, 'image_A.png'), join(GRAM_DIR, 'image_B.png')), /diffsim-lpips-inf-\w+: gram: the Gram matrix of image A is not finite/, 'infinite weight');
+    } finally {
+      await g.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('channelUnitNorm = lpips normalize_tensor (eps 1e-10): random maps, one channel, zero pixels, large values; abs ≤ 1e-6', async () => {

@@ -46,7 +46,8 @@ ${WGSL_ERF}
 fn act_gelu(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752)); }
 fn act_quick_gelu(x: f32) -> f32 { return x / (1.0 + exp(-1.702 * x)); }
 fn act_silu(x: f32) -> f32 { return x / (1.0 + exp(-x)); }
-fn act_relu(x: f32) -> f32 { return max(x, 0.0); }
+// torch's ReLU keeps a NaN; WGSL's max may return the other operand: NaN is found by its bits.
+fn act_relu(x: f32) -> f32 { if ((bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { return x; } return max(x, 0.0); }
 fn act_none(x: f32) -> f32 { return x; }
 `;
 
