@@ -71,7 +71,7 @@ interface DemoState {
 const state: DemoState = { status: 'idle', progress: [] };
 (window as unknown as { diffsimDemo: DemoState }).diffsimDemo = state;
 
-const ids: Record<ModelRole, HTMLInputElement> = { sd: $('model-sd'), ipAdapter: $('model-ipAdapter'), clip: $('model-clip'), dino: $('model-dino') };
+const ids: Record<'sd' | 'ipAdapter' | 'clip' | 'dino', HTMLInputElement> = { sd: $('model-sd'), ipAdapter: $('model-ipAdapter'), clip: $('model-clip'), dino: $('model-dino') };
 $<HTMLInputElement>('endpoint').value = params.get('endpoint') ?? 'https://huggingface.co';
 ids.sd.value = params.get('sd') ?? DEFAULT_MODELS.model;
 ids.ipAdapter.value = params.get('ipAdapter') ?? DEFAULT_MODELS.ipAdapter;
@@ -192,6 +192,9 @@ async function modelFiles(name: MetricName): Promise<{ files: Partial<Record<Mod
       files[role] = picked;
       continue;
     }
+    // The demo page has hub-id fields for the DiffSim, CLIP and DINOv2 models only; the LPIPS and
+    // Gram baselines need a picked folder here.
+    if (role !== 'sd' && role !== 'ipAdapter' && role !== 'clip' && role !== 'dino') throw new Error(`${name}: pick a folder holding its model files (this page has no hub-id field for the ${role} model)`);
     const repo = ids[role].value.trim();
     const h = await HubModelFiles.open(repo, selectionFor(role, repo), { endpoint: $<HTMLInputElement>('endpoint').value.trim(), onProgress: showProgress, ...(params.get('revision') ? { revision: params.get('revision')! } : {}) });
     files[role] = h;

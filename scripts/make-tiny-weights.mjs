@@ -5,6 +5,10 @@
 //   ip-adapter/  h94/IP-Adapter (models/ip-adapter-plus_sd15.safetensors, models/image_encoder/)
 //   clip/        openai/clip-vit-base-patch32 (CLIPModel)
 //   dinov2/      facebook/dinov2-small
+//   lpips-vgg/   timm/vgg16.tv_in1k (model.safetensors: torchvision `features.N` keys) + the LPIPS
+//                v0.1 heads beside it (lpips_vgg_v0.1.safetensors)
+//   lpips-alex/  torchvision AlexNet `features` + lpips_alex_v0.1.safetensors
+//   vgg19/       timm/vgg19.tv_in1k (the Gram baseline's VGG19 features)
 // Each fixture file carries its model config in its `config` metadata. Large tensors are stored as
 // F16 (U-Net, VAE, IP-Adapter) to keep the folder small (the loaders convert them to f32). Needs the built package (dist/).
 //
@@ -87,5 +91,17 @@ json(join(OUT, 'clip', 'preprocessor_config.json'), manifest('clip-vit-base-patc
 const dino = await weights('dinov2-tiny/dinov2.safetensors', join(OUT, 'dinov2', 'model.safetensors'));
 json(join(OUT, 'dinov2', 'config.json'), { architectures: ['Dinov2Model'], ...dino });
 json(join(OUT, 'dinov2', 'preprocessor_config.json'), manifest('dinov2-small.preprocessor.json'));
+
+// LPIPS backbones with their v0.1 heads beside them, and the Gram baseline's VGG19, in timm's
+// `*.tv_in1k` layout (model.safetensors with torchvision's features.N keys; no classifier).
+const timmConfig = (architecture, widths) => ({ architecture, num_classes: 0, num_features: widths.at(-1), pretrained_cfg: { tag: 'tiny-random', mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } });
+const lv = await weights('lpips-tiny/vgg16_features.safetensors', join(OUT, 'lpips-vgg', 'model.safetensors'));
+json(join(OUT, 'lpips-vgg', 'config.json'), timmConfig('vgg16', lv.chns));
+await weights('lpips-tiny/lpips_vgg_v0.1.safetensors', join(OUT, 'lpips-vgg', 'lpips_vgg_v0.1.safetensors'));
+const la = await weights('lpips-tiny/alexnet_features.safetensors', join(OUT, 'lpips-alex', 'model.safetensors'));
+json(join(OUT, 'lpips-alex', 'config.json'), timmConfig('alexnet', la.chns));
+await weights('lpips-tiny/lpips_alex_v0.1.safetensors', join(OUT, 'lpips-alex', 'lpips_alex_v0.1.safetensors'));
+const v19 = await weights('vgg-gram-tiny/vgg19_features.safetensors', join(OUT, 'vgg19', 'model.safetensors'));
+json(join(OUT, 'vgg19', 'config.json'), timmConfig('vgg19', v19.vgg19_cfg_E_widths));
 
 console.log(`wrote ${OUT}`);

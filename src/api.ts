@@ -40,6 +40,6 @@ export { resolveHook, type HookPoint } from './diffsim/hook.js';
 export { NonFiniteScoreError } from './diffsim/finite.js';
 export { aasOutputs, aasSums, aasScores, aasFromSums, pairScore, type Qkv, type AasOutputs, type AasOptions, type AasScores, type PairScore, type AttentionLayout } from './diffsim/aas.js';
 export { ClipMetric, Dinov2Metric, VisionEmbedding, DINOV2_IMAGE_PROCESSOR, type ClipMetricOptions, type VisionInput, type VisionLayerEmbedding, type VisionLayerScores, type VisionScores } from './diffsim/vision.js';
-export { lowerBetterOf, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type ModelRole, type ResolvedModel, type MetricSettingsOptions } from './diffsim/metric-api.js';
+export { lowerBetterOf, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type ModelRole, type ResolvedModel, type MetricSettingsOptions, type LpipsOptions, type GramOptions } from './diffsim/metric-api.js';
 export { minMaxNormalise, cosine64 } from './diffsim/metrics.js';
 export { AGREEMENT_METRICS, agreementMap, agreementFromEmbeddings, agreementPixels, agreementTensor, tokenGrid, upsampleGrid, renderLayout, RENDER_LAYOUT, viridis, type AgreementMap, type AgreementPicture, type RenderOptions } from './apps/agreement.js';

@@ -178,7 +178,7 @@ test('errors: one line naming the argument or file, exit code ≠ 0, no stack', 
   const missing = join(HF_HOME, 'nope.png');
   fails(['score', missing, B, ...MODELS], new RegExp(`nope\\.png: cannot read \\(no such file\\)`), 'missing image', 1);
   fails(['score', A, join(REPO_ROOT, 'package.json'), ...MODELS], /package\.json: not a PNG, JPEG or BMP image/, 'not an image', 1);
-  fails(['score', A, B, '--metric', 'lpips', ...MODELS], /unknown --metric "lpips"/, 'metric', 2);
+  fails(['score', A, B, '--metric', 'dists', ...MODELS], /unknown --metric "dists"/, 'metric', 2);
   fails(['score', A, B, '--step', '0', ...MODELS], /--step 0 is outside 1–1000/, 'step 0', 2);
   fails(['score', A, B, '--block', 'sideways', ...MODELS], /unknown --block "sideways"/, 'block', 2);
   fails(['score', A, B, '--layer', '7', ...MODELS], /--layer 7: block "up" has no layer 7/, 'DiffSim layer', 2);

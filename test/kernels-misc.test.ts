@@ -12,7 +12,7 @@ import { act, refBicubic, refPermute, refTimestepEmbedding } from './reference.j
 test('activations: gelu (erf form) over ±12 and special values, quick_gelu, silu; affine; tolerance 2e-7 abs + 1e-6 rel', async () => {
   const rt = await runtime();
   const xs = new Float32Array([...Array.from({ length: 4801 }, (_, i) => -12 + i * 0.005), 0, -0, 1e-30, -1e-30, 30, -30, 88, -88]);
-  for (const name of ['gelu', 'quick_gelu', 'silu', 'none'] as const) {
+  for (const name of ['gelu', 'quick_gelu', 'silu', 'relu', 'none'] as const) {
     await block(async () => {
       const y = (await compute(() => unary(rt.upload(xs, [xs.length]), name, 1.5, -0.25))) as Float32Array;
       for (let i = 0; i < xs.length; i++) {

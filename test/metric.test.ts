@@ -15,7 +15,7 @@ import { FIXTURES, REPO_ROOT, rejects, runtime } from './helpers.js';
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const A = join(FIXTURES, 'diffsim-tiny', 'image_A.png');
 const B = join(FIXTURES, 'diffsim-tiny', 'image_B.png');
-const MODELS: CreateMetricOptions = { model: join(TINY, 'sd15'), ipAdapter: join(TINY, 'ip-adapter'), clipModel: join(TINY, 'clip'), dinoModel: join(TINY, 'dinov2') };
+const MODELS: CreateMetricOptions = { model: join(TINY, 'sd15'), ipAdapter: join(TINY, 'ip-adapter'), clipModel: join(TINY, 'clip'), dinoModel: join(TINY, 'dinov2'), lpipsModel: join(TINY, 'lpips-vgg'), vggModel: join(TINY, 'vgg19'), lpips: { imageSize: 64 }, gram: { imageSize: 64 } };
 
 test('every metric by name: one finite score for paths, bytes and decoded images alike; lowerBetter', async () => {
   const rt = await runtime();
@@ -27,7 +27,7 @@ test('every metric by name: one finite score for paths, bytes and decoded images
     const m = await createMetric(name, { ...MODELS, runtime: rt });
     try {
       assert.is(m.name, name);
-      assert.is(m.lowerBetter, false, `${name}: cosine by default`);
+      assert.is(m.lowerBetter, name === 'lpips', `${name}: cosine by default (lpips: a distance)`);
       const fromPaths = await m.score(A, B);
       assert.ok(Number.isFinite(fromPaths), `${name}: finite score`);
       assert.is(await m.score(bytesA, bytesB), fromPaths, `${name}: bytes = paths`);
@@ -116,7 +116,7 @@ test('embeddings of another metric, other settings or the same role are refused'
     await rejects(() => d!.embed(A, 'C' as 'A'), /role must be 'A' or 'B'/, 'role');
     await rejects(() => d!.score(A, join(REPO_ROOT, 'package.json')), /package\.json: not a PNG, JPEG or BMP image/, 'not an image');
     await rejects(() => d!.score(A, { width: 2, height: 2, data: new Uint8Array(5) }), /2×2 RGB pixels need 12 bytes, got 5/, 'bad pixels');
-    await rejects(() => createMetric('lpips' as 'clip', { ...MODELS, runtime: rt }), /unknown metric "lpips"/, 'unknown name');
+    await rejects(() => createMetric('dists' as 'clip', { ...MODELS, runtime: rt }), /unknown metric "dists"/, 'unknown name');
     await rejects(() => createMetric('clip-aas', { ...MODELS, runtime: rt, layer: 9 }), /layer 9: the CLIP encoder has 3 layers/, 'CLIP layer');
     for (const e of [ed, ed2, ec, eo]) e.dispose();
   } finally {

@@ -27,6 +27,7 @@ export const act = {
   gelu: (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
   quick_gelu: (x: number) => x / (1 + Math.exp(-1.702 * x)),
   silu: (x: number) => x / (1 + Math.exp(-x)),
+  relu: (x: number) => Math.max(x, 0),
 };
 export type ActName = keyof typeof act;
 

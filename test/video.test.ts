@@ -171,7 +171,7 @@ test('diffsim eval video errors: one line naming the folder or option; exit 2 fo
   mkdirSync(one);
   cpSync(IMAGE_A, join(one, 'f1.png'));
   fails(cli('eval', 'video', one, ...MODEL_ARGS), 1, /one: a frame sequence needs at least 2 images \(\.png \.jpg \.jpeg \.bmp\), found 1/, 'one frame');
-  fails(cli('eval', 'video', d, '--metric', 'diffsim,lpips'), 2, /eval video: unknown --metric "lpips"/, 'unknown metric');
+  fails(cli('eval', 'video', d, '--metric', 'diffsim,dists'), 2, /eval video: unknown --metric "dists"/, 'unknown metric');
   fails(cli('eval', 'video', d, '--metric', 'clip,dino,clip'), 2, /eval video: --metric names clip twice/, 'twice');
   fails(cli('eval', 'video', d, '--metric', 'ensemble'), 2, /eval video: unknown --metric "ensemble"/, 'ensemble');
   fails(cli('eval', 'video', d, '--metric', 'diffsim,dino', '--clip-qkv', 'post-ln'), 2, /eval video: --clip-qkv does not apply to --metric diffsim,dino/, 'option fits none');

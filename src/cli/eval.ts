@@ -166,9 +166,9 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (!items.length) throw new Error(`eval ${benchmark}: ${dir}: the protocol forms no items${shard ? ` in shard ${shard.index}/${shard.count}` : ''}`);
 
   const m = p.metric;
-  const rule: DecisionRule = { similarity: diffsim.similarity, metricIsDiffsim: m.metric.startsWith('diff') };
+  const rule: DecisionRule = { similarity: diffsim.similarity, metricIsDiffsim: m.metric.startsWith('diff'), metricIsLpips: m.metric === 'lpips' };
   const direction = directionOf(benchmark, rule);
-  console.error(`diffsim: eval ${benchmark}: ${items.length} of ${all.length} items${shard ? ` (shard ${shard.index}/${shard.count})` : ''}; cand1 counts as more similar when s1 ${direction === 'higher' ? '>' : '<'} s2 (the official script's rule${rule.similarity === 'mse' && direction === 'higher' && m.metric !== 'ensemble' ? ': an mse score read the wrong way round, as there' : ''})`);
+  console.error(`diffsim: eval ${benchmark}: ${items.length} of ${all.length} items${shard ? ` (shard ${shard.index}/${shard.count})` : ''}; cand1 counts as more similar when s1 ${direction === 'higher' ? '>' : '<'} s2 (the official script's rule${(rule.similarity === 'mse' || rule.metricIsLpips) && direction === 'higher' && m.metric !== 'ensemble' ? `: ${rule.metricIsLpips ? 'an LPIPS distance' : 'an mse score'} read the wrong way round, as there` : ''})`);
   const data = await datasetIdentity(all, dir, originalsDir);
   const metrics = await openMetrics('eval', m);
   try {

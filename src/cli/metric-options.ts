@@ -5,7 +5,7 @@
 // into settings (values spelled as the library spells them), and what no option gives comes from the
 // preset and the defaults in settings.ts, so the command line and the library score alike.
 
-import { DiffSimSettingsError, DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
+import { DiffSimSettingsError, DIFFSIM_DEFAULTS, PERCEPTUAL_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
 import { createMetrics, DEFAULT_MODELS, METRIC_NAMES, type Metric, type MetricName } from '../diffsim/metric.js';
 import type { LoadEventCallback } from '../io/events.js';
 import type { TensorCoreMode } from '../gpu/runtime.js';
@@ -39,6 +39,15 @@ export interface MetricArgs {
   ipAdapter: string;
   clipModel: string;
   dinoModel: string;
+  /** --lpips-model: LPIPS' backbone (undefined: the default of --lpips-net). */
+  lpipsModel: string | undefined;
+  /** --lpips-heads: the v0.1 linear heads (undefined: looked for beside the backbone). */
+  lpipsHeads: string | undefined;
+  vggModel: string;
+  lpipsNet: 'vgg' | 'alex';
+  /** --lpips-normalize: [0, 1] inputs (lpips normalize=True). */
+  lpipsNormalize: boolean;
+  gramRows: 'last' | 'all';
   weights: WeightPrecision;
   activations: ActivationDType;
   tensorCores: TensorCoreMode;
@@ -93,10 +102,10 @@ export const DIFFSIM_OPTION_TABLE: Readonly<Record<string, OptionToSettings>> = 
   'fp16-score': () => ({ roundToF16: true }),
 });
 
-export const METRIC_VALUE_OPTIONS = ['metric', 'preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
-export const METRIC_FLAGS = ['fp16-score', 'ema', 'progress'] as const;
+export const METRIC_VALUE_OPTIONS = ['metric', 'preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'lpips-model', 'lpips-heads', 'vgg-model', 'lpips-net', 'gram-rows', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
+export const METRIC_FLAGS = ['fp16-score', 'ema', 'progress', 'lpips-normalize'] as const;
 
-const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model'];
+const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'lpips-model', 'vgg-model'];
 /** Which of the other options each metric reads. */
 const DIFFSIM_OPTIONS = ['preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'fp16-score', 'activations', 'tokenizer', 'ema'];
 const APPLIES: Record<CliMetric, readonly string[]> = {
@@ -109,6 +118,8 @@ const APPLIES: Record<CliMetric, readonly string[]> = {
   'dino-aas': ['layer'],
   dinofeats: ['layer'],
   dino: [],
+  lpips: ['size', 'lpips-net', 'lpips-normalize', 'lpips-heads'],
+  gram: ['size', 'gram-rows'],
   ensemble: DIFFSIM_OPTIONS.filter((o) => o !== 'layer'),
 };
 
@@ -133,7 +144,8 @@ export function wrap(text: string, indent = 27): string {
 
 export const METRIC_USAGE = `    --metric M             diffsim (default; self-attention AAS on SD1.5), diffsim-c (IP-Adapter Plus
                            cross-attention), clip-aas, dino-aas, clip (CLIP-I), dino (DINOv2 cosine),
-                           clipfeats, dinofeats, diffeats (min–max normalised attn1 output cosine)
+                           clipfeats, dinofeats, diffeats (min–max normalised attn1 output cosine),
+                           lpips (LPIPS v0.1 distance, lower = more similar), gram (VGG19 Gram cosine)
     --preset NAME          ${wrap(`the official settings of a benchmark's script: ${PRESET_SUMMARY}; the options given override it (default: the official README example, step ${D.step})`)}
     --block up|down|mid    DiffSim U-Net block (default ${D.block})
     --layer N              DiffSim layer in the block, CLIP/DINOv2 encoder layer (default ${D.layer}; the official
@@ -146,7 +158,8 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --seed N               DiffSim noise seed (default ${D.seed})
     --noise ${SETTING_CHOICES.noise.join('|')}
                            ${wrap(`${SETTING_CHOICES.noise[0]} (default${D.noise === SETTING_CHOICES.noise[0] ? '' : ` ${D.noise}`}): A and B get different draws, as the official code ("official" is accepted for it); shared: B uses A's`)}
-    --size N               DiffSim image side in pixels (default the U-Net's sample_size × 8; 512 for SD1.5)
+    --size N               DiffSim image side in pixels (default the U-Net's sample_size × 8; 512 for SD1.5);
+                           lpips: the squashed side, gram: the shorter side (default ${PERCEPTUAL_DEFAULTS.lpips.imageSize})
     --similarity cosine|mse  DiffSim score (default ${D.similarity}; mse: lower = more similar)
     --vae sample|mean      the VAE posterior sample (official, default ${D.vae}) or its mean
     --cfg both|cond|uncond|off  CFG halves in the score (official: both); off: the prompt alone, no CFG batch
@@ -161,6 +174,14 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --ip-adapter PATH|ID   IP-Adapter Plus for diffsim-c (default ${DEFAULT_MODELS.ipAdapter})
     --clip-model PATH|ID   (default ${DEFAULT_MODELS.clipModel})
     --dino-model PATH|ID   (default ${DEFAULT_MODELS.dinoModel})
+    --lpips-net vgg|alex   LPIPS backbone: VGG16 (vgg, as DiffSim) or AlexNet (default ${PERCEPTUAL_DEFAULTS.lpips.net})
+    --lpips-model PATH|ID  LPIPS backbone: torchvision features weights, a folder (model.safetensors), a
+                           .safetensors file or a hub id (default ${DEFAULT_MODELS.lpipsModel}; alex: none)
+    --lpips-heads PATH|ID  LPIPS v0.1 linear heads (default: lpips_<net>_v0.1.safetensors or <net>.safetensors
+                           beside the backbone)
+    --lpips-normalize      LPIPS inputs in [0, 1] (normalize=True) instead of process_image's [−1, 1]
+    --vgg-model PATH|ID    the Gram baseline's VGG19 features (default ${DEFAULT_MODELS.vggModel})
+    --gram-rows last|all   Gram cosine of the last row (official) or of the whole matrix (default ${PERCEPTUAL_DEFAULTS.gram.rows})
     --weights f32|f16|auto  linear/conv weights on the GPU (default f32)
     --activations f32|f16  the U-Net's and VAE's activations between ops (default f32; f16 halves
                            their memory traffic, f32 accumulation; needs the adapter's shader-f16)
@@ -223,6 +244,12 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     ipAdapter: DEFAULT_MODELS.ipAdapter,
     clipModel: DEFAULT_MODELS.clipModel,
     dinoModel: DEFAULT_MODELS.dinoModel,
+    lpipsModel: undefined,
+    lpipsHeads: undefined,
+    vggModel: DEFAULT_MODELS.vggModel,
+    lpipsNet: PERCEPTUAL_DEFAULTS.lpips.net,
+    lpipsNormalize: PERCEPTUAL_DEFAULTS.lpips.normalize,
+    gramRows: PERCEPTUAL_DEFAULTS.gram.rows,
     weights: 'f32',
     activations: 'f32',
     tensorCores: 'auto',
@@ -259,6 +286,11 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
       }
       if (name === 'ema') {
         m.ema = true;
+        m.given.add(name);
+        continue;
+      }
+      if (name === 'lpips-normalize') {
+        m.lpipsNormalize = true;
         m.given.add(name);
         continue;
       }
@@ -319,6 +351,21 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
       case 'dino-model':
         m.dinoModel = nonEmpty(command, name, value);
         break;
+      case 'lpips-model':
+        m.lpipsModel = nonEmpty(command, name, value);
+        break;
+      case 'lpips-heads':
+        m.lpipsHeads = nonEmpty(command, name, value);
+        break;
+      case 'vgg-model':
+        m.vggModel = nonEmpty(command, name, value);
+        break;
+      case 'lpips-net':
+        m.lpipsNet = choice(command, name, value, ['vgg', 'alex']);
+        break;
+      case 'gram-rows':
+        m.gramRows = choice(command, name, value, ['last', 'all']);
+        break;
       case 'weights':
         m.weights = choice(command, name, value, ['f32', 'f16', 'auto']);
         break;
@@ -370,6 +417,11 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: L
       ipAdapter: m.ipAdapter,
       clipModel: m.clipModel,
       dinoModel: m.dinoModel,
+      ...(m.lpipsModel !== undefined ? { lpipsModel: m.lpipsModel } : {}),
+      ...(m.lpipsHeads !== undefined ? { lpipsHeads: m.lpipsHeads } : {}),
+      vggModel: m.vggModel,
+      lpips: { net: m.lpipsNet, normalize: m.lpipsNormalize, ...(m.diffsim.imageSize !== undefined ? { imageSize: m.diffsim.imageSize } : {}) },
+      gram: { rows: m.gramRows, ...(m.diffsim.imageSize !== undefined ? { imageSize: m.diffsim.imageSize } : {}) },
       diffsim: diffsimSettings(m),
       layer: m.layer,
       clipQkvSource: m.clipQkv,
@@ -382,7 +434,7 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: L
     if (e instanceof DiffSimSettingsError) {
       // Name the option: the library's messages speak of its settings.
       const msg = e.message
-        .replace(/^(DiffSim(-C)?|diffeats|clip-aas|dino-aas|clipfeats|dinofeats): /, '')
+        .replace(/^(DiffSim(-C)?|diffeats|clip-aas|dino-aas|clipfeats|dinofeats|lpips|gram): /, '')
         .replace(/^imageSize (\d+)/, '--size $1:')
         .replace(/^timestep (\d+)/, '--timestep $1:')
         .replace(/^(block "\w+" has no layer (\d+))/, '--layer $2: $1')

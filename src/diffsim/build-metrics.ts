@@ -3,9 +3,10 @@
 
 import type { Runtime } from '../gpu/runtime.js';
 import { DiffSim } from './core.js';
-import { DiffSimSettingsError, mergeSettings, presetSettings, type DiffSimSettingsInput } from './settings.js';
+import { DiffSimSettingsError, mergeSettings, PERCEPTUAL_DEFAULTS, presetSettings, type DiffSimSettingsInput } from './settings.js';
 import { ClipMetric } from './vision.js';
 import { assertName, modelsOf, type BuildMetricsOptions, type ImagePathReader, type Metric, type MetricName, type ModelRole, type ResolvedModel } from './metric-api.js';
+import { GRAM_SCORE, GramMetric, LpipsMetric } from './perceptual.js';
 import { DiffFeatsMetric, DiffSimPairMetric, modelKey, VisionPairMetric, type DiffSimFactory, type MetricOwner } from './metrics.js';
 
 /** When the last metric of a `createMetrics` call closes: frees the models' weights and what the
@@ -18,6 +19,7 @@ class RuntimeOwner implements MetricOwner {
     private readonly rt: Runtime,
     private readonly owned: boolean,
     readonly readPath: ImagePathReader | undefined,
+    readonly readBytes?: ((path: string) => Promise<Uint8Array>) | undefined,
   ) {}
   retain(): this {
     this.open++;
@@ -69,7 +71,7 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
   if (!names.length) throw new RangeError('createMetrics: no metric named');
   const rt = o.runtime;
   const source = o.models;
-  const owner = new RuntimeOwner(rt, o.ownsRuntime, o.readPath);
+  const owner = new RuntimeOwner(rt, o.ownsRuntime, o.readPath, o.readBytes);
   const out: Metric[] = [];
   try {
     // The preset is checked before anything is loaded.
@@ -104,6 +106,20 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
         const report = { ...common, activations, ...diffsimReport(ds), lowerBetter: ds.lowerBetter };
         const mk = modelKey(models, weights, activations);
         out.push(name === 'diffeats' ? new DiffFeatsMetric(rt, owner.retain(), ds, report, mk, factory) : new DiffSimPairMetric(rt, owner.retain(), name, ds, report, mk, factory));
+      } else if (name === 'lpips') {
+        const lo = o.lpips ?? {};
+        const net = lo.net ?? PERCEPTUAL_DEFAULTS.lpips.net;
+        if (net !== 'vgg' && net !== 'alex') throw new DiffSimSettingsError(`lpips: net must be 'vgg' or 'alex', got ${JSON.stringify(net)}`);
+        const model = await source.lpipsModel(net);
+        for (const s of model.stores) owner.stores.add(s);
+        const report = { ...common, lowerBetter: true, similarity: 'lpips', net, normalize: lo.normalize ?? PERCEPTUAL_DEFAULTS.lpips.normalize, imageSize: lo.imageSize ?? PERCEPTUAL_DEFAULTS.lpips.imageSize, version: '0.1' };
+        out.push(new LpipsMetric(rt, owner.retain(), model, lo, report, modelKey(models, weights)));
+      } else if (name === 'gram') {
+        const features = await source.vggFeatures();
+        owner.stores.add(features.store);
+        const go = o.gram ?? {};
+        const report = { ...common, similarity: GRAM_SCORE, layer: 'features.28 (conv5_1, pre-ReLU)', rows: go.rows ?? PERCEPTUAL_DEFAULTS.gram.rows, imageSize: go.imageSize ?? PERCEPTUAL_DEFAULTS.gram.imageSize };
+        out.push(new GramMetric(rt, owner.retain(), features, go, report, modelKey(models, weights)));
       } else {
         const vision = name.startsWith('clip') ? await source.clipMetric() : await source.dinoMetric();
         owner.stores.add(vision instanceof ClipMetric ? vision.vision.store : vision.model.store);

@@ -20,9 +20,10 @@ import type { AasOutputs, AttentionLayout } from './aas.js';
 import type { ImageRole } from './embedding.js';
 import { mergeSettings, type DiffSimPresetName, type DiffSimSettingsInput } from './settings.js';
 import type { ClipMetric, Dinov2Metric } from './vision.js';
+import type { LpipsModel, LpipsNet, TorchvisionFeatures } from '../models/vgg.js';
 
 /** Every metric `createMetric` builds. */
-export const METRIC_NAMES = ['diffsim', 'diffsim-c', 'clip-aas', 'dino-aas', 'clip', 'dino', 'clipfeats', 'dinofeats', 'diffeats'] as const;
+export const METRIC_NAMES = ['diffsim', 'diffsim-c', 'clip-aas', 'dino-aas', 'clip', 'dino', 'clipfeats', 'dinofeats', 'diffeats', 'lpips', 'gram'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
 /** The default models: hub ids (a local folder given instead is used as it is). */
@@ -31,6 +32,10 @@ export const DEFAULT_MODELS = Object.freeze({
   ipAdapter: 'h94/IP-Adapter',
   clipModel: 'openai/clip-vit-base-patch32',
   dinoModel: 'facebook/dinov2-small',
+  /** LPIPS' VGG16 backbone (torchvision's ImageNet weights, as safetensors in timm's layout). */
+  lpipsModel: 'timm/vgg16.tv_in1k',
+  /** The Gram baseline's VGG19 (torchvision's ImageNet weights, as safetensors in timm's layout). */
+  vggModel: 'timm/vgg19.tv_in1k',
 });
 
 /** An image: a file path (Node/Deno), the encoded bytes of a PNG/JPEG/BMP, or decoded pixels. */
@@ -70,6 +75,26 @@ export interface ResolvedModel {
 /** Which model of a metric a load event is about. */
 export type ModelRole = LoadRole;
 
+/** LPIPS settings (createMetric's `lpips` option). */
+export interface LpipsOptions {
+  /** The backbone: 'vgg' (VGG16, DiffSim's and the default) or 'alex' (AlexNet, the package's default). */
+  net?: 'vgg' | 'alex';
+  /** false (default, as DiffSim): inputs are process_image's [−1, 1]; true: [0, 1] inputs, mapped
+   *  by 2x − 1 inside (lpips(…, normalize=True)). The distance is the same up to rounding. */
+  normalize?: boolean;
+  /** The side images are squashed to (process_image, LANCZOS; default 512). */
+  imageSize?: number;
+}
+
+/** Gram baseline settings (createMetric's `gram` option). */
+export interface GramOptions {
+  /** 'last' (default, official): cosine of the Gram matrices' last rows G[-1]; 'all': of the whole
+   *  matrices. */
+  rows?: 'last' | 'all';
+  /** The shorter image side after the resize (default 512, vgg_gram.py's img_size). */
+  imageSize?: number;
+}
+
 /** The settings of the metrics a call builds (what does not concern where the models come from). */
 export interface MetricSettingsOptions {
   /** DiffSim settings (diffsim, diffsim-c, diffeats) over the preset's; the defaults otherwise
@@ -86,6 +111,12 @@ export interface MetricSettingsOptions {
    *  shader-f16). The text encoder and the CLIP/DINOv2 towers compute in f32. */
   activations?: ActivationDType;
   execution?: DiffSimExecution;
+  /** lpips: the backbone ('vgg' default, as DiffSim; 'alex'), [0, 1] inputs (`normalize`), the
+   *  image side (default 512). */
+  lpips?: LpipsOptions;
+  /** gram: which Gram rows the cosine compares ('last', official default; 'all'), the image's
+   *  shorter side (default 512). */
+  gram?: GramOptions;
 }
 
 /** Where a metric family's models come from: folders on disk or the hub cache (metric.ts), or
@@ -97,6 +128,10 @@ export interface MetricModelSource {
   diffsimModels(withIp: boolean): Promise<DiffSimModels>;
   clipMetric(): Promise<ClipMetric>;
   dinoMetric(): Promise<Dinov2Metric>;
+  /** LPIPS v0.1 of `net`: the backbone (role lpips) with its linear heads (role lpipsHeads). */
+  lpipsModel(net: LpipsNet): Promise<LpipsModel>;
+  /** The Gram baseline's VGG19 features up to conv5_1 (role vgg). */
+  vggFeatures(): Promise<TorchvisionFeatures>;
 }
 
 /** What {@link buildMetrics} needs besides the metric names. */
@@ -107,6 +142,8 @@ export interface BuildMetricsOptions extends MetricSettingsOptions {
   models: MetricModelSource;
   /** How image paths are read (Node/Deno); without it only bytes and pixels are accepted. */
   readPath?: ImagePathReader;
+  /** How an image file's bytes are read (Node/Deno), for the gram metric's own decoding. */
+  readBytes?: (path: string) => Promise<Uint8Array>;
 }
 
 /** One image's embedding under a metric. */
@@ -122,7 +159,7 @@ export interface MetricEmbedding {
 /** A loaded metric. */
 export interface Metric {
   readonly name: MetricName;
-  /** Whether a lower score means more similar (mse). */
+  /** Whether a lower score means more similar (mse, lpips). */
   readonly lowerBetter: boolean;
   /** Whether an embedding depends on the role it was made for (see the module comment). */
   readonly roleDependent: boolean;
@@ -156,6 +193,7 @@ export interface Metric {
 
 /** The lower-is-better flag of a metric under given DiffSim settings, without loading anything. */
 export function lowerBetterOf(name: MetricName, settings: DiffSimSettingsInput = {}): boolean {
+  if (name === 'lpips') return true;
   return (name === 'diffsim' || name === 'diffsim-c') && mergeSettings(settings).similarity === 'mse';
 }
 
@@ -167,5 +205,7 @@ export function assertName(name: string): asserts name is MetricName {
 export function modelsOf(name: MetricName): ModelRole[] {
   if (name === 'diffsim' || name === 'diffeats') return ['sd'];
   if (name === 'diffsim-c') return ['sd', 'ipAdapter'];
+  if (name === 'lpips') return ['lpips', 'lpipsHeads'];
+  if (name === 'gram') return ['vgg'];
   return name.startsWith('clip') ? ['clip'] : ['dino'];
 }

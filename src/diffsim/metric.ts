@@ -6,13 +6,14 @@
 import { resolve as resolvePath } from 'node:path';
 import { Runtime, type TensorCoreMode } from '../gpu/runtime.js';
 import { resolveModel, type ResolveModelOptions } from '../hub/resolve.js';
-import { loadImage, type RgbImage } from '../io/image.js';
+import { loadImage, readImageFile, type RgbImage } from '../io/image.js';
 import type { LoadEventCallback } from '../io/events.js';
 import { localModelFiles } from '../io/local-files.js';
 import type { ModelFiles } from '../io/model-files.js';
 import { buildMetrics } from './build-metrics.js';
 import { assertName, decodeImageInput, DEFAULT_MODELS, type ImageInput, type Metric, type MetricName, type MetricSettingsOptions, type ModelRole, type ResolvedModel } from './metric-api.js';
 import { FilesModelSource } from './model-source.js';
+import { PERCEPTUAL_DEFAULTS } from './settings.js';
 
 export * from './metric-api.js';
 export { buildMetrics } from './build-metrics.js';
@@ -42,6 +43,15 @@ export interface CreateMetricOptions extends MetricSettingsOptions {
   ipAdapter?: string;
   clipModel?: string;
   dinoModel?: string;
+  /** lpips: the backbone's torchvision `features` weights (VGG16 for net 'vgg', AlexNet for 'alex'):
+   *  a folder (model.safetensors, timm's layout), a .safetensors file or a hub id (default
+   *  {@link DEFAULT_MODELS}.lpipsModel for 'vgg'; 'alex' has no default). */
+  lpipsModel?: string;
+  /** lpips: the v0.1 linear heads (a folder holding lpips_<net>_v0.1.safetensors or <net>.safetensors,
+   *  a .safetensors file, or a hub id); default: looked for in the lpipsModel folder. */
+  lpipsHeads?: string;
+  /** gram: VGG19 `features` weights (folder, file or hub id; default {@link DEFAULT_MODELS}.vggModel). */
+  vggModel?: string;
   /** Where CLIP AAS takes q/k/v from (default the official 'pre-ln'). */
   clipQkvSource?: 'pre-ln' | 'post-ln';
   /** Hub options for ids (offline, endpoint, token, cache folder, download progress). */
@@ -69,7 +79,12 @@ async function resolveFiles(spec: string, role: ModelRole, hubOptions: ResolveMo
 }
 
 function specOf(role: ModelRole, o: CreateMetricOptions): string {
-  const spec = { sd: o.model ?? DEFAULT_MODELS.model, ipAdapter: o.ipAdapter ?? DEFAULT_MODELS.ipAdapter, clip: o.clipModel ?? DEFAULT_MODELS.clipModel, dino: o.dinoModel ?? DEFAULT_MODELS.dinoModel }[role];
+  // LPIPS on AlexNet has no default backbone: no hub repo known here holds torchvision's AlexNet.
+  const lpips = o.lpipsModel ?? ((o.lpips?.net ?? PERCEPTUAL_DEFAULTS.lpips.net) === 'vgg' ? DEFAULT_MODELS.lpipsModel : undefined);
+  if ((role === 'lpips' || role === 'lpipsHeads') && lpips === undefined && (role === 'lpips' || o.lpipsHeads === undefined)) {
+    throw new RangeError("createMetric: lpips with net 'alex' needs the AlexNet features (the lpipsModel option, --lpips-model: a folder, a .safetensors file or a hub id); there is no default");
+  }
+  const spec = { sd: o.model ?? DEFAULT_MODELS.model, ipAdapter: o.ipAdapter ?? DEFAULT_MODELS.ipAdapter, clip: o.clipModel ?? DEFAULT_MODELS.clipModel, dino: o.dinoModel ?? DEFAULT_MODELS.dinoModel, lpips, lpipsHeads: o.lpipsHeads ?? lpips, vgg: o.vggModel ?? DEFAULT_MODELS.vggModel }[role];
   if (!spec) throw new RangeError(`createMetric: the ${role} model needs a folder, a file or a hub id`);
   return spec;
 }
@@ -109,7 +124,7 @@ export async function createMetrics(names: readonly MetricName[], o: CreateMetri
   if (!names.length) throw new RangeError('createMetrics: no metric named');
   const rt = o.runtime ?? (await Runtime.create(o.tensorCores ? { tensorCores: o.tensorCores } : {}));
   // On failure buildMetrics frees what it loaded, and the runtime when it is ours.
-  return buildMetrics(names, { ...o, runtime: rt, ownsRuntime: !o.runtime, models: nodeModelSource(rt, o), readPath: (path) => loadImage(path) });
+  return buildMetrics(names, { ...o, runtime: rt, ownsRuntime: !o.runtime, models: nodeModelSource(rt, o), readPath: (path) => loadImage(path), readBytes: readImageFile });
 }
 
 /** One metric by name (pyiqa's `create_metric`): `lowerBetter` says which way its score points. */

@@ -23,14 +23,16 @@ const EMBEDDING_FORMAT = 'diffsim-metric-embedding';
 export interface MetricOwner {
   release(): Promise<void>;
   readonly readPath?: ImagePathReader | undefined;
+  /** Reads an image file's bytes (Node/Deno), for metrics with their own decoding (gram). */
+  readonly readBytes?: ((path: string) => Promise<Uint8Array>) | undefined;
 }
 
 /** The owner of a derived metric (another prompt): freed with the family, not on its own. */
 function detached(owner: MetricOwner): MetricOwner {
-  return { release: async () => {}, readPath: owner.readPath };
+  return { release: async () => {}, readPath: owner.readPath, readBytes: owner.readBytes };
 }
 
-abstract class BaseMetric<E extends MetricEmbedding> implements Metric {
+export abstract class BaseMetric<E extends MetricEmbedding> implements Metric {
   abstract readonly name: MetricName;
   abstract readonly lowerBetter: boolean;
   abstract readonly roleDependent: boolean;
@@ -52,7 +54,13 @@ abstract class BaseMetric<E extends MetricEmbedding> implements Metric {
 
   async embed(image: ImageInput, role: ImageRole = 'A'): Promise<E> {
     if (role !== 'A' && role !== 'B') throw new RangeError(`${this.name}: role must be 'A' or 'B', got ${JSON.stringify(role)}`);
-    return this.embedImage(await decodeImageInput(image, 'image', this.owner.readPath), role);
+    return this.embedImage(await this.decode(image, 'image'), role);
+  }
+
+  /** An image input as RGB pixels (paths through the owner's reader, EXIF orientation applied as
+   *  the official load_image does); a metric with its own loader overrides it. */
+  protected decode(input: ImageInput, name: string): Promise<RgbImage> {
+    return decodeImageInput(input, name, this.owner.readPath);
   }
 
   async compare(a: MetricEmbedding, b: MetricEmbedding): Promise<number> {
@@ -64,7 +72,7 @@ abstract class BaseMetric<E extends MetricEmbedding> implements Metric {
 
   async score(a: ImageInput, b: ImageInput): Promise<number> {
     // Both decoded first: an unreadable second image is reported before any pass runs.
-    const [ia, ib] = [await decodeImageInput(a, typeof a === 'string' ? a : 'image A', this.owner.readPath), await decodeImageInput(b, typeof b === 'string' ? b : 'image B', this.owner.readPath)];
+    const [ia, ib] = [await this.decode(a, typeof a === 'string' ? a : 'image A'), await this.decode(b, typeof b === 'string' ? b : 'image B')];
     return this.scorePair(ia, ib);
   }
 
@@ -349,7 +357,7 @@ export class VisionPairMetric extends BaseMetric<VisionEmbeddingHandle> {
   constructor(
     rt: Runtime,
     owner: MetricOwner,
-    readonly name: Exclude<MetricName, 'diffsim' | 'diffsim-c' | 'diffeats'>,
+    readonly name: Exclude<MetricName, 'diffsim' | 'diffsim-c' | 'diffeats' | 'lpips' | 'gram'>,
     readonly vision: ClipMetric | Dinov2Metric,
     readonly layer: number,
     readonly settings: Readonly<Record<string, unknown>>,

@@ -5,7 +5,8 @@
 import type { Runtime } from '../gpu/runtime.js';
 import type { LoadEvent, LoadEventCallback } from '../io/events.js';
 import type { ModelFiles } from '../io/model-files.js';
-import { loadClipModel, loadDinov2, processorConfig, type ModelLoadOptions, type Sd15LoadOptions } from '../models/load.js';
+import { loadClipModel, loadDinov2, loadLpipsHeads, loadTorchvisionFeatures, processorConfig, type ModelLoadOptions, type Sd15LoadOptions } from '../models/load.js';
+import { GRAM_LAYER, LPIPS_ARCH, LpipsModel, type LpipsNet, type TorchvisionFeatures } from '../models/vgg.js';
 import { CLIP_IMAGE_PROCESSOR } from './core.js';
 import { loadDiffSimModels, type DiffSimModels } from './load.js';
 import type { MetricModelSource, ModelRole, ResolvedModel } from './metric-api.js';
@@ -34,6 +35,8 @@ export class FilesModelSource implements MetricModelSource {
   private sd?: Promise<DiffSimModels>;
   private clip?: Promise<ClipMetric>;
   private dino?: Promise<Dinov2Metric>;
+  private readonly lpips = new Map<LpipsNet, Promise<LpipsModel>>();
+  private vgg?: Promise<TorchvisionFeatures>;
   constructor(
     readonly rt: Runtime,
     private readonly files: RoleFiles,
@@ -120,6 +123,44 @@ export class FilesModelSource implements MetricModelSource {
       return new Dinov2Metric(this.rt, model, { processor });
     })();
     return this.dino;
+  }
+
+  lpipsModel(net: LpipsNet): Promise<LpipsModel> {
+    let have = this.lpips.get(net);
+    if (!have) {
+      have = (async () => {
+        const m = await this.loaded('lpips');
+        const h = await this.loaded('lpipsHeads');
+        const features = await loadTorchvisionFeatures(this.rt, m.files, { ...this.weightOptions([m]), archs: [LPIPS_ARCH[net]] });
+        try {
+          const heads = await loadLpipsHeads(this.rt, h.files, net, this.weightOptions([h]));
+          try {
+            const model = new LpipsModel(this.rt, net, features, heads);
+            this.ready(m);
+            if (h.model.path !== m.model.path) this.ready(h);
+            return model;
+          } catch (e) {
+            heads.store.dispose();
+            throw e;
+          }
+        } catch (e) {
+          features.store.dispose();
+          throw e;
+        }
+      })();
+      this.lpips.set(net, have);
+    }
+    return have;
+  }
+
+  vggFeatures(): Promise<TorchvisionFeatures> {
+    this.vgg ??= (async () => {
+      const m = await this.loaded('vgg');
+      const features = await loadTorchvisionFeatures(this.rt, m.files, { ...this.weightOptions([m]), archs: ['vgg19'], upTo: GRAM_LAYER });
+      this.ready(m);
+      return features;
+    })();
+    return this.vgg;
   }
 
   private async loaded(role: ModelRole): Promise<Loaded> {

@@ -97,6 +97,14 @@ const PRESETS = {
 export type DiffSimPresetName = keyof typeof PRESETS;
 
 /** The named presets: the official per-benchmark settings, applied over the defaults. */
+/** The defaults of the perceptual baselines (lpips, gram): LPIPS on VGG16 with process_image's
+ *  [−1, 1] inputs at 512 px (DiffSim's `lpips.LPIPS(net='vgg')`), the Gram cosine of the last row
+ *  at a 512 px shorter side (metrics/vgg_gram.py's img_size). */
+export const PERCEPTUAL_DEFAULTS = Object.freeze({
+  lpips: Object.freeze({ net: 'vgg' as 'vgg' | 'alex', normalize: false, imageSize: 512 }),
+  gram: Object.freeze({ rows: 'last' as 'last' | 'all', imageSize: 512 }),
+});
+
 export const DIFFSIM_PRESETS: Readonly<Record<DiffSimPresetName, Readonly<Partial<DiffSimSettings>>>> = Object.freeze(
   Object.fromEntries(Object.entries(PRESETS).map(([k, v]) => [k, Object.freeze({ ...v })])) as Record<DiffSimPresetName, Readonly<Partial<DiffSimSettings>>>,
 );

@@ -3,11 +3,17 @@
 //
 // The direction ("is a higher or a lower score the more similar?") is not a property of the metric
 // in these scripts but of each script's `if`:
-//   night_main.py                 --similarity mse → s1 < s2 means cand1; cosine → s1 > s2. The flag
-//                                 flips every metric (CLIP and DINO too; argparse's default is mse).
+//   night_main.py                 --similarity mse or --metric lpips → s1 < s2 means cand1; cosine →
+//                                 s1 > s2. The flag flips every other metric (CLIP and DINO too;
+//                                 argparse's default is mse).
 //   tid_main.py, dreambench_main  always s1 > s2 (also for MSE or LPIPS scores: the wrong way round).
-//   cute_main.py, style_main.py   mse → s1 < s2; cosine → s1 > s2 (and a "2x" criterion, below).
-//   ipref_main.py                 s1 < s2 only for a DiffSim metric with mse; otherwise s1 > s2.
+//   cute_main.py, style_main.py   mse or lpips → s1 < s2; cosine → s1 > s2 (and a "2x" criterion,
+//                                 below). style_main.py's lpips branch calls `.item()` on the float
+//                                 LPIPS returns and crashes; its intended rule (s1 < s2) is used.
+//   ipref_main.py                 s1 < s2 for lpips, or a DiffSim metric with mse; otherwise s1 > s2.
+// No script has a branch for the VGG Gram baseline (gram, a cosine): it takes the branch of the
+// other cosine baselines (CLIP, DINO) in every script — the intended one, since the scripts never
+// reach it.
 // All comparisons are strict, and a tie falls to the `else` branch, i.e. predicts cand2: it is
 // correct only where cand2 is the truth (a NIGHTS vote of 0, a DreamBench label of 1). The 'half'
 // tie mode gives a tie half a point instead (the DreamSim convention).
@@ -19,6 +25,8 @@ export interface DecisionRule {
   similarity: 'cosine' | 'mse';
   /** Whether the metric is a DiffSim variant ('diffsim' in --metric); only ipref_main.py looks. */
   metricIsDiffsim: boolean;
+  /** Whether the metric is LPIPS (a distance): night, cute, style and ipref compare it with `<`. */
+  metricIsLpips?: boolean;
 }
 
 export interface Decision {
@@ -34,6 +42,12 @@ export type TieRule = 'strict' | 'half';
 
 function checkRule(rule: DecisionRule): void {
   if (rule.similarity !== 'cosine' && rule.similarity !== 'mse') throw new TypeError(`decision rule: similarity must be 'cosine' or 'mse', got ${JSON.stringify(rule.similarity)}`);
+  if (rule.metricIsLpips !== undefined && typeof rule.metricIsLpips !== 'boolean') throw new TypeError(`decision rule: metricIsLpips must be a boolean, got ${JSON.stringify(rule.metricIsLpips)}`);
+}
+
+/** The scripts' `similarity == 'mse' or metric == 'lpips'` test. */
+function lowerRule(rule: DecisionRule): boolean {
+  return rule.similarity === 'mse' || rule.metricIsLpips === true;
 }
 
 /** Which score the benchmark's script takes as "more similar" under this rule. Worth logging:
@@ -45,12 +59,12 @@ export function directionOf(benchmark: BenchmarkName, rule: DecisionRule): 'high
     case 'cute':
     case 'sref':
     case 'instantstyle':
-      return rule.similarity === 'mse' ? 'lower' : 'higher';
+      return lowerRule(rule) ? 'lower' : 'higher';
     case 'tid2013':
     case 'dreambench':
       return 'higher';
     case 'ipref':
-      return rule.metricIsDiffsim && rule.similarity === 'mse' ? 'lower' : 'higher';
+      return rule.metricIsLpips === true || (rule.metricIsDiffsim && rule.similarity === 'mse') ? 'lower' : 'higher';
   }
   throw new TypeError(`directionOf: unknown benchmark ${JSON.stringify(benchmark)}`);
 }
@@ -75,10 +89,10 @@ export function decideEnsemble(item: EvalItem, votesForCand1: number): Decision 
   return { predicted, correct, credit: correct ? 1 : 0, tie: false };
 }
 
-/** The "2x" criterion of cute_main.py and style_main.py (cand1 is the truth there): with mse
- *  `s1 * 2 < s2`, with cosine `s1 > 2 * s2`. The other scripts have no such accuracy. */
+/** The "2x" criterion of cute_main.py and style_main.py (cand1 is the truth there): with mse or
+ *  lpips `s1 * 2 < s2`, with cosine `s1 > 2 * s2`. The other scripts have no such accuracy. */
 export function decide2x(benchmark: BenchmarkName, rule: DecisionRule, s1: number, s2: number): boolean {
   checkRule(rule);
   if (benchmark !== 'cute' && benchmark !== 'sref' && benchmark !== 'instantstyle') throw new TypeError(`decide2x: only cute, sref and instantstyle report a 2x accuracy, not ${benchmark}`);
-  return rule.similarity === 'mse' ? s1 * 2 < s2 : s1 > 2 * s2;
+  return lowerRule(rule) ? s1 * 2 < s2 : s1 > 2 * s2;
 }

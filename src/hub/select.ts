@@ -38,6 +38,8 @@ export const MODEL_SELECTIONS: Readonly<Record<string, ModelSelection>> = {
   'h94/IP-Adapter': { include: ['models/ip-adapter-plus_sd15.safetensors'], components: ['models/image_encoder'], subfolder: 'models' },
   'openai/clip-vit-base-patch32': { components: [''] },
   'facebook/dinov2-small': { components: [''] },
+  'timm/vgg16.tv_in1k': { components: [''] },
+  'timm/vgg19.tv_in1k': { components: [''] },
 };
 
 /** Weight formats other than safetensors: never selected (only `include` can name them). */

@@ -29,6 +29,40 @@ export function processImage(img: RgbImage, size: number): Float32Array {
   return out;
 }
 
+/** process_image's LANCZOS squash to S×S, as [1, 3, S, S] float32 in [0, 1] (x/255): the input
+ *  `lpips(…, normalize=True)` expects. */
+export function processImageUnit(img: RgbImage, size: number): Float32Array {
+  checkImage('processImageUnit', img);
+  const r = resizeU8(img.data, img.width, img.height, 3, size, size, 'lanczos');
+  const out = new Float32Array(3 * size * size);
+  const plane = size * size;
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) out[c * plane + i] = f(r[i * 3 + c]! / 255);
+  }
+  return out;
+}
+
+export const IMAGENET_MEAN = Object.freeze([0.485, 0.456, 0.406] as const);
+export const IMAGENET_STD = Object.freeze([0.229, 0.224, 0.225] as const);
+
+/** metrics/vgg_gram.py's transform: torchvision Resize(size) (the shorter side to `size`, the
+ *  longer int(size·long/short), PIL bilinear on uint8, aspect ratio kept), ToTensor (x/255),
+ *  Normalize(ImageNet mean, std) in float32. [1, 3, H, W]. */
+export function vggGramImage(img: RgbImage, size: number): { data: Float32Array; width: number; height: number } {
+  checkImage('vggGramImage', img);
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`vggGramImage: size must be a positive integer, got ${size}`);
+  const [w, h] = shortEdgeSize(img.width, img.height, size);
+  const r = w === img.width && h === img.height ? img.data : resizeU8(img.data, img.width, img.height, 3, w, h, 'bilinear');
+  const out = new Float32Array(3 * w * h);
+  const plane = w * h;
+  const mean = IMAGENET_MEAN.map(f);
+  const std = IMAGENET_STD.map(f);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) out[c * plane + i] = f(f(f(r[i * 3 + c]! / 255) - mean[c]!) / std[c]!);
+  }
+  return { data: out, width: w, height: h };
+}
+
 export interface ImageProcessorConfig {
   do_convert_rgb?: boolean;
   do_resize?: boolean;

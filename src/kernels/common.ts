@@ -40,12 +40,14 @@ fn erf_f32(x: f32) -> f32 {
 `;
 
 /** Activation functions by name; `act_<name>(x)`. */
-export type Activation = 'none' | 'gelu' | 'quick_gelu' | 'silu';
+export type Activation = 'none' | 'gelu' | 'quick_gelu' | 'silu' | 'relu';
 export const WGSL_ACTIVATIONS = /* wgsl */ `
 ${WGSL_ERF}
 fn act_gelu(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752)); }
 fn act_quick_gelu(x: f32) -> f32 { return x / (1.0 + exp(-1.702 * x)); }
 fn act_silu(x: f32) -> f32 { return x / (1.0 + exp(-x)); }
+// torch's ReLU keeps a NaN; WGSL's max may return the other operand: NaN is found by its bits.
+fn act_relu(x: f32) -> f32 { if ((bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u) { return x; } return max(x, 0.0); }
 fn act_none(x: f32) -> f32 { return x; }
 `;
 

@@ -7,3 +7,4 @@ export * from './norm.js';
 export * from './matmul.js';
 export * from './attention.js';
 export * from './resize.js';
+export * from './pool.js';

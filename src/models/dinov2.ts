@@ -2,6 +2,7 @@
 // bicubically for any input size exactly as transformers computes it, pre-LN layers with layer
 // scale, final LayerNorm; pooler_output = last_hidden_state[:, 0].
 
+import type { Activation } from '../kernels/common.js';
 import { ShapeError, tidy, type Tensor } from '../gpu/runtime.js';
 import { add, binary } from '../kernels/elementwise.js';
 import { broadcastTo, concat, nchwToTokens, permute, slice } from '../kernels/layout.js';
@@ -47,7 +48,7 @@ class Dinov2Layer {
     readonly heads: number,
     eps: number,
     qkvBias: boolean,
-    readonly act: 'gelu' | 'quick_gelu' | 'silu' | 'none',
+    readonly act: Activation,
   ) {
     this.norm1 = new LayerNorm(scope.child('norm1'), d, eps);
     const att = scope.child('attention');

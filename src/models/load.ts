@@ -21,6 +21,7 @@ import { isSd15SingleFile, sd15SingleFile, type SingleFileOptions } from './sing
 import { clipModelFromSource, clipVisionConfigOf, clipVisionFromSource, dinov2FromSource, ipAdapterPlusFromSource, textEncoderFromSource, unetFromSource, vaeEncoderFromSource, type ModelLoadOptions } from './sources.js';
 import type { UNet2DConditionModel, UNetConfig } from './unet.js';
 import type { VaeConfig, VaeEncoder } from './vae.js';
+import { lpipsHeadsFromSource, torchvisionFeaturesFromSource, type LpipsHeads, type LpipsNet, type TorchvisionArch, type TorchvisionFeatures } from './vgg.js';
 
 export type { ModelLoadOptions } from './sources.js';
 
@@ -306,4 +307,44 @@ export async function loadIpAdapterPlus(rt: Runtime, input: ModelFilesInput, une
     adapter.store.dispose();
     throw e;
   }
+}
+
+/** Where the v0.1 LPIPS heads of `net` may sit in a folder: the fixtures' and this project's
+ *  name, the package's own file name, and its path inside the package. */
+export function lpipsHeadsCandidates(net: LpipsNet): string[] {
+  return [`lpips_${net}_v0.1.safetensors`, `${net}.safetensors`, `weights/v0.1/${net}.safetensors`];
+}
+
+/** The weights file of torchvision `features`: the file given, else `model.safetensors` (timm's
+ *  hub layout), else the folder's one safetensors checkpoint that is not an LPIPS heads file. */
+export function torchvisionFeaturesLayout(files: ModelFiles): string {
+  if (files.entry) return files.entry;
+  if (hasFile(files, 'model.safetensors')) return 'model.safetensors';
+  const heads = new Set((['vgg', 'alex'] as const).flatMap(lpipsHeadsCandidates));
+  const names = namesIn(files, '').filter((n) => n.endsWith('.safetensors') && !heads.has(n));
+  if (names.length === 1) return names[0]!;
+  if (!names.length) return weightsPath(files, '', 'torchvision features');
+  throw new FileError(files.name, `several .safetensors files (${names.join(', ')}): name the file of the VGG/AlexNet weights, or keep it as model.safetensors`);
+}
+
+/** torchvision VGG16 / VGG19 / AlexNet `features` (torchvision or timm `*.tv_in1k` keys) from a
+ *  folder or a .safetensors file; `archs` restricts the architectures accepted, `upTo` the last
+ *  module loaded (the later convs' weights in the file are ignored). */
+export async function loadTorchvisionFeatures(rt: Runtime, input: ModelFilesInput, o: ModelLoadOptions & { archs?: readonly TorchvisionArch[]; upTo?: number } = {}): Promise<TorchvisionFeatures> {
+  const files = await asModelFiles(input);
+  return withWeights(files, torchvisionFeaturesLayout(files), (src) => torchvisionFeaturesFromSource(rt, src, o));
+}
+
+/** The LPIPS v0.1 heads file of `net` in `files` (the file given, or a known name in the folder). */
+export function lpipsHeadsLayout(files: ModelFiles, net: LpipsNet): string {
+  if (files.entry) return files.entry;
+  const found = lpipsHeadsCandidates(net).find((p) => hasFile(files, p));
+  if (!found) throw new FileError(files.name, `no LPIPS v0.1 linear heads for net '${net}' (looked for ${lpipsHeadsCandidates(net).join(', ')}; the heads hold lin0.model.1.weight … lin4.model.1.weight): give them with --lpips-heads (library: the lpipsHeads option)`);
+  return found;
+}
+
+/** LPIPS v0.1 linear heads (`lin{k}.model.1.weight`, the keys of lpips/weights/v0.1/<net>.pth). */
+export async function loadLpipsHeads(rt: Runtime, input: ModelFilesInput, net: LpipsNet, o: ModelLoadOptions = {}): Promise<LpipsHeads> {
+  const files = await asModelFiles(input);
+  return withWeights(files, lpipsHeadsLayout(files, net), (src) => lpipsHeadsFromSource(rt, src, o));
 }

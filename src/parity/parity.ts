@@ -26,6 +26,7 @@ import { readRegularFile } from '../io/bytesource.js';
 import { FileError } from '../io/errors.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
 import { diffsimMetricParity } from './diffsim.js';
+import { gramParity, lpipsParity, perceptualManifestRow } from './perceptual.js';
 import { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
 export { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
@@ -533,6 +534,11 @@ const manifests: Handler = async (_rt, dir, fixture) => {
       rows.push(...(await singleFileManifest(fixture, name, shapes, json, names)));
       continue;
     }
+    const perceptual = perceptualManifestRow(fixture, name, m.tensors);
+    if (perceptual) {
+      rows.push(perceptual);
+      continue;
+    }
     let config: unknown;
     try {
       config = await json(`${name}.config.json`);
@@ -701,6 +707,8 @@ export const HANDLERS: Record<string, Handler> = {
   scheduler,
   'clip-text-tiny': clipText,
   'single-file': singleFile,
+  'lpips-tiny': lpipsParity,
+  'vgg-gram-tiny': gramParity,
 };
 
 export async function loadIndex(dir: string): Promise<FixtureIndex> {

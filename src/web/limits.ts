@@ -21,13 +21,15 @@ import { ClipModel, ClipVisionModel, type ClipModelConfig, type ClipVisionConfig
 import { ClipTextModel, type ClipTextConfig } from '../models/clip-text.js';
 import { Dinov2Model, type Dinov2Config } from '../models/dinov2.js';
 import { IpAdapterPlus } from '../models/ip-adapter.js';
-import { ipAdapterLayout, latentSide, openSd15Components, vaeScaleFactor } from '../models/load.js';
+import { ipAdapterLayout, latentSide, lpipsHeadsLayout, openSd15Components, torchvisionFeaturesLayout, vaeScaleFactor } from '../models/load.js';
+import { convIndices, detectArch, GRAM_LAYER, LpipsHeads, poolSide, TorchvisionFeatures, type TorchvisionArch } from '../models/vgg.js';
+import { shortEdgeSize } from '../io/preprocess.js';
 import { clipVisionConfigOf, inferResamplerConfig } from '../models/sources.js';
 import { UNet2DConditionModel, type UNetConfig } from '../models/unet.js';
 import { VaeEncoder, legacyVaeKey } from '../models/vae.js';
 import { CLIP_IMAGE_PROCESSOR } from '../diffsim/core.js';
 import { modelsOf, type MetricName, type ModelRole } from '../diffsim/metric-api.js';
-import { mergeSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
+import { mergeSettings, PERCEPTUAL_DEFAULTS, type DiffSimSettingsInput } from '../diffsim/settings.js';
 import { DINOV2_IMAGE_PROCESSOR } from '../diffsim/vision.js';
 
 /** One GPU buffer the metric will create. */
@@ -108,6 +110,8 @@ export interface BufferNeedsOptions {
   activations?: ActivationDType;
   /** The DiffSim settings (imageSize, cfg) of diffsim / diffsim-c. */
   diffsim?: DiffSimSettingsInput;
+  /** lpips: the squashed side; gram: the shorter side (default 512, as the metrics). */
+  imageSize?: number;
   /** The sizes of the images to score (the ViT processors' output can depend on them); default
    *  one 512×512 image. */
   images?: readonly { width: number; height: number }[];
@@ -330,6 +334,32 @@ async function dinoNeeds(f: ModelFiles, o: BufferNeedsOptions): Promise<BufferNe
   return needs;
 }
 
+/** torchvision `features` (LPIPS' backbone, the Gram baseline's VGG19): the weights and every
+ *  module's output map for an H×W input. */
+async function featuresNeeds(f: ModelFiles, archs: readonly TorchvisionArch[], upTo: number | undefined, H: number, W: number, o: BufferNeedsOptions): Promise<BufferNeed[]> {
+  const needs: BufferNeed[] = [];
+  await withHeaders(headersOf(f, torchvisionFeaturesLayout(f)), (src, file) => {
+    const arch = detectArch(src, archs);
+    const widths = convIndices(arch).filter((i) => upTo === undefined || i <= upTo).map((i) => src.info(`features.${i}.weight`).shape[0]!);
+    const model = new TorchvisionFeatures(new WeightStore(), arch, widths, upTo ?? (arch === 'alexnet' ? 12 : arch === 'vgg16' ? 30 : 36));
+    needs.push(...weightNeeds(model.store, src, file, o.weights ?? 'f32'));
+    let [h, w, c] = [H, W, 3];
+    needs.push(act('input', `${arch}, ${W}×${H} px`, [1, 3, H, W]));
+    model.ops.forEach((op, i) => {
+      if (op.kind === 'conv') {
+        c = model.convs.get(i)!.outChannels;
+        h = poolSide(h + 2 * op.padding, op.kernel, op.stride);
+        w = poolSide(w + 2 * op.padding, op.kernel, op.stride);
+      } else if (op.kind === 'pool') {
+        h = poolSide(h, op.kernel, op.stride);
+        w = poolSide(w, op.kernel, op.stride);
+      }
+      needs.push(act(`features.${i}:out`, `${arch}, ${W}×${H} px`, [1, c, Math.max(h, 0), Math.max(w, 0)]));
+    });
+  });
+  return needs;
+}
+
 /** Every GPU buffer the metric will create (weights and activations), from the configs and the
  *  safetensors headers of its model files: nothing but those is read. */
 export async function bufferNeeds(name: MetricName, files: Partial<Record<ModelRole, ModelFiles>>, o: BufferNeedsOptions = {}): Promise<BufferNeed[]> {
@@ -339,6 +369,21 @@ export async function bufferNeeds(name: MetricName, files: Partial<Record<ModelR
     return f;
   };
   const roles = modelsOf(name);
+  const side = o.imageSize ?? (name === 'gram' ? PERCEPTUAL_DEFAULTS.gram.imageSize : PERCEPTUAL_DEFAULTS.lpips.imageSize);
+  if (name === 'lpips') {
+    const needs = await featuresNeeds(of('lpips'), ['vgg16', 'alexnet'], undefined, side, side, o);
+    const heads = of('lpipsHeads');
+    const net = needs.some((n) => n.where.startsWith('alexnet')) ? 'alex' : 'vgg';
+    await withHeaders(headersOf(heads, lpipsHeadsLayout(heads, net)), (src, file) => {
+      const channels = [0, 1, 2, 3, 4].map((k) => (src.has(`lin${k}.model.1.weight`) ? src.info(`lin${k}.model.1.weight`).shape[1]! : 0));
+      needs.push(...weightNeeds(new LpipsHeads(channels).store, src, file, o.weights ?? 'f32'));
+    });
+    return needs;
+  }
+  if (name === 'gram') {
+    const [w, h] = (o.images ?? [{ width: side, height: side }]).map((i) => shortEdgeSize(i.width, i.height, side)).reduce((a, b) => (a[0] * a[1] >= b[0] * b[1] ? a : b));
+    return featuresNeeds(of('vgg'), ['vgg19'], GRAM_LAYER, h, w, o);
+  }
   if (roles.includes('sd')) return sdNeeds(of('sd'), roles.includes('ipAdapter') ? of('ipAdapter') : undefined, o, name === 'diffsim-c' ? 'C' : 'S');
   return roles.includes('clip') ? clipNeeds(of('clip'), o) : dinoNeeds(of('dino'), o);
 }
