@@ -6,6 +6,7 @@ import { ShapeError, tidy, type Tensor } from '../gpu/runtime.js';
 import { add, binary } from '../kernels/elementwise.js';
 import { broadcastTo, concat, nchwToTokens, permute, slice } from '../kernels/layout.js';
 import { attention } from '../kernels/attention.js';
+import type { Activation } from '../kernels/common.js';
 import { resizeBicubic } from '../kernels/resize.js';
 import { ForwardContext, runLayerStack, type Taps, type Vocabulary } from '../nn/context.js';
 import { Conv2d, LayerNorm, Linear } from '../nn/modules.js';
@@ -47,7 +48,7 @@ class Dinov2Layer {
     readonly heads: number,
     eps: number,
     qkvBias: boolean,
-    readonly act: 'gelu' | 'quick_gelu' | 'silu' | 'none',
+    readonly act: Activation,
   ) {
     this.norm1 = new LayerNorm(scope.child('norm1'), d, eps);
     const att = scope.child('attention');
