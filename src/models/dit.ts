@@ -453,3 +453,27 @@ export class DiffusersDitSource implements TensorSource {
   /** The file belongs to the caller. */
   async close(): Promise<void> {}
 }
+
+// ---------------------------------------------------------------------------------------------
+// The DiT diffusion's respacing (DiT/diffusion/respace.py), which decides the timestep the model sees
+
+/** Python's round() of a float: to the nearest integer, ties to even. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** `SpacedDiffusion(space_timesteps(total, str(count))).timestep_map`: `count` steps taken evenly
+ *  from `total` by accumulating the float stride (total − 1)/(count − 1) and rounding as Python does,
+ *  in increasing order. `create_diffusion(str(count))` in DiffSim's DiT path. */
+export function respacedTimestepMap(total: number, count: number): number[] {
+  if (!Number.isInteger(count) || count < 1 || count > total) throw new RangeError(`cannot divide a section of ${total} steps into ${count}`);
+  const stride = count <= 1 ? 1 : (total - 1) / (count - 1);
+  const taken = new Set<number>();
+  let cur = 0;
+  for (let i = 0; i < count; i++) {
+    taken.add(roundHalfEven(cur));
+    cur += stride;
+  }
+  return [...taken].sort((a, b) => a - b);
+}

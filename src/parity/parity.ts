@@ -26,6 +26,7 @@ import { readRegularFile } from '../io/bytesource.js';
 import { FileError } from '../io/errors.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
 import { diffsimMetricParity } from './diffsim.js';
+import { ditParity } from './dit.js';
 import { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
 export { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
@@ -701,6 +702,7 @@ export const HANDLERS: Record<string, Handler> = {
   scheduler,
   'clip-text-tiny': clipText,
   'single-file': singleFile,
+  'dit-tiny': ditParity,
 };
 
 export async function loadIndex(dir: string): Promise<FixtureIndex> {
