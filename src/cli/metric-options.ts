@@ -5,7 +5,7 @@
 // into settings (values spelled as the library spells them), and what no option gives comes from the
 // preset and the defaults in settings.ts, so the command line and the library score alike.
 
-import { DiffSimSettingsError, DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
+import { DiffSimSettingsError, DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, DIT_DEFAULTS, DIT_SETTING_CHOICES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput, type DitSettingsInput } from '../diffsim/settings.js';
 import { createMetrics, DEFAULT_MODELS, METRIC_NAMES, type Metric, type MetricName } from '../diffsim/metric.js';
 import type { LoadEventCallback } from '../io/events.js';
 import type { TensorCoreMode } from '../gpu/runtime.js';
@@ -39,6 +39,10 @@ export interface MetricArgs {
   ipAdapter: string;
   clipModel: string;
   dinoModel: string;
+  /** --dit-model: diffsim-dit's DiT folder or hub id. */
+  ditModel: string;
+  /** diffsim-dit's own settings (--dit-timesteps, --dit-class). */
+  dit: DitSettingsInput;
   weights: WeightPrecision;
   activations: ActivationDType;
   tensorCores: TensorCoreMode;
@@ -93,10 +97,10 @@ export const DIFFSIM_OPTION_TABLE: Readonly<Record<string, OptionToSettings>> = 
   'fp16-score': () => ({ roundToF16: true }),
 });
 
-const METRIC_VALUE_OPTIONS = ['metric', 'preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
+const METRIC_VALUE_OPTIONS = ['metric', 'preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'dit-model', 'dit-timesteps', 'dit-class', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
 const METRIC_FLAGS = ['fp16-score', 'ema', 'progress'] as const;
 
-const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model'];
+const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'dit-model'];
 /** Which of the other options each metric reads. */
 const DIFFSIM_OPTIONS = ['preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'fp16-score', 'activations', 'tokenizer', 'ema'];
 const APPLIES: Record<CliMetric, readonly string[]> = {
@@ -110,6 +114,8 @@ const APPLIES: Record<CliMetric, readonly string[]> = {
   dinofeats: ['layer'],
   dino: [],
   ensemble: DIFFSIM_OPTIONS.filter((o) => o !== 'layer'),
+  // The shared DiffSim settings DiT reads (settings.ts, DIT_SHARED_SETTINGS) and its own.
+  'diffsim-dit': ['preset', 'layer', 'step', 'seed', 'noise', 'size', 'similarity', 'vae', 'fp16-score', 'dit-timesteps', 'dit-class'],
 };
 
 const D = DIFFSIM_DEFAULTS;
@@ -133,7 +139,8 @@ export function wrap(text: string, indent = 27): string {
 
 export const METRIC_USAGE = `    --metric M             diffsim (default; self-attention AAS on SD1.5), diffsim-c (IP-Adapter Plus
                            cross-attention), clip-aas, dino-aas, clip (CLIP-I), dino (DINOv2 cosine),
-                           clipfeats, dinofeats, diffeats (min–max normalised attn1 output cosine)
+                           clipfeats, dinofeats, diffeats (min–max normalised attn1 output cosine),
+                           diffsim-dit (DiffSim on DiT-XL/2)
     --preset NAME          ${wrap(`the official settings of a benchmark's script: ${PRESET_SUMMARY}; the options given override it (default: the official README example, step ${D.step})`)}
     --block up|down|mid    DiffSim U-Net block (default ${D.block})
     --layer N              DiffSim layer in the block, CLIP/DINOv2 encoder layer (default ${D.layer}; the official
@@ -161,6 +168,15 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --ip-adapter PATH|ID   IP-Adapter Plus for diffsim-c (default ${DEFAULT_MODELS.ipAdapter})
     --clip-model PATH|ID   (default ${DEFAULT_MODELS.clipModel})
     --dino-model PATH|ID   (default ${DEFAULT_MODELS.dinoModel})
+    --dit-model PATH|ID    diffsim-dit: a DiTPipeline folder (transformer/, vae/), a folder with an
+                           official-layout DiT checkpoint (.safetensors) and vae/, or a hub id (default
+                           ${DEFAULT_MODELS.ditModel})
+    --dit-timesteps official|intended
+                           diffsim-dit: ${DIT_DEFAULTS.timesteps} (default); official: noise at t = --step on SD1.5's
+                           schedule, the DiT told timestep_map[1000 − step] (steps 501–999); intended: noise
+                           on DiT's own schedule and the DiT told t = --step
+    --dit-class N          diffsim-dit: the class label of the first batch element (default ${DIT_DEFAULTS.classLabel};
+                           the second is the null class)
     --weights f32|f16|auto  linear/conv weights on the GPU (default f32)
     --activations f32|f16  the U-Net's and VAE's activations between ops (default f32; f16 halves
                            their memory traffic, f32 accumulation; needs the adapter's shader-f16)
@@ -223,6 +239,8 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     ipAdapter: DEFAULT_MODELS.ipAdapter,
     clipModel: DEFAULT_MODELS.clipModel,
     dinoModel: DEFAULT_MODELS.dinoModel,
+    ditModel: DEFAULT_MODELS.ditModel,
+    dit: {},
     weights: 'f32',
     activations: 'f32',
     tensorCores: 'auto',
@@ -319,6 +337,15 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
       case 'dino-model':
         m.dinoModel = nonEmpty(command, name, value);
         break;
+      case 'dit-model':
+        m.ditModel = nonEmpty(command, name, value);
+        break;
+      case 'dit-timesteps':
+        m.dit.timesteps = choice(command, name, value, DIT_SETTING_CHOICES.timesteps);
+        break;
+      case 'dit-class':
+        m.dit.classLabel = integer(command, name, value, 0);
+        break;
       case 'weights':
         m.weights = choice(command, name, value, ['f32', 'f16', 'auto']);
         break;
@@ -370,6 +397,8 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: L
       ipAdapter: m.ipAdapter,
       clipModel: m.clipModel,
       dinoModel: m.dinoModel,
+      ditModel: m.ditModel,
+      dit: m.dit,
       diffsim: diffsimSettings(m),
       layer: m.layer,
       clipQkvSource: m.clipQkv,
@@ -382,9 +411,10 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: L
     if (e instanceof DiffSimSettingsError) {
       // Name the option: the library's messages speak of its settings.
       const msg = e.message
-        .replace(/^(DiffSim(-C)?|diffeats|clip-aas|dino-aas|clipfeats|dinofeats): /, '')
+        .replace(/^(DiffSim(-C|-DiT)?|diffeats|clip-aas|dino-aas|clipfeats|dinofeats): /, '')
         .replace(/^imageSize (\d+)/, '--size $1:')
         .replace(/^timestep (\d+)/, '--timestep $1:')
+        .replace(/^step (\d+) is outside/, '--step $1 is outside')
         .replace(/^(block "\w+" has no layer (\d+))/, '--layer $2: $1')
         .replace(/^layer (\d+): /, '--layer $1: ');
       throw new UsageError(`${command}: ${msg}`);

@@ -18,11 +18,12 @@ import type { ActivationDType } from '../kernels/common.js';
 import type { DiffSimExecution, DiffSimModels } from './core.js';
 import type { AasOutputs, AttentionLayout } from './aas.js';
 import type { ImageRole } from './embedding.js';
-import { mergeSettings, type DiffSimPresetName, type DiffSimSettingsInput } from './settings.js';
+import { mergeSettings, type DiffSimPresetName, type DiffSimSettingsInput, type DitSettingsInput } from './settings.js';
+import type { DitModels } from './dit.js';
 import type { ClipMetric, Dinov2Metric } from './vision.js';
 
 /** Every metric `createMetric` builds. */
-export const METRIC_NAMES = ['diffsim', 'diffsim-c', 'clip-aas', 'dino-aas', 'clip', 'dino', 'clipfeats', 'dinofeats', 'diffeats'] as const;
+export const METRIC_NAMES = ['diffsim', 'diffsim-c', 'clip-aas', 'dino-aas', 'clip', 'dino', 'clipfeats', 'dinofeats', 'diffeats', 'diffsim-dit'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
 /** The default models: hub ids (a local folder given instead is used as it is). */
@@ -31,6 +32,8 @@ export const DEFAULT_MODELS = Object.freeze({
   ipAdapter: 'h94/IP-Adapter',
   clipModel: 'openai/clip-vit-base-patch32',
   dinoModel: 'facebook/dinov2-small',
+  /** diffsim-dit: DiT-XL/2 at 512 in diffusers' layout (its own vae/; see docs/diffsim-dit.md). */
+  ditModel: 'facebook/DiT-XL-2-512',
 });
 
 /** An image: a file path (Node/Deno), the encoded bytes of a PNG/JPEG/BMP, or decoded pixels. */
@@ -75,6 +78,9 @@ export interface MetricSettingsOptions {
   /** DiffSim settings (diffsim, diffsim-c, diffeats) over the preset's; the defaults otherwise
    *  ({@link DIFFSIM_DEFAULTS}). */
   diffsim?: DiffSimSettingsInput;
+  /** diffsim-dit's own settings (timesteps, classLabel); it reads the shared ones (step, layer, seed,
+   *  similarity, vae, noise, imageSize, roundToF16) from `diffsim` and the preset. */
+  dit?: DitSettingsInput;
   /** A named preset of DiffSim settings ({@link DIFFSIM_PRESETS}: the official per-benchmark
    *  settings, e.g. 'nights' = step 500); `diffsim` settings override it. Same as `diffsim.preset`. */
   preset?: DiffSimPresetName;
@@ -97,6 +103,8 @@ export interface MetricModelSource {
   diffsimModels(withIp: boolean): Promise<DiffSimModels>;
   clipMetric(): Promise<ClipMetric>;
   dinoMetric(): Promise<Dinov2Metric>;
+  /** DiT and its VAE (diffsim-dit). */
+  ditModels(): Promise<DitModels>;
 }
 
 /** What {@link buildMetrics} needs besides the metric names. */
@@ -156,7 +164,7 @@ export interface Metric {
 
 /** The lower-is-better flag of a metric under given DiffSim settings, without loading anything. */
 export function lowerBetterOf(name: MetricName, settings: DiffSimSettingsInput = {}): boolean {
-  return (name === 'diffsim' || name === 'diffsim-c') && mergeSettings(settings).similarity === 'mse';
+  return (name === 'diffsim' || name === 'diffsim-c' || name === 'diffsim-dit') && mergeSettings(settings).similarity === 'mse';
 }
 
 export function assertName(name: string): asserts name is MetricName {
@@ -167,5 +175,6 @@ export function assertName(name: string): asserts name is MetricName {
 export function modelsOf(name: MetricName): ModelRole[] {
   if (name === 'diffsim' || name === 'diffeats') return ['sd'];
   if (name === 'diffsim-c') return ['sd', 'ipAdapter'];
+  if (name === 'diffsim-dit') return ['dit'];
   return name.startsWith('clip') ? ['clip'] : ['dino'];
 }

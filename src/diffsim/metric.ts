@@ -42,6 +42,9 @@ export interface CreateMetricOptions extends MetricSettingsOptions {
   ipAdapter?: string;
   clipModel?: string;
   dinoModel?: string;
+  /** diffsim-dit: a DiTPipeline folder (transformer/, vae/) or a folder with an official-layout DiT
+   *  checkpoint (.safetensors) and vae/, or a hub id (default {@link DEFAULT_MODELS}.ditModel). */
+  ditModel?: string;
   /** Where CLIP AAS takes q/k/v from (default the official 'pre-ln'). */
   clipQkvSource?: 'pre-ln' | 'post-ln';
   /** Hub options for ids (offline, endpoint, token, cache folder, download progress). */
@@ -69,7 +72,7 @@ async function resolveFiles(spec: string, role: ModelRole, hubOptions: ResolveMo
 }
 
 function specOf(role: ModelRole, o: CreateMetricOptions): string {
-  const spec = { sd: o.model ?? DEFAULT_MODELS.model, ipAdapter: o.ipAdapter ?? DEFAULT_MODELS.ipAdapter, clip: o.clipModel ?? DEFAULT_MODELS.clipModel, dino: o.dinoModel ?? DEFAULT_MODELS.dinoModel }[role];
+  const spec = { sd: o.model ?? DEFAULT_MODELS.model, ipAdapter: o.ipAdapter ?? DEFAULT_MODELS.ipAdapter, clip: o.clipModel ?? DEFAULT_MODELS.clipModel, dino: o.dinoModel ?? DEFAULT_MODELS.dinoModel, dit: o.ditModel ?? DEFAULT_MODELS.ditModel }[role];
   if (!spec) throw new RangeError(`createMetric: the ${role} model needs a folder, a file or a hub id`);
   return spec;
 }

@@ -5,9 +5,10 @@
 import type { Runtime } from '../gpu/runtime.js';
 import type { LoadEvent, LoadEventCallback } from '../io/events.js';
 import type { ModelFiles } from '../io/model-files.js';
-import { loadClipModel, loadDinov2, processorConfig, type ModelLoadOptions, type Sd15LoadOptions } from '../models/load.js';
+import { loadClipModel, loadDinov2, loadDit, processorConfig, type ModelLoadOptions, type Sd15LoadOptions } from '../models/load.js';
 import { CLIP_IMAGE_PROCESSOR } from './core.js';
 import { loadDiffSimModels, type DiffSimModels } from './load.js';
+import type { DitModels } from './dit.js';
 import type { MetricModelSource, ModelRole, ResolvedModel } from './metric-api.js';
 import { ClipMetric, Dinov2Metric, DINOV2_IMAGE_PROCESSOR } from './vision.js';
 
@@ -34,6 +35,7 @@ export class FilesModelSource implements MetricModelSource {
   private sd?: Promise<DiffSimModels>;
   private clip?: Promise<ClipMetric>;
   private dino?: Promise<Dinov2Metric>;
+  private dit?: Promise<DitModels>;
   constructor(
     readonly rt: Runtime,
     private readonly files: RoleFiles,
@@ -120,6 +122,16 @@ export class FilesModelSource implements MetricModelSource {
       return new Dinov2Metric(this.rt, model, { processor });
     })();
     return this.dino;
+  }
+
+  ditModels(): Promise<DitModels> {
+    this.dit ??= (async () => {
+      const m = await this.loaded('dit');
+      const models = await loadDit(this.rt, m.files, this.weightOptions([m]));
+      this.ready(m);
+      return models;
+    })();
+    return this.dit;
   }
 
   private async loaded(role: ModelRole): Promise<Loaded> {

@@ -339,6 +339,7 @@ export async function bufferNeeds(name: MetricName, files: Partial<Record<ModelR
     return f;
   };
   const roles = modelsOf(name);
+  if (name === 'diffsim-dit') throw new RangeError('bufferNeeds: diffsim-dit has no buffer plan for the browser entry yet');
   if (roles.includes('sd')) return sdNeeds(of('sd'), roles.includes('ipAdapter') ? of('ipAdapter') : undefined, o, name === 'diffsim-c' ? 'C' : 'S');
   return roles.includes('clip') ? clipNeeds(of('clip'), o) : dinoNeeds(of('dino'), o);
 }
