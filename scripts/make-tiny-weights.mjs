@@ -5,6 +5,7 @@
 //   ip-adapter/  h94/IP-Adapter (models/ip-adapter-plus_sd15.safetensors, models/image_encoder/)
 //   clip/        openai/clip-vit-base-patch32 (CLIPModel)
 //   dinov2/      facebook/dinov2-small
+//   dit/         facebook/DiT-XL-2-512 (DiTPipeline: transformer/, vae/, scheduler/), for diffsim-dit
 // Each fixture file carries its model config in its `config` metadata. Large tensors are stored as
 // F16 (U-Net, VAE, IP-Adapter) to keep the folder small (the loaders convert them to f32). Needs the built package (dist/).
 //
@@ -87,5 +88,17 @@ json(join(OUT, 'clip', 'preprocessor_config.json'), manifest('clip-vit-base-patc
 const dino = await weights('dinov2-tiny/dinov2.safetensors', join(OUT, 'dinov2', 'model.safetensors'));
 json(join(OUT, 'dinov2', 'config.json'), { architectures: ['Dinov2Model'], ...dino });
 json(join(OUT, 'dinov2', 'preprocessor_config.json'), manifest('dinov2-small.preprocessor.json'));
+
+// DiT (diffsim-dit), facebook/DiT-XL-2-512's DiTPipeline layout: the dit-tiny fixture's diffusers
+// conversion (28 blocks of width 16, the per-block embedder copies of diffusers' converter), F16.
+const dit = join(OUT, 'dit');
+const ditFix = join(FIX, 'dit-tiny', 'diffusers');
+const fixtureJson = (path) => JSON.parse(readFileSync(join(ditFix, path), 'utf8'));
+await weights('dit-tiny/diffusers/transformer/diffusion_pytorch_model.safetensors', join(dit, 'transformer', 'diffusion_pytorch_model.safetensors'), { f16: true });
+json(join(dit, 'transformer', 'config.json'), fixtureJson('transformer/config.json'));
+await weights('dit-tiny/diffusers/vae/diffusion_pytorch_model.safetensors', join(dit, 'vae', 'diffusion_pytorch_model.safetensors'), { f16: true });
+json(join(dit, 'vae', 'config.json'), fixtureJson('vae/config.json'));
+json(join(dit, 'scheduler', 'scheduler_config.json'), fixtureJson('scheduler/scheduler_config.json'));
+json(join(dit, 'model_index.json'), fixtureJson('model_index.json'));
 
 console.log(`wrote ${OUT}`);
