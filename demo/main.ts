@@ -71,7 +71,8 @@ interface DemoState {
 const state: DemoState = { status: 'idle', progress: [] };
 (window as unknown as { diffsimDemo: DemoState }).diffsimDemo = state;
 
-const ids: Record<ModelRole, HTMLInputElement> = { sd: $('model-sd'), ipAdapter: $('model-ipAdapter'), clip: $('model-clip'), dino: $('model-dino') };
+// diffsim-dit has no browser entry yet (web/limits.ts): its DiT folder is not offered here.
+const ids: Record<Exclude<ModelRole, 'dit'>, HTMLInputElement> = { sd: $('model-sd'), ipAdapter: $('model-ipAdapter'), clip: $('model-clip'), dino: $('model-dino') };
 $<HTMLInputElement>('endpoint').value = params.get('endpoint') ?? 'https://huggingface.co';
 ids.sd.value = params.get('sd') ?? DEFAULT_MODELS.model;
 ids.ipAdapter.value = params.get('ipAdapter') ?? DEFAULT_MODELS.ipAdapter;
@@ -192,6 +193,7 @@ async function modelFiles(name: MetricName): Promise<{ files: Partial<Record<Mod
       files[role] = picked;
       continue;
     }
+    if (role === 'dit') throw new Error('diffsim-dit is not offered in the browser demo');
     const repo = ids[role].value.trim();
     const h = await HubModelFiles.open(repo, selectionFor(role, repo), { endpoint: $<HTMLInputElement>('endpoint').value.trim(), onProgress: showProgress, ...(params.get('revision') ? { revision: params.get('revision')! } : {}) });
     files[role] = h;

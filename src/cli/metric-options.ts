@@ -415,6 +415,7 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: L
         .replace(/^imageSize (\d+)/, '--size $1:')
         .replace(/^timestep (\d+)/, '--timestep $1:')
         .replace(/^step (\d+) is outside/, '--step $1 is outside')
+        .replace(/^classLabel (\d+)/, '--dit-class $1:')
         .replace(/^(block "\w+" has no layer (\d+))/, '--layer $2: $1')
         .replace(/^layer (\d+): /, '--layer $1: ');
       throw new UsageError(`${command}: ${msg}`);
