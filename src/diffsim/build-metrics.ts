@@ -119,7 +119,7 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
         const shared: DiffSimSettingsInput = { ...(o.diffsim ?? {}), ...(preset !== undefined ? { preset } : {}) };
         const dit = new DiffSimDiT(rt, dm, shared, o.dit ?? {}, o.execution?.earlyStop !== undefined ? { earlyStop: o.execution.earlyStop } : {});
         const report = { ...common, ...ditReport(dit), preset: preset ?? null, lowerBetter: dit.lowerBetter };
-        out.push(new DiTPairMetric(rt, owner.retain(), dit, report, modelKey(models, weights)));
+        out.push(new DiTPairMetric(rt, owner.retain(), dit, report, modelKey(models, weights, o.activations ?? 'f32')));
       } else if (name === 'diffsim' || name === 'diffsim-c' || name === 'diffeats') {
         const given = o.diffsim ?? {};
         // diffeats honours the layer as metrics/diffeats.py does.
