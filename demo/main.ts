@@ -192,6 +192,7 @@ async function modelFiles(name: MetricName): Promise<{ files: Partial<Record<Mod
       files[role] = picked;
       continue;
     }
+    if (role === 'dit') throw new Error('diffsim-dit is not offered in the browser demo');
     // The demo page has hub-id fields for the DiffSim, CLIP and DINOv2 models only; the LPIPS and
     // Gram baselines need a picked folder here.
     if (role !== 'sd' && role !== 'ipAdapter' && role !== 'clip' && role !== 'dino') throw new Error(`${name}: pick a folder holding its model files (this page has no hub-id field for the ${role} model)`);

@@ -9,6 +9,7 @@
 //                v0.1 heads beside it (lpips_vgg_v0.1.safetensors)
 //   lpips-alex/  torchvision AlexNet `features` + lpips_alex_v0.1.safetensors
 //   vgg19/       timm/vgg19.tv_in1k (the Gram baseline's VGG19 features)
+//   dit/         facebook/DiT-XL-2-512 (DiTPipeline: transformer/, vae/, scheduler/), for diffsim-dit
 // Each fixture file carries its model config in its `config` metadata. Large tensors are stored as
 // F16 (U-Net, VAE, IP-Adapter) to keep the folder small (the loaders convert them to f32). Needs the built package (dist/).
 //
@@ -103,5 +104,16 @@ json(join(OUT, 'lpips-alex', 'config.json'), timmConfig('alexnet', la.chns));
 await weights('lpips-tiny/lpips_alex_v0.1.safetensors', join(OUT, 'lpips-alex', 'lpips_alex_v0.1.safetensors'));
 const v19 = await weights('vgg-gram-tiny/vgg19_features.safetensors', join(OUT, 'vgg19', 'model.safetensors'));
 json(join(OUT, 'vgg19', 'config.json'), timmConfig('vgg19', v19.vgg19_cfg_E_widths));
+// DiT (diffsim-dit), facebook/DiT-XL-2-512's DiTPipeline layout: the dit-tiny fixture's diffusers
+// conversion (28 blocks of width 16, the per-block embedder copies of diffusers' converter), F16.
+const dit = join(OUT, 'dit');
+const ditFix = join(FIX, 'dit-tiny', 'diffusers');
+const fixtureJson = (path) => JSON.parse(readFileSync(join(ditFix, path), 'utf8'));
+await weights('dit-tiny/diffusers/transformer/diffusion_pytorch_model.safetensors', join(dit, 'transformer', 'diffusion_pytorch_model.safetensors'), { f16: true });
+json(join(dit, 'transformer', 'config.json'), fixtureJson('transformer/config.json'));
+await weights('dit-tiny/diffusers/vae/diffusion_pytorch_model.safetensors', join(dit, 'vae', 'diffusion_pytorch_model.safetensors'), { f16: true });
+json(join(dit, 'vae', 'config.json'), fixtureJson('vae/config.json'));
+json(join(dit, 'scheduler', 'scheduler_config.json'), fixtureJson('scheduler/scheduler_config.json'));
+json(join(dit, 'model_index.json'), fixtureJson('model_index.json'));
 
 console.log(`wrote ${OUT}`);

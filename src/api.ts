@@ -33,6 +33,10 @@ export type { Conditioning, IpConditioning, IpProjection } from './models/sd-blo
 export { loadSd15, loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, sd15Layout, ipAdapterLayout, openSd15Components, processorConfig, latentSide, vaeScaleFactor, SD15_SCHEDULER_CONFIG, type StableDiffusion, type Sd15Part, type Sd15Layout, type Sd15LoadOptions, type Sd15Components, type Sd15Component, type SingleFileConfigs, type ModelFilesInput, type ModelLoadOptions, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/load.js';
 export { inferResamplerConfig } from './models/sources.js';
 export { sd15SingleFile, isSd15SingleFile, SingleFileError, unetKeyToDiffusers, vaeKeyToDiffusers, clipKeyToDiffusers, emaKeyOf, type SingleFileComponents, type SingleFileComponent, type SingleFileOptions, type ConfigOrigin } from './models/single-file.js';
+export { DiffSimDiT, ditTimesteps, DIT_LINEAR_SCHEDULER_CONFIG, type DitModels, type DiffSimDiTExecution } from './diffsim/dit.js';
+export { DiT, DIT_XL_2, respacedTimestepMap, sincosPositionTable, type DitConfig, type DitTimestepEmbedding } from './models/dit.js';
+export { loadDit, ditLayout, type DitLayout, type LoadedDit } from './models/load.js';
+export { DIT_DEFAULTS, DIT_SETTING_CHOICES, DIT_SHARED_SETTINGS, mergeDitSettings, type DitSettings, type DitSettingsInput, type ResolvedDitSettings, type DitEmbeddingSettings } from './diffsim/settings.js';
 export { DiffSim, CLIP_IMAGE_PROCESSOR, type DiffSimModels, type DiffSimLoadOptions, type DiffSimExecution, type GivenNoise, type EmbedOptions, type DiffSimScore } from './diffsim/core.js';
 export { DiffSimEmbedding, type ImageRole, type NoiseSource, type DiffSimIntermediates } from './diffsim/embedding.js';
 export { DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, presetSettings, SCORING_SETTINGS, DiffSimSettingsError, mergeSettings, embeddingSettings, settingsKey, settingsDiff, blockOf, type DiffSimSettings, type DiffSimSettingsInput, type DiffSimPresetName, type ResolvedDiffSimSettings, type EmbeddingSettings, type ScoringSetting, type DiffSimBlock, type DiffSimBlockName } from './diffsim/settings.js';

@@ -47,11 +47,11 @@ for (const tile of TILE_NAMES) {
   });
 }
 
-test('linear epilogues: bias, gelu, quick_gelu, silu, residual; leading batch dims', async () => {
+test('linear epilogues: bias, gelu, gelu_tanh, quick_gelu, silu, residual; leading batch dims', async () => {
   const rt = await runtime();
   const [b, t, k, n] = [2, 7, 33, 19];
   const m = b * t;
-  for (const act of ['none', 'gelu', 'quick_gelu', 'silu'] as ActName[]) {
+  for (const act of ['none', 'gelu', 'gelu_tanh', 'quick_gelu', 'silu'] as ActName[]) {
     for (const withRes of [false, true]) {
       await block(async () => {
         const x = randn(m * k, 11);

@@ -9,10 +9,10 @@ import { cosineSimilarity, meanSquaredError, pairStats } from '../src/kernels/re
 import { assertClose, randn, rejects, runtime, block, compute, take } from './helpers.js';
 import { act, refBicubic, refPermute, refTimestepEmbedding } from './reference.js';
 
-test('activations: gelu (erf form) over ±12 and special values, quick_gelu, silu; affine; tolerance 2e-7 abs + 1e-6 rel', async () => {
+test('activations: gelu (erf form) over ±12 and special values, gelu_tanh, quick_gelu, silu; affine; tolerance 2e-7 abs + 1e-6 rel', async () => {
   const rt = await runtime();
   const xs = new Float32Array([...Array.from({ length: 4801 }, (_, i) => -12 + i * 0.005), 0, -0, 1e-30, -1e-30, 30, -30, 88, -88]);
-  for (const name of ['gelu', 'quick_gelu', 'silu', 'relu', 'none'] as const) {
+  for (const name of ['gelu', 'gelu_tanh', 'quick_gelu', 'silu', 'relu', 'none'] as const) {
     await block(async () => {
       const y = (await compute(() => unary(rt.upload(xs, [xs.length]), name, 1.5, -0.25))) as Float32Array;
       for (let i = 0; i < xs.length; i++) {

@@ -15,7 +15,7 @@ import { FIXTURES, REPO_ROOT, rejects, runtime } from './helpers.js';
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const A = join(FIXTURES, 'diffsim-tiny', 'image_A.png');
 const B = join(FIXTURES, 'diffsim-tiny', 'image_B.png');
-const MODELS: CreateMetricOptions = { model: join(TINY, 'sd15'), ipAdapter: join(TINY, 'ip-adapter'), clipModel: join(TINY, 'clip'), dinoModel: join(TINY, 'dinov2'), lpipsModel: join(TINY, 'lpips-vgg'), vggModel: join(TINY, 'vgg19'), lpips: { imageSize: 64 }, gram: { imageSize: 64 } };
+const MODELS: CreateMetricOptions = { model: join(TINY, 'sd15'), ipAdapter: join(TINY, 'ip-adapter'), clipModel: join(TINY, 'clip'), dinoModel: join(TINY, 'dinov2'), lpipsModel: join(TINY, 'lpips-vgg'), vggModel: join(TINY, 'vgg19'), lpips: { imageSize: 64 }, gram: { imageSize: 64 }, ditModel: join(TINY, 'dit') };
 
 test('every metric by name: one finite score for paths, bytes and decoded images alike; lowerBetter', async () => {
   const rt = await runtime();

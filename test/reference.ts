@@ -25,6 +25,7 @@ export function erf(x: number): number {
 export const act = {
   none: (x: number) => x,
   gelu: (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
+  gelu_tanh: (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3))),
   quick_gelu: (x: number) => x / (1 + Math.exp(-1.702 * x)),
   silu: (x: number) => x / (1 + Math.exp(-x)),
   relu: (x: number) => Math.max(x, 0),

@@ -5,7 +5,7 @@
 // into settings (values spelled as the library spells them), and what no option gives comes from the
 // preset and the defaults in settings.ts, so the command line and the library score alike.
 
-import { DiffSimSettingsError, DIFFSIM_DEFAULTS, PERCEPTUAL_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput } from '../diffsim/settings.js';
+import { DiffSimSettingsError, DIFFSIM_DEFAULTS, PERCEPTUAL_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, DIT_DEFAULTS, DIT_SETTING_CHOICES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput, type DitSettingsInput } from '../diffsim/settings.js';
 import { createMetrics, DEFAULT_MODELS, METRIC_NAMES, type Metric, type MetricName } from '../diffsim/metric.js';
 import type { LoadEventCallback } from '../io/events.js';
 import type { TensorCoreMode } from '../gpu/runtime.js';
@@ -48,6 +48,10 @@ export interface MetricArgs {
   /** --lpips-normalize: [0, 1] inputs (lpips normalize=True). */
   lpipsNormalize: boolean;
   gramRows: 'last' | 'all';
+  /** --dit-model: diffsim-dit's DiT folder or hub id. */
+  ditModel: string;
+  /** diffsim-dit's own settings (--dit-timesteps, --dit-class). */
+  dit: DitSettingsInput;
   weights: WeightPrecision;
   activations: ActivationDType;
   tensorCores: TensorCoreMode;
@@ -102,10 +106,10 @@ export const DIFFSIM_OPTION_TABLE: Readonly<Record<string, OptionToSettings>> = 
   'fp16-score': () => ({ roundToF16: true }),
 });
 
-export const METRIC_VALUE_OPTIONS = ['metric', 'preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'lpips-model', 'lpips-heads', 'vgg-model', 'lpips-net', 'gram-rows', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
+export const METRIC_VALUE_OPTIONS = ['metric', 'preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'lpips-model', 'lpips-heads', 'vgg-model', 'lpips-net', 'gram-rows', 'dit-model', 'dit-timesteps', 'dit-class', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
 export const METRIC_FLAGS = ['fp16-score', 'ema', 'progress', 'lpips-normalize'] as const;
 
-const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'lpips-model', 'vgg-model'];
+const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'lpips-model', 'vgg-model', 'dit-model'];
 /** Which of the other options each metric reads. */
 const DIFFSIM_OPTIONS = ['preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'fp16-score', 'activations', 'tokenizer', 'ema'];
 const APPLIES: Record<CliMetric, readonly string[]> = {
@@ -121,6 +125,8 @@ const APPLIES: Record<CliMetric, readonly string[]> = {
   lpips: ['size', 'lpips-net', 'lpips-normalize', 'lpips-heads'],
   gram: ['size', 'gram-rows'],
   ensemble: DIFFSIM_OPTIONS.filter((o) => o !== 'layer'),
+  // The shared DiffSim settings DiT reads (settings.ts, DIT_SHARED_SETTINGS) and its own.
+  'diffsim-dit': ['preset', 'layer', 'step', 'seed', 'noise', 'size', 'similarity', 'vae', 'fp16-score', 'dit-timesteps', 'dit-class'],
 };
 
 const D = DIFFSIM_DEFAULTS;
@@ -146,6 +152,7 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
                            cross-attention), clip-aas, dino-aas, clip (CLIP-I), dino (DINOv2 cosine),
                            clipfeats, dinofeats, diffeats (min–max normalised attn1 output cosine),
                            lpips (LPIPS v0.1 distance, lower = more similar), gram (VGG19 Gram cosine)
+                           diffsim-dit (DiffSim on DiT-XL/2)
     --preset NAME          ${wrap(`the official settings of a benchmark's script: ${PRESET_SUMMARY}; the options given override it (default: the official README example, step ${D.step})`)}
     --block up|down|mid    DiffSim U-Net block (default ${D.block})
     --layer N              DiffSim layer in the block, CLIP/DINOv2 encoder layer (default ${D.layer}; the official
@@ -182,6 +189,15 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --lpips-normalize      LPIPS inputs in [0, 1] (normalize=True) instead of process_image's [−1, 1]
     --vgg-model PATH|ID    the Gram baseline's VGG19 features (default ${DEFAULT_MODELS.vggModel})
     --gram-rows last|all   Gram cosine of the last row (official) or of the whole matrix (default ${PERCEPTUAL_DEFAULTS.gram.rows})
+    --dit-model PATH|ID    diffsim-dit: a DiTPipeline folder (transformer/, vae/), a folder with an
+                           official-layout DiT checkpoint (.safetensors) and vae/, or a hub id (default
+                           ${DEFAULT_MODELS.ditModel})
+    --dit-timesteps official|intended
+                           diffsim-dit: ${DIT_DEFAULTS.timesteps} (default); official: noise at t = --step on SD1.5's
+                           schedule, the DiT told timestep_map[1000 − step] (steps 501–999); intended: noise
+                           on DiT's own schedule and the DiT told t = --step
+    --dit-class N          diffsim-dit: the class label of the first batch element (default ${DIT_DEFAULTS.classLabel};
+                           the second is the null class)
     --weights f32|f16|auto  linear/conv weights on the GPU (default f32)
     --activations f32|f16  the U-Net's and VAE's activations between ops (default f32; f16 halves
                            their memory traffic, f32 accumulation; needs the adapter's shader-f16)
@@ -250,6 +266,8 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     lpipsNet: PERCEPTUAL_DEFAULTS.lpips.net,
     lpipsNormalize: PERCEPTUAL_DEFAULTS.lpips.normalize,
     gramRows: PERCEPTUAL_DEFAULTS.gram.rows,
+    ditModel: DEFAULT_MODELS.ditModel,
+    dit: {},
     weights: 'f32',
     activations: 'f32',
     tensorCores: 'auto',
@@ -366,6 +384,15 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
       case 'gram-rows':
         m.gramRows = choice(command, name, value, ['last', 'all']);
         break;
+      case 'dit-model':
+        m.ditModel = nonEmpty(command, name, value);
+        break;
+      case 'dit-timesteps':
+        m.dit.timesteps = choice(command, name, value, DIT_SETTING_CHOICES.timesteps);
+        break;
+      case 'dit-class':
+        m.dit.classLabel = integer(command, name, value, 0);
+        break;
       case 'weights':
         m.weights = choice(command, name, value, ['f32', 'f16', 'auto']);
         break;
@@ -422,6 +449,8 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: L
       vggModel: m.vggModel,
       lpips: { net: m.lpipsNet, normalize: m.lpipsNormalize, ...(m.diffsim.imageSize !== undefined ? { imageSize: m.diffsim.imageSize } : {}) },
       gram: { rows: m.gramRows, ...(m.diffsim.imageSize !== undefined ? { imageSize: m.diffsim.imageSize } : {}) },
+      ditModel: m.ditModel,
+      dit: m.dit,
       diffsim: diffsimSettings(m),
       layer: m.layer,
       clipQkvSource: m.clipQkv,
@@ -434,9 +463,11 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: L
     if (e instanceof DiffSimSettingsError) {
       // Name the option: the library's messages speak of its settings.
       const msg = e.message
-        .replace(/^(DiffSim(-C)?|diffeats|clip-aas|dino-aas|clipfeats|dinofeats|lpips|gram): /, '')
+        .replace(/^(DiffSim(-C|-DiT)?|diffeats|clip-aas|dino-aas|clipfeats|dinofeats|lpips|gram): /, '')
         .replace(/^imageSize (\d+)/, '--size $1:')
         .replace(/^timestep (\d+)/, '--timestep $1:')
+        .replace(/^step (\d+) is outside/, '--step $1 is outside')
+        .replace(/^classLabel (\d+)/, '--dit-class $1:')
         .replace(/^(block "\w+" has no layer (\d+))/, '--layer $2: $1')
         .replace(/^layer (\d+): /, '--layer $1: ');
       throw new UsageError(`${command}: ${msg}`);

@@ -3,11 +3,12 @@
 
 import type { Runtime } from '../gpu/runtime.js';
 import { DiffSim } from './core.js';
+import { DiffSimDiT } from './dit.js';
 import { DiffSimSettingsError, mergeSettings, PERCEPTUAL_DEFAULTS, presetSettings, type DiffSimSettingsInput } from './settings.js';
 import { ClipMetric } from './vision.js';
 import { assertName, modelsOf, type BuildMetricsOptions, type ImagePathReader, type Metric, type MetricName, type ModelRole, type ResolvedModel } from './metric-api.js';
 import { GRAM_SCORE, GramMetric, LpipsMetric } from './perceptual.js';
-import { DiffFeatsMetric, DiffSimPairMetric, modelKey, VisionPairMetric, type DiffSimFactory, type MetricOwner } from './metrics.js';
+import { DiffFeatsMetric, DiffSimPairMetric, DiTPairMetric, modelKey, VisionPairMetric, type DiffSimFactory, type MetricOwner } from './metrics.js';
 
 /** When the last metric of a `createMetrics` call closes: frees the models' weights and what the
  *  metrics keep, and closes the runtime if the call created it. */
@@ -64,6 +65,30 @@ function diffsimReport(ds: DiffSim): Record<string, unknown> {
   };
 }
 
+function ditReport(d: DiffSimDiT): Record<string, unknown> {
+  const s = d.settings;
+  return {
+    similarity: s.similarity,
+    layer: s.layer,
+    module: s.module,
+    step: s.step,
+    timesteps: s.timesteps,
+    tNoise: s.tNoise,
+    tModel: s.tModel,
+    noiseSchedule: s.noiseSchedule,
+    classLabels: [s.classLabel, d.models.dit.nullClass],
+    layout: s.layout,
+    // Which timestep sinusoid the DiT's embedder uses: 'official' (DiT's models.py, frequencies
+    // /128) or 'diffusers' (diffusers' DiT, /127: a DiTPipeline folder as diffusers runs it).
+    timestepEmbedding: s.timestepEmbedding,
+    seed: s.seed,
+    noise: s.noise,
+    imageSize: s.imageSize,
+    vae: s.vae,
+    roundToF16: s.roundToF16,
+  };
+}
+
 /** Several metrics on one runtime, sharing the models of `o.models`: every model is resolved
  *  before any weight is loaded. */
 export async function buildMetrics(names: readonly MetricName[], o: BuildMetricsOptions): Promise<Metric[]> {
@@ -89,7 +114,15 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
       const roles = modelsOf(name);
       const models = await modelsReport(roles);
       const common = { metric: name, lowerBetter: false, weights, models };
-      if (name === 'diffsim' || name === 'diffsim-c' || name === 'diffeats') {
+      if (name === 'diffsim-dit') {
+        const dm = await source.ditModels();
+        owner.stores.add({ dispose: () => dm.dit.dispose() });
+        owner.stores.add(dm.vae.store);
+        const shared: DiffSimSettingsInput = { ...(o.diffsim ?? {}), ...(preset !== undefined ? { preset } : {}) };
+        const dit = new DiffSimDiT(rt, dm, shared, o.dit ?? {}, o.execution?.earlyStop !== undefined ? { earlyStop: o.execution.earlyStop } : {});
+        const report = { ...common, ...ditReport(dit), preset: preset ?? null, lowerBetter: dit.lowerBetter };
+        out.push(new DiTPairMetric(rt, owner.retain(), dit, report, modelKey(models, weights, o.activations ?? 'f32')));
+      } else if (name === 'diffsim' || name === 'diffsim-c' || name === 'diffeats') {
         const given = o.diffsim ?? {};
         // diffeats honours the layer as metrics/diffeats.py does.
         const settings: DiffSimSettingsInput = { ...given, ...(preset !== undefined ? { preset } : {}), variant: name === 'diffsim-c' ? 'C' : 'S', ...(name === 'diffeats' ? { layerMode: 'as-given' as const } : {}) };

@@ -7,7 +7,7 @@ import type { Runtime, Tensor } from '../gpu/runtime.js';
 import { blobSource } from '../io/bytesource.js';
 import { SafetensorsFile, encodeSafetensors } from '../io/safetensors.js';
 import type { Qkv } from './aas.js';
-import { DiffSimSettingsError, settingsKey, type EmbeddingSettings } from './settings.js';
+import { DiffSimSettingsError, settingsKey, type DitEmbeddingSettings, type EmbeddingSettings } from './settings.js';
 
 /** Which side of a pair an image is embedded for: in the official mode its noise draws depend on it. */
 export type ImageRole = 'A' | 'B';
@@ -34,7 +34,7 @@ export class DiffSimEmbedding implements Qkv {
     readonly role: ImageRole,
     /** The settings the embedding depends on (the scoring ones, similarity, cfgHalves and
      *  roundToF16, belong to the metric that compares). */
-    readonly settings: Readonly<EmbeddingSettings>,
+    readonly settings: Readonly<EmbeddingSettings | DitEmbeddingSettings>,
     /** settingsKey(settings): equal keys ⇔ comparable embeddings. */
     readonly key: string,
     /** Queries (B, N, C) before the head split, B = the CFG batch [negative, prompt]. */
@@ -78,9 +78,9 @@ export class DiffSimEmbedding implements Qkv {
       if (m.format !== FORMAT) throw new DiffSimSettingsError(`${name}: not a DiffSim embedding (metadata format ${JSON.stringify(m.format)})`);
       if (m.role !== 'A' && m.role !== 'B') throw new DiffSimSettingsError(`${name}: role ${JSON.stringify(m.role)} is not A or B`);
       if (m.noise_source !== 'generator' && m.noise_source !== 'given') throw new DiffSimSettingsError(`${name}: noise source ${JSON.stringify(m.noise_source)}`);
-      let settings: EmbeddingSettings;
+      let settings: EmbeddingSettings | DitEmbeddingSettings;
       try {
-        settings = Object.freeze(JSON.parse(m.settings ?? '') as EmbeddingSettings);
+        settings = Object.freeze(JSON.parse(m.settings ?? '') as EmbeddingSettings | DitEmbeddingSettings);
       } catch {
         throw new DiffSimSettingsError(`${name}: the settings metadata is not JSON`);
       }

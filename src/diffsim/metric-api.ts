@@ -18,12 +18,13 @@ import type { ActivationDType } from '../kernels/common.js';
 import type { DiffSimExecution, DiffSimModels } from './core.js';
 import type { AasOutputs, AttentionLayout } from './aas.js';
 import type { ImageRole } from './embedding.js';
-import { mergeSettings, type DiffSimPresetName, type DiffSimSettingsInput } from './settings.js';
+import { mergeSettings, type DiffSimPresetName, type DiffSimSettingsInput, type DitSettingsInput } from './settings.js';
+import type { DitModels } from './dit.js';
 import type { ClipMetric, Dinov2Metric } from './vision.js';
 import type { LpipsModel, LpipsNet, TorchvisionFeatures } from '../models/vgg.js';
 
 /** Every metric `createMetric` builds. */
-export const METRIC_NAMES = ['diffsim', 'diffsim-c', 'clip-aas', 'dino-aas', 'clip', 'dino', 'clipfeats', 'dinofeats', 'diffeats', 'lpips', 'gram'] as const;
+export const METRIC_NAMES = ['diffsim', 'diffsim-c', 'clip-aas', 'dino-aas', 'clip', 'dino', 'clipfeats', 'dinofeats', 'diffeats', 'lpips', 'gram', 'diffsim-dit'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
 /** The default models: hub ids (a local folder given instead is used as it is). */
@@ -36,6 +37,8 @@ export const DEFAULT_MODELS = Object.freeze({
   lpipsModel: 'timm/vgg16.tv_in1k',
   /** The Gram baseline's VGG19 (torchvision's ImageNet weights, as safetensors in timm's layout). */
   vggModel: 'timm/vgg19.tv_in1k',
+  /** diffsim-dit: DiT-XL/2 at 512 in diffusers' layout (its own vae/; see docs/diffsim-dit.md). */
+  ditModel: 'facebook/DiT-XL-2-512',
 });
 
 /** An image: a file path (Node/Deno), the encoded bytes of a PNG/JPEG/BMP, or decoded pixels. */
@@ -100,6 +103,9 @@ export interface MetricSettingsOptions {
   /** DiffSim settings (diffsim, diffsim-c, diffeats) over the preset's; the defaults otherwise
    *  ({@link DIFFSIM_DEFAULTS}). */
   diffsim?: DiffSimSettingsInput;
+  /** diffsim-dit's own settings (timesteps, classLabel); it reads the shared ones (step, layer, seed,
+   *  similarity, vae, noise, imageSize, roundToF16) from `diffsim` and the preset. */
+  dit?: DitSettingsInput;
   /** A named preset of DiffSim settings ({@link DIFFSIM_PRESETS}: the official per-benchmark
    *  settings, e.g. 'nights' = step 500); `diffsim` settings override it. Same as `diffsim.preset`. */
   preset?: DiffSimPresetName;
@@ -132,6 +138,8 @@ export interface MetricModelSource {
   lpipsModel(net: LpipsNet): Promise<LpipsModel>;
   /** The Gram baseline's VGG19 features up to conv5_1 (role vgg). */
   vggFeatures(): Promise<TorchvisionFeatures>;
+  /** DiT and its VAE (diffsim-dit). */
+  ditModels(): Promise<DitModels>;
 }
 
 /** What {@link buildMetrics} needs besides the metric names. */
@@ -194,7 +202,7 @@ export interface Metric {
 /** The lower-is-better flag of a metric under given DiffSim settings, without loading anything. */
 export function lowerBetterOf(name: MetricName, settings: DiffSimSettingsInput = {}): boolean {
   if (name === 'lpips') return true;
-  return (name === 'diffsim' || name === 'diffsim-c') && mergeSettings(settings).similarity === 'mse';
+  return (name === 'diffsim' || name === 'diffsim-c' || name === 'diffsim-dit') && mergeSettings(settings).similarity === 'mse';
 }
 
 export function assertName(name: string): asserts name is MetricName {
@@ -207,5 +215,6 @@ export function modelsOf(name: MetricName): ModelRole[] {
   if (name === 'diffsim-c') return ['sd', 'ipAdapter'];
   if (name === 'lpips') return ['lpips', 'lpipsHeads'];
   if (name === 'gram') return ['vgg'];
+  if (name === 'diffsim-dit') return ['dit'];
   return name.startsWith('clip') ? ['clip'] : ['dino'];
 }

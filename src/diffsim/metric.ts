@@ -52,6 +52,9 @@ export interface CreateMetricOptions extends MetricSettingsOptions {
   lpipsHeads?: string;
   /** gram: VGG19 `features` weights (folder, file or hub id; default {@link DEFAULT_MODELS}.vggModel). */
   vggModel?: string;
+  /** diffsim-dit: a DiTPipeline folder (transformer/, vae/) or a folder with an official-layout DiT
+   *  checkpoint (.safetensors) and vae/, or a hub id (default {@link DEFAULT_MODELS}.ditModel). */
+  ditModel?: string;
   /** Where CLIP AAS takes q/k/v from (default the official 'pre-ln'). */
   clipQkvSource?: 'pre-ln' | 'post-ln';
   /** Hub options for ids (offline, endpoint, token, cache folder, download progress). */
@@ -84,7 +87,7 @@ function specOf(role: ModelRole, o: CreateMetricOptions): string {
   if ((role === 'lpips' || role === 'lpipsHeads') && lpips === undefined && (role === 'lpips' || o.lpipsHeads === undefined)) {
     throw new RangeError("createMetric: lpips with net 'alex' needs the AlexNet features (the lpipsModel option, --lpips-model: a folder, a .safetensors file or a hub id); there is no default");
   }
-  const spec = { sd: o.model ?? DEFAULT_MODELS.model, ipAdapter: o.ipAdapter ?? DEFAULT_MODELS.ipAdapter, clip: o.clipModel ?? DEFAULT_MODELS.clipModel, dino: o.dinoModel ?? DEFAULT_MODELS.dinoModel, lpips, lpipsHeads: o.lpipsHeads ?? lpips, vgg: o.vggModel ?? DEFAULT_MODELS.vggModel }[role];
+  const spec = { sd: o.model ?? DEFAULT_MODELS.model, ipAdapter: o.ipAdapter ?? DEFAULT_MODELS.ipAdapter, clip: o.clipModel ?? DEFAULT_MODELS.clipModel, dino: o.dinoModel ?? DEFAULT_MODELS.dinoModel, lpips, lpipsHeads: o.lpipsHeads ?? lpips, vgg: o.vggModel ?? DEFAULT_MODELS.vggModel, dit: o.ditModel ?? DEFAULT_MODELS.ditModel }[role];
   if (!spec) throw new RangeError(`createMetric: the ${role} model needs a folder, a file or a hub id`);
   return spec;
 }

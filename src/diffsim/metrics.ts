@@ -11,6 +11,7 @@ import { encodeSafetensors, SafetensorsFile } from '../io/safetensors.js';
 import type { WeightPrecision } from '../nn/weights.js';
 import type { ActivationDType } from '../kernels/common.js';
 import type { DiffSim } from './core.js';
+import type { DiffSimDiT } from './dit.js';
 import { pairScore, type AasOutputs, type AttentionLayout } from './aas.js';
 import { DiffSimEmbedding, type ImageRole } from './embedding.js';
 import { firstNonFinite, nonFiniteError } from './finite.js';
@@ -423,5 +424,69 @@ export class VisionPairMetric extends BaseMetric<VisionEmbeddingHandle> {
       for (const t of made) t.dispose();
       throw e;
     }
+  }
+}
+
+/** diffsim-dit: DiffSim on DiT (DiffSimDiT). The prompt does not enter (the official DiT path
+ *  ignores it), so withPrompt returns the metric itself. */
+export class DiTPairMetric extends BaseMetric<DiffSimEmbeddingHandle> {
+  readonly name = 'diffsim-dit' as const;
+  readonly lowerBetter: boolean;
+  readonly roleDependent: boolean;
+  readonly key: string;
+  constructor(
+    rt: Runtime,
+    owner: MetricOwner,
+    readonly dit: DiffSimDiT,
+    readonly settings: Readonly<Record<string, unknown>>,
+    models: string,
+  ) {
+    super(rt, owner);
+    this.lowerBetter = dit.lowerBetter;
+    this.roleDependent = dit.settings.noise === 'official-4-draws';
+    this.key = `diffsim-dit ${dit.key} ${models}`;
+  }
+  protected isOwn(e: MetricEmbedding): e is DiffSimEmbeddingHandle {
+    return e instanceof DiffSimEmbeddingHandle && e.key === this.key;
+  }
+  protected async embedImage(image: RgbImage, role: ImageRole): Promise<DiffSimEmbeddingHandle> {
+    return new DiffSimEmbeddingHandle(this.name, this.key, this.dit.embed(image, role));
+  }
+  protected compareOwn(a: DiffSimEmbeddingHandle, b: DiffSimEmbeddingHandle): Promise<number> {
+    return this.dit.compare(a.inner, b.inner);
+  }
+  protected override scorePair(ia: RgbImage, ib: RgbImage): Promise<number> {
+    return this.dit.score(ia, ib);
+  }
+  attentionOutputs(a: MetricEmbedding, b: MetricEmbedding): AasOutputs {
+    if (!this.isOwn(a) || !this.isOwn(b)) throw new DiffSimSettingsError(`${this.name}: attentionOutputs needs two embeddings of this metric`);
+    return this.dit.attentionOutputs(a.inner, b.inner);
+  }
+  /** The DiT tokens are the patch grid of the square latent, over the whole (squashed) image. */
+  attentionLayout(width: number, height: number, tokens: number): AttentionLayout {
+    const side = Math.round(Math.sqrt(tokens));
+    const module = this.dit.settings.module;
+    if (!Number.isInteger(tokens) || tokens <= 0 || side * side !== tokens) throw new RangeError(`${this.name}: ${module} has ${tokens} query tokens, not a square grid`);
+    return { module, prefix: 0, gridWidth: side, gridHeight: side, region: { x: 0, y: 0, width, height } };
+  }
+  protected async tensorsOf(e: DiffSimEmbeddingHandle) {
+    e.inner.assertLive();
+    const out: Record<string, { shape: readonly number[]; data: Float32Array }> = {};
+    for (const [n, t] of [['q', e.inner.q], ['k', e.inner.k], ['v', e.inner.v]] as const) out[n] = { shape: t.shape, data: (await t.read()) as Float32Array };
+    return out;
+  }
+  protected async fromTensors(file: SafetensorsFile, role: ImageRole): Promise<DiffSimEmbeddingHandle> {
+    const up = [];
+    try {
+      for (const n of ['q', 'k', 'v']) {
+        const { shape, data } = await file.readFloat32(n);
+        up.push(this.runtime.upload(data, shape).keep());
+      }
+    } catch (e) {
+      for (const t of up) t.dispose();
+      throw e;
+    }
+    const d = this.dit;
+    return new DiffSimEmbeddingHandle(this.name, this.key, new DiffSimEmbedding(role, d.embeddingSettings, d.key, up[0]!, up[1]!, up[2]!, 'generator'));
   }
 }

@@ -5,10 +5,11 @@
 import type { Runtime } from '../gpu/runtime.js';
 import type { LoadEvent, LoadEventCallback } from '../io/events.js';
 import type { ModelFiles } from '../io/model-files.js';
-import { loadClipModel, loadDinov2, loadLpipsHeads, loadTorchvisionFeatures, processorConfig, type ModelLoadOptions, type Sd15LoadOptions } from '../models/load.js';
+import { loadClipModel, loadDinov2, loadDit, loadLpipsHeads, loadTorchvisionFeatures, processorConfig, type ModelLoadOptions, type Sd15LoadOptions } from '../models/load.js';
 import { GRAM_LAYER, LPIPS_ARCH, LpipsModel, type LpipsNet, type TorchvisionFeatures } from '../models/vgg.js';
 import { CLIP_IMAGE_PROCESSOR } from './core.js';
 import { loadDiffSimModels, type DiffSimModels } from './load.js';
+import type { DitModels } from './dit.js';
 import type { MetricModelSource, ModelRole, ResolvedModel } from './metric-api.js';
 import { ClipMetric, Dinov2Metric, DINOV2_IMAGE_PROCESSOR } from './vision.js';
 
@@ -37,6 +38,7 @@ export class FilesModelSource implements MetricModelSource {
   private dino?: Promise<Dinov2Metric>;
   private readonly lpips = new Map<LpipsNet, Promise<LpipsModel>>();
   private vgg?: Promise<TorchvisionFeatures>;
+  private dit?: Promise<DitModels>;
   constructor(
     readonly rt: Runtime,
     private readonly files: RoleFiles,
@@ -161,6 +163,16 @@ export class FilesModelSource implements MetricModelSource {
       return features;
     })();
     return this.vgg;
+  }
+
+  ditModels(): Promise<DitModels> {
+    this.dit ??= (async () => {
+      const m = await this.loaded('dit');
+      const models = await loadDit(this.rt, m.files, this.weightOptions([m]));
+      this.ready(m);
+      return models;
+    })();
+    return this.dit;
   }
 
   private async loaded(role: ModelRole): Promise<Loaded> {

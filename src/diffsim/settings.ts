@@ -201,13 +201,13 @@ export function blockOf(name: DiffSimBlockName): DiffSimBlock {
 }
 
 /** A stable identity of embedding settings: equal strings ⇔ comparable embeddings. */
-export function settingsKey(s: EmbeddingSettings): string {
+export function settingsKey(s: EmbeddingSettings | DitEmbeddingSettings): string {
   const entries = Object.entries(s).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify(Object.fromEntries(entries));
 }
 
 /** The fields in which two resolved settings differ, for error messages. */
-export function settingsDiff(a: EmbeddingSettings, b: EmbeddingSettings): string[] {
+export function settingsDiff(a: EmbeddingSettings | DitEmbeddingSettings, b: EmbeddingSettings | DitEmbeddingSettings): string[] {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   const out: string[] = [];
   for (const k of keys) {
@@ -216,4 +216,79 @@ export function settingsDiff(a: EmbeddingSettings, b: EmbeddingSettings): string
     if (JSON.stringify(va) !== JSON.stringify(vb)) out.push(`${k} ${JSON.stringify(va)} vs ${JSON.stringify(vb)}`);
   }
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// DiffSim on DiT (diffsim-dit, the paper's supplementary row; official `diffsim/diffsim_dit.py`)
+//
+// DiT reads the shared settings above that apply to it — step, layer, seed, similarity, vae, noise,
+// imageSize, roundToF16 (and the preset's step) — with its own meaning of `step` (below); prompt,
+// block, CFG and the IP-Adapter do not apply (the official DiT path ignores the prompt). The layer is
+// the DiT block whose attention is hooked, honoured as the official code honours target_layer[0].
+
+/** What only DiffSim on DiT has. */
+export interface DitSettings {
+  /** 'official' (diffsim_dit.py as released): the latent is noised at t_noise = step with SD1.5's
+   *  scheduled-linear DDIM schedule (larger = more noise), and the DiT is told
+   *  t_model = timestep_map[1000 − step] of create_diffusion(str(step)) (600 → 667, 750 → 333,
+   *  900 → 111); steps ≤ 500 crash there (index out of range) and are refused, as is 1000 (past the
+   *  schedule). 'intended': noise at t = step on DiT's own training schedule (linear 1e-4…0.02, or
+   *  the DiTPipeline folder's scheduler config) and the DiT told the same t (0–999). */
+  timesteps: 'official' | 'intended';
+  /** The class label of the first batch element (official 1, "goldfish"); the second is always the
+   *  null class (num_classes), so the hooked layer sees batch 2 = [class, null]. */
+  classLabel: number;
+}
+
+export const DIT_DEFAULTS: Readonly<DitSettings> = Object.freeze({ timesteps: 'official', classLabel: 1 });
+
+export const DIT_SETTING_CHOICES = Object.freeze({ timesteps: ['official', 'intended'] } as const satisfies { [K in keyof DitSettings]?: readonly DitSettings[K][] });
+
+export type DitSettingsInput = Partial<DitSettings>;
+
+/** The shared settings DiffSim on DiT reads (see above). */
+export const DIT_SHARED_SETTINGS = ['step', 'layer', 'seed', 'similarity', 'vae', 'noise', 'imageSize', 'roundToF16'] as const;
+export type DitSharedSettings = Pick<DiffSimSettings, (typeof DIT_SHARED_SETTINGS)[number]>;
+
+/** DIT_DEFAULTS overlaid with `given`, each field checked. */
+export function mergeDitSettings(given: DitSettingsInput = {}): DitSettings {
+  const unknown = Object.keys(given).filter((k) => !(k in DIT_DEFAULTS));
+  if (unknown.length) throw new DiffSimSettingsError(`DiffSim-DiT: unknown setting ${unknown.map((k) => `"${k}"`).join(', ')} (known: ${Object.keys(DIT_DEFAULTS).join(', ')})`);
+  const s: DitSettings = { ...DIT_DEFAULTS };
+  if (given.timesteps !== undefined) {
+    if (!(DIT_SETTING_CHOICES.timesteps as readonly string[]).includes(given.timesteps)) throw new DiffSimSettingsError(`DiffSim-DiT: timesteps must be one of ${DIT_SETTING_CHOICES.timesteps.map((c) => `'${c}'`).join(', ')}, got ${JSON.stringify(given.timesteps)}`);
+    s.timesteps = given.timesteps;
+  }
+  if (given.classLabel !== undefined) {
+    if (typeof given.classLabel !== 'number' || !Number.isInteger(given.classLabel) || given.classLabel < 0) throw new DiffSimSettingsError(`DiffSim-DiT: classLabel must be a non-negative integer, got ${JSON.stringify(given.classLabel)}`);
+    s.classLabel = given.classLabel;
+  }
+  return s;
+}
+
+/** Settings of DiffSim on DiT after resolution against the model: what an embedding was made with. */
+export interface ResolvedDitSettings extends DitSharedSettings, DitSettings {
+  /** The hooked attention module, `blocks.<layer>.attn`. */
+  module: string;
+  heads: number;
+  /** The timestep of the forward noising. */
+  tNoise: number;
+  /** The timestep the DiT is told. */
+  tModel: number;
+  /** Which sinusoid the timestep embedder uses: the official DiT's (frequencies /128) or diffusers'
+   *  DiT's (/127, a DiTPipeline folder's weights as diffusers runs them). */
+  timestepEmbedding: 'official' | 'diffusers';
+  /** The layout the weights came from. */
+  layout: 'official' | 'diffusers';
+  /** The noise schedule of the forward noising ('sd15-ddim' official; 'dit-linear' intended). */
+  noiseSchedule: 'sd15-ddim' | 'dit-linear';
+}
+
+/** What a DiT embedding depends on (without the scoring settings). */
+export type DitEmbeddingSettings = Omit<ResolvedDitSettings, 'similarity' | 'roundToF16'>;
+
+/** The embedding part of resolved DiT settings. */
+export function ditEmbeddingSettings(s: ResolvedDitSettings): DitEmbeddingSettings {
+  const { similarity: _s, roundToF16: _r, ...rest } = s;
+  return rest;
 }

@@ -40,10 +40,14 @@ fn erf_f32(x: f32) -> f32 {
 `;
 
 /** Activation functions by name; `act_<name>(x)`. */
-export type Activation = 'none' | 'gelu' | 'quick_gelu' | 'silu' | 'relu';
+/** gelu_tanh: the tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (torch's
+ *  GELU(approximate='tanh'), DiT's MLP), computed as x·σ(2u), the same function without tanh's
+ *  overflow for large |u|. */
+export type Activation = 'none' | 'gelu' | 'gelu_tanh' | 'quick_gelu' | 'silu' | 'relu';
 export const WGSL_ACTIVATIONS = /* wgsl */ `
 ${WGSL_ERF}
 fn act_gelu(x: f32) -> f32 { return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752)); }
+fn act_gelu_tanh(x: f32) -> f32 { return x / (1.0 + exp(-1.5957691216057308 * (x + 0.044715 * x * x * x))); }
 fn act_quick_gelu(x: f32) -> f32 { return x / (1.0 + exp(-1.702 * x)); }
 fn act_silu(x: f32) -> f32 { return x / (1.0 + exp(-x)); }
 // torch's ReLU keeps a NaN; WGSL's max may return the other operand: NaN is found by its bits.

@@ -18,10 +18,11 @@ import type { Dinov2Config, Dinov2Model } from './dinov2.js';
 import type { IpAdapterPlus } from './ip-adapter.js';
 import { PNDMScheduler, type SchedulerConfig } from './scheduler.js';
 import { isSd15SingleFile, sd15SingleFile, type SingleFileOptions } from './single-file.js';
-import { clipModelFromSource, clipVisionConfigOf, clipVisionFromSource, dinov2FromSource, ipAdapterPlusFromSource, textEncoderFromSource, unetFromSource, vaeEncoderFromSource, type ModelLoadOptions } from './sources.js';
+import { clipModelFromSource, clipVisionConfigOf, ditFromSource, clipVisionFromSource, dinov2FromSource, ipAdapterPlusFromSource, textEncoderFromSource, unetFromSource, vaeEncoderFromSource, type ModelLoadOptions } from './sources.js';
 import type { UNet2DConditionModel, UNetConfig } from './unet.js';
 import type { VaeConfig, VaeEncoder } from './vae.js';
 import { lpipsHeadsFromSource, torchvisionFeaturesFromSource, type LpipsHeads, type LpipsNet, type TorchvisionArch, type TorchvisionFeatures } from './vgg.js';
+import { ditConfigFromDiffusers, inferDitConfig, validateDitConfig, type DiffusersDitConfig, type DiT, type DitConfig } from './dit.js';
 
 export type { ModelLoadOptions } from './sources.js';
 
@@ -347,4 +348,77 @@ export function lpipsHeadsLayout(files: ModelFiles, net: LpipsNet): string {
 export async function loadLpipsHeads(rt: Runtime, input: ModelFilesInput, net: LpipsNet, o: ModelLoadOptions = {}): Promise<LpipsHeads> {
   const files = await asModelFiles(input);
   return withWeights(files, lpipsHeadsLayout(files, net), (src) => lpipsHeadsFromSource(rt, src, o));
+}
+
+/** Where a DiT model's parts are. 'official': a folder with one safetensors checkpoint in the official
+ *  layout at its root (`DiT-XL-2-512x512.pt` converted: x_embedder.*, blocks.N.*, …) and the VAE
+ *  (sd-vae-ft-mse, a diffusers AutoencoderKL folder) in `vae/`. 'diffusers': a DiTPipeline folder as
+ *  `facebook/DiT-XL-2-256|512` (`transformer/` Transformer2DModel, `vae/`, `scheduler/`). */
+export type DitLayout = { kind: 'official'; file: string } | { kind: 'diffusers' };
+
+/** Which layout `files` holds (the official file recognised by its tensor names). */
+export async function ditLayout(files: ModelFiles): Promise<DitLayout> {
+  if (hasFile(files, 'transformer/config.json')) return { kind: 'diffusers' };
+  const root = files.entry ? [files.entry] : namesIn(files, '').filter((n) => n.endsWith('.safetensors'));
+  if (root.length === 1) {
+    const file = root[0]!;
+    const src = await openWeights(files, file, { headersOnly: true });
+    try {
+      if (!src.has('x_embedder.proj.weight') || !src.has('blocks.0.attn.qkv.weight')) throw new FileError(describe(files, file), `not a DiT checkpoint in the official layout (x_embedder.proj.weight, blocks.0.attn.qkv.weight, …; it has ${firstNames(src)})`);
+    } finally {
+      await src.close();
+    }
+    return { kind: 'official', file };
+  }
+  throw new FileError(files.name, `not a DiT model: expected a DiTPipeline folder (transformer/, vae/, as facebook/DiT-XL-2-512) or a folder with one official-layout DiT checkpoint (.safetensors) and vae/ (found ${root.length > 1 ? `${root.length} .safetensors files at the root: ${root.join(', ')}` : files.paths.slice(0, 6).join(', ') || 'no files'})`);
+}
+
+export interface LoadedDit {
+  dit: DiT;
+  vae: VaeEncoder;
+  layout: DitLayout;
+  /** The pipeline's own scheduler config (DiT's training schedule), where the folder has one. */
+  scheduler?: SchedulerConfig;
+}
+
+/** DiT and its VAE from a DiTPipeline folder or an official checkpoint with `vae/` beside it. An
+ *  official file's config comes from its "config" metadata where it has one, else from the shapes
+ *  (the head count from the released sizes). */
+export async function loadDit(rt: Runtime, input: ModelFilesInput, o: ModelLoadOptions = {}): Promise<LoadedDit> {
+  const files = await asModelFiles(input);
+  if (files.entry) throw new FileError(files.name, 'give the folder that holds the DiT checkpoint and its vae/ (sd-vae-ft-mse), not the file alone');
+  const layout = await ditLayout(files);
+  if (!hasFile(files, 'vae/config.json')) throw new FileError(describe(files, 'vae'), 'no VAE: DiT needs the sd-vae-ft-mse AutoencoderKL (config.json and weights) in vae/');
+  let dit: DiT;
+  let scheduler: SchedulerConfig | undefined;
+  if (layout.kind === 'diffusers') {
+    const where = describe(files, 'transformer/config.json');
+    const config = ditConfigFromDiffusers(await readJson<DiffusersDitConfig>(files, 'transformer/config.json', 'DiT transformer config'), where);
+    dit = await withWeights(files, weightsPath(files, 'transformer', 'DiT transformer'), (src) => ditFromSource(rt, src, config, { ...o, layout: 'diffusers' }, where));
+    scheduler = await optionalJson<SchedulerConfig>(files, SCHEDULER_CONFIG, 'scheduler config');
+  } else {
+    const where = describe(files, layout.file);
+    dit = await withWeights(files, layout.file, async (src) => {
+      let config: DitConfig;
+      const meta = src.metadata.config;
+      if (meta !== undefined) {
+        try {
+          config = JSON.parse(meta) as DitConfig;
+        } catch {
+          throw new FileError(where, 'the "config" metadata is not JSON');
+        }
+        if (config.input_size === undefined && src.has('pos_embed')) config = { ...inferDitConfig(src, where, config.num_heads), ...config };
+        validateDitConfig(config, `${where} (config metadata)`);
+      } else config = inferDitConfig(src, where);
+      return ditFromSource(rt, src, config, { ...o, layout: 'official' }, where);
+    });
+  }
+  try {
+    const vaeConfig = await readJson<VaeConfig>(files, 'vae/config.json', 'VAE config');
+    const vae = await withWeights(files, weightsPath(files, 'vae', 'VAE'), (src) => vaeEncoderFromSource(rt, src, vaeConfig, o, describe(files, 'vae/config.json')));
+    return { dit, vae, layout, ...(scheduler ? { scheduler } : {}) };
+  } catch (e) {
+    dit.dispose();
+    throw e;
+  }
 }

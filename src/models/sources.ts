@@ -14,6 +14,7 @@ import { Dinov2Model, type Dinov2Config } from './dinov2.js';
 import { IpAdapterPlus, type IpAdapterConfig, type ResamplerConfig } from './ip-adapter.js';
 import { UNet2DConditionModel, type UNetConfig } from './unet.js';
 import { VaeEncoder, legacyVaeKey, type VaeConfig } from './vae.js';
+import { DiffusersDitSource, DiT, DIT_OFFICIAL_IGNORED, type DitConfig, type DitTimestepEmbedding } from './dit.js';
 
 /** How model loaders store weights on the GPU (see LoadOptions.weights) and, for the U-Net and
  *  the VAE encoder, the dtype of their activations (see ModelComputeOptions; the other models
@@ -125,4 +126,23 @@ export function ipAdapterPlusFromSource(rt: Runtime, src: TensorSource, unet: UN
     (store) => new IpAdapterPlus(store, config, unet, src.name),
     (store) => store.load(rt, src, { weights: o.weights, onProgress: o.onProgress }),
   );
+}
+
+/** DiT from a checkpoint in the official layout (`DiT-XL-2-{S}x{S}.pt` converted to safetensors:
+ *  x_embedder.*, t_embedder.*, y_embedder.*, blocks.N.*), or from diffusers' transformer file
+ *  (`layout: 'diffusers'`: its keys mapped into the official module tree by DiffusersDitSource). The
+ *  official layout gets the official timestep sinusoid, diffusers' layout diffusers' own (see dit.ts),
+ *  unless `timestepEmbedding` says otherwise. The final layer and the fixed position table are not read. */
+export function ditFromSource(rt: Runtime, src: TensorSource, config: DitConfig, o: ModelLoadOptions & { layout?: 'official' | 'diffusers'; timestepEmbedding?: DitTimestepEmbedding } = {}, where?: string): Promise<DiT> {
+  const layout = o.layout ?? 'official';
+  const view = layout === 'diffusers' ? new DiffusersDitSource(src) : src;
+  const timestepEmbedding = o.timestepEmbedding ?? (layout === 'diffusers' ? 'diffusers' : 'official');
+  let model: DiT | undefined;
+  return build(
+    (store) => (model = new DiT(store, config, { timestepEmbedding, ...(where ? { where } : {}) })),
+    (store) => store.load(rt, view, { ignore: layout === 'official' ? DIT_OFFICIAL_IGNORED : [], weights: o.weights, onProgress: o.onProgress }),
+  ).catch((e: unknown) => {
+    model?.dispose();
+    throw e;
+  });
 }

@@ -27,6 +27,7 @@ import { FileError } from '../io/errors.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
 import { diffsimMetricParity } from './diffsim.js';
 import { gramParity, lpipsParity, perceptualManifestRow } from './perceptual.js';
+import { ditParity } from './dit.js';
 import { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
 export { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
@@ -709,6 +710,7 @@ export const HANDLERS: Record<string, Handler> = {
   'single-file': singleFile,
   'lpips-tiny': lpipsParity,
   'vgg-gram-tiny': gramParity,
+  'dit-tiny': ditParity,
 };
 
 export async function loadIndex(dir: string): Promise<FixtureIndex> {

@@ -369,6 +369,7 @@ export async function bufferNeeds(name: MetricName, files: Partial<Record<ModelR
     return f;
   };
   const roles = modelsOf(name);
+  if (name === 'diffsim-dit') throw new RangeError('bufferNeeds: diffsim-dit has no buffer plan for the browser entry yet');
   const side = o.imageSize ?? (name === 'gram' ? PERCEPTUAL_DEFAULTS.gram.imageSize : PERCEPTUAL_DEFAULTS.lpips.imageSize);
   if (name === 'lpips') {
     const needs = await featuresNeeds(of('lpips'), ['vgg16', 'alexnet'], undefined, side, side, o);
