@@ -43,7 +43,7 @@ try {
   check(`tarball holds only the library (${files.length} files)`, stray.length === 0, `unexpected: ${stray.slice(0, 10).join(', ')}`);
   // weights/tiny (the test models) stays in the repository.
   check('tarball holds no weights/ (the tiny test models are not shipped)', !files.some((f) => f.startsWith('weights/')));
-  check('tarball has the entry point, declarations and the command', ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js'].every((f) => files.includes(f)));
+  check('tarball has the entry point, declarations and the command', ['dist/index.js', 'dist/index.d.ts', 'dist/cli/bin.js', 'dist/cli/main.js'].every((f) => files.includes(f)));
 
   const app = join(work, 'app');
   mkdirSync(app);

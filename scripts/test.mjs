@@ -17,7 +17,7 @@ let failed = 0;
 function run(cmd, args, label) {
   console.log(`\n== ${label}`);
   const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' } });
-  const out = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').filter((l) => !l.startsWith('Warning: maxDynamic')).join('\n');
+  const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
   process.stdout.write(out.endsWith('\n') ? out : `${out}\n`);
   if (r.error) console.log(`${label}: could not start: ${r.error.message}`);
   return { code: r.status ?? 1, out };

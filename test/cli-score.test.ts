@@ -49,6 +49,12 @@ test('score: every metric gives one finite number on stdout on the tiny models',
   for (const m of ['clip', 'dino']) assert.ok(scores.get(m)! > -100 && scores.get(m)! <= 100, `${m} is 100·cosine`);
 });
 
+test('stderr carries no line of Dawn\'s: its adapter notices are dropped, the command says nothing else on a plain score', () => {
+  const r = cli('score', A, B, '--model', join(TINY, 'sd15'));
+  number(r, 'score');
+  for (const line of r.stderr.split('\n')) assert.not.match(line, /artificially reduced|^Warning:/, `stderr: ${line}`);
+});
+
 test('score --json: the settings used (step 600 → t 401, the hooked module, models, noise, size)', () => {
   const j = lastJson(cli('score', A, B, '--json', ...MODELS), 'json');
   assert.is(j.score, scores.get('diffsim'));

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, FIXTURES, REPO_ROOT, runtime, stripDawnWarnings } from './helpers.js';
+import { CLI, FIXTURES, REPO_ROOT, runtime, nonEmptyLines } from './helpers.js';
 import { FakeHub, gitBlobSha1, text, type FakeFile } from './hub-server.js';
 import { createMetric } from '../src/diffsim/metric.js';
 import { resolveModel } from '../src/hub/resolve.js';
@@ -123,7 +123,7 @@ function cli(args: readonly string[], env: Record<string, string>): Promise<{ co
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
-      resolve({ code, stdout, stderr: stripDawnWarnings(stderr) });
+      resolve({ code, stdout, stderr: nonEmptyLines(stderr) });
     });
   });
 }
