@@ -7,6 +7,7 @@ import { CACHE_FOLDER, IMAGE_EXTENSIONS, listImages } from '../apps/images.js';
 import { FileError } from '../io/errors.js';
 import { closeMetrics, openMetrics, parseCommand } from './metric-options.js';
 import { UsageError } from './errors.js';
+import { printJson, PRETTY_USAGE } from './json.js';
 import { ItemProgress } from './progress.js';
 import { resolve } from 'node:path';
 
@@ -19,7 +20,8 @@ export const RETRIEVE_USAGE = `  retrieve QUERY DIR [-k K] [--json] [--cache DIR
     --cache DIR            where gallery embeddings are kept (default DIR/${CACHE_FOLDER}); an entry is
                            reused while the image's size and mtime and the metric settings are unchanged
     --no-cache             neither read nor write the cache
-    --json                 one JSON object on the last line: query, dir, k, the settings, results [{ path, score }]
+    --json                 one line on stdout, one JSON object: query, dir, k, the settings, results [{ path, score }]
+${PRETTY_USAGE}
                            (the metric options are score's; --metric ensemble is not a pair score and is refused)`;
 
 export async function retrieveCommand(args: string[]): Promise<number> {
@@ -61,7 +63,7 @@ export async function retrieveCommand(args: string[]): Promise<number> {
     process.stderr.write(`retrieve: ${r.gallery} images, ${r.embedded} embedded, ${r.fromCache} from the cache${r.cache ? ` (${r.cache})` : ''}\n`);
     const seconds = Number(((performance.now() - started) / 1000).toFixed(3));
     if (p.flags.has('json')) {
-      console.log(JSON.stringify({ query, dir, k, ...metric!.settings, gallery: r.gallery, embedded: r.embedded, fromCache: r.fromCache, cache: r.cache, queryExcluded: r.queryExcluded, results: r.results.map((x) => ({ path: x.path, score: x.score })), seconds }));
+      printJson({ query, dir, k, ...metric!.settings, gallery: r.gallery, embedded: r.embedded, fromCache: r.fromCache, cache: r.cache, queryExcluded: r.queryExcluded, results: r.results.map((x) => ({ path: x.path, score: x.score })), seconds }, p.flags.has('pretty'));
     } else {
       for (const x of r.results) console.log(`${x.score}\t${x.path}`);
     }

@@ -14,6 +14,7 @@ import { toRgbImage, type Metric } from '../diffsim/metric.js';
 import type { RgbImage } from '../io/image.js';
 import { closeMetrics, METRIC_USAGE, openMetrics, parseCommand, type ParsedCommand } from './metric-options.js';
 import { UsageError } from './errors.js';
+import { printJson, PRETTY_USAGE } from './json.js';
 
 export const SCORE_USAGE = `  score A B [options]      the similarity of two images (one number on stdout; higher = more similar,
                            except --similarity mse: lower). Models are local folders or hub ids,
@@ -22,13 +23,14 @@ export const SCORE_USAGE = `  score A B [options]      the similarity of two ima
                            scores (a tie goes to B; ensemble: official votes, a tie votes A; mse: lower = closer)
 ${METRIC_USAGE}
                            pick also: --metric ensemble (majority of diffsim, clip, dino)
-    --json                 one JSON object on the last line: the score(s) and the settings used`;
+    --json                 one line on stdout, one JSON object: the score(s) and the settings used
+${PRETTY_USAGE}`;
 
-function parse(command: 'score' | 'pick', args: string[]): ParsedCommand & { json: boolean } {
+function parse(command: 'score' | 'pick', args: string[]): ParsedCommand & { json: boolean; pretty: boolean } {
   const p = parseCommand(command, args, { flags: ['json'], ensemble: command === 'pick' });
   const want = command === 'score' ? ['A', 'B'] : ['REF', 'A', 'B'];
   if (p.positional.length !== want.length) throw new UsageError(`${command}: expected ${want.length} images (${want.join(' ')}), got ${p.positional.length}`);
-  return { ...p, json: p.flags.has('json') };
+  return { ...p, json: p.flags.has('json'), pretty: p.flags.has('pretty') };
 }
 
 /** Images first (a missing or unreadable file is reported before any model is touched), then the metrics. */
@@ -55,7 +57,8 @@ export async function scoreCommand(args: string[]): Promise<number> {
   const started = performance.now();
   const { score, settings } = await withMetrics('score', p, async ([m], [a, b]) => ({ score: await m!.score(a!, b!), settings: report([m!], p.metric.metric) }));
   const seconds = Number(((performance.now() - started) / 1000).toFixed(3));
-  console.log(p.json ? JSON.stringify({ score, images: p.positional, ...settings, seconds }) : String(score));
+  if (p.json) printJson({ score, images: p.positional, ...settings, seconds }, p.pretty);
+  else console.log(String(score));
   return 0;
 }
 
@@ -80,7 +83,7 @@ export async function pickCommand(args: string[]): Promise<number> {
     return { pick, scores: { [metricName]: scores } as Record<string, [number, number]>, votes: { [metricName]: pick } as Record<string, 1 | 2>, lower: { [metricName]: m.lowerBetter } as Record<string, boolean>, settings };
   });
   if (p.json) {
-    console.log(JSON.stringify({ pick: out.pick, images: p.positional, scores: out.scores, votes: out.votes, ...out.settings }));
+    printJson({ pick: out.pick, images: p.positional, scores: out.scores, votes: out.votes, ...out.settings }, p.pretty);
     return 0;
   }
   console.log(String(out.pick));
