@@ -203,12 +203,15 @@ test('ensemble on Metric objects: the official vote, the reference embedded once
   const ens = await Ensemble.create({ ...MODELS, runtime: rt });
   try {
     const p = await ens.pick(A, A, B);
-    assert.is(p.choice, 'a');
-    assert.equal(p.votes, { diffsim: 'a', clip: 'a', dino: 'a' });
+    assert.is(p.pick, 1);
+    assert.equal(p.votes, { diffsim: 1, clip: 1, dino: 1 });
     assert.equal(p.scores.clip, await Ensemble.pair(ens.clip, A, A, B));
     // decide: the vote rule on given scores (a tie in one metric votes for the first candidate).
-    assert.is(ens.decide({ diffsim: [1, 1], clip: [0, 1], dino: [1, 0] }).choice, 'a');
-    assert.is(ens.decide({ diffsim: [0, 1], clip: [0, 1], dino: [1, 0] }).choice, 'b');
+    assert.is(ens.decide({ diffsim: [1, 1], clip: [0, 1], dino: [1, 0] }).pick, 1);
+    assert.is(ens.decide({ diffsim: [0, 1], clip: [0, 1], dino: [1, 0] }).pick, 2);
+    // One metric's pick, as `diffsim pick --metric clip`: 1 or 2, a tie goes to the second.
+    assert.equal(await Ensemble.pickOne(ens.clip, A, A, B), { pick: 1, scores: p.scores.clip });
+    assert.is((await Ensemble.pickOne(ens.clip, A, B, B)).pick, 2, 'a tie goes to 2');
   } finally {
     await ens.close();
   }

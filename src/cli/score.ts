@@ -9,7 +9,7 @@
 //   decisions); the ensemble votes by the official rule (a tie votes for A) but takes mse as
 //   lower = closer (the official vote inverts it).
 
-import { Ensemble, type Votes } from '../diffsim/ensemble.js';
+import { Ensemble, type Candidate } from '../diffsim/ensemble.js';
 import { toRgbImage, type Metric } from '../diffsim/metric.js';
 import type { RgbImage } from '../io/image.js';
 import { closeMetrics, METRIC_USAGE, openMetrics, parseCommand, type ParsedCommand } from './metric-options.js';
@@ -71,16 +71,13 @@ export async function pickCommand(args: string[]): Promise<number> {
       // The official votes (`0 if s_A < s_B else 1`: a tie votes A), except mse: lower = closer.
       const [d, c, n] = metrics;
       const r = await new Ensemble(d!, c!, n!, { ties: 'official', mseVote: 'lower-is-closer' }).pick(ref!, a!, b!);
-      const num = (v: 'a' | 'b') => (v === 'a' ? 1 : 2);
-      const votes: Record<keyof Votes, 1 | 2> = { diffsim: num(r.votes.diffsim), clip: num(r.votes.clip), dino: num(r.votes.dino) };
-      return { pick: num(r.choice), scores: r.scores as Record<string, [number, number]>, votes: votes as Record<string, 1 | 2>, lower: { diffsim: d!.lowerBetter } as Record<string, boolean>, settings };
+      return { pick: r.pick, scores: r.scores as Record<string, [number, number]>, votes: r.votes as unknown as Record<string, Candidate>, lower: { diffsim: d!.lowerBetter } as Record<string, boolean>, settings };
     }
     // REF is the anchor (role A) of both comparisons, the candidates take role B.
-    const m = metrics[0]!;
-    const scores = await Ensemble.pair(m, ref!, a!, b!);
     // Strict comparison: a tie goes to B.
-    const pick: 1 | 2 = (m.lowerBetter ? scores[0] < scores[1] : scores[0] > scores[1]) ? 1 : 2;
-    return { pick, scores: { [metricName]: scores } as Record<string, [number, number]>, votes: { [metricName]: pick } as Record<string, 1 | 2>, lower: { [metricName]: m.lowerBetter } as Record<string, boolean>, settings };
+    const m = metrics[0]!;
+    const { pick, scores } = await Ensemble.pickOne(m, ref!, a!, b!);
+    return { pick, scores: { [metricName]: scores } as Record<string, [number, number]>, votes: { [metricName]: pick } as Record<string, Candidate>, lower: { [metricName]: m.lowerBetter } as Record<string, boolean>, settings };
   });
   if (p.json) {
     printJson({ pick: out.pick, images: p.positional, scores: out.scores, votes: out.votes, ...out.settings }, p.pretty);
