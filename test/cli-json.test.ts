@@ -42,9 +42,10 @@ for (const g of ['001', '002', '003']) {
   for (const [i, src] of [A, B, A].entries()) copyFileSync(src, join(sref, g, `0${i + 1}.png`));
 }
 
-test('score, pick, retrieve, map, eval, eval --merge, eval video, parity, inspect, info: --json is one line', () => {
+test('demo, score, pick, retrieve, map, eval, eval --merge, eval video, parity, inspect, info: --json is one line', () => {
   const results = join(TMP, 'sref.jsonl');
   const runs: Array<[string, string[]]> = [
+    ['demo', ['demo', '--json']],
     ['score', ['score', A, B, ...SD, '--json']],
     ['pick', ['pick', A, A, B, ...CLIP, '--json']],
     ['retrieve', ['retrieve', A, gallery, ...CLIP, '--no-cache', '--json']],

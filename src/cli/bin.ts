@@ -57,7 +57,10 @@ function parent(): void {
 }
 
 const mode = process.env[CHILD];
-if (mode !== undefined) {
+if ((globalThis as { Deno?: unknown }).Deno !== undefined) {
+  // Deno runs the command itself (its WebGPU prints no such notices; its execPath is not Node).
+  await import('./main.js');
+} else if (mode !== undefined) {
   delete process.env[CHILD];
   await child(mode);
 } else {

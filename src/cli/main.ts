@@ -7,7 +7,7 @@ import { Runtime } from '../gpu/runtime.js';
 import { FLAGS, formatFlag, resolveFlag, type FlagName } from '../gpu/flags.js';
 import { F16_WEIGHTS_TOLERANCE, planParity, runParity, type ParityRow } from '../parity/parity.js';
 import { UsageError } from './errors.js';
-import { pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
+import { demoCommand, DEMO_USAGE, pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
 import { evalCommand, EVAL_USAGE } from './eval.js';
 import { mapCommand, MAP_USAGE } from './map.js';
 import { retrieveCommand, RETRIEVE_USAGE } from './retrieve.js';
@@ -16,6 +16,7 @@ import { videoCommand, VIDEO_USAGE } from './video.js';
 const USAGE = `usage: diffsim <command> [options]
 
 commands:
+${DEMO_USAGE}
 ${SCORE_USAGE}
 ${EVAL_USAGE}
 ${MAP_USAGE}
@@ -129,6 +130,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'parity') return parity(rest);
   if (command === 'score') return scoreCommand(rest);
   if (command === 'pick') return pickCommand(rest);
+  if (command === 'demo') return demoCommand(rest);
   if (command === 'retrieve') return retrieveCommand(rest);
   if (command === 'eval' && rest[0] === 'video') return videoCommand(rest.slice(1));
   if (command === 'eval') return evalCommand(rest);

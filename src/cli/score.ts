@@ -14,6 +14,8 @@ import { toRgbImage, type Metric } from '../diffsim/metric.js';
 import type { RgbImage } from '../io/image.js';
 import { closeMetrics, METRIC_USAGE, openMetrics, parseCommand, type ParsedCommand } from './metric-options.js';
 import { UsageError } from './errors.js';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { printJson, PRETTY_USAGE } from './json.js';
 
 export const SCORE_USAGE = `  score A B [options]      the similarity of two images (one number on stdout; higher = more similar,
@@ -86,6 +88,35 @@ export async function pickCommand(args: string[]): Promise<number> {
   console.log(String(out.pick));
   for (const [name, [s1, s2]] of Object.entries(out.scores)) {
     console.log(`${name}: REF–A ${s1}, REF–B ${s2} → ${out.votes[name]} (${out.lower[name] ? 'lower' : 'higher'} = closer)`);
+  }
+  return 0;
+}
+
+/** What `diffsim demo` scores, shipped in the package (package.json "files"): paths from the
+ *  package root (dist/cli/score.js → ../../). */
+export const DEMO_FILES = { model: 'weights/tiny/sd15', a: 'assets/pair/A.png', b: 'assets/pair/B.png' } as const;
+
+export const DEMO_USAGE = `  demo [--json]            a first run, offline: DiffSim of the pair of images shipped in the package
+                           (A against B) on the tiny random-weight SD1.5 shipped with it; nothing is
+                           downloaded. The number shows that the install works: the weights are
+                           random, so it says nothing about the images`;
+
+export async function demoCommand(args: string[]): Promise<number> {
+  for (const a of args) if (a !== '--json' && a !== '--pretty') throw new UsageError(`demo: unknown argument ${a} (demo takes only --json and --pretty)`);
+  const at = (rel: string) => fileURLToPath(new URL(`../../${rel}`, import.meta.url));
+  const [model, a, b] = [at(DEMO_FILES.model), at(DEMO_FILES.a), at(DEMO_FILES.b)];
+  for (const f of [model, a, b]) if (!existsSync(f)) throw new Error(`demo: ${f} is missing (the package ships it; reinstall diffsim)`);
+  // Nothing is fetched: the models are the local folder, and the hub is offline should anything ask it.
+  process.env.HF_HUB_OFFLINE = '1';
+  const p = parse('score', [a, b, '--model', model, ...args]);
+  const started = performance.now();
+  const { score, lowerBetter, settings } = await withMetrics('demo', p, async ([m], [x, y]) => ({ score: await m!.score(x!, y!), lowerBetter: m!.lowerBetter, settings: report([m!], p.metric.metric) }));
+  const seconds = Number(((performance.now() - started) / 1000).toFixed(3));
+  const meaning = `DiffSim of A.png (role A) against B.png (role B), the pair shipped in the package, on its tiny random-weight SD1.5: ${lowerBetter ? 'lower' : 'higher'} = more similar; the weights are random, so the number shows that the install works, not how alike the images are (real models: diffsim score A.png B.png)`;
+  if (p.json) printJson({ score, images: p.positional, ...settings, seconds, meaning }, p.pretty);
+  else {
+    console.log(String(score));
+    console.log(meaning);
   }
   return 0;
 }
