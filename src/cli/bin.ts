@@ -10,8 +10,9 @@ import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { DawnLineFilter } from './stderr-filter.js';
 
-/** Set in the child: its stderr is the parent's filter. Values: `tty:COLUMNS` or `pipe`. */
-const CHILD = 'DIFFSIM_STDERR_FILTERED';
+/** The child's first argument (taken off before the command reads its arguments): its stderr is
+ *  the parent's filter, which writes to a terminal (`tty:COLUMNS`) or not (`pipe`). */
+const CHILD = '--stderr-through-parent=';
 
 async function child(mode: string): Promise<void> {
   if (mode.startsWith('tty')) {
@@ -30,9 +31,8 @@ function parent(): void {
   const stderr = process.stderr;
   const mode = stderr.isTTY ? `tty:${stderr.columns ?? ''}` : 'pipe';
   const main = fileURLToPath(new URL('./bin.js', import.meta.url));
-  const sub = spawn(process.execPath, [...process.execArgv, main, ...process.argv.slice(2)], {
+  const sub = spawn(process.execPath, [...process.execArgv, main, `${CHILD}${mode}`, ...process.argv.slice(2)], {
     stdio: ['inherit', 'inherit', 'pipe', 'ipc'],
-    env: { ...process.env, [CHILD]: mode },
   });
   const filter = new DawnLineFilter((text) => stderr.write(text));
   const decoder = new StringDecoder('utf8');
@@ -56,12 +56,12 @@ function parent(): void {
   });
 }
 
-const mode = process.env[CHILD];
+const mode = process.argv[2]?.startsWith(CHILD) ? process.argv[2].slice(CHILD.length) : undefined;
 if ((globalThis as { Deno?: unknown }).Deno !== undefined) {
   // Deno runs the command itself (its WebGPU prints no such notices; its execPath is not Node).
   await import('./main.js');
-} else if (mode !== undefined) {
-  delete process.env[CHILD];
+} else if (mode !== undefined && process.channel) {
+  process.argv.splice(2, 1);
   await child(mode);
 } else {
   parent();
