@@ -1,3 +1,4 @@
+// Slow suite: about 29 s of CPU on lavapipe (125 s wall on a shared 2-core machine).
 // The browser page's pre-download check (web/limits.ts) on the tiny models: the buffers it
 // predicts from configs and safetensors headers against the tensors the engine really creates
 // (every Runtime.empty recorded while the metric loads, scores a pair and draws its map), the

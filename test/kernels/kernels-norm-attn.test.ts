@@ -1,3 +1,4 @@
+// Slow suite: about 13 s of CPU on lavapipe (43 s wall on a shared 2-core machine).
 // GroupNorm, LayerNorm, softmax and attention against float64 references.
 // Tolerances: norms and softmax ≤ 1e-5, attention ≤ 1e-5 (normalised error, fp32 accumulation);
 // GroupNorm on data offset by 1000σ ≤ 5e-5 (near the f32 input's own resolution there).

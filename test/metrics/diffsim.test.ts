@@ -1,3 +1,4 @@
+// Slow suite: about 122 s of CPU on lavapipe (355 s wall on a shared 2-core machine).
 // The DiffSim metric on the tiny fixture models: the reference score from the subset, the
 // embed/compare contract, execution options that must not change a score, refused settings and
 // pairs, the CLIP/DINOv2 metrics and the ensemble vote.

@@ -1,3 +1,4 @@
+// Slow suite: about 58 s of CPU on lavapipe (152 s wall on a shared 2-core machine).
 // The agreement map (eval/map.ts) and `diffsim map` on the shipped tiny models (weights/tiny): the
 // per-row cosine kernel against a TypeScript reference, the grid against a host computation from
 // the metric's attention outputs, the bilinear upsampling, the ViT patch grids, the refusals, the

@@ -1,3 +1,4 @@
+// Slow suite: about 43 s of CPU on lavapipe (126 s wall on a shared 2-core machine).
 // SD1.5 models: parity with the reference fixtures (through the same code as `diffsim parity`),
 // full-size manifests, loading errors, taps and early stop.
 import { test } from 'uvu';
