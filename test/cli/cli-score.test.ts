@@ -1,3 +1,4 @@
+// Slow suite: about 103 s of CPU on lavapipe (284 s wall on a shared 2-core machine).
 // `diffsim score` and `diffsim pick` on the shipped tiny random-weight models (weights/tiny), run as
 // the package's command with the hub offline and an empty cache, so nothing is downloaded.
 import { test } from 'uvu';
