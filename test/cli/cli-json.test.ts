@@ -1,3 +1,4 @@
+// Slow suite: about 17 s of CPU on lavapipe (63 s wall on a shared 2-core machine).
 // Every command with --json prints exactly one line on stdout, one JSON object (so `| jq` and
 // line-based tools read it whole), and --pretty prints the same object indented. Tiny models.
 

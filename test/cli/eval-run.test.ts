@@ -1,3 +1,4 @@
+// Slow suite: about 138 s of CPU on lavapipe (229 s wall on a shared 2-core machine).
 // `diffsim eval` on synthetic datasets with the tiny models: rows and summary, every image embedded
 // once per role, a memory cap that changes no score, resume after an interruption = an
 // uninterrupted run, shards that merge to the whole, --list without models, missing files named
