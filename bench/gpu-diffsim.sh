@@ -3,7 +3,7 @@
 # reference fixtures on the GPU, bench/torch_diffsim.py in fp32 and fp16, bench/diffsim.ts at 512²
 # with f32 weights; then with Dawn's f16-on-NVIDIA toggles (features printed first: do shader-f16
 # and the f16 subgroup matrices appear?): the subgroup-matrix kernels against their references
-# (test/kernels-subgroup, native and emulated) and the f16-activation kernels (test/kernels-f16-*),
+# (test/kernels/kernels-subgroup, native and emulated) and the f16-activation kernels (test/kernels/kernels-f16-*),
 # f16 weights on the SIMT kernels and on tensor cores, then with f16 activations too, the fast path's score and 2AFC agreement with the f32 path (bench/fast-path.ts), and the
 # side-by-side table.
 #

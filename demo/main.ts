@@ -36,6 +36,8 @@ import {
   type ModelSelection,
   type RgbImage,
   type WeightPrecision,
+  vote,
+  type Candidate,
 } from '../src/browser.js';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -59,7 +61,8 @@ interface DemoState {
   mapMs?: number;
   score?: number;
   scores?: number[];
-  pick?: 'B' | 'C';
+  /** With three images: the candidate closer to A, 1 (B) or 2 (C), as `diffsim pick A B C` prints it. */
+  pick?: Candidate;
   lowerBetter?: boolean;
   settings?: Record<string, unknown>;
   loadMs?: number;
@@ -457,8 +460,9 @@ async function score(): Promise<void> {
     const dir = metric.lowerBetter ? 'lower = more similar' : 'higher = more similar';
     let caption: string;
     if (scores.length === 2) {
-      state.pick = (metric.lowerBetter ? scores[0]! <= scores[1]! : scores[0]! >= scores[1]!) ? 'B' : 'C';
-      caption = `${name}: A–B ${scores[0]!.toFixed(6)}, A–C ${scores[1]!.toFixed(6)} (${dir}) → ${state.pick} is closer to A`;
+      // The command's rule: 1 only if B is strictly closer (a tie goes to 2).
+      state.pick = vote(scores[0]!, scores[1]!, !metric.lowerBetter, 'second');
+      caption = `${name}: A–B ${scores[0]!.toFixed(6)}, A–C ${scores[1]!.toFixed(6)} (${dir}) → ${state.pick} (${state.pick === 1 ? 'B' : 'C'}) is closer to A`;
     } else caption = `${name}: ${scores[0]!.toFixed(6)} (${dir})`;
     $('result').textContent = caption;
     $('settings').textContent = JSON.stringify({ ...metric.settings, loadMs: Math.round(state.loadMs ?? 0), scoreMs: Math.round(state.scoreMs) }, null, 1);

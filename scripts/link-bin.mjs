@@ -7,7 +7,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const target = join(root, 'dist', 'cli', 'main.js');
+const target = join(root, 'dist', 'cli', 'bin.js');
 const binDir = join(root, 'node_modules', '.bin');
 if (existsSync(target) && existsSync(join(root, 'node_modules'))) {
   chmodSync(target, 0o755);

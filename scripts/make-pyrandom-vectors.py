@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes test/fixtures/eval/pyrandom.json: outputs of CPython's random.Random for a fixed
-program of calls per seed, replayed by test/eval-pyrandom.test.ts against src/eval/pyrandom.ts.
+program of calls per seed, replayed by test/unit/eval-pyrandom.test.ts against src/eval/pyrandom.ts.
 
     python3 scripts/make-pyrandom-vectors.py [out.json]
 

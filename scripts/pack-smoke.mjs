@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // The package as a user gets it: `npm pack`, install the tarball into an empty project, then
-// `import('diffsim')` and `npx diffsim --help` in Node, the same import under Deno, and a strict
+// `import('diffsim')`, `npx diffsim --help` and `npx diffsim demo` (offline, on the tiny model the
+// package ships) in Node, the same import under Deno, and a strict
 // TypeScript consumer (skipLibCheck false) type-checking against the shipped declarations.
 // Prints "pack: N passed, M failed". Needs the package built (`tsc -p tsconfig.json`).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,11 +40,14 @@ try {
     throw new Error('npm pack failed');
   }
   check('npm pack', pack.code === 0 && existsSync(tarball), pack.out);
-  const stray = files.filter((f) => !(f.startsWith('dist/') || ['package.json', 'README.md', 'LICENSE'].includes(f)) || f.startsWith('dist/test') || f.startsWith('dist/bench') || f.endsWith('.map'));
-  check(`tarball holds only the library (${files.length} files)`, stray.length === 0, `unexpected: ${stray.slice(0, 10).join(', ')}`);
-  // weights/tiny (the test models) stays in the repository.
-  check('tarball holds no weights/ (the tiny test models are not shipped)', !files.some((f) => f.startsWith('weights/')));
-  check('tarball has the entry point, declarations and the command', ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js'].every((f) => files.includes(f)));
+  const demoFiles = (f) => f.startsWith('weights/tiny/sd15/') || f === 'weights/tiny/README.md' || f.startsWith('assets/pair/');
+  const stray = files.filter((f) => !(f.startsWith('dist/') || demoFiles(f) || ['package.json', 'README.md', 'LICENSE'].includes(f)) || f.startsWith('dist/test') || f.startsWith('dist/bench') || f.endsWith('.map'));
+  check(`tarball holds only the library and the demo's files (${files.length} files)`, stray.length === 0, `unexpected: ${stray.slice(0, 10).join(', ')}`);
+  // Of weights/tiny only the demo's SD1.5 ships (the other tiny test models stay in the repository).
+  check('tarball holds the demo model weights/tiny/sd15 and pair, no other tiny model', files.includes('weights/tiny/sd15/unet/diffusion_pytorch_model.safetensors') && files.includes('assets/pair/A.png') && !files.some((f) => f.startsWith('weights/') && !demoFiles(f)));
+  const size = JSON.parse(pack.out.slice(pack.out.indexOf('[')))[0].size;
+  check(`tarball ${(size / 1e6).toFixed(2)} MB (at most 11 MB)`, size <= 11e6);
+  check('tarball has the entry point, declarations and the command', ['dist/index.js', 'dist/index.d.ts', 'dist/cli/bin.js', 'dist/cli/main.js'].every((f) => files.includes(f)));
 
   const app = join(work, 'app');
   mkdirSync(app);
@@ -67,6 +71,18 @@ console.log('exports ok');
   check('npx diffsim --help', help.code === 0 && /usage/i.test(help.out), help.out);
   const npx = sh(process.platform === 'win32' ? 'npx.cmd' : 'npx', ['--no-install', 'diffsim', '--help'], app);
   check('npx --no-install diffsim --help', npx.code === 0 && /usage/i.test(npx.out), npx.out);
+  // The first run: nothing fetched (an empty hub cache stays empty; the hub endpoint goes nowhere).
+  const hfHome = join(work, 'hf-home');
+  mkdirSync(hfHome);
+  const npxBin = process.platform === 'win32' ? 'npx.cmd' : 'npx';
+  const demoEnv = { HF_HOME: hfHome, HF_HUB_CACHE: join(hfHome, 'hub'), HF_ENDPOINT: 'http://127.0.0.1:9', HF_HUB_OFFLINE: '' };
+  const demo = spawnSync(npxBin, ['--no-install', 'diffsim', 'demo'], { cwd: app, encoding: 'utf8', env: { ...process.env, ...demoEnv }, timeout: 300_000 });
+  const lines = (demo.stdout ?? '').split('\n').filter(Boolean);
+  check(
+    'npx diffsim demo: a finite score and one line saying what it means, offline, stderr clean',
+    demo.status === 0 && lines.length === 2 && Number.isFinite(Number(lines[0])) && /role A.*role B.*more similar/.test(lines[1] ?? '') && !/artificially reduced|^Warning:/m.test(demo.stderr ?? '') && readdirSync(hfHome).length === 0,
+    `${demo.stdout ?? ''}${demo.stderr ?? ''}${demo.error?.message ?? ''}`,
+  );
 
   writeFileSync(
     join(app, 'consumer.ts'),

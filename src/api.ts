@@ -46,4 +46,5 @@ export { aasOutputs, aasSums, aasScores, aasFromSums, pairScore, type Qkv, type 
 export { ClipMetric, Dinov2Metric, VisionEmbedding, DINOV2_IMAGE_PROCESSOR, type ClipMetricOptions, type VisionInput, type VisionLayerEmbedding, type VisionLayerScores, type VisionScores } from './diffsim/vision.js';
 export { lowerBetterOf, METRIC_NAMES, DEFAULT_MODELS, type Metric, type MetricName, type MetricEmbedding, type ImageInput, type ModelRole, type ResolvedModel, type MetricSettingsOptions, type LpipsOptions, type GramOptions } from './diffsim/metric-api.js';
 export { minMaxNormalise, cosine64 } from './diffsim/metrics.js';
+export { vote, majority, type Candidate } from './diffsim/vote.js';
 export { AGREEMENT_METRICS, agreementMap, agreementFromEmbeddings, agreementPixels, agreementTensor, tokenGrid, upsampleGrid, renderLayout, RENDER_LAYOUT, viridis, type AgreementMap, type AgreementPicture, type RenderOptions } from './apps/agreement.js';

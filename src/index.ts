@@ -7,7 +7,7 @@ export { localModelFiles, FolderModelFiles } from './io/local-files.js';
 export { loadImage, loadImageSamples, readImageFile } from './io/image.js';
 export { HubError, isHubError, type HubErrorCode, hubCacheDir, hubSettings, hubToken, type HubOptions, type HubSettings, tryToLoadFromCache, CACHED_NO_EXIST, type CachedNoExist, resolveModelFile, type DownloadOptions, snapshotDownload, type SnapshotOptions, resolveModel, parseModelSpec, type ModelSpec, type ResolveModelOptions, filterRepoPaths, repoFolderName, type RepoType, resolveDataset, parseDatasetSpec, type DatasetSpec, type ResolveDatasetOptions } from './hub/index.js';
 export { createMetric, createMetrics, toRgbImage, type CreateMetricOptions } from './diffsim/metric.js';
-export { Ensemble, vote, majority, type Votes, type Pick, type EnsembleOptions } from './diffsim/ensemble.js';
+export { Ensemble, type Votes, type Pick, type EnsembleOptions } from './diffsim/ensemble.js';
 export { listItems, itemPaths, ProtocolError, BENCHMARK_NAMES, benchmarkPreset, PyRandom, decide, decideEnsemble, decide2x, directionOf, runEval, readRows, summarize, mergeFiles, parseShard, shardRange, wilson, runId, ResultsError, runSweep, sweepSource, registerSweepMetric, SWEEP_METRICS, mergeSweepFiles, bestCell } from './eval/index.js';
 export type { BenchmarkName, EvalItem, ProtocolOptions, Decision, DecisionRule, TieRule, EvalRunOptions, EvalRunResult, ResultRow, Shard, Summary, SweepCell, SweepGroup, SweepSource, SweepSourceFactory, SweepGrid, SweepRow, SweepCellResult, SweepRunOptions, SweepRunResult, SweepMemory } from './eval/index.js';
 export { renderAgreement } from './apps/map.js';

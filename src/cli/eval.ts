@@ -14,6 +14,7 @@ import type { Metric } from '../diffsim/metric.js';
 import { closeMetrics, integer, choice, openMetrics, parseCommand, PRESET_SUMMARY, resolvedDiffSim, wrap } from './metric-options.js';
 import { ItemProgress, loadDisplay } from './progress.js';
 import { UsageError } from './errors.js';
+import { printJson, PRETTY_USAGE } from './json.js';
 
 export const EVAL_USAGE = `  eval BENCHMARK DIR [options]   a benchmark of the paper, as its official script runs it: accuracy (%) with
                            a 95% Wilson interval. BENCHMARK: ${BENCHMARK_NAMES.join(', ')}.
@@ -32,7 +33,8 @@ export const EVAL_USAGE = `  eval BENCHMARK DIR [options]   a benchmark of the p
     --ties strict|half     strict: a tie counts as the script's else branch (official); half: ½ point
     --votes-at-least N     nights: keep rows with at least N votes (DreamSim's filter; the official script has none)
     --max-live N           embeddings kept on the GPU at once (default 48)
-    --json                 one JSON object on the last line: accuracy, correct, total, interval, settings
+    --json                 one line on stdout, one JSON object: accuracy, correct, total, interval, settings
+${PRETTY_USAGE}
     ${wrap(`Metric options as for score (--metric … also ensemble); --preset defaults to the benchmark's, the settings of its official script: ${PRESET_SUMMARY} (--step/--timestep override it); the prompt is the protocol's per item (nights "An image of a …", cute "The photo of a …", otherwise ${JSON.stringify(DEFAULT_PROMPT)}), --prompt replaces it for every item.`, 4)}
   eval video DIR [options] the consistency of a frame sequence (see below)`;
 
@@ -53,12 +55,12 @@ export function formatSummary(s: Summary): string[] {
   return lines;
 }
 
-async function merge(files: string[], json: boolean): Promise<number> {
+async function merge(files: string[], json: boolean, pretty: boolean): Promise<number> {
   const { summary, rows } = mergeFiles(files);
   const first = rows[0]!;
   if (rows.some((r) => r.benchmark !== first.benchmark || r.metric !== first.metric)) throw new UsageError('eval --merge: the files hold different benchmarks or metrics');
   if (summary.missing) console.error(`diffsim: eval --merge: ${summary.missing} of ${first.of} items are in none of the files`);
-  if (json) console.log(JSON.stringify({ benchmark: first.benchmark, metric: first.metric, ...summary, files, run: first.run }));
+  if (json) printJson({ benchmark: first.benchmark, metric: first.metric, ...summary, files, run: first.run }, pretty);
   else {
     console.log(`${first.benchmark} · ${first.metric} · merged from ${files.length} file${files.length === 1 ? '' : 's'}`);
     for (const l of formatSummary(summary)) console.log(l);
@@ -148,7 +150,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   const json = p.flags.has('json');
   if (p.flags.has('merge')) {
     if (p.options.size || p.metric.given.size || p.flags.has('list')) throw new UsageError('eval --merge takes only the results files (and --json)');
-    return merge(p.positional, json);
+    return merge(p.positional, json, p.flags.has('pretty'));
   }
   if (p.positional.length !== 2) throw new UsageError(`eval: expected BENCHMARK DIR, got ${p.positional.length} argument${p.positional.length === 1 ? '' : 's'}`);
   const [benchmark, dirSpec] = p.positional as [string, string];
@@ -199,7 +201,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     const perHundred = r.computed ? (r.seconds / r.computed) * 100 : 0;
     const settings = { ...metrics[0]!.settings, metric: m.metric, ...(m.metric === 'ensemble' ? { voters: portableSettings(metrics) } : {}) };
     if (json) {
-      console.log(JSON.stringify({ benchmark, dir, ...r.summary, computed: r.computed, resumed: r.resumed, embedded: r.embedded, seconds: Number(r.seconds.toFixed(3)), secondsPer100: Number(perHundred.toFixed(3)), ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}), ...(out ? { out } : {}), run, tieRule: ties, listing: protocol.listing ?? 'sorted', settings }));
+      printJson({ benchmark, dir, ...r.summary, computed: r.computed, resumed: r.resumed, embedded: r.embedded, seconds: Number(r.seconds.toFixed(3)), secondsPer100: Number(perHundred.toFixed(3)), ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}), ...(out ? { out } : {}), run, tieRule: ties, listing: protocol.listing ?? 'sorted', settings }, p.flags.has('pretty'));
     } else {
       const s = metrics[0]!.settings;
       const where = s.module ? ` · ${String(s.module)}, t ${String(s.t)}` : s.layer !== undefined ? ` · layer ${String(s.layer)}` : '';

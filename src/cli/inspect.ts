@@ -32,8 +32,6 @@ export async function inspectFile(path: string): Promise<InspectReport> {
 /** Characters a terminal may act on or that hide or reorder text: C0 controls, DEL, C1 controls,
  *  bidirectional overrides and isolates, zero-width and other invisible format characters. */
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]/g;
-/** The same less C0, which JSON.stringify escapes itself (and whose \n is JSON's layout). */
-const UNSAFE_IN_JSON = /[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]/g;
 
 /** Untrusted text made safe to print: unsafe characters as \n, \t, \r, \xHH or \u{HHHH}. */
 export function escapeControls(s: string): string {
@@ -44,12 +42,6 @@ export function escapeControls(s: string): string {
     const code = c.charCodeAt(0);
     return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
   });
-}
-
-/** JSON text whose strings keep their exact values, with the characters JSON.stringify leaves raw
- *  (DEL, C1, bidi and format characters) written as \uXXXX escapes, so a terminal shows them inert. */
-export function terminalJson(value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(UNSAFE_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 export function formatInspect(path: string, report: InspectReport): string {

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // The diffsim command line.
 
-import { escapeControls, formatInspect, inspectFile, terminalJson } from './inspect.js';
+import { escapeControls, formatInspect, inspectFile } from './inspect.js';
+import { printJson } from './json.js';
 import { Runtime } from '../gpu/runtime.js';
 import { FLAGS, formatFlag, resolveFlag, type FlagName } from '../gpu/flags.js';
 import { F16_WEIGHTS_TOLERANCE, planParity, runParity, type ParityRow } from '../parity/parity.js';
 import { UsageError } from './errors.js';
-import { pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
+import { demoCommand, DEMO_USAGE, pickCommand, scoreCommand, SCORE_USAGE } from './score.js';
 import { evalCommand, EVAL_USAGE } from './eval.js';
 import { sweepCommand, SWEEP_USAGE } from './sweep.js';
 import { mapCommand, MAP_USAGE } from './map.js';
@@ -16,6 +17,7 @@ import { videoCommand, VIDEO_USAGE } from './video.js';
 const USAGE = `usage: diffsim <command> [options]
 
 commands:
+${DEMO_USAGE}
 ${SCORE_USAGE}
 ${EVAL_USAGE}
 ${SWEEP_USAGE}
@@ -24,22 +26,25 @@ ${RETRIEVE_USAGE}
 ${VIDEO_USAGE}
   info [--json]            print the WebGPU adapter, backend, limits, features and flags (--json: one object)
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
-  parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto]
+  parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto] [--json]
                            rebuild the models of a reference fixture folder and compare every
                            stored activation; prints one row per tensor and "N passed, M failed"
-                           (--weights f16: linear/conv weights stored as f16, tolerance ${F16_WEIGHTS_TOLERANCE})
+                           (--weights f16: linear/conv weights stored as f16, tolerance ${F16_WEIGHTS_TOLERANCE});
+                           --json: one object { adapter, weights, rows, skipped, passed, failed }
+  --json                   (every command that has it) one line on stdout holding one JSON object;
+  --pretty                 with --json: the object indented over several lines
   --version, -V            print the package version
 
 environment (diffsim info shows the values in use):
 ${Object.values(FLAGS).map((f) => `  ${f.env.padEnd(30)}  ${f.values}\n  ${''.padEnd(30)}  ${f.doc}`).join('\n')}`;
 
-async function info(json: boolean): Promise<void> {
+async function info(json: boolean, pretty: boolean): Promise<void> {
   const rt = await Runtime.create();
   try {
     const flags = Object.fromEntries((Object.keys(FLAGS) as FlagName[]).map((n) => [n, { value: rt.flags[n], source: rt.flagSources[n], env: FLAGS[n].env }]));
     const report = { adapter: rt.adapterInfo, features: [...rt.features].sort(), limits: rt.limits, tensorCores: { mode: rt.tensorCores, subgroupMatrix: rt.subgroupMatrix }, flags };
     if (json) {
-      console.log(JSON.stringify(report, null, 2));
+      printJson(report, pretty);
       return;
     }
     const a = rt.adapterInfo;
@@ -71,9 +76,13 @@ async function parity(args: string[]): Promise<number> {
   let dir: string | undefined;
   let only: string[] | undefined;
   let weights: string | undefined = 'f32';
+  let json = false;
+  let pretty = false;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (a === '--fixtures') dir = args[++i];
+    if (a === '--json') json = true;
+    else if (a === '--pretty') pretty = true;
+    else if (a === '--fixtures') dir = args[++i];
     else if (a.startsWith('--fixtures=')) dir = a.slice('--fixtures='.length);
     else if (a === '--weights') weights = args[++i];
     else if (a.startsWith('--weights=')) weights = a.slice('--weights='.length);
@@ -82,6 +91,7 @@ async function parity(args: string[]): Promise<number> {
     else throw new UsageError(`parity: unknown argument ${a}`);
   }
   if (!dir) throw new UsageError('parity: --fixtures DIR is required');
+  if (pretty && !json) throw new UsageError('parity: --pretty goes with --json');
   if (only && only.length === 0) throw new UsageError('parity: --only needs at least one folder name');
   if (weights !== 'f32' && weights !== 'f16' && weights !== 'auto') throw new UsageError(`parity: --weights must be f32, f16 or auto, got ${weights ?? '(nothing)'}`);
   // The folder and the selection are checked before the GPU is opened.
@@ -89,20 +99,28 @@ async function parity(args: string[]): Promise<number> {
   // The fixtures check the f32 kernels (f16 weights widen to f32 in them): no tensor cores.
   const rt = await Runtime.create({ tensorCores: 'off' });
   try {
-    console.log(`adapter: ${rt.adapterInfo.description}`);
-    console.log(`${'     tensor'.padEnd(78)} ${'error'.padStart(14)}  tolerance`);
-    if (weights === 'f16') console.log(`linear/conv weights rounded to f16 on the GPU: every tolerance is ${F16_WEIGHTS_TOLERANCE}`);
-    const { rows, skipped } = await runParity(rt, dir, only, (r) => console.log(formatRow(r)), { weights });
-    for (const s of skipped) console.log(`skip  ${s} (not supported yet)`);
+    if (!json) {
+      console.log(`adapter: ${rt.adapterInfo.description}`);
+      console.log(`${'     tensor'.padEnd(78)} ${'error'.padStart(14)}  tolerance`);
+      if (weights === 'f16') console.log(`linear/conv weights rounded to f16 on the GPU: every tolerance is ${F16_WEIGHTS_TOLERANCE}`);
+    }
+    const { rows, skipped } = await runParity(rt, dir, only, json ? () => {} : (r) => console.log(formatRow(r)), { weights });
     const compared = rows.filter((r) => r.kind !== 'skipped');
     const failed = compared.filter((r) => !r.pass).length;
+    const ok = failed === 0 && compared.length > 0 ? 0 : 1;
+    if (json) {
+      // A non-finite error (inf) is written as null, as JSON has no infinity.
+      printJson({ adapter: rt.adapterInfo.description, weights, rows, skipped, passed: compared.length - failed, failed }, pretty);
+      return ok;
+    }
+    for (const s of skipped) console.log(`skip  ${s} (not supported yet)`);
     const worst = new Map<string, number>();
     for (const r of rows) if (r.kind === 'normalised') worst.set(r.fixture, Math.max(worst.get(r.fixture) ?? 0, r.err));
     for (const [f, e] of worst) console.log(`worst normalised error ${f}: ${e.toExponential(2)}`);
     const skippedRows = rows.length - compared.length;
     if (skippedRows) console.log(`${skippedRows} stored entries skipped (listed above with "skip")`);
     console.log(`${compared.length - failed} passed, ${failed} failed`);
-    return failed === 0 && compared.length > 0 ? 0 : 1;
+    return ok;
   } finally {
     await rt.close();
   }
@@ -114,6 +132,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'parity') return parity(rest);
   if (command === 'score') return scoreCommand(rest);
   if (command === 'pick') return pickCommand(rest);
+  if (command === 'demo') return demoCommand(rest);
   if (command === 'retrieve') return retrieveCommand(rest);
   if (command === 'eval' && rest[0] === 'video') return videoCommand(rest.slice(1));
   if (command === 'eval') return evalCommand(rest);
@@ -123,16 +142,17 @@ async function main(argv: string[]): Promise<number> {
   const positional = rest.filter((a) => !a.startsWith('--'));
   switch (command) {
     case 'info':
-      for (const f of flags) if (f !== '--json') throw new UsageError(`info: unknown option ${f}`);
-      if (positional.length) throw new UsageError(`info: unexpected argument ${positional[0]}`);
-      await info(flags.has('--json'));
+      for (const f of flags) if (f !== '--json' && f !== '--pretty') throw new UsageError(`info: unknown option ${f}`);
+      if (flags.has('--pretty') && !flags.has('--json')) throw new UsageError('info: --pretty goes with --json');
+      await info(flags.has('--json'), flags.has('--pretty'));
       return 0;
     case 'inspect': {
-      for (const f of flags) if (f !== '--json') throw new UsageError(`inspect: unknown option ${f}`);
+      for (const f of flags) if (f !== '--json' && f !== '--pretty') throw new UsageError(`inspect: unknown option ${f}`);
+      if (flags.has('--pretty') && !flags.has('--json')) throw new UsageError('inspect: --pretty goes with --json');
       if (positional.length !== 1) throw new UsageError('inspect: expected exactly one FILE');
       const path = positional[0]!;
       const report = await inspectFile(path);
-      if (flags.has('--json')) console.log(terminalJson({ tensors: report.tensors, metadata: report.metadata }));
+      if (flags.has('--json')) printJson({ tensors: report.tensors, metadata: report.metadata }, flags.has('--pretty'));
       else console.log(formatInspect(path, report));
       return 0;
     }

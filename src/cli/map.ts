@@ -11,6 +11,7 @@ import { outputTarget, writeFileAtomic } from '../io/atomic.js';
 import { FileError } from '../io/errors.js';
 import { closeMetrics, openMetrics, parseCommand } from './metric-options.js';
 import { UsageError } from './errors.js';
+import { printJson, PRETTY_USAGE } from './json.js';
 
 export const MAP_USAGE = `  map A B -o OUT.png [options]
                            where A's queries find agreement in B: the per-token cosine of A's outputs on
@@ -20,7 +21,8 @@ export const MAP_USAGE = `  map A B -o OUT.png [options]
                            are score's
     -o, --out FILE         the PNG to write (required; written whole or not at all)
     --range LO,HI          the colour bar's range (default the map's min,max), e.g. --range -1,1
-    --json                 one JSON object on the last line: out, min, max, mean, grid, module, settings`;
+    --json                 one line on stdout, one JSON object: out, min, max, mean, grid, module, settings
+${PRETTY_USAGE}`;
 
 /** `-o FILE` (or `-o=FILE`) among the positionals parseCommand leaves (it takes words without a
  *  leading `--` as positionals, and the value of an option such as `--range -1,1` as that value). */
@@ -87,8 +89,8 @@ export async function mapCommand(args: string[]): Promise<number> {
     await writeFileAtomic(out, png);
     const seconds = Number(((performance.now() - started) / 1000).toFixed(3));
     if (p.flags.has('json')) {
-      console.log(
-        JSON.stringify({
+      printJson(
+        {
           out,
           images: [pathA, pathB],
           metric: name as MetricName,
@@ -103,7 +105,8 @@ export async function mapCommand(args: string[]): Promise<number> {
           halves: map.halves,
           settings: metric.settings,
           seconds,
-        }),
+        },
+        p.flags.has('pretty'),
       );
     } else console.log(`mean ${map.mean} min ${map.min} max ${map.max}`);
     return 0;

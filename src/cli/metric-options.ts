@@ -276,7 +276,8 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
   };
   const out: ParsedCommand = { positional: [], metric: m, options: new Map(), flags: new Set() };
   const ownValues = spec.valueOptions ?? [];
-  const ownFlags = spec.flags ?? [];
+  // --pretty comes with --json (json.ts).
+  const ownFlags = [...(spec.flags ?? []), ...(spec.flags?.includes('json') ? ['pretty'] : [])];
   let onlyPositional = false;
   for (let i = 0; i < args.length; i++) {
     let a = args[i]!;
@@ -411,6 +412,7 @@ export function parseCommand(command: string, args: readonly string[], spec: Par
     // (to one of the metrics at least).
     if (!MODEL_OPTIONS.includes(o) && !applies.includes(o)) throw new UsageError(`${command}: --${o} does not apply to --metric ${m.metrics.join(',')}`);
   }
+  if (out.flags.has('pretty') && !out.flags.has('json')) throw new UsageError(`${command}: --pretty goes with --json`);
   return out;
 }
 

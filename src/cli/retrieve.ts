@@ -9,6 +9,7 @@ import { CACHE_FOLDER, IMAGE_EXTENSIONS, listImages } from '../apps/images.js';
 import { FileError } from '../io/errors.js';
 import { closeMetrics, openMetrics, parseCommand } from './metric-options.js';
 import { UsageError } from './errors.js';
+import { printJson, PRETTY_USAGE } from './json.js';
 import { ItemProgress } from './progress.js';
 import { basename, resolve } from 'node:path';
 
@@ -23,7 +24,8 @@ export const RETRIEVE_USAGE = `  retrieve QUERY DIR [-k K] [--json] [--grid FILE
     --no-cache             neither read nor write the cache
     --metric M1,M2,…       several metrics (e.g. diffsim,clip,dino): one ranking each, lines "metric<TAB>score<TAB>path"
     --grid FILE.png        the query and its K neighbours as thumbnails with their scores, one row per metric
-    --json                 one JSON object on the last line: query, dir, k, the settings, results [{ path, score }]
+    --json                 one line on stdout, one JSON object: query, dir, k, the settings, results [{ path, score }]
+${PRETTY_USAGE}
                            (the metric options are score's; --metric ensemble is not a pair score and is refused)`;
 
 export async function retrieveCommand(args: string[]): Promise<number> {
@@ -80,8 +82,8 @@ export async function retrieveCommand(args: string[]): Promise<number> {
     const seconds = Number(((performance.now() - started) / 1000).toFixed(3));
     const one = (metric: (typeof metrics)[number], r: Retrieval) => ({ ...metric.settings, gallery: r.gallery, embedded: r.embedded, fromCache: r.fromCache, cache: r.cache, queryExcluded: r.queryExcluded, results: r.results.map((x) => ({ path: x.path, score: x.score })) });
     if (p.flags.has('json')) {
-      if (rankings.length === 1) console.log(JSON.stringify({ query, dir, k, ...one(rankings[0]!.metric, rankings[0]!.r), ...(grid !== undefined ? { grid } : {}), seconds }));
-      else console.log(JSON.stringify({ query, dir, k, metrics: rankings.map(({ metric, r }) => ({ metric: metric.name, ...one(metric, r) })), ...(grid !== undefined ? { grid } : {}), seconds }));
+      if (rankings.length === 1) printJson({ query, dir, k, ...one(rankings[0]!.metric, rankings[0]!.r), ...(grid !== undefined ? { grid } : {}), seconds }, p.flags.has('pretty'));
+      else printJson({ query, dir, k, metrics: rankings.map(({ metric, r }) => ({ metric: metric.name, ...one(metric, r) })), ...(grid !== undefined ? { grid } : {}), seconds }, p.flags.has('pretty'));
     } else {
       for (const { metric, r } of rankings) for (const x of r.results) console.log(rankings.length === 1 ? `${x.score}\t${x.path}` : `${metric.name}\t${x.score}\t${x.path}`);
     }

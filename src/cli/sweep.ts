@@ -18,6 +18,7 @@ import { benchmarkInputs, isBenchmark, itemsHash, portableSettings } from './eva
 import { closeMetrics, integer, openMetrics, parseCommand, resolvedDiffSim } from './metric-options.js';
 import { ItemProgress } from './progress.js';
 import { UsageError } from './errors.js';
+import { printJson, PRETTY_USAGE } from './json.js';
 
 export const SWEEP_USAGE = `  sweep BENCHMARK DIR [options]  the benchmark's accuracy over a grid of layers, steps and sizes (the
                            paper's grid searches, Figure 5): every cell as \`eval\` with its settings computes
@@ -33,7 +34,8 @@ export const SWEEP_USAGE = `  sweep BENCHMARK DIR [options]  the benchmark's acc
     --max-live N           embedding bundles on the GPU at once (default 48); the rest go to disk
     --spill-dir DIR        where they go (default the system's temporary folder)
     --plot FILE.png        accuracy against step per layer and the layer × step heatmap (best framed)
-    --json                 one JSON object on the last line: every cell, the best, passes, memory`;
+    --json                 one line on stdout, one JSON object: every cell, the best, passes, memory
+${PRETTY_USAGE}`;
 
 const VALUE_OPTIONS = ['originals', 'out', 'shard', 'shards', 'trials', 'listing', 'ties', 'votes-at-least', 'max-live', 'blocks', 'layers', 'steps', 'sizes', 'plot', 'spill-dir'];
 const FLAGS = ['json', 'merge'];
@@ -83,14 +85,14 @@ function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(2)} MiB`;
 }
 
-async function merge(files: string[], json: boolean, plotFile: string | undefined): Promise<number> {
+async function merge(files: string[], json: boolean, pretty: boolean, plotFile: string | undefined): Promise<number> {
   const { cells, rows } = mergeSweepFiles(files);
   const first = rows[0]!;
   const missing = cells.reduce((a, c) => a + c.summary.missing, 0);
   if (missing) console.error(`diffsim: sweep --merge: ${missing} (cell, item) rows are in none of the files`);
   if (plotFile) await plot(plotFile, cells, `${first.benchmark} · ${first.metric}`);
   const best = bestCell(cells)!;
-  if (json) console.log(JSON.stringify({ benchmark: first.benchmark, metric: first.metric, files, cells: cells.map(cellJson), best: cellJson(best), sweep: first.sweep }));
+  if (json) printJson({ benchmark: first.benchmark, metric: first.metric, files, cells: cells.map(cellJson), best: cellJson(best), sweep: first.sweep }, pretty);
   else {
     console.log(`${first.benchmark} · ${first.metric} · ${cells.length} cells merged from ${files.length} file${files.length === 1 ? '' : 's'}`);
     for (const l of table(cells)) console.log(l);
@@ -118,7 +120,7 @@ export async function sweepCommand(args: string[]): Promise<number> {
   if (p.flags.has('merge')) {
     const other = [...p.options.keys()].filter((k) => k !== 'plot');
     if (other.length || p.metric.given.size) throw new UsageError('sweep --merge takes only the results files (and --plot, --json)');
-    return merge(p.positional, json, opt('plot'));
+    return merge(p.positional, json, p.flags.has('pretty'), opt('plot'));
   }
   for (const [axis, option] of Object.entries(AXES)) if (p.metric.given.has(axis)) throw new UsageError(`sweep: --${axis} is an axis of the grid here; give --${option}`);
   if (p.positional.length !== 2) throw new UsageError(`sweep: expected BENCHMARK DIR, got ${p.positional.length} argument${p.positional.length === 1 ? '' : 's'}`);
@@ -192,7 +194,7 @@ export async function sweepCommand(args: string[]): Promise<number> {
     if (opt('plot') !== undefined) await plot(opt('plot')!, r.cells, title);
     const memory: SweepMemory & { maxRssBytes: number } = { ...r.memory, maxRssBytes: process.resourceUsage().maxRSS * 1024 };
     if (json) {
-      console.log(JSON.stringify({ benchmark, dir, metric: m.metric, model: source.model, items: items.length, of: all.length, cells: r.cells.map(cellJson), best: cellJson(best), passes: r.passes, computed: r.computed, resumed: r.resumed, seconds: Number(r.seconds.toFixed(3)), memory, ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}), ...(out ? { out } : {}), sweep, tieRule: ties, settings: source.settings }));
+      printJson({ benchmark, dir, metric: m.metric, model: source.model, items: items.length, of: all.length, cells: r.cells.map(cellJson), best: cellJson(best), passes: r.passes, computed: r.computed, resumed: r.resumed, seconds: Number(r.seconds.toFixed(3)), memory, ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}), ...(out ? { out } : {}), sweep, tieRule: ties, settings: source.settings }, p.flags.has('pretty'));
     } else {
       console.log(`${title} · ${items.length} items${shard ? ` (shard ${shard.index}/${shard.count} of ${all.length})` : ''} · ${r.cells.length} cells (* best)`);
       for (const l of table(r.cells)) console.log(l);

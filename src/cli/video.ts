@@ -8,6 +8,7 @@ import { FileError } from '../io/errors.js';
 import { IMAGE_EXTENSIONS } from '../apps/images.js';
 import { closeMetrics, openMetrics, parseCommand } from './metric-options.js';
 import { UsageError } from './errors.js';
+import { printJson, PRETTY_USAGE } from './json.js';
 import { ItemProgress } from './progress.js';
 import { basename } from 'node:path';
 
@@ -17,8 +18,9 @@ export const VIDEO_USAGE = `  eval video DIR [--metric M[,M…]] [--json] [--out
                            one (role B); per metric the mean, the population variance (÷ n), the
                            standard deviation and n. --metric takes a comma list (diffsim,clip,dino),
                            all loaded once on one GPU; the other options apply to the metrics they fit
-    --json                 one JSON object on the last line: { dir, frames, metrics: { name: { mean,
+    --json                 one line on stdout, one JSON object: { dir, frames, metrics: { name: { mean,
                            variance, std, n, scores } }, settings }
+${PRETTY_USAGE}
     --out FILE.jsonl       one JSON row per scored frame: { index, frame, scores: { metric: score } }`;
 
 export async function videoCommand(args: string[]): Promise<number> {
@@ -53,7 +55,7 @@ export async function videoCommand(args: string[]): Promise<number> {
       await writeFileAtomic(out, rows.map((l) => `${l}\n`).join(''));
     }
     if (p.flags.has('json')) {
-      console.log(JSON.stringify({ dir, frames: r.frames, anchor: r.frames[0], varianceKind: 'population', metrics: r.metrics, settings: r.settings, seconds }));
+      printJson({ dir, frames: r.frames, anchor: r.frames[0], varianceKind: 'population', metrics: r.metrics, settings: r.settings, seconds }, p.flags.has('pretty'));
       return 0;
     }
     const n = r.frames.length - 1;

@@ -1,40 +1,32 @@
 // The ensemble of the official scripts (`--metric ensemble`): DiffSim, CLIP-I and the DINOv2
 // score each vote for the candidate closer to the reference, and the majority wins.
 //
+// Candidates are 1 (a, the first) and 2 (b, the second), as `diffsim pick` prints them (vote.ts).
 // Official vote of one metric: v = 0 if s(ref, a) < s(ref, b) else 1 (1 = a), so a tie in one
 // metric's scores votes for the first candidate; the prediction is a iff Σv ≥ 2 of 3. With any
-// number of voters this is "a iff more than half the votes are for a": a tie in the vote count
+// number of voters this is "1 iff more than half the votes are for 1": a tie in the vote count
 // goes to the second candidate. The official DiffSim vote treats a higher score as more similar
 // even under mse (inverted then); `mseVote: 'lower-is-closer'` fixes that. `ties: 'second'` makes
 // a tie in one metric's scores vote for the second candidate instead (the rule of the scripts'
 // single-metric decisions, `s1 > s2` → first).
 
 import { createMetrics, toRgbImage, type CreateMetricOptions, type ImageInput, type Metric } from './metric.js';
+import { majority, vote, type Candidate } from './vote.js';
+
+export { majority, vote, type Candidate } from './vote.js';
 
 export interface Votes {
-  /** Which candidate each metric voted for. */
-  diffsim: 'a' | 'b';
-  clip: 'a' | 'b';
-  dino: 'a' | 'b';
+  /** Which candidate each metric voted for: 1 (a) or 2 (b). */
+  diffsim: Candidate;
+  clip: Candidate;
+  dino: Candidate;
 }
 
 export interface Pick {
-  choice: 'a' | 'b';
+  /** The candidate closer to the reference: 1 (a) or 2 (b), what `diffsim pick` prints. */
+  pick: Candidate;
   votes: Votes;
   scores: { diffsim: [number, number]; clip: [number, number]; dino: [number, number] };
-}
-
-/** One metric's vote. Official: 'a' unless s(ref, a) is strictly less similar than s(ref, b)
- *  (a tie votes 'a'); ties 'second': 'a' only if strictly more similar. */
-export function vote(sa: number, sb: number, higherIsCloser = true, ties: 'official' | 'second' = 'official'): 'a' | 'b' {
-  if (sa === sb) return ties === 'official' ? 'a' : 'b';
-  return (higherIsCloser ? sa < sb : sa > sb) ? 'b' : 'a';
-}
-
-/** Majority of the votes: 'a' iff more than half are for 'a' (so a tied count goes to 'b'). */
-export function majority(votes: readonly ('a' | 'b')[]): 'a' | 'b' {
-  const forA = votes.filter((v) => v === 'a').length;
-  return forA * 2 > votes.length ? 'a' : 'b';
 }
 
 export interface EnsembleOptions {
@@ -83,7 +75,7 @@ export class Ensemble {
     return !this.diffsim.lowerBetter || (this.o.mseVote ?? 'official-inverted') === 'official-inverted';
   }
 
-  /** The votes and the choice for given scores (s(ref, a), s(ref, b)) per metric. */
+  /** The votes and the pick for given scores (s(ref, a), s(ref, b)) per metric. */
   decide(scores: Pick['scores']): Pick {
     const ties = this.o.ties ?? 'official';
     const votes: Votes = {
@@ -91,10 +83,18 @@ export class Ensemble {
       clip: vote(scores.clip[0], scores.clip[1], !this.clip.lowerBetter, ties),
       dino: vote(scores.dino[0], scores.dino[1], !this.dino.lowerBetter, ties),
     };
-    return { choice: majority([votes.diffsim, votes.clip, votes.dino]), votes, scores };
+    return { pick: majority([votes.diffsim, votes.clip, votes.dino]), votes, scores };
   }
 
-  /** Which of a and b is closer to ref, by hard vote. */
+  /** One metric's pick between a and b (ref as role A of both comparisons, as `diffsim pick`
+   *  with a single --metric): 1 if a is strictly closer, else 2 (a tie goes to b, the rule of the
+   *  scripts' single-metric decisions); lowerBetter metrics (mse) read the scores as distances. */
+  static async pickOne(m: Metric, ref: ImageInput, a: ImageInput, b: ImageInput): Promise<{ pick: Candidate; scores: [number, number] }> {
+    const scores = await Ensemble.pair(m, ref, a, b);
+    return { pick: vote(scores[0], scores[1], !m.lowerBetter, 'second'), scores };
+  }
+
+  /** Which of a and b is closer to ref, by hard vote: 1 (a) or 2 (b). */
   async pick(ref: ImageInput, a: ImageInput, b: ImageInput): Promise<Pick> {
     // Decoded once for the three metrics.
     const [r, x, y] = [await toRgbImage(ref, typeof ref === 'string' ? ref : 'reference'), await toRgbImage(a, typeof a === 'string' ? a : 'image A'), await toRgbImage(b, typeof b === 'string' ? b : 'image B')];

@@ -7,7 +7,7 @@
 // (saveEmbedding bytes, up to `hostBytes`), beyond that dropped and embedded again when needed —
 // the passes are deterministic, so a re-embedded image gives the same embedding bit for bit.
 
-import { vote } from '../diffsim/ensemble.js';
+import { vote } from '../diffsim/vote.js';
 import { toRgbImage, type Metric, type MetricEmbedding } from '../diffsim/metric.js';
 import type { ImageRole } from '../diffsim/embedding.js';
 import type { RgbImage } from '../io/image.js';
@@ -251,7 +251,7 @@ async function runLocked(o: EvalRunOptions, selection: ReadonlySet<number>, star
         let forCand1 = 0;
         o.metrics.forEach((m, i) => {
           const higher = i === 0 ? !m.lowerBetter || (o.mseVote ?? 'official-inverted') === 'official-inverted' : !m.lowerBetter;
-          const v = vote(scores[i]![0], scores[i]![1], higher, 'official') === 'a' ? 1 : 2;
+          const v = vote(scores[i]![0], scores[i]![1], higher, 'official');
           votes[names[i]!] = v;
           if (v === 1) forCand1++;
         });
