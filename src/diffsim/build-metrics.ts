@@ -3,7 +3,7 @@
 
 import type { Runtime } from '../gpu/runtime.js';
 import { DiffSim } from './core.js';
-import { DiffSimSettingsError, mergeSettings, presetSettings, type DiffSimSettingsInput } from './settings.js';
+import { DIFFSIM_XL_DEFAULTS, DiffSimSettingsError, mergeSettings, presetSettings, type DiffSimSettingsInput } from './settings.js';
 import { ClipMetric } from './vision.js';
 import { assertName, modelsOf, type BuildMetricsOptions, type ImagePathReader, type Metric, type MetricName, type ModelRole, type ResolvedModel } from './metric-api.js';
 import { DiffFeatsMetric, DiffSimPairMetric, modelKey, VisionPairMetric, type DiffSimFactory, type MetricOwner } from './metrics.js';
@@ -59,6 +59,7 @@ function diffsimReport(ds: DiffSim): Record<string, unknown> {
     cfgHalves: s.cfgHalves,
     roundToF16: s.roundToF16,
     ...(s.variant === 'C' ? { ipScale: s.ipScale } : {}),
+    ...(ds.xl ? { target: s.target, xlLatentScale: s.xlLatentScale, xlTimeIds: s.xlTimeIds, sigma: ds.xl.sigma, timeIds: ds.xl.timeIds } : {}),
   };
 }
 
@@ -87,19 +88,21 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
       const roles = modelsOf(name);
       const models = await modelsReport(roles);
       const common = { metric: name, lowerBetter: false, weights, models };
-      if (name === 'diffsim' || name === 'diffsim-c' || name === 'diffeats') {
+      if (name === 'diffsim' || name === 'diffsim-c' || name === 'diffsim-xl' || name === 'diffeats') {
         const given = o.diffsim ?? {};
         // diffeats honours the layer as metrics/diffeats.py does.
         const settings: DiffSimSettingsInput = { ...given, ...(preset !== undefined ? { preset } : {}), variant: name === 'diffsim-c' ? 'C' : 'S', ...(name === 'diffeats' ? { layerMode: 'as-given' as const } : {}) };
         if (name === 'diffeats' && settings.similarity === 'mse') throw new DiffSimSettingsError('diffeats: the score is a cosine (similarity mse does not apply)');
-        const dm = await source.diffsimModels(names.includes('diffsim-c'));
+        if (name === 'diffsim-xl' && settings.variant === 'C') throw new DiffSimSettingsError('diffsim-xl: DiffSim-C on SDXL is not supported');
+        const dm = name === 'diffsim-xl' ? await source.diffsimXlModels() : await source.diffsimModels(names.includes('diffsim-c'));
+        for (const m of [dm.xl?.textEncoder2]) if (m) owner.stores.add(m.store);
         for (const m of [dm.unet, dm.vae, dm.textEncoder, dm.ipAdapter, dm.imageEncoder]) if (m) owner.stores.add(m.store);
         const factory: DiffSimFactory = (prompt) => {
           const ds = new DiffSim(rt, dm, { ...settings, prompt }, o.execution);
           owner.metrics.push(ds);
           return ds;
         };
-        const ds = factory(mergeSettings(settings).prompt);
+        const ds = factory(mergeSettings(settings, name === 'diffsim-xl' ? DIFFSIM_XL_DEFAULTS : undefined).prompt);
         const activations = o.activations ?? 'f32';
         const report = { ...common, activations, ...diffsimReport(ds), lowerBetter: ds.lowerBetter };
         const mk = modelKey(models, weights, activations);
