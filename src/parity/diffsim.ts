@@ -56,7 +56,7 @@ interface ClipDinoConfig {
  *  (1e-5 on the cosine), mse relative, integers and strings exact. */
 type Check = { tensor: number } | 'cos' | 'x100' | 'mse' | 'exact';
 
-class Rows {
+export class Rows {
   readonly rows: ParityRow[] = [];
   /** Our scalar results by canonical name (for scores.json). */
   readonly values = new Map<string, number | string>();

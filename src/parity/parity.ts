@@ -28,6 +28,7 @@ import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/p
 import { diffsimMetricParity } from './diffsim.js';
 import { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
+import { sdxlParity } from './sdxl.js';
 export { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
 type Handler = (rt: Runtime, dir: string, name: string, index: FixtureIndex, settings: ParitySettings) => Promise<ParityRow[]>;
@@ -701,6 +702,7 @@ export const HANDLERS: Record<string, Handler> = {
   scheduler,
   'clip-text-tiny': clipText,
   'single-file': singleFile,
+  'sdxl-tiny': (rt, dir, fixture, _index, settings) => sdxlParity(rt, dir, fixture, settings),
 };
 
 export async function loadIndex(dir: string): Promise<FixtureIndex> {
