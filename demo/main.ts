@@ -71,7 +71,8 @@ interface DemoState {
 const state: DemoState = { status: 'idle', progress: [] };
 (window as unknown as { diffsimDemo: DemoState }).diffsimDemo = state;
 
-const ids: Record<ModelRole, HTMLInputElement> = { sd: $('model-sd'), ipAdapter: $('model-ipAdapter'), clip: $('model-clip'), dino: $('model-dino') };
+// diffsim-xl (role sdxl) takes its repo from the SD field.
+const ids: Record<Exclude<ModelRole, 'sdxl'>, HTMLInputElement> = { sd: $('model-sd'), ipAdapter: $('model-ipAdapter'), clip: $('model-clip'), dino: $('model-dino') };
 $<HTMLInputElement>('endpoint').value = params.get('endpoint') ?? 'https://huggingface.co';
 ids.sd.value = params.get('sd') ?? DEFAULT_MODELS.model;
 ids.ipAdapter.value = params.get('ipAdapter') ?? DEFAULT_MODELS.ipAdapter;
@@ -192,7 +193,7 @@ async function modelFiles(name: MetricName): Promise<{ files: Partial<Record<Mod
       files[role] = picked;
       continue;
     }
-    const repo = ids[role].value.trim();
+    const repo = ids[role === 'sdxl' ? 'sd' : role].value.trim();
     const h = await HubModelFiles.open(repo, selectionFor(role, repo), { endpoint: $<HTMLInputElement>('endpoint').value.trim(), onProgress: showProgress, ...(params.get('revision') ? { revision: params.get('revision')! } : {}) });
     files[role] = h;
     hub.push(h);
