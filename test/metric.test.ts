@@ -15,7 +15,7 @@ import { FIXTURES, REPO_ROOT, rejects, runtime } from './helpers.js';
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const A = join(FIXTURES, 'diffsim-tiny', 'image_A.png');
 const B = join(FIXTURES, 'diffsim-tiny', 'image_B.png');
-const MODELS: CreateMetricOptions = { model: join(TINY, 'sd15'), ipAdapter: join(TINY, 'ip-adapter'), clipModel: join(TINY, 'clip'), dinoModel: join(TINY, 'dinov2') };
+const MODELS: CreateMetricOptions = { model: join(TINY, 'sd15'), xlModel: join(TINY, 'sdxl'), ipAdapter: join(TINY, 'ip-adapter'), clipModel: join(TINY, 'clip'), dinoModel: join(TINY, 'dinov2') };
 
 test('every metric by name: one finite score for paths, bytes and decoded images alike; lowerBetter', async () => {
   const rt = await runtime();
@@ -24,7 +24,8 @@ test('every metric by name: one finite score for paths, bytes and decoded images
   const pixA = await loadImage(A);
   const pixB = await loadImage(B);
   for (const name of METRIC_NAMES) {
-    const m = await createMetric(name, { ...MODELS, runtime: rt });
+    // diffsim-xl at 64 px (its default is the official 512): the tiny SDXL stays quick.
+    const m = await createMetric(name, { ...MODELS, runtime: rt, ...(name === 'diffsim-xl' ? { diffsim: { imageSize: 64 } } : {}) });
     try {
       assert.is(m.name, name);
       assert.is(m.lowerBetter, false, `${name}: cosine by default`);

@@ -15,7 +15,7 @@ import { loadDiffSimModels, type DiffSimModels } from '../src/diffsim/load.js';
 import { listItems, itemPaths } from '../src/eval/protocols.js';
 import { runEval } from '../src/eval/runner.js';
 import { parseCommand } from '../src/cli/metric-options.js';
-import { FIXTURES, REPO_ROOT, rejects, rng, runtime } from './helpers.js';
+import { FIXTURES, REPO_ROOT, rejects, rng, runCli, runtime } from './helpers.js';
 
 const XL = join(REPO_ROOT, 'weights', 'tiny', 'sdxl');
 const SD15 = join(REPO_ROOT, 'weights', 'tiny', 'sd15');
@@ -57,7 +57,7 @@ test('targets: the official list (down_blocks[1:], up_blocks[:-1], mid), a singl
   assert.equal(at({ block: 'mid', target: [0, 2] }), ['mid_block.attentions.0.transformer_blocks.2.attn1', [0, 2]]);
   // The defaults: up, layer 0 → up_blocks.0, its last attention and transformer block.
   assert.equal(at({}), ['up_blocks.0.attentions.2.transformer_blocks.2.attn1', [0, 2, 2]]);
-  assert.equal(at({ block: 'down', layer: 0 }), ['down_blocks.1.attentions.1.transformer_blocks.0.attn1', [0, 1, 0]]);
+  assert.equal(at({ block: 'down', layer: 0 }), ['down_blocks.1.attentions.1.transformer_blocks.1.attn1', [0, 1, 1]]);
   assert.equal(at({ block: 'down', target: [1, 0] }), ['down_blocks.2.attentions.0.transformer_blocks.1.attn1', [1, 0, 1]]);
   await rejects(() => at({ block: 'down', target: [2, 0, 0] }), /block "down" has no layer 2: down_blocks\[1:\] of this U-Net has 0–1/, 'a block past the list');
   await rejects(() => at({ block: 'up', target: [0, 3, 0] }), /up_blocks\.0 has no attention 3 \(0–2\)/, 'an attention past the block');
@@ -141,6 +141,25 @@ test('CLI: --metric diffsim-xl --layer 0,1,2 is the list-valued target; --xl-* o
   assert.throws(() => parseCommand('score', ['a', 'b', '--metric', 'diffsim-xl', '--layer', '0,1,2,3']), /at most 3 indices/);
   assert.throws(() => parseCommand('score', ['a', 'b', '--metric', 'diffsim', '--xl-latent-scale', 'fixed']), /--xl-latent-scale does not apply to --metric diffsim/);
   assert.throws(() => parseCommand('score', ['a', 'b', '--metric', 'diffsim-xl', '--xl-time-ids', '1024']), /unknown --xl-time-ids "1024"/);
+});
+
+test('CLI: score and pick with --metric diffsim-xl on the tiny pipeline (JSON reports the target, σ, time ids)', () => {
+  const xl = ['--metric', 'diffsim-xl', '--model', XL, '--size', '64'];
+  const r = runCli(['score', A, B, '--json', ...xl, '--block', 'up', '--layer', '1,0,1'], { timeout: 300_000, env: { HF_HUB_OFFLINE: '1' } });
+  assert.is(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+  assert.is(j.metric, 'diffsim-xl');
+  assert.is(j.module, 'up_blocks.1.attentions.0.transformer_blocks.1.attn1');
+  assert.equal(j.target, [1, 0, 1]);
+  assert.equal(j.timeIds, [1024, 1024, 0, 0, 1024, 1024]);
+  assert.is(j.imageSize, 64);
+  assert.ok(Number.isFinite(j.score as number));
+  const p = runCli(['pick', A, A, B, ...xl, '--noise', 'shared'], { timeout: 300_000, env: { HF_HUB_OFFLINE: '1' } });
+  assert.is(p.code, 0, p.stderr);
+  assert.is(p.stdout.trim().split('\n')[0], '1', 'with shared noise the reference itself is the closer one');
+  const bad = runCli(['score', A, B, '--metric', 'diffsim-xl', '--model', SD15], { timeout: 300_000, env: { HF_HUB_OFFLINE: '1' } });
+  assert.is.not(bad.code, 0);
+  assert.match(bad.stderr, /diffsim-xl needs an SDXL pipeline folder/);
 });
 
 test('eval: IPref with diffsim-xl is a DiffSim metric (mse: s1 < s2 picks cand1, as ipref_main.py); rows are its pair scores', async () => {
