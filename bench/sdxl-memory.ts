@@ -36,13 +36,18 @@ for (let i = 2; i < process.argv.length; i++) {
 }
 const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
 
+const T0 = performance.now();
+const stage = (what: string) => console.error(`[${Math.round((performance.now() - T0) / 1000)} s] ${what}`);
 const rt = await Runtime.create();
 const stores = [new WeightStore(), new WeightStore(), new WeightStore(), new WeightStore()] as const;
 const unet = new UNet2DConditionModel(stores[0], config<UNetConfig>('sdxl-unet'));
 const vae = new VaeEncoder(stores[1], config<VaeConfig>('sdxl-vae'));
 const textEncoder = new ClipTextModel(stores[2], config<ClipTextConfig>('sdxl-text-encoder'));
 const textEncoder2 = new ClipTextModel(stores[3], config<ClipTextConfig>('sdxl-text-encoder-2'), 'text_model', undefined, true);
-for (const [i, s] of stores.entries()) await s.initRandom(rt, 21 + i, { weights: a.weights, fill: a.fill });
+for (const [i, s] of stores.entries()) {
+  await s.initRandom(rt, 21 + i, { weights: a.weights, fill: a.fill });
+  stage(`weights of model ${i + 1} of 4`);
+}
 await rt.trim();
 const weightsBytes = rt.memory().allocatedBytes;
 // The tiny tokenizers stand in for CLIP's (only token ids enter the encoders).
@@ -50,10 +55,12 @@ const tok = await ClipTokenizer.fromDirectory(join(ROOT, 'weights', 'tiny', 'sdx
 const tok2 = await ClipTokenizer.fromDirectory(join(ROOT, 'weights', 'tiny', 'sdxl', 'tokenizer_2'));
 const scheduler = new EulerDiscreteScheduler(config<SchedulerConfig>('sdxl-scheduler'));
 const metric = new DiffSim(rt, { unet, vae, textEncoder, tokenizer: tok, scheduler, xl: { textEncoder2, tokenizer2: tok2, forceZerosForEmptyPrompt: true } }, { imageSize: a.size });
+stage('models built');
 rt.resetPeak();
 const t0 = performance.now();
 const img = { width: a.size, height: a.size, data: new Uint8Array(a.size * a.size * 3) };
 const e = metric.embed(img, 'A', { processed: pixels(3 * a.size * a.size, 5) });
+stage('pass recorded');
 const result = {
   adapter: rt.adapterInfo.description,
   weights: a.weights,
