@@ -58,7 +58,7 @@ test('targets: the official list (down_blocks[1:], up_blocks[:-1], mid), a singl
   // The defaults: up, layer 0 → up_blocks.0, its last attention and transformer block.
   assert.equal(at({}), ['up_blocks.0.attentions.2.transformer_blocks.2.attn1', [0, 2, 2]]);
   assert.equal(at({ block: 'down', layer: 0 }), ['down_blocks.1.attentions.1.transformer_blocks.1.attn1', [0, 1, 1]]);
-  assert.equal(at({ block: 'down', target: [1, 0] }), ['down_blocks.2.attentions.0.transformer_blocks.1.attn1', [1, 0, 1]]);
+  assert.equal(at({ block: 'down', target: [1, 0] }), ['down_blocks.2.attentions.0.transformer_blocks.2.attn1', [1, 0, 2]]);
   await rejects(() => at({ block: 'down', target: [2, 0, 0] }), /block "down" has no layer 2: down_blocks\[1:\] of this U-Net has 0–1/, 'a block past the list');
   await rejects(() => at({ block: 'up', target: [0, 3, 0] }), /up_blocks\.0 has no attention 3 \(0–2\)/, 'an attention past the block');
   await rejects(() => at({ block: 'up', target: [1, 0, 2] }), /transformer_blocks? has no transformer block 2|has no transformer block 2 \(0–1\)/, 'a transformer block past the attention');
