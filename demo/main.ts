@@ -74,6 +74,7 @@ interface DemoState {
 const state: DemoState = { status: 'idle', progress: [] };
 (window as unknown as { diffsimDemo: DemoState }).diffsimDemo = state;
 
+// diffsim-xl (role sdxl) takes its repo from the SD field.
 const ids: Record<'sd' | 'ipAdapter' | 'clip' | 'dino', HTMLInputElement> = { sd: $('model-sd'), ipAdapter: $('model-ipAdapter'), clip: $('model-clip'), dino: $('model-dino') };
 $<HTMLInputElement>('endpoint').value = params.get('endpoint') ?? 'https://huggingface.co';
 ids.sd.value = params.get('sd') ?? DEFAULT_MODELS.model;
@@ -198,8 +199,8 @@ async function modelFiles(name: MetricName): Promise<{ files: Partial<Record<Mod
     if (role === 'dit') throw new Error('diffsim-dit is not offered in the browser demo');
     // The demo page has hub-id fields for the DiffSim, CLIP and DINOv2 models only; the LPIPS and
     // Gram baselines need a picked folder here.
-    if (role !== 'sd' && role !== 'ipAdapter' && role !== 'clip' && role !== 'dino') throw new Error(`${name}: pick a folder holding its model files (this page has no hub-id field for the ${role} model)`);
-    const repo = ids[role].value.trim();
+    if (role !== 'sd' && role !== 'sdxl' && role !== 'ipAdapter' && role !== 'clip' && role !== 'dino') throw new Error(`${name}: pick a folder holding its model files (this page has no hub-id field for the ${role} model)`);
+    const repo = ids[role === 'sdxl' ? 'sd' : role].value.trim();
     const h = await HubModelFiles.open(repo, selectionFor(role, repo), { endpoint: $<HTMLInputElement>('endpoint').value.trim(), onProgress: showProgress, ...(params.get('revision') ? { revision: params.get('revision')! } : {}) });
     files[role] = h;
     hub.push(h);

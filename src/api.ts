@@ -25,11 +25,12 @@ export { UNet2DConditionModel, type UNetConfig, type UNetOutput, type UNetForwar
 export { VaeEncoder, legacyVaeKey, type VaeConfig, type Posterior, type VaeEncoderOutput } from './models/vae.js';
 export { ClipTextModel, type ClipTextConfig, type ClipTextOutput, type EncoderForwardOptions } from './models/clip-text.js';
 export { ClipTokenizer, type ClipTokenizerFiles } from './models/clip-tokenizer.js';
-export { PNDMScheduler, NormalGenerator, type SchedulerConfig } from './models/scheduler.js';
+export { PNDMScheduler, EulerDiscreteScheduler, NormalGenerator, type SchedulerConfig } from './models/scheduler.js';
 export { ClipVisionModel, ClipModel, type ClipVisionConfig, type ClipVisionOutput, type ClipModelConfig } from './models/clip-vision.js';
 export { Dinov2Model, type Dinov2Config, type Dinov2Output } from './models/dinov2.js';
 export { IpAdapterPlus, RESAMPLER_PATH, type IpAdapterConfig, type ResamplerConfig, type ResamplerOutput } from './models/ip-adapter.js';
 export type { Conditioning, IpConditioning, IpProjection } from './models/sd-blocks.js';
+export { loadSdxl, isSdxlFolder, type StableDiffusionXL } from './models/load.js';
 export { loadSd15, loadClipVision, loadClipModel, loadDinov2, loadIpAdapterPlus, sd15Layout, ipAdapterLayout, openSd15Components, processorConfig, latentSide, vaeScaleFactor, SD15_SCHEDULER_CONFIG, type StableDiffusion, type Sd15Part, type Sd15Layout, type Sd15LoadOptions, type Sd15Components, type Sd15Component, type SingleFileConfigs, type ModelFilesInput, type ModelLoadOptions, type IpAdapterLoadOptions, type LoadedIpAdapter } from './models/load.js';
 export { inferResamplerConfig } from './models/sources.js';
 export { sd15SingleFile, isSd15SingleFile, SingleFileError, unetKeyToDiffusers, vaeKeyToDiffusers, clipKeyToDiffusers, emaKeyOf, type SingleFileComponents, type SingleFileComponent, type SingleFileOptions, type ConfigOrigin } from './models/single-file.js';
@@ -39,8 +40,8 @@ export { loadDit, ditLayout, type DitLayout, type LoadedDit } from './models/loa
 export { DIT_DEFAULTS, DIT_SETTING_CHOICES, DIT_SHARED_SETTINGS, mergeDitSettings, type DitSettings, type DitSettingsInput, type ResolvedDitSettings, type DitEmbeddingSettings } from './diffsim/settings.js';
 export { DiffSim, CLIP_IMAGE_PROCESSOR, type DiffSimModels, type DiffSimLoadOptions, type DiffSimExecution, type GivenNoise, type EmbedOptions, type DiffSimScore } from './diffsim/core.js';
 export { DiffSimEmbedding, type ImageRole, type NoiseSource, type DiffSimIntermediates } from './diffsim/embedding.js';
-export { DIFFSIM_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, presetSettings, SCORING_SETTINGS, DiffSimSettingsError, mergeSettings, embeddingSettings, settingsKey, settingsDiff, blockOf, type DiffSimSettings, type DiffSimSettingsInput, type DiffSimPresetName, type ResolvedDiffSimSettings, type EmbeddingSettings, type ScoringSetting, type DiffSimBlock, type DiffSimBlockName } from './diffsim/settings.js';
-export { resolveHook, type HookPoint } from './diffsim/hook.js';
+export { DIFFSIM_DEFAULTS, DIFFSIM_XL_DEFAULTS, XL_SETTINGS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, presetSettings, SCORING_SETTINGS, DiffSimSettingsError, mergeSettings, embeddingSettings, settingsKey, settingsDiff, blockOf, type DiffSimSettings, type DiffSimSettingsInput, type DiffSimPresetName, type ResolvedDiffSimSettings, type EmbeddingSettings, type ScoringSetting, type DiffSimBlock, type DiffSimBlockName } from './diffsim/settings.js';
+export { resolveHook, resolveXlHook, type HookPoint } from './diffsim/hook.js';
 export { NonFiniteScoreError } from './diffsim/finite.js';
 export { aasOutputs, aasSums, aasScores, aasFromSums, pairScore, type Qkv, type AasOutputs, type AasOptions, type AasScores, type PairScore, type AttentionLayout } from './diffsim/aas.js';
 export { ClipMetric, Dinov2Metric, VisionEmbedding, DINOV2_IMAGE_PROCESSOR, type ClipMetricOptions, type VisionInput, type VisionLayerEmbedding, type VisionLayerScores, type VisionScores } from './diffsim/vision.js';

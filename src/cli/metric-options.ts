@@ -5,7 +5,7 @@
 // into settings (values spelled as the library spells them), and what no option gives comes from the
 // preset and the defaults in settings.ts, so the command line and the library score alike.
 
-import { DiffSimSettingsError, DIFFSIM_DEFAULTS, PERCEPTUAL_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, DIT_DEFAULTS, DIT_SETTING_CHOICES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput, type DitSettingsInput } from '../diffsim/settings.js';
+import { DiffSimSettingsError, DIFFSIM_DEFAULTS, DIFFSIM_XL_DEFAULTS, PERCEPTUAL_DEFAULTS, DIFFSIM_PRESETS, DIFFSIM_PRESET_NAMES, DIT_DEFAULTS, DIT_SETTING_CHOICES, SETTING_CHOICES, blockOf, mergeSettings, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput, type DitSettingsInput } from '../diffsim/settings.js';
 import { createMetrics, DEFAULT_MODELS, METRIC_NAMES, type Metric, type MetricName } from '../diffsim/metric.js';
 import type { LoadEventCallback } from '../io/events.js';
 import type { TensorCoreMode } from '../gpu/runtime.js';
@@ -86,7 +86,15 @@ function settingChoice(key: 'similarity' | 'vae' | 'noise'): OptionToSettings {
  *  the two spellings. --fp16-score takes no value. */
 export const DIFFSIM_OPTION_TABLE: Readonly<Record<string, OptionToSettings>> = Object.freeze({
   block: (c, n, v) => ({ block: blockOf(choice(c, n, v, SETTING_CHOICES.block)) }),
-  layer: (c, n, v) => ({ layer: integer(c, n, v, 0) }),
+  // diffsim-xl takes the official list-valued target: --layer 0,1,2 (block, attention, transformer block).
+  layer: (c, n, v) => {
+    if (!v.includes(',')) return { layer: integer(c, n, v, 0) };
+    const target = v.split(',').map((x) => integer(c, n, x.trim(), 0));
+    if (target.length > 3) throw new UsageError(`${c}: --${n} takes at most 3 indices (block, attention, transformer block), got ${JSON.stringify(v)}`);
+    return { target };
+  },
+  'xl-latent-scale': (c, n, v) => ({ xlLatentScale: choice(c, n, v, SETTING_CHOICES.xlLatentScale) }),
+  'xl-time-ids': (c, n, v) => ({ xlTimeIds: choice(c, n, v, SETTING_CHOICES.xlTimeIds) }),
   step: (c, n, v) => ({ step: integer(c, n, v, 1, 1000), stepMode: 'official-index' }),
   timestep: (c, n, v) => ({ step: integer(c, n, v, 0, 999), stepMode: 'timestep' }),
   prompt: (_c, _n, v) => ({ prompt: v }),
@@ -106,7 +114,7 @@ export const DIFFSIM_OPTION_TABLE: Readonly<Record<string, OptionToSettings>> = 
   'fp16-score': () => ({ roundToF16: true }),
 });
 
-export const METRIC_VALUE_OPTIONS = ['metric', 'preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'lpips-model', 'lpips-heads', 'vgg-model', 'lpips-net', 'gram-rows', 'dit-model', 'dit-timesteps', 'dit-class', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
+export const METRIC_VALUE_OPTIONS = ['metric', 'preset', 'block', 'layer', 'step', 'timestep', 'prompt', 'negative-prompt', 'seed', 'noise', 'size', 'similarity', 'vae', 'cfg', 'ip-scale', 'xl-latent-scale', 'xl-time-ids', 'clip-qkv', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'lpips-model', 'lpips-heads', 'vgg-model', 'lpips-net', 'gram-rows', 'dit-model', 'dit-timesteps', 'dit-class', 'weights', 'activations', 'tensor-cores', 'tokenizer'] as const;
 export const METRIC_FLAGS = ['fp16-score', 'ema', 'progress', 'lpips-normalize'] as const;
 
 const MODEL_OPTIONS = ['metric', 'weights', 'tensor-cores', 'model', 'ip-adapter', 'clip-model', 'dino-model', 'lpips-model', 'vgg-model', 'dit-model'];
@@ -115,6 +123,7 @@ const DIFFSIM_OPTIONS = ['preset', 'block', 'layer', 'step', 'timestep', 'prompt
 const APPLIES: Record<CliMetric, readonly string[]> = {
   diffsim: DIFFSIM_OPTIONS,
   'diffsim-c': [...DIFFSIM_OPTIONS, 'ip-scale'],
+  'diffsim-xl': [...DIFFSIM_OPTIONS.filter((o) => o !== 'tokenizer' && o !== 'ema'), 'xl-latent-scale', 'xl-time-ids'],
   diffeats: DIFFSIM_OPTIONS.filter((o) => o !== 'similarity' && o !== 'fp16-score'),
   'clip-aas': ['layer', 'clip-qkv'],
   clipfeats: ['layer'],
@@ -149,14 +158,15 @@ export function wrap(text: string, indent = 27): string {
 }
 
 export const METRIC_USAGE = `    --metric M             diffsim (default; self-attention AAS on SD1.5), diffsim-c (IP-Adapter Plus
-                           cross-attention), clip-aas, dino-aas, clip (CLIP-I), dino (DINOv2 cosine),
+                           cross-attention), diffsim-xl (self-attention AAS on SDXL), clip-aas, dino-aas, clip (CLIP-I), dino (DINOv2 cosine),
                            clipfeats, dinofeats, diffeats (min–max normalised attn1 output cosine),
                            lpips (LPIPS v0.1 distance, lower = more similar), gram (VGG19 Gram cosine)
                            diffsim-dit (DiffSim on DiT-XL/2)
     --preset NAME          ${wrap(`the official settings of a benchmark's script: ${PRESET_SUMMARY}; the options given override it (default: the official README example, step ${D.step})`)}
     --block up|down|mid    DiffSim U-Net block (default ${D.block})
     --layer N              DiffSim layer in the block, CLIP/DINOv2 encoder layer (default ${D.layer}; the official
-                           DiffSim code always hooks 0, here N is honoured)
+                           DiffSim code always hooks 0, here N is honoured); diffsim-xl: the official list
+                           B,A,T (block, attention, transformer block; mid: A,T), or N = N,last,last
     --step N               DiffSim step, an index into the 1001-entry PNDM list: t = 1001 − N for N ≥ 2
                            (1–1000; larger = less noise; default ${D.step})
     --timestep T           the diffusion timestep itself (0–999), instead of --step
@@ -172,9 +182,14 @@ export const METRIC_USAGE = `    --metric M             diffsim (default; self-a
     --cfg both|cond|uncond|off  CFG halves in the score (official: both); off: the prompt alone, no CFG batch
     --fp16-score           round the score to float16 as the official code returns it (ties occur)
     --ip-scale X           IP-Adapter scale of diffsim-c (default ${D.ipScale})
+    --xl-latent-scale official|fixed  diffsim-xl: clean latents × init_noise_sigma before noising
+                           (official, default) or the clean latents (fixed)
+    --xl-time-ids official|image-size  diffsim-xl: add_time_ids at the U-Net's size, 1024 (official,
+                           default), or at the image size
     --clip-qkv pre-ln|post-ln  where CLIP AAS takes q/k/v (official: the layer input before layer_norm1)
     --model PATH|ID        SD1.5: a diffusers pipeline folder, a single-file checkpoint (.safetensors,
-                           e.g. v1-5-pruned-emaonly.safetensors) or a hub id (default ${DEFAULT_MODELS.model})
+                           e.g. v1-5-pruned-emaonly.safetensors) or a hub id (default ${DEFAULT_MODELS.model});
+                           diffsim-xl: an SDXL pipeline folder or hub id (default ${DEFAULT_MODELS.xlModel}, fp16 files)
     --tokenizer PATH|ID    for a single-file --model: a tokenizer folder, or a pipeline folder or hub id
                            whose tokenizer/ is used (default ${DEFAULT_MODELS.model})
     --ema                  for a single-file --model: its EMA U-Net weights (default the non-EMA ones)
@@ -424,7 +439,7 @@ export function diffsimSettings(m: MetricArgs): DiffSimSettingsInput {
 
 /** Every DiffSim setting the command line stands for (the options over the preset and defaults). */
 export function resolvedDiffSim(m: MetricArgs): DiffSimSettings {
-  return mergeSettings(diffsimSettings(m));
+  return mergeSettings(diffsimSettings(m), m.metric === 'diffsim-xl' ? DIFFSIM_XL_DEFAULTS : undefined);
 }
 
 /** The metrics a command-line metric stands for: one, or the ensemble's three. */
@@ -441,6 +456,7 @@ export async function openMetrics(command: string, m: MetricArgs, onProgress?: L
   try {
     return await createMetrics([...new Set(m.metrics.flatMap(metricNames))], {
       model: m.model,
+      xlModel: m.given.has('model') ? m.model : DEFAULT_MODELS.xlModel,
       ...(m.tokenizer !== undefined ? { tokenizer: m.tokenizer } : {}),
       ...(m.ema ? { ema: true } : {}),
       ipAdapter: m.ipAdapter,

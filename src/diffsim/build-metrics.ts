@@ -4,7 +4,7 @@
 import type { Runtime } from '../gpu/runtime.js';
 import { DiffSim } from './core.js';
 import { DiffSimDiT } from './dit.js';
-import { DiffSimSettingsError, mergeSettings, PERCEPTUAL_DEFAULTS, presetSettings, type DiffSimSettingsInput } from './settings.js';
+import { DIFFSIM_XL_DEFAULTS, DiffSimSettingsError, mergeSettings, PERCEPTUAL_DEFAULTS, presetSettings, type DiffSimSettingsInput } from './settings.js';
 import { ClipMetric } from './vision.js';
 import { assertName, modelsOf, type BuildMetricsOptions, type ImagePathReader, type Metric, type MetricName, type ModelRole, type ResolvedModel } from './metric-api.js';
 import { GRAM_SCORE, GramMetric, LpipsMetric } from './perceptual.js';
@@ -62,6 +62,7 @@ function diffsimReport(ds: DiffSim): Record<string, unknown> {
     cfgHalves: s.cfgHalves,
     roundToF16: s.roundToF16,
     ...(s.variant === 'C' ? { ipScale: s.ipScale } : {}),
+    ...(ds.xl ? { target: s.target, xlLatentScale: s.xlLatentScale, xlTimeIds: s.xlTimeIds, sigma: ds.xl.sigma, timeIds: ds.xl.timeIds } : {}),
   };
 }
 
@@ -122,19 +123,21 @@ export async function buildMetrics(names: readonly MetricName[], o: BuildMetrics
         const dit = new DiffSimDiT(rt, dm, shared, o.dit ?? {}, o.execution?.earlyStop !== undefined ? { earlyStop: o.execution.earlyStop } : {});
         const report = { ...common, ...ditReport(dit), preset: preset ?? null, lowerBetter: dit.lowerBetter };
         out.push(new DiTPairMetric(rt, owner.retain(), dit, report, modelKey(models, weights, o.activations ?? 'f32')));
-      } else if (name === 'diffsim' || name === 'diffsim-c' || name === 'diffeats') {
+      } else if (name === 'diffsim' || name === 'diffsim-c' || name === 'diffsim-xl' || name === 'diffeats') {
         const given = o.diffsim ?? {};
         // diffeats honours the layer as metrics/diffeats.py does.
         const settings: DiffSimSettingsInput = { ...given, ...(preset !== undefined ? { preset } : {}), variant: name === 'diffsim-c' ? 'C' : 'S', ...(name === 'diffeats' ? { layerMode: 'as-given' as const } : {}) };
         if (name === 'diffeats' && settings.similarity === 'mse') throw new DiffSimSettingsError('diffeats: the score is a cosine (similarity mse does not apply)');
-        const dm = await source.diffsimModels(names.includes('diffsim-c'));
+        if (name === 'diffsim-xl' && settings.variant === 'C') throw new DiffSimSettingsError('diffsim-xl: DiffSim-C on SDXL is not supported');
+        const dm = name === 'diffsim-xl' ? await source.diffsimXlModels() : await source.diffsimModels(names.includes('diffsim-c'));
+        for (const m of [dm.xl?.textEncoder2]) if (m) owner.stores.add(m.store);
         for (const m of [dm.unet, dm.vae, dm.textEncoder, dm.ipAdapter, dm.imageEncoder]) if (m) owner.stores.add(m.store);
         const factory: DiffSimFactory = (prompt) => {
           const ds = new DiffSim(rt, dm, { ...settings, prompt }, o.execution);
           owner.metrics.push(ds);
           return ds;
         };
-        const ds = factory(mergeSettings(settings).prompt);
+        const ds = factory(mergeSettings(settings, name === 'diffsim-xl' ? DIFFSIM_XL_DEFAULTS : undefined).prompt);
         const activations = o.activations ?? 'f32';
         const report = { ...common, activations, ...diffsimReport(ds), lowerBetter: ds.lowerBetter };
         const mk = modelKey(models, weights, activations);

@@ -11,25 +11,32 @@
 //   U-Net up to the hooked attention: its to_q/to_k/to_v outputs      [2, N, C] each
 //   (DiffSim-C: Q = attn2.to_q(norm2 out) [2, N, C], K/V = to_k_ip/to_v_ip(tokens) [2, 16, C])
 // The pair's score (`compare`) is the AAS of aas.ts over both CFG halves, all heads and tokens.
+// DiffSim on SDXL (diffsim-xl; models.xl present) differs where diffsim_xl.py does:
+//   z0 = 0.13025·(mean + std·ε_vae); official: z0·init_noise_sigma (≈ 14.65) before noising
+//   Euler: t = timesteps[step] = 1000 − step, x_t = z0' + σ(t)·ε, U-Net input x_t/√(σ²+1)
+//   text: [penultimate(text_encoder), penultimate(text_encoder_2)] concatenated   [2, 77, D1+D2]
+//         with zeros for the empty negative prompt (force_zeros_for_empty_prompt), pooled
+//         text_embeds of text_encoder_2 (zeros likewise) and add_time_ids (1024, 1024, 0, 0, 1024, 1024)
+//   hook: the list-valued target (hook.ts resolveXlHook)
 // The models come from the one loader layer (load.ts over models/load.ts): a local folder or file,
 // the hub cache, downloads or picked files.
 
 import { tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
 import { f16BitsToF32, f32ToF16Bits } from '../platform/half.js';
-import { unary } from '../kernels/elementwise.js';
+import { binary, unary } from '../kernels/elementwise.js';
 import { concat, slice } from '../kernels/layout.js';
 import type { RgbImage } from '../io/image.js';
 import { imageProcessor, processImage, type ImageProcessorConfig } from '../io/preprocess.js';
-import { NormalGenerator, type PNDMScheduler } from '../models/scheduler.js';
+import { EulerDiscreteScheduler, NormalGenerator, PNDMScheduler } from '../models/scheduler.js';
 import { latentSide, vaeScaleFactor, type ModelFilesInput } from '../models/load.js';
 import { adoptTap } from '../nn/context.js';
 import { aasFromSums, aasOutputs, aasScores, aasSums, type AasOutputs, type AasScores, type Qkv } from './aas.js';
 import { DiffSimEmbedding, type DiffSimIntermediates, type ImageRole, type NoiseSource } from './embedding.js';
 import { ConfigError } from '../io/config-check.js';
 import { firstBadStage, folderOf, nonFiniteError, type BadStage, type Stage } from './finite.js';
-import { resolveHook, type HookPoint } from './hook.js';
+import { resolveHook, resolveXlHook, type HookPoint } from './hook.js';
 import { loadDiffSimModels, type DiffSimLoadOptions, type DiffSimModels } from './load.js';
-import { blockOf, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
+import { blockOf, DIFFSIM_XL_DEFAULTS, XL_SETTINGS, DiffSimSettingsError, embeddingSettings, mergeSettings, settingsDiff, settingsKey, type DiffSimPresetName, type DiffSimSettings, type DiffSimSettingsInput, type EmbeddingSettings, type ResolvedDiffSimSettings } from './settings.js';
 
 export type { DiffSimModels, DiffSimLoadOptions } from './load.js';
 
@@ -82,6 +89,18 @@ export function hookTaps(variant: 'S' | 'C', module: string): { q: string; k: st
 }
 
 /** A pair's score with its parts. */
+/** What DiffSim on SDXL conditions the U-Net with, besides the text states. */
+export interface XlConditioning {
+  /** σ(t) of the Euler schedule at the hooked step. */
+  sigma: number;
+  /** The factor of the clean latents before noising: init_noise_sigma (official) or 1. */
+  latentScale: number;
+  /** scale_model_input's 1/√(σ² + 1). */
+  inputScale: number;
+  /** add_time_ids of one sample (original size, crop top-left, target size). */
+  timeIds: number[];
+}
+
 export interface DiffSimScore extends AasScores {
   /** The score the settings ask for: cosine (higher = more similar) or mse (lower = more
    *  similar), rounded to float16 with roundToF16. */
@@ -118,7 +137,9 @@ export class DiffSim {
   readonly key: string;
   readonly hook: HookPoint;
   private readonly exec: Required<DiffSimExecution>;
-  private text: { ids: Int32Array; states: Tensor } | null = null;
+  private text: { ids: Int32Array; states: Tensor; pooled?: Tensor } | null = null;
+  /** SDXL: the Euler and added-conditioning constants (null for SD1.5). */
+  readonly xl: Readonly<XlConditioning> | null = null;
   private uncondImage: Tensor | null = null;
   /** Whether the text states were read back and found finite. */
   private textChecked = false;
@@ -129,17 +150,25 @@ export class DiffSim {
     settings: DiffSimSettingsInput = {},
     execution: DiffSimExecution = {},
   ) {
-    const s = mergeSettings(settings);
+    const isXl = models.xl !== undefined;
+    const s = mergeSettings(settings, isXl ? DIFFSIM_XL_DEFAULTS : undefined);
     this.preset = settings.preset ?? null;
     const { unet, vae, scheduler } = models;
+    if (isXl !== scheduler instanceof EulerDiscreteScheduler) throw new DiffSimSettingsError(`DiffSim: ${isXl ? 'SDXL needs its EulerDiscreteScheduler' : 'SD1.5 needs its PNDMScheduler'}`);
+    if (isXl && s.variant === 'C') throw new DiffSimSettingsError('DiffSim-C (variant C) on SDXL is not supported (the official IP-Adapter hook crashes, spec Q11)');
+    if (!isXl) {
+      const given = XL_SETTINGS.filter((k) => JSON.stringify(s[k]) !== JSON.stringify(DIFFSIM_XL_DEFAULTS[k]));
+      if (given.length) throw new DiffSimSettingsError(`DiffSim: ${given.join(', ')} apply to SDXL (diffsim-xl) only; SD1.5 takes a single layer`);
+    }
     if (s.variant === 'C' && (!models.ipAdapter || !models.imageEncoder)) {
       throw new DiffSimSettingsError('DiffSim-C (variant C) needs models.ipAdapter and models.imageEncoder');
     }
     if (models.ipAdapter && models.ipAdapter.unet !== unet) throw new DiffSimSettingsError('DiffSim: the IP-Adapter was built for another U-Net instance');
     const block = blockOf(s.block);
-    const layer = s.layerMode === 'official-force-0' ? 0 : s.layer;
-    const hook = resolveHook(unet, block, layer, s.variant === 'S' ? 'attn1' : 'attn2');
-    const t = DiffSim.timestepFor(scheduler, s);
+    // SDXL honours the target (diffsim_xl.py does not force it to 0).
+    const layer = s.layerMode === 'official-force-0' && !isXl ? 0 : s.layer;
+    const hook = isXl ? resolveXlHook(unet, block, s.target.length ? s.target : [layer], 'attn1') : resolveHook(unet, block, layer, s.variant === 'S' ? 'attn1' : 'attn2');
+    const t = scheduler instanceof EulerDiscreteScheduler ? DiffSim.eulerStep(scheduler, s).t : DiffSim.timestepFor(scheduler, s);
     const vaeFactor = vaeScaleFactor(vae.config);
     const sampleSize = unet.config.sample_size;
     let imageSize = s.imageSize;
@@ -158,7 +187,19 @@ export class DiffSim {
     }
     if (vae.config.latent_channels !== unet.config.in_channels) throw new DiffSimSettingsError(`DiffSim: VAE latents have ${vae.config.latent_channels} channels, the U-Net takes ${unet.config.in_channels}`);
     this.hook = hook;
-    this.settings = Object.freeze({ ...s, block, layer, module: hook.module, heads: hook.heads, t, imageSize });
+    const resolved: ResolvedDiffSimSettings = { ...s, block, layer: hook.layer, module: hook.module, heads: hook.heads, t, imageSize };
+    if (isXl && scheduler instanceof EulerDiscreteScheduler) {
+      resolved.target = (hook as HookPoint & { target: number[] }).target;
+      const { sigma } = DiffSim.eulerStep(scheduler, s);
+      const side = s.xlTimeIds === 'official' ? (sampleSize ?? 128) * vaeFactor : imageSize;
+      this.xl = Object.freeze({
+        sigma,
+        latentScale: s.xlLatentScale === 'official' ? scheduler.initNoiseSigma(s.inferenceSteps) : 1,
+        inputScale: scheduler.inputScale(sigma),
+        timeIds: [side, side, 0, 0, side, side],
+      });
+    } else for (const k of XL_SETTINGS) delete (resolved as unknown as Record<string, unknown>)[k];
+    this.settings = Object.freeze(resolved);
     this.embeddingSettings = Object.freeze(embeddingSettings(this.settings));
     this.key = settingsKey(this.embeddingSettings);
     this.exec = { earlyStop: execution.earlyStop ?? true, dedupeCfg: execution.dedupeCfg ?? true };
@@ -175,6 +216,28 @@ export class DiffSim {
   /** The models {@link load} loads, to share between metrics with different settings. */
   static loadModels(rt: Runtime, sd: ModelFilesInput, o: DiffSimLoadOptions = {}): Promise<DiffSimModels> {
     return loadDiffSimModels(rt, sd, o);
+  }
+
+  /** SDXL's Euler step: t = timesteps(inferenceSteps)[step] (1000 steps: t = 1000 − step; step 0
+   *  gives t = 1000, whose σ clamps to σ(999)), or with stepMode 'timestep' the timestep itself
+   *  (one of the list's), and σ(t). */
+  static eulerStep(scheduler: EulerDiscreteScheduler, s: Pick<DiffSimSettings, 'step' | 'stepMode' | 'inferenceSteps'>): { t: number; sigma: number } {
+    let list: number[];
+    try {
+      list = scheduler.timesteps(s.inferenceSteps);
+    } catch (e) {
+      throw new DiffSimSettingsError(`DiffSim: inferenceSteps: ${(e as Error).message}`);
+    }
+    const sigmas = scheduler.sigmas(s.inferenceSteps);
+    let index: number;
+    if (s.stepMode === 'timestep') {
+      index = list.indexOf(s.step);
+      if (index < 0) throw new DiffSimSettingsError(`DiffSim: timestep ${s.step} is not in the Euler schedule for ${s.inferenceSteps} inference steps (${list[list.length - 1]}–${list[0]})`);
+    } else {
+      index = s.step;
+      if (!Number.isInteger(index) || index < 0 || index >= list.length) throw new DiffSimSettingsError(`DiffSim: step ${s.step} is not an index into the ${list.length}-entry Euler timestep list for ${s.inferenceSteps} inference steps (0–${list.length - 1}; larger = less noise)`);
+    }
+    return { t: list[index]!, sigma: sigmas[index]! };
   }
 
   static timestepFor(scheduler: PNDMScheduler, s: Pick<DiffSimSettings, 'step' | 'stepMode' | 'inferenceSteps'>): number {
@@ -223,8 +286,9 @@ export class DiffSim {
 
   /** Token ids and text-encoder states of the CFG batch [negative prompt, prompt] (or the prompt
    *  alone without CFG): [B, 77, D], computed once and kept by the metric. */
-  textConditioning(): { ids: Int32Array; states: Tensor } {
+  textConditioning(): { ids: Int32Array; states: Tensor; pooled?: Tensor } {
     if (this.text) return this.text;
+    if (this.models.xl) return (this.text = this.xlTextConditioning());
     const { tokenizer, textEncoder } = this.models;
     const s = this.settings;
     const prompts = s.cfg ? [s.negativePrompt, s.prompt] : [s.prompt];
@@ -232,6 +296,40 @@ export class DiffSim {
     const states = tidy(() => textEncoder.forward(ids, prompts.length).lastHiddenState!).keep();
     this.text = { ids, states };
     return this.text;
+  }
+
+  /** SDXL's encode_prompt: per prompt, the penultimate hidden states of both encoders
+   *  concatenated [77, D1 + D2] and text_encoder_2's text_embeds [P]; with force_zeros_for_empty_prompt
+   *  and the negative prompt '' (the official pipeline passes none) the unconditional half is zeros. */
+  private xlTextConditioning(): { ids: Int32Array; states: Tensor; pooled: Tensor } {
+    const { tokenizer, textEncoder, xl } = this.models;
+    if (!xl) throw new DiffSimSettingsError('DiffSim: not an SDXL pipeline');
+    const s = this.settings;
+    const zeroUncond = s.cfg && xl.forceZerosForEmptyPrompt && s.negativePrompt === '';
+    const prompts = s.cfg && !zeroUncond ? [s.negativePrompt, s.prompt] : [s.prompt];
+    const ids1 = Int32Array.from(prompts.flatMap((p) => tokenizer.encode(p)));
+    const ids2 = Int32Array.from(prompts.flatMap((p) => xl.tokenizer2.encode(p)));
+    const penultimate = (enc: typeof textEncoder, ids: Int32Array, extra: string[]) => {
+      const name = `hidden_states.${enc.layers.length - 1}`;
+      const out = enc.forward(ids, prompts.length, { capture: [name, ...extra] });
+      const got = [name, ...extra].map((n) => adoptTap(out.taps.take(n)));
+      out.taps.dispose();
+      return got;
+    };
+    const { states, pooled } = tidy(() => {
+      const [p1] = penultimate(textEncoder, ids1, []);
+      const [p2, embeds] = penultimate(xl.textEncoder2, ids2, ['text_embeds']);
+      let states = concat([p1!, p2!], 2);
+      let pooled = embeds!;
+      if (zeroUncond) {
+        states = concat([this.rt.zeros([1, states.shape[1]!, states.shape[2]!]), states], 0);
+        pooled = concat([this.rt.zeros([1, pooled.shape[1]!]), pooled], 0);
+      }
+      return { states, pooled };
+    });
+    states.keep();
+    pooled.keep();
+    return { ids: Int32Array.from([...ids1, ...ids2]), states, pooled };
   }
 
   /** The image encoder's penultimate hidden states of the IP image batch [zeros, image]
@@ -277,7 +375,8 @@ export class DiffSim {
     const text = this.textConditioning();
     const [, tokens, dim] = text.states.shape as [number, number, number];
     // Both CFG halves are the same computation when the two prompts are equal (DiffSim-S only).
-    const dedupe = s.variant === 'S' && s.cfg && this.exec.dedupeCfg && s.prompt === s.negativePrompt;
+    const xl = this.xl;
+    const dedupe = !xl && s.variant === 'S' && s.cfg && this.exec.dedupeCfg && s.prompt === s.negativePrompt;
     const ipEmbeds = s.variant === 'C' ? this.ipImageEmbeds(image) : null;
     const { q, k, v } = hookTaps(s.variant, s.module);
     const extra = [...new Set(o.taps ?? [])].filter((n) => n !== q && n !== k && n !== v);
@@ -290,14 +389,18 @@ export class DiffSim {
           return s.vae === 'mean' ? unary(post.mean, 'none', vae.scalingFactor, 0) : vae.sample(post, this.rt.upload(noise.vae!, latShape)).scaled;
         };
         const z0 = pixels ? encode(pixels) : this.rt.upload(o.latents!, latShape);
-        const zt = scheduler.addNoise(z0, this.rt.upload(noise.forward, latShape), s.t);
-        const sample = s.cfg && !dedupe ? concat([zt, zt], 0) : zt;
+        const eps = this.rt.upload(noise.forward, latShape);
+        // SDXL: x = latentScale·z0 + σ·ε (Euler add_noise after prepare_latents), input x/√(σ²+1).
+        const zt = xl ? binary(z0, eps, 'add', xl.latentScale, xl.sigma) : (scheduler as PNDMScheduler).addNoise(z0, eps, s.t);
+        const input = xl ? unary(zt, 'none', xl.inputScale, 0) : zt;
+        const sample = s.cfg && !dedupe ? concat([input, input], 0) : input;
         const context = dedupe ? slice(text.states, [1, 0, 0], [1, tokens, dim]) : text.states;
         const ipTokens = ipEmbeds && ipAdapter ? ipAdapter.resample(ipEmbeds).tokens! : null;
         const pass = unet.forward(sample, s.t, context, {
           capture: [q, k, v, ...extra],
           ...(stopEarly ? { stopAfter: s.module } : {}),
           ...(ipTokens && ipAdapter ? { ip: ipAdapter.conditioning(ipTokens, s.ipScale) } : {}),
+          ...(xl && text.pooled ? { added: { textEmbeds: text.pooled, timeIds: xl.timeIds } } : {}),
         });
         const take = (name: string) => {
           const t = pass.taps.take(name);
@@ -308,7 +411,7 @@ export class DiffSim {
         const qkv = { q: take(q), k: take(k), v: take(v) };
         const taps = new Map(extra.map((name) => [name, take(name)] as const));
         pass.taps.dispose();
-        const kept: DiffSimIntermediates | undefined = o.keepIntermediates ? { latents: z0, noisyLatents: zt, ...(ipEmbeds && ipTokens ? { imageEmbeds: ipEmbeds.reshape(ipEmbeds.shape), ipTokens } : {}) } : undefined;
+        const kept: DiffSimIntermediates | undefined = o.keepIntermediates ? { latents: z0, noisyLatents: zt, ...(xl ? { modelInput: input } : {}), ...(ipEmbeds && ipTokens ? { imageEmbeds: ipEmbeds.reshape(ipEmbeds.shape), ipTokens } : {}) } : undefined;
         return { ...qkv, kept, taps };
       });
       return new DiffSimEmbedding(role, this.embeddingSettings, this.key, out.q, out.k, out.v, source, out.kept, out.taps);
@@ -381,7 +484,10 @@ export class DiffSim {
   /** What the text encoder gave (checked first: every pass depends on it). */
   private textStage(): Stage[] {
     const text = this.text;
-    return text ? [{ what: "the text encoder's output", store: this.models.textEncoder.store, tensor: text.states }] : [];
+    if (!text) return [];
+    const out: Stage[] = [{ what: "the text encoder's output", store: this.models.textEncoder.store, tensor: text.states }];
+    if (text.pooled) out.push({ what: "text_encoder_2's pooled text_embeds", store: this.models.xl?.textEncoder2.store, tensor: text.pooled });
+    return out;
   }
 
   private qkvStages(e: DiffSimEmbedding, name: string): Stage[] {
@@ -551,6 +657,7 @@ export class DiffSim {
   /** Frees what the metric keeps (text states, the zeros-image embedding); the models stay. */
   dispose(): void {
     this.text?.states.dispose();
+    this.text?.pooled?.dispose();
     this.text = null;
     this.textChecked = false;
     this.uncondImage?.dispose();

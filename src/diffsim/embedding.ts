@@ -18,8 +18,10 @@ export type NoiseSource = 'generator' | 'given';
 export interface DiffSimIntermediates {
   /** 0.18215·z of the VAE posterior [1, 4, s, s]. */
   latents: Tensor;
-  /** add_noise(latents, noise, t) [1, 4, s, s]. */
+  /** add_noise(latents, noise, t) [1, 4, s, s] (SDXL: latentScale·latents + σ·noise). */
   noisyLatents: Tensor;
+  /** SDXL: scale_model_input's output, noisyLatents/√(σ² + 1) [1, 4, s, s]. */
+  modelInput?: Tensor;
   /** DiffSim-C: the image encoder's penultimate states of [zeros image, image] [B, T, E]. */
   imageEmbeds?: Tensor;
   /** DiffSim-C: the resampler's IP tokens [B, 16, D]. */

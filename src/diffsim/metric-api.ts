@@ -24,12 +24,14 @@ import type { ClipMetric, Dinov2Metric } from './vision.js';
 import type { LpipsModel, LpipsNet, TorchvisionFeatures } from '../models/vgg.js';
 
 /** Every metric `createMetric` builds. */
-export const METRIC_NAMES = ['diffsim', 'diffsim-c', 'clip-aas', 'dino-aas', 'clip', 'dino', 'clipfeats', 'dinofeats', 'diffeats', 'lpips', 'gram', 'diffsim-dit'] as const;
+export const METRIC_NAMES = ['diffsim', 'diffsim-c', 'diffsim-xl', 'clip-aas', 'dino-aas', 'clip', 'dino', 'clipfeats', 'dinofeats', 'diffeats', 'lpips', 'gram', 'diffsim-dit'] as const;
 export type MetricName = (typeof METRIC_NAMES)[number];
 
 /** The default models: hub ids (a local folder given instead is used as it is). */
 export const DEFAULT_MODELS = Object.freeze({
   model: 'stable-diffusion-v1-5/stable-diffusion-v1-5',
+  /** diffsim-xl (its fp16 weight files are taken where published). */
+  xlModel: 'stabilityai/stable-diffusion-xl-base-1.0',
   ipAdapter: 'h94/IP-Adapter',
   clipModel: 'openai/clip-vit-base-patch32',
   dinoModel: 'facebook/dinov2-small',
@@ -100,7 +102,7 @@ export interface GramOptions {
 
 /** The settings of the metrics a call builds (what does not concern where the models come from). */
 export interface MetricSettingsOptions {
-  /** DiffSim settings (diffsim, diffsim-c, diffeats) over the preset's; the defaults otherwise
+  /** DiffSim settings (diffsim, diffsim-c, diffsim-xl, diffeats) over the preset's; the defaults otherwise
    *  ({@link DIFFSIM_DEFAULTS}). */
   diffsim?: DiffSimSettingsInput;
   /** diffsim-dit's own settings (timesteps, classLabel); it reads the shared ones (step, layer, seed,
@@ -132,6 +134,8 @@ export interface MetricModelSource {
   resolve(role: ModelRole): Promise<ResolvedModel>;
   /** SD1.5, with the IP-Adapter and its image encoder when `withIp`. */
   diffsimModels(withIp: boolean): Promise<DiffSimModels>;
+  /** SDXL (diffsim-xl). */
+  diffsimXlModels(): Promise<DiffSimModels>;
   clipMetric(): Promise<ClipMetric>;
   dinoMetric(): Promise<Dinov2Metric>;
   /** LPIPS v0.1 of `net`: the backbone (role lpips) with its linear heads (role lpipsHeads). */
@@ -202,7 +206,7 @@ export interface Metric {
 /** The lower-is-better flag of a metric under given DiffSim settings, without loading anything. */
 export function lowerBetterOf(name: MetricName, settings: DiffSimSettingsInput = {}): boolean {
   if (name === 'lpips') return true;
-  return (name === 'diffsim' || name === 'diffsim-c' || name === 'diffsim-dit') && mergeSettings(settings).similarity === 'mse';
+  return (name === 'diffsim' || name === 'diffsim-c' || name === 'diffsim-xl' || name === 'diffsim-dit') && mergeSettings(settings).similarity === 'mse';
 }
 
 export function assertName(name: string): asserts name is MetricName {
@@ -212,6 +216,7 @@ export function assertName(name: string): asserts name is MetricName {
 /** The models each metric loads. */
 export function modelsOf(name: MetricName): ModelRole[] {
   if (name === 'diffsim' || name === 'diffeats') return ['sd'];
+  if (name === 'diffsim-xl') return ['sdxl'];
   if (name === 'diffsim-c') return ['sd', 'ipAdapter'];
   if (name === 'lpips') return ['lpips', 'lpipsHeads'];
   if (name === 'gram') return ['vgg'];

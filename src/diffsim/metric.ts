@@ -33,6 +33,9 @@ export interface CreateMetricOptions extends MetricSettingsOptions {
   /** SD1.5: a diffusers pipeline folder, a single-file checkpoint (`.safetensors`) or a hub id
    *  (default {@link DEFAULT_MODELS}.model). */
   model?: string;
+  /** diffsim-xl: an SDXL diffusers pipeline folder or hub id (default `model` when given, else
+   *  {@link DEFAULT_MODELS}.xlModel, whose fp16 weight files are fetched). */
+  xlModel?: string;
   /** For a single-file `model`: the tokenizer (a tokenizer folder, a pipeline folder or hub id whose
    *  tokenizer/ is used; default {@link DEFAULT_MODELS}.model's). */
   tokenizer?: string;
@@ -87,7 +90,7 @@ function specOf(role: ModelRole, o: CreateMetricOptions): string {
   if ((role === 'lpips' || role === 'lpipsHeads') && lpips === undefined && (role === 'lpips' || o.lpipsHeads === undefined)) {
     throw new RangeError("createMetric: lpips with net 'alex' needs the AlexNet features (the lpipsModel option, --lpips-model: a folder, a .safetensors file or a hub id); there is no default");
   }
-  const spec = { sd: o.model ?? DEFAULT_MODELS.model, ipAdapter: o.ipAdapter ?? DEFAULT_MODELS.ipAdapter, clip: o.clipModel ?? DEFAULT_MODELS.clipModel, dino: o.dinoModel ?? DEFAULT_MODELS.dinoModel, lpips, lpipsHeads: o.lpipsHeads ?? lpips, vgg: o.vggModel ?? DEFAULT_MODELS.vggModel, dit: o.ditModel ?? DEFAULT_MODELS.ditModel }[role];
+  const spec = { sd: o.model ?? DEFAULT_MODELS.model, sdxl: o.xlModel ?? o.model ?? DEFAULT_MODELS.xlModel, ipAdapter: o.ipAdapter ?? DEFAULT_MODELS.ipAdapter, clip: o.clipModel ?? DEFAULT_MODELS.clipModel, dino: o.dinoModel ?? DEFAULT_MODELS.dinoModel, lpips, lpipsHeads: o.lpipsHeads ?? lpips, vgg: o.vggModel ?? DEFAULT_MODELS.vggModel, dit: o.ditModel ?? DEFAULT_MODELS.ditModel }[role];
   if (!spec) throw new RangeError(`createMetric: the ${role} model needs a folder, a file or a hub id`);
   return spec;
 }

@@ -139,7 +139,7 @@ class DiffSimEmbeddingHandle implements MetricEmbedding {
   }
 }
 
-/** diffsim and diffsim-c. */
+/** diffsim, diffsim-c and diffsim-xl. */
 /** Makes the DiffSim of another prompt on the same models (freed with the metric family). */
 export type DiffSimFactory = (prompt: string) => DiffSim;
 
@@ -159,7 +159,7 @@ export class DiffSimPairMetric extends BaseMetric<DiffSimEmbeddingHandle> {
   constructor(
     rt: Runtime,
     owner: MetricOwner,
-    readonly name: 'diffsim' | 'diffsim-c',
+    readonly name: 'diffsim' | 'diffsim-c' | 'diffsim-xl',
     readonly diffsim: DiffSim,
     readonly settings: Readonly<Record<string, unknown>>,
     private readonly models: string,

@@ -34,6 +34,7 @@ export type RoleFiles = ModelFilesByRole | ((role: ModelRole) => Promise<{ files
 export class FilesModelSource implements MetricModelSource {
   private readonly resolved = new Map<ModelRole, Promise<{ files: ModelFiles; model: ResolvedModel }>>();
   private sd?: Promise<DiffSimModels>;
+  private sdxl?: Promise<DiffSimModels>;
   private clip?: Promise<ClipMetric>;
   private dino?: Promise<Dinov2Metric>;
   private readonly lpips = new Map<LpipsNet, Promise<LpipsModel>>();
@@ -97,12 +98,23 @@ export class FilesModelSource implements MetricModelSource {
       const ip = withIp ? await this.loaded('ipAdapter') : undefined;
       const o: Sd15LoadOptions & { ipAdapter?: ModelFiles } = { ...this.weightOptions(ip ? [sd, ip] : [sd]), ...(ip ? { ipAdapter: ip.files } : {}), ...(this.o.ema !== undefined ? { ema: this.o.ema } : {}) };
       if (this.o.tokenizer && !sd.files.paths.includes('tokenizer/vocab.json')) o.tokenizer = await this.o.tokenizer();
-      const models = await loadDiffSimModels(this.rt, sd.files, o);
+      const models = await loadDiffSimModels(this.rt, sd.files, { ...o, pipeline: 'sd15' });
       this.ready(sd);
       if (ip) this.ready(ip);
       return models;
     })();
     return this.sd;
+  }
+
+  /** SDXL for diffsim-xl. */
+  diffsimXlModels(): Promise<DiffSimModels> {
+    this.sdxl ??= (async () => {
+      const m = await this.loaded('sdxl');
+      const models = await loadDiffSimModels(this.rt, m.files, { ...this.weightOptions([m]), pipeline: 'sdxl' });
+      this.ready(m);
+      return models;
+    })();
+    return this.sdxl;
   }
 
   clipMetric(): Promise<ClipMetric> {

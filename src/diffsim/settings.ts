@@ -49,6 +49,19 @@ export interface DiffSimSettings {
   ipScale: number;
   /** Round the score to float16 as the official code returns it (ties become possible). */
   roundToF16: boolean;
+  /** DiffSim on SDXL (diffsim-xl): the official list-valued target_layer — down/up
+   *  [block, attention, transformer block], mid [attention, transformer block] — into
+   *  down_blocks[1:] / up_blocks[:-1] / mid_block. Empty: `layer` alone, which the official code
+   *  cannot take (IndexError); here it means [layer, last attention, last transformer block]
+   *  (missing trailing indices are the last ones, as the SD1.5 hook). SD1.5 takes no target. */
+  target: number[];
+  /** DiffSim on SDXL: 'official' multiplies the clean latents by the Euler scheduler's
+   *  init_noise_sigma (≈ 14.65) before noising (the official prepare_latents quirk); 'fixed'
+   *  noises the clean latents (x = z0 + σ·ε, the intended EDM-style input). */
+  xlLatentScale: 'official' | 'fixed';
+  /** DiffSim on SDXL: 'official' passes add_time_ids (H0, W0, 0, 0, H0, W0) with H0 = W0 = the
+   *  U-Net's sample_size × 8 (1024) whatever the image size; 'image-size' uses the image side. */
+  xlTimeIds: 'official' | 'image-size';
 }
 
 /** The defaults: the official README example (`--target_block up_blocks --target_layer 0
@@ -76,7 +89,17 @@ export const DIFFSIM_DEFAULTS: Readonly<DiffSimSettings> = Object.freeze({
   imageSize: 0,
   ipScale: 0.5,
   roundToF16: false,
+  target: [],
+  xlLatentScale: 'official',
+  xlTimeIds: 'official',
 });
+
+/** The defaults of DiffSim on SDXL (diffsim-xl): those above with the official script's
+ *  --image_size default, 512 (diffsim_xl.py; SDXL's own size would be 1024). */
+export const DIFFSIM_XL_DEFAULTS: Readonly<DiffSimSettings> = Object.freeze({ ...DIFFSIM_DEFAULTS, target: [], imageSize: 512 });
+
+/** The settings only DiffSim on SDXL reads (absent from SD1.5 metrics' resolved settings). */
+export const XL_SETTINGS = ['target', 'xlLatentScale', 'xlTimeIds'] as const;
 
 // The official per-benchmark settings: what each .sh file of showlab/DiffSim passes beside the
 // defaults above (spec §10). Every script runs up_blocks, layer 0 in effect (ipref_main.sh passes
@@ -116,8 +139,12 @@ export interface DiffSimSettingsInput extends Partial<DiffSimSettings> {
 }
 
 /** Settings after resolution against the models: what an embedding was made with. */
-export interface ResolvedDiffSimSettings extends Omit<DiffSimSettings, 'block'> {
+export interface ResolvedDiffSimSettings extends Omit<DiffSimSettings, 'block' | (typeof XL_SETTINGS)[number]> {
   block: DiffSimBlock;
+  /** SDXL: the hooked [block, attention, transformer block] (mid: [attention, transformer block]). */
+  target?: number[];
+  xlLatentScale?: DiffSimSettings['xlLatentScale'];
+  xlTimeIds?: DiffSimSettings['xlTimeIds'];
   /** The layer actually hooked (0 in the official mode). */
   layer: number;
   /** The hooked attention module, e.g. up_blocks.1.attentions.2.transformer_blocks.0.attn1. */
@@ -159,6 +186,8 @@ export const SETTING_CHOICES = Object.freeze({
   cfgHalves: ['both', 'cond', 'uncond'],
   vae: ['sample', 'mean'],
   noise: ['official-4-draws', 'shared'],
+  xlLatentScale: ['official', 'fixed'],
+  xlTimeIds: ['official', 'image-size'],
 } as const satisfies { [K in keyof DiffSimSettings]?: readonly DiffSimSettings[K][] });
 
 /** A preset's settings; an unknown name is an error listing the known ones. */
@@ -169,17 +198,22 @@ export function presetSettings(name: string): Readonly<Partial<DiffSimSettings>>
 
 /** The defaults overlaid with the preset's settings (if `given` names one), then with the explicit
  *  settings of `given`, each field checked for its type and choices. */
-export function mergeSettings(given: DiffSimSettingsInput = {}): DiffSimSettings {
+export function mergeSettings(given: DiffSimSettingsInput = {}, defaults: Readonly<DiffSimSettings> = DIFFSIM_DEFAULTS): DiffSimSettings {
   const { preset, ...explicit } = given;
   const unknown = Object.keys(explicit).filter((k) => !(k in DIFFSIM_DEFAULTS));
   if (unknown.length) throw new DiffSimSettingsError(`DiffSim: unknown setting ${unknown.map((k) => `"${k}"`).join(', ')} (known: preset, ${Object.keys(DIFFSIM_DEFAULTS).join(', ')})`);
-  const s: DiffSimSettings = { ...DIFFSIM_DEFAULTS, ...(preset !== undefined ? presetSettings(preset) : {}) };
+  const s: DiffSimSettings = { ...defaults, ...(preset !== undefined ? presetSettings(preset) : {}) };
   const choices: { [K in keyof DiffSimSettings]?: readonly string[] } = SETTING_CHOICES;
   for (const [k, v] of Object.entries(explicit) as [keyof DiffSimSettings, unknown][]) {
     if (v === undefined) continue;
     const def = DIFFSIM_DEFAULTS[k];
     const allowed = choices[k];
     if (allowed && !allowed.includes(v as string)) throw new DiffSimSettingsError(`DiffSim: ${k} must be one of ${allowed.map((c) => `'${c}'`).join(', ')}, got ${JSON.stringify(v)}`);
+    if (k === 'target') {
+      if (!Array.isArray(v) || v.length > 3 || v.some((x) => !Number.isInteger(x) || (x as number) < 0)) throw new DiffSimSettingsError(`DiffSim: target must be a list of up to 3 integers ≥ 0 ([block, attention, transformer block]), got ${JSON.stringify(v)}`);
+      s.target = [...(v as number[])];
+      continue;
+    }
     if (typeof v !== typeof def) throw new DiffSimSettingsError(`DiffSim: ${k} must be a ${typeof def}, got ${JSON.stringify(v)}`);
     if (typeof v === 'number' && !Number.isFinite(v)) throw new DiffSimSettingsError(`DiffSim: ${k} must be a finite number, got ${v}`);
     (s as unknown as Record<string, unknown>)[k] = v;

@@ -35,6 +35,7 @@ export interface ModelSelection extends FileSelection {
 export const MODEL_SELECTIONS: Readonly<Record<string, ModelSelection>> = {
   'stable-diffusion-v1-5/stable-diffusion-v1-5': { components: ['', 'unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler'] },
   'runwayml/stable-diffusion-v1-5': { components: ['', 'unet', 'vae', 'text_encoder', 'tokenizer', 'scheduler'] },
+  'stabilityai/stable-diffusion-xl-base-1.0': { components: ['', 'unet', 'vae', 'text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2', 'scheduler'], variant: 'fp16' },
   'h94/IP-Adapter': { include: ['models/ip-adapter-plus_sd15.safetensors'], components: ['models/image_encoder'], subfolder: 'models' },
   'openai/clip-vit-base-patch32': { components: [''] },
   'facebook/dinov2-small': { components: [''] },

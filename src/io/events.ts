@@ -7,7 +7,7 @@
 // Low on purpose: the hub, io and nn layers emit these, so this module imports nothing.
 
 /** Which model of a metric an event is about (set by the metric layer). */
-export type LoadRole = 'sd' | 'ipAdapter' | 'clip' | 'dino' | 'lpips' | 'lpipsHeads' | 'vgg' | 'dit';
+export type LoadRole = 'sd' | 'sdxl' | 'ipAdapter' | 'clip' | 'dino' | 'lpips' | 'lpipsHeads' | 'vgg' | 'dit';
 
 /** Where an event's file is. */
 export interface LoadFileRef {

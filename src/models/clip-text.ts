@@ -1,5 +1,7 @@
 // transformers' CLIPTextModel: token + position embeddings, pre-LN causal transformer layers
-// (quick_gelu or gelu MLP), final LayerNorm, and the pooled output at the end-of-text token.
+// (quick_gelu or gelu MLP), final LayerNorm, and the pooled output at the end-of-text token; with
+// a projection, CLIPTextModelWithProjection (SDXL's text_encoder_2): text_embeds =
+// text_projection(pooled), no bias.
 
 import { CONFIG_LIMITS, ConfigError, configNumber, requireConfigNumber } from '../io/config-check.js';
 import { ShapeError, tidy, type Runtime, type Tensor } from '../gpu/runtime.js';
@@ -21,6 +23,8 @@ export interface ClipTextConfig {
   hidden_act: string;
   layer_norm_eps: number;
   eos_token_id?: number;
+  /** CLIPTextModelWithProjection: the width of text_projection. */
+  projection_dim?: number;
 }
 
 export function activationOf(name: string, where: string): Activation {
@@ -129,6 +133,8 @@ export interface ClipTextOutput {
   /** Null when the pass stopped early (as are the other outputs). */
   lastHiddenState: Tensor | null;
   poolerOutput: Tensor | null;
+  /** text_projection(pooler_output) (CLIPTextModelWithProjection), else null. */
+  textEmbeds: Tensor | null;
   /** hidden_states[0] = embeddings, [i] = output of layer i−1 (only with outputHiddenStates). */
   hiddenStates: Tensor[];
   stoppedAfter: string | undefined;
@@ -145,6 +151,8 @@ export class ClipTextModel {
   readonly position_embedding: Param;
   readonly layers: ClipEncoderLayer[] = [];
   readonly final_layer_norm: LayerNorm;
+  /** CLIPTextModelWithProjection's text_projection (key `text_projection.weight`, no bias). */
+  readonly text_projection: Linear | undefined;
   private tableBlocks: Tensor[] | null = null;
   private blockRows = 0;
   /** Every tap and stopping point of a pass. */
@@ -156,6 +164,8 @@ export class ClipTextModel {
     prefix = 'text_model',
     /** What errors about the config name (its file where it came from one). */
     where = 'CLIP text config',
+    /** Build text_projection (CLIPTextModelWithProjection; needs projection_dim). */
+    projection = false,
   ) {
     for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'max_position_embeddings', 'layer_norm_eps']) requireNumber(config, k, where);
     checkEncoderSizes(config, where, 'text');
@@ -176,6 +186,11 @@ export class ClipTextModel {
     this.final_layer_norm = new LayerNorm(root.child('final_layer_norm'), d, config.layer_norm_eps);
     this.vocabulary.tap('last_hidden_state');
     this.vocabulary.tap('pooler_output');
+    if (projection) {
+      const p = requireConfigNumber(config, 'projection_dim', where, { integer: true, min: 1, max: CONFIG_LIMITS.channels });
+      this.text_projection = new Linear(Scope.root(store, 'text_projection', this.vocabulary), d, p, false);
+      this.vocabulary.tap('text_embeds');
+    }
   }
 
   /** The token table split into row blocks that fit the adapter's binding limit. */
@@ -239,8 +254,10 @@ export class ClipTextModel {
       }
       const pooled = embeddingLookup(rows, [batch], [last.reshape([batch * n, d])], batch * n).reshape([batch, d]);
       ctx.record('pooler_output', pooled);
-      return { last, pooled, hidden };
+      const embeds = this.text_projection ? this.text_projection.forward(pooled, ctx) : null;
+      if (embeds) ctx.record('text_embeds', embeds);
+      return { last, pooled, hidden, embeds };
     });
-    return { lastHiddenState: result?.last ?? null, poolerOutput: result?.pooled ?? null, hiddenStates: result?.hidden ?? [], stoppedAfter, taps: ctx.taps };
+    return { lastHiddenState: result?.last ?? null, poolerOutput: result?.pooled ?? null, textEmbeds: result?.embeds ?? null, hiddenStates: result?.hidden ?? [], stoppedAfter, taps: ctx.taps };
   }
 }

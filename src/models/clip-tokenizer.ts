@@ -83,6 +83,10 @@ export class ClipTokenizer {
   readonly maxLength: number;
   private readonly bosToken: string;
   private readonly eosToken: string;
+  /** Tokens matched whole before BPE (the reference's added-token split): bos, eos and the
+   *  tokenizer_config's added_tokens_decoder, e.g. SDXL tokenizer_2's pad token "!" (id 0). */
+  private readonly addedTokens: Set<string>;
+  private readonly addedPattern: RegExp;
 
   constructor(private readonly files: ClipTokenizerFiles) {
     const lines = files.merges.split('\n');
@@ -113,6 +117,16 @@ export class ClipTokenizer {
     this.eosId = idOf(this.eosToken, 'eos_token');
     this.padId = idOf(tokenName('pad_token', this.eosToken), 'pad_token');
     this.unkId = idOf(tokenName('unk_token', this.eosToken), 'unk_token');
+    this.addedTokens = new Set([this.bosToken, this.eosToken]);
+    const decoder = cfg.added_tokens_decoder;
+    if (decoder && typeof decoder === 'object') {
+      for (const v of Object.values(decoder as Record<string, unknown>)) {
+        const content = (v as { content?: unknown } | null)?.content;
+        if (typeof content === 'string' && content.length && files.vocab[content] !== undefined) this.addedTokens.add(content);
+      }
+    }
+    const escaped = [...this.addedTokens].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    this.addedPattern = new RegExp(`(${escaped.join('|')})`);
     const max = cfg.model_max_length;
     this.maxLength = typeof max === 'number' && max > 0 && max < 1e6 ? max : 77;
   }
@@ -168,10 +182,10 @@ export class ClipTokenizer {
   /** BPE token strings of a text (no special tokens added). */
   tokenize(text: string): string[] {
     const out: string[] = [];
-    // Special tokens written in the text stay whole, as the reference's added-token split does.
-    const pieces = text.split(new RegExp(`(${[this.bosToken, this.eosToken].map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})`));
+    // Added tokens written in the text stay whole, as the reference's added-token split does.
+    const pieces = text.split(this.addedPattern);
     for (const piece of pieces) {
-      if (piece === this.bosToken || piece === this.eosToken) {
+      if (this.addedTokens.has(piece)) {
         out.push(piece);
         continue;
       }

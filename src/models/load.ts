@@ -16,7 +16,7 @@ import type { ClipTextConfig, ClipTextModel } from './clip-text.js';
 import { ClipTokenizer } from './clip-tokenizer.js';
 import type { Dinov2Config, Dinov2Model } from './dinov2.js';
 import type { IpAdapterPlus } from './ip-adapter.js';
-import { PNDMScheduler, type SchedulerConfig } from './scheduler.js';
+import { EulerDiscreteScheduler, PNDMScheduler, type SchedulerConfig } from './scheduler.js';
 import { isSd15SingleFile, sd15SingleFile, type SingleFileOptions } from './single-file.js';
 import { clipModelFromSource, clipVisionConfigOf, ditFromSource, clipVisionFromSource, dinov2FromSource, ipAdapterPlusFromSource, textEncoderFromSource, unetFromSource, vaeEncoderFromSource, type ModelLoadOptions } from './sources.js';
 import type { UNet2DConditionModel, UNetConfig } from './unet.js';
@@ -419,6 +419,65 @@ export async function loadDit(rt: Runtime, input: ModelFilesInput, o: ModelLoadO
     return { dit, vae, layout, ...(scheduler ? { scheduler } : {}) };
   } catch (e) {
     dit.dispose();
+    throw e;
+  }
+}
+
+/** SDXL (stabilityai/stable-diffusion-xl-base-1.0's diffusers layout): two text encoders and
+ *  tokenizers, the text_time U-Net, the VAE encoder and the Euler scheduler. */
+export interface StableDiffusionXL {
+  unet: UNet2DConditionModel;
+  vae: VaeEncoder;
+  /** CLIPTextModel (its penultimate hidden states). */
+  textEncoder: ClipTextModel;
+  /** CLIPTextModelWithProjection (penultimate hidden states and the pooled text_embeds). */
+  textEncoder2: ClipTextModel;
+  tokenizer: ClipTokenizer;
+  tokenizer2: ClipTokenizer;
+  scheduler: EulerDiscreteScheduler;
+  /** model_index.json's force_zeros_for_empty_prompt (SDXL base: true): the unconditional
+   *  embeddings of an absent negative prompt are zeros. */
+  forceZerosForEmptyPrompt: boolean;
+}
+
+/** Whether `files` hold an SDXL pipeline folder (text_encoder_2/ beside unet/). */
+export function isSdxlFolder(files: ModelFiles): boolean {
+  return hasFile(files, 'unet/config.json') && hasFile(files, 'text_encoder_2/config.json');
+}
+
+export function disposeStableDiffusionXL(sd: Partial<StableDiffusionXL>): void {
+  for (const m of [sd.unet, sd.vae, sd.textEncoder, sd.textEncoder2]) m?.store.dispose();
+}
+
+/** SDXL from a diffusers pipeline folder (fp16 variants and shard indexes as for SD1.5). */
+export async function loadSdxl(rt: Runtime, input: ModelFilesInput, o: ModelLoadOptions = {}): Promise<StableDiffusionXL> {
+  const files = await asModelFiles(input);
+  if (!isSdxlFolder(files)) {
+    throw new FileError(files.name, `not an SDXL pipeline folder: expected unet/, vae/, text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/ and scheduler/ (found ${files.paths.slice(0, 6).join(', ') || 'no files'}${files.paths.length > 6 ? ', …' : ''})`);
+  }
+  const index = await optionalJson<{ force_zeros_for_empty_prompt?: unknown }>(files, 'model_index.json', 'pipeline index');
+  const force = index?.force_zeros_for_empty_prompt ?? true;
+  if (typeof force !== 'boolean') throw new FileError(describe(files, 'model_index.json'), `force_zeros_for_empty_prompt must be true or false, got ${JSON.stringify(force)}`);
+  const out: Partial<StableDiffusionXL> = { forceZerosForEmptyPrompt: force };
+  const part = async <C, M>(dir: string, what: string, make: (src: TensorSource, config: C, where: string) => Promise<M>): Promise<M> => {
+    const config = await readJson<C>(files, `${dir}/config.json`, `${what} config`);
+    return withWeights(files, weightsPath(files, dir, what), (src) => make(src, config, describe(files, `${dir}/config.json`)));
+  };
+  try {
+    out.unet = await part<UNetConfig, UNet2DConditionModel>('unet', 'U-Net', (src, c, where) => unetFromSource(rt, src, c, o, where));
+    if (out.unet.config.addition_embed_type !== 'text_time') throw new FileError(describe(files, 'unet/config.json'), `addition_embed_type ${JSON.stringify(out.unet.config.addition_embed_type ?? null)}: an SDXL U-Net has "text_time"`);
+    out.vae = await part<VaeConfig, VaeEncoder>('vae', 'VAE', (src, c, where) => vaeEncoderFromSource(rt, src, c, o, where));
+    out.textEncoder = await part<ClipTextConfig, ClipTextModel>('text_encoder', 'text encoder', (src, c, where) => textEncoderFromSource(rt, src, c, o, where));
+    out.textEncoder2 = await part<ClipTextConfig, ClipTextModel>('text_encoder_2', 'text encoder 2', (src, c, where) => textEncoderFromSource(rt, src, c, o, where));
+    if (!out.textEncoder2.text_projection) throw new FileError(describe(files, 'text_encoder_2'), 'no text_projection.weight: SDXL pools text_encoder_2 through its projection (CLIPTextModelWithProjection)');
+    const cross = out.textEncoder.config.hidden_size + out.textEncoder2.config.hidden_size;
+    if (cross !== out.unet.config.cross_attention_dim) throw new FileError(describe(files, 'unet/config.json'), `cross_attention_dim ${out.unet.config.cross_attention_dim}, but the two text encoders give ${out.textEncoder.config.hidden_size} + ${out.textEncoder2.config.hidden_size} = ${cross}`);
+    out.tokenizer = await ClipTokenizer.fromFiles(subFiles(files, 'tokenizer'));
+    out.tokenizer2 = await ClipTokenizer.fromFiles(subFiles(files, 'tokenizer_2'));
+    out.scheduler = new EulerDiscreteScheduler(await readJson<SchedulerConfig>(files, SCHEDULER_CONFIG, 'scheduler config'), describe(files, SCHEDULER_CONFIG));
+    return out as StableDiffusionXL;
+  } catch (e) {
+    disposeStableDiffusionXL(out);
     throw e;
   }
 }

@@ -1,5 +1,6 @@
 // PNDMScheduler (diffusers 0.29.2) as DiffSim uses it: the beta/alpha tables in float32, the
-// timestep list for N inference steps, and add_noise.
+// timestep list for N inference steps, and add_noise; EulerDiscreteScheduler as DiffSim on SDXL
+// uses it: timesteps, the σ table, init_noise_sigma, add_noise (x + σ·ε) and scale_model_input.
 
 import { binary } from '../kernels/elementwise.js';
 import { ShapeError, type Tensor } from '../gpu/runtime.js';
@@ -17,6 +18,14 @@ export interface SchedulerConfig {
   timestep_spacing?: string;
   prediction_type?: string;
   clip_sample?: boolean;
+  /** EulerDiscreteScheduler fields (only their defaults are supported). */
+  interpolation_type?: string;
+  use_karras_sigmas?: boolean;
+  timestep_type?: string;
+  final_sigmas_type?: string;
+  rescale_betas_zero_snr?: boolean;
+  sigma_min?: number | null;
+  sigma_max?: number | null;
 }
 
 const f = Math.fround;
@@ -66,6 +75,20 @@ export function validateSchedulerConfig(config: SchedulerConfig, where: string):
   }
 }
 
+/** betas, alphas and alphas_cumprod in float32, as diffusers builds them for the config. */
+function scheduleTables(config: SchedulerConfig): { betas: Float32Array; alphas: Float32Array; alphasCumprod: Float32Array } {
+  const n = config.num_train_timesteps;
+  let betas: Float32Array;
+  if (config.trained_betas) betas = Float32Array.from(config.trained_betas);
+  else if (config.beta_schedule === 'linear') betas = linspaceF32(config.beta_start, config.beta_end, n);
+  else betas = linspaceF32(Math.sqrt(f(config.beta_start)), Math.sqrt(f(config.beta_end)), n).map((v) => f(v * v));
+  const alphas = betas.map((b) => f(1 - b));
+  const alphasCumprod = new Float32Array(n);
+  let acc = 1;
+  for (let i = 0; i < n; i++) alphasCumprod[i] = acc = f(acc * alphas[i]!);
+  return { betas, alphas, alphasCumprod };
+}
+
 export class PNDMScheduler {
   readonly betas: Float32Array;
   readonly alphas: Float32Array;
@@ -78,19 +101,7 @@ export class PNDMScheduler {
     readonly where = 'scheduler config',
   ) {
     validateSchedulerConfig(config, where);
-    const n = config.num_train_timesteps;
-    if (config.trained_betas) {
-      this.betas = Float32Array.from(config.trained_betas);
-    } else if (config.beta_schedule === 'linear') {
-      this.betas = linspaceF32(config.beta_start, config.beta_end, n);
-    } else {
-      const root = linspaceF32(Math.sqrt(f(config.beta_start)), Math.sqrt(f(config.beta_end)), n);
-      this.betas = root.map((v) => f(v * v));
-    }
-    this.alphas = this.betas.map((b) => f(1 - b));
-    this.alphasCumprod = new Float32Array(n);
-    let acc = 1;
-    for (let i = 0; i < n; i++) this.alphasCumprod[i] = acc = f(acc * this.alphas[i]!);
+    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = scheduleTables(config));
     this.finalAlphaCumprod = config.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
   }
 
@@ -156,6 +167,89 @@ export class PNDMScheduler {
   addNoise(original: Tensor, noise: Tensor, t: number): Tensor {
     const [sa, sb] = this.coefficients(t);
     return binary(original, noise, 'add', sa, sb);
+  }
+}
+
+/** EulerDiscreteScheduler (diffusers 0.29.2; SDXL's scheduler) with interpolation "linear",
+ *  discrete timesteps, no Karras sigmas. σ(t) = √((1 − ᾱ_t)/ᾱ_t) in float32, interpolated
+ *  linearly at the (float) timesteps and clamped to [σ(0), σ(n−1)] (np.interp). */
+export class EulerDiscreteScheduler {
+  readonly kind = 'euler' as const;
+  readonly betas: Float32Array;
+  readonly alphas: Float32Array;
+  readonly alphasCumprod: Float32Array;
+  /** σ at each training timestep (float32 ops, as torch computes it). */
+  readonly trainSigmas: Float32Array;
+
+  constructor(
+    readonly config: SchedulerConfig,
+    readonly where = 'scheduler config',
+  ) {
+    validateSchedulerConfig(config, where);
+    const bad: string[] = [];
+    if ((config.interpolation_type ?? 'linear') !== 'linear') bad.push(`interpolation_type ${JSON.stringify(config.interpolation_type)}`);
+    if (config.use_karras_sigmas) bad.push('use_karras_sigmas');
+    if ((config.timestep_type ?? 'discrete') !== 'discrete') bad.push(`timestep_type ${JSON.stringify(config.timestep_type)}`);
+    if ((config.final_sigmas_type ?? 'zero') !== 'zero') bad.push(`final_sigmas_type ${JSON.stringify(config.final_sigmas_type)}`);
+    if (config.rescale_betas_zero_snr) bad.push('rescale_betas_zero_snr');
+    if ((config.prediction_type ?? 'epsilon') !== 'epsilon') bad.push(`prediction_type ${JSON.stringify(config.prediction_type)}`);
+    if (bad.length) throw new ConfigError(where, bad[0]!.split(' ')[0]!, `not supported for EulerDiscreteScheduler (${bad.join(', ')})`);
+    ({ betas: this.betas, alphas: this.alphas, alphasCumprod: this.alphasCumprod } = scheduleTables(config));
+    this.trainSigmas = this.alphasCumprod.map((a) => f(Math.sqrt(f(f(1 - a) / a))));
+  }
+
+  /** set_timesteps(steps).timesteps (float), e.g. 1000 leading steps with steps_offset 1 →
+   *  [1000, 999, …, 1]. */
+  timesteps(steps: number): number[] {
+    const c = this.config;
+    const n = c.num_train_timesteps;
+    if (!Number.isInteger(steps) || steps < 1 || steps > n) throw new RangeError(`inference steps ${steps} must be an integer in [1, ${n}]`);
+    const spacing = c.timestep_spacing ?? 'linspace';
+    if (spacing === 'leading') {
+      const ratio = Math.floor(n / steps);
+      return Array.from({ length: steps }, (_, i) => (steps - 1 - i) * ratio + (c.steps_offset ?? 0));
+    }
+    if (spacing === 'trailing') {
+      const ratio = n / steps;
+      const out: number[] = [];
+      for (let t = n; t > 0; t -= ratio) out.push(f(Math.round(t) - 1));
+      return out;
+    }
+    // linspace: np.linspace(0, n − 1, steps)[::-1] as float32.
+    return Array.from({ length: steps }, (_, i) => f(steps === 1 ? 0 : ((n - 1) * (steps - 1 - i)) / (steps - 1)));
+  }
+
+  /** σ at a (float) timestep: np.interp over the training σ table, clamped at the ends, as float32. */
+  sigmaAt(t: number): number {
+    const s = this.trainSigmas;
+    if (!(t > 0)) return s[0]!;
+    if (t >= s.length - 1) return s[s.length - 1]!;
+    const i = Math.floor(t);
+    const w = t - i;
+    return f(w === 0 ? s[i]! : s[i]! + (s[i + 1]! - s[i]!) * w);
+  }
+
+  /** The sigmas of set_timesteps(steps): one per timestep, then 0. */
+  sigmas(steps: number): Float32Array {
+    const ts = this.timesteps(steps);
+    return Float32Array.from([...ts.map((t) => this.sigmaAt(t)), 0]);
+  }
+
+  /** init_noise_sigma after set_timesteps(steps): √(σ_max² + 1) (leading), σ_max (linspace, trailing). */
+  initNoiseSigma(steps: number): number {
+    const max = this.sigmas(steps).reduce((m, v) => Math.max(m, v), 0);
+    const spacing = this.config.timestep_spacing ?? 'linspace';
+    return spacing === 'linspace' || spacing === 'trailing' ? max : f(Math.sqrt(f(f(max * max) + 1)));
+  }
+
+  /** add_noise at timestep t: x + σ(t)·ε (GPU). */
+  addNoise(original: Tensor, noise: Tensor, sigma: number, originalScale = 1): Tensor {
+    return binary(original, noise, 'add', originalScale, sigma);
+  }
+
+  /** scale_model_input's factor 1/√(σ² + 1) (float32). */
+  inputScale(sigma: number): number {
+    return f(1 / f(Math.sqrt(f(f(sigma * sigma) + 1))));
   }
 }
 

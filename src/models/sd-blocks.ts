@@ -288,9 +288,10 @@ export class BasicTransformerBlock {
 
 export class Transformer2DModel {
   readonly norm: GroupNorm;
-  readonly proj_in: Conv2d;
+  /** A 1×1 conv (SD1.5) or, with `use_linear_projection` (SDXL), a Linear on the token rows. */
+  readonly proj_in: Conv2d | Linear;
   readonly transformer_blocks: BasicTransformerBlock[] = [];
-  readonly proj_out: Conv2d;
+  readonly proj_out: Conv2d | Linear;
   readonly path: string;
   constructor(
     scope: Scope,
@@ -300,13 +301,15 @@ export class Transformer2DModel {
     crossDim: number,
     groups: number,
     layers = 1,
+    /** diffusers' `use_linear_projection`: proj_in/proj_out are nn.Linear ([out, in] weights). */
+    readonly linearProjection = false,
   ) {
     this.path = scope.path;
     const inner = heads * headDim;
     this.norm = new GroupNorm(scope.child('norm'), groups, channels, 1e-6);
-    this.proj_in = new Conv2d(scope.child('proj_in'), channels, inner, { kernel: 1 });
+    this.proj_in = linearProjection ? new Linear(scope.child('proj_in'), channels, inner) : new Conv2d(scope.child('proj_in'), channels, inner, { kernel: 1 });
     for (let i = 0; i < layers; i++) this.transformer_blocks.push(new BasicTransformerBlock(scope.child('transformer_blocks').child(i), inner, heads, headDim, crossDim));
-    this.proj_out = new Conv2d(scope.child('proj_out'), inner, channels, { kernel: 1 });
+    this.proj_out = linearProjection ? new Linear(scope.child('proj_out'), inner, channels) : new Conv2d(scope.child('proj_out'), inner, channels, { kernel: 1 });
     scope.tap(':out');
     scope.stoppable();
   }
@@ -314,10 +317,16 @@ export class Transformer2DModel {
   forward(x: Tensor, ctx: ForwardContext, cond: Conditioning): Tensor {
     const [, , h, w] = x.shape as [number, number, number, number];
     const y = tidy(() => {
+      if (this.proj_in instanceof Linear && this.proj_out instanceof Linear) {
+        // use_linear_projection: norm → (B, H·W, C) → proj_in → blocks → proj_out → NCHW + x.
+        let t = this.proj_in.forward(nchwToTokens(this.norm.forward(x, ctx)), ctx);
+        for (const block of this.transformer_blocks) t = block.forward(t, ctx, cond);
+        return binary(tokensToNchw(this.proj_out.forward(t, ctx), h, w), x, 'add');
+      }
       // proj_in writes token rows (B, H·W, C) and proj_out reads them: no layout copies.
-      let t = this.proj_in.forward(this.norm.forward(x, ctx), ctx, { tokensOut: true });
+      let t = (this.proj_in as Conv2d).forward(this.norm.forward(x, ctx), ctx, { tokensOut: true });
       for (const block of this.transformer_blocks) t = block.forward(t, ctx, cond);
-      return this.proj_out.forwardTokens(t, h, w, ctx, { residual: x });
+      return (this.proj_out as Conv2d).forwardTokens(t, h, w, ctx, { residual: x });
     });
     ctx.record(`${this.path}:out`, y);
     ctx.finished(this.path);

@@ -57,10 +57,12 @@ export function vaeEncoderFromSource(rt: Runtime, src: TensorSource, config: Vae
   );
 }
 
+/** CLIPTextModel, or CLIPTextModelWithProjection when the file has `text_projection.weight` (SDXL's
+ *  text_encoder_2). */
 export function textEncoderFromSource(rt: Runtime, src: TensorSource, config: ClipTextConfig, o: ModelLoadOptions = {}, where?: string): Promise<ClipTextModel> {
   // Older files carry the non-persistent position_ids buffer.
   return build(
-    (store) => new ClipTextModel(store, config, 'text_model', where),
+    (store) => new ClipTextModel(store, config, 'text_model', where, src.has('text_projection.weight')),
     (store) => store.load(rt, src, { ignore: [/embeddings\.position_ids$/], weights: o.weights, onProgress: o.onProgress }),
   );
 }

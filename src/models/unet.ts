@@ -1,10 +1,12 @@
-// UNet2DConditionModel (diffusers) for SD1.5's block types, built from its config.json:
-// CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D / CrossAttnUpBlock2D.
+// UNet2DConditionModel (diffusers) for SD1.5's and SDXL's block types, built from its config.json:
+// CrossAttnDownBlock2D / DownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D / CrossAttnUpBlock2D, with
+// SDXL's config options: transformer depth per block, linear proj_in/proj_out, head counts per
+// block, and the "text_time" added conditioning (pooled text embeds + size/crop time ids).
 // A forward can record any module's activations and stop right after a named module.
 
 import { tidy, type Tensor } from '../gpu/runtime.js';
 import { concat } from '../kernels/layout.js';
-import { cast, unary } from '../kernels/elementwise.js';
+import { binary, cast, unary } from '../kernels/elementwise.js';
 import type { ActivationDType } from '../kernels/common.js';
 import { timestepEmbedding } from '../kernels/embedding.js';
 import { ForwardContext, type ForwardOptions, type ModelComputeOptions, type Taps, type Vocabulary } from '../nn/context.js';
@@ -42,6 +44,11 @@ export interface UNetConfig {
   upcast_attention?: boolean;
   resnet_time_scale_shift?: string;
   dual_cross_attention?: boolean;
+  /** SDXL: sinusoid width of each of the 6 add_time_ids ("text_time" conditioning). */
+  addition_time_embed_dim?: number | null;
+  /** SDXL: input width of add_embedding = pooled text embeds + 6 · addition_time_embed_dim. */
+  projection_class_embeddings_input_dim?: number | null;
+  reverse_transformer_layers_per_block?: number[][] | null;
   /** The latent side the model was trained at (SD1.5: 64): the default image size. */
   sample_size?: number;
 }
@@ -72,12 +79,12 @@ function validate(c: UNetConfig, where: string): void {
   if (c.attention_head_dim === undefined && c.num_attention_heads == null) throw new Error(`${where}: needs "attention_head_dim" or "num_attention_heads"`);
   if (typeof c.flip_sin_to_cos !== 'boolean') throw new Error(`${where}: field "flip_sin_to_cos" must be a boolean`);
   const unsupported: string[] = [];
-  if (c.use_linear_projection) unsupported.push('use_linear_projection');
   if (c.center_input_sample) unsupported.push('center_input_sample');
   if (c.time_embedding_type && c.time_embedding_type !== 'positional') unsupported.push(`time_embedding_type ${c.time_embedding_type}`);
   if (c.mid_block_type && c.mid_block_type !== 'UNetMidBlock2DCrossAttn') unsupported.push(`mid_block_type ${c.mid_block_type}`);
   if (c.class_embed_type) unsupported.push('class_embed_type');
-  if (c.addition_embed_type) unsupported.push('addition_embed_type');
+  if (c.addition_embed_type && c.addition_embed_type !== 'text_time') unsupported.push(`addition_embed_type ${c.addition_embed_type}`);
+  if (c.reverse_transformer_layers_per_block) unsupported.push('reverse_transformer_layers_per_block');
   if (c.encoder_hid_dim) unsupported.push('encoder_hid_dim');
   if (c.act_fn && c.act_fn !== 'silu') unsupported.push(`act_fn ${c.act_fn}`);
   if (c.resnet_time_scale_shift && c.resnet_time_scale_shift !== 'default') unsupported.push(`resnet_time_scale_shift ${c.resnet_time_scale_shift}`);
@@ -107,6 +114,11 @@ function validate(c: UNetConfig, where: string): void {
     if (channels[i]! % h !== 0) throw new ConfigError(where, single ? headsKey : `${headsKey}[${i}]`, `${h} (attention heads) does not divide block_out_channels[${i}] = ${channels[i]}`);
   });
   configNumbers(c, 'transformer_layers_per_block', where, { optional: true, integer: true, min: 1, max: CONFIG_LIMITS.layers });
+  if (c.addition_embed_type === 'text_time') {
+    const dim = requireConfigNumber(c, 'addition_time_embed_dim', where, { integer: true, min: 2, max: CONFIG_LIMITS.channels });
+    const proj = requireConfigNumber(c, 'projection_class_embeddings_input_dim', where, { integer: true, min: 1, max: CONFIG_LIMITS.channels * 8 });
+    if (proj <= 6 * dim) throw new ConfigError(where, 'projection_class_embeddings_input_dim', `${proj} leaves no room for the pooled text embeds beside the 6 time ids × addition_time_embed_dim ${dim}`);
+  }
 }
 
 class DownBlock {
@@ -128,7 +140,7 @@ class DownBlock {
     if (!cross && type !== 'DownBlock2D') throw new Error(`UNet config: down block type "${type}" is not supported`);
     for (let i = 0; i < c.layers_per_block; i++) {
       this.resnets.push(new ResnetBlock2D(scope.child('resnets').child(i), i === 0 ? inC : outC, outC, temb, c.norm_num_groups, c.norm_eps));
-      if (cross) this.attentions.push(new Transformer2DModel(scope.child('attentions').child(i), outC, heads, outC / heads, c.cross_attention_dim, c.norm_num_groups, layers));
+      if (cross) this.attentions.push(new Transformer2DModel(scope.child('attentions').child(i), outC, heads, outC / heads, c.cross_attention_dim, c.norm_num_groups, layers, c.use_linear_projection ?? false));
     }
     if (addDownsample) this.downsamplers.push(new Downsample2D(scope.child('downsamplers').child(0), outC, outC, c.downsample_padding ?? 1));
     scope.tap(':out');
@@ -170,7 +182,7 @@ class MidBlock {
     layers: number,
   ) {
     this.resnets = [0, 1].map((i) => new ResnetBlock2D(scope.child('resnets').child(i), ch, ch, temb, c.norm_num_groups, c.norm_eps));
-    this.attentions = [new Transformer2DModel(scope.child('attentions').child(0), ch, heads, ch / heads, c.cross_attention_dim, c.norm_num_groups, layers)];
+    this.attentions = [new Transformer2DModel(scope.child('attentions').child(0), ch, heads, ch / heads, c.cross_attention_dim, c.norm_num_groups, layers, c.use_linear_projection ?? false)];
     scope.tap(':out');
     scope.stoppable();
   }
@@ -205,7 +217,7 @@ class UpBlock {
       const skip = i === n - 1 ? inC : outC;
       const resIn = i === 0 ? prevC : outC;
       this.resnets.push(new ResnetBlock2D(scope.child('resnets').child(i), resIn + skip, outC, temb, c.norm_num_groups, c.norm_eps));
-      if (cross) this.attentions.push(new Transformer2DModel(scope.child('attentions').child(i), outC, heads, outC / heads, c.cross_attention_dim, c.norm_num_groups, layers));
+      if (cross) this.attentions.push(new Transformer2DModel(scope.child('attentions').child(i), outC, heads, outC / heads, c.cross_attention_dim, c.norm_num_groups, layers, c.use_linear_projection ?? false));
     }
     if (addUpsample) this.upsamplers.push(new Upsample2D(scope.child('upsamplers').child(0), outC, outC));
     scope.tap(':out');
@@ -243,14 +255,28 @@ export interface UNetOutput {
   taps: Taps;
 }
 
+/** SDXL's `added_cond_kwargs` ("text_time" added conditioning). */
+export interface AddedConditioning {
+  /** Pooled text embeds [B, P] (text_encoder_2's text_embeds). */
+  textEmbeds: Tensor;
+  /** add_time_ids, 6 per batch element (original size, crop top-left, target size): B·6 values,
+   *  or 6 used for every element. */
+  timeIds: readonly number[];
+}
+
 export interface UNetForwardOptions extends ForwardOptions {
   /** IP-Adapter image tokens and projections, for this call only (see IpAdapterPlus.conditioning). */
   ip?: IpConditioning;
+  /** The added conditioning of an addition_embed_type "text_time" U-Net (SDXL); required there. */
+  added?: AddedConditioning;
 }
 
 export class UNet2DConditionModel {
   readonly time_embedding_linear_1: Linear;
   readonly time_embedding_linear_2: Linear;
+  /** SDXL ("text_time"): add_embedding (TimestepEmbedding of [text_embeds, time ids sinusoids]). */
+  readonly add_embedding_linear_1: Linear | undefined;
+  readonly add_embedding_linear_2: Linear | undefined;
   readonly conv_in: Conv2d;
   readonly down_blocks: DownBlock[] = [];
   readonly mid_block: MidBlock;
@@ -289,6 +315,13 @@ export class UNet2DConditionModel {
     const te = root.child('time_embedding');
     this.time_embedding_linear_1 = new Linear(te.child('linear_1'), ch[0]!, tembDim);
     this.time_embedding_linear_2 = new Linear(te.child('linear_2'), tembDim, tembDim);
+    if (c.addition_embed_type === 'text_time') {
+      const ae = root.child('add_embedding');
+      this.add_embedding_linear_1 = new Linear(ae.child('linear_1'), c.projection_class_embeddings_input_dim!, tembDim);
+      this.add_embedding_linear_2 = new Linear(ae.child('linear_2'), tembDim, tembDim);
+      root.tap('add_time_proj:out');
+      root.tap('add_embedding:out');
+    }
     this.conv_in = new Conv2d(root.child('conv_in'), c.in_channels, ch[0]!, { kernel: 3, padding: 1 });
     let out = ch[0]!;
     c.down_block_types.forEach((type, i) => {
@@ -359,13 +392,31 @@ export class UNet2DConditionModel {
     const list = typeof timesteps === 'number' ? [timesteps] : [...timesteps];
     const ts = list.length === 1 ? new Array<number>(b).fill(list[0]!) : list;
     if (ts.length !== b || ts.some((t) => !Number.isFinite(t))) throw new Error(`UNet: need 1 or ${b} finite timesteps, got [${list.join(', ')}]`);
+    const added = opts.added;
+    let timeIds: number[] | undefined;
+    if (this.add_embedding_linear_1) {
+      const pooled = this.config.projection_class_embeddings_input_dim! - 6 * this.config.addition_time_embed_dim!;
+      if (!added) throw new Error(`UNet (${this.where}): addition_embed_type "text_time" needs the added conditioning (pooled text embeds [B, ${pooled}] and 6 time ids per sample)`);
+      if (added.textEmbeds.rank !== 2 || added.textEmbeds.shape[0] !== b || added.textEmbeds.shape[1] !== pooled) throw new Error(`UNet: text_embeds must be [${b}, ${pooled}], got [${added.textEmbeds.shape.join(', ')}]`);
+      timeIds = added.timeIds.length === 6 ? Array.from({ length: b }, () => [...added.timeIds]).flat() : [...added.timeIds];
+      if (timeIds.length !== 6 * b || timeIds.some((t) => !Number.isFinite(t))) throw new Error(`UNet: need 6 or ${6 * b} finite time ids, got ${added.timeIds.length}`);
+    } else if (added) throw new Error(`UNet (${this.where}): added conditioning given, but the config has no addition_embed_type "text_time"`);
     const ctx = new ForwardContext(this.vocabulary, opts, 'UNet', this.activations);
     const { result, stoppedAfter } = ctx.run(() => {
       const cond: Conditioning = { text: ctx.input(encoderHiddenStates), ip: ip && { ...ip, tokens: ctx.input(ip.tokens) } };
       const tproj = timestepEmbedding(rt.upload(ts, [b]), this.timeChannels, { flipSinToCos: this.config.flip_sin_to_cos, downscaleFreqShift: this.config.freq_shift });
       ctx.record('time_proj:out', tproj);
-      const emb = this.time_embedding_linear_2.forward(this.time_embedding_linear_1.forward(tproj, ctx, { act: 'silu' }), ctx);
+      let emb = this.time_embedding_linear_2.forward(this.time_embedding_linear_1.forward(tproj, ctx, { act: 'silu' }), ctx);
       ctx.record('time_embedding:out', emb);
+      if (this.add_embedding_linear_1 && this.add_embedding_linear_2 && added && timeIds) {
+        // aug_emb = add_embedding(concat([text_embeds, add_time_proj(time_ids.flatten()).reshape(B, −1)], −1))
+        const dim = this.config.addition_time_embed_dim!;
+        const tids = timestepEmbedding(rt.upload(timeIds, [6 * b]), dim, { flipSinToCos: this.config.flip_sin_to_cos, downscaleFreqShift: this.config.freq_shift }).reshape([b, 6 * dim]);
+        ctx.record('add_time_proj:out', tids);
+        const aug = this.add_embedding_linear_2.forward(this.add_embedding_linear_1.forward(concat([cast(added.textEmbeds, 'f32'), tids], 1), ctx, { act: 'silu' }), ctx);
+        ctx.record('add_embedding:out', aug);
+        emb = binary(emb, aug, 'add');
+      }
       // The time embedding stays f32: it enters the ResNets as a bias.
       const tembSilu = unary(emb, 'silu');
       let h = this.conv_in.forward(ctx.input(sample), ctx);

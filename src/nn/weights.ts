@@ -232,13 +232,19 @@ export class WeightStore {
   }
 
   /** Random weights on the GPU (benchmarks): matrices and kernels uniform in ±1/√fan_in, norm
-   *  weights 1, biases 0; with `weights: 'f16'` the linear/conv weights are stored as f16. */
-  async initRandom(rt: Runtime, seed = 0, o: { weights?: WeightPrecision } = {}): Promise<void> {
+   *  weights 1, biases 0; with `weights: 'f16'` the linear/conv weights are stored as f16. With
+   *  `fill: false` the buffers are allocated exactly as above but left zero (memory benchmarks on a
+   *  slow adapter: the allocations, not the values, decide the peak). */
+  async initRandom(rt: Runtime, seed = 0, o: { weights?: WeightPrecision; fill?: boolean } = {}): Promise<void> {
     const { fillUniform } = await import('../kernels/elementwise.js');
     let i = 0;
     for (const [k, p] of this.params) {
       const fanIn = p.shape.slice(1).reduce((a, b) => a * b, 1);
       const numel = p.shape.reduce((a, b) => a * b, 1);
+      if (o.fill === false) {
+        p.set(rt.empty(p.shape, o.weights === 'f16' && p.acceptsF16 ? 'f16' : 'f32').keep());
+        continue;
+      }
       if (numel * 4 > (rt.limits.maxStorageBufferBindingSize ?? 134217728)) {
         // Too large to bind in one piece (e.g. a token table on a 128 MiB-binding adapter): fill on the host.
         let state = (seed + i++) >>> 0;

@@ -30,6 +30,7 @@ import { gramParity, lpipsParity, perceptualManifestRow } from './perceptual.js'
 import { ditParity } from './dit.js';
 import { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
+import { sdxlParity } from './sdxl.js';
 export { F16_WEIGHTS_TOLERANCE, maxAbsError, normalisedError, toleranceFor, type FixtureIndex, type ParityRow, type ParitySettings } from './common.js';
 
 type Handler = (rt: Runtime, dir: string, name: string, index: FixtureIndex, settings: ParitySettings) => Promise<ParityRow[]>;
@@ -567,7 +568,10 @@ const manifests: Handler = async (_rt, dir, fixture) => {
       extra = Object.keys(expected).filter((k) => !(k in enc) && !k.startsWith('decoder.') && !k.startsWith('post_quant_conv.')).length;
       note = `encoder + quant_conv (${Object.keys(enc).length} of ${Object.keys(expected).length}); the rest is the decoder`;
       expected = enc;
-    } else if (c.model_type === 'clip_text_model') new ClipTextModel(store, config as ClipTextConfig);
+    } else if (c.model_type === 'clip_text_model' || (Array.isArray(c.architectures) && c.architectures.some((x) => x === 'CLIPTextModel' || x === 'CLIPTextModelWithProjection'))) {
+      // SDXL's configs name only the architecture; text_encoder_2 is CLIPTextModelWithProjection.
+      new ClipTextModel(store, config as ClipTextConfig, 'text_model', undefined, 'text_projection.weight' in m.tensors);
+    }
     else if (c.model_type === 'clip_vision_model') new ClipVisionModel(store, config as ClipVisionConfig);
     else if (c.model_type === 'clip') new ClipModel(store, config as ClipModelConfig);
     else if (c.model_type === 'dinov2') new Dinov2Model(store, config as Dinov2Config);
@@ -711,6 +715,7 @@ export const HANDLERS: Record<string, Handler> = {
   'lpips-tiny': lpipsParity,
   'vgg-gram-tiny': gramParity,
   'dit-tiny': ditParity,
+  'sdxl-tiny': (rt, dir, fixture, _index, settings) => sdxlParity(rt, dir, fixture, settings),
 };
 
 export async function loadIndex(dir: string): Promise<FixtureIndex> {

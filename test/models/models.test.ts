@@ -58,15 +58,18 @@ test('diffsim parity CLI: rows, summary line, exit codes', () => {
   assert.match(noDir.stderr, /index\.json: cannot read/);
 });
 
-test('parity on manifests: a single-file manifest is mapped and checked against the diffusers manifests; a model family not built here (SDXL) is listed as skipped, not a crash', async () => {
+test('parity on manifests: a single-file manifest is mapped and checked against the diffusers manifests; the SDXL models build with the manifests\' exact tensors', async () => {
   const rt = await runtime();
   const { rows } = await runParity(rt, FIXTURES, ['manifests']);
   const single = rows.filter((r) => r.name.startsWith('sd15-single-file.'));
   assert.equal(single.map((r) => [r.name, r.pass]), [['sd15-single-file.unet', true], ['sd15-single-file.vae', true], ['sd15-single-file.text-encoder', true]]);
   assert.match(single[0]!.note!, /against sd15-unet\.json, config from the shapes against sd15-unet\.config\.json$/);
-  const sdxl = rows.find((r) => r.name === 'sdxl-unet');
-  assert.is(sdxl?.kind, 'skipped');
-  assert.match(sdxl!.note!, /not supported: use_linear_projection/);
+  // SDXL: the text_time U-Net (2,567,463,684 parameters), the VAE encoder, CLIPTextModel and
+  // CLIPTextModelWithProjection, every tensor's name and shape as the pinned libraries have them.
+  const sdxl = rows.filter((r) => r.name.startsWith('sdxl-'));
+  assert.equal(sdxl.map((r) => [r.name, r.kind, r.pass]), [['sdxl-text-encoder', 'exact', true], ['sdxl-text-encoder-2', 'exact', true], ['sdxl-unet', 'exact', true], ['sdxl-vae', 'exact', true]]);
+  assert.match(sdxl.find((r) => r.name === 'sdxl-unet')!.note!, /2,567,463,684 parameters/);
+  assert.not.ok(rows.some((r) => r.kind === 'skipped'), 'no manifest skipped');
 });
 
 test('parity knows which fixture folders it supports', async () => {
