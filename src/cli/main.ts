@@ -11,6 +11,7 @@ import { evalCommand, EVAL_USAGE } from './eval.js';
 import { mapCommand, MAP_USAGE } from './map.js';
 import { retrieveCommand, RETRIEVE_USAGE } from './retrieve.js';
 import { videoCommand, VIDEO_USAGE } from './video.js';
+import { profileCommand, PROFILE_USAGE } from './profile.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
@@ -20,6 +21,7 @@ ${EVAL_USAGE}
 ${MAP_USAGE}
 ${RETRIEVE_USAGE}
 ${VIDEO_USAGE}
+${PROFILE_USAGE}
   info                     print the WebGPU adapter, backend, limits and features
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
   parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto]
@@ -116,6 +118,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'eval' && rest[0] === 'video') return videoCommand(rest.slice(1));
   if (command === 'eval') return evalCommand(rest);
   if (command === 'map') return mapCommand(rest);
+  if (command === 'profile') return profileCommand(rest);
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
   const positional = rest.filter((a) => !a.startsWith('--'));
   switch (command) {

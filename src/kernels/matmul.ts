@@ -326,19 +326,19 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
     for (const t of new Set([y, yb, ya])) if (t !== yr) t.dispose();
     return [yr];
   }
-  rt.flopCount += 2 * g.M * g.N * g.K * g.batch;
+  const flops = 2 * g.M * g.N * g.K * g.batch;
   if (sub) {
     const { tile: st, sm, name } = sub;
     const geo = subgroupGeometry(st, sm, v.bLayout === 'nk');
     const key = `sgemm:${name}:${sm.M}x${sm.N}x${sm.K}:${sm.syntax}:${sm.subgroupSize}:${v.dtypeA}:${v.dtypeB}:${operandsKey(v)}`;
     return rt.run(
       rt.kernel(key, () => ({ code: subgroupGemmCode(variant, st, sm), inputs: inputs.length, outputs: split, uniforms: true })),
-      { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, geo.BN), ceilDiv(g.M, geo.BM), g.batch] },
+      { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, geo.BN), ceilDiv(g.M, geo.BM), g.batch], flops },
     );
   }
   return rt.run(
     rt.kernel(variantKey(variant), () => ({ code: gemmCode(variant), inputs: inputs.length, outputs: split, uniforms: true })),
-    { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
+    { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch], flops },
   );
 }
 
