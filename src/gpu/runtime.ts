@@ -287,53 +287,45 @@ export interface DispatchArgs {
   bytes?: number;
 }
 
-/** Builds a uniform parameter block of 4-byte scalars in declaration order. */
+/** Builds a uniform parameter block of 4-byte scalars in declaration order. The fields are kept as
+ *  32-bit patterns in a plain array and written to an ArrayBuffer once, by `build` (one allocation
+ *  per block: blocks are built for every dispatch). */
 export class Params {
-  private view = new DataView(new ArrayBuffer(64));
-  private offset = 0;
-  private ensure(bytes: number): void {
-    if (this.offset + bytes <= this.view.byteLength) return;
-    const grown = new Uint8Array(Math.max(this.view.byteLength * 2, Math.ceil((this.offset + bytes) / 16) * 16));
-    grown.set(new Uint8Array(this.view.buffer, 0, this.offset));
-    this.view = new DataView(grown.buffer);
-  }
+  private readonly words: number[] = [];
   u32(...values: number[]): this {
-    this.ensure(4 * values.length);
     for (const v of values) {
       if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`u32 parameter out of range: ${v}`);
-      this.view.setUint32(this.offset, v, true);
-      this.offset += 4;
+      this.words.push(v);
     }
     return this;
   }
   i32(...values: number[]): this {
-    this.ensure(4 * values.length);
-    for (const v of values) {
-      this.view.setInt32(this.offset, v, true);
-      this.offset += 4;
-    }
+    for (const v of values) this.words.push(v | 0); // ToInt32, as DataView.setInt32
     return this;
   }
   f32(...values: number[]): this {
-    this.ensure(4 * values.length);
     for (const v of values) {
-      this.view.setFloat32(this.offset, v, true);
-      this.offset += 4;
+      F32_SCRATCH[0] = v;
+      this.words.push(U32_SCRATCH[0]!);
     }
     return this;
   }
   /** Appends the fields of another block. */
   append(other: Params): this {
-    this.ensure(other.offset);
-    new Uint8Array(this.view.buffer).set(new Uint8Array(other.view.buffer, 0, other.offset), this.offset);
-    this.offset += other.offset;
+    for (const w of other.words) this.words.push(w);
     return this;
   }
   build(): ArrayBuffer {
     // Uniform blocks are sized in 16-byte units.
-    return this.view.buffer.slice(0, Math.max(16, Math.ceil(this.offset / 16) * 16));
+    const n = this.words.length;
+    const out = new Uint32Array(Math.max(4, Math.ceil(n / 4) * 4));
+    for (let i = 0; i < n; i++) out[i] = this.words[i]!;
+    return out.buffer;
   }
 }
+
+const F32_SCRATCH = new Float32Array(1);
+const U32_SCRATCH = new Uint32Array(F32_SCRATCH.buffer);
 
 interface Batch {
   encoder: GPUCommandEncoder;
