@@ -458,7 +458,7 @@ test('the environment variables reach rt.flags (diffsim info); a bad one is an e
   assert.match(text.stdout, /^ {2}gemmTile +medium +env DIFFSIM_GEMM_TILE$/m);
   const bad = runCli(['info'], { env: { DIFFSIM_GEMM_TILE: 'huge' } });
   assert.is(bad.code, 1);
-  assert.match(bad.stderr, /^diffsim: DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall$/m);
+  assert.match(bad.stderr, /^diffsim: DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall, n16, n4, n2, m8$/m);
 });
 
 test.run();
