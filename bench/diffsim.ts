@@ -17,7 +17,10 @@
 // merges the PyTorch run of bench/torch_diffsim.py (same shapes) into the JSON and the table.
 //
 //   node build/bench/diffsim.js [--size S] [--weights f32|f16] [--activations f32|f16] [--iters N] [--out DIR]
-//                               [--torch-json FILE] [--no-full] [--tensor-cores off|auto|on|emulate]
+//                               [--torch-json FILE] [--no-full] [--tensor-cores off|auto|on|emulate] [--profile] [--stages text,vae,unetStop,…]
+// --profile: after each stage's timed runs, one more run with every dispatch timed (GPU timestamps,
+// src/gpu/profile.ts): tables by kernel, block and module, and bench/results/profile-<adapter>-<S>….json
+// (one JSON line per stage).
 // (--tensor-cores default off: the SIMT kernels; the file name gains -tc when subgroup matrices ran.)
 
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,10 +28,11 @@ import { join } from 'node:path';
 import { Runtime, TENSOR_CORE_MODES, type TensorCoreMode } from '../src/gpu/runtime.js';
 import type { WeightPrecision } from '../src/nn/weights.js';
 import type { ActivationDType } from '../src/kernels/common.js';
+import { formatProfile, profileStage, type StageProfile } from '../src/gpu/profile.js';
 import { pixels, randomDiffSim, ROOT as root } from './sd15-random.js';
 
 function parse(argv: string[]) {
-  const a = { size: 512, weights: 'f32' as WeightPrecision, iters: 3, out: join(root, 'bench', 'results'), torchJson: '', full: true, tensorCores: 'off' as TensorCoreMode, activations: 'f32' as ActivationDType };
+  const a = { size: 512, weights: 'f32' as WeightPrecision, iters: 3, out: join(root, 'bench', 'results'), torchJson: '', full: true, profile: false, stages: null as Set<string> | null, tensorCores: 'off' as TensorCoreMode, activations: 'f32' as ActivationDType };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--size') a.size = Number(argv[++i]);
@@ -36,6 +40,8 @@ function parse(argv: string[]) {
     else if (k === '--out') a.out = argv[++i]!;
     else if (k === '--torch-json') a.torchJson = argv[++i]!;
     else if (k === '--no-full') a.full = false;
+    else if (k === '--profile') a.profile = true;
+    else if (k === '--stages') a.stages = new Set(argv[++i]!.split(','));
     else if (k === '--tensor-cores') {
       const m = argv[++i] as TensorCoreMode;
       if (!TENSOR_CORE_MODES.includes(m)) throw new Error(`--tensor-cores must be one of ${TENSOR_CORE_MODES.join(', ')}, got ${m}`);
@@ -49,7 +55,7 @@ function parse(argv: string[]) {
     } else throw new Error(`unknown argument ${k}`);
   }
   if (!Number.isInteger(a.size) || a.size < 8 || a.size % 8 !== 0) throw new Error(`--size must be a multiple of 8, got ${a.size}`);
-  if (!Number.isInteger(a.iters) || a.iters < 1) throw new Error(`--iters must be ≥ 1, got ${a.iters}`);
+  if (!Number.isInteger(a.iters) || a.iters < (a.profile ? 0 : 1)) throw new Error(`--iters must be ≥ 1 (≥ 0 with --profile: a cold profile only), got ${a.iters}`);
   return a;
 }
 
@@ -68,6 +74,7 @@ interface Stage {
  *  after each. `fn` records synchronously and may return a promise for its read-back: the host
  *  time until it returns is its recording time. */
 async function measure(rt: Runtime, iters: number, fn: () => Promise<unknown> | unknown): Promise<Stage> {
+  if (iters === 0) return { ms: NaN, jsMs: NaN, dispatches: 0, flops: 0, gflops: NaN }; // --profile --iters 0: the profile only
   await fn();
   await rt.sync();
   let total = 0;
@@ -113,26 +120,51 @@ async function main(): Promise<void> {
   const pxA = pixels(3 * S * S, 1);
   const pxB = pixels(3 * S * S, 2);
   const stages: Record<string, Stage> = {};
+  const profiles: StageProfile[] = [];
+  const profile = async (name: string, fn: () => unknown) => {
+    if (!a.profile) return;
+    const p = await profileStage(rt, name, fn);
+    profiles.push(p);
+    console.log(`\n${formatProfile(p, 12)}\n`);
+  };
   const log = (name: string, st: Stage) => console.log(`  ${name.padEnd(9)} ${st.ms.toFixed(1).padStart(10)} ms  ${st.jsMs.toFixed(2).padStart(8)} ms JS  ${String(st.dispatches).padStart(5)} dispatches  ${(st.flops / 1e9).toFixed(1).padStart(8)} GFLOP  ${st.gflops.toFixed(1).padStart(8)} GFLOP/s`);
 
   // Text: once per metric.
   const ids = Int32Array.from([s.negativePrompt, s.prompt].flatMap((p) => tokenizer.encode(p)));
-  stages.text = await measure(rt, a.iters, () => {
+  const textPass = () => {
     const o = textEncoder.forward(ids, 2);
     o.lastHiddenState!.dispose();
     o.poolerOutput?.dispose();
     o.taps.dispose();
-  });
-  log('text', stages.text);
+  };
+  const want = (name: string) => !a.stages || a.stages.has(name);
+  const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
+  const suffix = `${S}${a.weights === 'f16' ? '-f16' : ''}${a.activations === 'f16' ? '-f16act' : ''}${sm ? '-tc' : ''}`;
+  const writeProfiles = (date: string) => {
+    if (!profiles.length) return;
+    mkdirSync(a.out, { recursive: true });
+    const pfile = join(a.out, `profile-${slug}-${suffix}.json`);
+    writeFileSync(pfile, profiles.map((p) => JSON.stringify({ ...p, date, size: S, weights: a.weights, activations: a.activations })).join('\n') + '\n');
+    console.log(`wrote ${pfile}`);
+  };
+  if (want('text')) {
+    stages.text = await measure(rt, a.iters, textPass);
+    log('text', stages.text);
+    await profile('text', textPass);
+  }
   const text = metric.textConditioning().states; // cached from here on
 
   const img = rt.upload(pxA, [1, 3, S, S]);
-  stages.vae = await measure(rt, a.iters, () => {
+  const vaePass = () => {
     const o = vae.encode(img);
     for (const x of Object.values(o.posterior!)) x.dispose();
     o.taps.dispose();
-  });
-  log('vae', stages.vae);
+  };
+  if (want('vae')) {
+    stages.vae = await measure(rt, a.iters, vaePass);
+    log('vae', stages.vae);
+    await profile('vae', vaePass);
+  }
   img.dispose();
 
   const sample = rt.upload(pixels(2 * 4 * lat * lat, 3), [2, 4, lat, lat]);
@@ -142,13 +174,24 @@ async function main(): Promise<void> {
     o.sample?.dispose();
     o.taps.dispose();
   };
-  stages.unetStop = await measure(rt, a.iters, unetPass(true));
-  log('unetStop', stages.unetStop);
-  if (a.full) {
+  if (want('unetStop')) {
+    stages.unetStop = await measure(rt, a.iters, unetPass(true));
+    log('unetStop', stages.unetStop);
+    await profile('unetStop', unetPass(true));
+  }
+  if (a.full && want('unetFull')) {
     stages.unetFull = await measure(rt, a.iters, unetPass(false));
     log('unetFull', stages.unetFull);
+    await profile('unetFull', unetPass(false));
   }
   sample.dispose();
+  if (!want('aas') || !want('pair')) {
+    // A partial run (--stages): the profiles only.
+    writeProfiles(new Date().toISOString());
+    dispose();
+    await rt.close();
+    process.exit(0);
+  }
 
   const ea = metric.embed(null as never, 'A', { processed: pxA });
   const eb = metric.embed(null as never, 'B', { processed: pxB });
@@ -161,7 +204,7 @@ async function main(): Promise<void> {
   // The pair, from a trimmed pool: its peak is the weights plus what one pair needs.
   await rt.trim();
   rt.resetPeak();
-  stages.pair = await measure(rt, a.iters, async () => {
+  const pairPass = async () => {
     const x = metric.embed(null as never, 'A', { processed: pxA });
     const y = metric.embed(null as never, 'B', { processed: pxB });
     try {
@@ -170,9 +213,11 @@ async function main(): Promise<void> {
       x.dispose();
       y.dispose();
     }
-  });
+  };
+  stages.pair = await measure(rt, a.iters, pairPass);
   const peakGpuBytes = rt.memory().peakAllocatedBytes;
   log('pair', stages.pair);
+  await profile('pair', pairPass);
 
   const mib = (b: number) => (b / 2 ** 20).toFixed(0);
   const result: Record<string, unknown> = {
@@ -235,11 +280,11 @@ async function main(): Promise<void> {
     const fullSum = stages.unetFull ? `${((stages.vae.ms + stages.unetFull.ms) * 2 + stages.aas.ms).toFixed(1)} ms (sum of stages)` : 'n/a (--no-full)';
     console.log(`| pair, official full U-Net | ${fullSum} | ${cell(torch.fp32, 'pair_full_ms')} | ${cell(torch.fp16, 'pair_full_ms')} |`);
   }
-  const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
   mkdirSync(a.out, { recursive: true });
-  const file = join(a.out, `diffsim-${slug}-${S}${a.weights === 'f16' ? '-f16' : ''}${a.activations === 'f16' ? '-f16act' : ''}${sm ? '-tc' : ''}.json`);
+  const file = join(a.out, `diffsim-${slug}-${suffix}.json`);
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`wrote ${file}`);
+  writeProfiles(String(result.date));
   dispose();
   await rt.close();
   process.exit(0);

@@ -2,7 +2,9 @@
 // and reports the host time spent recording them, separately from the final wait for the GPU.
 // Writes bench/results/dispatch-<adapter>.json.
 //
-//   node build/bench/dispatch.js [--count N] [--out DIR]
+//   node build/bench/dispatch.js [--count N] [--reps R] [--out DIR]
+// (the best of R repetitions of N dispatches: on a shared machine, many short repetitions find the
+// uncontended moments)
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -15,6 +17,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
 const arg = (k: string) => (argv.includes(k) ? argv[argv.indexOf(k) + 1] : undefined);
 const count = Number(arg('--count') ?? 20000);
+const reps = Number(arg('--reps') ?? 5);
 const outDir = arg('--out') ?? join(here, '..', '..', 'bench', 'results');
 
 const rt = await Runtime.create();
@@ -31,7 +34,7 @@ for (const [op, call] of Object.entries(ops)) {
   for (let i = 0; i < 200; i++) call();
   await rt.sync();
   let best = Infinity;
-  for (let rep = 0; rep < 5; rep++) {
+  for (let rep = 0; rep < reps; rep++) {
     const d0 = rt.dispatchCount;
     const t0 = performance.now();
     for (let i = 0; i < count; i++) call();
@@ -40,7 +43,7 @@ for (const [op, call] of Object.entries(ops)) {
     best = Math.min(best, ((t1 - t0) * 1000) / (rt.dispatchCount - d0));
   }
   rows.push({ op, usPerDispatch: best });
-  console.log(`${op.padEnd(32)} ${best.toFixed(2).padStart(7)} µs of JS per dispatch (best of 5 × ${count})`);
+  console.log(`${op.padEnd(32)} ${best.toFixed(2).padStart(7)} µs of JS per dispatch (best of ${reps} × ${count})`);
 }
 const desc = rt.adapterInfo.description ?? 'adapter';
 const slug = desc.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);

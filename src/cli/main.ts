@@ -13,6 +13,7 @@ import { sweepCommand, SWEEP_USAGE } from './sweep.js';
 import { mapCommand, MAP_USAGE } from './map.js';
 import { retrieveCommand, RETRIEVE_USAGE } from './retrieve.js';
 import { videoCommand, VIDEO_USAGE } from './video.js';
+import { profileCommand, PROFILE_USAGE } from './profile.js';
 
 const USAGE = `usage: diffsim <command> [options]
 
@@ -24,6 +25,7 @@ ${SWEEP_USAGE}
 ${MAP_USAGE}
 ${RETRIEVE_USAGE}
 ${VIDEO_USAGE}
+${PROFILE_USAGE}
   info [--json]            print the WebGPU adapter, backend, limits, features and flags (--json: one object)
   inspect FILE [--json]    list the tensors of a .safetensors file (or *.safetensors.index.json)
   parity --fixtures DIR [--only NAME,...] [--weights f32|f16|auto] [--json]
@@ -138,6 +140,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'eval') return evalCommand(rest);
   if (command === 'sweep') return sweepCommand(rest);
   if (command === 'map') return mapCommand(rest);
+  if (command === 'profile') return profileCommand(rest);
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
   const positional = rest.filter((a) => !a.startsWith('--'));
   switch (command) {

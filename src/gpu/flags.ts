@@ -74,7 +74,7 @@ export const FLAGS = {
   tcShape: choice('DIFFSIM_TC_SHAPE', ['16x16x16', '16x8x16', '8x8x8'], '16x16x16', 'the subgroup-matrix shape M×N×K under tensorCores emulate'),
   tcSubgroup: intChoice('DIFFSIM_TC_SUBGROUP', [4, 8, 16, 32, 64, 128], 32, 'the subgroup size the kernels assume under tensorCores emulate'),
   tcTile: choice('DIFFSIM_TC_TILE', ['auto', 'large', 'medium'], 'auto', 'the subgroup-matrix GEMM tile (auto: large once it fills the GPU)'),
-  gemmTile: choice('DIFFSIM_GEMM_TILE', ['auto', 'large', 'medium', 'small', 'tall'], 'auto', 'the SIMT GEMM tile (auto: by problem size and adapter)'),
+  gemmTile: choice('DIFFSIM_GEMM_TILE', ['auto', 'large', 'medium', 'small', 'tall', 'n16', 'n4', 'n2', 'm8'], 'auto', 'the SIMT GEMM tile (auto: by problem size and adapter)'),
   gemmScalar: bool('DIFFSIM_GEMM_SCALAR', 'scalar instead of vec4 operand loads in the SIMT GEMM'),
   groupNorm: pattern<GroupNormFlag>('DIFFSIM_GROUPNORM', /^(?:auto|single|split(?::[1-9]\d*)?)$/, 'auto | single | split | split:<chunk elements>', 'auto', 'the GroupNorm path (auto: one dispatch per row up to 16384 elements, else split)'),
   dawnToggles: list('DIFFSIM_DAWN_TOGGLES', 'Dawn toggles to enable (Node), e.g. allow_unsafe_apis,disable_robustness'),

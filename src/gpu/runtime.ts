@@ -17,6 +17,7 @@
 import { acquireDevice, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './device.js';
 import { resolveFlags, type FlagOptions, type Flags, type FlagSource, type FlagName, type TensorCoreMode } from './flags.js';
 import { f16ArrayToF32, f32ArrayToF16 } from '../platform/half.js';
+import { Profiler, type TimestampSlot } from './profile.js';
 
 export { TENSOR_CORE_MODES, type TensorCoreMode } from './flags.js';
 
@@ -278,55 +279,53 @@ export interface DispatchArgs {
   /** Existing tensors to write, or shapes of new tensors to allocate (returned by `run`). */
   outputs: readonly (Tensor | OutputSpec)[];
   workgroups: readonly [number, number?, number?];
+  /** Floating-point operations of the dispatch (2 per multiply-add), counted by GEMM, convolution
+   *  and attention launchers from their shapes; added to `flopCount` and to profiles. */
+  flops?: number;
+  /** Bytes the dispatch moves, when the launcher knows better than the default (every binding read
+   *  or written once). */
+  bytes?: number;
 }
 
-/** Builds a uniform parameter block of 4-byte scalars in declaration order. */
+/** Builds a uniform parameter block of 4-byte scalars in declaration order. The fields are kept as
+ *  32-bit patterns in a plain array and written to an ArrayBuffer once, by `build` (one allocation
+ *  per block: blocks are built for every dispatch). */
 export class Params {
-  private view = new DataView(new ArrayBuffer(64));
-  private offset = 0;
-  private ensure(bytes: number): void {
-    if (this.offset + bytes <= this.view.byteLength) return;
-    const grown = new Uint8Array(Math.max(this.view.byteLength * 2, Math.ceil((this.offset + bytes) / 16) * 16));
-    grown.set(new Uint8Array(this.view.buffer, 0, this.offset));
-    this.view = new DataView(grown.buffer);
-  }
+  private readonly words: number[] = [];
   u32(...values: number[]): this {
-    this.ensure(4 * values.length);
     for (const v of values) {
       if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`u32 parameter out of range: ${v}`);
-      this.view.setUint32(this.offset, v, true);
-      this.offset += 4;
+      this.words.push(v);
     }
     return this;
   }
   i32(...values: number[]): this {
-    this.ensure(4 * values.length);
-    for (const v of values) {
-      this.view.setInt32(this.offset, v, true);
-      this.offset += 4;
-    }
+    for (const v of values) this.words.push(v | 0); // ToInt32, as DataView.setInt32
     return this;
   }
   f32(...values: number[]): this {
-    this.ensure(4 * values.length);
     for (const v of values) {
-      this.view.setFloat32(this.offset, v, true);
-      this.offset += 4;
+      F32_SCRATCH[0] = v;
+      this.words.push(U32_SCRATCH[0]!);
     }
     return this;
   }
   /** Appends the fields of another block. */
   append(other: Params): this {
-    this.ensure(other.offset);
-    new Uint8Array(this.view.buffer).set(new Uint8Array(other.view.buffer, 0, other.offset), this.offset);
-    this.offset += other.offset;
+    for (const w of other.words) this.words.push(w);
     return this;
   }
   build(): ArrayBuffer {
     // Uniform blocks are sized in 16-byte units.
-    return this.view.buffer.slice(0, Math.max(16, Math.ceil(this.offset / 16) * 16));
+    const n = this.words.length;
+    const out = new Uint32Array(Math.max(4, Math.ceil(n / 4) * 4));
+    for (let i = 0; i < n; i++) out[i] = this.words[i]!;
+    return out.buffer;
   }
 }
+
+const F32_SCRATCH = new Float32Array(1);
+const U32_SCRATCH = new Uint32Array(F32_SCRATCH.buffer);
 
 interface Batch {
   encoder: GPUCommandEncoder;
@@ -336,6 +335,16 @@ interface Batch {
   /** Bytes of the parameter arena used by this batch. */
   uniformUsed: number;
   dispatches: number;
+  /** Profiling with timestamps: the batch's query set and the records its query pairs time. */
+  timestamps: { slot: TimestampSlot; records: number[] } | null;
+}
+
+/** A dispatch kept for re-running alone (profiling without timestamps). */
+interface Replay {
+  pipeline: GPUComputePipeline;
+  group: GPUBindGroup;
+  params: Uint8Array | null;
+  workgroups: [number, number, number];
 }
 
 /** One f16×f16→f32 subgroup-matrix multiply shape (M×K · K×N), and which spelling of the
@@ -410,6 +419,12 @@ export class Runtime {
   private readonly inFlight: { serial: number; done: Promise<void> }[] = [];
   private readonly dispatchesPerSubmit: number;
   private readonly pendingChecks: Promise<void>[] = [];
+  /** The active profiling session (startProfile … stopProfile). */
+  private profiler: Profiler | null = null;
+  private readonly timestampSlots: TimestampSlot[] = [];
+  private replays: Replay[] = [];
+  /** GPU clock (ns) of the first begin and last end timestamp of the profiling session. */
+  private span = { begin: Infinity, end: -Infinity };
   private deviceError: Error | null = null;
   private destroyed = false;
   /** Dispatches recorded since creation (kernels whose grid is empty are not counted). */
@@ -417,6 +432,9 @@ export class Runtime {
   /** Floating-point operations of the GEMMs, convolutions and attention recorded since creation,
    *  counted by their launchers from the shapes (2 per multiply-add; see bench/diffsim.ts). */
   flopCount = 0;
+  /** Host milliseconds spent waiting for the GPU (read-backs and syncs) since creation: a stage's
+   *  wall time minus this is its host (JS) time. */
+  waitMs = 0;
   /** The tuning flags, read once at creation (src/gpu/flags.ts). */
   readonly flags: Flags;
   /** Where each flag's value came from. */
@@ -563,8 +581,10 @@ export class Runtime {
     this.endPass();
     this.ensureBatch().encoder.copyBufferToBuffer(t.storage.buffer, 0, staging, 0, size);
     this.flush();
+    const w0 = performance.now();
     try {
       await staging.mapAsync(1 /* GPUMapMode.READ */);
+      this.waitMs += performance.now() - w0;
     } catch (e) {
       staging.destroy();
       this.pool.noteExtraAllocation(-size);
@@ -735,23 +755,151 @@ export class Runtime {
       batch = this.ensureBatch();
     }
     const group = this.bindGroup(kernel, this.arena(), args.inputs.length ? [...args.inputs, ...outputs] : outputs);
-    if (!batch.pass) batch.pass = batch.encoder.beginComputePass();
+    const pass = this.profiler?.timing === 'timestamp' ? this.beginTimedPass(batch) : (batch.pass ??= batch.encoder.beginComputePass());
     if (batch.pipeline !== kernel.pipeline) {
-      batch.pass.setPipeline(kernel.pipeline);
+      pass.setPipeline(kernel.pipeline);
       batch.pipeline = kernel.pipeline;
     }
     if (kernel.uniforms) {
       const params = args.params ?? EMPTY_PARAMS;
       this.uniformData.set(new Uint8Array(params), batch.uniformUsed);
       this.dynamicOffset[0] = batch.uniformUsed;
-      batch.pass.setBindGroup(0, group, this.dynamicOffset, 0, 1);
+      pass.setBindGroup(0, group, this.dynamicOffset, 0, 1);
       batch.uniformUsed += UNIFORM_SLOT;
-    } else batch.pass.setBindGroup(0, group);
-    batch.pass.dispatchWorkgroups(x, y, z);
+    } else pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(x, y, z);
     batch.dispatches++;
     this.dispatchCount++;
+    if (args.flops) this.flopCount += args.flops;
+    if (this.profiler) this.profileDispatch(batch, kernel, group, args, outputs, [x, y, z]);
     if (batch.dispatches >= this.dispatchesPerSubmit) this.flush();
     return outputs;
+  }
+
+  // ---------------------------------------------------------------- profiling
+
+  /** Starts timing every dispatch (see src/gpu/profile.ts): with GPU timestamps when the device has
+   *  `timestamp-query` (each dispatch then runs in its own compute pass), else by re-running each
+   *  dispatch alone after the stage (`stopProfile`) and timing its submission. `timing: 'submit'`
+   *  forces the latter. Work recorded before is submitted first. */
+  startProfile(options: { timing?: 'timestamp' | 'submit' } = {}): Profiler {
+    this.assertUsable();
+    if (this.profiler) throw new Error('startProfile: a profile is already running on this runtime');
+    this.flush();
+    const hasTimestamps = this.features.has('timestamp-query');
+    const timing = options.timing ?? (hasTimestamps ? 'timestamp' : 'submit');
+    if (timing === 'timestamp' && !hasTimestamps) throw new Error("startProfile: this device has no 'timestamp-query' feature");
+    const note = timing === 'timestamp' ? '' : hasTimestamps ? 'per-submit timing was asked for' : "the device has no 'timestamp-query' feature";
+    this.profiler = new Profiler(timing, note ? `${note}: each dispatch re-run alone after the stage and timed from submit to completion, submit overhead included` : '');
+    this.replays = [];
+    this.span = { begin: Infinity, end: -Infinity };
+    return this.profiler;
+  }
+
+  /** Ends the profile: waits for the GPU and every timestamp (or re-runs and times each dispatch
+   *  alone, without timestamps). Returns the profiler, whose records now hold their times, and the
+   *  GPU span of the timed dispatches (timestamps only). */
+  async stopProfile(): Promise<{ profiler: Profiler; spanMs: number | null }> {
+    const p = this.profiler;
+    if (!p) throw new Error('stopProfile: no profile is running');
+    try {
+      await this.sync();
+    } finally {
+      this.profiler = null;
+    }
+    await p.finish();
+    if (p.timing === 'submit') await this.replayTimed(p);
+    this.replays = [];
+    const spanMs = p.timing === 'timestamp' && this.span.end >= this.span.begin ? (this.span.end - this.span.begin) / 1e6 : null;
+    return { profiler: p, spanMs };
+  }
+
+  private profileDispatch(batch: Batch, kernel: Kernel, group: GPUBindGroup, args: DispatchArgs, outputs: readonly Tensor[], wg: [number, number, number]): void {
+    const p = this.profiler!;
+    let bytes = args.bytes;
+    if (bytes === undefined) {
+      bytes = 0;
+      for (const t of args.inputs) bytes += t.byteLength;
+      for (const t of outputs) bytes += t.byteLength;
+    }
+    const index = p.add(kernel.key, wg, args.flops ?? 0, bytes);
+    if (p.timing === 'timestamp') {
+      batch.timestamps!.records.push(index);
+      batch.pass!.end();
+      batch.pass = null;
+      batch.pipeline = null;
+    } else {
+      const params = kernel.uniforms ? this.uniformData.slice(batch.uniformUsed - UNIFORM_SLOT, batch.uniformUsed) : null;
+      this.replays.push({ pipeline: kernel.pipeline, group, params, workgroups: wg });
+    }
+  }
+
+  /** Opens a compute pass for one dispatch whose beginning and end write timestamps. */
+  private beginTimedPass(batch: Batch): GPUComputePassEncoder {
+    this.endPass();
+    if (!batch.timestamps) {
+      const slot = this.timestampSlots.pop() ?? this.createTimestampSlot();
+      batch.timestamps = { slot, records: [] };
+    }
+    const at = 2 * batch.timestamps.records.length;
+    batch.pass = batch.encoder.beginComputePass({ timestampWrites: { querySet: batch.timestamps.slot.querySet, beginningOfPassWriteIndex: at, endOfPassWriteIndex: at + 1 } });
+    return batch.pass;
+  }
+
+  private createTimestampSlot(): TimestampSlot {
+    const capacity = this.dispatchesPerSubmit;
+    const bytes = 16 * capacity;
+    return {
+      querySet: this.device.createQuerySet({ type: 'timestamp', count: 2 * capacity }),
+      resolve: this.device.createBuffer({ size: bytes, usage: 0x200 | 0x4 }), // QUERY_RESOLVE | COPY_SRC
+      readback: this.device.createBuffer({ size: bytes, usage: MAP_READ_USAGE }),
+      capacity,
+    };
+  }
+
+  private async readTimestamps(p: Profiler, slot: TimestampSlot, records: readonly number[]): Promise<void> {
+    try {
+      await slot.readback.mapAsync(1 /* GPUMapMode.READ */, 0, 16 * records.length);
+    } catch {
+      return; // the records stay untimed (reported as such)
+    }
+    const ns = new BigInt64Array(slot.readback.getMappedRange(0, 16 * records.length).slice(0));
+    slot.readback.unmap();
+    this.timestampSlots.push(slot);
+    for (let i = 0; i < records.length; i++) {
+      const begin = Number(ns[2 * i]!);
+      const end = Number(ns[2 * i + 1]!);
+      // A pair the GPU did not write reads 0; a reversed pair is a broken clock: both stay untimed.
+      if (begin <= 0 || end < begin) continue;
+      p.records[records[i]!]!.ms = (end - begin) / 1e6;
+      if (begin < this.span.begin) this.span.begin = begin;
+      if (end > this.span.end) this.span.end = end;
+    }
+  }
+
+  /** Per-submit timing: every dispatch of the stage again, alone in its own submission, timed on
+   *  the host from submit to completion. The buffers it binds are still allocated (pooled) but may
+   *  hold other data by now: the times are what they are for, the results are not used. */
+  private async replayTimed(p: Profiler): Promise<void> {
+    const arena = this.arena();
+    for (let i = 0; i < this.replays.length; i++) {
+      const r = this.replays[i]!;
+      const encoder = this.device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(r.pipeline);
+      if (r.params) {
+        this.device.queue.writeBuffer(arena, 0, r.params as Uint8Array<ArrayBuffer>);
+        this.dynamicOffset[0] = 0;
+        pass.setBindGroup(0, r.group, this.dynamicOffset, 0, 1);
+      } else pass.setBindGroup(0, r.group);
+      pass.dispatchWorkgroups(...r.workgroups);
+      pass.end();
+      const t0 = performance.now();
+      this.device.queue.submit([encoder.finish()]);
+      await this.device.queue.onSubmittedWorkDone();
+      p.records[i]!.ms = performance.now() - t0;
+    }
+    this.throwIfFailed();
   }
 
   /** A workgroup grid covering `count` workgroups within the per-dimension limit. */
@@ -763,7 +911,7 @@ export class Runtime {
   }
 
   private ensureBatch(): Batch {
-    if (!this.batch) this.batch = { encoder: this.device.createCommandEncoder(), pass: null, pipeline: null, uniformUsed: 0, dispatches: 0 };
+    if (!this.batch) this.batch = { encoder: this.device.createCommandEncoder(), pass: null, pipeline: null, uniformUsed: 0, dispatches: 0, timestamps: null };
     return this.batch;
   }
 
@@ -791,7 +939,14 @@ export class Runtime {
     this.batch = null;
     // Ordered after the earlier submissions (which read the arena's previous contents) and before this one.
     if (batch.uniformUsed > 0) this.device.queue.writeBuffer(this.arena(), 0, this.uniformData, 0, batch.uniformUsed);
+    const ts = batch.timestamps;
+    if (ts) {
+      const bytes = 16 * ts.records.length;
+      batch.encoder.resolveQuerySet(ts.slot.querySet, 0, 2 * ts.records.length, ts.slot.resolve, 0);
+      batch.encoder.copyBufferToBuffer(ts.slot.resolve, 0, ts.slot.readback, 0, bytes);
+    }
     this.device.queue.submit([batch.encoder.finish()]);
+    if (ts && this.profiler) this.profiler.pending.push(this.readTimestamps(this.profiler, ts.slot, ts.records));
     const serial = ++this.submittedSerial;
     this.pool.retire(serial);
     const done = this.device.queue.onSubmittedWorkDone().then(
@@ -814,7 +969,9 @@ export class Runtime {
   /** Submits pending work and waits until the GPU has finished it. */
   async sync(): Promise<void> {
     this.flush();
+    const w0 = performance.now();
     while (this.inFlight.length) await this.inFlight[this.inFlight.length - 1]!.done;
+    this.waitMs += performance.now() - w0;
     await this.settleChecks();
     this.throwIfFailed();
   }

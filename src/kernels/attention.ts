@@ -264,7 +264,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
   const mapped = b <= MAX_BATCH_MAP;
   for (const m of [qMap, kvMap]) for (let i = 0; i < MAX_BATCH_MAP; i++) params.u32(mapped ? (m[i] ?? 0) : 0);
   // Q·Kᵀ and P·V: 2·Nq·Nk·D multiply-adds per (batch, head); causal masking is not discounted.
-  rt.flopCount += 4 * b * heads * nq * nk * d;
+  const flops = 4 * b * heads * nq * nk * d;
   const sm = rt.subgroupMatrix;
   const f16 = !!o.f16Inputs || dt.q === 'f16' || dt.k === 'f16' || dt.v === 'f16';
   const selected = sm && attentionOnTensorCores(rt.tensorCores, f16, causal);
@@ -274,12 +274,12 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions):
     const skey = `sattention:${d}:${spl.sgq}:${spl.bkv}:${sm.M}x${sm.N}x${sm.K}:${sm.syntax}:${sm.subgroupSize}:${mapped ? 'map' : 'direct'}:${dtKey}`;
     return rt.run(
       rt.kernel(skey, () => ({ code: subgroupAttentionCode(spl, sm, ATTENTION_PARAMS, mapped, dt), inputs: 3, outputs: 1, uniforms: true })),
-      { params: params.build(), inputs: [q, k, v], outputs: [{ shape: outShape, dtype: dt.q }], workgroups: [ceilDiv(nq, bq), b * heads, 1] },
+      { params: params.build(), inputs: [q, k, v], outputs: [{ shape: outShape, dtype: dt.q }], workgroups: [ceilDiv(nq, bq), b * heads, 1], flops },
     )[0]!;
   }
   const key = `attention:${d}:${pl.rt}:${pl.bq}:${pl.bk}:${causal ? 'causal' : 'full'}:${mapped ? 'map' : 'direct'}:${dtKey}`;
   return rt.run(
     rt.kernel(key, () => ({ code: attentionCode(pl, mapped, dt), inputs: 3, outputs: 1, uniforms: true })),
-    { params: params.build(), inputs: [q, k, v], outputs: [{ shape: outShape, dtype: dt.q }], workgroups: [ceilDiv(nq, pl.bq), b * heads, 1] },
+    { params: params.build(), inputs: [q, k, v], outputs: [{ shape: outShape, dtype: dt.q }], workgroups: [ceilDiv(nq, pl.bq), b * heads, 1], flops },
   )[0]!;
 }

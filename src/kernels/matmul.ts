@@ -24,6 +24,13 @@ export const TILES = {
   medium: { BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 },
   small: { BM: 32, BN: 32, BK: 16, TM: 2, TN: 2 },
   tall: { BM: 64, BN: 32, BK: 16, TM: 4, TN: 2 },
+  // Narrow tiles for GEMMs with few columns or rows, where a 32-wide tile computes mostly padding:
+  // convolutions at the U-Net's deepest levels (N = H·W = 16, 4 or 1 pixels at a 64² image) and
+  // the time-embedding projections (M = the batch, 2).
+  n16: { BM: 64, BN: 16, BK: 16, TM: 4, TN: 2 },
+  n4: { BM: 64, BN: 4, BK: 16, TM: 4, TN: 2 },
+  n2: { BM: 128, BN: 2, BK: 16, TM: 4, TN: 2 },
+  m8: { BM: 8, BN: 64, BK: 16, TM: 2, TN: 4 },
 } as const satisfies Record<string, TileConfig>;
 
 /** What a variant computes, apart from how it is tiled. */
@@ -258,6 +265,14 @@ export function chooseTile(rt: Runtime, M: number, N: number, batch: number): Ti
   const tiles = (t: TileConfig) => ceilDiv(M, t.BM) * ceilDiv(N, t.BN) * batch;
   // On the H200 the 64×64 tile beat the 128×128 one until about 512 large tiles (bench/results).
   if (!software && tiles(TILES.large) >= 512) return TILES.large;
+  if (software && (N <= 16 || M <= 8)) {
+    // On a CPU adapter every padded row or column costs as much as a real one (the workgroups
+    // already outnumber the cores): the narrowest tile that holds the short side.
+    if (N <= 2) return TILES.n2;
+    if (N <= 4) return TILES.n4;
+    if (N <= 16) return TILES.n16;
+    return TILES.m8;
+  }
   if (M <= 16 || N <= 16) return TILES.small;
   if (tiles(TILES.medium) >= (software ? 2 : 64)) return TILES.medium;
   return TILES.small;
@@ -326,19 +341,19 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
     for (const t of new Set([y, yb, ya])) if (t !== yr) t.dispose();
     return [yr];
   }
-  rt.flopCount += 2 * g.M * g.N * g.K * g.batch;
+  const flops = 2 * g.M * g.N * g.K * g.batch;
   if (sub) {
     const { tile: st, sm, name } = sub;
     const geo = subgroupGeometry(st, sm, v.bLayout === 'nk');
     const key = `sgemm:${name}:${sm.M}x${sm.N}x${sm.K}:${sm.syntax}:${sm.subgroupSize}:${v.dtypeA}:${v.dtypeB}:${operandsKey(v)}`;
     return rt.run(
       rt.kernel(key, () => ({ code: subgroupGemmCode(variant, st, sm), inputs: inputs.length, outputs: split, uniforms: true })),
-      { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, geo.BN), ceilDiv(g.M, geo.BM), g.batch] },
+      { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, geo.BN), ceilDiv(g.M, geo.BM), g.batch], flops },
     );
   }
   return rt.run(
     rt.kernel(variantKey(variant), () => ({ code: gemmCode(variant), inputs: inputs.length, outputs: split, uniforms: true })),
-    { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch] },
+    { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch], flops },
   );
 }
 

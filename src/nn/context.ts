@@ -9,6 +9,7 @@
 // any work is recorded, and returns what it recorded in a `Taps` object, the one handle to free it.
 
 import { tidy, type Tensor } from '../gpu/runtime.js';
+import { markModule } from '../gpu/profile.js';
 import { cast } from '../kernels/elementwise.js';
 import type { ActivationDType } from '../kernels/common.js';
 
@@ -187,12 +188,14 @@ export class ForwardContext {
    *  copy when the pass runs on f16 activations, so taps read the same in both precisions. */
   record(name: string, t: Tensor): void {
     if (!this.vocabulary.hasTap(name)) throw new Error(`${this.model}: tap "${name}" is recorded but not declared (a bug in the model)`);
+    if (name.endsWith(':out')) markModule(name.slice(0, -4));
     if (!this.want(name) || this.taps.has(name)) return;
     this.taps.set(name, cast(t, 'f32').keep());
   }
 
   /** Marks a module as finished; stops the pass if it is the requested stopping point. */
   finished(path: string): void {
+    markModule(path);
     if (this.stopAfter !== undefined && path === this.stopAfter) throw new StopForward(path);
   }
 

@@ -376,12 +376,12 @@ test('flags: a value that is not allowed names the flag, its variable and the al
   };
   throwsWith(() => resolveFlag('groupNorm', undefined, () => 'fast'), /^DIFFSIM_GROUPNORM=fast in the environment: groupNorm expects one of auto, single, split, split:<chunk elements>$/);
   throwsWith(() => resolveFlag('groupNorm', undefined, () => 'split:0'), /DIFFSIM_GROUPNORM=split:0/);
-  throwsWith(() => resolveFlag('gemmTile', undefined, () => 'huge'), /DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall/);
+  throwsWith(() => resolveFlag('gemmTile', undefined, () => 'huge'), /DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall, n16, n4, n2, m8/);
   throwsWith(() => resolveFlag('tcSubgroup', undefined, () => '33'), /DIFFSIM_TC_SUBGROUP=33 .*4, 8, 16, 32, 64, 128/);
   throwsWith(() => resolveFlag('gemmScalar', undefined, () => 'yes'), /DIFFSIM_GEMM_SCALAR=yes/);
   throwsWith(() => resolveFlag('gemmScalar', undefined, () => 'constructor'), /DIFFSIM_GEMM_SCALAR=constructor/);
   throwsWith(() => resolveFlags({ dawnToggles: 'a,b' as never }, () => undefined), /^dawnToggles \(DIFFSIM_DAWN_TOGGLES\): expected comma-separated names, got 'a,b'$/);
-  throwsWith(() => resolveFlags({ gemmTile: 'huge' as 'large' }, () => undefined), /^gemmTile \(DIFFSIM_GEMM_TILE\): expected one of auto, large, medium, small, tall, got 'huge'$/);
+  throwsWith(() => resolveFlags({ gemmTile: 'huge' as 'large' }, () => undefined), /^gemmTile \(DIFFSIM_GEMM_TILE\): expected one of auto, large, medium, small, tall, n16, n4, n2, m8, got 'huge'$/);
   throwsWith(() => resolveFlags({ gemmTiles: 'large' } as never, () => undefined), /unknown flag 'gemmTiles'/);
 });
 
@@ -458,7 +458,7 @@ test('the environment variables reach rt.flags (diffsim info); a bad one is an e
   assert.match(text.stdout, /^ {2}gemmTile +medium +env DIFFSIM_GEMM_TILE$/m);
   const bad = runCli(['info'], { env: { DIFFSIM_GEMM_TILE: 'huge' } });
   assert.is(bad.code, 1);
-  assert.match(bad.stderr, /^diffsim: DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall$/m);
+  assert.match(bad.stderr, /^diffsim: DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall, n16, n4, n2, m8$/m);
 });
 
 test.run();
