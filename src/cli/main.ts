@@ -147,6 +147,7 @@ async function main(argv: string[]): Promise<number> {
     case 'info':
       for (const f of flags) if (f !== '--json' && f !== '--pretty') throw new UsageError(`info: unknown option ${f}`);
       if (flags.has('--pretty') && !flags.has('--json')) throw new UsageError('info: --pretty goes with --json');
+      if (positional.length) throw new UsageError(`info: unexpected argument ${positional[0]} (info takes only --json and --pretty)`);
       await info(flags.has('--json'), flags.has('--pretty'));
       return 0;
     case 'inspect': {

@@ -13,8 +13,8 @@
 //                 (and none is ever prompted for: stdin is closed).
 //   text output   directly after an example (blank lines between allowed): its stdout.
 //
-// Every example runs in a fresh folder holding links to weights/ and test/ (so the paths in the
-// docs read as they do in a checkout) and node_modules/diffsim (this checkout), with the hub
+// Every example runs in a fresh folder holding links to weights/, test/ and docs/ (so the paths in
+// the docs, docs/data's samples included, read as they do in a checkout) and node_modules/diffsim (this checkout), with the hub
 // offline and its cache inside that folder. Outputs an example writes stay in that folder.
 //
 // Output rule (matchOutput): lines compare one by one after trailing blanks are dropped. A number
@@ -237,7 +237,7 @@ function lineMatches(got: string, want: string): boolean {
 /** A fresh folder to run examples in (see the header). */
 export function makeSandbox(root: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'diffsim-docs-'));
-  for (const name of ['weights', 'test']) symlinkSync(join(root, name), join(dir, name), 'dir');
+  for (const name of ['weights', 'test', 'docs']) symlinkSync(join(root, name), join(dir, name), 'dir');
   mkdirSync(join(dir, 'node_modules'));
   symlinkSync(root, join(dir, 'node_modules', 'diffsim'), 'dir');
   writeFileSync(join(dir, 'package.json'), `${JSON.stringify({ name: 'diffsim-docs-examples', private: true, type: 'module', dependencies: { diffsim: '*' } }, null, 2)}\n`);
