@@ -23,8 +23,9 @@ import { printJson, PRETTY_USAGE } from './json.js';
 export const SWEEP_USAGE = `  sweep BENCHMARK DIR [options]  the benchmark's accuracy over a grid of layers, steps and sizes (the
                            paper's grid searches, Figure 5): every cell as \`eval\` with its settings computes
                            it, from one pass per image, role and (size, step) that records every layer
-    --blocks down,mid,up   DiffSim U-Net blocks (default up)
-    --layers all|0,1,2     layers in each block, or the ViT's encoder layers (default all)
+    --blocks down,mid,up   DiffSim U-Net blocks (default up; not for diffsim-dit)
+    --layers all|0,1,2     layers in each block (SDXL: each sub-block's every [attention, transformer
+                           block]), the DiT blocks, or the ViT's encoder layers (default all)
     --steps 300,…,900      DiffSim step indices (default ${DEFAULT_SWEEP_STEPS.join(',')})
     --sizes 384,512,768    DiffSim image sides (default the model's)
     --metric M             ${[...SWEEP_METRICS.keys()].join(', ')} (default diffsim); other metric options as for eval
@@ -52,7 +53,7 @@ function cellName(c: SweepCellResult): string {
   const parts: string[] = [];
   if (c.size !== undefined) parts.push(`size ${c.size}`);
   if (c.step !== undefined) parts.push(`step ${c.step} (t ${c.t})`);
-  parts.push(c.block !== undefined ? `${c.block} ${c.layer}` : `layer ${c.layer}`);
+  parts.push(c.block !== undefined ? `${c.block} ${c.target ? `[${c.target.join(', ')}]` : c.layer}` : `layer ${c.layer}`);
   return parts.join(' · ');
 }
 
@@ -69,7 +70,7 @@ function table(cells: readonly SweepCellResult[]): string[] {
 }
 
 function cellJson(c: SweepCellResult) {
-  return { cell: c.cell, ...(c.size !== undefined ? { size: c.size } : {}), ...(c.step !== undefined ? { step: c.step, t: c.t } : {}), ...(c.block !== undefined ? { block: c.block } : {}), layer: c.layer, module: c.module, ...c.summary };
+  return { cell: c.cell, ...(c.size !== undefined ? { size: c.size } : {}), ...(c.step !== undefined ? { step: c.step, t: c.t } : {}), ...(c.block !== undefined ? { block: c.block } : {}), layer: c.layer, ...(c.target ? { target: c.target } : {}), module: c.module, ...c.summary };
 }
 
 async function plot(file: string, cells: readonly SweepCellResult[], title: string): Promise<void> {
@@ -161,12 +162,12 @@ export async function sweepCommand(args: string[]): Promise<number> {
       throw e;
     }
     const portable = portableSettings(metrics)[0] as Record<string, unknown>;
-    for (const k of ['block', 'layer', 'step', 't', 'module', 'heads', 'imageSize', 'layerMode', 'prompt']) delete portable[k];
+    for (const k of ['block', 'layer', 'target', 'step', 't', 'tNoise', 'tModel', 'module', 'heads', 'imageSize', 'layerMode', 'prompt']) delete portable[k];
     const sweep = runId({ benchmark, items: itemsHash(all), data: data.listing, settings: portable, ties, prompt: prompt ?? null, metric: m.metric });
     const origin = runId({ data: data.local, keys: metrics.map((x) => x.key) });
     const cells = source.groups.reduce((a, g) => a + g.cells.length, 0);
     const perGroup = units(items, dir, originalsDir, source.groups[0]!.roleDependent, source.groups[0]!.promptDependent, prompt);
-    const kind = isDiffsim ? 'U-Net' : 'encoder';
+    const kind = m.metric === 'diffsim-dit' ? 'DiT' : isDiffsim ? 'U-Net' : 'encoder';
     console.error(`diffsim: sweep ${benchmark}: ${items.length} of ${all.length} items${shard ? ` (shard ${shard.index}/${shard.count})` : ''} × ${cells} cells in ${source.groups.length} group${source.groups.length === 1 ? '' : 's'}; ${source.groups.length} × ${perGroup} images and roles = ${source.groups.length * perGroup} ${kind} passes at most; cand1 counts as more similar when s1 ${direction === 'higher' ? '>' : '<'} s2`);
     const progress = new ItemProgress(items.length * cells, `sweep ${benchmark}`, { unit: 'rows' });
     const out = opt('out');

@@ -23,7 +23,9 @@ import { DiffSim, hookTaps } from '../diffsim/core.js';
 import { DiffSimEmbedding, type ImageRole } from '../diffsim/embedding.js';
 import { resolveHook } from '../diffsim/hook.js';
 import { DIFFSIM_DEFAULTS, DiffSimSettingsError, type DiffSimBlock, type DiffSimSettingsInput } from '../diffsim/settings.js';
-import { DiffSimPairMetric, VisionPairMetric } from '../diffsim/metrics.js';
+import { DiffSimPairMetric, DiTPairMetric, VisionPairMetric } from '../diffsim/metrics.js';
+import { DiffSimDiT } from '../diffsim/dit.js';
+import { DIT_DEFAULTS, DIT_SHARED_SETTINGS, type DitSettingsInput } from '../diffsim/settings.js';
 import { VisionEmbedding, type VisionLayerEmbedding } from '../diffsim/vision.js';
 import { toRgbImage, type Metric } from '../diffsim/metric.js';
 import { encodeSafetensors, SafetensorsFile } from '../io/safetensors.js';
@@ -41,10 +43,13 @@ export interface SweepCell {
   size?: number;
   step?: number;
   t?: number;
-  /** DiffSim: the U-Net block; the ViTs have none. */
+  /** DiffSim: the U-Net block; the ViTs and DiT have none. */
   block?: string;
-  /** Index in the block list (DiffSim) or the encoder layer (ViTs). */
+  /** Index in the block list (DiffSim), the DiT block or the encoder layer (ViTs). */
   layer: number;
+  /** DiffSim on SDXL: the list-valued target ([block, attention, transformer block]; mid:
+   *  [attention, transformer block]). */
+  target?: number[];
   /** The attention module the cell reads. */
   module: string;
 }
@@ -86,7 +91,8 @@ export interface SweepSource {
 /** The grid a user asks for; each metric takes the axes it has. */
 export interface SweepGrid {
   blocks?: readonly DiffSimBlock[];
-  /** Layers (within each block for DiffSim); 'all' = every layer the model has. */
+  /** Layers (within each block for DiffSim; for SDXL each expands to every [attention,
+   *  transformer block] of that sub-block; DiT blocks); 'all' = every layer the model has. */
   layers?: readonly number[] | 'all';
   steps?: readonly number[];
   sizes?: readonly number[];
@@ -110,6 +116,33 @@ export const DEFAULT_SWEEP_STEPS: readonly number[] = [300, 400, 500, 600, 700, 
 
 const BLOCK_ORDER: Record<DiffSimBlock, number> = { down: 0, mid: 1, up: 2 };
 
+/** A DiffSim cell: SD1.5's (block, layer), or SDXL's with its full target. */
+interface Spec {
+  block: DiffSimBlock;
+  layer: number;
+  target?: number[];
+}
+
+function compareTargets(a: readonly number[] | undefined, b: readonly number[] | undefined): number {
+  const x = a ?? [];
+  const y = b ?? [];
+  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? -1) !== (y[i] ?? -1)) return (x[i] ?? -1) - (y[i] ?? -1);
+  return 0;
+}
+
+/** SDXL: every official target within sub-block `layer` of `block` (mid: the mid block, layer
+ *  0): each [attention, transformer block], in the order the U-Net runs them. */
+function xlTargets(ds: DiffSim, block: DiffSimBlock, layer: number): number[][] {
+  const u = ds.models.unet;
+  const list = block === 'down' ? u.down_blocks.slice(1) : block === 'up' ? u.up_blocks.slice(0, -1) : [u.mid_block];
+  const name = block === 'down' ? 'down_blocks[1:]' : block === 'up' ? 'up_blocks[:-1]' : 'mid_block';
+  const b = list[layer];
+  if (!Number.isInteger(layer) || !b) throw new DiffSimSettingsError(`sweep: block "${block}" has no layer ${layer}: ${name} of this SDXL U-Net has ${list.length === 1 ? 'only layer 0' : `layers 0–${list.length - 1}`}`);
+  const out: number[][] = [];
+  b.attentions.forEach((a, ai) => a.transformer_blocks.forEach((_, ti) => out.push(block === 'mid' ? [ai, ti] : [layer, ai, ti])));
+  return out;
+}
+
 function blockLayers(ds: DiffSim, block: DiffSimBlock): number {
   const u = ds.models.unet;
   return block === 'down' ? u.down_blocks.length - 1 : block === 'up' ? u.up_blocks.length - 1 : 1;
@@ -131,7 +164,7 @@ class DiffSimGroup implements SweepGroup {
   readonly promptDependent = true;
   /** Per prompt: the pass metric (the deepest cell's) and one metric per cell (for compare). */
   private readonly byPrompt = new Map<string, { pass: DiffSim; cells: DiffSim[] }>();
-  private readonly specs: { block: DiffSimBlock; layer: number }[];
+  private readonly specs: Spec[];
   passes = 0;
 
   constructor(
@@ -139,17 +172,19 @@ class DiffSimGroup implements SweepGroup {
     private readonly input: DiffSimSettingsInput,
     readonly size: number,
     readonly step: number,
-    specs: { block: DiffSimBlock; layer: number }[],
+    specs: Spec[],
   ) {
-    this.specs = [...specs].sort((x, y) => BLOCK_ORDER[x.block] - BLOCK_ORDER[y.block] || x.layer - y.layer);
+    // In the order the U-Net runs them: the last is the deepest (the pass stops after it).
+    this.specs = [...specs].sort((x, y) => BLOCK_ORDER[x.block] - BLOCK_ORDER[y.block] || x.layer - y.layer || compareTargets(x.target, y.target));
     const probe = this.metricsFor(base.settings.prompt);
     this.cells = probe.cells.map((d) => ({
-      key: `size ${size} · step ${step} · ${d.settings.block} ${d.settings.layer}`,
+      key: `size ${size} · step ${step} · ${d.settings.block} ${d.settings.target ? `[${d.settings.target.join(', ')}]` : d.settings.layer}`,
       size,
       step,
       t: d.settings.t,
       block: d.settings.block,
       layer: d.settings.layer,
+      ...(d.settings.target ? { target: [...d.settings.target] } : {}),
       module: d.settings.module,
     }));
     this.roleDependent = base.settings.noise === 'official-4-draws';
@@ -159,7 +194,7 @@ class DiffSimGroup implements SweepGroup {
   private metricsFor(prompt: string): { pass: DiffSim; cells: DiffSim[] } {
     let m = this.byPrompt.get(prompt);
     if (!m) {
-      const cells = this.specs.map(({ block, layer }) => new DiffSim(this.base.rt, this.base.models, { ...this.input, prompt, block, layer, step: this.step, imageSize: this.size }));
+      const cells = this.specs.map(({ block, layer, target }) => new DiffSim(this.base.rt, this.base.models, { ...this.input, prompt, block, layer, ...(target ? { target } : {}), step: this.step, imageSize: this.size }));
       m = { pass: cells[cells.length - 1]!, cells };
       // Few prompts at once: each keeps its text states on the GPU.
       if (this.byPrompt.size >= 8) {
@@ -215,14 +250,18 @@ function diffsimSource(metric: Metric, grid: SweepGrid): SweepSource {
   const ds = metric.diffsim;
   const input = inputOf(ds);
   const blocks = grid.blocks ?? ['up'];
-  const specs: { block: DiffSimBlock; layer: number }[] = [];
+  const specs: Spec[] = [];
+  const isXl = ds.models.xl !== undefined;
   for (const block of blocks) {
     const n = blockLayers(ds, block);
     const layers = grid.layers === undefined || grid.layers === 'all' ? Array.from({ length: n }, (_, i) => i) : grid.layers;
     for (const layer of layers) {
       // Refused here, naming the range, before any pass.
-      resolveHook(ds.models.unet, block, layer, ds.settings.variant === 'S' ? 'attn1' : 'attn2');
-      specs.push({ block, layer });
+      if (isXl) for (const target of xlTargets(ds, block, layer)) specs.push({ block, layer, target });
+      else {
+        resolveHook(ds.models.unet, block, layer, ds.settings.variant === 'S' ? 'attn1' : 'attn2');
+        specs.push({ block, layer });
+      }
     }
   }
   if (!specs.length) throw new DiffSimSettingsError('sweep: the grid has no layers');
@@ -230,8 +269,78 @@ function diffsimSource(metric: Metric, grid: SweepGrid): SweepSource {
   const steps = grid.steps ?? DEFAULT_SWEEP_STEPS;
   const groups: SweepGroup[] = [];
   for (const size of sizes) for (const step of steps) groups.push(new DiffSimGroup(ds, input, size, step, specs));
-  const { block: _b, layer: _l, step: _s, imageSize: _i, layerMode: _m, prompt: _p, ...shared } = input as Record<string, unknown>;
+  const { block: _b, layer: _l, step: _s, imageSize: _i, layerMode: _m, prompt: _p, target: _t, ...shared } = input as Record<string, unknown>;
   return { metric: metric.name, groups, settings: shared, model: ds.modelName, runtime: ds.rt };
+}
+
+// ---------------------------------------------------------------------------------------------
+// DiffSim on DiT: one group per (size, step); the cells are DiT blocks, whose attentions one pass
+// records in order (stopping after the deepest). DiT has no U-Net blocks, and the prompt does not
+// enter (the official DiT path ignores it).
+
+class DitGroup implements SweepGroup {
+  readonly label: string;
+  readonly cells: SweepCell[];
+  readonly roleDependent: boolean;
+  readonly promptDependent = false;
+  /** One metric per cell (layers ascending); the last one's pass serves them all. */
+  private readonly metrics: DiffSimDiT[];
+  passes = 0;
+
+  constructor(base: DiffSimDiT, shared: DiffSimSettingsInput, own: DitSettingsInput, size: number, step: number, layers: readonly number[]) {
+    this.metrics = [...layers].sort((a, b) => a - b).map((layer) => new DiffSimDiT(base.rt, base.models, { ...shared, layer, step, imageSize: size }, own));
+    this.cells = this.metrics.map((d) => ({ key: `size ${d.settings.imageSize} · step ${step} · block ${d.settings.layer}`, size: d.settings.imageSize, step, t: d.settings.tModel, layer: d.settings.layer, module: d.settings.module }));
+    this.roleDependent = base.settings.noise === 'official-4-draws';
+    this.label = `size ${size} · step ${step}`;
+  }
+
+  async embed(image: RgbImage, role: ImageRole): Promise<SweepTensors> {
+    const pass = this.metrics[this.metrics.length - 1]!;
+    const extra = this.metrics.slice(0, -1).flatMap((d) => ['q', 'k', 'v'].map((n) => `${d.settings.module}.${n}`));
+    const e = pass.embed(image, this.roleDependent ? role : 'A', { taps: extra });
+    this.passes++;
+    const out: SweepTensors = {};
+    this.metrics.forEach((d, i) => {
+      const last = i === this.metrics.length - 1;
+      for (const n of ['q', 'k', 'v'] as const) out[`${i}.${n}`] = last ? e[n] : e.taps.get(`${d.settings.module}.${n}`)!;
+    });
+    return out;
+  }
+
+  async compare(a: SweepTensors, bs: readonly SweepTensors[]): Promise<number[][]> {
+    const wrap = (x: SweepTensors, i: number, role: ImageRole) => {
+      const d = this.metrics[i]!;
+      return new DiffSimEmbedding(role, d.embeddingSettings, d.key, x[`${i}.q`]!, x[`${i}.k`]!, x[`${i}.v`]!, 'generator');
+    };
+    const out: number[][] = [];
+    for (const b of bs) {
+      const row: number[] = [];
+      for (let i = 0; i < this.metrics.length; i++) row.push(await this.metrics[i]!.compare(wrap(a, i, 'A'), wrap(b, i, 'B')));
+      out.push(row);
+    }
+    return out;
+  }
+
+  dispose(): void {}
+}
+
+function ditSource(metric: Metric, grid: SweepGrid): SweepSource {
+  if (!(metric instanceof DiTPairMetric)) throw new DiffSimSettingsError(`sweep: ${metric.name} is not DiffSim on DiT`);
+  if (grid.blocks) throw new DiffSimSettingsError('sweep: --blocks does not apply to diffsim-dit (its layers are the DiT blocks; give --layers)');
+  const d = metric.dit;
+  const n = d.models.dit.blocks.length;
+  const layers = grid.layers === undefined || grid.layers === 'all' ? Array.from({ length: n }, (_, i) => i) : [...grid.layers];
+  for (const l of layers) if (!Number.isInteger(l) || l < 0 || l >= n) throw new DiffSimSettingsError(`sweep: layer ${l}: the DiT has blocks 0–${n - 1}`);
+  if (!layers.length) throw new DiffSimSettingsError('sweep: the grid has no layers');
+  const s = d.settings as unknown as Record<string, unknown>;
+  const shared = Object.fromEntries(DIT_SHARED_SETTINGS.map((k) => [k, s[k]])) as DiffSimSettingsInput;
+  const own = Object.fromEntries(Object.keys(DIT_DEFAULTS).map((k) => [k, s[k]])) as DitSettingsInput;
+  const sizes = grid.sizes ?? [d.settings.imageSize];
+  const steps = grid.steps ?? DEFAULT_SWEEP_STEPS;
+  const groups: SweepGroup[] = [];
+  for (const size of sizes) for (const step of steps) groups.push(new DitGroup(d, shared, own, size, step, layers));
+  const { step: _s, layer: _l, imageSize: _i, ...common } = { ...shared, ...own } as Record<string, unknown>;
+  return { metric: metric.name, groups, settings: common, model: d.modelName, runtime: d.rt };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -284,6 +393,8 @@ function visionSource(metric: Metric, grid: SweepGrid): SweepSource {
 
 registerSweepMetric('diffsim', diffsimSource);
 registerSweepMetric('diffsim-c', diffsimSource);
+registerSweepMetric('diffsim-xl', diffsimSource);
+registerSweepMetric('diffsim-dit', ditSource);
 registerSweepMetric('clip-aas', visionSource);
 registerSweepMetric('dino-aas', visionSource);
 
@@ -306,6 +417,7 @@ export interface SweepRow extends ResultRow {
   t?: number;
   block?: string;
   layer: number;
+  target?: number[];
   module: string;
   /** The identity of the whole sweep (benchmark, data, models, shared settings): rows of other
    *  sweeps are refused. `run` is the cell's own identity. */
@@ -641,11 +753,12 @@ export function mergeSweepFiles(files: readonly string[]): { cells: SweepCellRes
         ...(r.t !== undefined ? { t: r.t } : {}),
         ...(r.block !== undefined ? { block: r.block } : {}),
         layer: r.layer,
+        ...(r.target !== undefined ? { target: r.target } : {}),
         module: r.module,
       });
     }
   }
-  const order = [...cells.values()].sort((a, b) => (a.size ?? 0) - (b.size ?? 0) || (a.step ?? 0) - (b.step ?? 0) || BLOCK_ORDER[(a.block ?? 'down') as DiffSimBlock] - BLOCK_ORDER[(b.block ?? 'down') as DiffSimBlock] || a.layer - b.layer);
+  const order = [...cells.values()].sort((a, b) => (a.size ?? 0) - (b.size ?? 0) || (a.step ?? 0) - (b.step ?? 0) || BLOCK_ORDER[(a.block ?? 'down') as DiffSimBlock] - BLOCK_ORDER[(b.block ?? 'down') as DiffSimBlock] || a.layer - b.layer || compareTargets(a.target, b.target));
   return { cells: summarizeCells(order, rows), rows };
 }
 
