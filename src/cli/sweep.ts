@@ -26,6 +26,8 @@ export const SWEEP_USAGE = `  sweep BENCHMARK DIR [options]  the benchmark's acc
     --blocks down,mid,up   DiffSim U-Net blocks (default up; not for diffsim-dit)
     --layers all|0,1,2     layers in each block (SDXL: each sub-block's every [attention, transformer
                            block]), the DiT blocks, or the ViT's encoder layers (default all)
+    --targets 0.1.0,1.0.2  diffsim-xl: these targets (block.attention.transformer block; mid:
+                           attention.transformer block) in each of --blocks, instead of --layers
     --steps 300,…,900      DiffSim step indices (default ${DEFAULT_SWEEP_STEPS.join(',')})
     --sizes 384,512,768    DiffSim image sides (default the model's)
     --metric M             ${[...SWEEP_METRICS.keys()].join(', ')} (default diffsim); other metric options as for eval
@@ -38,7 +40,7 @@ export const SWEEP_USAGE = `  sweep BENCHMARK DIR [options]  the benchmark's acc
     --json                 one line on stdout, one JSON object: every cell, the best, passes, memory
 ${PRETTY_USAGE}`;
 
-const VALUE_OPTIONS = ['originals', 'out', 'shard', 'shards', 'trials', 'listing', 'ties', 'votes-at-least', 'max-live', 'blocks', 'layers', 'steps', 'sizes', 'plot', 'spill-dir'];
+const VALUE_OPTIONS = ['originals', 'out', 'shard', 'shards', 'trials', 'listing', 'ties', 'votes-at-least', 'max-live', 'blocks', 'layers', 'targets', 'steps', 'sizes', 'plot', 'spill-dir'];
 const FLAGS = ['json', 'merge'];
 /** Metric options that are axes of the grid here. */
 const AXES: Record<string, string> = { block: 'blocks', layer: 'layers', step: 'steps', timestep: 'steps', size: 'sizes' };
@@ -137,6 +139,11 @@ export async function sweepCommand(args: string[]): Promise<number> {
     for (const b of blocks) if (b !== 'down' && b !== 'mid' && b !== 'up') throw new UsageError(`sweep: unknown block ${JSON.stringify(b)} in --blocks (down, mid, up)`);
     if (new Set(blocks).size !== blocks.length) throw new UsageError('sweep: --blocks names a block twice');
     grid.blocks = blocks as DiffSimBlock[];
+  }
+  if (opt('targets') !== undefined) {
+    if (m.metric !== 'diffsim-xl') throw new UsageError(`sweep: --targets applies to diffsim-xl, not ${m.metric}`);
+    if (opt('layers') !== undefined) throw new UsageError('sweep: give --layers or --targets, not both');
+    grid.targets = opt('targets')!.split(',').map((t) => t.trim().split('.').map((x) => integer('sweep', 'targets', x, 0, 1000)));
   }
   if (opt('layers') !== undefined) grid.layers = opt('layers') === 'all' ? 'all' : list('sweep', 'layers', opt('layers')!, 0, 1000);
   for (const [name, min, max] of [['steps', 1, 1000], ['sizes', 64, 4096]] as const) {

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import type { Runtime, Tensor } from '../gpu/runtime.js';
 import { DiffSim, hookTaps } from '../diffsim/core.js';
 import { DiffSimEmbedding, type ImageRole } from '../diffsim/embedding.js';
-import { resolveHook } from '../diffsim/hook.js';
+import { resolveHook, resolveXlHook } from '../diffsim/hook.js';
 import { DIFFSIM_DEFAULTS, DiffSimSettingsError, type DiffSimBlock, type DiffSimSettingsInput } from '../diffsim/settings.js';
 import { DiffSimPairMetric, DiTPairMetric, VisionPairMetric } from '../diffsim/metrics.js';
 import { DiffSimDiT } from '../diffsim/dit.js';
@@ -96,6 +96,9 @@ export interface SweepGrid {
   layers?: readonly number[] | 'all';
   steps?: readonly number[];
   sizes?: readonly number[];
+  /** SDXL only, instead of `layers`: these official targets in each block ([block, attention,
+   *  transformer block]; mid: [attention, transformer block]). */
+  targets?: readonly (readonly number[])[];
 }
 
 export type SweepSourceFactory = (metric: Metric, grid: SweepGrid) => SweepSource;
@@ -252,7 +255,17 @@ function diffsimSource(metric: Metric, grid: SweepGrid): SweepSource {
   const blocks = grid.blocks ?? ['up'];
   const specs: Spec[] = [];
   const isXl = ds.models.xl !== undefined;
+  if (grid.targets && !isXl) throw new DiffSimSettingsError('sweep: targets apply to SDXL (diffsim-xl) only; give layers');
+  if (grid.targets && grid.layers !== undefined) throw new DiffSimSettingsError('sweep: give either layers or targets, not both');
   for (const block of blocks) {
+    if (grid.targets) {
+      for (const t of grid.targets) {
+        // Resolved as the cell's DiffSim resolves it (refused naming the range, before any pass).
+        const target = resolveXlHook(ds.models.unet, block, t, 'attn1').target;
+        specs.push({ block, layer: block === 'mid' ? 0 : target[0]!, target });
+      }
+      continue;
+    }
     const n = blockLayers(ds, block);
     const layers = grid.layers === undefined || grid.layers === 'all' ? Array.from({ length: n }, (_, i) => i) : grid.layers;
     for (const layer of layers) {
@@ -326,6 +339,7 @@ class DitGroup implements SweepGroup {
 
 function ditSource(metric: Metric, grid: SweepGrid): SweepSource {
   if (!(metric instanceof DiTPairMetric)) throw new DiffSimSettingsError(`sweep: ${metric.name} is not DiffSim on DiT`);
+  if (grid.targets) throw new DiffSimSettingsError('sweep: targets apply to SDXL (diffsim-xl) only; the DiT layers are its blocks');
   if (grid.blocks) throw new DiffSimSettingsError('sweep: --blocks does not apply to diffsim-dit (its layers are the DiT blocks; give --layers)');
   const d = metric.dit;
   const n = d.models.dit.blocks.length;
@@ -382,7 +396,7 @@ class VisionGroup implements SweepGroup {
 
 function visionSource(metric: Metric, grid: SweepGrid): SweepSource {
   if (!(metric instanceof VisionPairMetric) || !metric.name.endsWith('-aas')) throw new DiffSimSettingsError(`sweep: ${metric.name} is not an AAS metric of a ViT`);
-  if (grid.blocks || grid.steps || grid.sizes) throw new DiffSimSettingsError(`sweep: ${metric.name} has encoder layers only (no blocks, steps or sizes)`);
+  if (grid.blocks || grid.steps || grid.sizes || grid.targets) throw new DiffSimSettingsError(`sweep: ${metric.name} has encoder layers only (no blocks, steps or sizes)`);
   const n = metric.vision.numLayers;
   const layers = grid.layers === undefined || grid.layers === 'all' ? Array.from({ length: n }, (_, i) => i) : [...grid.layers];
   for (const l of layers) if (!Number.isInteger(l) || l < 0 || l >= n) throw new DiffSimSettingsError(`sweep: layer ${l}: the ${metric.name.startsWith('clip') ? 'CLIP' : 'DINOv2'} encoder has ${n} layers (0–${n - 1})`);
