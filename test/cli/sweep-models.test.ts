@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createMetrics, type Metric } from '../../src/diffsim/metric.js';
 import { listItems } from '../../src/eval/protocols.js';
 import { sweepSource } from '../../src/eval/sweep.js';
-import { REPO_ROOT, rejects, runtime } from '../support/helpers.js';
+import { REPO_ROOT, rejects, runCli, runtime } from '../support/helpers.js';
 import { sweepEqualsEval, units, writeImage } from '../support/sweep.js';
 
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
@@ -106,6 +106,31 @@ test('diffsim-dit: 2 steps × 3 DiT blocks = separate eval runs item by item; no
   } finally {
     await m.close();
   }
+});
+
+function cli(...args: string[]) {
+  return runCli(args, { timeout: 300_000, env: { HF_HUB_OFFLINE: '1' } });
+}
+function lastJson(r: { code: number | null; stdout: string; stderr: string }, label: string): Record<string, unknown> {
+  assert.is(r.code, 0, `${label}: exit code (${r.stderr})`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+}
+type CellJson = { cell: string; layer: number; target?: number[]; module: string; accuracy: number; correct: number; interval: number[] };
+
+test('CLI: --metric diffsim-dit sweeps DiT blocks (a cell = eval with --layer), --blocks refused; diffsim-xl --targets', () => {
+  const ipref = ['ipref', IPREF, '--originals', ORIG];
+  const d = lastJson(cli('sweep', ...ipref, '--metric', 'diffsim-dit', '--dit-model', DIT, '--layers', '27,2', '--steps', '600', '--sizes', '64', '--json'), 'dit sweep');
+  const cells = d.cells as CellJson[];
+  assert.equal(cells.map((c) => [c.cell, c.module]), [['size 64 · step 600 · block 2', 'blocks.2.attn'], ['size 64 · step 600 · block 27', 'blocks.27.attn']]);
+  assert.is(d.passes, 8);
+  const e = lastJson(cli('eval', ...ipref, '--metric', 'diffsim-dit', '--dit-model', DIT, '--layer', '27', '--step', '600', '--size', '64', '--json'), 'dit eval');
+  assert.equal([cells[1]!.accuracy, cells[1]!.correct, cells[1]!.interval], [e.accuracy, e.correct, e.interval]);
+  const bad = cli('sweep', ...ipref, '--metric', 'diffsim-dit', '--dit-model', DIT, '--blocks', 'up', '--steps', '600');
+  assert.is(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /--blocks does not apply to diffsim-dit \(its layers are the DiT blocks; give --layers\)/);
+  const x = lastJson(cli('sweep', ...ipref, '--metric', 'diffsim-xl', '--model', XL, '--blocks', 'up', '--targets', '1.0.1,0.2', '--steps', '600', '--sizes', '64', '--json'), 'xl sweep');
+  assert.equal((x.cells as CellJson[]).map((c) => [c.cell, c.target]), [['size 64 · step 600 · up [0, 2, 2]', [0, 2, 2]], ['size 64 · step 600 · up [1, 0, 1]', [1, 0, 1]]]);
+  assert.is(x.passes, 8);
 });
 
 test.run();
