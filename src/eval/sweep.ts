@@ -302,7 +302,7 @@ class DitGroup implements SweepGroup {
 
   constructor(base: DiffSimDiT, shared: DiffSimSettingsInput, own: DitSettingsInput, size: number, step: number, layers: readonly number[]) {
     this.metrics = [...layers].sort((a, b) => a - b).map((layer) => new DiffSimDiT(base.rt, base.models, { ...shared, layer, step, imageSize: size }, own));
-    this.cells = this.metrics.map((d) => ({ key: `size ${d.settings.imageSize} · step ${step} · block ${d.settings.layer}`, size: d.settings.imageSize, step, t: d.settings.tModel, layer: d.settings.layer, module: d.settings.module }));
+    this.cells = this.metrics.map((d) => ({ key: `size ${d.settings.imageSize} · step ${step} · layer ${d.settings.layer}`, size: d.settings.imageSize, step, t: d.settings.tModel, layer: d.settings.layer, module: d.settings.module }));
     this.roleDependent = base.settings.noise === 'official-4-draws';
     this.label = `size ${size} · step ${step}`;
   }

@@ -94,9 +94,9 @@ test('diffsim-dit: 2 steps × 3 DiT blocks = separate eval runs item by item; no
       cellMetric: (c) => dit({ layer: c.layer, step: c.step!, imageSize: SIZE }),
     });
     assert.equal(r.sweep.cells.slice(0, 3).map((c) => [c.cell, c.module]), [
-      ['size 32 · step 600 · block 2', 'blocks.2.attn'],
-      ['size 32 · step 600 · block 13', 'blocks.13.attn'],
-      ['size 32 · step 600 · block 27', 'blocks.27.attn'],
+      ['size 32 · step 600 · layer 2', 'blocks.2.attn'],
+      ['size 32 · step 600 · layer 13', 'blocks.13.attn'],
+      ['size 32 · step 600 · layer 27', 'blocks.27.attn'],
     ]);
     assert.is(r.sweep.passes, steps.length * units(items, IPREF, { originals: ORIG, prompts: false }));
     assert.is(sweepSource(m, { steps: [600] }).groups[0]!.cells.length, 28, 'layers all: every DiT block');
@@ -121,7 +121,7 @@ test('CLI: --metric diffsim-dit sweeps DiT blocks (a cell = eval with --layer), 
   const ipref = ['ipref', IPREF, '--originals', ORIG];
   const d = lastJson(cli('sweep', ...ipref, '--metric', 'diffsim-dit', '--dit-model', DIT, '--layers', '27,2', '--steps', '600', '--sizes', '64', '--json'), 'dit sweep');
   const cells = d.cells as CellJson[];
-  assert.equal(cells.map((c) => [c.cell, c.module]), [['size 64 · step 600 · block 2', 'blocks.2.attn'], ['size 64 · step 600 · block 27', 'blocks.27.attn']]);
+  assert.equal(cells.map((c) => [c.cell, c.module]), [['size 64 · step 600 · layer 2', 'blocks.2.attn'], ['size 64 · step 600 · layer 27', 'blocks.27.attn']]);
   assert.is(d.passes, 8);
   const e = lastJson(cli('eval', ...ipref, '--metric', 'diffsim-dit', '--dit-model', DIT, '--layer', '27', '--step', '600', '--size', '64', '--json'), 'dit eval');
   assert.equal([cells[1]!.accuracy, cells[1]!.correct, cells[1]!.interval], [e.accuracy, e.correct, e.interval]);
