@@ -3,7 +3,8 @@
 // models: every item gets a decision, the accuracy is the one recomputed from the row scores with
 // the official scripts' rule for that metric (lpips compared with < where the script has an lpips
 // branch, gram as the other cosine baselines, the DiffSim variants as 'diffsim' in --metric), and
-// for one benchmark per metric the CLI's `eval --json` reports the same accuracy.
+// for one benchmark per metric the CLI's `eval --json` reports the same accuracy. Images are
+// scored at 64 px, the smallest --size the CLI takes (the library's lpips and gram take 16).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -132,13 +133,13 @@ interface Spec {
 
 const SPECS: Record<NewMetric, Spec> = {
   lpips: {
-    open: async () => createMetric('lpips', { runtime: await runtime(), lpipsModel: join(TINY, 'lpips-vgg'), lpips: { imageSize: 32 } }),
-    cli: ['--lpips-model', join(TINY, 'lpips-vgg'), '--size', '32'],
+    open: async () => createMetric('lpips', { runtime: await runtime(), lpipsModel: join(TINY, 'lpips-vgg'), lpips: { imageSize: 64 } }),
+    cli: ['--lpips-model', join(TINY, 'lpips-vgg'), '--size', '64'],
     cliBenchmark: 'nights',
   },
   gram: {
-    open: async () => createMetric('gram', { runtime: await runtime(), vggModel: join(TINY, 'vgg19'), gram: { imageSize: 32 } }),
-    cli: ['--vgg-model', join(TINY, 'vgg19'), '--size', '32'],
+    open: async () => createMetric('gram', { runtime: await runtime(), vggModel: join(TINY, 'vgg19'), gram: { imageSize: 64 } }),
+    cli: ['--vgg-model', join(TINY, 'vgg19'), '--size', '64'],
     cliBenchmark: 'dreambench',
   },
   'diffsim-xl': {
