@@ -208,6 +208,14 @@ for (const name of Object.keys(SPECS) as NewMetric[]) {
     const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { accuracy: number; total: number };
     assert.is(out.total, (await itemsOf(b)).run.length, 'CLI total');
     assert.is(out.accuracy, accuracies.get(b), 'CLI accuracy = library accuracy');
+    if (name === 'diffsim-dit') {
+      // NIGHTS' official step 500 has no DiT timestep in the official mode (the official code's
+      // index 1000 − 500 is out of range): the CLI refuses it with the way out, not a crash.
+      const n = runCli(['eval', 'nights', DATA.nights.dir, '--metric', name, '--dit-model', join(TINY, 'dit'), '--json'], { timeout: 300_000, env: { HF_HUB_OFFLINE: '1' } });
+      assert.is(n.code, 2, n.stderr);
+      assert.match(n.stderr, /501–999/);
+      assert.match(n.stderr, /intended/);
+    }
   });
 }
 
