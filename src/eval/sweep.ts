@@ -512,7 +512,9 @@ class BundlePlan {
   ) {}
 
   key(u: Use): string {
-    return `${this.group.roleDependent ? u.role : '-'}\u0000${this.group.promptDependent ? u.prompt : ''}\u0000${u.path}`;
+    const role = this.group.roleDependent ? u.role : '-';
+    const text = this.group.promptDependent ? u.prompt : undefined;
+    return `${role}\u0000${text ?? ''}\u0000${u.path}`;
   }
   plan(position: number, u: Use): void {
     const k = this.key(u);
