@@ -1,6 +1,6 @@
 // `diffsim sweep` on the layouts the main sweep suite does not cover — CUTE (prompts per item,
 // the "2x" criterion), DreamBench (one source image against ranked targets, labels) and TID2013
-// (references against distortion levels) — with the tiny SD1.5: a grid of 2 steps × 2 layers
+// (references against distortion levels) — with the tiny SD1.5: a grid of 3 steps × every layer of two blocks (mid, up)
 // scores each item exactly as separate eval runs with each cell's settings, from steps × distinct
 // (image, role, prompt) U-Net passes. (InstantStyle reads Sref's layout with Sref's protocol code,
 // covered in sweep.test.ts.) Each is a few items of a synthetic folder at 32 px.
@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createMetrics, type Metric } from '../../src/diffsim/metric.js';
 import { listItems, type BenchmarkName } from '../../src/eval/protocols.js';
+import type { DiffSimBlock } from '../../src/diffsim/settings.js';
 import { REPO_ROOT, runtime } from '../support/helpers.js';
 import { png, sweepEqualsEval, units, writeImage } from '../support/sweep.js';
 
@@ -62,15 +63,16 @@ async function check(benchmark: BenchmarkName, dir: string, take: number, expect
   const all = await listItems(benchmark, dir);
   const items = all.slice(0, take);
   assert.is(items.length, take);
-  const steps = [300, 800];
+  const steps = [300, 600, 800];
   const m = await sd({ preset: benchmark });
   try {
     const r = await sweepEqualsEval({
       benchmark, dir, items, of: all.length, metric: m,
-      grid: { blocks: ['up'], layers: [0, 2], steps, sizes: [SIZE] },
-      cellMetric: (c) => sd({ preset: benchmark, block: 'up', layer: c.layer, step: c.step!, imageSize: SIZE }),
+      grid: { blocks: ['mid', 'up'], layers: 'all', steps, sizes: [SIZE] },
+      cellMetric: (c) => sd({ preset: benchmark, block: c.block as DiffSimBlock, layer: c.layer, step: c.step!, imageSize: SIZE }),
     });
-    assert.is(r.sweep.cells.length, 2 * 2);
+    // mid has one attention block, up three (the tiny U-Net as SD1.5).
+    assert.is(r.sweep.cells.length, steps.length * (1 + 3));
     const perStep = units(items, dir);
     assert.is(perStep, expectUnits, 'distinct images × roles × prompts of the items');
     assert.is(r.sweep.passes, steps.length * perStep, 'passes = steps × sizes × distinct images × roles');
@@ -82,19 +84,19 @@ async function check(benchmark: BenchmarkName, dir: string, take: number, expect
   }
 }
 
-test('cute: 2 steps × 2 layers = separate eval runs item by item (scores, decisions, 2x); passes', async () => {
+test('cute: 3 steps × every layer of mid and up = separate eval runs item by item (scores, decisions, 2x); passes', async () => {
   // The first three items: anchors car/a/side/2 (twice) and car/b/front/2, four candidates.
   await check('cute', CUTE, 3, 6);
 });
 
-test('dreambench: 2 steps × 2 layers = separate eval runs item by item; passes', async () => {
+test('dreambench: 3 steps × every layer of mid and up = separate eval runs item by item; passes', async () => {
   const items = await listItems('dreambench', DREAM);
   assert.ok(items.every((i) => i.anchor === 'textual_inversion/src_image/cat/0_0.jpg'), 'one source image');
   // Pairs with |Δ rating| ≥ 2: (0, 1), (0, 7), (1, 3), (3, 7): one anchor, four targets.
   await check('dreambench', DREAM, items.length, 5);
 });
 
-test('tid2013: 2 steps × 2 layers = separate eval runs item by item; passes', async () => {
+test('tid2013: 3 steps × every layer of mid and up = separate eval runs item by item; passes', async () => {
   // The first three items: I01 against distortions 1–3 at levels 2 and 3.
   await check('tid2013', TID, 3, 7);
 });
