@@ -68,13 +68,13 @@ function pattern<T extends string>(envName: string, form: RegExp, values: string
   return { env: envName, values, default: def, doc, accepts, parse: (t) => (accepts(t) ? (t as T) : undefined) };
 }
 
-/** The registry. The tile names match TILES and SUBGROUP_TILES in src/kernels (a test checks). */
+/** The registry. The tile names match TILES, LANE_TILES and SUBGROUP_TILES in src/kernels (a test checks). */
 export const FLAGS = {
   tensorCores: choice('DIFFSIM_TENSOR_CORES', TENSOR_CORE_MODES, 'auto', 'GEMMs, convolutions and attention on f16 subgroup matrices (as --tensor-cores); emulate: the builtins written out in WGSL (checks, slow)'),
   tcShape: choice('DIFFSIM_TC_SHAPE', ['16x16x16', '16x8x16', '8x8x8'], '16x16x16', 'the subgroup-matrix shape M×N×K under tensorCores emulate'),
   tcSubgroup: intChoice('DIFFSIM_TC_SUBGROUP', [4, 8, 16, 32, 64, 128], 32, 'the subgroup size the kernels assume under tensorCores emulate'),
   tcTile: choice('DIFFSIM_TC_TILE', ['auto', 'large', 'medium'], 'auto', 'the subgroup-matrix GEMM tile (auto: large once it fills the GPU)'),
-  gemmTile: choice('DIFFSIM_GEMM_TILE', ['auto', 'large', 'medium', 'small', 'tall', 'n16', 'n4', 'n2', 'm8'], 'auto', 'the SIMT GEMM tile (auto: by problem size and adapter)'),
+  gemmTile: choice('DIFFSIM_GEMM_TILE', ['auto', 'large', 'medium', 'small', 'tall', 'n16', 'n4', 'n2', 'm8', 'ln2r4', 'ln2r2', 'ln2r1', 'lm2r2', 'lm2r1'], 'auto', 'the SIMT GEMM tile: a workgroup-memory tile (large … m8) or a lane tile (l…, subgroup broadcasts, no workgroup memory; the default on CPU adapters with fixed-size subgroups); auto: by problem size and adapter'),
   gemmScalar: bool('DIFFSIM_GEMM_SCALAR', 'scalar instead of vec4 operand loads in the SIMT GEMM'),
   groupNorm: pattern<GroupNormFlag>('DIFFSIM_GROUPNORM', /^(?:auto|single|split(?::[1-9]\d*)?)$/, 'auto | single | split | split:<chunk elements>', 'auto', 'the GroupNorm path (auto: one dispatch per row up to 16384 elements, else split)'),
   dawnToggles: list('DIFFSIM_DAWN_TOGGLES', 'Dawn toggles to enable (Node), e.g. allow_unsafe_apis,disable_robustness'),

@@ -11,6 +11,7 @@
 
 import { ShapeError, numelOf, type Runtime, type SubgroupMatrixSupport, type Tensor } from '../gpu/runtime.js';
 import { SUBGROUP_TILES, subgroupGeometry, subgroupGemmCode, type SubgroupTile } from './matmul-subgroup.js';
+import { LANE_TILES, cheapestLaneTile, laneGemmCode, laneWorkgroups, type LaneTile } from './matmul-lanes.js';
 import { GEMM_PARAMS, gemmEpilogue, load, type GemmVariant, type TileConfig } from './gemm-code.js';
 
 export type { TileConfig };
@@ -260,7 +261,7 @@ interface GemmLaunch {
  *  (DIFFSIM_GEMM_TILE) forces one (tests, benchmarks). */
 export function chooseTile(rt: Runtime, M: number, N: number, batch: number): TileConfig {
   const forced = rt.flags.gemmTile;
-  if (forced !== 'auto') return TILES[forced];
+  if (forced !== 'auto' && forced in TILES) return TILES[forced as keyof typeof TILES];
   const software = rt.adapterInfo.isFallbackAdapter;
   const tiles = (t: TileConfig) => ceilDiv(M, t.BM) * ceilDiv(N, t.BN) * batch;
   // On the H200 the 64×64 tile beat the 128×128 one until about 512 large tiles (bench/results).
@@ -276,6 +277,27 @@ export function chooseTile(rt: Runtime, M: number, N: number, batch: number): Ti
   if (M <= 16 || N <= 16) return TILES.small;
   if (tiles(TILES.medium) >= (software ? 2 : 64)) return TILES.medium;
   return TILES.small;
+}
+
+/** Every name the `gemmTile` flag takes besides auto: the workgroup-memory tiles, then the lane tiles. */
+export const GEMM_TILE_NAMES = [...Object.keys(TILES), ...Object.keys(LANE_TILES)] as (keyof typeof TILES | keyof typeof LANE_TILES)[];
+
+/** The lane GEMM (matmul-lanes.ts) for this problem, or null for the workgroup-memory kernel: on
+ *  CPU adapters whose subgroups have one fixed size, or wherever the `gemmTile` flag forces a lane
+ *  tile (an adapter without such subgroups is then an error, not a silent fallback). */
+export function chooseLaneTile(rt: Runtime, M: number, N: number, batch: number): { name: keyof typeof LANE_TILES; tile: LaneTile; S: number } | null {
+  const forced = rt.flags.gemmTile;
+  if (forced !== 'auto' && !(forced in LANE_TILES)) return null;
+  const info = rt.adapterInfo;
+  const S = rt.hasSubgroups && info.subgroupMinSize && info.subgroupMinSize === info.subgroupMaxSize ? info.subgroupMinSize : 0;
+  if (forced !== 'auto') {
+    if (!S) throw new Error(`gemmTile ${forced}: the lane GEMM needs subgroups of one fixed size; this adapter has ${rt.hasSubgroups ? `sizes ${info.subgroupMinSize}–${info.subgroupMaxSize}` : 'no subgroups'}`);
+    const name = forced as keyof typeof LANE_TILES;
+    return { name, tile: LANE_TILES[name], S };
+  }
+  if (!info.isFallbackAdapter || !S || 64 % S !== 0) return null;
+  const name = cheapestLaneTile(S, M, N, batch);
+  return { name, tile: LANE_TILES[name], S };
 }
 
 /** The subgroup-matrix tile for this GEMM, or null for the SIMT kernel: only where the runtime
@@ -349,6 +371,14 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
     return rt.run(
       rt.kernel(key, () => ({ code: subgroupGemmCode(variant, st, sm), inputs: inputs.length, outputs: split, uniforms: true })),
       { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, geo.BN), ceilDiv(g.M, geo.BM), g.batch], flops },
+    );
+  }
+  const lanes = chooseLaneTile(rt, g.M, g.N, g.batch);
+  if (lanes) {
+    const { name, tile: lt, S } = lanes;
+    return rt.run(
+      rt.kernel(`lgemm:${name}:${S}:${v.dtypeA}:${v.dtypeB}:${operandsKey(v)}`, () => ({ code: laneGemmCode(v, lt, S), inputs: inputs.length, outputs: split, uniforms: true })),
+      { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: laneWorkgroups(lt, S, g.M, g.N, g.batch), flops },
     );
   }
   return rt.run(

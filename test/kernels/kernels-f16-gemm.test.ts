@@ -1,6 +1,6 @@
 // f16 activations through every GEMM form (linear, fused q/k/v, matmul, conv2d as an implicit
-// im2col GEMM and as a 1×1 GEMM, 1×1 to token rows, 1×1 from token rows), on the SIMT kernel and on
-// the subgroup-matrix kernel (its builtins emulated in WGSL), against the float64 references on the
+// im2col GEMM and as a 1×1 GEMM, 1×1 to token rows, 1×1 from token rows), on the SIMT kernel, the
+// lane kernel (along n and along m) and on the subgroup-matrix kernel (its builtins emulated in WGSL), against the float64 references on the
 // operands the kernels multiply: activations and f16 weights rounded to f16 first (so they are exact
 // on the GPU); f32 weights as they are on SIMT and rounded to f16 on the subgroup kernel, which
 // stages them so. The emulated kernel runs Apple's 8×8×8 shape with the medium tile: its pipelines
@@ -30,7 +30,7 @@ interface Path {
   name: string;
   rt: Runtime;
   /** Key prefix of its GEMM kernels: every GEMM a check runs must be this family's. */
-  prefix: 'gemm:' | 'sgemm:';
+  prefix: 'gemm:' | 'sgemm:' | 'lgemm:';
   /** An f32 operand as the kernel multiplies it (the subgroup kernel stages f16). */
   stage: (x: Float32Array) => Float32Array;
   /** Normalised-error tolerance of f32 results (f32 accumulation only). */
@@ -82,7 +82,7 @@ async function run(p: Path, label: string, fn: () => Tensor | Tensor[]): Promise
   p.keys.length = 0;
   const out = tidy(fn);
   const list = Array.isArray(out) ? out : [out];
-  const gemms = p.keys.filter((k) => /^s?gemm:/.test(k));
+  const gemms = p.keys.filter((k) => /^[sl]?gemm:/.test(k));
   assert.ok(gemms.length > 0 && gemms.every((k) => k.startsWith(p.prefix)), `${p.name} ${label}: expected ${p.prefix} kernels, ran ${gemms.join(', ') || 'no GEMM'}`);
   try {
     const values = await Promise.all(list.map((t) => t.read() as Promise<Float32Array>));
@@ -306,6 +306,17 @@ test.after(async () => {
   // change how f16 operands are read or results written.
   await checkForms(await simtPath('small'), true);
 });
+
+for (const tile of ['ln2r4', 'lm2r2'] as const) {
+  (f16 && simtRuntime.hasSubgroups ? test : test.skip)(`f16 activations on the lane GEMM, tile ${tile}: every form (tolerance ${TOL16})`, async () => {
+    const rt = await Runtime.create({ tensorCores: 'off', flags: { gemmTile: tile } });
+    try {
+      await checkForms(makePath(`lane ${tile}`, rt, 'lgemm:', (x) => x, 1e-5), false);
+    } finally {
+      rt.destroy();
+    }
+  });
+}
 
 (f16 ? test : test.skip)(`f16 activations on the subgroup-matrix GEMM (emulated 8x8x8, medium tile): every form (tolerance ${TOL16})`, async () => {
   const rt = await Runtime.create({ tensorCores: 'emulate', flags: { tcShape: '8x8x8', tcTile: 'medium' } });

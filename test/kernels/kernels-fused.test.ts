@@ -4,16 +4,20 @@
 // GEMM tests: normalised error ≤ 1e-5 (fp32 accumulation).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { conv1x1FromTokens, conv2d, linear, linearSplit, TILES } from '../../src/kernels/matmul.js';
+import { conv1x1FromTokens, conv2d, linear, linearSplit, GEMM_TILE_NAMES } from '../../src/kernels/matmul.js';
 import { f16ArrayToF32, f32ArrayToF16 } from '../../src/platform/half.js';
 import type { Runtime } from '../../src/gpu/runtime.js';
 import { assertClose, block, randn, rejects, runtime, take, runtimeWith } from '../support/helpers.js';
 import { convOutSize, refConv, refLinear, refPermute, type ConvShape } from '../support/reference.js';
 
 const TOL = 1e-5;
+/** The epilogue tests run on the tile chosen by size (a lane tile on CPU adapters), a workgroup-memory
+ *  tile and a lane tile along m. */
+const EPILOGUE_TILES: (TileName | undefined)[] = [undefined, 'medium', 'lm2r1'];
 
 /** `fn` on a runtime with the tile forced by its flag, or on the shared one (tile chosen by size). */
-const withTile = async <T>(tile: keyof typeof TILES | undefined, fn: (rt: Runtime) => Promise<T>): Promise<T> => fn(tile ? await runtimeWith({ gemmTile: tile }) : await runtime());
+type TileName = (typeof GEMM_TILE_NAMES)[number];
+const withTile = async <T>(tile: TileName | undefined, fn: (rt: Runtime) => Promise<T>): Promise<T> => fn(tile ? await runtimeWith({ gemmTile: tile }) : await runtime());
 
 // [M, K, n (per part), parts]
 const SPLIT_CASES: [number, number, number, number][] = [
@@ -25,7 +29,7 @@ const SPLIT_CASES: [number, number, number, number][] = [
   [70, 320, 32, 3],
 ];
 
-for (const tile of [undefined, ...(Object.keys(TILES) as (keyof typeof TILES)[])]) {
+for (const tile of [undefined, ...GEMM_TILE_NAMES]) {
   test(`linearSplit: parts of x·Wᵀ + b equal the reference linears, tile ${tile ?? 'auto'}`, async () => {
     await withTile(tile, async (rt) => {
       let seed = 300;
@@ -82,8 +86,7 @@ const CONV_CASES: ConvShape[] = [
   { b: 1, cin: 7, h: 11, w: 13, cout: 70, kh: 3, kw: 3, stride: 2, pad: [0, 1, 0, 1] },
 ];
 
-test('conv2d batchBias: conv + bias[c] + batchBias[b, c] (then the residual), awkward shapes', async () => {
-  const rt = await runtime();
+for (const tile of EPILOGUE_TILES) test(`conv2d batchBias: conv + bias[c] + batchBias[b, c] (then the residual), awkward shapes, tile ${tile ?? 'auto'}`, () => withTile(tile, async (rt) => {
   let seed = 500;
   for (const c of CONV_CASES) {
     await block(async () => {
@@ -107,10 +110,9 @@ test('conv2d batchBias: conv + bias[c] + batchBias[b, c] (then the residual), aw
     });
   }
   await rejects(() => conv2d(rt.upload(new Float32Array(2 * 3 * 4), [2, 3, 2, 2]), rt.upload(new Float32Array(15), [5, 3, 1, 1]), { batchBias: rt.upload(new Float32Array(5), [1, 5]) }), /batchBias \[1, 5\] is not \[2, 5\]/, 'batchBias shape');
-});
+}));
 
-test('conv2d tokensOut (1×1): (B, H·W, Cout) rows equal the NCHW conv transposed; refuses 3×3', async () => {
-  const rt = await runtime();
+for (const tile of EPILOGUE_TILES) test(`conv2d tokensOut (1×1): (B, H·W, Cout) rows equal the NCHW conv transposed; refuses 3×3, tile ${tile ?? 'auto'}`, () => withTile(tile, async (rt) => {
   let seed = 600;
   for (const [b, cin, h, w, cout] of [
     [1, 1, 1, 1, 1],
@@ -130,10 +132,9 @@ test('conv2d tokensOut (1×1): (B, H·W, Cout) rows equal the NCHW conv transpos
     });
   }
   await rejects(() => conv2d(rt.upload(new Float32Array(9), [1, 1, 3, 3]), rt.upload(new Float32Array(9), [1, 1, 3, 3]), { tokensOut: true }), /tokensOut needs a 1×1/, '3×3');
-});
+}));
 
-test('conv1x1FromTokens: tokens (B, H·W, Cin) as NCHW → [B, Cout, H, W] + bias + residual; f16 weights', async () => {
-  const rt = await runtime();
+for (const tile of EPILOGUE_TILES) test(`conv1x1FromTokens: tokens (B, H·W, Cin) as NCHW → [B, Cout, H, W] + bias + residual; f16 weights, tile ${tile ?? 'auto'}`, () => withTile(tile, async (rt) => {
   let seed = 700;
   for (const [b, cin, h, w, cout] of [
     [1, 1, 1, 1, 1],
@@ -160,6 +161,6 @@ test('conv1x1FromTokens: tokens (B, H·W, Cin) as NCHW → [B, Cout, H, W] + bia
     }
   }
   await rejects(() => conv1x1FromTokens(rt.upload(new Float32Array(12), [1, 4, 3]), rt.upload(new Float32Array(6), [2, 3, 1, 1]), 2, 3), /are not \(B, 2·3, C\)/, 'token count');
-});
+}));
 
 test.run();

@@ -3,17 +3,17 @@
 // for every tile configuration. Tolerance: normalised error ≤ 1e-5 (fp32 accumulation).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { conv2d, linear, matmul, TILES } from '../../src/kernels/matmul.js';
+import { conv2d, linear, matmul, GEMM_TILE_NAMES } from '../../src/kernels/matmul.js';
 import { f16ArrayToF32, f32ArrayToF16 } from '../../src/platform/half.js';
 import type { Runtime } from '../../src/gpu/runtime.js';
 import { assertClose, randn, rejects, rng, runtime, block, compute, runtimeWith } from '../support/helpers.js';
 import { convOutSize, refConv, refConvAt, refLinear, refMatmul, type ActName, type ConvShape } from '../support/reference.js';
 
 const TOL = 1e-5;
-const TILE_NAMES = Object.keys(TILES) as (keyof typeof TILES)[];
+const TILE_NAMES = GEMM_TILE_NAMES;
 
 /** `fn` on a runtime with the tile forced by its flag, or on the shared one (tile chosen by size). */
-const withTile = async <T>(tile: keyof typeof TILES | undefined, fn: (rt: Runtime) => Promise<T>): Promise<T> => fn(tile ? await runtimeWith({ gemmTile: tile }) : await runtime());
+const withTile = async <T>(tile: (typeof GEMM_TILE_NAMES)[number] | undefined, fn: (rt: Runtime) => Promise<T>): Promise<T> => fn(tile ? await runtimeWith({ gemmTile: tile }) : await runtime());
 
 const AWKWARD: [number, number, number][] = [
   [1, 1, 1],

@@ -5,7 +5,8 @@ import { f16BitsToF32, f32ToF16Bits } from '../../src/platform/half.js';
 import { affine, add, unary } from '../../src/kernels/elementwise.js';
 import { FLAGS, FlagError, resolveFlag, resolveFlags, type FlagName } from '../../src/gpu/flags.js';
 import { env } from '../../src/platform/env.js';
-import { TILES } from '../../src/kernels/matmul.js';
+import { GEMM_TILE_NAMES, TILES } from '../../src/kernels/matmul.js';
+import { LANE_TILES } from '../../src/kernels/matmul-lanes.js';
 import { SUBGROUP_TILES } from '../../src/kernels/matmul-subgroup.js';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -376,17 +377,18 @@ test('flags: a value that is not allowed names the flag, its variable and the al
   };
   throwsWith(() => resolveFlag('groupNorm', undefined, () => 'fast'), /^DIFFSIM_GROUPNORM=fast in the environment: groupNorm expects one of auto, single, split, split:<chunk elements>$/);
   throwsWith(() => resolveFlag('groupNorm', undefined, () => 'split:0'), /DIFFSIM_GROUPNORM=split:0/);
-  throwsWith(() => resolveFlag('gemmTile', undefined, () => 'huge'), /DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall, n16, n4, n2, m8/);
+  throwsWith(() => resolveFlag('gemmTile', undefined, () => 'huge'), /DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall, n16, n4, n2, m8, ln2r4, ln2r2, ln2r1, lm2r2, lm2r1/);
   throwsWith(() => resolveFlag('tcSubgroup', undefined, () => '33'), /DIFFSIM_TC_SUBGROUP=33 .*4, 8, 16, 32, 64, 128/);
   throwsWith(() => resolveFlag('gemmScalar', undefined, () => 'yes'), /DIFFSIM_GEMM_SCALAR=yes/);
   throwsWith(() => resolveFlag('gemmScalar', undefined, () => 'constructor'), /DIFFSIM_GEMM_SCALAR=constructor/);
   throwsWith(() => resolveFlags({ dawnToggles: 'a,b' as never }, () => undefined), /^dawnToggles \(DIFFSIM_DAWN_TOGGLES\): expected comma-separated names, got 'a,b'$/);
-  throwsWith(() => resolveFlags({ gemmTile: 'huge' as 'large' }, () => undefined), /^gemmTile \(DIFFSIM_GEMM_TILE\): expected one of auto, large, medium, small, tall, n16, n4, n2, m8, got 'huge'$/);
+  throwsWith(() => resolveFlags({ gemmTile: 'huge' as 'large' }, () => undefined), /^gemmTile \(DIFFSIM_GEMM_TILE\): expected one of auto, large, medium, small, tall, n16, n4, n2, m8, ln2r4, ln2r2, ln2r1, lm2r2, lm2r1, got 'huge'$/);
   throwsWith(() => resolveFlags({ gemmTiles: 'large' } as never, () => undefined), /unknown flag 'gemmTiles'/);
 });
 
 test('the tile flags name the kernels\' tiles', () => {
-  assert.equal(FLAGS.gemmTile.values.split(' | '), ['auto', ...Object.keys(TILES)]);
+  assert.equal(FLAGS.gemmTile.values.split(' | '), ['auto', ...GEMM_TILE_NAMES]);
+  assert.equal(GEMM_TILE_NAMES, [...Object.keys(TILES), ...Object.keys(LANE_TILES)]);
   assert.equal(FLAGS.tcTile.values.split(' | '), ['auto', ...Object.keys(SUBGROUP_TILES)]);
 });
 
@@ -458,7 +460,7 @@ test('the environment variables reach rt.flags (diffsim info); a bad one is an e
   assert.match(text.stdout, /^ {2}gemmTile +medium +env DIFFSIM_GEMM_TILE$/m);
   const bad = runCli(['info'], { env: { DIFFSIM_GEMM_TILE: 'huge' } });
   assert.is(bad.code, 1);
-  assert.match(bad.stderr, /^diffsim: DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall, n16, n4, n2, m8$/m);
+  assert.match(bad.stderr, /^diffsim: DIFFSIM_GEMM_TILE=huge in the environment: gemmTile expects one of auto, large, medium, small, tall, n16, n4, n2, m8, ln2r4, ln2r2, ln2r1, lm2r2, lm2r1$/m);
 });
 
 test.run();
