@@ -60,6 +60,7 @@ export const GEMM_PARAMS = /* wgsl */ `struct P {
   M: u32, N: u32, K: u32, batch_a: u32,
   batch_b: u32, batch_c: u32, ow: u32, ih: u32,
   iw: u32, pad_top: u32, pad_left: u32, split_n: u32,
+  batch: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 @group(0) @binding(0) var<uniform> p: P;`;
 

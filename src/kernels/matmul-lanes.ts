@@ -43,8 +43,11 @@ export type LaneVariant = Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>;
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
-/** WGSL of the lane GEMM for subgroups of exactly `S` invocations. */
-export function laneGemmCode(v: LaneVariant, t: LaneTile, S: number): string {
+/** WGSL of the lane GEMM for subgroups of exactly `S` invocations. With `fold` (A shared by the
+ *  batch: a convolution's or linear's weight) the batch elements' columns form one axis of
+ *  batch·N columns, so a weight row is loaded once for all of them: the U-Net's deepest
+ *  convolutions have 1 or 4 pixels per image, fewer than a subgroup. */
+export function laneGemmCode(v: LaneVariant, t: LaneTile, S: number, fold: boolean): string {
   const { axis, WG, TL, RS } = t;
   if (WG % S !== 0) throw new Error(`lane gemm: workgroup ${WG} is not a multiple of the subgroup size ${S}`);
   const TS = S * RS; // outputs along the shared axis
@@ -59,8 +62,12 @@ export function laneGemmCode(v: LaneVariant, t: LaneTile, S: number): string {
   const aRows = axis === 'n' ? range(RS).map((r) => ({ name: `ra${r}`, idx: sharedIdx(r) })) : range(TL).map((l) => ({ name: `ra${l}`, idx: laneIdx(l) }));
   const bCols = axis === 'n' ? range(TL).map((l) => ({ name: `cb${l}`, idx: laneIdx(l) })) : range(RS).map((r) => ({ name: `cb${r}`, idx: sharedIdx(r) }));
   for (const a of aRows) setup.push(`let ${a.name} = a_base + min(${a.idx}, p.M - 1u) * p.K;`);
-  for (const b of bCols) setup.push(`let ${b.name} = min(${b.idx}, p.N - 1u);`);
-  if (v.bLayout === 'nk') for (const b of bCols) setup.push(`let ${b.name}k = b_base + ${b.name} * p.K;`);
+  // Per column: its index within its batch element and that element's offset into B.
+  for (const b of bCols) {
+    if (fold) setup.push(`let ${b.name}f = min(${b.idx}, p.N * p.batch - 1u); let ${b.name} = ${b.name}f % p.N; let ${b.name}b = (${b.name}f / p.N) * p.batch_b;`);
+    else setup.push(`let ${b.name} = min(${b.idx}, p.N - 1u); let ${b.name}b = b_base;`);
+  }
+  if (v.bLayout === 'nk') for (const b of bCols) setup.push(`let ${b.name}k = ${b.name}b + ${b.name} * p.K;`);
   if (v.bLayout === 'im2col') {
     const c = v.conv!;
     for (const b of bCols) setup.push(`let ${b.name}y = i32((${b.name} / p.ow) * ${c.stride}u) - i32(p.pad_top); let ${b.name}x = i32((${b.name} % p.ow) * ${c.stride}u) - i32(p.pad_left);`);
@@ -74,12 +81,12 @@ export function laneGemmCode(v: LaneVariant, t: LaneTile, S: number): string {
     for (const b of bCols) {
       const n = b.name;
       if (v.bLayout === 'nk') lines.push(`let ${n}v${sfx} = ${load('B', v.dtypeB, `${n}k + ${k}`)};`);
-      else if (v.bLayout === 'kn') lines.push(`let ${n}v${sfx} = ${load('B', v.dtypeB, `b_base + (${k}) * p.N + ${n}`)};`);
+      else if (v.bLayout === 'kn') lines.push(`let ${n}v${sfx} = ${load('B', v.dtypeB, `${n}b + (${k}) * p.N + ${n}`)};`);
       else {
         const { kx } = tap!;
         lines.push(`let ${n}y${sfx} = ${n}y + ky; let ${n}x${sfx} = ${n}x + ${kx};
       let ${n}ok${sfx} = ${n}y${sfx} >= 0 && ${n}x${sfx} >= 0 && u32(${n}y${sfx}) < p.ih && u32(${n}x${sfx}) < p.iw;
-      let ${n}v${sfx} = select(0.0, ${load('B', v.dtypeB, `select(0u, plane + u32(${n}y${sfx}) * p.iw + u32(${n}x${sfx}), ${n}ok${sfx})`)}, ${n}ok${sfx});`);
+      let ${n}v${sfx} = select(0.0, ${load('B', v.dtypeB, `select(0u, ${n}b + plane + u32(${n}y${sfx}) * p.iw + u32(${n}x${sfx}), ${n}ok${sfx})`)}, ${n}ok${sfx});`);
       }
     }
     // The shared operand's values, broadcast from the lane that loaded them.
@@ -102,7 +109,7 @@ export function laneGemmCode(v: LaneVariant, t: LaneTile, S: number): string {
     const taps = range(c.kw).map((kx) => `{\n      ${step(`k + ${kx}u`, { kx })}\n      }`);
     body = `let rows = (p.K / ${c.kh * c.kw}u) * ${c.kh}u;
     for (var cr = 0u; cr < rows; cr++) {
-      let plane = b_base + (cr / ${c.kh}u) * p.ih * p.iw;
+      let plane = (cr / ${c.kh}u) * p.ih * p.iw;
       let ky = i32(cr % ${c.kh}u);
       let k = cr * ${c.kw}u;
       ${taps.join('\n      ')}
@@ -126,9 +133,16 @@ export function laneGemmCode(v: LaneVariant, t: LaneTile, S: number): string {
     let l = i / ${TS}u;
     let s = i % ${TS}u;
     let gm = ${gmExpr};
-    let gn = ${gnExpr};
     let value = sums[i];
-    if (gm < p.M && gn < p.N) { ${store} }
+    ${fold ? `let col = ${gnExpr};
+    let bz = col / p.N;
+    let gn = col - bz * p.N;
+    if (gm < p.M && bz < p.batch) {` : `let bz = wid.z;
+    let gn = ${gnExpr};
+    if (gm < p.M && gn < p.N) {`}
+      let c_base = bz * p.batch_c;
+      ${store}
+    }
   }`;
   const { bindings } = gemmEpilogue(v as GemmVariant, aType, bType, '0.0');
   return /* wgsl */ `${enableF16(v.dtypeC)}
@@ -139,10 +153,8 @@ ${v.act === 'none' ? 'fn act_none(x: f32) -> f32 { return x; }' : WGSL_ACTIVATIO
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
-  let bz = wid.z;
-  let a_base = bz * p.batch_a;
-  let b_base = bz * p.batch_b;
-  let c_base = bz * p.batch_c;
+  let a_base = wid.z * p.batch_a;
+  let b_base = wid.z * p.batch_b;
   ${setup.join('\n  ')}
   ${range(TL).flatMap((l) => range(TS).map((s) => `var ${accName(l, s)} = 0.0;`)).join(' ')}
   ${body}
@@ -153,19 +165,21 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 /** The lane tile of least estimated cost for an M×N GEMM (batch of them): per lane and k, one unit
  *  per load and 1/8 per multiply-add (a SIMD lane's share of an 8-wide FMA), over all the lanes
  *  launched, padding included. */
-export function cheapestLaneTile(S: number, M: number, N: number, batch: number): keyof typeof LANE_TILES {
+export function cheapestLaneTile(S: number, M: number, N: number, batch: number, fold: boolean): keyof typeof LANE_TILES {
   let best: keyof typeof LANE_TILES = 'ln2r4';
   let bestCost = Infinity;
   for (const [name, t] of Object.entries(LANE_TILES) as [keyof typeof LANE_TILES, LaneTile][]) {
-    const [x, y, z] = laneWorkgroups(t, S, M, N, batch);
+    const [x, y, z] = laneWorkgroups(t, S, M, N, batch, fold);
     const cost = x * y * z * t.WG * (t.TL + t.RS + (t.TL * S * t.RS) / 8);
     if (cost < bestCost) [best, bestCost] = [name, cost];
   }
   return best;
 }
 
-/** Workgroups of a lane GEMM: [columns, rows, batch]. */
-export function laneWorkgroups(t: LaneTile, S: number, M: number, N: number, batch: number): [number, number, number] {
+/** Workgroups of a lane GEMM: [columns, rows, batch] (the batch in the columns with `fold`). */
+export function laneWorkgroups(t: LaneTile, S: number, M: number, N: number, batch: number, fold: boolean): [number, number, number] {
   const cdiv = (a: number, b: number) => Math.ceil(a / b);
-  return t.axis === 'n' ? [cdiv(N, t.WG * t.TL), cdiv(M, S * t.RS), batch] : [cdiv(N, S * t.RS), cdiv(M, t.WG * t.TL), batch];
+  const cols = fold ? N * batch : N;
+  const z = fold ? 1 : batch;
+  return t.axis === 'n' ? [cdiv(cols, t.WG * t.TL), cdiv(M, S * t.RS), z] : [cdiv(cols, S * t.RS), cdiv(M, t.WG * t.TL), z];
 }

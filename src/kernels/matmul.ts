@@ -285,7 +285,7 @@ export const GEMM_TILE_NAMES = [...Object.keys(TILES), ...Object.keys(LANE_TILES
 /** The lane GEMM (matmul-lanes.ts) for this problem, or null for the workgroup-memory kernel: on
  *  CPU adapters whose subgroups have one fixed size, or wherever the `gemmTile` flag forces a lane
  *  tile (an adapter without such subgroups is then an error, not a silent fallback). */
-export function chooseLaneTile(rt: Runtime, M: number, N: number, batch: number): { name: keyof typeof LANE_TILES; tile: LaneTile; S: number } | null {
+export function chooseLaneTile(rt: Runtime, M: number, N: number, batch: number, fold = false): { name: keyof typeof LANE_TILES; tile: LaneTile; S: number } | null {
   const forced = rt.flags.gemmTile;
   if (forced !== 'auto' && !(forced in LANE_TILES)) return null;
   const info = rt.adapterInfo;
@@ -296,7 +296,7 @@ export function chooseLaneTile(rt: Runtime, M: number, N: number, batch: number)
     return { name, tile: LANE_TILES[name], S };
   }
   if (!info.isFallbackAdapter || !S || 64 % S !== 0) return null;
-  const name = cheapestLaneTile(S, M, N, batch);
+  const name = cheapestLaneTile(S, M, N, batch, fold);
   return { name, tile: LANE_TILES[name], S };
 }
 
@@ -347,6 +347,7 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
     .u32(g.M, g.N, g.K, g.batchA)
     .u32(g.batchB, g.M * g.N, c?.ow ?? 1, c?.ih ?? 0)
     .u32(c?.iw ?? 0, c?.padTop ?? 0, c?.padLeft ?? 0, g.N / split)
+    .u32(g.batch, 0, 0, 0)
     .build();
   const inputs = [a, b];
   if (bias) inputs.push(bias);
@@ -373,12 +374,14 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
       { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, geo.BN), ceilDiv(g.M, geo.BM), g.batch], flops },
     );
   }
-  const lanes = chooseLaneTile(rt, g.M, g.N, g.batch);
+  // A weight shared by the batch (batchA 0) is read once for all its elements' columns.
+  const fold = g.batchA === 0 && g.batch > 1;
+  const lanes = chooseLaneTile(rt, g.M, g.N, g.batch, fold);
   if (lanes) {
     const { name, tile: lt, S } = lanes;
     return rt.run(
-      rt.kernel(`lgemm:${name}:${S}:${v.dtypeA}:${v.dtypeB}:${operandsKey(v)}`, () => ({ code: laneGemmCode(v, lt, S), inputs: inputs.length, outputs: split, uniforms: true })),
-      { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: laneWorkgroups(lt, S, g.M, g.N, g.batch), flops },
+      rt.kernel(`lgemm:${name}:${S}${fold ? ':fold' : ''}:${v.dtypeA}:${v.dtypeB}:${operandsKey(v)}`, () => ({ code: laneGemmCode(v, lt, S, fold), inputs: inputs.length, outputs: split, uniforms: true })),
+      { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: laneWorkgroups(lt, S, g.M, g.N, g.batch, fold), flops },
     );
   }
   return rt.run(
