@@ -1,6 +1,8 @@
-// The SIMT GEMM tiles on the GEMM shapes of SD1.5's U-Net at a 64² image (latent 8²), where the
-// deepest levels have 16, 4 and 1 pixels and the time-embedding projections 2 rows: each shape
-// with each tile (one runtime per forced `gemmTile`), the GPU time of one launch from timestamps
+// The SIMT GEMM tiles, workgroup-memory and lane (matmul-lanes.ts), on the GEMM shapes of a DiffSim
+// pair at a 64² image: the VAE's first level (128 channels at 64², batch 1), the U-Net at latent 8²
+// (batch 2), whose deepest levels have 16, 4 and 1 pixels, an attention projection over its 128
+// tokens and the time-embedding projections' 2 rows: each shape with each tile (one runtime per
+// forced `gemmTile`), the GPU time of one launch from timestamps
 // (src/gpu/profile.ts), interleaved over rounds and the best kept, since a shared machine's load
 // comes and goes. Prints a table and writes bench/results/small-gemm-<adapter>.json.
 //
@@ -11,12 +13,13 @@ import { join } from 'node:path';
 import { Runtime, type Tensor } from '../src/gpu/runtime.js';
 import { profileStage } from '../src/gpu/profile.js';
 import { conv2d, linear, TILES } from '../src/kernels/matmul.js';
+import { LANE_TILES } from '../src/kernels/matmul-lanes.js';
 import { pixels, ROOT } from './sd15-random.js';
 
 const argv = process.argv.slice(2);
 const arg = (k: string) => (argv.includes(k) ? argv[argv.indexOf(k) + 1] : undefined);
 const rounds = Number(arg('--rounds') ?? 3);
-const tiles = (arg('--tiles') ?? 'auto,small,n2,n4,n16,m8,medium').split(',') as ('auto' | keyof typeof TILES)[];
+const tiles = (arg('--tiles') ?? ['auto', 'medium', 'small', 'n2', 'n4', 'n16', 'm8', ...Object.keys(LANE_TILES)].join(',')).split(',') as ('auto' | keyof typeof TILES | keyof typeof LANE_TILES)[];
 const outDir = arg('--out') ?? join(ROOT, 'bench', 'results');
 
 interface Shape {
@@ -25,12 +28,12 @@ interface Shape {
   make(rt: Runtime): { run(): void; dispose(): void };
 }
 
-function conv(name: string, cin: number, cout: number, hw: number, k: number): Shape {
+function conv(name: string, cin: number, cout: number, hw: number, k: number, batch = 2): Shape {
   return {
     name,
-    flops: 2 * 2 * cout * hw * hw * cin * k * k,
+    flops: 2 * batch * cout * hw * hw * cin * k * k,
     make(rt) {
-      const x = rt.upload(pixels(2 * cin * hw * hw, 1), [2, cin, hw, hw]);
+      const x = rt.upload(pixels(batch * cin * hw * hw, 1), [batch, cin, hw, hw]);
       const w = rt.upload(pixels(cout * cin * k * k, 2).map((v) => v * 0.01), [cout, cin, k, k]);
       const b = rt.upload(pixels(cout, 3), [cout]);
       return { run: () => conv2d(x, w, { bias: b, padding: (k - 1) / 2 }).dispose(), dispose: () => [x, w, b].forEach((t: Tensor) => t.dispose()) };
@@ -52,6 +55,9 @@ function lin(name: string, m: number, n: number, k: number): Shape {
 }
 
 const SHAPES: Shape[] = [
+  conv('conv3x3 128→128 at 64×64, batch 1 (N=4096: the VAE encoder at a 64² image)', 128, 128, 64, 3, 1),
+  conv('conv3x3 320→320 at 8×8 (N=64: down_blocks.0, up_blocks.3)', 320, 320, 8, 3),
+  lin('linear 320→320, M=128 (attention projections at latent 8²)', 128, 320, 320),
   conv('conv3x3 1280→1280 at 1×1 (N=1: down_blocks.3, mid_block, up_blocks.0)', 1280, 1280, 1, 3),
   conv('conv3x3 2560→1280 at 2×2 (N=4: up_blocks.1 conv1)', 2560, 1280, 2, 3),
   conv('conv3x3 640→640 at 4×4 (N=16: down_blocks.1)', 640, 640, 4, 3),

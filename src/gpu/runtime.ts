@@ -8,11 +8,14 @@
 // queue orders every write after the submissions before it, so one arena serves every batch and a
 // bind group does not depend on the batch (bind groups are cached by buffers).
 //
-// Buffer reuse: a released storage buffer becomes reusable once every command that may touch it has
-// been submitted. From then on the queue orders any later use after those commands: later kernels
-// are recorded into later submissions, and host writes (queue.writeBuffer) go through
-// `writeTensor`, which submits recorded work before writing. Within one unsubmitted batch a released
-// buffer is never handed out again, so a host write can never overtake a pending reader.
+// Buffer reuse: a released storage buffer is reusable at once. Every later use is ordered after the
+// commands already recorded: a kernel is recorded after them (in the same batch, where the
+// dispatches of a pass run in order, or in a later submission), and host writes
+// (queue.writeBuffer) go through `writeTensor`, which submits the recorded work before writing, so a
+// host write can never overtake a pending reader. The oldest free buffer of a size class is handed
+// out first, independent of where the batches were cut and of the order buffers were released in:
+// the same sequence of ops from the same free buffers gets the same buffers, so its bind groups come
+// from the cache.
 
 import { acquireDevice, type AcquiredDevice, type AdapterDescription, type DeviceOptions } from './device.js';
 import { resolveFlags, type FlagOptions, type Flags, type FlagSource, type FlagName, type TensorCoreMode } from './flags.js';
@@ -136,8 +139,6 @@ export interface MemoryStats {
   liveBytes: number;
   /** Bytes in the pool, free for reuse. */
   pooledBytes: number;
-  /** Bytes released but not yet reusable (the GPU may still use them). */
-  pendingBytes: number;
   /** Highest `allocatedBytes` seen since creation or the last `resetPeak()`. */
   peakAllocatedBytes: number;
   liveTensors: number;
@@ -155,14 +156,16 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
-/** Buffers by size class. Released buffers wait until the submissions that may use them are done. */
+/** Buffers by size class; the oldest free buffer of a class is reused first (see the buffer reuse
+ *  note above). */
 export class BufferPool {
+  /** Per size class, free buffers by creation order, newest first (the oldest is popped). */
   private free = new Map<number, GPUBuffer[]>();
-  private pending: { buffer: GPUBuffer; capacity: number; serial: number }[] = [];
+  private readonly order = new WeakMap<GPUBuffer, number>();
+  private created = 0;
   allocatedBytes = 0;
   liveBytes = 0;
   pooledBytes = 0;
-  pendingBytes = 0;
   peakAllocatedBytes = 0;
   liveStorages = 0;
 
@@ -186,6 +189,7 @@ export class BufferPool {
 
   private create(capacity: number): GPUBuffer {
     const buffer = this.rt.device.createBuffer({ size: capacity, usage: STORAGE_USAGE });
+    this.order.set(buffer, this.created++);
     this.allocatedBytes += capacity;
     if (this.allocatedBytes > this.peakAllocatedBytes) this.peakAllocatedBytes = this.allocatedBytes;
     return buffer;
@@ -200,31 +204,23 @@ export class BufferPool {
   release(storage: Storage): void {
     this.liveBytes -= storage.capacity;
     this.liveStorages--;
-    const serial = this.rt.serialForRelease();
-    if (serial <= this.rt.submittedSerial) this.toFree(storage.buffer, storage.capacity);
-    else {
-      this.pending.push({ buffer: storage.buffer, capacity: storage.capacity, serial });
-      this.pendingBytes += storage.capacity;
-    }
-  }
-
-  /** Called once submission `serial` (and every earlier one) has been handed to the queue. */
-  retire(serial: number): void {
-    if (!this.pending.length) return;
-    const still: typeof this.pending = [];
-    for (const p of this.pending) {
-      if (p.serial <= serial) {
-        this.pendingBytes -= p.capacity;
-        this.toFree(p.buffer, p.capacity);
-      } else still.push(p);
-    }
-    this.pending = still;
+    this.toFree(storage.buffer, storage.capacity);
   }
 
   private toFree(buffer: GPUBuffer, capacity: number): void {
     let list = this.free.get(capacity);
     if (!list) this.free.set(capacity, (list = []));
-    list.push(buffer);
+    // Which buffer an op gets then depends on which buffers are free, not on the order they were
+    // released in (async read-backs release theirs when the GPU is done).
+    const rank = this.order.get(buffer) ?? 0;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.order.get(list[mid]!) ?? 0) > rank) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buffer);
     this.pooledBytes += capacity;
   }
 
@@ -948,7 +944,6 @@ export class Runtime {
     this.device.queue.submit([batch.encoder.finish()]);
     if (ts && this.profiler) this.profiler.pending.push(this.readTimestamps(this.profiler, ts.slot, ts.records));
     const serial = ++this.submittedSerial;
-    this.pool.retire(serial);
     const done = this.device.queue.onSubmittedWorkDone().then(
       () => this.onComplete(serial),
       () => this.onComplete(serial),
@@ -961,10 +956,7 @@ export class Runtime {
     while (this.inFlight.length && this.inFlight[0]!.serial <= this.completedSerial) this.inFlight.shift();
   }
 
-  /** @internal The submission after which a buffer released now is no longer used. */
-  serialForRelease(): number {
-    return this.batch ? this.submittedSerial + 1 : this.submittedSerial;
-  }
+
 
   /** Submits pending work and waits until the GPU has finished it. */
   async sync(): Promise<void> {
@@ -988,12 +980,11 @@ export class Runtime {
 
   /** GPU memory counters; all zero once the runtime is closed or destroyed. */
   memory(): MemoryStats {
-    if (this.destroyed) return { allocatedBytes: 0, liveBytes: 0, pooledBytes: 0, pendingBytes: 0, peakAllocatedBytes: this.pool.peakAllocatedBytes, liveTensors: 0 };
+    if (this.destroyed) return { allocatedBytes: 0, liveBytes: 0, pooledBytes: 0, peakAllocatedBytes: this.pool.peakAllocatedBytes, liveTensors: 0 };
     return {
       allocatedBytes: this.pool.allocatedBytes,
       liveBytes: this.pool.liveBytes,
       pooledBytes: this.pool.pooledBytes,
-      pendingBytes: this.pool.pendingBytes,
       peakAllocatedBytes: this.pool.peakAllocatedBytes,
       liveTensors: this.pool.liveStorages,
     };
