@@ -283,8 +283,10 @@ export function chooseTile(rt: Runtime, M: number, N: number, batch: number): Ti
 export const GEMM_TILE_NAMES = [...Object.keys(TILES), ...Object.keys(LANE_TILES)] as (keyof typeof TILES | keyof typeof LANE_TILES)[];
 
 /** The lane GEMM (matmul-lanes.ts) for this problem, or null for the workgroup-memory kernel: on
- *  CPU adapters whose subgroups have one fixed size, or wherever the `gemmTile` flag forces a lane
- *  tile (an adapter without such subgroups is then an error, not a silent fallback). */
+ *  CPU adapters under Node's Dawn whose subgroups have one fixed size (lavapipe), or wherever the
+ *  `gemmTile` flag forces a lane tile (an adapter without such subgroups is then an error, not a
+ *  silent fallback). Chromium's SwiftShader keeps the workgroup-memory kernel: there the lane kernel
+ *  scored DiffSim 4× faster but lost the device on DINOv2. */
 export function chooseLaneTile(rt: Runtime, M: number, N: number, batch: number, fold = false): { name: keyof typeof LANE_TILES; tile: LaneTile; S: number } | null {
   const forced = rt.flags.gemmTile;
   if (forced !== 'auto' && !(forced in LANE_TILES)) return null;
@@ -295,7 +297,7 @@ export function chooseLaneTile(rt: Runtime, M: number, N: number, batch: number,
     const name = forced as keyof typeof LANE_TILES;
     return { name, tile: LANE_TILES[name], S };
   }
-  if (!info.isFallbackAdapter || !S || 64 % S !== 0) return null;
+  if (!info.isFallbackAdapter || !S || 64 % S !== 0 || info.host !== 'node-dawn') return null;
   const name = cheapestLaneTile(S, M, N, batch, fold);
   return { name, tile: LANE_TILES[name], S };
 }
