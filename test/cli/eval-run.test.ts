@@ -5,55 +5,35 @@
 // before any model loads, the ensemble's votes.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PNG } from 'pngjs';
 import { createMetrics, type Metric } from '../../src/diffsim/metric.js';
 import { listItems, itemPaths } from '../../src/eval/protocols.js';
 import { runEval } from '../../src/eval/runner.js';
 import { lockResults, readRows, summarize } from '../../src/eval/results.js';
 import { datasetIdentity } from '../../src/eval/identity.js';
-import { REPO_ROOT, rejects, rng, runCli, runtime } from '../support/helpers.js';
+import { REPO_ROOT, rejects, runCli, runtime } from '../support/helpers.js';
+import { png, writeImage } from '../support/images.js';
 
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const MODELS = ['--model', join(TINY, 'sd15'), '--clip-model', join(TINY, 'clip'), '--dino-model', join(TINY, 'dinov2')];
 const TMP = mkdtempSync(join(tmpdir(), 'diffsim-eval-run-'));
 
-/** A 24×24 PNG: a smooth gradient per seed, so images differ and scores are not tied. */
-function png(seed: number): Buffer {
-  const r = rng(seed);
-  const img = new PNG({ width: 24, height: 24 });
-  const [a, b, c] = [r() * 255, r() * 255, r() * 255];
-  for (let y = 0; y < 24; y++) {
-    for (let x = 0; x < 24; x++) {
-      const i = (y * 24 + x) * 4;
-      img.data[i] = (a + x * 7) % 256;
-      img.data[i + 1] = (b + y * 5) % 256;
-      img.data[i + 2] = (c + (x + y) * 3 + r() * 20) % 256;
-      img.data[i + 3] = 255;
-    }
-  }
-  return PNG.sync.write(img);
-}
 
-function write(path: string, seed: number): void {
-  mkdirSync(join(path, '..'), { recursive: true });
-  writeFileSync(path, png(seed));
-}
 
 // IPref: two classes, the five fixed comparisons each, anchors <originals>/<cls>.JPG (PNG bytes: decoders sniff).
 const IPREF = join(TMP, 'ipref');
 const ORIG = join(TMP, 'ipa-bench');
 let seed = 1;
 for (const cls of ['cat', 'dog']) {
-  for (const w of ['1.0', '0.8', '0.6', '0.4', '0.35', '0.3', '0.2']) write(join(IPREF, cls, `${w}.png`), seed++);
-  write(join(ORIG, `${cls}.JPG`), seed++);
+  for (const w of ['1.0', '0.8', '0.6', '0.4', '0.35', '0.3', '0.2']) writeImage(join(IPREF, cls, `${w}.png`), seed++);
+  writeImage(join(ORIG, `${cls}.JPG`), seed++);
 }
 // Sref: three style folders of three images.
 const SREF = join(TMP, 'sref');
-for (const g of ['001', '002', '003']) for (const f of ['01', '02', '03']) write(join(SREF, g, `${f}.png`), seed++);
+for (const g of ['001', '002', '003']) for (const f of ['01', '02', '03']) writeImage(join(SREF, g, `${f}.png`), seed++);
 
 function cli(...args: string[]) {
   return runCli(args, { timeout: 300_000, env: { HF_HUB_OFFLINE: '1' } });
@@ -145,7 +125,7 @@ test('CLI: --list needs no model; a missing file is named before any model loads
     assert.match(r.stderr, /dog[/\\]0\.35\.png/);
     assert.is(r.stderr.split('\n').length, 1, r.stderr);
   } finally {
-    write(join(IPREF, 'dog', '0.35.png'), 999);
+    writeImage(join(IPREF, 'dog', '0.35.png'), 999);
   }
   const bad = cli('eval', 'ipref', IPREF);
   assert.is(bad.code, 2);

@@ -7,7 +7,6 @@ import * as assert from 'uvu/assert';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PNG } from 'pngjs';
 import { createMetrics, type Metric } from '../../src/diffsim/metric.js';
 import { itemPaths, listItems, type BenchmarkName, type EvalItem } from '../../src/eval/protocols.js';
 import { runEval } from '../../src/eval/runner.js';
@@ -15,45 +14,27 @@ import { readRows } from '../../src/eval/results.js';
 import { runSweep, sweepSource, type SweepGrid, type SweepRow } from '../../src/eval/sweep.js';
 import { renderRetrievalGrid, renderSweepPlot } from '../../src/apps/plot.js';
 import type { DiffSimSettingsInput } from '../../src/diffsim/settings.js';
-import { REPO_ROOT, rng, runCli, runtime } from '../support/helpers.js';
+import { REPO_ROOT, runCli, runtime } from '../support/helpers.js';
+import { writeImage } from '../support/images.js';
+import { PNG } from 'pngjs';
 
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const SD = join(TINY, 'sd15');
 const TMP = mkdtempSync(join(tmpdir(), 'diffsim-sweep-'));
 
-/** A 24×24 PNG: a smooth gradient per seed, so images differ and scores are not tied. */
-function png(seed: number): Buffer {
-  const r = rng(seed);
-  const img = new PNG({ width: 24, height: 24 });
-  const [a, b, c] = [r() * 255, r() * 255, r() * 255];
-  for (let y = 0; y < 24; y++) {
-    for (let x = 0; x < 24; x++) {
-      const i = (y * 24 + x) * 4;
-      img.data[i] = (a + x * 7) % 256;
-      img.data[i + 1] = (b + y * 5) % 256;
-      img.data[i + 2] = (c + (x + y) * 3 + r() * 20) % 256;
-      img.data[i + 3] = 255;
-    }
-  }
-  return PNG.sync.write(img);
-}
-function write(path: string, seed: number): void {
-  mkdirSync(join(path, '..'), { recursive: true });
-  writeFileSync(path, png(seed));
-}
 
 let seed = 1;
 // IPref: one class, its five fixed comparisons (one anchor, seven candidates).
 const IPREF = join(TMP, 'ipref');
 const ORIG = join(TMP, 'ipa-bench');
-for (const w of ['1.0', '0.8', '0.6', '0.4', '0.35', '0.3', '0.2']) write(join(IPREF, 'cat', `${w}.png`), seed++);
-write(join(ORIG, 'cat.JPG'), seed++);
+for (const w of ['1.0', '0.8', '0.6', '0.4', '0.35', '0.3', '0.2']) writeImage(join(IPREF, 'cat', `${w}.png`), seed++);
+writeImage(join(ORIG, 'cat.JPG'), seed++);
 // Sref: three style folders of three images.
 const SREF = join(TMP, 'sref');
-for (const g of ['001', '002', '003']) for (const f of ['01', '02', '03']) write(join(SREF, g, `${f}.png`), seed++);
+for (const g of ['001', '002', '003']) for (const f of ['01', '02', '03']) writeImage(join(SREF, g, `${f}.png`), seed++);
 // NIGHTS: three val rows sharing their reference, two prompts (the reference is embedded once per prompt).
 const NIGHTS = join(TMP, 'nights');
-for (const f of ['r0', 'a0', 'b0', 'r1', 'a1', 'b1', 'a2', 'b2']) write(join(NIGHTS, 'img', `${f}.png`), seed++);
+for (const f of ['r0', 'a0', 'b0', 'r1', 'a1', 'b1', 'a2', 'b2']) writeImage(join(NIGHTS, 'img', `${f}.png`), seed++);
 writeFileSync(
   join(NIGHTS, 'data.csv'),
   'split,ref_path,left_path,right_path,left_vote,prompt\nval,img/r0.png,img/a0.png,img/b0.png,1,Cat\nval,img/r0.png,img/a2.png,img/b2.png,0,Dog\ntrain,img/r1.png,img/a1.png,img/b1.png,1,Cat\nval,img/r0.png,img/a1.png,img/b1.png,0,Cat\n',

@@ -7,7 +7,6 @@ import * as assert from 'uvu/assert';
 import { cpSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PNG } from 'pngjs';
 import { runParity } from '../../src/parity/parity.js';
 import { createMetric } from '../../src/diffsim/metric.js';
 import { DiffSimDiT, ditTimesteps } from '../../src/diffsim/dit.js';
@@ -15,7 +14,8 @@ import { DiffSimSettingsError } from '../../src/diffsim/settings.js';
 import { loadImage } from '../../src/io/image.js';
 import { loadDit } from '../../src/models/load.js';
 import { respacedTimestepMap, sincosPositionTable } from '../../src/models/dit.js';
-import { FIXTURES, REPO_ROOT, rejects, rng, runCli, runtime } from '../support/helpers.js';
+import { FIXTURES, REPO_ROOT, rejects, runCli, runtime } from '../support/helpers.js';
+import { png } from '../support/images.js';
 
 const TINY_DIT = join(REPO_ROOT, 'weights', 'tiny', 'dit');
 const FIX = join(FIXTURES, 'dit-tiny');
@@ -164,22 +164,6 @@ test('bad input: step ≤ 500, stepMode timestep, a layer past the blocks, the n
   await rejects(() => open({ ditModel: notDit }), /model\.safetensors: not a DiT checkpoint in the official layout/, 'ditModel: notDit');
 });
 
-/** A 32×32 PNG gradient per seed. */
-function png(seed: number): Buffer {
-  const r = rng(seed);
-  const img = new PNG({ width: 32, height: 32 });
-  const [a, b, c] = [r() * 255, r() * 255, r() * 255];
-  for (let y = 0; y < 32; y++) {
-    for (let x = 0; x < 32; x++) {
-      const i = (y * 32 + x) * 4;
-      img.data[i] = (a + x * 7) % 256;
-      img.data[i + 1] = (b + y * 5) % 256;
-      img.data[i + 2] = (c + (x + y) * 3 + r() * 20) % 256;
-      img.data[i + 3] = 255;
-    }
-  }
-  return PNG.sync.write(img);
-}
 
 function cli(...args: string[]) {
   return runCli(args, { timeout: 300_000, env: { HF_HUB_OFFLINE: '1' } });
@@ -220,7 +204,7 @@ test('CLI eval: diffsim-dit follows the official scripts (the benchmark\'s step;
   let seed = 1;
   const write = (path: string) => {
     mkdirSync(join(path, '..'), { recursive: true });
-    writeFileSync(path, png(seed++));
+    writeFileSync(path, png(seed++, 32));
   };
   for (const g of ['001', '002', '003']) for (const f of ['01', '02', '03']) write(join(SREF, g, `${f}.png`));
   for (const cls of ['cat']) {

@@ -7,40 +7,23 @@
 // scored at 64 px, the smallest --size the CLI takes (the library's lpips and gram take 16).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PNG } from 'pngjs';
 import { createMetric, type Metric } from '../../src/diffsim/metric.js';
 import { BENCHMARK_NAMES, listItems, type BenchmarkName, type EvalItem, type ProtocolOptions } from '../../src/eval/protocols.js';
 import { runEval } from '../../src/eval/runner.js';
 import type { DecisionRule } from '../../src/eval/decide.js';
-import { REPO_ROOT, rng, runCli, runtime } from '../support/helpers.js';
+import { REPO_ROOT, runCli, runtime } from '../support/helpers.js';
+import { png, writeImage } from '../support/images.js';
 
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const TMP = mkdtempSync(join(tmpdir(), 'diffsim-eval-new-'));
 
-/** A 24×24 PNG: a smooth gradient per seed, so images differ and scores are not tied. */
-function png(seed: number): Buffer {
-  const r = rng(seed);
-  const img = new PNG({ width: 24, height: 24 });
-  const [a, b, c] = [r() * 255, r() * 255, r() * 255];
-  for (let y = 0; y < 24; y++) {
-    for (let x = 0; x < 24; x++) {
-      const i = (y * 24 + x) * 4;
-      img.data[i] = (a + x * 7) % 256;
-      img.data[i + 1] = (b + y * 5) % 256;
-      img.data[i + 2] = (c + (x + y) * 3 + r() * 20) % 256;
-      img.data[i + 3] = 255;
-    }
-  }
-  return PNG.sync.write(img);
-}
 
 let seed = 1;
 function write(path: string, bytes: Buffer | string = png(seed++)): void {
-  mkdirSync(join(path, '..'), { recursive: true });
-  writeFileSync(path, bytes);
+  writeImage(path, bytes);
 }
 
 // The datasets: each the fewest files its protocol needs to form items, truths of both kinds where

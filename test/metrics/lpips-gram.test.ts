@@ -5,8 +5,7 @@
 // the fixtures' scores.json; options, errors, the eval decision rules and the CLI spelling.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { PNG } from 'pngjs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { listItems, itemPaths } from '../../src/eval/protocols.js';
 import { runEval } from '../../src/eval/runner.js';
 import { tmpdir } from 'node:os';
@@ -27,7 +26,8 @@ import { parseCommand } from '../../src/cli/metric-options.js';
 import { detectArch, featureOps } from '../../src/models/vgg.js';
 import { bufferNeeds } from '../../src/web/limits.js';
 import { localModelFiles } from '../../src/io/local-files.js';
-import { FIXTURES, REPO_ROOT, rejects, randn, rng, runCli, runtime, take } from '../support/helpers.js';
+import { FIXTURES, REPO_ROOT, rejects, randn, runCli, runtime, take } from '../support/helpers.js';
+import { writeImage } from '../support/images.js';
 
 const TINY = join(REPO_ROOT, 'weights', 'tiny');
 const LPIPS_DIR = join(FIXTURES, 'lpips-tiny');
@@ -365,39 +365,19 @@ test("the default hub ids: timm's vgg16.tv_in1k / vgg19.tv_in1k layout (features
   }
 });
 
-/** A 24×24 PNG: a smooth gradient per seed (images differ, scores are not tied). */
-function png(seed: number): Buffer {
-  const r = rng(seed);
-  const img = new PNG({ width: 24, height: 24 });
-  const [a, b, c] = [r() * 255, r() * 255, r() * 255];
-  for (let y = 0; y < 24; y++) {
-    for (let x = 0; x < 24; x++) {
-      const i = (y * 24 + x) * 4;
-      img.data[i] = (a + x * 7) % 256;
-      img.data[i + 1] = (b + y * 5) % 256;
-      img.data[i + 2] = (c + (x + y) * 3 + r() * 20) % 256;
-      img.data[i + 3] = 255;
-    }
-  }
-  return PNG.sync.write(img);
-}
 
 test('eval on synthetic ipref and sref: lpips rows follow s1 < s2, gram rows s1 > s2; the CLI runs both', async () => {
   const tmp = mkdtempSync(join(tmpdir(), 'diffsim-lpips-eval-'));
   try {
-    const write = (path: string, seed: number) => {
-      mkdirSync(join(path, '..'), { recursive: true });
-      writeFileSync(path, png(seed));
-    };
     const ipref = join(tmp, 'ipref');
     const orig = join(tmp, 'ipa-bench');
     let seed = 1;
     for (const cls of ['cat', 'dog']) {
-      for (const w of ['1.0', '0.8', '0.6', '0.4', '0.35', '0.3', '0.2']) write(join(ipref, cls, `${w}.png`), seed++);
-      write(join(orig, `${cls}.JPG`), seed++);
+      for (const w of ['1.0', '0.8', '0.6', '0.4', '0.35', '0.3', '0.2']) writeImage(join(ipref, cls, `${w}.png`), seed++);
+      writeImage(join(orig, `${cls}.JPG`), seed++);
     }
     const sref = join(tmp, 'sref');
-    for (const g of ['001', '002', '003']) for (const f of ['01', '02', '03']) write(join(sref, g, `${f}.png`), seed++);
+    for (const g of ['001', '002', '003']) for (const f of ['01', '02', '03']) writeImage(join(sref, g, `${f}.png`), seed++);
     const rt = await runtime();
     const [lpips, gram] = await createMetrics(['lpips', 'gram'], { runtime: rt, lpipsModel: join(TINY, 'lpips-vgg'), vggModel: join(TINY, 'vgg19'), lpips: { imageSize: 64 }, gram: { imageSize: 64 } });
     try {

@@ -1,36 +1,13 @@
 // Shared by the sweep suites: synthetic images, and the check that every cell of a sweep scores
 // each item exactly as a separate eval run with that cell's settings.
 import * as assert from 'uvu/assert';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { PNG } from 'pngjs';
 import type { Metric } from '../../src/diffsim/metric.js';
 import { itemPaths, type BenchmarkName, type EvalItem } from '../../src/eval/protocols.js';
 import { runEval } from '../../src/eval/runner.js';
 import { runSweep, sweepSource, type SweepCellResult, type SweepGrid, type SweepRow, type SweepRunResult } from '../../src/eval/sweep.js';
-import { rng } from './helpers.js';
+export { png, writeImage } from './images.js';
 
-/** A 24×24 PNG (whatever the file's extension: images are sniffed): a gradient per seed. */
-export function png(seed: number): Buffer {
-  const r = rng(seed);
-  const img = new PNG({ width: 24, height: 24 });
-  const [a, b, c] = [r() * 255, r() * 255, r() * 255];
-  for (let y = 0; y < 24; y++) {
-    for (let x = 0; x < 24; x++) {
-      const i = (y * 24 + x) * 4;
-      img.data[i] = (a + x * 7) % 256;
-      img.data[i + 1] = (b + y * 5) % 256;
-      img.data[i + 2] = (c + (x + y) * 3 + r() * 20) % 256;
-      img.data[i + 3] = 255;
-    }
-  }
-  return PNG.sync.write(img);
-}
 
-export function writeImage(path: string, seed: number): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, png(seed));
-}
 
 /** Distinct (role, image, prompt) of the items: one group's passes (role and prompt only where
  *  the metric's embedding depends on them). */
