@@ -334,16 +334,6 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
   const split = v.split ?? 1;
   if (g.K === 0 && (split > 1 || v.storeT || batchBias)) throw new ShapeError('gemm: an empty inner dimension with split, transposed or batch-bias outputs is not supported');
   const sub = chooseSubgroupTile(rt, v, g);
-  const tile = chooseTile(rt, g.M, g.N, g.batch);
-  // With an empty inner dimension (an f16 result runs the kernel, below) the operands are empty
-  // buffers: scalar bindings take them, vec4 ones need 16 bytes.
-  const noVec = rt.flags.gemmScalar || g.K === 0;
-  // vec4 loads need 16-byte aligned rows and batch strides.
-  const vecA = !noVec && v.dtypeA === 'f32' && g.K % 4 === 0 && g.batchA % 4 === 0 && (tile.BK / 4) <= 256;
-  const vecB = !noVec && v.dtypeB === 'f32' && v.bLayout !== 'im2col' && (v.bLayout === 'nk' ? g.K % 4 === 0 : g.N % 4 === 0 && tile.BN / 4 <= 256) && g.batchB % 4 === 0;
-  const threads = (tile.BM / tile.TM) * (tile.BN / tile.TN);
-  const fits = (extent: number) => (extent * tile.BK) % (threads * 4) === 0;
-  const variant: GemmVariant = { ...v, tile, vecA: vecA && fits(tile.BM), vecB: vecB && fits(tile.BN) };
   const c = g.conv;
   const params = new Params()
     .u32(g.M, g.N, g.K, g.batchA)
@@ -367,12 +357,26 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
     return [yr];
   }
   const flops = 2 * g.M * g.N * g.K * g.batch;
+  // The subgroup-matrix and workgroup-memory kernels' variant (tile and operand loads); the lane
+  // kernel needs none of it.
+  const simtVariant = (): GemmVariant => {
+    const tile = chooseTile(rt, g.M, g.N, g.batch);
+    // With an empty inner dimension (an f16 result runs the kernel) the operands are empty
+    // buffers: scalar bindings take them, vec4 ones need 16 bytes.
+    const noVec = rt.flags.gemmScalar || g.K === 0;
+    // vec4 loads need 16-byte aligned rows and batch strides.
+    const vecA = !noVec && v.dtypeA === 'f32' && g.K % 4 === 0 && g.batchA % 4 === 0 && (tile.BK / 4) <= 256;
+    const vecB = !noVec && v.dtypeB === 'f32' && v.bLayout !== 'im2col' && (v.bLayout === 'nk' ? g.K % 4 === 0 : g.N % 4 === 0 && tile.BN / 4 <= 256) && g.batchB % 4 === 0;
+    const threads = (tile.BM / tile.TM) * (tile.BN / tile.TN);
+    const fits = (extent: number) => (extent * tile.BK) % (threads * 4) === 0;
+    return { ...v, tile, vecA: vecA && fits(tile.BM), vecB: vecB && fits(tile.BN) };
+  };
   if (sub) {
     const { tile: st, sm, name } = sub;
     const geo = subgroupGeometry(st, sm, v.bLayout === 'nk');
     const key = `sgemm:${name}:${sm.M}x${sm.N}x${sm.K}:${sm.syntax}:${sm.subgroupSize}:${v.dtypeA}:${v.dtypeB}:${operandsKey(v)}`;
     return rt.run(
-      rt.kernel(key, () => ({ code: subgroupGemmCode(variant, st, sm), inputs: inputs.length, outputs: split, uniforms: true })),
+      rt.kernel(key, () => ({ code: subgroupGemmCode(simtVariant(), st, sm), inputs: inputs.length, outputs: split, uniforms: true })),
       { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, geo.BN), ceilDiv(g.M, geo.BM), g.batch], flops },
     );
   }
@@ -386,9 +390,10 @@ function gemmOutputs(rt: Runtime, v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>
       { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: laneWorkgroups(lt, S, g.M, g.N, g.batch, fold), flops },
     );
   }
+  const variant = simtVariant();
   return rt.run(
     rt.kernel(variantKey(variant), () => ({ code: gemmCode(variant), inputs: inputs.length, outputs: split, uniforms: true })),
-    { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, tile.BN), ceilDiv(g.M, tile.BM), g.batch], flops },
+    { params, inputs, outputs: outShapes.map((shape) => ({ shape, dtype: v.dtypeC })), workgroups: [ceilDiv(g.N, variant.tile.BN), ceilDiv(g.M, variant.tile.BM), g.batch], flops },
   );
 }
 
