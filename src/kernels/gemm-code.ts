@@ -69,7 +69,7 @@ export const GEMM_PARAMS = /* wgsl */ `struct P {
  *  in scope); bias, time-embedding bias, activation and residual are applied, in the order of the
  *  unfused ops, and the result goes to its output (one of `split` for fused q/k/v). An f16 result
  *  needs `enable f16;` at the top of the module (enableF16(v.dtypeC)). */
-export function gemmEpilogue(v: GemmVariant, aType: string, bType: string, value: string): { bindings: string; store: string } {
+export function gemmEpilogue(v: Omit<GemmVariant, 'tile' | 'vecA' | 'vecB'>, aType: string, bType: string, value: string): { bindings: string; store: string } {
   const bindings: string[] = [
     `@group(0) @binding(1) var<storage, read> A: array<${aType}>;`,
     `@group(0) @binding(2) var<storage, read> B: array<${bType}>;`,

@@ -121,7 +121,7 @@ export function laneGemmCode(v: LaneVariant, t: LaneTile, S: number, fold: boole
   }
   // The epilogue runs once per output in a loop (not unrolled: bias, activation and residual code
   // TL·TS times over would multiply the compile time), reading the sums from an array.
-  const { store } = gemmEpilogue(v as GemmVariant, aType, bType, 'value');
+  const { bindings, store } = gemmEpilogue(v, aType, bType, 'value');
   const sAxis = `wid.${axis === 'n' ? 'y' : 'x'} * ${TS}u + s`;
   const lAxis = `wid.${axis === 'n' ? 'x' : 'y'} * ${WG * TL}u + l * ${WG}u + lid`;
   const [gmExpr, gnExpr] = axis === 'n' ? [sAxis, lAxis] : [lAxis, sAxis];
@@ -144,7 +144,6 @@ export function laneGemmCode(v: LaneVariant, t: LaneTile, S: number, fold: boole
       ${store}
     }
   }`;
-  const { bindings } = gemmEpilogue(v as GemmVariant, aType, bType, '0.0');
   return /* wgsl */ `${enableF16(v.dtypeC)}
 enable subgroups;
 ${GEMM_PARAMS}
